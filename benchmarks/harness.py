@@ -1,0 +1,98 @@
+"""Shared timing harness: medians of jit-compiled JAX calls and torch calls on the
+same machine in one run, compile times, and a table of ratios.
+
+Each ``benchmarks/bench_<family>.py`` defines ``run(table: Table, quick: bool)``
+and adds rows; ``benchmarks/run.py`` runs the families asked for and prints the
+table.  A row compares jaxlayers with flax.linen and torch:
+
+    ratio jl/flax = median(jaxlayers) / median(flax.linen)   (< 1: jaxlayers faster)
+    ratio jl/torch = median(jaxlayers) / median(torch)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+
+
+def _block(out: Any) -> Any:
+    return jax.block_until_ready(out)
+
+
+def time_jax(fn: Callable, *args: Any, warmup: int = 2, iters: int = 20) -> float:
+    """Median wall time (s) of ``fn(*args)`` (already jitted), results blocked."""
+    for _ in range(warmup):
+        _block(fn(*args))
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        _block(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def compile_seconds(fn: Callable, *args: Any) -> float:
+    """Trace + lower + compile time (s) of a ``jax.jit``-wrapped ``fn`` for ``args``."""
+    t0 = time.perf_counter()
+    fn.lower(*args).compile()
+    return time.perf_counter() - t0
+
+
+def time_torch(fn: Callable, *args: Any, warmup: int = 2, iters: int = 20) -> float:
+    """Median wall time (s) of a torch callable (CPU: synchronous)."""
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    jaxlayers: float
+    flax: float | None = None
+    torch: float | None = None
+    compile_s: float | None = None
+    flax_compile_s: float | None = None
+    note: str = ""
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def add(self, name: str, jaxlayers: float, flax: float | None = None, torch: float | None = None,
+            compile_s: float | None = None, flax_compile_s: float | None = None, note: str = "") -> Row:
+        row = Row(name, jaxlayers, flax, torch, compile_s, flax_compile_s, note)
+        self.rows.append(row)
+        print(self.format_row(row), flush=True)
+        return row
+
+    HEADER = (f"{'benchmark':<46} {'jaxlayers ms':>12} {'flax ms':>9} {'torch ms':>9} "
+              f"{'jl/flax':>8} {'jl/torch':>9} {'compile s':>10} {'flax comp s':>11}  note")
+
+    @staticmethod
+    def format_row(r: Row) -> str:
+        def ms(v):
+            return f"{v * 1e3:.3f}" if v is not None else "-"
+
+        def ratio(a, b):
+            return f"{a / b:.3f}" if b else "-"
+
+        def s(v):
+            return f"{v:.2f}" if v is not None else "-"
+
+        return (f"{r.name:<46} {ms(r.jaxlayers):>12} {ms(r.flax):>9} {ms(r.torch):>9} "
+                f"{ratio(r.jaxlayers, r.flax):>8} {ratio(r.jaxlayers, r.torch):>9} "
+                f"{s(r.compile_s):>10} {s(r.flax_compile_s):>11}  {r.note}")
+
+    def render(self) -> str:
+        return "\n".join([self.HEADER, "-" * len(self.HEADER)] + [self.format_row(r) for r in self.rows])

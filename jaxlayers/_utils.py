@@ -1,0 +1,118 @@
+"""Argument parsing and validation shared by every layer family.
+
+Every error raised from here starts with the layer's name (``"Conv2d: ..."``,
+``"max_pool2d: ..."``) so that a user sees which layer, which argument and which
+shapes are involved.  Checks run at construction or trace time on static shapes,
+never on traced values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ntuple",
+    "check_input_rank",
+    "require_train",
+    "accepts_train",
+    "index_dtype",
+    "shape_str",
+]
+
+
+def shape_str(x: Any) -> str:
+    """``(8, 3, 32, 32)`` for an array or a shape."""
+    shape = tuple(x.shape) if hasattr(x, "shape") else tuple(x)
+    return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def ntuple(
+    value: Any,
+    n: int,
+    arg: str,
+    layer: str,
+    *,
+    min_value: int | None = None,
+) -> tuple[int, ...]:
+    """Normalise an int-or-sequence argument to a tuple of ``n`` ints.
+
+    ``ntuple(3, 2, "kernel_size", "Conv2d") == (3, 3)``; a sequence must have
+    exactly ``n`` entries.  ``min_value`` bounds every entry from below.
+    """
+    if _is_int(value):
+        out = (int(value),) * n
+    elif isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
+        if len(value) == 1 and n > 1:
+            out = (int(value[0]),) * n
+        elif len(value) != n:
+            raise ValueError(
+                f"{layer}: {arg} must be an int or a sequence of {n} ints, got {value!r}"
+            )
+        else:
+            out = tuple(int(v) for v in value)
+    else:
+        raise TypeError(
+            f"{layer}: {arg} must be an int or a sequence of {n} ints, got {value!r}"
+        )
+    if min_value is not None and any(v < min_value for v in out):
+        raise ValueError(f"{layer}: {arg} must be >= {min_value} everywhere, got {value!r}")
+    return out
+
+
+def check_input_rank(layer: str, x: Any, ranks: Iterable[int], what: str = "") -> int:
+    """Raise unless ``x.ndim`` is one of ``ranks``; return the rank.
+
+    ``what`` describes the expected layouts, e.g. ``"(N, C, H, W) or (C, H, W)"``.
+    """
+    ranks = tuple(ranks)
+    ndim = jnp.ndim(x)
+    if ndim not in ranks:
+        expected = what or " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(
+            f"{layer}: expected {expected} input, got {ndim}-D input of shape {shape_str(jnp.shape(x))}"
+        )
+    return ndim
+
+
+def require_train(layer: str, train: bool | None) -> bool:
+    """Modules that behave differently in training and evaluation need ``train``.
+
+    There is no silent default: ``model.apply(v, x)`` on such a module raises.
+    """
+    if train is None:
+        raise ValueError(
+            f"{layer}: `train` must be given: call with train=True (training: batch "
+            "statistics, dropout active) or train=False (evaluation)"
+        )
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"{layer}: `train` must be a Python bool, got {type(train).__name__}")
+    return bool(train)
+
+
+def accepts_train(fn: Any) -> bool:
+    """Whether a module or callable takes a ``train`` keyword in ``__call__``."""
+    target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return "train" in params
+
+
+def index_dtype() -> jnp.dtype:
+    """int64 when ``jax_enable_x64`` is on, else int32 (torch always uses int64)."""
+    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+
+
+def prod(values: Sequence[int]) -> int:
+    return int(math.prod(values))

@@ -1,0 +1,15 @@
+"""Pure functions with ``torch.nn.functional``'s names and signatures.
+
+Flat namespace: ``from jaxlayers import functional as F; F.conv2d(...)``.
+Each family lives in its own module; this file only re-exports them.
+"""
+
+from .activation import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .padding import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .sparse import *  # noqa: F401,F403

@@ -1,0 +1,5 @@
+"""Linear, Bilinear, Identity, LazyLinear."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

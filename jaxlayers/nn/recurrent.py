@@ -1,0 +1,5 @@
+"""RNNCell, LSTMCell, GRUCell, RNN, LSTM, GRU."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
