@@ -256,10 +256,10 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metada
     header: dict[str, Any] = {}
     blobs, offset = [], 0
     for key in sorted(tensors):
-        arr = np.ascontiguousarray(to_numpy(tensors[key]))
+        arr = to_numpy(tensors[key])
         if arr.dtype not in names:
             raise TypeError(f"save_safetensors: unsupported dtype {arr.dtype} for {key!r}")
-        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        data = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).tobytes()
         header[key] = {"dtype": names[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
@@ -294,7 +294,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise TypeError(f"load_safetensors: unsupported dtype {info['dtype']} for {key!r}")
         begin, end = info["data_offsets"]
         dtype = np.dtype(table[info["dtype"]]).newbyteorder("<")
-        arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(info["shape"])
+        arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(tuple(info["shape"]))
         out[key] = arr.astype(arr.dtype.newbyteorder("="))
     return out
 

@@ -1,0 +1,516 @@
+"""The main job: train a CNN built from ``jaxlayers.nn`` on scikit-learn's digits.
+
+    python examples/train_classifier.py --config configs/digits_cnn.yaml [key=value ...]
+
+The network is written as in torch (Conv2d, BatchNorm2d, ReLU, MaxPool2d,
+AdaptiveAvgPool2d, Flatten, Dropout, Linear inside a Sequential), trained under
+``jax.jit`` with optax and evaluated on a held-out split.  The batch is sharded
+over all local devices (data parallel: BatchNorm sees the global batch).
+
+Writes under ``output.dir``: ``metrics.jsonl`` (one line per epoch),
+``training_curves.png``, ``feature_maps.png`` (first-layer responses),
+``config.yaml`` and ``checkpoint/`` (model as a torch-keyed ``.safetensors``,
+optimizer state, progress).  Rerunning the same command resumes from the last
+checkpoint; Ctrl-C keeps the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import shutil
+import sys
+import time
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from config import ConfigError, load_config, to_dict  # noqa: E402
+
+CHECKPOINT = "checkpoint"
+
+
+# ------------------------------------------------------------------- config
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # width per stage
+    convs_per_stage: int = 2
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        if not self.channels or any(c <= 0 for c in self.channels):
+            raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {self.channels}")
+        if self.convs_per_stage < 1:
+            raise ConfigError(f"model.convs_per_stage must be >= 1, got {self.convs_per_stage}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: int = 1
+
+    def validate(self) -> None:
+        if self.name not in ("adamw", "sgd"):
+            raise ConfigError(f"optim.name must be 'adamw' or 'sgd', got {self.name!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "digits"  # sklearn.datasets.load_digits: 1797 8x8 images, ships with scikit-learn
+    test_fraction: float = 0.25
+    subset: Optional[int] = None  # use only this many samples (quick runs)
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        if self.dataset != "digits":
+            raise ConfigError(f"data.dataset: only 'digits' (scikit-learn's embedded digits) is available, got {self.dataset!r}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 64
+    epochs: int = 20
+    seed: int = 0
+    num_devices: Optional[int] = None  # None: every local device
+    eval_batch_size: int = 256
+    max_epochs_this_run: Optional[int] = None  # stop early (time-boxed jobs); rerun to resume
+
+    def validate(self) -> None:
+        if self.batch_size <= 0 or self.epochs <= 0 or self.eval_batch_size <= 0:
+            raise ConfigError("train.batch_size, train.epochs and train.eval_batch_size must be positive")
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    dir: str = "outputs/digits_cnn"
+    checkpoint: bool = True
+    resume: bool = True
+    plots: bool = True
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+
+# --------------------------------------------------------------------- data
+
+
+def load_data(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Digits as ``(N, 1, 8, 8)`` float32 (standardised with train statistics) and int labels."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as e:
+        raise SystemExit(f"error: the digits data ship with scikit-learn, which is not installed ({e}); "
+                         "install the examples extra: pip install -e '.[examples]'") from None
+    digits = load_digits()
+    x = digits.images.astype(np.float32)[:, None] / 16.0
+    y = digits.target.astype(np.int32)
+    if cfg.subset is not None:
+        x, y = x[: cfg.subset], y[: cfg.subset]
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y if cfg.subset is None else None
+    )
+    mean, std = x_tr.mean(), x_tr.std()
+    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
+
+
+# -------------------------------------------------------------------- model
+
+
+def build_model(cfg: ModelConfig, in_channels: int = 1, num_classes: int = 10):
+    """The CNN, as one would write it with torch.nn."""
+    from jaxlayers import nn
+
+    layers: "OrderedDict[str, Any]" = OrderedDict()
+    c = in_channels
+    for s, width in enumerate(cfg.channels):
+        for j in range(cfg.convs_per_stage):
+            layers[f"conv{s}_{j}"] = nn.Conv2d(c, width, 3, padding=1, bias=False)
+            layers[f"bn{s}_{j}"] = nn.BatchNorm2d(width)
+            layers[f"relu{s}_{j}"] = nn.ReLU()
+            c = width
+        if s < len(cfg.channels) - 1:
+            layers[f"pool{s}"] = nn.MaxPool2d(2)
+    layers["gap"] = nn.AdaptiveAvgPool2d(1)
+    layers["flatten"] = nn.Flatten()
+    layers["dropout"] = nn.Dropout(cfg.dropout)
+    layers["fc"] = nn.Linear(c, num_classes)
+    return nn.Sequential(layers)
+
+
+def make_optimizer(cfg: OptimConfig, steps_per_epoch: int, epochs: int):
+    import optax
+
+    total = steps_per_epoch * epochs
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, max(total - 1, 0))
+    if cfg.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total, warmup + 1))
+    else:
+        lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr)], [warmup]) if warmup else optax.constant_schedule(cfg.lr)
+    if cfg.name == "adamw":
+        return optax.adamw(lr, weight_decay=cfg.weight_decay), lr
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr, momentum=cfg.momentum)), lr
+
+
+# ------------------------------------------------------------------ trainer
+
+
+class Trainer:
+    """Holds the jitted steps, the sharding and the state; ``fit`` runs epochs."""
+
+    def __init__(self, cfg: Config):
+        import jax
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        self.cfg = cfg
+        self.x_train, self.y_train, self.x_test, self.y_test = load_data(cfg.data)
+        devices = jax.local_devices()
+        n = cfg.train.num_devices or len(devices)
+        if n > len(devices):
+            raise ConfigError(f"train.num_devices={n} but only {len(devices)} local devices exist")
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(cfg.train, name) % n:
+                raise ConfigError(f"train.{name}={getattr(cfg.train, name)} must be divisible by the {n} devices")
+        if cfg.train.batch_size > len(self.x_train):
+            raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(self.x_train)} training samples")
+        self.mesh = Mesh(np.array(devices[:n]), ("data",))
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.steps_per_epoch = len(self.x_train) // cfg.train.batch_size
+        self.model = build_model(cfg.model)
+        self.tx, self.lr_schedule = make_optimizer(cfg.optim, self.steps_per_epoch, cfg.train.epochs)
+        self.dropout_key = jax.random.key(cfg.train.seed + 1)
+        self._build_steps()
+
+    # state -----------------------------------------------------------------
+    def init_state(self) -> dict:
+        import jax
+        import jax.numpy as jnp
+
+        variables = self.model.init(jax.random.key(self.cfg.train.seed), jnp.zeros((1, 1, 8, 8), jnp.float32), train=False)
+        state = {
+            "params": variables["params"],
+            "batch_stats": variables["batch_stats"],
+            "opt_state": self.tx.init(variables["params"]),
+            "step": jnp.zeros((), jnp.int32),
+        }
+        return jax.device_put(state, self.replicated)
+
+    def _build_steps(self) -> None:
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        model, tx, dropout_key = self.model, self.tx, self.dropout_key
+
+        def train_step(state, x, y):
+            key = jax.random.fold_in(dropout_key, state["step"])
+
+            def loss_fn(params):
+                logits, updates = model.apply(
+                    {"params": params, "batch_stats": state["batch_stats"]}, x,
+                    train=True, mutable=["batch_stats"], rngs={"dropout": key},
+                )
+                loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+                return loss, (logits, updates["batch_stats"])
+
+            (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+            updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+            new_state = {
+                "params": optax.apply_updates(state["params"], updates),
+                "batch_stats": batch_stats,
+                "opt_state": opt_state,
+                "step": state["step"] + 1,
+            }
+            metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y)}
+            return new_state, metrics
+
+        def eval_step(state, x, y, weight):
+            logits = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, x, train=False)
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            return {"loss_sum": jnp.sum(losses * weight),
+                    "correct": jnp.sum((jnp.argmax(logits, -1) == y) * weight)}
+
+        b, r = self.batch_sharding, self.replicated
+        self.train_step = jax.jit(train_step, in_shardings=(r, b, b), out_shardings=(r, r), donate_argnums=0)
+        self.eval_step = jax.jit(eval_step, in_shardings=(r, b, b, b), out_shardings=r)
+
+    # loops -------------------------------------------------------------------
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng((self.cfg.train.seed, epoch)).permutation(len(self.x_train))
+
+    def run_epoch(self, state: dict, epoch: int, progress: bool = False) -> tuple[dict, dict]:
+        import jax
+
+        bs = self.cfg.train.batch_size
+        order = self.epoch_order(epoch)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", leave=False,
+                       dynamic_ncols=True)
+        sums = {"loss": 0.0, "accuracy": 0.0}
+        t0 = time.perf_counter()
+        for i in range(self.steps_per_epoch):
+            idx = order[i * bs: (i + 1) * bs]
+            x = jax.device_put(self.x_train[idx], self.batch_sharding)
+            y = jax.device_put(self.y_train[idx], self.batch_sharding)
+            state, metrics = self.train_step(state, x, y)
+            metrics = jax.device_get(metrics)
+            for k in sums:
+                sums[k] += float(metrics[k])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", acc=f"{sums['accuracy'] / (i + 1):.3f}")
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        return state, {
+            "train_loss": sums["loss"] / self.steps_per_epoch,
+            "train_accuracy": sums["accuracy"] / self.steps_per_epoch,
+            "samples_per_second": self.steps_per_epoch * bs / seconds,
+            "epoch_seconds": seconds,
+        }
+
+    def evaluate(self, state: dict) -> dict:
+        import jax
+
+        bs = self.cfg.train.eval_batch_size
+        n = len(self.x_test)
+        loss_sum = correct = 0.0
+        for start in range(0, n, bs):
+            x, y = self.x_test[start: start + bs], self.y_test[start: start + bs]
+            pad = bs - len(x)
+            w = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
+            x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+            y = np.concatenate([y, np.zeros(pad, y.dtype)])
+            out = jax.device_get(self.eval_step(state, *(jax.device_put(a, self.batch_sharding) for a in (x, y, w))))
+            loss_sum += float(out["loss_sum"])
+            correct += float(out["correct"])
+        return {"test_loss": loss_sum / n, "test_accuracy": correct / n}
+
+    def fit(self, out_dir: pathlib.Path | None = None, log=print) -> tuple[dict, list[dict]]:
+        cfg = self.cfg
+        state, history, start = self.init_state(), [], 0
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(_yaml_dump(to_dict(cfg)))
+            ckpt = out_dir / CHECKPOINT
+            if cfg.output.resume and _checkpoint_dir(ckpt) is not None:
+                state, history = restore_checkpoint(ckpt, state, self.replicated)
+                start = len(history)
+                log(f"resumed from {_checkpoint_dir(ckpt)} after epoch {start}")
+            _write_metrics(out_dir, history)
+        ran = 0
+        try:
+            for epoch in range(start, cfg.train.epochs):
+                if cfg.train.max_epochs_this_run is not None and ran >= cfg.train.max_epochs_this_run:
+                    log(f"stopping after {ran} epochs (train.max_epochs_this_run); rerun to resume")
+                    break
+                state, row = self.run_epoch(state, epoch, progress=cfg.output.progress)
+                row = {"epoch": epoch + 1, **row, **self.evaluate(state), "lr": float(self.lr_schedule(int(state["step"])))}
+                history.append(row)
+                ran += 1
+                log(f"epoch {epoch + 1:3d}/{cfg.train.epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
+                    f"  test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}  ({row['samples_per_second']:.0f} samples/s)")
+                if out_dir is not None:
+                    _write_metrics(out_dir, history)
+                    if cfg.output.checkpoint:
+                        save_checkpoint(out_dir / CHECKPOINT, state, history)
+        except KeyboardInterrupt:
+            where = _checkpoint_dir(out_dir / CHECKPOINT) if out_dir is not None else None
+            log(f"\ninterrupted during epoch {len(history) + 1}; "
+                + (f"last checkpoint {where} (after epoch {len(history)}) is kept: rerun the same command to resume"
+                   if where else "no checkpoint was written yet"))
+            raise
+        return state, history
+
+
+# --------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_dir(path: pathlib.Path) -> pathlib.Path | None:
+    for p in (path, path.with_name(path.name + ".old")):
+        if (p / "trainer.json").is_file():
+            return p
+    return None
+
+
+def save_checkpoint(path: pathlib.Path, state: dict, history: list[dict]) -> None:
+    """Model as a torch-keyed safetensors file (jaxlayers.interop), optimizer
+    leaves in a second file, progress in JSON; swapped in atomically."""
+    import jax
+
+    from jaxlayers import interop
+
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = jax.device_get(state)
+    interop.save_variables(tmp / "model.safetensors", {"params": state["params"], "batch_stats": state["batch_stats"]})
+    leaves = jax.tree_util.tree_leaves(state["opt_state"])
+    interop.save_safetensors(tmp / "optimizer.safetensors", {str(i): np.asarray(v) for i, v in enumerate(leaves)})
+    (tmp / "trainer.json").write_text(json.dumps({"step": int(state["step"]), "history": history}))
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_checkpoint(path: pathlib.Path, template: dict, sharding) -> tuple[dict, list[dict]]:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxlayers import interop
+
+    where = _checkpoint_dir(path)
+    variables = interop.load_variables(where / "model.safetensors",
+                                       {"params": template["params"], "batch_stats": template["batch_stats"]})
+    opt = interop.load_safetensors(where / "optimizer.safetensors")
+    leaves, treedef = jax.tree_util.tree_flatten(template["opt_state"])
+    if len(opt) != len(leaves):
+        raise SystemExit(f"error: checkpoint {where} holds {len(opt)} optimizer arrays, this config needs {len(leaves)}; "
+                         "use a fresh output.dir or output.resume=false")
+    opt_state = jax.tree_util.tree_unflatten(
+        treedef, [np.asarray(opt[str(i)]).astype(np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)])
+    meta = json.loads((where / "trainer.json").read_text())
+    state = {"params": variables["params"], "batch_stats": variables["batch_stats"], "opt_state": opt_state,
+             "step": jnp.asarray(meta["step"], jnp.int32)}
+    return jax.device_put(state, sharding), meta["history"]
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def _yaml_dump(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _write_metrics(out_dir: pathlib.Path, history: list[dict]) -> None:
+    with open(out_dir / "metrics.jsonl", "w") as f:
+        for row in history:
+            f.write(json.dumps(row) + "\n")
+
+
+def plot_curves(history: list[dict], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
+    ax1.plot(epochs, [r["test_loss"] for r in history], label="test")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax2.plot(epochs, [r["train_accuracy"] for r in history], label="train")
+    ax2.plot(epochs, [r["test_accuracy"] for r in history], label="test")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_feature_maps(params: dict, images: np.ndarray, path: pathlib.Path, max_channels: int = 16) -> None:
+    """Responses of the first conv layer (``F.conv2d`` with its weight) to a few test images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxlayers import functional as F
+
+    first = params[next(k for k in params if k.startswith("conv"))]
+    maps = np.asarray(F.conv2d(images, first["weight"], first.get("bias"), padding=1))
+    n_img, n_ch = len(images), min(maps.shape[1], max_channels)
+    fig, axes = plt.subplots(n_img, n_ch + 1, figsize=(1.2 * (n_ch + 1), 1.3 * n_img), squeeze=False)
+    for i in range(n_img):
+        axes[i, 0].imshow(images[i, 0], cmap="gray")
+        axes[i, 0].set_title("input" if i == 0 else "", fontsize=7)
+        for c in range(n_ch):
+            axes[i, c + 1].imshow(maps[i, c], cmap="viridis")
+            if i == 0:
+                axes[i, c + 1].set_title(f"ch {c}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("first-layer feature maps")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "digits_cnn.yaml"))
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.01 train.epochs=5")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(Config, args.config, args.overrides)
+        trainer = Trainer(cfg)
+    except ConfigError as e:
+        print(f"error: bad config: {e}", file=sys.stderr)
+        return 2
+    import jax
+
+    out_dir = pathlib.Path(cfg.output.dir)
+    print(f"digits CNN: {len(trainer.x_train)} train / {len(trainer.x_test)} test images, "
+          f"{len(trainer.mesh.devices.flat)} {jax.devices()[0].platform} device(s), output in {out_dir}")
+    t0 = time.perf_counter()
+    try:
+        state, history = trainer.fit(out_dir)
+    except KeyboardInterrupt:
+        return 130
+    if not history:
+        print("nothing to do: the checkpoint already covers every epoch")
+        return 0
+    if cfg.output.plots:
+        plot_curves(history, out_dir / "training_curves.png")
+        plot_feature_maps(jax.device_get(state["params"]), trainer.x_test[:4], out_dir / "feature_maps.png")
+    final = history[-1]
+    print(f"done in {time.perf_counter() - t0:.1f} s: test accuracy {final['test_accuracy']:.4f} "
+          f"(loss {final['test_loss']:.4f}) after {final['epoch']} epochs")
+    print(f"wrote {out_dir / 'metrics.jsonl'}, {out_dir / 'training_curves.png'}, {out_dir / 'feature_maps.png'}, "
+          f"{out_dir / CHECKPOINT}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""jaxlayers.interop: state_dict <-> variables, strict checks, safetensors."""
+
+import subprocess
+import sys
+import textwrap
+
+import chex
+import numpy as np
+import pytest
+import torch
+
+from jaxlayers import interop
+
+
+def _state_dict(rng):
+    return {
+        "features.0.weight": rng.standard_normal((4, 3, 3, 3)),
+        "features.0.bias": rng.standard_normal(4),
+        "features.1.weight": rng.standard_normal(4),
+        "features.1.bias": rng.standard_normal(4),
+        "features.1.running_mean": rng.standard_normal(4),
+        "features.1.running_var": rng.random(4) + 0.5,
+        "features.1.num_batches_tracked": np.array(7, dtype=np.int64),
+        "classifier.weight": rng.standard_normal((2, 4)),
+    }
+
+
+def test_state_dict_to_variables_nests_and_routes_buffers(rng):
+    sd = _state_dict(rng)
+    v = interop.state_dict_to_variables(sd)
+    assert set(v) == {"params", "batch_stats"}
+    np.testing.assert_array_equal(v["params"]["features"]["0"]["weight"], sd["features.0.weight"])
+    np.testing.assert_array_equal(v["batch_stats"]["features"]["1"]["running_var"], sd["features.1.running_var"])
+    assert "running_mean" not in v["params"]["features"]["1"]
+    assert "weight" not in v["batch_stats"]["features"]["1"]
+    assert v["batch_stats"]["features"]["1"]["num_batches_tracked"].dtype == np.int64
+    assert v["params"]["features"]["0"]["weight"].dtype == np.float64
+
+
+def test_no_buffers_gives_params_only(rng):
+    v = interop.state_dict_to_variables({"weight": rng.standard_normal((2, 3))})
+    assert set(v) == {"params"}
+
+
+def test_round_trip_is_exact_and_keeps_torch_order(rng):
+    sd = _state_dict(rng)
+    back = interop.variables_to_state_dict(interop.state_dict_to_variables(sd))
+    assert list(back) == list(sd)  # parameters before buffers within a module, as torch
+    for k in sd:
+        np.testing.assert_array_equal(back[k], sd[k])
+        assert back[k].dtype == sd[k].dtype
+
+
+def test_torch_tensors_including_bfloat16():
+    lin = torch.nn.Linear(3, 2)
+    sd = dict(lin.state_dict())
+    sd["half"] = torch.arange(4, dtype=torch.bfloat16)
+    v = interop.state_dict_to_variables(sd)
+    np.testing.assert_array_equal(v["params"]["weight"], lin.weight.detach().numpy())
+    assert str(v["params"]["half"].dtype) == "bfloat16"
+    np.testing.assert_array_equal(v["params"]["half"].astype(np.float32), np.arange(4, dtype=np.float32))
+
+
+def test_check_reports_every_problem_at_once(rng):
+    sd = _state_dict(rng)
+    template = interop.state_dict_to_variables(sd)
+    bad = dict(sd)
+    del bad["classifier.weight"]
+    del bad["features.1.running_mean"]
+    bad["extra.weight"] = np.zeros(3)
+    bad["features.0.weight"] = np.zeros((4, 3, 5, 5))
+    report = interop.check_state_dict(bad, template)
+    assert not report.ok
+    assert set(report.missing) == {"classifier.weight", "features.1.running_mean"}
+    assert report.unexpected == ("extra.weight",)
+    assert report.mismatched == (("features.0.weight", (4, 3, 3, 3), (4, 3, 5, 5)),)
+    with pytest.raises(interop.StateDictMismatchError) as err:
+        interop.load_state_dict(template, bad)
+    msg = str(err.value)
+    for key in ("classifier.weight", "features.1.running_mean", "extra.weight", "features.0.weight", "(4, 3, 5, 5)"):
+        assert key in msg
+    assert err.value.report == report
+
+
+def test_load_state_dict_casts_like_torch_and_non_strict(rng):
+    sd = _state_dict(rng)
+    template = interop.state_dict_to_variables({k: np.asarray(v, np.float32) if np.asarray(v).dtype == np.float64 else v for k, v in sd.items()})
+    loaded = interop.load_state_dict(template, sd)
+    assert loaded["params"]["classifier"]["weight"].dtype == np.float32
+    np.testing.assert_allclose(loaded["params"]["classifier"]["weight"], sd["classifier.weight"].astype(np.float32))
+    kept = interop.load_state_dict(template, sd, cast=False)
+    assert kept["params"]["classifier"]["weight"].dtype == np.float64
+    partial = {k: v for k, v in sd.items() if k != "classifier.weight"}
+    partial["unused"] = np.zeros(1)
+    loaded = interop.load_state_dict(template, partial, strict=False)
+    np.testing.assert_array_equal(loaded["params"]["classifier"]["weight"], template["params"]["classifier"]["weight"])
+    with pytest.raises(interop.StateDictMismatchError, match="shape mismatch for classifier.weight"):
+        interop.load_state_dict(template, {**sd, "classifier.weight": np.zeros((3, 3))}, strict=False)
+
+
+def test_safetensors_round_trip_all_dtypes(tmp_path, rng):
+    import ml_dtypes
+
+    tensors = {
+        "a.f64": rng.standard_normal((2, 3)),
+        "a.f32": rng.standard_normal((4,)).astype(np.float32),
+        "b.f16": rng.standard_normal((1, 2)).astype(np.float16),
+        "b.bf16": rng.standard_normal((3,)).astype(ml_dtypes.bfloat16),
+        "c.i64": np.arange(5, dtype=np.int64),
+        "c.i32": np.arange(3, dtype=np.int32).reshape(3, 1),
+        "c.u8": np.arange(3, dtype=np.uint8),
+        "d.bool": np.array([True, False]),
+        "e.scalar": np.array(3.5),
+    }
+    path = tmp_path / "x.safetensors"
+    interop.save_safetensors(path, tensors, metadata={"format": "pt"})
+    back = interop.load_safetensors(path)
+    assert set(back) == set(tensors)
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape, k
+        np.testing.assert_array_equal(back[k], v)
+
+
+def test_safetensors_interoperates_with_reference_library(tmp_path, rng):
+    from safetensors.numpy import load_file, save_file
+    from safetensors.torch import load_file as torch_load_file
+
+    lin = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    variables = interop.state_dict_to_variables(lin.state_dict())
+    ours = tmp_path / "ours.safetensors"
+    interop.save_variables(ours, variables)
+    theirs = torch_load_file(str(ours))
+    assert theirs.keys() == lin.state_dict().keys()
+    for k, t in lin.state_dict().items():
+        torch.testing.assert_close(theirs[k], t, rtol=0, atol=0)
+
+    ref = tmp_path / "ref.safetensors"
+    arrays = {"w": rng.standard_normal((3, 2)).astype(np.float32), "n": np.array([1, 2], np.int64)}
+    save_file(arrays, str(ref))
+    back = interop.load_safetensors(ref)
+    for k in arrays:
+        np.testing.assert_array_equal(back[k], arrays[k])
+    np.testing.assert_array_equal(load_file(str(ours))["0.weight"], lin[0].weight.detach().numpy())
+
+
+def test_load_variables_with_template_is_strict(tmp_path, rng):
+    sd = _state_dict(rng)
+    template = interop.state_dict_to_variables(sd)
+    path = tmp_path / "v.safetensors"
+    interop.save_variables(path, template)
+    chex.assert_trees_all_equal(interop.load_variables(path, template), template)
+    interop.save_safetensors(path, {k: v for k, v in sd.items() if k != "classifier.weight"})
+    with pytest.raises(interop.StateDictMismatchError, match="missing keys: classifier.weight"):
+        interop.load_variables(path, template)
+
+
+def test_corrupt_safetensors_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\x00\x01")
+    with pytest.raises(ValueError, match="too short"):
+        interop.load_safetensors(path)
+    path.write_bytes((1000).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="header of 1000 bytes"):
+        interop.load_safetensors(path)
+
+
+def test_numpy_path_needs_no_torch(tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any torch import now fails
+        import numpy as np
+        from jaxlayers import interop
+        v = interop.state_dict_to_variables({{"fc.weight": np.ones((2, 3)), "bn.running_mean": np.zeros(2)}})
+        interop.save_variables(r"{tmp_path / 'n.safetensors'}", v)
+        assert interop.load_safetensors(r"{tmp_path / 'n.safetensors'}")["fc.weight"].shape == (2, 3)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
