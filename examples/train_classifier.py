@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import pathlib
 import shutil
 import sys
@@ -31,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+from common import plot_curves, write_jsonl  # noqa: E402
 from config import ConfigError, load_config, to_dict  # noqa: E402
 
 CHECKPOINT = "checkpoint"
@@ -89,7 +89,7 @@ class DataConfig:
 @dataclasses.dataclass
 class TrainConfig:
     batch_size: int = 64
-    epochs: int = 20
+    epochs: int = 12
     seed: int = 0
     num_devices: Optional[int] = None  # None: every local device
     eval_batch_size: int = 256
@@ -418,31 +418,12 @@ def _yaml_dump(data: dict) -> str:
 
 
 def _write_metrics(out_dir: pathlib.Path, history: list[dict]) -> None:
-    with open(out_dir / "metrics.jsonl", "w") as f:
-        for row in history:
-            f.write(json.dumps(row) + "\n")
+    write_jsonl(out_dir / "metrics.jsonl", history)
 
 
-def plot_curves(history: list[dict], path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax1.plot(epochs, [r["test_loss"] for r in history], label="test")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax2.plot(epochs, [r["train_accuracy"] for r in history], label="train")
-    ax2.plot(epochs, [r["test_accuracy"] for r in history], label="test")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def plot_history(history: list[dict], path: pathlib.Path) -> None:
+    plot_curves(history, "epoch", {"loss": ["train_loss", "test_loss"],
+                                   "accuracy": ["train_accuracy", "test_accuracy"]}, path, "digits CNN")
 
 
 def plot_feature_maps(params: dict, images: np.ndarray, path: pathlib.Path, max_channels: int = 16) -> None:
@@ -502,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to do: the checkpoint already covers every epoch")
         return 0
     if cfg.output.plots:
-        plot_curves(history, out_dir / "training_curves.png")
+        plot_history(history, out_dir / "training_curves.png")
         plot_feature_maps(jax.device_get(state["params"]), trainer.x_test[:4], out_dir / "feature_maps.png")
     final = history[-1]
     print(f"done in {time.perf_counter() - t0:.1f} s: test accuracy {final['test_accuracy']:.4f} "

@@ -1,0 +1,205 @@
+"""The example trainers and their configs, on tiny settings."""
+
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+import train_classifier as tc  # noqa: E402
+from config import ConfigError, load_config  # noqa: E402
+
+TINY = [
+    "model.channels=[16, 32]", "model.convs_per_stage=1", "data.subset=480", "train.batch_size=32",
+    "train.epochs=2", "train.eval_batch_size=64", "output.progress=false", "output.plots=false",
+]
+
+
+def tiny(tmp_path=None, *extra):
+    overrides = list(TINY) + list(extra)
+    if tmp_path is not None:
+        overrides.append(f"output.dir={tmp_path}")
+    return load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml", overrides)
+
+
+# ------------------------------------------------------------------ configs
+
+
+def test_default_config_loads_and_overrides_apply():
+    cfg = load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml", ["optim.lr=0.01", "model.channels=[4, 8, 16]",
+                                                                         "train.num_devices=2"])
+    assert cfg.optim.lr == 0.01 and cfg.model.channels == [4, 8, 16] and cfg.train.num_devices == 2
+    assert cfg.train.epochs == 12 and cfg.data.dataset == "digits"
+    assert isinstance(cfg.optim.lr, float)
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("optim.lrr=0.1", r"unknown key optim\.lrr; known keys of optim: name, lr"),
+        ("bogus=1", r"unknown key bogus"),
+        ("train.epochs=two", r"train\.epochs: expected an integer, got 'two'"),
+        ("train.epochs=2.5", r"train\.epochs: expected an integer"),
+        ("output.plots=maybe", r"output\.plots: expected true or false"),
+        ("model.channels=8", r"model\.channels: expected a list"),
+        ("model.dropout=1.5", r"model\.dropout must be in \[0, 1\)"),
+        ("optim.name=adam", r"optim\.name must be 'adamw' or 'sgd'"),
+        ("train.epochs", r"must look like key=value"),
+        ("data.dataset=mnist", r"only 'digits'"),
+    ],
+)
+def test_config_errors_name_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml", [override])
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tc.Config, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tc.Config, bad)
+
+
+def test_every_config_file_loads():
+    import train_charlm
+
+    assert load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml")
+    assert load_config(train_charlm.Config, ROOT / "configs" / "charlm_lstm.yaml")
+
+
+def test_trainer_rejects_indivisible_batch():
+    with pytest.raises(ConfigError, match=r"train\.batch_size=30 must be divisible by the 4 devices"):
+        tc.Trainer(tiny(None, "train.batch_size=30", "train.num_devices=4"))
+
+
+# ------------------------------------------------------------------ training
+
+
+FAST = ("optim.warmup_epochs=0", "optim.schedule=constant", "optim.lr=0.01")
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return tc.Trainer(tiny(None, "train.num_devices=1", *FAST))
+
+
+def test_training_under_jit_lowers_the_loss(trainer):
+    state = trainer.init_state()
+    before = trainer.evaluate(state)
+    state, first = trainer.run_epoch(state, 0)
+    state, second = trainer.run_epoch(state, 1)
+    after = trainer.evaluate(state)
+    assert second["train_loss"] < first["train_loss"] - 0.2
+    assert after["test_loss"] < before["test_loss"] - 0.4
+    assert after["test_accuracy"] > before["test_accuracy"] + 0.3
+    assert int(state["step"]) == 2 * trainer.steps_per_epoch
+    # BatchNorm running statistics were updated in training
+    bn = jax.device_get(state["batch_stats"]["bn0_0"])
+    assert int(bn["num_batches_tracked"]) == 2 * trainer.steps_per_epoch
+    assert not np.allclose(bn["running_var"], 1.0)
+
+
+def test_four_devices_match_one_device_on_the_same_global_batch(trainer):
+    assert len(jax.devices()) >= 4, "conftest sets --xla_force_host_platform_device_count=4"
+    four = tc.Trainer(tiny(None, "train.num_devices=4", *FAST))
+    assert four.batch_sharding.mesh.devices.size == 4
+    s1, s4 = trainer.init_state(), four.init_state()
+    order = trainer.epoch_order(0)
+    for i in range(3):
+        idx = order[i * 32:(i + 1) * 32]
+        s1, m1 = trainer.train_step(s1, jax.device_put(trainer.x_train[idx], trainer.batch_sharding),
+                                    jax.device_put(trainer.y_train[idx], trainer.batch_sharding))
+        s4, m4 = four.train_step(s4, jax.device_put(four.x_train[idx], four.batch_sharding),
+                                 jax.device_put(four.y_train[idx], four.batch_sharding))
+        np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-5, err_msg=f"step {i}")
+    np.testing.assert_allclose(jax.device_get(s4["batch_stats"]["bn1_0"]["running_mean"]),
+                               jax.device_get(s1["batch_stats"]["bn1_0"]["running_mean"]), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_resume_is_bit_identical(tmp_path):
+    full = tmp_path / "full"
+    state_full, hist_full = tc.Trainer(tiny(full)).fit(full, log=lambda *a: None)
+    part = tmp_path / "part"
+    _, hist_1 = tc.Trainer(tiny(part, "train.max_epochs_this_run=1")).fit(part, log=lambda *a: None)
+    assert len(hist_1) == 1
+    logs = []
+    state_res, hist_res = tc.Trainer(tiny(part)).fit(part, log=logs.append)
+    assert any("resumed" in line for line in logs)
+    assert [r["test_loss"] for r in hist_res] == [r["test_loss"] for r in hist_full]
+    a, b = jax.device_get(state_full["params"]), jax.device_get(state_res["params"])
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    lines = (part / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+@pytest.mark.slow
+def test_main_writes_everything_and_bad_config_exits_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, "output.plots=true",
+                  "train.epochs=1", f"output.dir={out}"])
+    assert rc == 0
+    for name in ("metrics.jsonl", "training_curves.png", "feature_maps.png", "config.yaml",
+                 "checkpoint/model.safetensors", "checkpoint/optimizer.safetensors", "checkpoint/trainer.json"):
+        assert (out / name).is_file(), name
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the checkpoint is a torch-keyed state_dict
+    from jaxlayers import interop
+
+    keys = interop.load_safetensors(out / "checkpoint" / "model.safetensors").keys()
+    assert {"conv0_0.weight", "bn0_0.running_mean", "bn0_0.num_batches_tracked", "fc.weight", "fc.bias"} <= set(keys)
+    assert tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), "optim.lr=-1"]) == 2
+    assert "bad config: optim.lr must be positive" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- other examples
+
+
+def test_charlm_loss_falls_and_samples_text():
+    import train_charlm
+
+    cfg = load_config(train_charlm.Config, ROOT / "configs" / "charlm_lstm.yaml",
+                      ["steps=60", "eval_every=20", "hidden_size=32", "embed_dim=16", "seq_len=24",
+                       "batch_size=16", "max_chars=20000", "sample_chars=40", "progress=false"])
+    out = train_charlm.train(cfg, log=lambda *a: None)
+    losses = [r["val_loss"] for r in out["history"]]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0] - 0.3
+    assert out["samples"].startswith(cfg.prompt) and len(out["samples"]) == len(cfg.prompt) + 40
+    assert set(out["samples"]) <= set(out["vocab"].chars)
+
+
+def test_filter_image_kernels_match_a_numpy_convolution(tmp_path):
+    import filter_image
+
+    cfg_args = ["crop=24", f"output_dir={tmp_path}"]
+    assert filter_image.main(["--config", str(ROOT / "configs" / "filter_image.yaml"), *cfg_args]) == 0
+    for name in ("original", "sharpen", "sharpen_pooled", "edges_pooled", "filters"):
+        assert (tmp_path / f"{name}.png").is_file(), name
+    k = filter_image.KERNELS["sharpen"]
+    assert k[1, 1] == 1.0 and np.isclose(k.sum() - 1.0, -8 / 9)
+    image = filter_image.load_image("china.jpg", crop=12)
+    out = filter_image.apply_filters(image, ["sharpen", "edges"], 2)
+    # NumPy oracle: cross-correlation with reflect padding, then 2x2 means
+    padded = np.pad(image, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    want = sum(k[i, j] * padded[:, i:i + 12, j:j + 12] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(out["sharpen"][0], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["sharpen"][1], want.reshape(3, 6, 2, 6, 2).mean((2, 4)), rtol=1e-5, atol=1e-5)
+    assert out["edges"][0].min() >= 0
+    assert filter_image.main(["--config", str(ROOT / "configs" / "filter_image.yaml"), "filters=[emboss]"]) == 2
+
+
+def test_port_from_torch_agrees():
+    import port_from_torch
+
+    diffs = port_from_torch.compare(seed=1)
+    assert set(diffs) == {"train-mode output", "running_mean after one step", "eval-mode output"}
+    assert all(d < 1e-4 for d in diffs.values()), diffs
