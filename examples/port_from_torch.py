@@ -46,7 +46,7 @@ def compare(seed: int = 0) -> dict[str, float]:
     from jaxlayers import interop
 
     torch.manual_seed(seed)
-    tnet = torch_net()
+    tnet = torch_net().float()
     x = np.random.default_rng(seed).standard_normal((4, 3, 16, 16)).astype(np.float32)
 
     jnet = jax_net()

@@ -1,5 +1,456 @@
-"""Activation functions with torch's semantics and gradients at the kinks."""
+"""Activation functions with torch's semantics and gradients at the kinks.
+
+Every function keeps ``torch.nn.functional``'s name, argument order and defaults.
+``inplace`` is accepted where torch has it and is a no-op (JAX arrays are immutable).
+
+Piecewise functions are written with ``jnp.where`` so that the derivative at a
+kink is the one torch's backward formula picks (``relu'(0) = 0``,
+``leaky_relu'(0) = negative_slope``, ``elu'(0) = alpha``, ``hardtanh'`` is 0 at
+``min_val``/``max_val``, ``hardswish'(-3) = 0`` and ``hardswish'(3) = 1``, ...), and
+the comparisons are arranged so that NaN propagates as in torch.  Branches that
+could overflow (``exp`` in ELU, softplus) are evaluated on a "safe" input so that
+the unselected branch never feeds ``0 * inf = NaN`` into a gradient.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import functools
+import math
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._utils import shape_str
+
+__all__ = [
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "sigmoid",
+    "logsigmoid",
+    "tanh",
+    "hardtanh",
+    "hardswish",
+    "hardsigmoid",
+    "hardshrink",
+    "softshrink",
+    "tanhshrink",
+    "softsign",
+    "softplus",
+    "threshold",
+    "glu",
+    "softmax",
+    "log_softmax",
+    "softmin",
+    "softmax2d",
+]
+
+# torch's SELU constants (aten/src/ATen/native/Activation.cpp)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _arr(x: Any) -> jax.Array:
+    return jnp.asarray(x)
+
+
+def _float(x: Any) -> jax.Array:
+    """Integer/bool inputs are promoted to the default float dtype, as torch's
+    transcendental activations do."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def _scalar(v: Any, x: jax.Array) -> jax.Array:
+    return jnp.asarray(v, dtype=x.dtype)
+
+
+def _norm_dim(dim: Any, ndim: int, name: str) -> int:
+    """torch's dim wrapping: a 0-d tensor accepts dim in [-1, 0]."""
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{name}: dim must be an int, got {dim!r}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"{name}: dim {dim} out of range for {ndim}-D input (expected to be in range of [{-n}, {n - 1}])"
+        )
+    return dim % n
+
+
+# --------------------------------------------------------------------------- ReLU family
+
+
+def relu(input: Any, inplace: bool = False) -> jax.Array:
+    """``max(0, x)``, as ``torch.nn.functional.relu``; ``relu'(0) = 0``."""
+    x = _arr(input)
+    return jnp.where(x <= 0, jnp.zeros_like(x), x)
+
+
+def _hardtanh(input: Any, min_val: float, max_val: float, name: str) -> jax.Array:
+    if max_val < min_val:
+        raise ValueError(f"{name}: max_val ({max_val}) must be greater than or equal to min_val ({min_val})")
+    x = _arr(input)
+    lo, hi = _scalar(min_val, x), _scalar(max_val, x)
+    return jnp.where(x <= lo, lo, jnp.where(x >= hi, hi, x))
+
+
+def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> jax.Array:
+    """``clip(x, min_val, max_val)``, as ``torch.nn.functional.hardtanh``.
+
+    The derivative is 1 strictly inside ``(min_val, max_val)`` and 0 elsewhere,
+    including at ``min_val`` and ``max_val`` (torch's choice).
+    Raises ValueError if ``max_val < min_val``.
+    """
+    return _hardtanh(input, min_val, max_val, "hardtanh")
+
+
+def relu6(input: Any, inplace: bool = False) -> jax.Array:
+    """``min(max(0, x), 6)``, as ``torch.nn.functional.relu6``; derivative 0 at 0 and 6."""
+    return _hardtanh(input, 0.0, 6.0, "relu6")
+
+
+def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> jax.Array:
+    """``x if x > 0 else negative_slope * x``, as ``torch.nn.functional.leaky_relu``.
+
+    The derivative at 0 is ``negative_slope`` (torch's choice).
+    """
+    x = _arr(input)
+    return jnp.where(x > 0, x, x * _scalar(negative_slope, x))
+
+
+def _prelu(input: Any, weight: Any, name: str) -> jax.Array:
+    x, w = _arr(input), _arr(weight)
+    if w.ndim > 1:
+        raise ValueError(f"{name}: expected `weight` to be a scalar or 1-D array, got shape {shape_str(w)}")
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    if w.size != 1 and w.size != channels:
+        raise ValueError(
+            f"{name}: mismatch of parameter numbers and input channel size: weight has {w.size} "
+            f"parameters (shape {shape_str(w)}), input of shape {shape_str(x)} has {channels} channel(s)"
+            + (" (1-D and 0-D inputs have 1 channel)" if x.ndim < 2 else " (dim 1)")
+        )
+    if w.size == 1:
+        w = w.reshape(())
+    else:
+        w = w.reshape((channels,) + (1,) * (x.ndim - 2))
+    return jnp.where(x > 0, x, w * x)
+
+
+def prelu(input: Any, weight: Any) -> jax.Array:
+    """``x if x > 0 else weight * x``, as ``torch.nn.functional.prelu``.
+
+    ``weight`` is a scalar or a 1-D array of 1 or ``C`` entries, applied along dim 1
+    of a ``(N, C, *)`` input (0-D and 1-D inputs have a single channel).  The
+    derivative at 0 is ``weight`` (torch's choice).
+
+    Shape: output has the shape of ``input``.
+    """
+    return _prelu(input, weight, "prelu")
+
+
+# --------------------------------------------------------------------------- exponential units
+
+
+def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
+    """``x if x > 0 else alpha * expm1(x * input_scale)``; derivative at 0 from the negative branch."""
+    pos = x > 0
+    safe = jnp.where(pos, jnp.zeros_like(x), x)
+    return jnp.where(pos, x, _scalar(alpha, x) * jnp.expm1(safe * _scalar(input_scale, x)))
+
+
+def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
+    """``x if x > 0 else alpha * (exp(x) - 1)``, as ``torch.nn.functional.elu``; ``elu'(0) = alpha``."""
+    return _elu(_float(input), alpha)
+
+
+def selu(input: Any, inplace: bool = False) -> jax.Array:
+    """``scale * elu(x, alpha)`` with torch's constants, as ``torch.nn.functional.selu``.
+
+    ``alpha = 1.6732632423543772``, ``scale = 1.0507009873554805``; ``selu'(0) = scale * alpha``.
+    """
+    x = _float(input)
+    return _scalar(SELU_SCALE, x) * _elu(x, SELU_ALPHA)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _celu(x: jax.Array, alpha: float) -> jax.Array:
+    return _elu(x, alpha, 1.0 / alpha)
+
+
+@_celu.defjvp
+def _celu_jvp(alpha: float, primals: tuple, tangents: tuple) -> tuple:
+    # torch's backward (derivatives.yaml) uses input_scale = 1.0 / float32(alpha).
+    (x,), (t,) = primals, tangents
+    s = _scalar(1.0 / float(np.float32(alpha)), x)
+    pos = x > 0
+    safe = jnp.where(pos, jnp.zeros_like(x), x)
+    d = jnp.where(pos, jnp.ones_like(x), s * _scalar(alpha, x) * jnp.exp(safe * s))
+    return _celu(x, alpha), d * t
+
+
+def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
+    """``x if x > 0 else alpha * (exp(x / alpha) - 1)``, as ``torch.nn.functional.celu``.
+
+    ``celu'(0) = 1``.  As torch, the derivative of the negative branch uses
+    ``1 / float32(alpha)`` (a relative difference of ~1e-7 from the exact derivative
+    when ``alpha`` is not a float32 number).  Raises ValueError for ``alpha == 0``.
+    """
+    if alpha == 0:
+        raise ValueError("celu: alpha cannot be 0")
+    return _celu(_float(input), float(alpha))
+
+
+# --------------------------------------------------------------------------- smooth units
+
+
+def _gelu(input: Any, approximate: str, name: str) -> jax.Array:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"{name}: approximate must be either 'none' or 'tanh', got {approximate!r}")
+    x = _float(input)
+    if approximate == "tanh":
+        inner = _scalar(math.sqrt(2.0 / math.pi), x) * (x + _scalar(0.044715, x) * x * x * x)
+        return 0.5 * x * (1.0 + jnp.tanh(inner))
+    return 0.5 * x * (1.0 + jax.lax.erf(x * _scalar(1.0 / math.sqrt(2.0), x)))
+
+
+def gelu(input: Any, approximate: str = "none") -> jax.Array:
+    """Gaussian error linear unit, as ``torch.nn.functional.gelu``.
+
+    ``approximate="none"``: ``x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``;
+    ``approximate="tanh"``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    Raises ValueError for any other ``approximate``.
+    """
+    return _gelu(input, approximate, "gelu")
+
+
+def sigmoid(input: Any) -> jax.Array:
+    """``1 / (1 + exp(-x))``, as ``torch.nn.functional.sigmoid``."""
+    return jax.nn.sigmoid(_float(input))
+
+
+def tanh(input: Any) -> jax.Array:
+    """Hyperbolic tangent, as ``torch.nn.functional.tanh``."""
+    return jnp.tanh(_float(input))
+
+
+def silu(input: Any, inplace: bool = False) -> jax.Array:
+    """``x * sigmoid(x)`` (swish), as ``torch.nn.functional.silu``."""
+    x = _float(input)
+    return x * jax.nn.sigmoid(x)
+
+
+def mish(input: Any, inplace: bool = False) -> jax.Array:
+    """``x * tanh(softplus(x))``, as ``torch.nn.functional.mish``."""
+    x = _float(input)
+    return x * jnp.tanh(jnp.logaddexp(x, jnp.zeros_like(x)))
+
+
+def logsigmoid(input: Any) -> jax.Array:
+    """``log(sigmoid(x)) = -softplus(-x)``, computed stably, as ``torch.nn.functional.logsigmoid``."""
+    x = _float(input)
+    return -jnp.logaddexp(-x, jnp.zeros_like(x))
+
+
+def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
+    """``log(1 + exp(beta x)) / beta``, as ``torch.nn.functional.softplus``.
+
+    As torch, reverts to the identity (derivative 1) where ``beta * x > threshold``.
+    The log branch is evaluated stably (``logaddexp``) and on a safe input so that
+    neither branch overflows into the other's gradient.
+    """
+    x = _float(input)
+    xb = x * _scalar(beta, x)
+    linear = xb > _scalar(threshold, x)
+    safe = jnp.where(linear, jnp.zeros_like(xb), xb)
+    return jnp.where(linear, x, jnp.logaddexp(safe, jnp.zeros_like(safe)) / _scalar(beta, x))
+
+
+def softsign(input: Any) -> jax.Array:
+    """``x / (1 + |x|)``, as ``torch.nn.functional.softsign``."""
+    x = _float(input)
+    return x / (1 + jnp.abs(x))
+
+
+def tanhshrink(input: Any) -> jax.Array:
+    """``x - tanh(x)``, as ``torch.nn.functional.tanhshrink``."""
+    x = _float(input)
+    return x - jnp.tanh(x)
+
+
+# --------------------------------------------------------------------------- hard units
+
+
+@jax.custom_jvp
+def _hardsigmoid(x: jax.Array) -> jax.Array:
+    return jnp.where(x <= -3, jnp.zeros_like(x), jnp.where(x >= 3, jnp.ones_like(x), x / 6 + 0.5))
+
+
+@_hardsigmoid.defjvp
+def _hardsigmoid_jvp(primals: tuple, tangents: tuple) -> tuple:
+    # torch's backward multiplies by the float constant 1.0f / 6.0f, even in float64.
+    (x,), (t,) = primals, tangents
+    inside = (x > -3) & (x < 3)
+    d = jnp.where(inside, _scalar(float(np.float32(1.0) / np.float32(6.0)), x), jnp.zeros_like(x))
+    return _hardsigmoid(x), d * t
+
+
+def hardsigmoid(input: Any, inplace: bool = False) -> jax.Array:
+    """``relu6(x + 3) / 6``, as ``torch.nn.functional.hardsigmoid``; derivative 0 at -3 and 3.
+
+    As torch, the derivative inside ``(-3, 3)`` is the float32 number ``1/6``, also in float64.
+    """
+    return _hardsigmoid(_float(input))
+
+
+def hardswish(input: Any, inplace: bool = False) -> jax.Array:
+    """``x * relu6(x + 3) / 6``, as ``torch.nn.functional.hardswish``.
+
+    Derivative (torch's choice at the kinks): 0 for ``x <= -3``, ``x / 3 + 1/2`` for
+    ``-3 < x < 3``, 1 for ``x >= 3``.
+    """
+    x = _float(input)
+    return jnp.where(x <= -3, jnp.zeros_like(x), jnp.where(x >= 3, x, x * (x + 3) / 6))
+
+
+def _hardshrink(input: Any, lambd: float) -> jax.Array:
+    x = _arr(input)
+    lam = _scalar(lambd, x)
+    return jnp.where((x >= -lam) & (x <= lam), jnp.zeros_like(x), x)
+
+
+def hardshrink(input: Any, lambd: float = 0.5) -> jax.Array:
+    """``x if |x| > lambd else 0``, as ``torch.nn.functional.hardshrink``; derivative 0 at ``±lambd``."""
+    return _hardshrink(input, lambd)
+
+
+def _softshrink(input: Any, lambd: float, name: str) -> jax.Array:
+    if not lambd >= 0:
+        raise ValueError(f"{name}: lambd must be >= 0, got {lambd}")
+    x = _arr(input)
+    lam = _scalar(lambd, x)
+    return jnp.where(jnp.abs(x) <= lam, jnp.zeros_like(x), x - jnp.sign(x) * lam)
+
+
+def softshrink(input: Any, lambd: float = 0.5) -> jax.Array:
+    """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, else 0, as
+    ``torch.nn.functional.softshrink``; derivative 0 at ``±lambd``.
+
+    Raises ValueError for ``lambd < 0``.
+    """
+    return _softshrink(input, lambd, "softshrink")
+
+
+def threshold(input: Any, threshold: float, value: float, inplace: bool = False) -> jax.Array:
+    """``x if x > threshold else value``, as ``torch.nn.functional.threshold``;
+    derivative 0 at ``threshold``."""
+    x = _arr(input)
+    return jnp.where(x <= _scalar(threshold, x), _scalar(value, x), x)
+
+
+# --------------------------------------------------------------------------- GLU, softmax family
+
+
+def _glu(input: Any, dim: int, name: str) -> jax.Array:
+    x = _float(input)
+    if x.ndim == 0:
+        raise ValueError(f"{name}: does not support 0-D input (scalars) because the halving size must be even")
+    d = _norm_dim(dim, x.ndim, name)
+    if x.shape[d] % 2:
+        raise ValueError(
+            f"{name}: halving dimension must be even, but dimension {dim} of input shape "
+            f"{shape_str(x)} has size {x.shape[d]}"
+        )
+    a, b = jnp.split(x, 2, axis=d)
+    return a * jax.nn.sigmoid(b)
+
+
+def glu(input: Any, dim: int = -1) -> jax.Array:
+    """Gated linear unit ``a * sigmoid(b)`` with ``a, b`` the two halves of ``input``
+    along ``dim``, as ``torch.nn.functional.glu``.
+
+    Shape: ``(*, 2M, *) -> (*, M, *)``.  Raises ValueError for an odd size or a 0-D
+    input, IndexError for ``dim`` out of range.
+    """
+    return _glu(input, dim, "glu")
+
+
+def _softmax_dim(name: str, ndim: int, dim: Any, stacklevel: int) -> int:
+    if dim is None:
+        # torch's legacy rule (torch.nn.functional._get_softmax_dim), with its warning.
+        warnings.warn(
+            f"Implicit dimension choice for {name} has been deprecated. "
+            "Change the call to include dim=X as an argument.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        dim = 0 if ndim in (0, 1, 3) else 1
+    return _norm_dim(dim, ndim, name)
+
+
+def _softmax_family(input: Any, dim: Any, dtype: Any, name: str, kind: str, stacklevel: int) -> jax.Array:
+    x = _arr(input)
+    if dtype is not None:
+        x = x.astype(dtype)
+    x = _float(x)
+    d = _softmax_dim(name, x.ndim, dim, stacklevel + 1)
+    scalar = x.ndim == 0
+    if scalar:
+        x = x.reshape((1,))
+    if kind == "softmin":
+        x = -x
+    y = jax.nn.log_softmax(x, axis=d) if kind == "log_softmax" else jax.nn.softmax(x, axis=d)
+    return y.reshape(()) if scalar else y
+
+
+def softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> jax.Array:
+    """``exp(x) / sum(exp(x), dim)``, as ``torch.nn.functional.softmax``.
+
+    ``dtype`` casts the input first.  ``dim=None`` follows torch's deprecated
+    implicit rule -- dim 0 for 0-, 1- and 3-D inputs, dim 1 otherwise -- and emits
+    torch's ``UserWarning``; pass ``dim`` explicitly.  IndexError for ``dim`` out of range.
+    """
+    return _softmax_family(input, dim, dtype, "softmax", "softmax", _stacklevel)
+
+
+def log_softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> jax.Array:
+    """``log(softmax(x, dim))`` computed stably, as ``torch.nn.functional.log_softmax``.
+
+    Same ``dim``/``dtype`` rules as :func:`softmax`.
+    """
+    return _softmax_family(input, dim, dtype, "log_softmax", "log_softmax", _stacklevel)
+
+
+def softmin(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> jax.Array:
+    """``softmax(-x, dim)``, as ``torch.nn.functional.softmin``.
+
+    Same ``dim``/``dtype`` rules as :func:`softmax`.
+    """
+    return _softmax_family(input, dim, dtype, "softmin", "softmin", _stacklevel)
+
+
+def _softmax2d(input: Any, name: str) -> jax.Array:
+    x = _arr(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{name}: expected (N, C, H, W) or (C, H, W) input, got {x.ndim}-D input of shape {shape_str(x)}")
+    return jax.nn.softmax(_float(x), axis=-3)
+
+
+def softmax2d(input: Any) -> jax.Array:
+    """Softmax over the channels at every spatial location, as ``torch.nn.Softmax2d``
+    (torch has no functional form; this is ``softmax(input, dim=-3)``).
+
+    Shape: ``(N, C, H, W)`` or ``(C, H, W)``, output of the same shape.
+    """
+    return _softmax2d(input, "softmax2d")

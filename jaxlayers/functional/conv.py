@@ -1,5 +1,358 @@
-"""Convolution and transposed convolution (torch.nn.functional.conv*d / conv_transpose*d)."""
+"""Convolution and transposed convolution (torch.nn.functional.conv*d / conv_transpose*d).
+
+One N-d implementation each (:func:`_conv_nd`, :func:`_conv_transpose_nd`) on
+``lax.conv_general_dilated``; the public 1d/2d/3d functions are one-liners.
+Arrays are in torch layout: input ``(N, C, *S)`` or unbatched ``(C, *S)``,
+weight ``(out, in/groups, *k)`` (transposed: ``(in, out/groups, *k)``).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+from jax import lax
+
+from .._utils import _is_int, check_input_rank, ntuple, shape_str
+
+__all__ = [
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+]
+
+_SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+
+
+def _layouts(n: int) -> str:
+    return f"(N, C, {_SPATIAL[n]}) or (C, {_SPATIAL[n]})"
+
+
+def _parse_padding(padding: Any, n: int, name: str, *, allow_str: bool = True) -> str | tuple[int, ...]:
+    """``"same"``/``"valid"`` or a tuple of ``n`` non-negative ints."""
+    if isinstance(padding, str):
+        if not allow_str:
+            raise TypeError(f"{name}: padding must be an int or a tuple of {n} ints, got {padding!r}")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{name}: padding must be 'same', 'valid', an int or a tuple of {n} ints, got {padding!r}")
+        return padding
+    pad = ntuple(padding, n, "padding", name)
+    if any(p < 0 for p in pad):
+        raise ValueError(f"{name}: negative padding is not supported, got padding={padding!r}")
+    return pad
+
+
+def _same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int]]:
+    """torch's ``padding="same"``: total ``d*(k-1)``, the extra element on the right."""
+    out = []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def same_padding_reversed(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+    """``"same"`` padding as an :func:`~jaxlayers.functional.pad` tuple (last dim first)."""
+    out: list[int] = []
+    for lo, hi in reversed(_same_padding(kernel, dilation)):
+        out += [lo, hi]
+    return tuple(out)
+
+
+def _check_groups(groups: Any, name: str) -> int:
+    if not _is_int(groups):
+        raise TypeError(f"{name}: groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{name}: groups must be a positive int, got groups={groups}")
+    return int(groups)
+
+
+def _promote(x: Any, weight: Any, bias: Any) -> tuple[Any, Any, Any]:
+    x, weight = jnp.asarray(x), jnp.asarray(weight)
+    dtype = jnp.result_type(x, weight) if bias is None else jnp.result_type(x, weight, bias)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.result_type(dtype, jnp.float32)
+    x, weight = x.astype(dtype), weight.astype(dtype)
+    if bias is not None:
+        bias = jnp.asarray(bias).astype(dtype)
+    return x, weight, bias
+
+
+def _check_bias(bias: Any, out_channels: int, name: str) -> None:
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"{name}: bias must have shape ({out_channels},) (out_channels), got {shape_str(bias)}")
+
+
+def _add_bias(y: Any, bias: Any, n: int) -> Any:
+    return y if bias is None else y + bias.reshape((-1,) + (1,) * n)
+
+
+def _conv_nd(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    *,
+    n: int,
+    name: str,
+    precision: Any = None,
+) -> Any:
+    """N-d cross-correlation in torch layout; ``name`` prefixes every error message."""
+    x, weight, bias = _promote(x, weight, bias)
+    rank = check_input_rank(name, x, (n + 1, n + 2), _layouts(n))
+    groups = _check_groups(groups, name)
+    if weight.ndim != n + 2:
+        raise ValueError(
+            f"{name}: weight must be (out_channels, in_channels/groups, *kernel_size) ({n + 2}-D), "
+            f"got shape {shape_str(weight)}"
+        )
+    stride = ntuple(stride, n, "stride", name, min_value=1)
+    dilation = ntuple(dilation, n, "dilation", name, min_value=1)
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"{name}: kernel size must be positive, got weight of shape {shape_str(weight)}")
+    out_ch, in_per_group = int(weight.shape[0]), int(weight.shape[1])
+    if out_ch % groups:
+        raise ValueError(
+            f"{name}: groups={groups} must divide out_channels={out_ch} (weight of shape {shape_str(weight)})"
+        )
+    channels = int(x.shape[-n - 1])
+    if channels != in_per_group * groups:
+        raise ValueError(
+            f"{name}: expected input with {in_per_group * groups} channels (weight of shape {shape_str(weight)}, "
+            f"groups={groups}), got shape {shape_str(x)}"
+        )
+    _check_bias(bias, out_ch, name)
+    pad = _parse_padding(padding, n, name)
+    if pad == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{name}: padding='same' is not supported for strided convolutions, got stride={stride}")
+        pairs = _same_padding(kernel, dilation)
+    elif pad == "valid":
+        pairs = [(0, 0)] * n
+    else:
+        pairs = [(p, p) for p in pad]
+    spatial = x.shape[-n:]
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pairs))
+    effective = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if any(e > p for e, p in zip(effective, padded)):
+        raise ValueError(
+            f"{name}: kernel size {kernel} (dilated: {effective}) is larger than the padded input size {padded} "
+            f"(input of shape {shape_str(x)}, padding {tuple(pairs)})"
+        )
+    batched = x if rank == n + 2 else x[None]
+    y = lax.conv_general_dilated(
+        batched,
+        weight,
+        window_strides=stride,
+        padding=pairs,
+        rhs_dilation=dilation,
+        feature_group_count=groups,
+        precision=precision,
+    )
+    y = _add_bias(y, bias, n)
+    return y if rank == n + 2 else y[0]
+
+
+def transpose_output_size(
+    spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+    output_padding: Sequence[int], dilation: Sequence[int],
+) -> tuple[int, ...]:
+    """``(S - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1`` per spatial dim."""
+    return tuple(
+        (s - 1) * st - 2 * p + d * (k - 1) + op + 1
+        for s, k, st, p, op, d in zip(spatial, kernel, stride, padding, output_padding, dilation)
+    )
+
+
+def _check_output_padding(output_padding: tuple, stride: tuple, dilation: tuple, name: str) -> None:
+    if any(op < 0 for op in output_padding):
+        raise ValueError(f"{name}: output_padding must be non-negative, got output_padding={output_padding}")
+    if any(op >= s and op >= d for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"{name}: output_padding must be smaller than either stride or dilation, got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
+        )
+
+
+def _output_padding(
+    input_shape: Sequence[int],
+    output_size: Any,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    *,
+    n: int,
+    name: str,
+) -> tuple[int, ...]:
+    """torch's ``_ConvTransposeNd._output_padding``: the output_padding that yields ``output_size``.
+
+    ``output_size`` is the full size (with N and C, or C when unbatched) or only
+    the ``n`` spatial sizes; sizes outside ``[min, min + stride - 1]`` raise.
+    """
+    non_spatial = 2 if len(input_shape) == n + 2 else 1
+    size = tuple(int(s) for s in output_size)
+    if len(size) == non_spatial + n:
+        size = size[non_spatial:]
+    if len(size) != n:
+        raise ValueError(
+            f"{name}: for {len(input_shape)}-D input, output_size must have {n} or {non_spatial + n} elements, "
+            f"got output_size={tuple(output_size)}"
+        )
+    spatial = tuple(input_shape[-n:])
+    min_sizes = transpose_output_size(spatial, kernel, stride, padding, (0,) * n, dilation)
+    max_sizes = tuple(m + s - 1 for m, s in zip(min_sizes, stride))
+    if any(not lo <= sz <= hi for sz, lo, hi in zip(size, min_sizes, max_sizes)):
+        raise ValueError(
+            f"{name}: requested an output size of {size}, but valid sizes range from {min_sizes} to {max_sizes} "
+            f"(for an input of shape {shape_str(input_shape)})"
+        )
+    return tuple(sz - lo for sz, lo in zip(size, min_sizes))
+
+
+def _conv_transpose_nd(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    *,
+    n: int,
+    name: str,
+    precision: Any = None,
+) -> Any:
+    """N-d transposed convolution (the gradient of :func:`_conv_nd` w.r.t. its input) in torch layout."""
+    x, weight, bias = _promote(x, weight, bias)
+    rank = check_input_rank(name, x, (n + 1, n + 2), _layouts(n))
+    groups = _check_groups(groups, name)
+    if weight.ndim != n + 2:
+        raise ValueError(
+            f"{name}: weight must be (in_channels, out_channels/groups, *kernel_size) ({n + 2}-D), "
+            f"got shape {shape_str(weight)}"
+        )
+    stride = ntuple(stride, n, "stride", name, min_value=1)
+    dilation = ntuple(dilation, n, "dilation", name, min_value=1)
+    pad = _parse_padding(padding, n, name, allow_str=False)
+    output_padding = ntuple(output_padding, n, "output_padding", name)
+    _check_output_padding(output_padding, stride, dilation, name)
+    in_ch, out_per_group = int(weight.shape[0]), int(weight.shape[1])
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"{name}: kernel size must be positive, got weight of shape {shape_str(weight)}")
+    if in_ch % groups:
+        raise ValueError(f"{name}: groups={groups} must divide in_channels={in_ch} (weight of shape {shape_str(weight)})")
+    if int(x.shape[-n - 1]) != in_ch:
+        raise ValueError(
+            f"{name}: expected input with {in_ch} channels (weight of shape {shape_str(weight)}), got shape {shape_str(x)}"
+        )
+    out_ch = out_per_group * groups
+    _check_bias(bias, out_ch, name)
+    out_size = transpose_output_size(x.shape[-n:], kernel, stride, pad, output_padding, dilation)
+    if any(s < 1 for s in out_size):
+        raise ValueError(
+            f"{name}: the output size {out_size} is too small (input of shape {shape_str(x)}, kernel {kernel}, "
+            f"stride {stride}, padding {pad}, dilation {dilation}, output_padding {output_padding})"
+        )
+    # (in, out/g, *k) -> (out, in/g, *k), spatially flipped: a forward conv over the stride-dilated input.
+    w = weight.reshape((groups, in_ch // groups, out_per_group) + kernel)
+    w = jnp.swapaxes(w, 1, 2).reshape((out_ch, in_ch // groups) + kernel)
+    w = jnp.flip(w, axis=tuple(range(2, n + 2)))
+    pairs = [
+        (d * (k - 1) - p, d * (k - 1) - p + op)
+        for k, d, p, op in zip(kernel, dilation, pad, output_padding)
+    ]
+    batched = x if rank == n + 2 else x[None]
+    y = lax.conv_general_dilated(
+        batched,
+        w,
+        window_strides=(1,) * n,
+        padding=pairs,
+        lhs_dilation=stride,
+        rhs_dilation=dilation,
+        feature_group_count=groups,
+        precision=precision,
+    )
+    y = _add_bias(y, bias, n)
+    return y if rank == n + 2 else y[0]
+
+
+_CONV_DOC = """{n}-d convolution (cross-correlation), as ``torch.nn.functional.conv{n}d``.
+
+    Args:
+      input: ``{layout}``.
+      weight: ``(out_channels, in_channels/groups, *kernel_size)``.
+      bias: ``(out_channels,)`` or None.
+      stride, dilation: int or tuple of {n} positive ints.
+      padding: int, tuple of {n} ints, ``"valid"`` (0) or ``"same"`` (output size =
+        input size; total ``dilation*(k-1)`` with the odd element on the right, as
+        torch; needs stride 1).
+      groups: split input and output channels into this many groups.
+      precision: ``lax.Precision`` (keyword only; not in torch).
+
+    Shape: ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1``.
+    """
+
+_CONVT_DOC = """{n}-d transposed convolution, as ``torch.nn.functional.conv_transpose{n}d``.
+
+    Args:
+      input: ``{layout}``.
+      weight: ``(in_channels, out_channels/groups, *kernel_size)``.
+      bias: ``(out_channels,)`` or None.
+      stride, dilation: int or tuple of {n} positive ints.
+      padding: int or tuple: ``padding`` elements are cropped from both sides of
+        each dim of the full transposed output (the equivalent forward conv pads
+        ``dilation*(k-1) - padding``), as torch.
+      output_padding: extra size on one side of each dim; must be smaller than
+        stride or dilation.
+      groups: split input and output channels into this many groups.
+      precision: ``lax.Precision`` (keyword only; not in torch).
+
+    Shape: ``S_out = (S - 1)*stride - 2*padding + dilation*(k-1) + output_padding + 1``.
+    """
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, precision=None):
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, n=1, name="conv1d", precision=precision)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, precision=None):
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, n=2, name="conv2d", precision=precision)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, precision=None):
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, n=3, name="conv3d", precision=precision)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     precision=None):
+    return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                              n=1, name="conv_transpose1d", precision=precision)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     precision=None):
+    return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                              n=2, name="conv_transpose2d", precision=precision)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     precision=None):
+    return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                              n=3, name="conv_transpose3d", precision=precision)
+
+
+for _n, _f in ((1, conv1d), (2, conv2d), (3, conv3d)):
+    _f.__doc__ = _CONV_DOC.format(n=_n, layout=_layouts(_n))
+for _n, _f in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):
+    _f.__doc__ = _CONVT_DOC.format(n=_n, layout=_layouts(_n))
+del _n, _f

@@ -1,5 +1,683 @@
-"""Normalisation functions: batch/layer/instance/group/RMS/local-response/switchable."""
+"""Normalisation functions: batch/layer/instance/group/RMS/local-response/switchable.
+
+All statistics share two helpers, as flax.linen's normalisation layers do:
+
+* :func:`_moments` — biased mean and variance over some axes, **two-pass**
+  (the mean first, then the mean of squared deviations) and in at least
+  float32, so that inputs with a large common offset (``1e4 + N(0, 1)`` in
+  float32) still normalise correctly; ``E[x²] − E[x]²`` does not.
+* :func:`_pool` — pools equal-sized groups of moments along an axis (and over a
+  named device axis) with the law of total variance,
+  ``var = mean(var_i + (mean_i − mean)²)``, which is as stable as two passes
+  over the raw data.  Batch norm is "instance moments over the spatial dims,
+  then pooled over the batch", which keeps every reduction over contiguous
+  trailing axes.
+
+:func:`_normalize` then applies ``(x − mean) · rsqrt(var + eps) · weight + bias``.
+
+Functions that torch lets mutate buffers in place (``batch_norm``,
+``instance_norm``, ``switch_norm``) are pure here: they return a
+:class:`NormOutput` ``(output, running_mean, running_var, num_batches_tracked)``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._utils import shape_str
+
+__all__ = [
+    "NormOutput",
+    "batch_norm",
+    "instance_norm",
+    "layer_norm",
+    "group_norm",
+    "rms_norm",
+    "local_response_norm",
+    "switch_norm",
+]
+
+Array = jax.Array
+
+
+class NormOutput(NamedTuple):
+    """What ``batch_norm``/``instance_norm``/``switch_norm`` return.
+
+    ``output`` is torch's return value; the other fields are the buffers after
+    the call (what torch would have mutated in place): updated when statistics
+    were tracked in training, otherwise the arguments passed in (``None`` stays
+    ``None``).
+    """
+
+    output: Array
+    running_mean: Array | None
+    running_var: Array | None
+    num_batches_tracked: Array | None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _stat_dtype(dtype: Any) -> jnp.dtype:
+    """Statistics dtype: float32 for half/bfloat16 inputs, else the input's float dtype."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _moments(x: Array, axes: Sequence[int]) -> tuple[Array, Array]:
+    """Biased mean and variance of ``x`` over ``axes`` (kept as size-1 dims).
+
+    Two passes, in at least float32: ``mean = E[x]``, ``var = E[(x − mean)²]``.
+    With no axes the mean is ``x`` and the variance zero.
+    """
+    x = x.astype(_stat_dtype(x.dtype))
+    axes = tuple(axes)
+    if not axes:
+        return x, jnp.zeros_like(x)
+    mean = jnp.mean(x, axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
+    return mean, var
+
+
+def _pool(
+    mean: Array,
+    var: Array,
+    axis: int,
+    axis_name: Any = None,
+    axis_index_groups: Any = None,
+) -> tuple[Array, Array]:
+    """Moments of the union of equal-sized groups given per-group moments.
+
+    Groups run along ``axis`` (and across the devices of ``axis_name``, each
+    holding the same number of groups): ``mean = mean_i(mean_i)``,
+    ``var = mean_i(var_i + (mean_i − mean)²)``.
+    """
+    m = jnp.mean(mean, axis, keepdims=True)
+    if axis_name is not None:
+        m = lax.pmean(m, axis_name, axis_index_groups=axis_index_groups)
+    v = jnp.mean(var + jnp.square(mean - m), axis, keepdims=True)
+    if axis_name is not None:
+        v = lax.pmean(v, axis_name, axis_index_groups=axis_index_groups)
+    return m, v
+
+
+def _normalize(
+    x: Array,
+    mean: Array,
+    var: Array,
+    weight: Array | None,
+    bias: Array | None,
+    eps: float,
+    param_shape: Sequence[int],
+) -> Array:
+    """``(x − mean) · rsqrt(var + eps) · weight + bias`` in the statistics' dtype,
+    returned in ``x.dtype``.  ``weight``/``bias`` are reshaped to ``param_shape``
+    (which broadcasts against ``x``)."""
+    sdt = mean.dtype
+    mul = lax.rsqrt(var + jnp.asarray(eps, sdt))
+    if weight is not None:
+        mul = mul * jnp.reshape(weight, param_shape).astype(sdt)
+    y = (x.astype(sdt) - mean) * mul
+    if bias is not None:
+        y = y + jnp.reshape(bias, param_shape).astype(sdt)
+    return y.astype(x.dtype)
+
+
+def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
+    """``(1, C, 1, ..., 1)`` for an ``(N, C, *spatial)`` input of rank ``ndim``."""
+    return (1, channels) + (1,) * (ndim - 2)
+
+
+def _check_vector(name: str, arg: str, v: Array | None, channels: int, x: Array) -> None:
+    if v is not None and tuple(jnp.shape(v)) != (channels,):
+        raise ValueError(
+            f"{name}: {arg} must have shape ({channels},) for input of shape {shape_str(x)} "
+            f"with {channels} channels, got shape {shape_str(jnp.shape(v))}"
+        )
+
+
+def _check_min_rank(name: str, x: Array, rank: int, what: str) -> None:
+    if jnp.ndim(x) < rank:
+        raise ValueError(f"{name}: expected {what} input, got {jnp.ndim(x)}-D input of shape {shape_str(x)}")
+
+
+def _update(running: Array, batch: Array, factor: Any) -> Array:
+    """torch's running update: ``(1 − factor) · running + factor · batch``."""
+    batch = jnp.reshape(batch, jnp.shape(running)).astype(running.dtype)
+    return ((1 - factor) * running + factor * batch).astype(running.dtype)
+
+
+def _momentum_factor(name: str, momentum: float | None, num_batches_tracked: Array | None):
+    """The weight of the new batch and the new ``num_batches_tracked``.
+
+    ``num_batches_tracked`` is incremented (when given); ``momentum=None`` gives
+    the cumulative moving average ``1 / num_batches_tracked``, as torch's modules.
+    """
+    nbt = None if num_batches_tracked is None else num_batches_tracked + 1
+    if momentum is not None:
+        return momentum, nbt
+    if nbt is None:
+        raise ValueError(
+            f"{name}: momentum=None (cumulative moving average) needs num_batches_tracked"
+        )
+    return 1.0 / nbt, nbt
+
+
+def _device_count(axis_name: Any, axis_index_groups: Any) -> Any:
+    if axis_name is None:
+        return 1
+    return lax.psum(1, axis_name, axis_index_groups=axis_index_groups)
+
+
+def _check_stats_pair(name: str, running_mean: Any, running_var: Any) -> None:
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{name}: running_mean and running_var must both be given or both be None")
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+def _batch_norm(
+    input: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None,
+    bias: Array | None,
+    training: bool,
+    momentum: float | None,
+    eps: float,
+    *,
+    num_batches_tracked: Array | None,
+    axis_name: Any,
+    axis_index_groups: Any,
+    name: str,
+) -> NormOutput:
+    x = input
+    _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
+    _check_stats_pair(name, running_mean, running_var)
+    c = x.shape[1]
+    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
+                   ("weight", weight), ("bias", bias)):
+        _check_vector(name, arg, v, c, x)
+    pshape = _channel_shape(x.ndim, c)
+    if not training:
+        if running_mean is None:
+            raise ValueError(f"{name}: running_mean and running_var are needed when training=False")
+        out = _normalize(x, jnp.reshape(running_mean, pshape).astype(_stat_dtype(x.dtype)),
+                         jnp.reshape(running_var, pshape).astype(_stat_dtype(x.dtype)),
+                         weight, bias, eps, pshape)
+        return NormOutput(out, running_mean, running_var, num_batches_tracked)
+
+    per_device = x.size // c if c else 0
+    if per_device == 1 and axis_name is None:
+        raise ValueError(
+            f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
+        )
+    if running_mean is not None:
+        factor, nbt = _momentum_factor(name, momentum, num_batches_tracked)
+    else:
+        factor, nbt = None, num_batches_tracked
+    if x.size == 0:  # torch: empty output, buffers unchanged (num_batches_tracked still counts)
+        return NormOutput(x, running_mean, running_var, nbt)
+
+    inst_mean, inst_var = _moments(x, range(2, x.ndim))
+    mean, var = _pool(inst_mean, inst_var, 0, axis_name, axis_index_groups)
+    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    if running_mean is None:
+        return NormOutput(out, None, None, nbt)
+    n = per_device * _device_count(axis_name, axis_index_groups)
+    unbiased = var * (n / (n - 1))
+    mean, unbiased = lax.stop_gradient(mean), lax.stop_gradient(unbiased)
+    return NormOutput(out, _update(running_mean, mean, factor), _update(running_var, unbiased, factor), nbt)
+
+
+def batch_norm(
+    input: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    *,
+    num_batches_tracked: Array | None = None,
+    axis_name: Any = None,
+    axis_index_groups: Any = None,
+) -> NormOutput:
+    r"""Batch normalisation over ``(N, *spatial)`` per channel, as ``torch.nn.functional.batch_norm``.
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \text{weight} + \text{bias}
+
+    In training the batch statistics are used (biased variance) and, when
+    ``running_mean``/``running_var`` are given, the buffers are updated with
+    ``new = (1 − momentum) · old + momentum · batch`` using the *unbiased*
+    batch variance.  In evaluation the running statistics are used.
+
+    Args:
+      input: ``(N, C)`` or ``(N, C, *spatial)``.
+      running_mean, running_var: ``(C,)`` buffers or ``None`` (no tracking; then
+        ``training`` must be True).
+      weight, bias: ``(C,)`` affine parameters or ``None``.
+      training: use (and track) batch statistics.
+      momentum: weight of the new batch; ``None`` means the cumulative moving
+        average ``1 / num_batches_tracked`` (needs ``num_batches_tracked``).
+      eps: added to the variance.
+      num_batches_tracked: optional int counter, incremented in training.
+      axis_name, axis_index_groups: reduce the batch statistics across a named
+        device axis (``shard_map``/``pmap``), as in Flax; each device must hold
+        the same number of samples.
+
+    Returns:
+      :class:`NormOutput` ``(output, running_mean, running_var,
+      num_batches_tracked)``: the output (input's shape and dtype) and the
+      buffers as torch would have left them.  Statistics are computed in at
+      least float32 (two-pass variance); gradients do not flow into the buffers.
+
+    Shape: ``(N, C, *) -> (N, C, *)``.
+    """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                       num_batches_tracked=num_batches_tracked, axis_name=axis_name,
+                       axis_index_groups=axis_index_groups, name="batch_norm")
+
+
+# --------------------------------------------------------------------------- instance norm
+
+
+def _instance_norm(
+    input: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None,
+    bias: Array | None,
+    use_input_stats: bool,
+    momentum: float,
+    eps: float,
+    *,
+    num_batches_tracked: Array | None,
+    axis_name: Any,
+    axis_index_groups: Any,
+    name: str,
+) -> NormOutput:
+    x = input
+    _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
+    _check_stats_pair(name, running_mean, running_var)
+    c = x.shape[1]
+    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
+                   ("weight", weight), ("bias", bias)):
+        _check_vector(name, arg, v, c, x)
+    pshape = _channel_shape(x.ndim, c)
+    if not use_input_stats:
+        if running_mean is None:
+            raise ValueError(f"{name}: running_mean and running_var are needed when use_input_stats=False")
+        out = _normalize(x, jnp.reshape(running_mean, pshape).astype(_stat_dtype(x.dtype)),
+                         jnp.reshape(running_var, pshape).astype(_stat_dtype(x.dtype)),
+                         weight, bias, eps, pshape)
+        return NormOutput(out, running_mean, running_var, num_batches_tracked)
+    spatial = math.prod(x.shape[2:])
+    if spatial == 1:
+        raise ValueError(
+            f"{name}: expected more than 1 spatial element when training, got input of shape {shape_str(x)}"
+        )
+    if x.size == 0:
+        return NormOutput(x, running_mean, running_var, num_batches_tracked)
+    mean, var = _moments(x, range(2, x.ndim))
+    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    if running_mean is None:
+        return NormOutput(out, None, None, num_batches_tracked)
+    # torch: the buffers move towards the batch-average of the per-instance
+    # mean and unbiased variance.
+    unbiased = lax.stop_gradient(var * (spatial / (spatial - 1)))
+    mean = lax.stop_gradient(mean)
+    avg_mean = jnp.mean(mean, 0)
+    avg_var = jnp.mean(unbiased, 0)
+    if axis_name is not None:
+        avg_mean = lax.pmean(avg_mean, axis_name, axis_index_groups=axis_index_groups)
+        avg_var = lax.pmean(avg_var, axis_name, axis_index_groups=axis_index_groups)
+    return NormOutput(out, _update(running_mean, avg_mean, momentum),
+                      _update(running_var, avg_var, momentum), num_batches_tracked)
+
+
+def instance_norm(
+    input: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    num_batches_tracked: Array | None = None,
+    axis_name: Any = None,
+    axis_index_groups: Any = None,
+) -> NormOutput:
+    r"""Instance normalisation per sample and channel, as ``torch.nn.functional.instance_norm``.
+
+    Statistics over the spatial dims of each ``(n, c)``.  With
+    ``use_input_stats`` and buffers given, the buffers are updated with the
+    batch-average of the per-instance mean and unbiased variance
+    (``new = (1 − momentum) · old + momentum · avg``), as torch does;
+    ``num_batches_tracked`` is passed through unchanged (torch never increments it
+    for instance norm).  Without ``use_input_stats`` the running statistics are used.
+
+    Args:
+      input: ``(N, C, *spatial)`` with at least one spatial dim.
+      running_mean, running_var: ``(C,)`` buffers or ``None``.
+      weight, bias: ``(C,)`` or ``None``.
+      use_input_stats: normalise with the instance statistics.
+      momentum, eps: as torch.
+      axis_name, axis_index_groups: average the buffer update across devices.
+
+    Returns:
+      :class:`NormOutput` ``(output, running_mean, running_var, num_batches_tracked)``.
+
+    Shape: ``(N, C, *) -> (N, C, *)``.
+    """
+    return _instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps,
+                          num_batches_tracked=num_batches_tracked, axis_name=axis_name,
+                          axis_index_groups=axis_index_groups, name="instance_norm")
+
+
+# --------------------------------------------------------------------------- layer / group / rms
+
+
+def _normalized_shape(name: str, normalized_shape: Any) -> tuple[int, ...]:
+    if isinstance(normalized_shape, (int,)) and not isinstance(normalized_shape, bool):
+        return (int(normalized_shape),)
+    try:
+        shape = tuple(int(s) for s in normalized_shape)
+    except TypeError:
+        raise TypeError(
+            f"{name}: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}"
+        ) from None
+    if not shape:
+        raise ValueError(f"{name}: normalized_shape must not be empty")
+    return shape
+
+
+def _check_trailing(name: str, x: Array, shape: tuple[int, ...]) -> None:
+    k = len(shape)
+    if jnp.ndim(x) < k or tuple(jnp.shape(x)[jnp.ndim(x) - k:]) != shape:
+        raise ValueError(
+            f"{name}: normalized_shape={shape} does not match the trailing dims of input of "
+            f"shape {shape_str(x)} (expected input of shape (*, {', '.join(map(str, shape))}))"
+        )
+
+
+def _check_param(name: str, arg: str, v: Array | None, shape: tuple[int, ...]) -> None:
+    if v is not None and tuple(jnp.shape(v)) != shape:
+        raise ValueError(f"{name}: {arg} must have shape {shape_str(shape)}, got shape {shape_str(jnp.shape(v))}")
+
+
+def _layer_norm(input, normalized_shape, weight, bias, eps, *, name):
+    shape = _normalized_shape(name, normalized_shape)
+    _check_trailing(name, input, shape)
+    _check_param(name, "weight", weight, shape)
+    _check_param(name, "bias", bias, shape)
+    axes = tuple(range(input.ndim - len(shape), input.ndim))
+    mean, var = _moments(input, axes)
+    return _normalize(input, mean, var, weight, bias, eps, shape)
+
+
+def layer_norm(
+    input: Array,
+    normalized_shape: int | Sequence[int],
+    weight: Array | None = None,
+    bias: Array | None = None,
+    eps: float = 1e-5,
+) -> Array:
+    r"""Layer normalisation over the trailing ``normalized_shape`` dims, as
+    ``torch.nn.functional.layer_norm``.
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \text{weight} + \text{bias}
+
+    Args:
+      input: ``(*, *normalized_shape)``.
+      normalized_shape: int or tuple: the trailing dims to normalise over.
+      weight, bias: of shape ``normalized_shape`` or ``None``.
+      eps: added to the (biased) variance.
+
+    Shape: unchanged.
+    """
+    return _layer_norm(input, normalized_shape, weight, bias, eps, name="layer_norm")
+
+
+def _group_norm(input, num_groups, weight, bias, eps, *, name):
+    x = input
+    _check_min_rank(name, x, 2, "(N, C, *)")
+    n, c = x.shape[:2]
+    if num_groups <= 0 or c % num_groups:
+        raise ValueError(
+            f"{name}: num_channels={c} must be divisible by num_groups={num_groups} "
+            f"(input of shape {shape_str(x)})"
+        )
+    _check_vector(name, "weight", weight, c, x)
+    _check_vector(name, "bias", bias, c, x)
+    grouped = jnp.reshape(x, (n, num_groups, math.prod(x.shape[1:]) // num_groups))
+    mean, var = _moments(grouped, (2,))  # (N, G, 1) -> per channel (N, C, 1, ...)
+    per_channel = (n, c) + (1,) * (x.ndim - 2)
+    mean = jnp.reshape(jnp.repeat(mean, c // num_groups, axis=1), per_channel)
+    var = jnp.reshape(jnp.repeat(var, c // num_groups, axis=1), per_channel)
+    return _normalize(x, mean, var, weight, bias, eps, _channel_shape(x.ndim, c))
+
+
+def group_norm(
+    input: Array,
+    num_groups: int,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    eps: float = 1e-5,
+) -> Array:
+    r"""Group normalisation, as ``torch.nn.functional.group_norm``.
+
+    The ``C`` channels are split into ``num_groups`` groups; each sample's group
+    (its channels and all spatial positions) is normalised with its own mean and
+    biased variance, then the per-channel ``weight``/``bias`` are applied.
+
+    Args:
+      input: ``(N, C, *)``; ``C`` divisible by ``num_groups``.
+      num_groups: number of groups.
+      weight, bias: ``(C,)`` or ``None``.
+      eps: added to the variance.
+
+    Shape: unchanged.
+    """
+    return _group_norm(input, num_groups, weight, bias, eps, name="group_norm")
+
+
+def _rms_norm(input, normalized_shape, weight, eps, *, name):
+    shape = _normalized_shape(name, normalized_shape)
+    _check_trailing(name, input, shape)
+    _check_param(name, "weight", weight, shape)
+    sdt = _stat_dtype(input.dtype)
+    if eps is None:
+        eps = float(jnp.finfo(sdt).eps)
+    axes = tuple(range(input.ndim - len(shape), input.ndim))
+    x = input.astype(sdt)
+    y = x * lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + jnp.asarray(eps, sdt))
+    if weight is not None:
+        y = y * weight.astype(sdt)
+    return y.astype(input.dtype)
+
+
+def rms_norm(
+    input: Array,
+    normalized_shape: int | Sequence[int],
+    weight: Array | None = None,
+    eps: float | None = None,
+) -> Array:
+    r"""Root-mean-square normalisation, as ``torch.nn.functional.rms_norm``.
+
+    .. math:: y = \frac{x}{\sqrt{\mathrm{E}[x^2] + \epsilon}} \cdot \text{weight}
+
+    over the trailing ``normalized_shape`` dims.  ``eps=None`` means the machine
+    epsilon of the computation dtype (float32 for bfloat16/float16 inputs, as
+    torch's ``opmath`` type; float64 for float64 inputs).
+
+    Shape: unchanged.
+    """
+    return _rms_norm(input, normalized_shape, weight, eps, name="rms_norm")
+
+
+def _local_response_norm(input, size, alpha, beta, k, *, name):
+    x = input
+    _check_min_rank(name, x, 3, "3-D or higher (N, C, *)")
+    if int(size) < 1:
+        raise ValueError(f"{name}: size must be >= 1, got {size}")
+    size = int(size)
+    sdt = _stat_dtype(x.dtype)
+    sq = jnp.square(x.astype(sdt))
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (size // 2, (size - 1) // 2)
+    window = (1, size) + (1,) * (x.ndim - 2)
+    summed = lax.reduce_window(sq, jnp.asarray(0, sdt), lax.add, window, (1,) * x.ndim, pad)
+    div = jnp.power(summed * (alpha / size) + k, beta)
+    return (x.astype(sdt) / div).astype(x.dtype)
+
+
+def local_response_norm(
+    input: Array,
+    size: int,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 1.0,
+) -> Array:
+    r"""Local response normalisation across channels, as ``torch.nn.functional.local_response_norm``.
+
+    .. math:: b_c = a_c \left(k + \frac{\alpha}{n} \sum_{c'=c-\lfloor n/2 \rfloor}^{c+\lceil n/2 \rceil - 1} a_{c'}^2\right)^{-\beta}
+
+    with zero padding past the channel ends (the sum is always divided by ``n = size``).
+
+    Shape: ``(N, C, *) -> (N, C, *)``, at least 3-D.
+    """
+    return _local_response_norm(input, size, alpha, beta, k, name="local_response_norm")
+
+
+# --------------------------------------------------------------------------- switchable norm
+
+
+def _switch_norm(
+    input: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None,
+    bias: Array | None,
+    mean_weight: Array,
+    var_weight: Array,
+    training: bool,
+    momentum: float | None,
+    eps: float,
+    *,
+    num_batches_tracked: Array | None,
+    axis_name: Any,
+    axis_index_groups: Any,
+    name: str,
+) -> NormOutput:
+    x = input
+    _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
+    _check_stats_pair(name, running_mean, running_var)
+    c = x.shape[1]
+    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
+                   ("weight", weight), ("bias", bias)):
+        _check_vector(name, arg, v, c, x)
+    _check_param(name, "mean_weight", mean_weight, (3,))
+    _check_param(name, "var_weight", var_weight, (3,))
+    pshape = _channel_shape(x.ndim, c)
+    if math.prod(x.shape[2:]) == 1:
+        raise ValueError(
+            f"{name}: expected more than 1 spatial element (instance statistics), got input of shape {shape_str(x)}"
+        )
+    if x.size == 0:
+        nbt = num_batches_tracked
+        if training and running_mean is not None:
+            nbt = _momentum_factor(name, momentum, num_batches_tracked)[1]
+        return NormOutput(x, running_mean, running_var, nbt)
+    sdt = _stat_dtype(x.dtype)
+    mean_in, var_in = _moments(x, range(2, x.ndim))  # (N, C, 1...)
+    mean_ln, var_ln = _pool(mean_in, var_in, 1)  # (N, 1, 1...)
+    new_mean, new_var, nbt = running_mean, running_var, num_batches_tracked
+    if training or running_mean is None:
+        if training and x.shape[0] * math.prod(x.shape[2:]) == 1 and axis_name is None:
+            raise ValueError(
+                f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
+            )
+        mean_bn, var_bn = _pool(mean_in, var_in, 0, axis_name, axis_index_groups)  # (1, C, 1...)
+        if training and running_mean is not None:
+            factor, nbt = _momentum_factor(name, momentum, num_batches_tracked)
+            n = x.shape[0] * math.prod(x.shape[2:]) * _device_count(axis_name, axis_index_groups)
+            unbiased = lax.stop_gradient(var_bn * (n / (n - 1)))
+            new_mean = _update(running_mean, lax.stop_gradient(mean_bn), factor)
+            new_var = _update(running_var, unbiased, factor)
+    else:
+        mean_bn = jnp.reshape(running_mean, pshape).astype(sdt)
+        var_bn = jnp.reshape(running_var, pshape).astype(sdt)
+    mw = jax.nn.softmax(mean_weight.astype(sdt))
+    vw = jax.nn.softmax(var_weight.astype(sdt))
+    mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn
+    var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn
+    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    return NormOutput(out, new_mean, new_var, nbt)
+
+
+def switch_norm(
+    input: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    mean_weight: Array | None = None,
+    var_weight: Array | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    *,
+    num_batches_tracked: Array | None = None,
+    axis_name: Any = None,
+    axis_index_groups: Any = None,
+) -> NormOutput:
+    r"""Switchable normalisation (Luo et al. 2018), no torch equivalent.
+
+    With instance (IN), layer (LN) and batch (BN) moments of ``x``
+    (``(N, C, *spatial)``; biased variances, two-pass and pooled exactly):
+
+    .. math::
+        \mu_{in} = \mathrm{E}_{s}[x],\ \sigma^2_{in} = \mathrm{Var}_{s}[x],\quad
+        \mu_{ln} = \mathrm{E}_c[\mu_{in}],\ \sigma^2_{ln} = \mathrm{E}_c[\sigma^2_{in} + \mu_{in}^2] - \mu_{ln}^2,\quad
+        \mu_{bn} = \mathrm{E}_n[\mu_{in}],\ \sigma^2_{bn} = \mathrm{E}_n[\sigma^2_{in} + \mu_{in}^2] - \mu_{bn}^2
+
+    (computed as :math:`\mathrm{E}[\sigma^2_i + (\mu_i - \mu)^2]`), the output is
+
+    .. math::
+        \hat\mu = \sum_k w_k \mu_k,\ \hat\sigma^2 = \sum_k w'_k \sigma^2_k,\quad
+        w = \mathrm{softmax}(\text{mean\_weight}),\ w' = \mathrm{softmax}(\text{var\_weight}),\quad
+        y = \frac{x - \hat\mu}{\sqrt{\hat\sigma^2 + \epsilon}} \cdot \text{weight} + \text{bias}
+
+    with ``k`` running over (IN, LN, BN) in that order.  In training the BN
+    moments come from the batch and the buffers are updated as in
+    :func:`batch_norm` (torch's momentum convention, unbiased running variance);
+    in evaluation the running statistics replace the BN moments (batch moments
+    when no buffers are given).
+
+    Args:
+      input: ``(N, C, *spatial)`` with more than one spatial element.
+      running_mean, running_var: ``(C,)`` or ``None``.
+      weight, bias: ``(C,)`` or ``None``.
+      mean_weight, var_weight: ``(3,)`` logits (IN, LN, BN); ``None`` = equal weights.
+      training, momentum, eps, num_batches_tracked, axis_name, axis_index_groups:
+        as :func:`batch_norm` (``axis_name`` reduces only the BN moments).
+
+    Returns:
+      :class:`NormOutput` ``(output, running_mean, running_var, num_batches_tracked)``.
+
+    Shape: ``(N, C, *) -> (N, C, *)``.
+    """
+    mean_weight = jnp.zeros((3,)) if mean_weight is None else mean_weight
+    var_weight = jnp.zeros((3,)) if var_weight is None else var_weight
+    return _switch_norm(input, running_mean, running_var, weight, bias, mean_weight, var_weight, training,
+                        momentum, eps, num_batches_tracked=num_batches_tracked, axis_name=axis_name,
+                        axis_index_groups=axis_index_groups, name="switch_norm")

@@ -1,5 +1,415 @@
-"""Recurrent cells and layers (the numerics behind nn.RNN/LSTM/GRU and their cells)."""
+"""Recurrent cells and layers: the numerics behind nn.RNN/LSTM/GRU and their cells.
+
+One implementation serves every mode (``"RNN_TANH"``, ``"RNN_RELU"``, ``"LSTM"``,
+``"GRU"``): a cell step that takes the input projection ``x @ W_ih^T + b_ih`` already
+computed, so that the multi-layer function projects the whole sequence (both
+directions at once) with a single matmul outside the ``lax.scan`` time loop, and the
+public cell functions project one step.  Gate order and formulas are torch's:
+
+* RNN:  ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, ``act`` = tanh or relu
+* LSTM: gates ``i, f, g, o`` (in that order along ``4*hidden_size``);
+  ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``, then ``h' = h' W_hr^T``
+  when ``proj_size > 0``
+* GRU:  gates ``r, z, n``; ``n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))``
+  (the reset gate is applied after the hidden matmul), ``h' = (1 - z) n + z h``
+
+Weights follow torch's names and layouts (``weight_ih_l{k}{_reverse}`` of shape
+``(G*hidden_size, in)``, ``weight_hh_l{k}`` ``(G*hidden_size, proj_size or hidden_size)``,
+``bias_ih_l{k}``/``bias_hh_l{k}`` ``(G*hidden_size,)``, ``weight_hr_l{k}``
+``(proj_size, hidden_size)``), with ``G`` = 1 (RNN), 4 (LSTM), 3 (GRU).
+Packed sequences are not supported.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._utils import shape_str
+
+__all__ = [
+    "rnn_tanh_cell",
+    "rnn_relu_cell",
+    "lstm_cell",
+    "gru_cell",
+    "rnn",
+    "rnn_tanh",
+    "rnn_relu",
+    "lstm",
+    "gru",
+    "rnn_weight_names",
+]
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_MODE_NAMES = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
+
+
+def _check_mode(mode: str, name: str) -> int:
+    if mode not in _GATES:
+        raise ValueError(f"{name}: mode must be one of {sorted(_GATES)}, got {mode!r}")
+    return _GATES[mode]
+
+
+def _mm(x: jax.Array, w: jax.Array, precision: Any) -> jax.Array:
+    """``x @ w.T`` over the last axis of ``x`` (any leading dims)."""
+    return lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
+
+
+# ----------------------------------------------------------------------------- cell step
+
+
+def _step(mode: str, gi: jax.Array, state: Any, w_hh: jax.Array, b_hh: jax.Array | None,
+          w_hr: jax.Array | None, precision: Any) -> Any:
+    """One time step given the input projection ``gi = x W_ih^T (+ b_ih)``.
+
+    ``state`` is ``h`` or, for LSTM, ``(h, c)``; returns the new state.
+    """
+    if mode == "LSTM":
+        h, c = state
+        gates = gi + _mm(h, w_hh, precision)
+        if b_hh is not None:
+            gates = gates + b_hh
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        if w_hr is not None:
+            h = _mm(h, w_hr, precision)
+        return h, c
+    gh = _mm(state, w_hh, precision)
+    if b_hh is not None:
+        gh = gh + b_hh
+    if mode == "GRU":
+        i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
+        r = jax.nn.sigmoid(i_r + h_r)
+        z = jax.nn.sigmoid(i_z + h_z)
+        n = jnp.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * state
+    pre = gi + gh
+    return jnp.tanh(pre) if mode == "RNN_TANH" else jax.nn.relu(pre)
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+def _cell(mode: str, name: str, input: jax.Array, hx: Any, w_ih: jax.Array, w_hh: jax.Array,
+          b_ih: jax.Array | None, b_hh: jax.Array | None, precision: Any) -> Any:
+    gates = _check_mode(mode, name)
+    input, w_ih, w_hh = jnp.asarray(input), jnp.asarray(w_ih), jnp.asarray(w_hh)
+    b_ih = None if b_ih is None else jnp.asarray(b_ih)
+    b_hh = None if b_hh is None else jnp.asarray(b_hh)
+    if input.ndim not in (1, 2):
+        raise ValueError(
+            f"{name}: expected input of shape (batch, input_size) or (input_size,), got "
+            f"{input.ndim}-D input of shape {shape_str(input)}")
+    if w_ih.ndim != 2 or w_hh.ndim != 2 or w_ih.shape[0] % gates or w_hh.shape != (w_ih.shape[0], w_ih.shape[0] // gates):
+        raise ValueError(
+            f"{name}: expected weight_ih of shape ({gates}*hidden_size, input_size) and weight_hh of shape "
+            f"({gates}*hidden_size, hidden_size), got {shape_str(w_ih)} and {shape_str(w_hh)}")
+    hidden = w_hh.shape[1]
+    for arg, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+        if b is not None and tuple(b.shape) != (gates * hidden,):
+            raise ValueError(f"{name}: expected {arg} of shape ({gates * hidden},), got {shape_str(b)}")
+    if input.shape[-1] != w_ih.shape[1]:
+        raise ValueError(
+            f"{name}: expected input with {w_ih.shape[1]} features (input_size={w_ih.shape[1]}), "
+            f"got shape {shape_str(input)}")
+    batched = input.ndim == 2
+    state_shape = input.shape[:-1] + (hidden,)
+    dtype = jnp.result_type(input, w_ih, w_hh, *(b for b in (b_ih, b_hh) if b is not None))
+    if mode == "LSTM":
+        if hx is None:
+            hx = (jnp.zeros(state_shape, dtype), jnp.zeros(state_shape, dtype))
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        names = ("h_0", "c_0")
+    else:
+        if hx is None:
+            hx = jnp.zeros(state_shape, dtype)
+        hx = (hx,)
+        names = ("hx",)
+    hx = tuple(jnp.asarray(s) for s in hx)
+    for arg, s in zip(names, hx):
+        if tuple(s.shape) != state_shape:
+            layout = "(batch, hidden_size)" if batched else "(hidden_size,) for unbatched input"
+            raise ValueError(
+                f"{name}: expected {arg} of shape {shape_str(state_shape)} {layout}, got {shape_str(s)} "
+                f"(input {shape_str(input)}, hidden_size={hidden})")
+    hx = tuple(s.astype(dtype) for s in hx)
+    gi = _mm(input, w_ih, precision)
+    if b_ih is not None:
+        gi = gi + b_ih
+    out = _step(mode, gi, hx if mode == "LSTM" else hx[0], w_hh, b_hh, None, precision)
+    return tuple(out) if mode == "LSTM" else out
+
+
+def rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, precision=None):
+    """One Elman RNN step with tanh, as ``torch.rnn_tanh_cell``.
+
+    ``h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)``; ``hx=None`` means zeros.
+
+    Shape: input ``(N, in)`` or ``(in,)``; hx and output ``(N, H)`` or ``(H,)``;
+    ``w_ih (H, in)``, ``w_hh (H, H)``, biases ``(H,)``.
+    """
+    return _cell("RNN_TANH", "rnn_tanh_cell", input, hx, w_ih, w_hh, b_ih, b_hh, precision)
+
+
+def rnn_relu_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, precision=None):
+    """One Elman RNN step with ReLU, as ``torch.rnn_relu_cell``.  Shapes as :func:`rnn_tanh_cell`."""
+    return _cell("RNN_RELU", "rnn_relu_cell", input, hx, w_ih, w_hh, b_ih, b_hh, precision)
+
+
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, precision=None):
+    """One LSTM step, as ``torch.lstm_cell``; returns ``(h', c')``.
+
+    Gates ``i, f, g, o`` along ``4*H``: ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``.
+    ``hx`` is ``(h, c)`` or None (zeros).
+
+    Shape: input ``(N, in)`` or ``(in,)``; h, c ``(N, H)`` or ``(H,)``;
+    ``w_ih (4H, in)``, ``w_hh (4H, H)``, biases ``(4H,)``.
+    """
+    return _cell("LSTM", "lstm_cell", input, hx, w_ih, w_hh, b_ih, b_hh, precision)
+
+
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, precision=None):
+    """One GRU step, as ``torch.gru_cell``.
+
+    Gates ``r, z, n`` along ``3*H``; ``n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn))``,
+    ``h' = (1 - z) n + z h``.
+
+    Shape: input ``(N, in)`` or ``(in,)``; hx and output ``(N, H)`` or ``(H,)``;
+    ``w_ih (3H, in)``, ``w_hh (3H, H)``, biases ``(3H,)``.
+    """
+    return _cell("GRU", "gru_cell", input, hx, w_ih, w_hh, b_ih, b_hh, precision)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def rnn_weight_names(num_layers: int = 1, bias: bool = True, bidirectional: bool = False,
+                     proj_size: int = 0) -> list[str]:
+    """torch's ``_flat_weights_names`` order: per layer, per direction,
+    ``weight_ih, weight_hh, [bias_ih, bias_hh], [weight_hr]`` with ``_l{k}`` and ``_reverse``."""
+    names = []
+    for layer in range(num_layers):
+        for suffix in ("", "_reverse")[: 2 if bidirectional else 1]:
+            kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+            kinds += ["weight_hr"] if proj_size > 0 else []
+            names += [f"{k}_l{layer}{suffix}" for k in kinds]
+    return names
+
+
+def _dropout(x: jax.Array, p: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout between layers: :func:`jaxlayers.functional.dropout`."""
+    from .dropout import dropout  # sibling family; imported lazily to keep import order free
+
+    return dropout(x, p, True, key=key)
+
+
+def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision: Any):
+    """One layer, all directions; ``x`` is time-major ``(T, N, in)``.
+
+    The input projections of every step and direction are one matmul; each direction
+    then runs its own ``lax.scan`` (the reverse one with ``reverse=True``).
+    """
+    w_ih = jnp.concatenate([w["weight_ih"] for w in ws], axis=0) if len(ws) > 1 else ws[0]["weight_ih"]
+    gi_all = _mm(x, w_ih, precision)
+    gsize = ws[0]["weight_ih"].shape[0]
+    outs, finals = [], []
+    for d, (w, state0) in enumerate(zip(ws, states)):
+        gi = gi_all[..., d * gsize:(d + 1) * gsize]
+        b_hh = w.get("bias_hh")
+        if w.get("bias_ih") is not None:
+            gi = gi + w["bias_ih"]
+        if b_hh is not None and mode != "GRU":  # GRU keeps b_hn inside r * (.)
+            gi = gi + b_hh
+            b_hh = None
+        w_hh, w_hr = w["weight_hh"], w.get("weight_hr")
+
+        def body(state, gi_t, w_hh=w_hh, b_hh=b_hh, w_hr=w_hr):
+            state = _step(mode, gi_t, state, w_hh, b_hh, w_hr, precision)
+            return state, (state[0] if mode == "LSTM" else state)
+
+        final, ys = lax.scan(body, state0, gi, reverse=d == 1)
+        outs.append(ys)
+        finals.append(final)
+    out = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
+    return out, finals
+
+
+def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias: bool = True,
+        batch_first: bool = False, dropout: float = 0.0, train: bool = False, bidirectional: bool = False,
+        proj_size: int = 0, key: jax.Array | None = None, precision: Any = None, name: str | None = None):
+    """Multi-layer, optionally bidirectional RNN/LSTM/GRU over a sequence (torch's ``_VF.rnn_tanh``,
+    ``_VF.lstm``, ``_VF.gru`` behind ``nn.RNN``/``nn.LSTM``/``nn.GRU``).
+
+    Args:
+      input: ``(L, N, H_in)``, ``(N, L, H_in)`` with ``batch_first``, or unbatched ``(L, H_in)``.
+      hx: None (zeros), the initial ``h_0`` of shape ``(D*num_layers, N, H_out)`` (unbatched:
+        ``(D*num_layers, H_out)``), or for LSTM a tuple ``(h_0, c_0)`` with ``c_0`` of shape
+        ``(D*num_layers, N, hidden_size)``.  Not affected by ``batch_first``.
+      weights: a mapping from torch's parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...)
+        to arrays, or a sequence of arrays in torch's ``_flat_weights`` order
+        (see :func:`rnn_weight_names`).
+      mode: ``"RNN_TANH"``, ``"RNN_RELU"``, ``"LSTM"`` or ``"GRU"``.
+      num_layers, bias, batch_first, bidirectional, proj_size: as torch's constructor arguments
+        (``proj_size`` is LSTM only).
+      dropout, train, key: dropout with probability ``dropout`` on the outputs of every layer but the
+        last, when ``train`` is true; ``key`` is then required.
+      precision: matmul precision (``lax.Precision``).
+      name: layer name used in error messages (default: the mode's lowercase name).
+
+    Returns:
+      ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM.
+
+    Shape: output ``(L, N, D*H_out)`` (``(N, L, D*H_out)`` with ``batch_first``, ``(L, D*H_out)``
+    unbatched); ``h_n (D*num_layers, N, H_out)``; ``c_n (D*num_layers, N, hidden_size)``, where
+    ``D = 2`` if bidirectional else 1 and ``H_out = proj_size or hidden_size``.
+    """
+    name = name or {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")
+    gates = _check_mode(mode, name)
+    num_layers, proj_size = int(num_layers), int(proj_size)
+    if num_layers <= 0:
+        raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers}")
+    if proj_size < 0:
+        raise ValueError(f"{name}: proj_size must be >= 0, got {proj_size}")
+    if proj_size and mode != "LSTM":
+        raise ValueError(f"{name}: proj_size is only supported for LSTM, got proj_size={proj_size}")
+    if not 0.0 <= float(dropout) <= 1.0:
+        raise ValueError(f"{name}: dropout must be a probability in [0, 1], got {dropout}")
+    num_dir = 2 if bidirectional else 1
+    names = rnn_weight_names(num_layers, bias, bidirectional, proj_size)
+    if isinstance(weights, Mapping):
+        missing = [n for n in names if n not in weights]
+        unexpected = [n for n in weights if n not in names]
+        if missing or unexpected:
+            raise ValueError(f"{name}: weights do not match the configuration: missing {missing}, "
+                             f"unexpected {unexpected}")
+        flat = {n: jnp.asarray(weights[n]) for n in names}
+    else:
+        weights = list(weights)
+        if len(weights) != len(names):
+            raise ValueError(f"{name}: expected {len(names)} weights ({', '.join(names)}), got {len(weights)}")
+        flat = {n: jnp.asarray(w) for n, w in zip(names, weights)}
+
+    input = jnp.asarray(input)
+    if input.ndim not in (2, 3):
+        layout = "(N, L, H_in)" if batch_first else "(L, N, H_in)"
+        raise ValueError(f"{name}: expected a 3-D input {layout} or a 2-D unbatched input (L, H_in), "
+                         f"got {input.ndim}-D input of shape {shape_str(input)}")
+    batched = input.ndim == 3
+    w0 = flat["weight_ih_l0"]
+    if w0.ndim != 2 or w0.shape[0] % gates or w0.shape[0] == 0:
+        raise ValueError(f"{name}: weight_ih_l0 must have shape ({gates}*hidden_size, input_size), "
+                         f"got {shape_str(w0)}")
+    hidden = w0.shape[0] // gates
+    input_size = w0.shape[1]
+    if proj_size >= hidden and proj_size:
+        raise ValueError(f"{name}: proj_size must be smaller than hidden_size, got proj_size={proj_size} "
+                         f"and hidden_size={hidden}")
+    h_out = proj_size or hidden
+    for layer in range(num_layers):
+        in_l = input_size if layer == 0 else h_out * num_dir
+        for suffix in ("", "_reverse")[:num_dir]:
+            expected = {"weight_ih": (gates * hidden, in_l), "weight_hh": (gates * hidden, h_out),
+                        "bias_ih": (gates * hidden,), "bias_hh": (gates * hidden,), "weight_hr": (proj_size, hidden)}
+            for kind, shp in expected.items():
+                key_name = f"{kind}_l{layer}{suffix}"
+                if key_name in flat and tuple(flat[key_name].shape) != shp:
+                    raise ValueError(f"{name}: expected {key_name} of shape {shape_str(shp)}, "
+                                     f"got {shape_str(flat[key_name])}")
+    if input.shape[-1] != input_size:
+        raise ValueError(f"{name}: expected input with {input_size} features (input_size={input_size}), "
+                         f"got shape {shape_str(input)}")
+
+    if batched:
+        x = jnp.swapaxes(input, 0, 1) if batch_first else input
+    else:
+        x = input[:, None, :]
+    batch = x.shape[1]
+    dtype = jnp.result_type(x, *flat.values())
+    x = x.astype(dtype)
+    flat = {n: w.astype(dtype) for n, w in flat.items()}
+
+    nstates = num_layers * num_dir
+    specs = [("h_0", (nstates, batch, h_out))]
+    if mode == "LSTM":
+        specs.append(("c_0", (nstates, batch, hidden)))
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"{name}: hx must be a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
+    elif isinstance(hx, (tuple, list)):
+        raise TypeError(f"{name}: hx must be an array h_0, got a {type(hx).__name__}")
+    if hx is None:
+        states0 = [jnp.zeros(shp, dtype) for _, shp in specs]
+    else:
+        hx = list(hx) if mode == "LSTM" else [hx]
+        states0 = []
+        for (arg, shp), s in zip(specs, hx):
+            s = jnp.asarray(s)
+            want = shp if batched else (shp[0], shp[2])
+            if s.ndim != len(want):
+                raise ValueError(f"{name}: for {'batched 3-D' if batched else 'unbatched 2-D'} input, {arg} "
+                                 f"should be {len(want)}-D, got {s.ndim}-D of shape {shape_str(s)}")
+            if tuple(s.shape) != want:
+                raise ValueError(
+                    f"{name}: expected {arg} of shape {shape_str(want)} (num_layers*num_directions="
+                    f"{nstates}, {'batch=' + str(batch) + ', ' if batched else ''}"
+                    f"{'proj_size' if arg == 'h_0' and proj_size else 'hidden_size'}={want[-1]}), "
+                    f"got {shape_str(s)}")
+            states0.append((s if batched else s[:, None, :]).astype(dtype))
+
+    use_dropout = bool(train) and float(dropout) > 0.0 and num_layers > 1
+    if use_dropout and key is None:
+        raise ValueError(f"{name}: dropout={dropout} with train=True needs a PRNG `key`")
+
+    kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+    h_n, c_n = [], []
+    for layer in range(num_layers):
+        ws, states = [], []
+        for d, suffix in enumerate(("", "_reverse")[:num_dir]):
+            ws.append({k: flat.get(f"{k}_l{layer}{suffix}") for k in kinds})
+            idx = layer * num_dir + d
+            states.append((states0[0][idx], states0[1][idx]) if mode == "LSTM" else states0[0][idx])
+        x, finals = _run_layer(mode, x, states, ws, precision)
+        for f in finals:
+            if mode == "LSTM":
+                h_n.append(f[0])
+                c_n.append(f[1])
+            else:
+                h_n.append(f)
+        if use_dropout and layer < num_layers - 1:
+            x = _dropout(x, float(dropout), jax.random.fold_in(key, layer))
+
+    h_n = jnp.stack(h_n)
+    c_n = jnp.stack(c_n) if mode == "LSTM" else None
+    if batched:
+        out = jnp.swapaxes(x, 0, 1) if batch_first else x
+    else:
+        out = x[:, 0]
+        h_n = h_n[:, 0]
+        c_n = c_n[:, 0] if c_n is not None else None
+    return (out, (h_n, c_n)) if mode == "LSTM" else (out, h_n)
+
+
+def rnn_tanh(input, hx, weights, **kwargs):
+    """:func:`rnn` with ``mode="RNN_TANH"`` (``nn.RNN`` with tanh)."""
+    return rnn(input, hx, weights, mode="RNN_TANH", **kwargs)
+
+
+def rnn_relu(input, hx, weights, **kwargs):
+    """:func:`rnn` with ``mode="RNN_RELU"`` (``nn.RNN`` with relu)."""
+    return rnn(input, hx, weights, mode="RNN_RELU", **kwargs)
+
+
+def lstm(input, hx, weights, **kwargs):
+    """:func:`rnn` with ``mode="LSTM"``; returns ``(output, (h_n, c_n))``."""
+    return rnn(input, hx, weights, mode="LSTM", **kwargs)
+
+
+def gru(input, hx, weights, **kwargs):
+    """:func:`rnn` with ``mode="GRU"``."""
+    return rnn(input, hx, weights, mode="GRU", **kwargs)

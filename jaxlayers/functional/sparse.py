@@ -1,5 +1,397 @@
-"""embedding and embedding_bag."""
+"""embedding and embedding_bag: torch.nn.functional's lookup tables, pure.
+
+What torch does in place is returned here instead: with ``max_norm`` torch
+rescales the referenced rows of ``weight`` before the lookup; :func:`embedding`
+returns the lookup of the rescaled rows and :func:`embedding_renorm` returns the
+whole rescaled table, for callers who want to store it as torch would.
+
+Gradients w.r.t. ``weight`` are torch's exactly: zero for ``padding_idx``,
+divided by the index's frequency in the mini-batch with ``scale_grad_by_freq``,
+and, with ``max_norm``, the gradient of a plain lookup of the renormalised table
+(torch renormalises under ``no_grad``).  They are built from ``stop_gradient``
+arithmetic, so forward- and reverse-mode, ``vmap`` and higher orders all work.
+
+Out-of-range indices: with concrete indices (outside ``jit``) an ``IndexError``
+names the layer, the index and ``num_embeddings``; with traced indices (inside
+``jit``/``vmap``) the lookup of an out-of-range index, negative ones included,
+gives a row of NaN -- never another row.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._utils import shape_str
+
+__all__ = ["embedding", "embedding_renorm", "embedding_bag"]
+
+_MODES = ("sum", "mean", "max")
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _check_weight(name: str, weight: Any) -> None:
+    if jnp.ndim(weight) != 2:
+        raise ValueError(
+            f"{name}: 'weight' must be 2-D (num_embeddings, embedding_dim), got shape {shape_str(jnp.shape(weight))}"
+        )
+
+
+def _check_indices(name: str, arg: str, x: Any) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{name}: {arg} must be an integer array of indices, got dtype {np.dtype(x.dtype).name}")
+    return x
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_range(name: str, indices: jax.Array, num: int) -> None:
+    """IndexError for out-of-range indices when their values are known."""
+    if not _is_concrete(indices) or indices.size == 0:
+        return
+    values = np.asarray(indices)
+    bad = (values < 0) | (values >= num)
+    if bad.any():
+        first = int(values[bad].ravel()[0])
+        raise IndexError(
+            f"{name}: index {first} is out of range for num_embeddings={num} (valid indices: 0 to {num - 1})"
+        )
+
+
+def _normalise_padding_idx(name: str, padding_idx: int | None, num: int) -> int | None:
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+        raise TypeError(f"{name}: padding_idx must be an int or None, got {padding_idx!r}")
+    padding_idx = int(padding_idx)
+    if not -num <= padding_idx < num:
+        raise ValueError(
+            f"{name}: padding_idx must be within num_embeddings: -{num} <= padding_idx < {num} "
+            f"(num_embeddings={num}), got {padding_idx}"
+        )
+    return padding_idx + num if padding_idx < 0 else padding_idx
+
+
+def _check_max_norm(name: str, max_norm: Any, norm_type: Any) -> None:
+    if max_norm is not None and not isinstance(max_norm, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: max_norm must be a float or None, got {max_norm!r}")
+    if not isinstance(norm_type, (int, float, np.integer, np.floating)) or isinstance(norm_type, bool):
+        raise TypeError(f"{name}: norm_type must be a float, got {norm_type!r}")
+
+
+# ------------------------------------------------------------------- the core
+
+
+def _take_rows(weight: jax.Array, indices: jax.Array) -> jax.Array:
+    """``weight[indices]``; out-of-range (incl. negative) indices give NaN rows."""
+    num = weight.shape[0]
+    safe = jnp.where(indices < 0, num, indices)
+    return jnp.take(weight, safe, axis=0, mode="fill", fill_value=jnp.nan)
+
+
+def _renorm_scale(rows: jax.Array, max_norm: float, norm_type: float) -> jax.Array:
+    """torch's ``embedding_renorm_`` factor per row: ``max_norm / (norm + 1e-7)``
+    where ``norm > max_norm``, else 1 (shape ``(..., 1)``)."""
+    norms = jnp.linalg.norm(rows, ord=norm_type, axis=-1, keepdims=True)
+    return jnp.where(norms > max_norm, max_norm / (norms + 1e-7), jnp.ones((), rows.dtype)).astype(rows.dtype)
+
+
+def _grad_scale(indices: jax.Array, num: int, padding_idx: int | None, scale_grad_by_freq: bool,
+                dtype: Any) -> jax.Array | None:
+    """Per-index factor applied to the gradient (``None``: factor 1 everywhere)."""
+    if padding_idx is None and not scale_grad_by_freq:
+        return None
+    scale = jnp.ones(indices.shape, dtype)
+    if scale_grad_by_freq:
+        flat = indices.ravel()
+        counts = jax.ops.segment_sum(jnp.ones(flat.shape, dtype), flat, num_segments=num)
+        per = jnp.take(counts, indices, mode="fill", fill_value=1.0)
+        scale = 1.0 / jnp.maximum(per, 1.0)
+    if padding_idx is not None:
+        scale = jnp.where(indices == padding_idx, jnp.zeros((), dtype), scale)
+    return scale
+
+
+def _lookup(
+    indices: jax.Array,
+    weight: jax.Array,
+    padding_idx: int | None,
+    max_norm: float | None,
+    norm_type: float,
+    scale_grad_by_freq: bool,
+) -> jax.Array:
+    """Rows of ``weight`` for ``indices`` with torch's forward and gradient."""
+    num = weight.shape[0]
+    rows = _take_rows(weight, indices)
+    out = rows
+    if max_norm is not None:
+        # Value: the renormalised rows; gradient: that of the plain lookup (torch
+        # renormalises the table in place under no_grad).  `rows - sg(rows)` is
+        # exactly 0 in the forward pass, so the value is bit-exact.
+        renormed = rows * _renorm_scale(jax.lax.stop_gradient(rows), max_norm, norm_type)
+        out = jax.lax.stop_gradient(renormed) + (rows - jax.lax.stop_gradient(rows))
+    scale = _grad_scale(indices, num, padding_idx, scale_grad_by_freq, out.dtype)
+    if scale is not None:
+        scale = scale[..., None]
+        fixed = jax.lax.stop_gradient(out)
+        if not scale_grad_by_freq:  # padding only: a select is cheaper than arithmetic
+            out = jnp.where(scale > 0, out, fixed)
+        else:
+            out = fixed + (out - fixed) * scale
+    return out
+
+
+# ------------------------------------------------------------------ embedding
+
+
+def _embedding(
+    input: Any,
+    weight: Any,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    *,
+    name: str = "embedding",
+) -> jax.Array:
+    _check_weight(name, weight)
+    indices = _check_indices(name, "input", input)
+    weight = jnp.asarray(weight)
+    num = weight.shape[0]
+    padding_idx = _normalise_padding_idx(name, padding_idx, num)
+    _check_max_norm(name, max_norm, norm_type)
+    _check_range(name, indices, num)
+    return _lookup(indices, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
+
+
+def embedding(
+    input: Any,
+    weight: Any,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> jax.Array:
+    """Look up rows of an embedding table: ``torch.nn.functional.embedding``.
+
+    Args:
+      input: integer indices of any shape, in ``[0, num_embeddings)``.
+      weight: the table, ``(num_embeddings, embedding_dim)``.
+      padding_idx: entries equal to it get no gradient (the row itself is returned
+        as stored, as torch does); negative values count from the end.
+      max_norm: rows referenced by ``input`` whose ``norm_type``-norm exceeds it are
+        rescaled to norm ``max_norm`` (factor ``max_norm / (norm + 1e-7)``) before the
+        lookup.  Pure: ``weight`` is not modified; use :func:`embedding_renorm` to get
+        the renormalised table torch would have stored.  The gradient is the plain
+        lookup's, as in torch.
+      norm_type: the p of the p-norm for ``max_norm``.
+      scale_grad_by_freq: divide each row's gradient by the number of times its index
+        occurs in ``input``.
+      sparse: accepted for compatibility; JAX gradients are dense.
+
+    Returns:
+      ``weight[input]``, shape ``(*input.shape, embedding_dim)``.
+
+    Shape:
+      input ``(*)``, weight ``(V, D)`` -> output ``(*, D)``.
+
+    Out-of-range indices raise ``IndexError`` when ``input`` is concrete; under
+    ``jit``/``vmap`` they give rows of NaN (never another row).
+    """
+    del sparse
+    return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, name="embedding")
+
+
+def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float = 2.0) -> jax.Array:
+    """The table torch's ``embedding``/``embedding_bag`` leave behind with ``max_norm``.
+
+    Pure version of ``torch.embedding_renorm_(weight, input, max_norm, norm_type)``:
+    every row referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm``
+    is multiplied by ``max_norm / (norm + 1e-7)``; the others are unchanged.
+
+    >>> weight = F.embedding_renorm(weight, idx, max_norm=1.0)   # store it, as torch would
+
+    Shape:
+      weight ``(V, D)``, input ``(*)`` -> ``(V, D)``.
+    """
+    name = "embedding_renorm"
+    _check_weight(name, weight)
+    indices = _check_indices(name, "input", input)
+    weight = jnp.asarray(weight)
+    if max_norm is None:
+        raise TypeError(f"{name}: max_norm must be a float, got None")
+    _check_max_norm(name, max_norm, norm_type)
+    num = weight.shape[0]
+    _check_range(name, indices, num)
+    used = jnp.zeros((num,), bool).at[indices.ravel()].set(True, mode="drop")
+    scale = _renorm_scale(weight, max_norm, norm_type)
+    return jnp.where(used[:, None], weight * scale, weight)
+
+
+# -------------------------------------------------------------- embedding_bag
+
+
+def _bag_segments(name: str, input: jax.Array, offsets: Any, include_last_offset: bool) -> tuple[jax.Array, jax.Array, int]:
+    """Flat indices, the bag of each, and the number of bags."""
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError(
+                f"{name}: if input is 2-D, offsets has to be None, as input is treated as a mini-batch of "
+                f"fixed length sequences; got input of shape {shape_str(input.shape)} and offsets of shape "
+                f"{shape_str(jnp.shape(offsets))}"
+            )
+        num_bags, length = input.shape
+        segments = jnp.repeat(jnp.arange(num_bags), length)
+        return input.reshape(-1), segments, num_bags
+    if input.ndim != 1:
+        raise ValueError(
+            f"{name}: input has to be 1-D (with offsets) or 2-D, got {input.ndim}-D input of shape {shape_str(input.shape)}"
+        )
+    if offsets is None:
+        raise ValueError(f"{name}: offsets has to be a 1-D array of bag starts when input is 1-D, got None")
+    offsets = _check_indices(name, "offsets", offsets)
+    if offsets.ndim != 1:
+        raise ValueError(f"{name}: offsets has to be a 1-D array, got shape {shape_str(offsets.shape)}")
+    if include_last_offset and offsets.shape[0] == 0:
+        raise ValueError(f"{name}: include_last_offset=True needs at least one offset, got offsets of shape (0,)")
+    num_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    if _is_concrete(offsets) and offsets.shape[0] > 0:
+        values = np.asarray(offsets)
+        if values[0] != 0:
+            raise ValueError(
+                f"{name}: offsets[0] has to be 0, i.e. the first bag has to start at position 0, got {int(values[0])}"
+            )
+        if values[-1] > input.shape[0]:
+            raise ValueError(
+                f"{name}: offsets[-1] can not be greater than input's length {input.shape[0]}, got {int(values[-1])}"
+            )
+        if (np.diff(values) < 0).any():
+            raise ValueError(f"{name}: offsets must be non-decreasing, got {values.tolist()}")
+    positions = jnp.arange(input.shape[0])
+    # Bag of position i: the last b with offsets[b] <= i.  Positions past the last
+    # offset with include_last_offset land in bag `num_bags` and are dropped.
+    segments = jnp.searchsorted(offsets, positions, side="right") - 1
+    return input, segments, num_bags
+
+
+def _embedding_bag(
+    input: Any,
+    weight: Any,
+    offsets: Any = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    per_sample_weights: Any = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    *,
+    name: str = "embedding_bag",
+) -> jax.Array:
+    _check_weight(name, weight)
+    indices = _check_indices(name, "input", input)
+    weight = jnp.asarray(weight)
+    num, dim = weight.shape
+    if mode not in _MODES:
+        raise ValueError(f"{name}: mode has to be one of sum, mean or max, got {mode!r}")
+    if mode == "max" and scale_grad_by_freq:
+        raise ValueError(f"{name}: max mode does not support scaling the gradient by the frequency (scale_grad_by_freq=True)")
+    padding_idx = _normalise_padding_idx(name, padding_idx, num)
+    _check_max_norm(name, max_norm, norm_type)
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise ValueError(
+                f"{name}: per_sample_weights is only supported for mode='sum', got mode={mode!r}"
+            )
+        per_sample_weights = jnp.asarray(per_sample_weights)
+        if per_sample_weights.shape != indices.shape:
+            raise ValueError(
+                f"{name}: per_sample_weights (shape {shape_str(per_sample_weights.shape)}) must have the same "
+                f"shape as the input (shape {shape_str(indices.shape)})"
+            )
+        if not jnp.issubdtype(per_sample_weights.dtype, jnp.floating):
+            raise TypeError(
+                f"{name}: per_sample_weights must be a floating-point array, got dtype {per_sample_weights.dtype}"
+            )
+        per_sample_weights = per_sample_weights.reshape(-1)
+    flat, segments, num_bags = _bag_segments(name, indices, offsets, include_last_offset)
+    _check_range(name, flat, num)
+
+    rows = _lookup(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
+    keep = None if padding_idx is None else (flat != padding_idx)
+    if mode == "max":
+        neg = jnp.asarray(-jnp.inf, rows.dtype)
+        vals = rows if keep is None else jnp.where(keep[:, None], rows, neg)
+        out = jax.ops.segment_max(vals, segments, num_segments=num_bags)
+        # Empty bags (or bags of padding only) give zeros, as torch.
+        return jnp.where(jnp.isneginf(out), jnp.zeros((), out.dtype), out)
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.astype(rows.dtype)[:, None]
+    if keep is not None:
+        rows = jnp.where(keep[:, None], rows, jnp.zeros((), rows.dtype))
+    out = jax.ops.segment_sum(rows, segments, num_segments=num_bags)
+    if mode == "mean":
+        ones = jnp.ones(flat.shape, rows.dtype) if keep is None else keep.astype(rows.dtype)
+        counts = jax.ops.segment_sum(ones, segments, num_segments=num_bags)
+        out = out / jnp.maximum(counts, 1)[:, None]
+    return out
+
+
+def embedding_bag(
+    input: Any,
+    weight: Any,
+    offsets: Any = None,
+    max_norm: float | None = None,
+    norm_type: float = 2,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Any = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> jax.Array:
+    """Sums, means or maxima of bags of embeddings: ``torch.nn.functional.embedding_bag``.
+
+    Computed with segment reductions (``jax.ops.segment_sum``/``segment_max``), no
+    loop over bags.
+
+    Args:
+      input: integer indices; 2-D ``(B, N)`` is ``B`` bags of ``N`` indices, 1-D
+        ``(L,)`` needs ``offsets``.
+      weight: the table, ``(num_embeddings, embedding_dim)``.
+      offsets: 1-D start position of each bag in a 1-D ``input`` (``offsets[0] == 0``,
+        non-decreasing); ``None`` for 2-D input.
+      max_norm, norm_type, scale_grad_by_freq: as :func:`embedding` (not with
+        ``mode="max"`` for ``scale_grad_by_freq``).
+      mode: ``"sum"``, ``"mean"`` or ``"max"`` (per feature).
+      sparse: accepted for compatibility; JAX gradients are dense.
+      per_sample_weights: float weights of ``input``'s shape, ``mode="sum"`` only.
+      include_last_offset: ``offsets`` has one more entry than bags, the last being
+        the end of the last bag (ignored for 2-D input, as torch).
+      padding_idx: entries equal to it are left out of their bag (not counted by the
+        mean) and get no gradient.
+
+    Returns:
+      ``(B, embedding_dim)``; empty bags (and bags holding only ``padding_idx``) are zeros.
+
+    Shape:
+      ``B = input.shape[0]`` for 2-D input, else ``len(offsets)`` (minus 1 with
+      ``include_last_offset``).
+
+    Out-of-range indices raise ``IndexError`` when ``input`` is concrete and give NaN
+    under ``jit``/``vmap``.  Offsets are validated (``ValueError``) only when concrete.
+    """
+    del sparse
+    return _embedding_bag(
+        input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+        per_sample_weights, include_last_offset, padding_idx, name="embedding_bag",
+    )

@@ -43,9 +43,15 @@ class Sequential(fnn.Module):
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __getitem__(self, idx: int | str) -> Any:
+    def __getitem__(self, idx: int | str | slice) -> Any:
         if isinstance(idx, str):
+            if idx not in self.names:
+                raise KeyError(f"Sequential: no child named {idx!r}; children are {list(self.names)}")
             return self.layers[self.names.index(idx)]
+        if isinstance(idx, slice):  # torch: a Sequential of the slice, keeping the children's names
+            return Sequential(layers=self.layers[idx], names=self.names[idx], parent=None)
+        if not -len(self.layers) <= idx < len(self.layers):
+            raise IndexError(f"Sequential: index {idx} is out of range for {len(self.layers)} children")
         return self.layers[idx]
 
 

@@ -2,4 +2,165 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, Callable
+
+import flax.linen as fnn
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+
+from .. import init as jinit
+from .._utils import shape_str
+from ..functional.linear import _bilinear, _linear
+
+__all__ = ["Identity", "Linear", "LazyLinear", "Bilinear"]
+
+
+class Identity(fnn.Module):
+    """Returns its input, as ``torch.nn.Identity``.
+
+    ``Identity(*args, **kwargs)``: any arguments are accepted and ignored
+    (Flax's own ``parent``/``name`` keywords keep their meaning).
+
+    Shape: ``(*) -> (*)``.
+    """
+
+    def __call__(self, input: Any) -> Any:
+        return input
+
+
+_identity_dataclass_init = Identity.__init__
+
+
+def _identity_init(self, *args: Any, parent: Any = fnn.module._unspecified_parent, name: str | None = None,
+                   **kwargs: Any) -> None:
+    del args, kwargs  # torch's Identity ignores its arguments
+    _identity_dataclass_init(self, parent=parent, name=name)
+
+
+Identity.__init__ = _identity_init
+
+
+def _dense(module: fnn.Module, x, in_features: int, layer: str):
+    """The parameters and the call shared by Linear and LazyLinear."""
+    w_init = module.weight_init or jinit.torch_weight_default()
+    weight = module.param("weight", w_init, (module.out_features, in_features), module.param_dtype)
+    bias = None
+    if module.bias:
+        b_init = module.bias_init or jinit.uniform_fan_in(in_features)
+        bias = module.param("bias", b_init, (module.out_features,), module.param_dtype)
+    x, weight, bias = promote_dtype(x, weight, bias, dtype=module.dtype)
+    return _linear(x, weight, bias, name=layer, in_desc=f"in_features={in_features}", precision=module.precision)
+
+
+def _check_last_dim(layer: str, x, in_features: int) -> None:
+    """Validate before any parameter is created so that the layer's message wins."""
+    shape = jnp.shape(x)
+    if len(shape) == 0:
+        raise ValueError(f"{layer}: expected input with at least 1 dimension, got a 0-d input (shape ())")
+    if shape[-1] != in_features:
+        raise ValueError(
+            f"{layer}: expected input with last dimension {in_features} (in_features={in_features}), "
+            f"got shape {shape_str(shape)}"
+        )
+
+
+class Linear(fnn.Module):
+    """Affine map ``y = x @ weight.T + bias``, as ``torch.nn.Linear``.
+
+    Args:
+      in_features: size of each input sample.
+      out_features: size of each output sample.
+      bias: learn an additive bias (default True).
+      dtype: computation dtype (Flax meaning); None infers it from input and params.
+      param_dtype: dtype of the parameters (default float32).
+      weight_init, bias_init: initialiser overrides; None = torch's defaults
+        (weight: ``kaiming_uniform(a=sqrt(5))`` = U(±1/sqrt(in_features)), bias: U(±1/sqrt(in_features))).
+      precision: XLA precision of the matmul.
+
+    Variables: ``params/weight`` ``(out_features, in_features)`` (torch's layout) and
+    ``params/bias`` ``(out_features,)``.
+
+    Shape: ``(*, in_features) -> (*, out_features)``.
+    """
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: Callable | None = None
+    bias_init: Callable | None = None
+    precision: Any = None
+
+    @fnn.compact
+    def __call__(self, input):
+        _check_last_dim(type(self).__name__, input, self.in_features)
+        return _dense(self, input, self.in_features, type(self).__name__)
+
+
+class LazyLinear(fnn.Module):
+    """``torch.nn.LazyLinear``: a :class:`Linear` whose ``in_features`` is read from the input at init.
+
+    Args: as :class:`Linear` without ``in_features``.  Once initialised, the
+    ``weight`` shape fixes ``in_features``; an input with another last dim is an error.
+
+    Shape: ``(*, H_in) -> (*, out_features)``.
+    """
+
+    out_features: int
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: Callable | None = None
+    bias_init: Callable | None = None
+    precision: Any = None
+
+    @fnn.compact
+    def __call__(self, input):
+        layer = type(self).__name__
+        if self.has_variable("params", "weight"):
+            in_features = self.get_variable("params", "weight").shape[-1]
+        else:
+            if jnp.ndim(input) == 0:
+                raise ValueError(f"{layer}: expected input with at least 1 dimension, got a 0-d input (shape ())")
+            in_features = jnp.shape(input)[-1]
+        _check_last_dim(layer, input, in_features)
+        return _dense(self, input, in_features, layer)
+
+
+class Bilinear(fnn.Module):
+    """``y = x1 @ weight[o] @ x2 + bias[o]``, as ``torch.nn.Bilinear``.
+
+    Args:
+      in1_features, in2_features: sizes of the two inputs' samples.
+      out_features: size of each output sample.
+      bias: learn an additive bias (default True).
+      dtype, param_dtype, weight_init, bias_init, precision: as :class:`Linear`.
+        torch's default init is U(±1/sqrt(in1_features)) for weight and bias.
+
+    Variables: ``params/weight`` ``(out_features, in1_features, in2_features)``, ``params/bias`` ``(out_features,)``.
+
+    Shape: ``(*, in1_features), (*, in2_features) -> (*, out_features)``.
+    """
+
+    in1_features: int
+    in2_features: int
+    out_features: int
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: Callable | None = None
+    bias_init: Callable | None = None
+    precision: Any = None
+
+    @fnn.compact
+    def __call__(self, input1, input2):
+        layer = type(self).__name__
+        default = jinit.uniform_fan_in(self.in1_features)
+        weight = self.param("weight", self.weight_init or default,
+                            (self.out_features, self.in1_features, self.in2_features), self.param_dtype)
+        bias = None
+        if self.bias:
+            bias = self.param("bias", self.bias_init or default, (self.out_features,), self.param_dtype)
+        input1, input2, weight, bias = promote_dtype(input1, input2, weight, bias, dtype=self.dtype)
+        return _bilinear(input1, input2, weight, bias, name=layer, precision=self.precision)

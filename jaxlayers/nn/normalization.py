@@ -1,5 +1,444 @@
-"""BatchNorm*, LayerNorm, InstanceNorm*, GroupNorm, RMSNorm, LocalResponseNorm, SwitchNorm*."""
+"""BatchNorm*, LayerNorm, InstanceNorm*, GroupNorm, RMSNorm, LocalResponseNorm, SwitchNorm*.
+
+Each module creates torch's variables (``params``: ``weight``, ``bias``, and for
+SwitchNorm ``mean_weight``, ``var_weight``; ``batch_stats``: ``running_mean``,
+``running_var``, ``num_batches_tracked``) and calls one function of
+:mod:`jaxlayers.functional.normalization`.  Buffers are updated only with
+``train=True`` and ``mutable=["batch_stats"]`` (never during ``init``).
+
+Computation dtype: ``dtype`` (Flax meaning) if given, else the promotion of the
+input's and the parameters' dtypes; statistics are always computed in at least
+float32 and parameters/buffers stay in ``param_dtype``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+
+from .. import init as jinit
+from .._utils import index_dtype, require_train, shape_str
+from ..functional import normalization as Fn
+
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
+    "GroupNorm",
+    "RMSNorm",
+    "LocalResponseNorm",
+    "SwitchNorm1d",
+    "SwitchNorm2d",
+]
+
+
+def _compute_dtype(module: fnn.Module, x: jax.Array, has_params: bool) -> Any:
+    if module.dtype is not None:
+        return module.dtype
+    return jnp.result_type(x.dtype, module.param_dtype) if has_params else x.dtype
+
+
+def _check_channels(name: str, x: jax.Array, num_features: int, axis: int = 1, arg: str = "num_features") -> None:
+    if x.shape[axis] != num_features:
+        raise ValueError(
+            f"{name}: expected input with {num_features} channels ({arg}={num_features}) at dim {axis}, "
+            f"got shape {shape_str(x)}"
+        )
+
+
+def _check_rank(name: str, x: jax.Array, ranks: Sequence[int], what: str) -> None:
+    if x.ndim not in ranks:
+        raise ValueError(f"{name}: expected {what} input, got {x.ndim}-D input of shape {shape_str(x)}")
+
+
+class _StatsMixin:
+    """Creates the ``batch_stats`` buffers and writes them back."""
+
+    def _buffers(self, c: int):
+        rm = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((c,), self.param_dtype))
+        rv = self.variable("batch_stats", "running_var", lambda: jnp.ones((c,), self.param_dtype))
+        nbt = self.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), index_dtype()))
+        return rm, rv, nbt
+
+    def _write_back(self, train: bool, buffers, result: Fn.NormOutput) -> None:
+        if train and self.is_mutable_collection("batch_stats") and not self.is_initializing():
+            rm, rv, nbt = buffers
+            rm.value, rv.value, nbt.value = result.running_mean, result.running_var, result.num_batches_tracked
+
+
+def _affine_params(module, c_shape, weight: bool, bias: bool):
+    w = module.param("weight", module.weight_init or jinit.ones, c_shape, module.param_dtype) if weight else None
+    b = module.param("bias", module.bias_init or jinit.zeros, c_shape, module.param_dtype) if bias else None
+    return w, b
+
+
+class _BatchNorm(_StatsMixin, fnn.Module):
+    """N-d batch normalisation, as ``torch.nn.BatchNorm{1,2,3}d``.
+
+    Args:
+      num_features: ``C``.
+      eps: added to the variance.
+      momentum: weight of the new batch in the running averages (torch's
+        convention; Flax's ``momentum`` is ``1 −`` this). ``None``: cumulative
+        moving average ``1 / num_batches_tracked``.
+      affine: learnable ``weight`` (ones) and ``bias`` (zeros).
+      track_running_stats: keep ``running_mean``/``running_var``/
+        ``num_batches_tracked`` in ``batch_stats`` and use them with
+        ``train=False``; if False, batch statistics are used in both modes and
+        there are no buffers.
+      bias: with ``affine``, whether there is a ``bias`` (torch keyword).
+      dtype: computation dtype; param_dtype: parameters and buffers (float32).
+      axis_name, axis_index_groups: reduce batch statistics across a named
+        device axis under ``shard_map``/``pmap`` (as Flax). Under a sharded
+        ``jit`` nothing is needed: statistics are over the global batch.
+      weight_init, bias_init: override the ones/zeros initialisers.
+
+    Call: ``module(input, *, train)`` — ``train`` is required.
+
+    Shape: ``(N, C)``/``(N, C, L)`` (1d), ``(N, C, H, W)`` (2d), ``(N, C, D, H, W)`` (3d); unchanged.
+    """
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: Optional[float] = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    axis_name: Any = None
+    axis_index_groups: Any = None
+    weight_init: Optional[Callable] = None
+    bias_init: Optional[Callable] = None
+
+    ranks: ClassVar[tuple[int, ...]] = ()
+    layout: ClassVar[str] = ""
+
+    @fnn.compact
+    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
+        name = type(self).__name__
+        train = require_train(name, train)
+        x = jnp.asarray(input)
+        _check_rank(name, x, self.ranks, self.layout)
+        _check_channels(name, x, self.num_features)
+        c = self.num_features
+        weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
+        x = x.astype(_compute_dtype(self, x, self.affine))
+        if self.track_running_stats:
+            buffers = self._buffers(c)
+            rm, rv, nbt = (b.value for b in buffers)
+        else:
+            buffers, rm, rv, nbt = None, None, None, None
+        result = Fn._batch_norm(
+            x, rm, rv, weight, bias, train or not self.track_running_stats, self.momentum, self.eps,
+            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
+            name=name,
+        )
+        if buffers is not None:
+            self._write_back(train, buffers, result)
+        return result.output
+
+
+class BatchNorm1d(_BatchNorm):
+    __doc__ = _BatchNorm.__doc__
+    ranks: ClassVar[tuple[int, ...]] = (2, 3)
+    layout: ClassVar[str] = "2-D (N, C) or 3-D (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    __doc__ = _BatchNorm.__doc__
+    ranks: ClassVar[tuple[int, ...]] = (4,)
+    layout: ClassVar[str] = "4-D (N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    __doc__ = _BatchNorm.__doc__
+    ranks: ClassVar[tuple[int, ...]] = (5,)
+    layout: ClassVar[str] = "5-D (N, C, D, H, W)"
+
+
+class _InstanceNorm(_StatsMixin, fnn.Module):
+    """N-d instance normalisation, as ``torch.nn.InstanceNorm{1,2,3}d``.
+
+    Args:
+      num_features: ``C``.
+      eps, momentum: as torch (``momentum=None`` is treated as 0, as torch does).
+      affine: learnable per-channel ``weight``/``bias`` (default False).
+      track_running_stats: keep running averages of the instance statistics and
+        use them with ``train=False`` (default False: instance statistics in both modes).
+      bias: with ``affine``, whether there is a ``bias``.
+      dtype, param_dtype, axis_name, axis_index_groups, weight_init, bias_init: as BatchNorm.
+
+    Call: ``module(input, *, train)`` — ``train`` is required (it matters with
+    ``track_running_stats``).  As torch, a channel count different from
+    ``num_features`` is an error only with ``affine`` or ``track_running_stats``.
+
+    Shape: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; unchanged.
+    """
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: Optional[float] = 0.1
+    affine: bool = False
+    track_running_stats: bool = False
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    axis_name: Any = None
+    axis_index_groups: Any = None
+    weight_init: Optional[Callable] = None
+    bias_init: Optional[Callable] = None
+
+    num_spatial_dims: ClassVar[int] = 0
+
+    @fnn.compact
+    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
+        name = type(self).__name__
+        train = require_train(name, train)
+        x = jnp.asarray(input)
+        d = self.num_spatial_dims
+        _check_rank(name, x, (d + 1, d + 2), f"{d + 1}-D (C, *spatial) or {d + 2}-D (N, C, *spatial)")
+        unbatched = x.ndim == d + 1
+        if unbatched:
+            x = x[None]
+        c = x.shape[1]
+        if self.affine or self.track_running_stats:
+            _check_channels(name, x[0], self.num_features, axis=0)
+        weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
+        x = x.astype(_compute_dtype(self, x, self.affine))
+        if self.track_running_stats:
+            buffers = self._buffers(c)
+            rm, rv, nbt = (b.value for b in buffers)
+        else:
+            buffers, rm, rv, nbt = None, None, None, None
+        result = Fn._instance_norm(
+            x, rm, rv, weight, bias, train or not self.track_running_stats,
+            0.0 if self.momentum is None else self.momentum, self.eps,
+            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
+            name=name,
+        )
+        if buffers is not None:
+            self._write_back(train, buffers, result)
+        return result.output[0] if unbatched else result.output
+
+
+class InstanceNorm1d(_InstanceNorm):
+    __doc__ = _InstanceNorm.__doc__
+    num_spatial_dims: ClassVar[int] = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    __doc__ = _InstanceNorm.__doc__
+    num_spatial_dims: ClassVar[int] = 2
+
+
+class InstanceNorm3d(_InstanceNorm):
+    __doc__ = _InstanceNorm.__doc__
+    num_spatial_dims: ClassVar[int] = 3
+
+
+class LayerNorm(fnn.Module):
+    """Layer normalisation over the trailing dims, as ``torch.nn.LayerNorm``.
+
+    Args:
+      normalized_shape: int or tuple of the trailing dims to normalise over.
+      eps: added to the variance.
+      elementwise_affine: learnable ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape``.
+      bias: with ``elementwise_affine``, whether there is a ``bias``.
+      dtype, param_dtype, weight_init, bias_init: Flax-side options.
+
+    Shape: ``(*, *normalized_shape)``; unchanged.
+    """
+
+    normalized_shape: Any
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: Optional[Callable] = None
+    bias_init: Optional[Callable] = None
+
+    @fnn.compact
+    def __call__(self, input: jax.Array) -> jax.Array:
+        name = type(self).__name__
+        shape = Fn._normalized_shape(name, self.normalized_shape)
+        x = jnp.asarray(input)
+        Fn._check_trailing(name, x, shape)
+        ea = self.elementwise_affine
+        weight, bias = _affine_params(self, shape, ea, ea and self.bias)
+        x = x.astype(_compute_dtype(self, x, ea))
+        return Fn._layer_norm(x, shape, weight, bias, self.eps, name=name)
+
+
+class GroupNorm(fnn.Module):
+    """Group normalisation, as ``torch.nn.GroupNorm``.
+
+    Args:
+      num_groups: groups the channels are split into (must divide ``num_channels``).
+      num_channels: ``C``.
+      eps: added to the variance.
+      affine: learnable per-channel ``weight`` (ones) and ``bias`` (zeros).
+      bias: with ``affine``, whether there is a ``bias`` (torch keyword).
+      dtype, param_dtype, weight_init, bias_init: Flax-side options.
+
+    Shape: ``(N, C, *)``; unchanged.
+    """
+
+    num_groups: int
+    num_channels: int
+    eps: float = 1e-5
+    affine: bool = True
+    bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: Optional[Callable] = None
+    bias_init: Optional[Callable] = None
+
+    def __post_init__(self) -> None:
+        if self.num_groups <= 0 or self.num_channels % self.num_groups:
+            raise ValueError(
+                f"GroupNorm: num_channels={self.num_channels} must be divisible by num_groups={self.num_groups}"
+            )
+        super().__post_init__()
+
+    @fnn.compact
+    def __call__(self, input: jax.Array) -> jax.Array:
+        name = type(self).__name__
+        x = jnp.asarray(input)
+        if x.ndim < 2:
+            raise ValueError(f"{name}: expected (N, C, *) input, got {x.ndim}-D input of shape {shape_str(x)}")
+        _check_channels(name, x, self.num_channels, arg="num_channels")
+        weight, bias = _affine_params(self, (self.num_channels,), self.affine, self.affine and self.bias)
+        x = x.astype(_compute_dtype(self, x, self.affine))
+        return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name)
+
+
+class RMSNorm(fnn.Module):
+    """Root-mean-square normalisation, as ``torch.nn.RMSNorm``.
+
+    Args:
+      normalized_shape: int or tuple of trailing dims.
+      eps: added to the mean square; ``None`` = machine epsilon of the
+        computation dtype (float32 for bfloat16 inputs, as torch's opmath).
+      elementwise_affine: learnable ``weight`` (ones) of shape ``normalized_shape``.
+      dtype, param_dtype, weight_init: Flax-side options.
+
+    Shape: ``(*, *normalized_shape)``; unchanged.
+    """
+
+    normalized_shape: Any
+    eps: Optional[float] = None
+    elementwise_affine: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: Optional[Callable] = None
+
+    @fnn.compact
+    def __call__(self, input: jax.Array) -> jax.Array:
+        name = type(self).__name__
+        shape = Fn._normalized_shape(name, self.normalized_shape)
+        x = jnp.asarray(input)
+        Fn._check_trailing(name, x, shape)
+        weight = None
+        if self.elementwise_affine:
+            weight = self.param("weight", self.weight_init or jinit.ones, shape, self.param_dtype)
+        x = x.astype(_compute_dtype(self, x, self.elementwise_affine))
+        return Fn._rms_norm(x, shape, weight, self.eps, name=name)
+
+
+class LocalResponseNorm(fnn.Module):
+    """Local response normalisation across channels, as ``torch.nn.LocalResponseNorm``.
+
+    Args: size (neighbouring channels), alpha, beta, k — torch's defaults.
+
+    Shape: ``(N, C, *)`` with at least 3 dims; unchanged.
+    """
+
+    size: int
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+    def __call__(self, input: jax.Array) -> jax.Array:
+        return Fn._local_response_norm(jnp.asarray(input), self.size, self.alpha, self.beta, self.k,
+                                       name=type(self).__name__)
+
+
+class _SwitchNorm(_StatsMixin, fnn.Module):
+    """Switchable Normalization (Luo et al. 2018), N-d.
+
+    Normalises with softmax-weighted mixtures of the instance-, layer- and
+    batch-norm means and variances (see ``jaxlayers.functional.switch_norm``
+    and docs/normalization.md for the formulas).
+
+    Args:
+      num_features: ``C``.
+      eps: added to the mixed variance.
+      momentum: weight of the new batch in the running BN statistics (torch's
+        convention; the paper's code uses 0.9 for the *old* value, i.e. 0.1 here).
+        ``None``: cumulative average.
+      dtype, param_dtype, axis_name, axis_index_groups, weight_init, bias_init: as BatchNorm
+        (``axis_name`` reduces only the batch statistics).
+
+    Variables: ``params``: ``weight`` (C,) ones, ``bias`` (C,) zeros,
+    ``mean_weight`` (3,) and ``var_weight`` (3,) logits over (IN, LN, BN), ones
+    (equal mixture); ``batch_stats``: ``running_mean``, ``running_var``,
+    ``num_batches_tracked``.
+
+    Call: ``module(input, *, train)``.
+
+    Shape: ``(N, C, L)`` (1d), ``(N, C, H, W)`` (2d); unchanged.
+    """
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: Optional[float] = 0.1
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    axis_name: Any = None
+    axis_index_groups: Any = None
+    weight_init: Optional[Callable] = None
+    bias_init: Optional[Callable] = None
+
+    num_spatial_dims: ClassVar[int] = 0
+
+    @fnn.compact
+    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
+        name = type(self).__name__
+        train = require_train(name, train)
+        x = jnp.asarray(input)
+        d = self.num_spatial_dims
+        _check_rank(name, x, (d + 2,), f"{d + 2}-D (N, C, *spatial)")
+        _check_channels(name, x, self.num_features)
+        c = self.num_features
+        weight, bias = _affine_params(self, (c,), True, True)
+        mean_weight = self.param("mean_weight", jinit.ones, (3,), self.param_dtype)
+        var_weight = self.param("var_weight", jinit.ones, (3,), self.param_dtype)
+        x = x.astype(_compute_dtype(self, x, True))
+        buffers = self._buffers(c)
+        rm, rv, nbt = (b.value for b in buffers)
+        result = Fn._switch_norm(
+            x, rm, rv, weight, bias, mean_weight, var_weight, train, self.momentum, self.eps,
+            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
+            name=name,
+        )
+        self._write_back(train, buffers, result)
+        return result.output
+
+
+class SwitchNorm1d(_SwitchNorm):
+    __doc__ = _SwitchNorm.__doc__
+    num_spatial_dims: ClassVar[int] = 1
+
+
+class SwitchNorm2d(_SwitchNorm):
+    __doc__ = _SwitchNorm.__doc__
+    num_spatial_dims: ClassVar[int] = 2

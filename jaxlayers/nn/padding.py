@@ -1,5 +1,254 @@
-"""ZeroPad*, ConstantPad*, ReflectionPad*, ReplicationPad*, CircularPad*."""
+"""ZeroPad, ConstantPad, ReflectionPad, ReplicationPad and CircularPad (1d/2d/3d)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, ClassVar
+
+import flax.linen as fnn
+
+from .._utils import ntuple
+from ..functional.padding import _pad
+
+__all__ = [
+    "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+    "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+    "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
+    "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d",
+    "CircularPad1d", "CircularPad2d", "CircularPad3d",
+]
+
+
+class _PadNd(fnn.Module):
+    """N-d padding module over :func:`jaxlayers.functional.pad`.
+
+    ``padding`` is an int (same on every side) or a ``2 * num_spatial_dims``
+    tuple ``(left, right, top, bottom, front, back)`` — last dim first, as torch.
+    """
+
+    padding: Any
+
+    num_spatial_dims: ClassVar[int] = 0
+    mode: ClassVar[str] = "constant"
+
+    def __post_init__(self) -> None:
+        self._pad_tuple()  # validate at construction
+        super().__post_init__()
+
+    def _pad_tuple(self) -> tuple[int, ...]:
+        return ntuple(self.padding, 2 * self.num_spatial_dims, "padding", type(self).__name__)
+
+    def _fill(self) -> float | None:
+        return None
+
+    def __call__(self, x: Any) -> Any:
+        return _pad(x, self._pad_tuple(), self.mode, self._fill(), name=type(self).__name__)
+
+
+class _ConstantPadNd(_PadNd):
+    value: float = 0.0
+
+    def _fill(self) -> float:
+        return self.value
+
+
+class _ZeroPadNd(_PadNd):
+    def _fill(self) -> float:
+        return 0.0
+
+
+class ZeroPad1d(_ZeroPadNd):
+    """Pad with zeros (negative padding crops), as ``torch.nn.ZeroPad1d``.
+
+    Args:
+      padding: int, or a 2-tuple (left, right).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "constant"
+
+
+class ZeroPad2d(_ZeroPadNd):
+    """Pad with zeros (negative padding crops), as ``torch.nn.ZeroPad2d``.
+
+    Args:
+      padding: int, or a 4-tuple (left, right, top, bottom).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "constant"
+
+
+class ZeroPad3d(_ZeroPadNd):
+    """Pad with zeros (negative padding crops), as ``torch.nn.ZeroPad3d``.
+
+    Args:
+      padding: int, or a 6-tuple (left, right, top, bottom, front, back).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "constant"
+
+
+class ConstantPad1d(_ConstantPadNd):
+    """Pad with a constant ``value`` (negative padding crops), as ``torch.nn.ConstantPad1d``.
+
+    Args:
+      padding: int, or a 2-tuple (left, right).
+      value: fill value.
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "constant"
+
+
+class ConstantPad2d(_ConstantPadNd):
+    """Pad with a constant ``value`` (negative padding crops), as ``torch.nn.ConstantPad2d``.
+
+    Args:
+      padding: int, or a 4-tuple (left, right, top, bottom).
+      value: fill value.
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "constant"
+
+
+class ConstantPad3d(_ConstantPadNd):
+    """Pad with a constant ``value`` (negative padding crops), as ``torch.nn.ConstantPad3d``.
+
+    Args:
+      padding: int, or a 6-tuple (left, right, top, bottom, front, back).
+      value: fill value.
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "constant"
+
+
+class ReflectionPad1d(_PadNd):
+    """Pad by mirroring the input without repeating the edge (padding < size), as ``torch.nn.ReflectionPad1d``.
+
+    Args:
+      padding: int, or a 2-tuple (left, right).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "reflect"
+
+
+class ReflectionPad2d(_PadNd):
+    """Pad by mirroring the input without repeating the edge (padding < size), as ``torch.nn.ReflectionPad2d``.
+
+    Args:
+      padding: int, or a 4-tuple (left, right, top, bottom).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "reflect"
+
+
+class ReflectionPad3d(_PadNd):
+    """Pad by mirroring the input without repeating the edge (padding < size), as ``torch.nn.ReflectionPad3d``.
+
+    Args:
+      padding: int, or a 6-tuple (left, right, top, bottom, front, back).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "reflect"
+
+
+class ReplicationPad1d(_PadNd):
+    """Pad by repeating the edge values, as ``torch.nn.ReplicationPad1d``.
+
+    Args:
+      padding: int, or a 2-tuple (left, right).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "replicate"
+
+
+class ReplicationPad2d(_PadNd):
+    """Pad by repeating the edge values, as ``torch.nn.ReplicationPad2d``.
+
+    Args:
+      padding: int, or a 4-tuple (left, right, top, bottom).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "replicate"
+
+
+class ReplicationPad3d(_PadNd):
+    """Pad by repeating the edge values, as ``torch.nn.ReplicationPad3d``.
+
+    Args:
+      padding: int, or a 6-tuple (left, right, top, bottom, front, back).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "replicate"
+
+
+class CircularPad1d(_PadNd):
+    """Pad by wrapping around (padding <= size), as ``torch.nn.CircularPad1d``.
+
+    Args:
+      padding: int, or a 2-tuple (left, right).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "circular"
+
+
+class CircularPad2d(_PadNd):
+    """Pad by wrapping around (padding <= size), as ``torch.nn.CircularPad2d``.
+
+    Args:
+      padding: int, or a 4-tuple (left, right, top, bottom).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "circular"
+
+
+class CircularPad3d(_PadNd):
+    """Pad by wrapping around (padding <= size), as ``torch.nn.CircularPad3d``.
+
+    Args:
+      padding: int, or a 6-tuple (left, right, top, bottom, front, back).
+
+    Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+    """
+
+    num_spatial_dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "circular"

@@ -1,0 +1,73 @@
+"""Conv1d/Conv2d/ConvTranspose2d: jaxlayers (NCHW) vs flax.linen (NHWC, its natural layout) vs torch.
+
+Forward and forward+backward (grad w.r.t. parameters and input), all jit-compiled, float32.
+"""
+
+from __future__ import annotations
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from harness import Table, compile_seconds, time_jax, time_torch
+from jaxlayers import nn
+
+
+def _jax_pair(model, x):
+    """Jitted forward and forward+backward (grads w.r.t. params and input) of a linen module."""
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+
+    fwd = jax.jit(lambda v, x: model.apply(v, x))
+    bwd = jax.jit(jax.grad(lambda v, x: jnp.sum(model.apply(v, x)), argnums=(0, 1)))
+    return variables, fwd, bwd
+
+
+def _torch_pair(module, x):
+    xt = torch.from_numpy(np.asarray(x)).requires_grad_()
+
+    def fwd():
+        with torch.no_grad():
+            return module(xt)
+
+    def bwd():
+        module.zero_grad(set_to_none=True)
+        xt.grad = None
+        module(xt).sum().backward()
+
+    return fwd, bwd
+
+
+def _case(table: Table, label: str, ours, flax_model, torch_module, x_nc, x_nhwc, iters: int) -> None:
+    v, f, b = _jax_pair(ours, x_nc)
+    fv, ff, fb = _jax_pair(flax_model, x_nhwc)
+    tf, tb = _torch_pair(torch_module, x_nc)
+    # compile first: the timed calls then hit jit's cache
+    comp = compile_seconds(f, v, x_nc), compile_seconds(ff, fv, x_nhwc)
+    comp_b = compile_seconds(b, v, x_nc), compile_seconds(fb, fv, x_nhwc)
+    table.add(f"{label} fwd", time_jax(f, v, x_nc, iters=iters), time_jax(ff, fv, x_nhwc, iters=iters),
+              time_torch(tf, iters=iters), *comp, note="flax NHWC")
+    table.add(f"{label} fwd+bwd", time_jax(b, v, x_nc, iters=iters), time_jax(fb, fv, x_nhwc, iters=iters),
+              time_torch(tb, iters=iters), *comp_b, note="grads: params+input")
+
+
+def run(table: Table, quick: bool) -> None:
+    batch = 8 if quick else 32
+    iters = 5 if quick else 20
+    rng = np.random.default_rng(0)
+
+    x = jnp.asarray(rng.standard_normal((batch, 64, 32, 32)), jnp.float32)
+    _case(table, f"Conv2d 3x3 64->64 32x32 b{batch}",
+          nn.Conv2d(64, 64, 3, padding=1), fnn.Conv(64, (3, 3), padding=1),
+          torch.nn.Conv2d(64, 64, 3, padding=1), x, jnp.transpose(x, (0, 2, 3, 1)), iters)
+
+    x1 = jnp.asarray(rng.standard_normal((batch, 64, 256)), jnp.float32)
+    _case(table, f"Conv1d k3 64->64 L256 b{batch}",
+          nn.Conv1d(64, 64, 3, padding=1), fnn.Conv(64, (3,), padding=1),
+          torch.nn.Conv1d(64, 64, 3, padding=1), x1, jnp.transpose(x1, (0, 2, 1)), iters)
+
+    xt = jnp.asarray(rng.standard_normal((batch, 64, 16, 16)), jnp.float32)
+    _case(table, f"ConvTranspose2d 4x4 s2 64->32 16x16 b{batch}",
+          nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), fnn.ConvTranspose(32, (4, 4), strides=(2, 2), padding="SAME"),
+          torch.nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), xt, jnp.transpose(xt, (0, 2, 3, 1)), iters)

@@ -1,0 +1,126 @@
+"""Pooling benchmarks: jaxlayers vs flax.linen (NHWC) and torch, forward and
+forward+backward, compile times.
+
+Also the two ratios the pooling issue asks for:
+* AdaptiveAvgPool2d((7, 7)) on 32x64x33x17 vs a fixed-window AvgPool2d with a
+  similar (8x8) output, forward+backward (target: within 2x), compile < 2 s;
+* MaxPool2d with return_indices vs without (target: within 2x).
+"""
+
+from __future__ import annotations
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as TF
+
+from harness import Table, compile_seconds, time_jax, time_torch
+from jaxlayers import functional as F
+
+
+def _fwd(fn):
+    return jax.jit(fn)
+
+
+def _fb(fn, has_aux=False):
+    """jit(forward + backward) with a given cotangent: returns (outputs, input gradient),
+    so that neither half can be optimised away."""
+    def f(a, ct):
+        if has_aux:
+            y, vjp, aux = jax.vjp(fn, a, has_aux=True)
+            return y, aux, vjp(ct)[0]
+        y, vjp = jax.vjp(fn, a)
+        return y, vjp(ct)[0]
+    return jax.jit(f)
+
+
+def _torch_fb(fn):
+    def run(t, ct):
+        t.grad = None
+        y = fn(t)
+        y = y[0] if isinstance(y, tuple) else y
+        y.backward(ct)
+        return y, t.grad
+    return run
+
+
+def _time_one(jf, tf, x, tx, mode, iters, rng):
+    """(jax median s, jax compile s, torch median s or None) for one function."""
+    out = jax.eval_shape(jf, x)
+    has_aux = isinstance(out, tuple)
+    yshape = (out[0] if has_aux else out).shape
+    if mode == "fwd":
+        j, args = _fwd(jf), (x,)
+    else:
+        ct = jnp.asarray(rng.normal(size=yshape), x.dtype)
+        j, args = _fb(jf, has_aux), (x, ct)
+    c = compile_seconds(j, *args)
+    tj = time_jax(j, *args, iters=iters)
+    tt = None
+    if tf is not None:
+        if mode == "fwd":
+            with torch.no_grad():
+                tt = time_torch(tf, tx, iters=iters)
+        else:
+            tt = time_torch(_torch_fb(tf), tx, torch.tensor(np.asarray(ct)), iters=iters)
+    return tj, c, tt
+
+
+def run(table: Table, quick: bool) -> None:
+    iters = 5 if quick else 20
+    rng = np.random.default_rng(0)
+    shape = (8, 32, 32, 32) if quick else (32, 64, 32, 32)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    xh = jnp.transpose(x, (0, 2, 3, 1))
+    tx = torch.tensor(np.asarray(x), requires_grad=True)
+    tag = "x".join(map(str, shape))
+
+    cases = [
+        ("MaxPool2d(3,2,1)", lambda a: F.max_pool2d(a, 3, 2, 1),
+         lambda a: fnn.max_pool(a, (3, 3), (2, 2), ((1, 1), (1, 1))), lambda t: TF.max_pool2d(t, 3, 2, 1)),
+        ("MaxPool2d(3,2,1,return_indices)", lambda a: F.max_pool2d(a, 3, 2, 1, return_indices=True),
+         None, lambda t: TF.max_pool2d(t, 3, 2, 1, return_indices=True)),
+        ("AvgPool2d(3,2,1)", lambda a: F.avg_pool2d(a, 3, 2, 1),
+         lambda a: fnn.avg_pool(a, (3, 3), (2, 2), ((1, 1), (1, 1)), count_include_pad=True),
+         lambda t: TF.avg_pool2d(t, 3, 2, 1)),
+    ]
+    results = {}
+    for name, jf, ff, tf in cases:
+        for mode in ("fwd", "fwd+bwd"):
+            tj, c, tt = _time_one(jf, tf, x, tx, mode, iters, rng)
+            tfl = cfl = None
+            if ff is not None:
+                tfl, cfl, _ = _time_one(ff, None, xh, None, mode, iters, rng)
+            results[(name, mode)] = tj
+            table.add(f"{name} {mode} {tag}", tj, tfl, tt, c, cfl, note="flax NHWC")
+    for mode in ("fwd", "fwd+bwd"):
+        r = results[("MaxPool2d(3,2,1,return_indices)", mode)] / results[("MaxPool2d(3,2,1)", mode)]
+        print(f"# max pool with/without indices, {mode}: {r:.2f}x (target < 2)")
+
+    ashape = (32, 64, 33, 17)
+    xa = jnp.asarray(rng.normal(size=ashape), jnp.float32)
+    txa = torch.tensor(np.asarray(xa), requires_grad=True)
+    atag = "x".join(map(str, ashape))
+    acases = [
+        ("AdaptiveAvgPool2d((7,7))", lambda a: F.adaptive_avg_pool2d(a, (7, 7)),
+         lambda t: TF.adaptive_avg_pool2d(t, (7, 7))),
+        ("AvgPool2d((4,2)) -> 8x8 (reference)", lambda a: F.avg_pool2d(a, (4, 2)),
+         lambda t: TF.avg_pool2d(t, (4, 2))),
+        ("AdaptiveMaxPool2d((7,7))", lambda a: F.adaptive_max_pool2d(a, (7, 7)),
+         lambda t: TF.adaptive_max_pool2d(t, (7, 7))),
+        ("AdaptiveMaxPool2d((7,7),return_indices)", lambda a: F.adaptive_max_pool2d(a, (7, 7), True),
+         lambda t: TF.adaptive_max_pool2d(t, (7, 7), True)),
+    ]
+    aresults = {}
+    for name, jf, tf in acases:
+        for mode in ("fwd", "fwd+bwd"):
+            tj, c, tt = _time_one(jf, tf, xa, txa, mode, iters, rng)
+            aresults[(name, mode)] = (tj, c)
+            table.add(f"{name} {mode} {atag}", tj, None, tt, c)
+    for mode in ("fwd", "fwd+bwd"):
+        (ta, ca), (tr, _) = aresults[("AdaptiveAvgPool2d((7,7))", mode)], \
+            aresults[("AvgPool2d((4,2)) -> 8x8 (reference)", mode)]
+        print(f"# adaptive avg (7,7) / fixed avg (8x8), {mode}: {ta / tr:.2f}x (target < 2); "
+              f"compile {ca:.2f} s (target < 2)")

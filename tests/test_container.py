@@ -1,0 +1,165 @@
+"""Sequential, Flatten, Unflatten (and Identity inside containers) against torch (float64)."""
+
+from collections import OrderedDict
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import jaxlayers
+from jaxlayers import interop, nn
+
+RTOL, ATOL = 1e-10, 1e-12
+
+
+def t2n(t):
+    return t.detach().numpy()
+
+
+def _close(a, b, rtol=RTOL, atol=ATOL):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+
+
+class Scale(fnn.Module):
+    """A child that takes ``train`` (records it in the output: x*2 in training, x*3 in evaluation)."""
+
+    @fnn.compact
+    def __call__(self, x, *, train: bool | None = None):
+        if train is None:
+            raise ValueError("Scale: `train` must be given")
+        return x * (2.0 if train else 3.0)
+
+
+def test_sequential_positional_names_and_state_dict_keys(rng):
+    tm = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Flatten(), torch.nn.Linear(5, 2, bias=False))
+    model = nn.Sequential(nn.Linear(4, 5), nn.Flatten(), nn.Linear(5, 2, bias=False))
+    x = rng.standard_normal((3, 4))
+    v = model.init(jax.random.key(0), x)
+    assert set(v["params"]) == {"0", "2"}
+    assert list(interop.variables_to_state_dict(v).keys()) == list(tm.state_dict().keys())
+    sd_vars = interop.state_dict_to_variables(tm.state_dict())
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = tm(xt)
+    _close(model.apply(sd_vars, x), t2n(yt))
+    cot = rng.standard_normal(yt.shape)
+    gp, gx = jax.grad(lambda p, x: jnp.sum(model.apply({"params": p}, x) * cot), argnums=(0, 1))(sd_vars["params"], x)
+    yt.backward(torch.from_numpy(cot))
+    _close(gx, t2n(xt.grad))
+    _close(gp["0"]["weight"], t2n(tm[0].weight.grad))
+    _close(gp["0"]["bias"], t2n(tm[0].bias.grad))
+    _close(gp["2"]["weight"], t2n(tm[2].weight.grad))
+
+
+@pytest.mark.parametrize("mapping", [OrderedDict, dict])
+def test_sequential_mapping_names(mapping, rng):
+    layers = [("fc1", (3, 4)), ("flat", None), ("head", (4, 2))]
+    tm = torch.nn.Sequential(OrderedDict(
+        (k, torch.nn.Linear(*a) if a else torch.nn.Flatten()) for k, a in layers))
+    model = nn.Sequential(mapping((k, nn.Linear(*a) if a else nn.Flatten()) for k, a in layers))
+    x = rng.standard_normal((2, 3))
+    v = model.init(jax.random.key(0), x)
+    assert list(interop.variables_to_state_dict(v).keys()) == list(tm.state_dict().keys())
+    _close(model.apply(interop.state_dict_to_variables(tm.state_dict()), x), t2n(tm(torch.from_numpy(x))))
+    assert len(model) == 3
+    assert isinstance(model["head"], nn.Linear) and model["head"].out_features == 2
+    assert isinstance(model[1], nn.Flatten)
+
+
+def test_nested_sequential(rng):
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1)))
+    x = rng.standard_normal((5, 3))
+    v = model.init(jax.random.key(0), x)
+    keys = list(interop.variables_to_state_dict(v).keys())
+    assert keys == list(tm.state_dict().keys()) == ["0.weight", "0.bias", "1.0.weight", "1.0.bias", "1.1.weight", "1.1.bias"]
+    y = jax.jit(model.apply)(interop.state_dict_to_variables(tm.state_dict()), x)
+    _close(y, t2n(tm(torch.from_numpy(x))))
+
+
+@pytest.mark.skipif(not hasattr(jaxlayers.nn, "Conv2d"), reason="nn.Conv2d not available yet")
+def test_conv_flatten_linear_state_dict(rng):
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x = rng.standard_normal((2, 2, 6, 6))
+    v = model.init(jax.random.key(0), x)
+    assert list(interop.variables_to_state_dict(v).keys()) == list(tm.state_dict().keys())
+    _close(model.apply(interop.state_dict_to_variables(tm.state_dict()), x), t2n(tm(torch.from_numpy(x))),
+           rtol=1e-9, atol=1e-10)
+
+
+def test_sequential_passes_train_only_to_children_that_take_it():
+    model = nn.Sequential(nn.Linear(2, 2, weight_init=jax.nn.initializers.ones, bias_init=jax.nn.initializers.zeros),
+                          Scale(), jax.nn.relu, nn.Identity())
+    x = jnp.array([[1.0, -2.0]])
+    v = model.init(jax.random.key(0), x, train=False)
+    np.testing.assert_array_equal(model.apply(v, x, train=True), [[0.0, 0.0]])  # relu(2 * (1 - 2))
+    np.testing.assert_array_equal(model.apply(v, -x, train=True), [[2.0, 2.0]])
+    np.testing.assert_array_equal(model.apply(v, -x, train=False), [[3.0, 3.0]])
+    with pytest.raises(ValueError, match="Scale: `train` must be given"):
+        model.apply(v, x)
+
+
+def test_sequential_errors():
+    with pytest.raises(TypeError, match=r"Sequential: child '1' is not callable"):
+        nn.Sequential(nn.Identity(), 3)
+    with pytest.raises(TypeError, match=r"Sequential: give the layers positionally or as layers=, not both"):
+        nn.Sequential(nn.Identity(), layers=(nn.Identity(),))
+    with pytest.raises(ValueError, match=r"Sequential: 1 names for 2 layers"):
+        nn.Sequential(layers=(nn.Identity(), nn.Identity()), names=("a",))
+
+
+@pytest.mark.parametrize("start,end", [(1, -1), (0, -1), (2, 3), (-3, -2)])
+def test_flatten_module_vs_torch(start, end, rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    y = nn.Flatten(start, end).apply({}, x)
+    _close(y, t2n(torch.nn.Flatten(start, end)(torch.from_numpy(x))))
+    assert nn.Flatten().apply({}, x).shape == (2, 60)
+
+
+@pytest.mark.parametrize("dim,sizes", [(1, (2, 6)), (-1, (3, -1)), (0, (1, 2)), (1, [3, 2, 2])])
+def test_unflatten_module_vs_torch(dim, sizes, rng):
+    x = rng.standard_normal((2, 12))
+    y = nn.Unflatten(dim, sizes).apply({}, x)
+    _close(y, t2n(torch.nn.Unflatten(dim, tuple(sizes))(torch.from_numpy(x))))
+
+
+def test_flatten_unflatten_grads_and_vmap(rng):
+    x = rng.standard_normal((4, 2, 3))
+    model = nn.Sequential(nn.Flatten(), nn.Unflatten(1, (3, 2)))
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Unflatten(1, (3, 2)))(xt)
+    cot = rng.standard_normal(yt.shape)
+    y, vjp = jax.vjp(lambda x: model.apply({}, x), x)
+    yt.backward(torch.from_numpy(cot))
+    _close(y, t2n(yt))
+    _close(vjp(cot)[0], t2n(xt.grad))
+    yv = jax.vmap(lambda xi: nn.Flatten(0).apply({}, xi))(x)
+    _close(yv, x.reshape(4, 6))
+
+
+def test_flatten_unflatten_errors():
+    with pytest.raises(ValueError, match=r"flatten: start_dim \(2\) cannot come after end_dim \(1\)"):
+        nn.Flatten(2, 1).apply({}, jnp.ones((2, 3, 4)))
+    with pytest.raises(IndexError, match=r"flatten: dimension out of range"):
+        nn.Flatten(1).apply({}, jnp.ones((2,)))
+    with pytest.raises(ValueError, match=r"unflatten: provided sizes \(5, 2\) don't multiply up to the size of dim 1 \(12\)"):
+        nn.Unflatten(1, (5, 2)).apply({}, jnp.ones((2, 12)))
+
+
+def test_sequential_indexing_slicing(rng):
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2))
+    assert len(model) == 3 and model[-1].out_features == 2 and model["1"].in_features == 4
+    tail = model[1:]
+    assert isinstance(tail, nn.Sequential) and len(tail) == 2 and tail.names == ("1", "2")
+    x = rng.standard_normal((2, 4))
+    v = tail.init(jax.random.key(0), x)
+    assert list(interop.variables_to_state_dict(v).keys()) == list(tm[1:].state_dict().keys())
+    _close(tail.apply(interop.state_dict_to_variables(tm[1:].state_dict()), x), t2n(tm[1:](torch.from_numpy(x))))
+    with pytest.raises(IndexError, match=r"Sequential: index 3 is out of range for 3 children"):
+        model[3]
+    with pytest.raises(KeyError, match=r"Sequential: no child named 'x'"):
+        model["x"]

@@ -1,0 +1,565 @@
+"""Normalisation layers: torch float64 parity (outputs, buffers, gradients),
+a NumPy/torch reference for SwitchNorm, equivalences, numerics with a large
+offset, mixed precision, cross-device statistics and every error path."""
+
+from __future__ import annotations
+
+import functools
+
+import chex
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxlayers import functional as F
+from jaxlayers import interop, nn
+
+TOL = dict(rtol=1e-10, atol=1e-10)
+
+
+def _t(a):
+    return torch.tensor(np.asarray(a), dtype=torch.float64)
+
+
+def _np(t):
+    return t.detach().numpy()
+
+
+def _randomise_affine(tm, rng):
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            p = getattr(tm, name, None)
+            if p is not None:
+                p.copy_(_t(rng.normal(size=p.shape)))
+
+
+def _grads(module, variables, x, g, **kw):
+    """Output, d(sum(y*g))/d(input) and d/d(params) of a jaxlayers module."""
+
+    def loss(params, x):
+        out = module.apply({**variables, "params": params}, x, **kw)
+        y = out[0] if isinstance(out, tuple) else out
+        return jnp.sum(y * g), out
+
+    (_, out), (gp, gx) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables.get("params", {}), x)
+    return out, gx, gp
+
+
+def _torch_grads(tm, x, g):
+    xt = _t(x).requires_grad_(True)
+    for p in tm.parameters():
+        p.grad = None
+    y = tm(xt)
+    (y * _t(g)).sum().backward()
+    return y, xt.grad, {n: p.grad for n, p in tm.named_parameters()}
+
+
+def _check_parity(tm, m, xs, *, stateful=True, steps_train=True):
+    """Run several training steps then an eval step on both; compare outputs,
+    input/parameter gradients and (when tracked) the buffers after each step."""
+    rng = np.random.default_rng(1)
+    variables = interop.state_dict_to_variables(tm.state_dict())
+    modes = [True] * (len(xs) - 1) + [False] if steps_train else [False] * len(xs)
+    for x, train in zip(xs, modes):
+        tm.train(train)
+        g = rng.normal(size=x.shape)
+        kw = {"train": train} if stateful else {}
+        if stateful and train:
+            kw["mutable"] = ["batch_stats"]
+        out, gx, gp = _grads(m, variables, x, g, **kw)
+        y, tgx, tgp = _torch_grads(tm, x, g)
+        if isinstance(out, tuple):
+            out, updates = out
+            variables = {**variables, **updates}
+        np.testing.assert_allclose(out, _np(y), **TOL)
+        np.testing.assert_allclose(gx, _np(tgx), **TOL)
+        assert set(gp) == set(tgp)
+        for name in gp:
+            np.testing.assert_allclose(gp[name], _np(tgp[name]), **TOL, err_msg=name)
+        ours = interop.variables_to_state_dict(variables)
+        theirs = tm.state_dict()
+        assert set(ours) == set(theirs)
+        for k in theirs:
+            np.testing.assert_allclose(ours[k], _np(theirs[k]), **TOL, err_msg=k)
+
+
+# ---------------------------------------------------------------- BatchNorm
+
+BN_SHAPES = [("1d", (6, 3)), ("1d", (4, 3, 5)), ("2d", (3, 3, 4, 5)), ("3d", (2, 3, 3, 2, 4))]
+BN_OPTS = [  # affine, track_running_stats, bias
+    (True, True, True),
+    (False, True, True),
+    (True, False, True),
+    (True, True, False),
+]
+
+
+BN_CASES = [("2d", (3, 3, 4, 5), m, *o) for m in (0.1, None) for o in BN_OPTS] + [
+    (k, s, 0.1, True, True, True) for k, s in BN_SHAPES if k != "2d"]
+
+
+@pytest.mark.parametrize("kind,shape,momentum,affine,track,bias", BN_CASES)
+def test_batchnorm_torch_parity(kind, shape, momentum, affine, track, bias):
+    rng = np.random.default_rng(0)
+    kw = dict(eps=1e-3, momentum=momentum, affine=affine, track_running_stats=track, bias=bias)
+    tm = getattr(torch.nn, f"BatchNorm{kind}")(shape[1], **kw)
+    _randomise_affine(tm, rng)
+    m = getattr(nn, f"BatchNorm{kind}")(shape[1], **kw)
+    xs = [rng.normal(size=shape) * 3 + 2 for _ in range(3)]
+    _check_parity(tm, m, xs)
+
+
+def test_batchnorm_variables_match_torch_names():
+    m = nn.BatchNorm2d(4)
+    v = m.init(jax.random.PRNGKey(0), jnp.zeros((2, 4, 3, 3)), train=False)
+    assert set(interop.variables_to_state_dict(v)) == set(torch.nn.BatchNorm2d(4).state_dict())
+    np.testing.assert_array_equal(v["params"]["weight"], np.ones(4))
+    np.testing.assert_array_equal(v["batch_stats"]["running_var"], np.ones(4))
+    assert v["params"]["weight"].dtype == jnp.float32
+    # not tracked: no buffers; affine=False: no params
+    v = nn.BatchNorm2d(4, affine=False, track_running_stats=False).init(
+        jax.random.PRNGKey(0), jnp.zeros((2, 4, 3, 3)), train=True)
+    assert v == {}
+
+
+def test_batchnorm_no_update_without_mutable_or_in_eval(rng):
+    m = nn.BatchNorm1d(3)
+    x = rng.normal(size=(5, 3))
+    v = m.init(jax.random.PRNGKey(0), x, train=True)  # init never updates
+    np.testing.assert_array_equal(v["batch_stats"]["running_mean"], np.zeros(3))
+    assert int(v["batch_stats"]["num_batches_tracked"]) == 0
+    y = m.apply(v, x, train=True)  # batch statistics, buffers untouched (immutable)
+    np.testing.assert_allclose(y.mean(0), 0, atol=1e-12)
+    _, upd = m.apply(v, x, train=False, mutable=["batch_stats"])
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), upd["batch_stats"], v["batch_stats"]))
+
+
+def test_batchnorm_zero_size_batch():
+    tm = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():
+        tm.running_mean.fill_(0.5)
+    m = nn.BatchNorm2d(3)
+    v = interop.state_dict_to_variables(tm.state_dict())
+    x = np.zeros((0, 3, 4, 4))
+    y, upd = m.apply(v, x, train=True, mutable=["batch_stats"])
+    ty = tm(_t(x))
+    assert y.shape == ty.shape
+    for k, t in tm.state_dict().items():
+        if k in interop.BUFFER_NAMES:
+            np.testing.assert_array_equal(interop.variables_to_state_dict(upd)[k], _np(t), err_msg=k)
+
+
+class TestFunctionalBatchNorm(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_torch_and_returns_buffers(self):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(4, 3, 5)) + 1.0
+        rm, rv, w, b = rng.normal(size=3), rng.uniform(1, 2, 3), rng.normal(size=3), rng.normal(size=3)
+        fn = self.variant(functools.partial(F.batch_norm, training=True, momentum=0.2, eps=1e-4))
+        out = fn(x, rm, rv, w, b, num_batches_tracked=jnp.asarray(3))
+        trm, trv = _t(rm), _t(rv)
+        ty = torch.nn.functional.batch_norm(_t(x), trm, trv, _t(w), _t(b), True, 0.2, 1e-4)
+        np.testing.assert_allclose(out.output, _np(ty), **TOL)
+        np.testing.assert_allclose(out.running_mean, _np(trm), **TOL)
+        np.testing.assert_allclose(out.running_var, _np(trv), **TOL)
+        assert int(out.num_batches_tracked) == 4
+        ev = self.variant(functools.partial(F.batch_norm, training=False))(x, rm, rv, w, b)
+        ty = torch.nn.functional.batch_norm(_t(x), _t(rm), _t(rv), _t(w), _t(b), False)
+        np.testing.assert_allclose(ev.output, _np(ty), **TOL)
+        assert ev.running_mean is rm or np.array_equal(ev.running_mean, rm)
+
+    def test_float32_jit(self):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(8, 4, 6, 6))
+        w, b = rng.normal(size=4), rng.normal(size=4)
+        out = jax.jit(lambda *a: F.batch_norm(*a, training=True).output)(
+            x.astype(np.float32), None, None, w.astype(np.float32), b.astype(np.float32))
+        assert out.dtype == jnp.float32
+        ty = torch.nn.functional.batch_norm(_t(x), None, None, _t(w), _t(b), True)
+        np.testing.assert_allclose(out, _np(ty), rtol=1e-5, atol=2e-5)
+
+
+# ---------------------------------------------------------------- InstanceNorm
+
+
+IN_CASES = [(2, a, t, True) for a in (False, True) for t in (False, True)] + [
+    (2, True, True, False), (1, True, True, True), (3, True, False, False)]
+
+
+@pytest.mark.parametrize("d,affine,track,batched", IN_CASES)
+def test_instancenorm_torch_parity(d, affine, track, batched):
+    rng = np.random.default_rng(0)
+    shape = ((3,) if batched else ()) + (2,) + (4, 3, 2)[:d]
+    tm = getattr(torch.nn, f"InstanceNorm{d}d")(2, eps=1e-3, momentum=0.3, affine=affine,
+                                                 track_running_stats=track)
+    _randomise_affine(tm, rng)
+    m = getattr(nn, f"InstanceNorm{d}d")(2, eps=1e-3, momentum=0.3, affine=affine, track_running_stats=track)
+    xs = [rng.normal(size=shape) * 2 + 1 for _ in range(3)]
+    _check_parity(tm, m, xs)
+
+
+def test_instance_norm_functional_running_stats(rng):
+    x = rng.normal(size=(3, 2, 7))
+    rm, rv = rng.normal(size=2), rng.uniform(1, 2, 2)
+    out = F.instance_norm(x, rm, rv, momentum=0.25)
+    trm, trv = _t(rm), _t(rv)
+    ty = torch.nn.functional.instance_norm(_t(x), trm, trv, momentum=0.25)
+    np.testing.assert_allclose(out.output, _np(ty), **TOL)
+    np.testing.assert_allclose(out.running_mean, _np(trm), **TOL)
+    np.testing.assert_allclose(out.running_var, _np(trv), **TOL)
+    ev = F.instance_norm(x, rm, rv, use_input_stats=False)
+    ty = torch.nn.functional.instance_norm(_t(x), _t(rm), _t(rv), use_input_stats=False)
+    np.testing.assert_allclose(ev.output, _np(ty), **TOL)
+
+
+# ---------------------------------------------------------------- LayerNorm, GroupNorm, RMSNorm, LRN
+
+
+@pytest.mark.parametrize("normalized_shape,shape,affine,bias", [
+    (5, (2, 3, 5), True, True), (5, (2, 3, 5), True, False), (5, (2, 3, 5), False, True),
+    ((3, 5), (2, 3, 5), True, True), ((2, 3, 4), (2, 3, 4), True, True)])
+def test_layernorm_torch_parity(normalized_shape, shape, affine, bias):
+    rng = np.random.default_rng(0)
+    tm = torch.nn.LayerNorm(normalized_shape, eps=1e-4, elementwise_affine=affine, bias=bias)
+    _randomise_affine(tm, rng)
+    m = nn.LayerNorm(normalized_shape, eps=1e-4, elementwise_affine=affine, bias=bias)
+    _check_parity(tm, m, [rng.normal(size=shape) + 3], stateful=False, steps_train=False)
+
+
+@pytest.mark.parametrize("groups,channels,shape_tail,affine,bias", [
+    (2, 4, (5,), True, True), (2, 4, (5,), False, True), (2, 4, (5,), True, False),
+    (4, 4, (5,), True, True), (1, 4, (5,), True, True), (2, 4, (3, 2), True, True)])
+def test_groupnorm_torch_parity(groups, channels, shape_tail, affine, bias):
+    rng = np.random.default_rng(0)
+    tm = torch.nn.GroupNorm(groups, channels, eps=1e-4, affine=affine, bias=bias)
+    _randomise_affine(tm, rng)
+    m = nn.GroupNorm(groups, channels, eps=1e-4, affine=affine, bias=bias)
+    _check_parity(tm, m, [rng.normal(size=(3, channels) + shape_tail) - 2], stateful=False, steps_train=False)
+
+
+@settings(max_examples=3)
+@given(n=st.integers(1, 3), g=st.integers(1, 3), cpg=st.integers(2, 3), spatial=st.lists(st.integers(1, 4), max_size=2))
+def test_group_norm_functional_hypothesis(n, g, cpg, spatial):
+    rng = np.random.default_rng(n * 100 + g * 10 + cpg)
+    x = rng.normal(size=(n, g * cpg, *spatial))
+    w, b = rng.normal(size=g * cpg), rng.normal(size=g * cpg)
+    ours = F.group_norm(x, g, w, b)
+    theirs = torch.nn.functional.group_norm(_t(x), g, _t(w), _t(b))
+    np.testing.assert_allclose(ours, _np(theirs), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("normalized_shape,shape,eps,affine", [
+    (4, (3, 4), None, True), (4, (3, 4), 1e-3, True), (4, (3, 4), 1e-3, False), ((2, 4), (3, 2, 4), None, True)])
+def test_rmsnorm_torch_parity(normalized_shape, shape, eps, affine):
+    rng = np.random.default_rng(0)
+    tm = torch.nn.RMSNorm(normalized_shape, eps=eps, elementwise_affine=affine)
+    _randomise_affine(tm, rng)
+    m = nn.RMSNorm(normalized_shape, eps=eps, elementwise_affine=affine)
+    _check_parity(tm, m, [rng.normal(size=shape) * 1e-8 if eps is None else rng.normal(size=shape)],
+                  stateful=False, steps_train=False)
+
+
+def test_rms_norm_default_eps_is_machine_epsilon():
+    x = np.full((2, 3), 1e-9, np.float32)
+    # with eps = finfo(float32).eps the tiny input is damped, not blown up to 1
+    expected = 1e-9 / np.sqrt(1e-18 + np.finfo(np.float32).eps)
+    np.testing.assert_allclose(F.rms_norm(x, 3), expected, rtol=1e-5)
+    ty = torch.nn.functional.rms_norm(torch.tensor(x), (3,))
+    np.testing.assert_allclose(F.rms_norm(x, 3), ty.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,shape", [(2, (2, 6, 4)), (5, (2, 6, 4)), (3, (2, 5, 3, 3))])
+def test_local_response_norm_torch_parity(size, shape):
+    rng = np.random.default_rng(size)
+    x = rng.normal(size=shape) * 3
+    kw = dict(alpha=0.3, beta=0.6, k=1.5)
+    tm = torch.nn.LocalResponseNorm(size, **kw)
+    m = nn.LocalResponseNorm(size, **kw)
+    _check_parity(tm, m, [x], stateful=False, steps_train=False)
+
+
+# ---------------------------------------------------------------- SwitchNorm
+
+
+class TorchSwitchNorm(torch.nn.Module):
+    """The formulas of docs/normalization.md in torch (autograd oracle): biased
+    IN/LN/BN variances, torch momentum convention, unbiased running variance."""
+
+    def __init__(self, c, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = torch.nn.Parameter(torch.ones(c))
+        self.bias = torch.nn.Parameter(torch.zeros(c))
+        self.mean_weight = torch.nn.Parameter(torch.ones(3))
+        self.var_weight = torch.nn.Parameter(torch.ones(3))
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+        self.register_buffer("num_batches_tracked", torch.tensor(0))
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        xf = x.reshape(n, c, -1)
+        mean_in = xf.mean(-1, keepdim=True)
+        var_in = xf.var(-1, keepdim=True, unbiased=False)
+        mean_ln = xf.mean((1, 2), keepdim=True)
+        var_ln = xf.var((1, 2), keepdim=True, unbiased=False)
+        if self.training:
+            mean_bn = xf.mean((0, 2), keepdim=True)
+            var_bn = xf.var((0, 2), keepdim=True, unbiased=False)
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                cnt = n * xf.shape[2]
+                self.running_mean.mul_(1 - f).add_(f * mean_bn.reshape(c))
+                self.running_var.mul_(1 - f).add_(f * var_bn.reshape(c) * cnt / (cnt - 1))
+        else:
+            mean_bn = self.running_mean.reshape(1, c, 1)
+            var_bn = self.running_var.reshape(1, c, 1)
+        mw = torch.softmax(self.mean_weight, 0)
+        vw = torch.softmax(self.var_weight, 0)
+        mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn
+        var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn
+        y = (xf - mean) / (var + self.eps).sqrt()
+        return y.reshape(x.shape) * self.weight.reshape(1, c, *[1] * (x.ndim - 2)) + \
+            self.bias.reshape(1, c, *[1] * (x.ndim - 2))
+
+
+@pytest.mark.parametrize("d,shape", [(1, (4, 3, 5)), (2, (3, 3, 4, 2))])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_switchnorm_matches_reference(d, shape, momentum):
+    rng = np.random.default_rng(0)
+    tm = TorchSwitchNorm(shape[1], eps=1e-3, momentum=momentum)
+    with torch.no_grad():
+        for p in tm.parameters():
+            p.copy_(_t(rng.normal(size=p.shape)))
+    m = getattr(nn, f"SwitchNorm{d}d")(shape[1], eps=1e-3, momentum=momentum)
+    _check_parity(tm, m, [rng.normal(size=shape) * 2 + 1 for _ in range(3)])
+
+
+def test_switchnorm_default_init_is_equal_mixture():
+    v = nn.SwitchNorm2d(3).init(jax.random.PRNGKey(0), jnp.zeros((2, 3, 2, 2)), train=False)
+    np.testing.assert_array_equal(v["params"]["mean_weight"], np.ones(3))
+    assert set(v["params"]) == {"weight", "bias", "mean_weight", "var_weight"}
+    assert set(v["batch_stats"]) == {"running_mean", "running_var", "num_batches_tracked"}
+
+
+# ---------------------------------------------------------------- equivalences
+
+
+def test_groupnorm_equivalences(rng):
+    x = rng.normal(size=(3, 4, 5, 2)) * 2 + 1
+    w, b = rng.normal(size=4), rng.normal(size=4)
+    np.testing.assert_allclose(F.group_norm(x, 4, w, b), F.instance_norm(x, weight=w, bias=b).output, **TOL)
+    ln = F.layer_norm(x, (4, 5, 2))
+    np.testing.assert_allclose(F.group_norm(x, 1), ln, **TOL)
+    # and against the modules (GroupNorm(1, C) with affine = LN then per-channel affine)
+    ref = ln * w[:, None, None] + b[:, None, None]
+    np.testing.assert_allclose(F.group_norm(x, 1, w, b), ref, **TOL)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("train", [True, False])
+def test_switchnorm_one_hot_equals_in_ln_bn(which, train, rng):
+    x = rng.normal(size=(3, 4, 5, 2)) * 2 + 1
+    w, b = rng.normal(size=4), rng.normal(size=4)
+    rm, rv = rng.normal(size=4), rng.uniform(1, 2, 4)
+    logits = jnp.where(jnp.arange(3) == which, 1e3, -1e3)
+    got = F.switch_norm(x, rm, rv, w, b, logits, logits, training=train)
+    if which == 0:
+        want = F.instance_norm(x, weight=w, bias=b).output
+    elif which == 1:
+        want = F.layer_norm(x, (4, 5, 2)) * w[:, None, None] + b[:, None, None]
+    else:
+        want = F.batch_norm(x, rm, rv, w, b, training=train)
+        np.testing.assert_allclose(got.running_mean, want.running_mean, **TOL)
+        np.testing.assert_allclose(got.running_var, want.running_var, **TOL)
+        want = want.output
+    np.testing.assert_allclose(got.output, want, **TOL)
+
+
+# ---------------------------------------------------------------- numerics
+
+
+def _offset_input(shape):
+    x64 = 1e4 + np.random.default_rng(0).normal(size=shape)
+    return x64.astype(np.float32), x64
+
+
+def _ref_norm(x, axes):
+    m = x.mean(axes, keepdims=True)
+    return (x - m) / np.sqrt(((x - m) ** 2).mean(axes, keepdims=True) + 1e-5)
+
+
+@pytest.mark.parametrize("name", ["batch", "layer", "group", "instance", "switch_bn"])
+def test_large_offset_float32(name):
+    x32, x64 = _offset_input((16, 8, 16, 16))
+    fns = {
+        "batch": (lambda x: F.batch_norm(x, None, None, training=True).output, (0, 2, 3)),
+        "layer": (lambda x: F.layer_norm(x, (8, 16, 16)), (1, 2, 3)),
+        "group": (lambda x: F.group_norm(x, 1), (1, 2, 3)),
+        "instance": (lambda x: F.instance_norm(x).output, (2, 3)),
+        "switch_bn": (lambda x: F.switch_norm(x, None, None, mean_weight=jnp.array([-1e3, -1e3, 1e3]),
+                                              var_weight=jnp.array([-1e3, -1e3, 1e3]), training=True).output,
+                      (0, 2, 3)),
+    }
+    fn, axes = fns[name]
+    y = jax.jit(fn)(x32)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, _ref_norm(x64, axes), atol=1e-2)
+
+
+def test_large_offset_naive_variance_fails():
+    """The check above can fail: E[x²] − E[x]² in float32 is far off."""
+    x32, x64 = _offset_input((16, 8, 16, 16))
+    xj = jnp.asarray(x32)
+    m = jnp.mean(xj, (0, 2, 3), keepdims=True)
+    v = jnp.maximum(jnp.mean(xj * xj, (0, 2, 3), keepdims=True) - m * m, 0)
+    naive = (xj - m) / jnp.sqrt(v + 1e-5)
+    assert np.max(np.abs(np.asarray(naive) - _ref_norm(x64, (0, 2, 3)))) > 1e-2
+
+
+def test_bfloat16_compute_float32_stats(rng):
+    x = rng.normal(size=(8, 4, 6, 6)) * 2 + 3
+    m = nn.BatchNorm2d(4, dtype=jnp.bfloat16)
+    v = m.init(jax.random.PRNGKey(0), x, train=False)
+    y, upd = jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"]))(v, x.astype(jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    assert v["params"]["weight"].dtype == jnp.float32
+    assert upd["batch_stats"]["running_mean"].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(y, np.float64), _ref_norm(x, (0, 2, 3)), atol=5e-2)
+    np.testing.assert_allclose(upd["batch_stats"]["running_mean"], 0.1 * x.mean((0, 2, 3)), atol=2e-2)
+    mod = nn.GroupNorm(2, 4, dtype=jnp.bfloat16)
+    vv = mod.init(jax.random.PRNGKey(0), x)
+    y = mod.apply(vv, x)
+    assert y.dtype == jnp.bfloat16 and vv["params"]["weight"].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(y, np.float64), _np(torch.nn.functional.group_norm(_t(x), 2)), atol=5e-2)
+
+
+# ---------------------------------------------------------------- cross-device
+
+
+def _mesh():
+    if jax.device_count() < 4:
+        pytest.skip("needs 4 devices (XLA_FLAGS=--xla_force_host_platform_device_count=4)")
+    return Mesh(np.array(jax.devices()[:4]), ("batch",))
+
+
+@pytest.mark.parametrize("cls", ["BatchNorm2d", "SwitchNorm2d"])
+def test_sharded_jit_global_batch_statistics(cls, rng):
+    mesh = _mesh()
+    x = rng.normal(size=(8, 3, 4, 4)) * 2 + 1
+    m = getattr(nn, cls)(3)
+    v = m.init(jax.random.PRNGKey(0), x, train=False)
+    step = jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"]))
+    y1, u1 = step(v, x)
+    xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
+    y4, u4 = step(v, xs)
+    assert len(xs.sharding.device_set) == 4
+    np.testing.assert_allclose(y4, y1, **TOL)
+    chex.assert_trees_all_close(u4, u1, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", ["BatchNorm2d", "SwitchNorm2d", "InstanceNorm2d"])
+def test_shard_map_axis_name(cls, rng):
+    mesh = _mesh()
+    x = rng.normal(size=(8, 3, 4, 4)) * 2 + 1
+    kw = {"track_running_stats": True} if cls == "InstanceNorm2d" else {}
+    m1 = getattr(nn, cls)(3, **kw)
+    m4 = getattr(nn, cls)(3, axis_name="batch", **kw)
+    v = m1.init(jax.random.PRNGKey(0), x, train=False)
+    y1, u1 = m1.apply(v, x, train=True, mutable=["batch_stats"])
+
+    def step(v, x):
+        return m4.apply(v, x, train=True, mutable=["batch_stats"])
+
+    sharded = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P("batch")), out_specs=(P("batch"), P()),
+                                    check_vma=False))
+    y4, u4 = sharded(v, x)
+    np.testing.assert_allclose(y4, y1, **TOL)
+    chex.assert_trees_all_close(u4, u1, rtol=1e-10, atol=1e-12)
+    # without axis_name the statistics would be per-device: the check can fail
+    if cls != "InstanceNorm2d":
+        local = jax.jit(jax.shard_map(lambda v, x: m1.apply(v, x, train=True, mutable=["batch_stats"]),
+                                      mesh=mesh, in_specs=(P(), P("batch")), out_specs=(P("batch"), P()),
+                                      check_vma=False))
+        assert not np.allclose(local(v, x)[0], y1)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _init(m, x, **kw):
+    return m.init(jax.random.PRNGKey(0), jnp.asarray(x), **kw)
+
+
+@pytest.mark.parametrize("cls", ["BatchNorm2d", "InstanceNorm2d", "SwitchNorm2d"])
+def test_train_missing(cls):
+    with pytest.raises(ValueError, match=f"{cls}: `train` must be given"):
+        _init(getattr(nn, cls)(3), np.zeros((2, 3, 4, 4)))
+    with pytest.raises(TypeError, match=f"{cls}: `train` must be a Python bool"):
+        _init(getattr(nn, cls)(3), np.zeros((2, 3, 4, 4)), train=1)
+
+
+@pytest.mark.parametrize("module,shape,match", [
+    (nn.BatchNorm2d(3), (2, 4, 4, 4), r"BatchNorm2d: expected input with 3 channels \(num_features=3\).*\(2, 4, 4, 4\)"),
+    (nn.BatchNorm1d(3), (2, 4), r"BatchNorm1d: expected input with 3 channels"),
+    (nn.BatchNorm2d(3), (2, 3, 4), r"BatchNorm2d: expected 4-D \(N, C, H, W\) input, got 3-D"),
+    (nn.BatchNorm1d(3), (2, 3, 4, 4), r"BatchNorm1d: expected 2-D \(N, C\) or 3-D \(N, C, L\) input"),
+    (nn.BatchNorm3d(3), (2, 3, 4, 4), r"BatchNorm3d: expected 5-D"),
+    (nn.InstanceNorm2d(3, affine=True), (2, 4, 4, 4), r"InstanceNorm2d: expected input with 3 channels"),
+    (nn.InstanceNorm1d(3), (2, 3, 4, 4), r"InstanceNorm1d: expected 2-D \(C, \*spatial\) or 3-D"),
+    (nn.SwitchNorm2d(3), (2, 3, 4), r"SwitchNorm2d: expected 4-D"),
+    (nn.SwitchNorm1d(3), (2, 4, 4), r"SwitchNorm1d: expected input with 3 channels"),
+])
+def test_wrong_channels_and_rank(module, shape, match):
+    with pytest.raises(ValueError, match=match):
+        _init(module, np.zeros(shape), train=True)
+
+
+@pytest.mark.parametrize("module,shape,match", [
+    (nn.LayerNorm((4, 5)), (2, 5, 4), r"LayerNorm: normalized_shape=\(4, 5\) does not match .*\(2, 5, 4\)"),
+    (nn.LayerNorm(5), (2, 4), r"LayerNorm: normalized_shape=\(5,\)"),
+    (nn.RMSNorm((3, 3)), (3,), r"RMSNorm: normalized_shape=\(3, 3\) does not match"),
+    (nn.GroupNorm(2, 4), (2, 6, 3), r"GroupNorm: expected input with 4 channels \(num_channels=4\)"),
+    (nn.GroupNorm(2, 4), (4,), r"GroupNorm: expected \(N, C, \*\) input, got 1-D"),
+    (nn.LocalResponseNorm(2), (2, 4), r"LocalResponseNorm: expected 3-D or higher"),
+])
+def test_shape_errors(module, shape, match):
+    with pytest.raises(ValueError, match=match):
+        _init(module, np.zeros(shape))
+
+
+def test_constructor_and_functional_errors(rng):
+    with pytest.raises(ValueError, match="GroupNorm: num_channels=5 must be divisible by num_groups=2"):
+        nn.GroupNorm(2, 5)
+    with pytest.raises(ValueError, match="group_norm: num_channels=5 must be divisible by num_groups=2"):
+        F.group_norm(np.zeros((2, 5, 3)), 2)
+    with pytest.raises(TypeError, match="layer_norm: normalized_shape must be an int or a sequence"):
+        F.layer_norm(np.zeros((2, 3)), 3.5)
+    with pytest.raises(ValueError, match="layer_norm: weight must have shape"):
+        F.layer_norm(np.zeros((2, 3)), 3, np.ones(4))
+    with pytest.raises(ValueError, match="BatchNorm1d: expected more than 1 value per channel when training"):
+        _init(nn.BatchNorm1d(3), np.zeros((1, 3)), train=True)
+    with pytest.raises(ValueError, match="InstanceNorm1d: expected more than 1 spatial element"):
+        _init(nn.InstanceNorm1d(3), np.zeros((2, 3, 1)), train=True)
+    with pytest.raises(ValueError, match="batch_norm: running_mean and running_var are needed when training=False"):
+        F.batch_norm(np.zeros((2, 3)), None, None)
+    with pytest.raises(ValueError, match="batch_norm: running_mean and running_var must both be given"):
+        F.batch_norm(np.zeros((2, 3)), np.zeros(3), None, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: running_mean must have shape \(3,\)"):
+        F.batch_norm(np.zeros((2, 3)), np.zeros(4), np.ones(4), training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: momentum=None .* needs num_batches_tracked"):
+        F.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(3), training=True, momentum=None)
+    with pytest.raises(ValueError, match=r"switch_norm: mean_weight must have shape \(3,\)"):
+        F.switch_norm(np.ones((2, 3, 4)), None, None, mean_weight=np.ones(2))
+    with pytest.raises(ValueError, match="local_response_norm: size must be >= 1"):
+        F.local_response_norm(np.ones((2, 3, 4)), 0)
+    with pytest.raises(ValueError, match="instance_norm: expected .*at least one spatial dim"):
+        F.instance_norm(np.ones((2, 3)))

@@ -1,0 +1,477 @@
+"""Pooling: functional + linen modules against torch (float64) and NumPy."""
+
+import inspect
+import itertools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jaxlayers import functional as F
+from jaxlayers import nn
+from jaxlayers._utils import index_dtype
+
+RTOL, ATOL = 1e-10, 1e-12
+
+WORKED = np.array(
+    [[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]], np.float64
+)
+
+
+def _ties(rng, shape):
+    """Small integer values: many ties inside windows."""
+    return rng.integers(0, 3, shape).astype(np.float64)
+
+
+def _parity(jfn, tfn, x, rng, n_out=1, check_grad=True, jit=True, return_grad=False):
+    """Outputs, indices (exact) and gradient w.r.t. input against torch float64.
+
+    The forward and the vector-Jacobian product run in one jitted call (one
+    compile per case) unless ``jit=False`` (``jfn`` may then be a chex variant).
+    """
+    tx = torch.tensor(x, requires_grad=True)
+    tout = tfn(tx)
+    tv = tout[0] if n_out == 2 else tout
+    w = rng.normal(size=tuple(tv.shape))
+
+    def fwd_bwd(a):
+        if n_out == 2:
+            v, vjp, i = jax.vjp(jfn, a, has_aux=True)
+            out = (v, i)
+        else:
+            v, vjp = jax.vjp(jfn, a)
+            out = v
+        return out, (vjp(jnp.asarray(w, v.dtype))[0] if check_grad else None)
+
+    out, g = (jax.jit(fwd_bwd) if jit else fwd_bwd)(jnp.asarray(x))
+    if n_out == 2:
+        (v, i), (tv, ti) = out, tout
+        assert i.dtype == index_dtype()
+        np.testing.assert_array_equal(np.asarray(i), ti.numpy())
+    else:
+        v = out
+    assert v.shape == tuple(tv.shape)
+    np.testing.assert_allclose(np.asarray(v), tv.detach().numpy(), rtol=RTOL, atol=ATOL)
+    if check_grad:
+        (tv * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(np.asarray(g), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    return (out, g) if return_grad else out
+
+
+# ------------------------------------------------------------------ worked example
+
+
+def test_worked_example_max_pool():
+    x = WORKED[None]
+    np.testing.assert_array_equal(F.max_pool2d(x, 3, ceil_mode=True), [[[2, 3], [5, 1]]])
+    np.testing.assert_array_equal(F.max_pool2d(x, 3), [[[2]]])
+    np.testing.assert_array_equal(nn.MaxPool2d(3, ceil_mode=True).apply({}, x), [[[2, 3], [5, 1]]])
+    np.testing.assert_array_equal(nn.MaxPool2d(3).apply({}, x), [[[2]]])
+    np.testing.assert_array_equal(TF.max_pool2d(torch.tensor(x), 3, ceil_mode=True).numpy(), [[[2, 3], [5, 1]]])
+
+
+# ------------------------------------------------------------------ max pool
+
+MAX_CASES = [
+    # (n, shape, kwargs)
+    (1, (2, 3, 11), dict(kernel_size=3)),
+    (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)),
+    (1, (3, 10), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),  # unbatched
+    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1)),
+    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)),
+    (2, (2, 3, 9, 8), dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1), dilation=(3, 1), ceil_mode=True)),
+    (2, (3, 7, 6), dict(kernel_size=2, ceil_mode=True)),  # unbatched
+    (2, (1, 2, 5, 5), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+    (3, (1, 2, 5, 6, 7), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
+    (3, (2, 4, 5, 6), dict(kernel_size=(2, 3, 2), stride=(1, 2, 3), padding=(1, 0, 1), dilation=(2, 1, 2))),
+]
+
+
+@pytest.mark.parametrize("n,shape,kw", MAX_CASES)
+def test_max_pool_parity(n, shape, kw, rng):
+    x = _ties(rng, shape) if n != 3 else rng.normal(size=shape)  # ties (and distinct values), or random
+    jf = getattr(F, f"max_pool{n}d")
+    tf = getattr(TF, f"max_pool{n}d")
+    _parity(lambda a: jf(a, **kw, return_indices=True), lambda a: tf(a, **kw, return_indices=True), x, rng, 2)
+
+
+def test_max_pool_nan_and_neg_inf():
+    x = np.array([[[1.0, np.nan, 3.0, np.nan, -np.inf, -np.inf, 2.0, np.nan]]])
+    for kw in [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, padding=1, ceil_mode=True)]:
+        v, i = F.max_pool1d(x, **kw, return_indices=True)
+        tv, ti = TF.max_pool1d(torch.tensor(x), **kw, return_indices=True)
+        np.testing.assert_array_equal(np.asarray(v), tv.numpy())
+        np.testing.assert_array_equal(np.asarray(i), ti.numpy())
+
+
+class PoolVariants(chex.TestCase):
+    """Every family under jit and without, with indices and gradients."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_all_families(self):
+        rng = np.random.default_rng(1)
+        x = _ties(rng, (2, 3, 8, 7))
+        cases = [
+            (lambda a: F.max_pool2d(a, 3, 2, 1, 1, True, True), lambda a: TF.max_pool2d(a, 3, 2, 1, 1, True, True), 2),
+            (lambda a: F.adaptive_avg_pool2d(a, (3, 5)), lambda a: TF.adaptive_avg_pool2d(a, (3, 5)), 1),
+            (lambda a: F.adaptive_max_pool2d(a, (3, 5), True), lambda a: TF.adaptive_max_pool2d(a, (3, 5), True), 2),
+        ]
+        for jf, tf, n_out in cases:
+            _parity(self.variant(jf), tf, x, rng, n_out, jit=False)
+
+
+# ------------------------------------------------------------------ avg pool
+
+AVG_CASES = [
+    (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    (1, (3, 10), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False)),
+    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1)),
+    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    (2, (2, 3, 9, 8), dict(kernel_size=(2, 3), stride=(3, 2), padding=(1, 1), ceil_mode=True, divisor_override=5)),
+    (2, (3, 7, 6), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+    (3, (1, 2, 5, 6, 7), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
+    (3, (2, 5, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    (3, (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 2), divisor_override=7)),
+]
+
+
+@pytest.mark.parametrize("n,shape,kw", AVG_CASES)
+def test_avg_pool_parity(n, shape, kw, rng):
+    x = rng.normal(size=shape)
+    jf, tf = getattr(F, f"avg_pool{n}d"), getattr(TF, f"avg_pool{n}d")
+    _parity(lambda a: jf(a, **kw), lambda a: tf(a, **kw), x, rng)
+
+
+def test_avg_pool_ceil_overhang_divisor_numpy():
+    # L=6, k=3, s=2, p=1, ceil: windows start -1, 1, 3, 5; the last, [5, 8), runs past the
+    # padded input (L + p = 7): torch divides it by 2 (count_include_pad) or 1 (input elements).
+    x = np.arange(1.0, 7.0)[None, None]
+    out = np.asarray(F.avg_pool1d(x, 3, 2, 1, ceil_mode=True))
+    np.testing.assert_allclose(out[0, 0], [(0 + 1 + 2) / 3, (2 + 3 + 4) / 3, (4 + 5 + 6) / 3, (6 + 0) / 2], rtol=1e-14)
+    out = np.asarray(F.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False))
+    np.testing.assert_allclose(out[0, 0], [(1 + 2) / 2, (2 + 3 + 4) / 3, (4 + 5 + 6) / 3, 6 / 1], rtol=1e-14)
+    out = np.asarray(F.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False))
+    np.testing.assert_allclose(out, TF.avg_pool1d(torch.tensor(x), 3, 2, 1, True, False).numpy(), rtol=1e-14)
+
+
+# ------------------------------------------------------------------ adaptive
+
+
+def _np_adaptive(x, outs, op):
+    """NumPy loop reference with torch's bins."""
+    spatial = x.shape[2:]
+    res = np.empty(x.shape[:2] + tuple(outs))
+    for cell in itertools.product(*[range(o) for o in outs]):
+        sl = tuple(slice((c * s) // o, -((-(c + 1) * s) // o)) for c, s, o in zip(cell, spatial, outs))
+        res[(slice(None), slice(None)) + cell] = op(x[(slice(None), slice(None)) + sl].reshape(x.shape[:2] + (-1,)), -1)
+    return res
+
+
+ADAPTIVE_CASES = [
+    (1, (2, 3, 11), 4),
+    (1, (3, 5), 8),  # unbatched, larger than input
+    (2, (2, 3, 33, 17), (7, 7)),
+    (2, (2, 3, 9, 8), (None, 5)),
+    (2, (2, 3, 5, 4), (9, 7)),  # larger than input
+    (2, (3, 6, 4), (3, 2)),  # divisible, unbatched
+    (2, (2, 3, 4, 3), 1),  # global
+    (3, (1, 2, 5, 6, 7), (2, None, 3)),
+    (3, (2, 5, 3, 4), (4, 4, 6)),
+]
+
+
+@pytest.mark.parametrize("n,shape,out", ADAPTIVE_CASES)
+def test_adaptive_avg_pool_parity(n, shape, out, rng):
+    x = rng.normal(size=shape)
+    jf, tf = getattr(F, f"adaptive_avg_pool{n}d"), getattr(TF, f"adaptive_avg_pool{n}d")
+    y = _parity(lambda a: jf(a, out), lambda a: tf(a, out), x, rng)
+    if len(shape) == n + 2:
+        outs = tuple(s if o is None else o for o, s in zip((out,) * n if not isinstance(out, tuple) else out,
+                                                            shape[2:]))
+        np.testing.assert_allclose(np.asarray(y), _np_adaptive(x, outs, np.mean), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n,shape,out", ADAPTIVE_CASES)
+def test_adaptive_max_pool_parity(n, shape, out, rng):
+    x = _ties(rng, shape) if n != 1 else rng.normal(size=shape)
+    jf, tf = getattr(F, f"adaptive_max_pool{n}d"), getattr(TF, f"adaptive_max_pool{n}d")
+    (y, _) = _parity(lambda a: jf(a, out, True), lambda a: tf(a, out, True), x, rng, 2)
+    if len(shape) == n + 2:
+        outs = tuple(s if o is None else o for o, s in zip((out,) * n if not isinstance(out, tuple) else out,
+                                                            shape[2:]))
+        np.testing.assert_array_equal(np.asarray(y), _np_adaptive(x, outs, np.max))
+
+
+def test_adaptive_max_nan():
+    x = np.array([[[1.0, np.nan, 3.0, np.nan, 2.0, 5.0, 5.0]]])
+    v, i = F.adaptive_max_pool1d(x, 3, True)
+    tv, ti = TF.adaptive_max_pool1d(torch.tensor(x), 3, True)
+    np.testing.assert_array_equal(np.asarray(v), tv.numpy())
+    np.testing.assert_array_equal(np.asarray(i), ti.numpy())
+
+
+# ------------------------------------------------------------------ LP pool
+
+LP_CASES = [
+    (1, (2, 3, 11), 2, dict(kernel_size=3, stride=2, ceil_mode=True)),
+    (1, (3, 10), 1, dict(kernel_size=4)),
+    (2, (2, 3, 9, 8), 3, dict(kernel_size=(2, 3), stride=(2, 1), ceil_mode=True)),
+    (2, (2, 3, 9, 8), 1.5, dict(kernel_size=3, stride=2)),
+    (2, (3, 7, 6), float("inf"), dict(kernel_size=2, ceil_mode=True)),
+    (3, (1, 2, 5, 6, 7), 2, dict(kernel_size=2, stride=2, ceil_mode=True)),
+]
+
+
+@pytest.mark.parametrize("n,shape,p,kw", LP_CASES)
+def test_lp_pool_parity(n, shape, p, kw, rng):
+    x = rng.normal(size=shape)
+    if p == 1.5:
+        x = np.abs(x)
+    jf, tf = getattr(F, f"lp_pool{n}d"), getattr(TF, f"lp_pool{n}d")
+    _parity(lambda a: jf(a, p, **kw), lambda a: tf(a, p, **kw), x, rng)
+
+
+def test_lp_pool_sign_convention_and_zero_grad(rng):
+    # p = 1: a negative window sum stays negative; p = 2 on an all-zero window: output 0, gradient 0.
+    x = np.array([[[-1.0, -2.0, 3.0, 0.5, 0.0, 0.0]]])
+    for p in (1, 2, 3):
+        _, g = _parity(lambda a: F.lp_pool1d(a, p, 2), lambda a: TF.lp_pool1d(a, p, 2), x, rng, return_grad=True)
+        assert np.all(np.asarray(g)[..., 4:] == 0)
+        assert p == 3 or np.all(np.isfinite(np.asarray(g)))  # p = 3: (-9) ** (1/3) is NaN, as in torch
+
+
+# ------------------------------------------------------------------ unpool
+
+UNPOOL_CASES = [
+    (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1), None),  # overlapping windows: repeated indices
+    (1, (3, 10), dict(kernel_size=2), (11,)),
+    (2, (2, 3, 9, 7), dict(kernel_size=3, stride=2, padding=1), None),
+    (2, (2, 3, 9, 8), dict(kernel_size=2, stride=2), (2, 3, 9, 9)),
+    (2, (3, 7, 6), dict(kernel_size=2), (7, 6)),
+    (3, (1, 2, 5, 6, 7), dict(kernel_size=2, stride=2), (5, 6, 7)),
+]
+
+
+@pytest.mark.parametrize("n,shape,kw,out", UNPOOL_CASES)
+def test_max_unpool_parity(n, shape, kw, out, rng):
+    x = rng.normal(size=shape)
+    tv, ti = getattr(TF, f"max_pool{n}d")(torch.tensor(x), **kw, return_indices=True)
+    i = jnp.asarray(ti.numpy(), index_dtype())
+    mod = getattr(nn, f"MaxUnpool{n}d")(**kw)
+    _parity(lambda a: mod.apply({}, a, i, output_size=out),
+            lambda a: getattr(TF, f"max_unpool{n}d")(a, ti, **kw, output_size=out), tv.detach().numpy(), rng)
+    if n == 2:
+        y = F.max_unpool2d(tv.detach().numpy(), i, **kw, output_size=out)
+        np.testing.assert_array_equal(np.asarray(y), TF.max_unpool2d(tv, ti, **kw, output_size=out).detach().numpy())
+
+
+def test_max_unpool_drops_out_of_range_indices():
+    y = F.max_unpool1d(jnp.ones((1, 1, 2)), jnp.array([[[1, 99]]]), 2)
+    np.testing.assert_array_equal(np.asarray(y), [[[0, 1, 0, 0]]])
+
+
+# ------------------------------------------------------------------ modules
+
+
+MODULES = ["MaxPool", "MaxUnpool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "LPPool"]
+
+
+@pytest.mark.parametrize("family", MODULES)
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_module_signature_matches_torch(family, n):
+    name = f"{family}{n}d"
+    ours = [p for p in inspect.signature(getattr(nn, name)).parameters if p not in ("parent", "name")]
+    theirs = list(inspect.signature(getattr(torch.nn, name).__init__).parameters)[1:]
+    assert ours == theirs
+    for p in theirs:
+        d = inspect.signature(getattr(torch.nn, name).__init__).parameters[p].default
+        if d is not inspect.Parameter.empty:
+            assert inspect.signature(getattr(nn, name)).parameters[p].default == d
+
+
+MODULE_CASES = [
+    ("MaxPool2d", (3, 2, 1, 2, True, True), (2, 3, 9, 8)),
+    ("MaxPool1d", (3, None, 1), (3, 10)),
+    ("MaxPool3d", (2, 1, 1, 1, False, True), (1, 2, 4, 5, 3)),
+    ("AvgPool1d", (3, 2, 1, True, False), (2, 3, 11)),
+    ("AvgPool2d", (3, 2, 1, True, True, 4), (3, 9, 8)),
+    ("AvgPool3d", (2, 2, 1, True, False), (1, 2, 5, 6, 7)),
+    ("AdaptiveAvgPool2d", ((7, None),), (2, 3, 33, 17)),
+    ("AdaptiveAvgPool1d", (1,), (2, 3, 5)),
+    ("AdaptiveMaxPool3d", ((2, 3, 5), True), (2, 5, 3, 4)),
+    ("AdaptiveMaxPool1d", (4,), (2, 3, 11)),
+    ("LPPool2d", (2, 3, 2, True), (2, 3, 9, 8)),
+    ("LPPool1d", (3, 2), (3, 10)),
+    ("LPPool3d", (1, 2), (1, 2, 4, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("name,args,shape", MODULE_CASES)
+def test_module_parity(name, args, shape, rng):
+    x = _ties(rng, shape) + 0.5
+    mod = getattr(nn, name)(*args)
+    tmod = getattr(torch.nn, name)(*args)
+    assert mod.init(jax.random.key(0), x) == {}
+    two = getattr(mod, "return_indices", False)
+    _parity(lambda a: mod.apply({}, a), tmod, x, rng, 2 if two else 1)
+
+
+def test_float32_jit_and_vmap(rng):
+    x32 = jnp.asarray(rng.normal(size=(2, 3, 9, 8)), jnp.float32)
+    x64 = np.asarray(x32, np.float64)
+    fns = [
+        (lambda a: F.max_pool2d(a, 3, 2, 1, ceil_mode=True), lambda a: TF.max_pool2d(a, 3, 2, 1, ceil_mode=True)),
+        (lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True), lambda a: TF.avg_pool2d(a, 3, 2, 1, ceil_mode=True)),
+        (lambda a: F.adaptive_avg_pool2d(a, (4, 3)), lambda a: TF.adaptive_avg_pool2d(a, (4, 3))),
+        (lambda a: F.adaptive_max_pool2d(a, (4, 3)), lambda a: TF.adaptive_max_pool2d(a, (4, 3))),
+    ]
+    for jf, tf in fns:
+        y = jax.jit(jf)(x32)
+        assert y.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(y), tf(torch.tensor(x64)).numpy(), rtol=1e-5, atol=1e-6)
+        yv = jax.vmap(jf)(x32)  # vmap over the batch: unbatched (C, H, W) inputs
+        np.testing.assert_allclose(np.asarray(yv), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_errors():
+    x = jnp.zeros((1, 2, 5, 5))
+    with pytest.raises(ValueError, match="max_pool2d: padding should be at most half"):
+        F.max_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match="avg_pool2d: padding should be at most half"):
+        F.avg_pool2d(x, 2, padding=2)
+    with pytest.raises(ValueError, match="MaxPool2d: padding should be at most half"):
+        nn.MaxPool2d(3, padding=2).apply({}, x)
+    with pytest.raises(ValueError, match="max_pool2d: kernel_size=.*larger than the padded input.*too small"):
+        F.max_pool2d(x, 6)
+    with pytest.raises(ValueError, match="avg_pool3d: kernel_size=.*larger than the padded input"):
+        F.avg_pool3d(jnp.zeros((1, 2, 3, 3)), 4)
+    with pytest.raises(ValueError, match="lp_pool1d: kernel_size=.*larger"):
+        F.lp_pool1d(jnp.zeros((1, 2, 3)), 2, 4)
+    with pytest.raises(ValueError, match="max_pool2d: kernel_size must be >= 1"):
+        F.max_pool2d(x, 0)
+    with pytest.raises(ValueError, match="MaxPool2d: stride must be >= 1"):
+        nn.MaxPool2d(2, stride=-1)
+    with pytest.raises(ValueError, match="AvgPool1d: padding must be >= 0"):
+        nn.AvgPool1d(2, padding=-1)
+    with pytest.raises(ValueError, match="max_pool1d: dilation must be >= 1"):
+        F.max_pool1d(jnp.zeros((1, 1, 5)), 2, dilation=0)
+    with pytest.raises(ValueError, match="LPPool2d: kernel_size must be an int or a sequence of 2"):
+        nn.LPPool2d(2, (2, 2, 2))
+    with pytest.raises(TypeError, match="avg_pool2d: kernel_size must be an int"):
+        F.avg_pool2d(x, 2.5)
+    with pytest.raises(ValueError, match=r"max_pool2d: expected \(N, C, H, W\) or \(C, H, W\) input, got 2-D"):
+        F.max_pool2d(jnp.zeros((5, 5)), 2)
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool3d: expected .* got 2-D"):
+        nn.AdaptiveAvgPool3d(1).apply({}, jnp.zeros((5, 5)))
+    with pytest.raises(ValueError, match="max_pool1d: spatial dims of the input must be non-empty"):
+        F.max_pool1d(jnp.zeros((1, 2, 0)), 1)
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d: output_size must be >= 0"):
+        F.adaptive_avg_pool2d(x, (-1, 2))
+    with pytest.raises(ValueError, match="adaptive_max_pool2d: output_size must be an int, None or a sequence of 2"):
+        F.adaptive_max_pool2d(x, (1, 2, 3))
+    with pytest.raises(TypeError, match="AdaptiveMaxPool2d: output_size entries must be ints or None"):
+        nn.AdaptiveMaxPool2d((2.0, 2)).apply({}, x)
+    with pytest.raises(ValueError, match="avg_pool2d: divisor_override must be non-zero"):
+        F.avg_pool2d(x, 2, divisor_override=0)
+    with pytest.raises(TypeError, match="avg_pool2d: expected a floating-point input"):
+        F.avg_pool2d(jnp.zeros((1, 2, 4, 4), jnp.int32), 2)
+    with pytest.raises(ValueError, match="lp_pool2d: norm_type must be non-zero"):
+        F.lp_pool2d(x, 0, 2)
+    with pytest.raises(TypeError, match="LPPool1d: norm_type must be a number"):
+        nn.LPPool1d("2", 2).apply({}, jnp.zeros((1, 2, 4)))
+    v, i = F.max_pool2d(jnp.ones((1, 2, 4, 4)), 2, return_indices=True)
+    with pytest.raises(TypeError, match="max_unpool2d: indices must be an integer array"):
+        F.max_unpool2d(v, i.astype(jnp.float32), 2)
+    with pytest.raises(ValueError, match="MaxUnpool2d: indices must have the shape of input"):
+        nn.MaxUnpool2d(2).apply({}, v, i[..., :1])
+    with pytest.raises(ValueError, match=r"max_unpool2d: output_size \(6, 4\) is unreachable.*dim 0 must be strictly "
+                                         r"between 2 and 6"):
+        F.max_unpool2d(v, i, 2, output_size=(6, 4))
+    with pytest.raises(ValueError, match="max_unpool2d: output_size should have 2 or 4 elements"):
+        F.max_unpool2d(v, i, 2, output_size=(4, 4, 4))
+    # torch agrees on the unreachable size
+    with pytest.raises(ValueError, match="invalid output_size"):
+        TF.max_unpool2d(torch.ones(1, 2, 2, 2), torch.zeros(1, 2, 2, 2, dtype=torch.long), 2, output_size=(6, 4))
+
+
+# ------------------------------------------------------------------ hypothesis: output-shape rules vs torch
+
+
+def _torch_shape_or_error(fn):
+    try:
+        return tuple(fn().shape)
+    except RuntimeError:
+        return None
+
+
+@given(
+    n=st.integers(1, 3),
+    size=st.integers(1, 12),
+    k=st.integers(1, 5),
+    s=st.integers(1, 4),
+    p=st.integers(0, 3),
+    d=st.integers(1, 3),
+    ceil=st.booleans(),
+    avg=st.booleans(),
+)
+def test_hypothesis_window_pool_shapes(n, size, k, s, p, d, ceil, avg):
+    shape = (1, 2) + (size,) * n
+    if avg:
+        d = 1
+        jf = lambda a: getattr(F, f"avg_pool{n}d")(a, k, s, p, ceil)  # noqa: E731
+        tf = lambda: getattr(TF, f"avg_pool{n}d")(torch.zeros(shape), k, s, p, ceil)  # noqa: E731
+    else:
+        jf = lambda a: getattr(F, f"max_pool{n}d")(a, k, s, p, d, ceil, True)[1]  # noqa: E731
+        tf = lambda: getattr(TF, f"max_pool{n}d")(torch.zeros(shape), k, s, p, d, ceil, True)[1]  # noqa: E731
+    expected = _torch_shape_or_error(tf)
+    if expected is None:
+        with pytest.raises(ValueError, match=f"{'avg' if avg else 'max'}_pool{n}d: "):
+            jax.eval_shape(jf, jax.ShapeDtypeStruct(shape, jnp.float64))
+    else:
+        assert jax.eval_shape(jf, jax.ShapeDtypeStruct(shape, jnp.float64)).shape == expected
+
+
+@given(
+    n=st.integers(1, 3),
+    sizes=st.lists(st.integers(1, 9), min_size=3, max_size=3),
+    outs=st.lists(st.one_of(st.none(), st.integers(0, 12)), min_size=3, max_size=3),
+    use_max=st.booleans(),
+)
+def test_hypothesis_adaptive_shapes(n, sizes, outs, use_max):
+    shape = (2, 1) + tuple(sizes[:n])
+    out = tuple(o if (o is not None or n > 1) else 3 for o in outs[:n])  # torch's 1-d takes no None
+    fam = "adaptive_max_pool" if use_max else "adaptive_avg_pool"
+    expected = tuple(getattr(TF, f"{fam}{n}d")(torch.zeros(shape), out).shape)
+    got = jax.eval_shape(lambda a: getattr(F, f"{fam}{n}d")(a, out), jax.ShapeDtypeStruct(shape, jnp.float64))
+    assert got.shape == expected
+
+
+@given(n=st.integers(1, 3), size=st.integers(1, 6), k=st.integers(1, 3), s=st.integers(1, 3),
+       p=st.integers(0, 1), delta=st.integers(-3, 3))
+def test_hypothesis_unpool_sizes(n, size, k, s, p, delta):
+    shape = (1, 1) + (size,) * n
+    default = (size - 1) * s + k - 2 * p
+    out = (default + delta,) * n
+    x = torch.zeros(shape)
+    idx = torch.zeros(shape, dtype=torch.long)
+    try:
+        expected = tuple(getattr(TF, f"max_unpool{n}d")(x, idx, k, s, p, output_size=out).shape)
+    except (ValueError, RuntimeError):
+        expected = None
+    jf = lambda a, i: getattr(F, f"max_unpool{n}d")(a, i, k, s, p, output_size=out)  # noqa: E731
+    args = (jax.ShapeDtypeStruct(shape, jnp.float64), jax.ShapeDtypeStruct(shape, index_dtype()))
+    if expected is None:
+        with pytest.raises(ValueError, match=f"max_unpool{n}d: "):
+            jax.eval_shape(jf, *args)
+    else:
+        assert jax.eval_shape(jf, *args).shape == expected
