@@ -203,3 +203,25 @@ def test_port_from_torch_agrees():
     diffs = port_from_torch.compare(seed=1)
     assert set(diffs) == {"train-mode output", "running_mean after one step", "eval-mode output"}
     assert all(d < 1e-4 for d in diffs.values()), diffs
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(tmp_path, monkeypatch, capsys):
+    real = tc.Trainer.run_epoch
+
+    def interrupted_in_epoch_2(self, state, epoch, progress=False):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, state, epoch, progress)
+
+    monkeypatch.setattr(tc.Trainer, "run_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    rc = tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, f"output.dir={out}"])
+    assert rc == 130
+    assert "last checkpoint" in capsys.readouterr().out
+    meta = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    assert [r["epoch"] for r in meta["history"]] == [1]
+    monkeypatch.setattr(tc.Trainer, "run_epoch", real)
+    assert tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, f"output.dir={out}"]) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
