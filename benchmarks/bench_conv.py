@@ -1,6 +1,9 @@
 """Conv1d/Conv2d/ConvTranspose2d: jaxlayers (NCHW) vs flax.linen (NHWC, its natural layout) vs torch.
 
 Forward and forward+backward (grad w.r.t. parameters and input), all jit-compiled, float32.
+The backward pulls back a fixed random cotangent ``g`` of the output's shape (``jax.vjp`` /
+``y.backward(g)``), as training does: a constant all-ones cotangent (``sum(y)``) is not
+representative and lets XLA special-case it.
 """
 
 from __future__ import annotations
@@ -16,16 +19,26 @@ from jaxlayers import nn
 
 
 def _jax_pair(model, x):
-    """Jitted forward and forward+backward (grads w.r.t. params and input) of a linen module."""
+    """Jitted forward and forward+backward (vjp of a cotangent w.r.t. params and input) of a linen module."""
     variables = jax.jit(model.init)(jax.random.key(0), x)
 
     fwd = jax.jit(lambda v, x: model.apply(v, x))
-    bwd = jax.jit(jax.grad(lambda v, x: jnp.sum(model.apply(v, x)), argnums=(0, 1)))
+
+    @jax.jit
+    def bwd(v, x, g):
+        y, vjp = jax.vjp(model.apply, v, x)
+        return vjp(g)
+
     return variables, fwd, bwd
 
 
-def _torch_pair(module, x):
-    xt = torch.from_numpy(np.asarray(x)).requires_grad_()
+def _cotangent(shape, seed: int = 1):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _torch_pair(module, x, g):
+    xt = torch.from_numpy(np.array(x)).requires_grad_()
+    gt = torch.from_numpy(np.array(g))
 
     def fwd():
         with torch.no_grad():
@@ -34,7 +47,7 @@ def _torch_pair(module, x):
     def bwd():
         module.zero_grad(set_to_none=True)
         xt.grad = None
-        module(xt).sum().backward()
+        module(xt).backward(gt)
 
     return fwd, bwd
 
@@ -42,14 +55,17 @@ def _torch_pair(module, x):
 def _case(table: Table, label: str, ours, flax_model, torch_module, x_nc, x_nhwc, iters: int) -> None:
     v, f, b = _jax_pair(ours, x_nc)
     fv, ff, fb = _jax_pair(flax_model, x_nhwc)
-    tf, tb = _torch_pair(torch_module, x_nc)
+    # one random cotangent, the same numbers in both layouts
+    g_nc = _cotangent(jax.eval_shape(f, v, x_nc).shape)
+    g_nhwc = jnp.moveaxis(g_nc, 1, -1)
+    tf, tb = _torch_pair(torch_module, x_nc, g_nc)
     # compile first: the timed calls then hit jit's cache
     comp = compile_seconds(f, v, x_nc), compile_seconds(ff, fv, x_nhwc)
-    comp_b = compile_seconds(b, v, x_nc), compile_seconds(fb, fv, x_nhwc)
+    comp_b = compile_seconds(b, v, x_nc, g_nc), compile_seconds(fb, fv, x_nhwc, g_nhwc)
     table.add(f"{label} fwd", time_jax(f, v, x_nc, iters=iters), time_jax(ff, fv, x_nhwc, iters=iters),
               time_torch(tf, iters=iters), *comp, note="flax NHWC")
-    table.add(f"{label} fwd+bwd", time_jax(b, v, x_nc, iters=iters), time_jax(fb, fv, x_nhwc, iters=iters),
-              time_torch(tb, iters=iters), *comp_b, note="grads: params+input")
+    table.add(f"{label} fwd+bwd", time_jax(b, v, x_nc, g_nc, iters=iters), time_jax(fb, fv, x_nhwc, g_nhwc, iters=iters),
+              time_torch(tb, iters=iters), *comp_b, note="vjp(random g): params+input")
 
 
 def run(table: Table, quick: bool) -> None:

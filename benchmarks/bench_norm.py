@@ -1,5 +1,6 @@
 """Normalisation benchmarks: jaxlayers vs flax.linen vs torch, forward and
-forward+backward, float32, one run.
+forward+backward (gradient of ``sum(y * g)`` for a fixed random cotangent ``g``),
+float32, one run.
 
 flax.linen is run with its defaults (``use_fast_variance=True``: E[x²]−E[x]²,
 which fails the large-offset check) and, for BatchNorm/LayerNorm, also with
@@ -19,11 +20,13 @@ from harness import Table, compile_seconds, time_jax, time_torch
 from jaxlayers import nn
 
 
-def _fwd_bwd_jax(module, variables, kw, mutable):
+def _fwd_bwd_jax(module, variables, kw, mutable, g):
+    """jitted forward, and gradient of ``sum(y * g)`` for a fixed random cotangent ``g``."""
+
     def loss(params, x):
         out = module.apply({**variables, "params": params}, x, **kw, **({"mutable": mutable} if mutable else {}))
         y = out[0] if mutable else out
-        return jnp.sum(y * y)
+        return jnp.sum(y * g)
 
     fwd = jax.jit(lambda v, x: module.apply(v, x, **kw, **({"mutable": mutable} if mutable else {})))
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
@@ -36,7 +39,8 @@ def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, 
     fns = {}
     for tag, (module, kw, mutable, x) in {"jl": jl + (x_jl,), "flax": flax + (x_flax,)}.items():
         v = module.init(jax.random.PRNGKey(0), x, **kw)
-        fwd, grad = _fwd_bwd_jax(module, v, kw, mutable)
+        g = jnp.asarray(np.random.default_rng(1).normal(size=x.shape).astype(np.float32))
+        fwd, grad = _fwd_bwd_jax(module, v, kw, mutable, g)
         comp = compile_seconds(fwd, v, x)
         fns[tag] = (fwd, grad, v, x, comp)
     best = {tag: [float("inf"), float("inf")] for tag in fns}
@@ -46,10 +50,11 @@ def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, 
             best[tag][1] = min(best[tag][1], time_jax(grad, v.get("params", {}), x, iters=iters))
     xt = torch.tensor(x_torch)
     xg = xt.clone().requires_grad_(True)
+    gt = torch.tensor(np.random.default_rng(1).normal(size=x_torch.shape).astype(np.float32))
 
     def torch_fb():
         y = torch_mod(xg)
-        (y * y).sum().backward()
+        (y * gt).sum().backward()
 
     with torch.no_grad():
         t_fwd = time_torch(torch_mod, xt, iters=iters)

@@ -1,7 +1,10 @@
 """Normalisation functions: batch/layer/instance/group/RMS/local-response/switchable.
 
-All statistics share two helpers, as flax.linen's normalisation layers do:
+Statistics come from three helpers:
 
+* :func:`_fused_norm` — batch (single device), layer and group norm: a
+  shifted one-pass variance (:func:`_shifted_moments`, stable for large common
+  offsets) and a ``custom_vjp`` with torch's analytic backward.
 * :func:`_moments` — biased mean and variance over some axes, **two-pass**
   (the mean first, then the mean of squared deviations) and in at least
   float32, so that inputs with a large common offset (``1e4 + N(0, 1)`` in
@@ -22,6 +25,7 @@ Functions that torch lets mutate buffers in place (``batch_norm``,
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -178,6 +182,116 @@ def _check_stats_pair(name: str, running_mean: Any, running_var: Any) -> None:
         raise ValueError(f"{name}: running_mean and running_var must both be given or both be None")
 
 
+# --------------------------------------------------------------------------- fused normalisation
+
+
+def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+    """Biased mean and variance over ``axes`` (kept), one pass, numerically stable.
+
+    ``d = x − s`` with a per-slice shift ``s`` taken from the data (the first
+    element of each slice along ``axes``), then ``mean = E[x]`` and
+    ``var = E[d²] − (mean − s)²``.  The shift removes any common offset (``1e4 +
+    N(0, 1)``), so the cancellation is only that of ``(x₀ − mean)² / var``.
+    Both sums read ``x`` directly (no intermediate array) and do not depend on
+    each other, so the statistics cost one read of ``x`` per sum, as
+    ``E[x²] − E[x]²`` does, instead of a two-pass mean-then-deviations chain.
+    ``x`` is already in the statistics dtype.
+    """
+    idx = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
+    shift = x[idx]
+    m = math.prod(x.shape[i] for i in axes)
+    if x.size <= _SHARED_SHIFT_MAX_SIZE:
+        # Small (cache-resident) inputs: both sums over one ``d = x − s``
+        # (XLA:CPU materialises ``d``, which is cheap here); the most accurate
+        # form, since E[d] has no offset in it.
+        d = x - shift
+        md = jnp.sum(d, axes, keepdims=True) / m
+        var = jnp.maximum(jnp.sum(d * d, axes, keepdims=True) / m - md * md, 0)
+        return shift + md, var
+    # Large inputs: E[x − s] = E[x] − s, so each sum reads x directly and XLA
+    # does not write ``x − s`` out (≈1.3x faster forward at 32x64x32x32).  The
+    # mean is as accurate as a two-pass mean (same sum of x); its rounding also
+    # enters the variance through ``(mean − s)²`` (max error 5e-3 instead of
+    # 1e-3 on the 1e4 + N(0, 1) float32 test input).
+    mean = jnp.sum(x, axes, keepdims=True) / m
+    md = mean - shift
+    var = jnp.maximum(jnp.sum(jnp.square(x - shift), axes, keepdims=True) / m - md * md, 0)
+    return mean, var
+
+
+# Inputs up to this many elements use the shared-``d`` form of _shifted_moments
+# (measured faster for the training network's 64x32x8x8 / 64x64x4x4 batch norms).
+_SHARED_SHIFT_MAX_SIZE = 1 << 20
+
+
+def _fused_norm(x, weight, bias, eps, axes, pshape):
+    """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with
+    the moments over ``axes`` (see :func:`_shifted_moments`), differentiated by
+    :func:`_fused_norm_bwd` (torch's analytic backward: one fused reduction
+    pass and one elementwise pass) instead of autodiff through the statistics.
+    ``weight``/``bias`` (or ``None``) reshape to ``pshape``."""
+    return _fused_norm_vjp(x, weight, bias, eps, tuple(axes), tuple(pshape))
+
+
+def _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape):
+    sdt = _stat_dtype(x.dtype)
+    xs = x.astype(sdt)
+    mean, var = _shifted_moments(xs, axes)
+    inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
+    mul = inv if weight is None else inv * jnp.reshape(weight, pshape).astype(sdt)
+    y = (xs - mean) * mul
+    if bias is not None:
+        y = y + jnp.reshape(bias, pshape).astype(sdt)
+    return y.astype(x.dtype), mean, var, inv
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _fused_norm_vjp(x, weight, bias, eps, axes, pshape):
+    y, mean, var, _ = _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape)
+    return y, mean, var
+
+
+def _fused_norm_fwd(x, weight, bias, eps, axes, pshape):
+    y, mean, var, inv = _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape)
+    return (y, mean, var), (x, weight, bias, mean, inv)
+
+
+def _fused_norm_bwd(eps, axes, pshape, res, cts):
+    x, weight, bias, mean, inv = res
+    gy, gmean, gvar = cts
+    sdt = mean.dtype
+    m = math.prod(x.shape[i] for i in axes)
+    xs = x.astype(sdt)
+    xc = xs - mean
+    xhat = xc * inv
+    gy = gy.astype(sdt)
+    # axes along which weight/bias broadcast: their gradients sum over these
+    off = x.ndim - len(pshape)
+    paxes = tuple(i for i in range(x.ndim) if i < off or pshape[i - off] == 1)
+    w = None if weight is None else jnp.reshape(weight, pshape).astype(sdt)
+    if paxes == axes:
+        # weight constant along the reduced axes (batch norm): two sums serve all.
+        sg = jnp.sum(gy, axes, keepdims=True)
+        sgx = jnp.sum(gy * xhat, axes, keepdims=True)
+        a, b = (sg, sgx) if w is None else (sg * w, sgx * w)
+        dxhat = gy if w is None else gy * w
+    else:
+        dxhat = gy if w is None else gy * w
+        a = jnp.sum(dxhat, axes, keepdims=True)
+        b = jnp.sum(dxhat * xhat, axes, keepdims=True)
+        sgx = None if weight is None else jnp.sum(gy * xhat, paxes, keepdims=True)
+        sg = None if bias is None else jnp.sum(gy, paxes, keepdims=True)
+    dx = inv * (dxhat - (a + xhat * b) * (1.0 / m))
+    # cotangents of the returned moments (zero when they are only used under stop_gradient)
+    dx = dx + (gmean + 2.0 * gvar * xc) * (1.0 / m)
+    dw = None if weight is None else jnp.reshape(sgx, weight.shape).astype(weight.dtype)
+    db = None if bias is None else jnp.reshape(sg, bias.shape).astype(bias.dtype)
+    return dx.astype(x.dtype), dw, db
+
+
+_fused_norm_vjp.defvjp(_fused_norm_fwd, _fused_norm_bwd)
+
+
 # --------------------------------------------------------------------------- batch norm
 
 
@@ -224,9 +338,12 @@ def _batch_norm(
     if x.size == 0:  # torch: empty output, buffers unchanged (num_batches_tracked still counts)
         return NormOutput(x, running_mean, running_var, nbt)
 
-    inst_mean, inst_var = _moments(x, range(2, x.ndim))
-    mean, var = _pool(inst_mean, inst_var, 0, axis_name, axis_index_groups)
-    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    if axis_name is None:
+        out, mean, var = _fused_norm(x, weight, bias, eps, (0,) + tuple(range(2, x.ndim)), pshape)
+    else:
+        inst_mean, inst_var = _moments(x, range(2, x.ndim))
+        mean, var = _pool(inst_mean, inst_var, 0, axis_name, axis_index_groups)
+        out = _normalize(x, mean, var, weight, bias, eps, pshape)
     if running_mean is None:
         return NormOutput(out, None, None, nbt)
     n = per_device * _device_count(axis_name, axis_index_groups)
@@ -420,8 +537,10 @@ def _layer_norm(input, normalized_shape, weight, bias, eps, *, name):
     _check_param(name, "weight", weight, shape)
     _check_param(name, "bias", bias, shape)
     axes = tuple(range(input.ndim - len(shape), input.ndim))
-    mean, var = _moments(input, axes)
-    return _normalize(input, mean, var, weight, bias, eps, shape)
+    if input.size == 0:
+        mean, var = _moments(input, axes)
+        return _normalize(input, mean, var, weight, bias, eps, shape)
+    return _fused_norm(input, weight, bias, eps, axes, shape)[0]
 
 
 def layer_norm(
@@ -458,6 +577,12 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name):
         )
     _check_vector(name, "weight", weight, c, x)
     _check_vector(name, "bias", bias, c, x)
+    if x.size:
+        # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
+        grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
+        pshape = (1, num_groups, c // num_groups, 1)
+        out = _fused_norm(grouped, weight, bias, eps, (2, 3), pshape)[0]
+        return jnp.reshape(out, x.shape)
     grouped = jnp.reshape(x, (n, num_groups, math.prod(x.shape[1:]) // num_groups))
     mean, var = _moments(grouped, (2,))  # (N, G, 1) -> per channel (N, C, 1, ...)
     per_channel = (n, c) + (1,) * (x.ndim - 2)

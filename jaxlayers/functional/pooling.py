@@ -514,9 +514,17 @@ def _adaptive_avg_core(x, outs):
     spatial = tuple(int(v) for v in x.shape[2:])
     cdtype = jnp.promote_types(x.dtype, jnp.float32)
     y = x.astype(cdtype)
-    # Separable: one (out, in) averaging matrix per spatial dim from torch's bins.
+    # Separable, one spatial dim at a time.  When the output size divides the
+    # input size torch's bins are disjoint windows of ``in // out`` elements: a
+    # reshape and a mean (``output_size=1``: a plain mean).  Otherwise one
+    # (out, in) averaging matrix from torch's bins.
     for i in range(n):
         if outs[i] == spatial[i]:
+            continue
+        if outs[i] > 0 and spatial[i] % outs[i] == 0:
+            ax = 2 + i
+            shape = y.shape[:ax] + (outs[i], spatial[i] // outs[i]) + y.shape[ax + 1:]
+            y = jnp.mean(jnp.reshape(y, shape), ax + 1)
             continue
         start, end = _bins(spatial[i], outs[i])
         cols = np.arange(spatial[i])

@@ -1,0 +1,175 @@
+"""How :mod:`jaxlayers.functional.conv` lowers a convolution (private).
+
+:func:`conv` is ``lax.conv_general_dilated`` in torch layout (NC*S / OI*K) with a
+faster *weight gradient* on CPU.  XLA:CPU computes ``dL/dweight`` of a convolution
+as a convolution whose "kernel" is the whole output gradient, which is several
+times slower than the forward pass.  On CPU, for ``stride == 1``, ``groups == 1``
+and non-negative padding, :func:`conv` is a ``jax.custom_jvp`` whose primal is
+XLA's convolution and whose tangent w.r.t. the weight is :func:`_tap_conv`, the
+same convolution written as one GEMM per kernel tap.  Reverse mode transposes
+that tangent, so ``dL/dweight[:, :, tap] = dy_wide @ x_flat[:, off(tap):][:L].T``:
+per tap one plain GEMM over contiguous, copy-free slices of the padded input
+flattened channel-major (the "wide grid" trick: the output is computed on the
+padded grid, whose extra rows/columns are discarded; their gradient is zero).
+The input gradient stays XLA's transposed convolution (fast).  Transposed
+convolutions (``lhs_dilation > 1``, any padding) use :func:`_scatter_tap_conv`
+instead: per tap a GEMM scattered to the strided output positions, whose
+transpose is a strided slice of the output gradient and one GEMM.
+
+``jax.jvp``, ``jax.grad`` (any order), ``jax.vmap`` and ``jax.hessian`` all work:
+the rule is a custom JVP, not a custom VJP.  Other backends (GPU/TPU, decided by
+``jax.default_backend()`` at trace time) and the shapes not covered use plain
+``lax.conv_general_dilated``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import partial
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+# The wide grid computes prod(padded) / prod(out) times the useful work; beyond this
+# ratio (e.g. a kernel as large as the input) XLA's weight-gradient convolution wins.
+_MAX_WIDE_OVERHEAD = 2.0
+_MAX_TAPS = 27
+
+
+def _xla_conv(x, w, stride, pairs, lhs_dilation, rhs_dilation, groups, precision):
+    return lax.conv_general_dilated(
+        x, w, window_strides=stride, padding=pairs, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        feature_group_count=groups, precision=precision,
+    )
+
+
+def _tap_conv(x: Any, w: Any, pairs: Sequence[tuple[int, int]], dilation: Sequence[int], precision: Any) -> Any:
+    """Stride-1, groups-1 cross-correlation as one GEMM per kernel tap (linear in ``w``).
+
+    ``x`` is zero-padded and flattened to ``(C, N*prod(padded))``; tap ``t`` reads the
+    contiguous slice starting at its flat offset, and the sum over taps is the output on
+    the padded grid, cropped to the valid output positions.
+    """
+    n = x.ndim - 2
+    batch, chans = x.shape[:2]
+    out_ch, kernel = w.shape[0], tuple(w.shape[2:])
+    xp = jnp.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pairs])
+    padded = xp.shape[2:]
+    out = tuple(s - d * (k - 1) for s, k, d in zip(padded, kernel, dilation))
+    xf = jnp.moveaxis(xp, 1, 0).reshape(chans, -1)  # (C, M)
+    m = xf.shape[1]
+    flat_stride = [math.prod(padded[i + 1:]) for i in range(n)]
+    max_off = sum(d * (k - 1) * st for k, d, st in zip(kernel, dilation, flat_stride))
+    length = m - max_off  # every valid output position p has p + max_off < m
+    w3 = w.reshape(out_ch, chans, -1)
+    acc = None
+    for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+        off = sum(i * d * st for i, d, st in zip(tap, dilation, flat_stride))
+        term = jnp.matmul(w3[:, :, t], lax.slice_in_dim(xf, off, off + length, axis=1), precision=precision)
+        acc = term if acc is None else acc + term
+    y = jnp.pad(acc, ((0, 0), (0, max_off))).reshape((out_ch, batch) + tuple(padded))
+    y = y[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
+    return jnp.moveaxis(y, 0, 1)
+
+
+def _scatter_tap_conv(
+    x: Any, w: Any, pairs: Sequence[tuple[int, int]], lhs_dilation: Sequence[int], dilation: Sequence[int],
+    precision: Any,
+) -> Any:
+    """Groups-1 convolution of the ``lhs_dilation``-dilated input (a transposed convolution) per tap.
+
+    Tap ``t`` contributes ``w[:, :, t] @ x`` placed at output positions
+    ``stride*p + lo - dilation*t`` (an interior-padded, shifted ``lax.pad``), so no
+    zeros of the dilated input are multiplied.  Linear in ``w``; its transpose is a
+    strided slice of the output gradient and one GEMM per tap.
+    """
+    batch, chans = x.shape[:2]
+    spatial = tuple(x.shape[2:])
+    out_ch, kernel = w.shape[0], tuple(w.shape[2:])
+    out = tuple(
+        (s - 1) * st + 1 + lo + hi - d * (k - 1)
+        for s, st, (lo, hi), d, k in zip(spatial, lhs_dilation, pairs, dilation, kernel)
+    )
+    xf = jnp.moveaxis(x, 1, 0).reshape(chans, -1)  # (C, N*prod(S))
+    w3 = w.reshape(out_ch, chans, -1)
+    zero = jnp.zeros((), x.dtype)
+    acc = None
+    for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+        z = jnp.matmul(w3[:, :, t], xf, precision=precision).reshape((out_ch, batch) + spatial)
+        config = [(0, 0, 0), (0, 0, 0)]
+        for s, st, (lo, _), d, i, o in zip(spatial, lhs_dilation, pairs, dilation, tap, out):
+            low = lo - d * i
+            config.append((low, o - 1 - (low + (s - 1) * st), st - 1))
+        term = lax.pad(z, zero, config)
+        acc = term if acc is None else acc + term
+    return jnp.moveaxis(acc, 0, 1)
+
+
+def _make_cpu_conv():
+    @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+    def cpu_conv(x, w, pairs, lhs_dilation, dilation, precision):
+        n = x.ndim - 2
+        return _xla_conv(x, w, (1,) * n, pairs, lhs_dilation, dilation, 1, precision)
+
+    def jvp(pairs, lhs_dilation, dilation, precision, primals, tangents):
+        x, w = primals
+        dx, dw = tangents
+        n = x.ndim - 2
+        y = cpu_conv(x, w, pairs, lhs_dilation, dilation, precision)
+        ty = None
+        if not isinstance(dx, SymbolicZero):
+            ty = _xla_conv(dx, w, (1,) * n, pairs, lhs_dilation, dilation, 1, precision)
+        if not isinstance(dw, SymbolicZero):
+            if all(s == 1 for s in lhs_dilation) and all(lo >= 0 and hi >= 0 for lo, hi in pairs):
+                t = _tap_conv(x, dw, pairs, dilation, precision)
+            else:
+                t = _scatter_tap_conv(x, dw, pairs, lhs_dilation, dilation, precision)
+            ty = t if ty is None else ty + t
+        if ty is None:
+            ty = jnp.zeros_like(y)
+        return y, ty
+
+    cpu_conv.defjvp(jvp, symbolic_zeros=True)
+    return cpu_conv
+
+
+_cpu_conv = _make_cpu_conv()
+
+
+def use_tap_weight_grad(x_shape, w_shape, stride, pairs, lhs_dilation, dilation, groups) -> bool:
+    """Whether :func:`conv` takes the CPU path with the per-tap weight gradient."""
+    if jax.default_backend() != "cpu":
+        return False
+    if groups != 1 or any(s != 1 for s in stride):
+        return False
+    kernel = tuple(w_shape[2:])
+    if math.prod(kernel) > _MAX_TAPS:
+        return False
+    lhs = tuple(lhs_dilation or (1,) * len(kernel))
+    dilated = [(s - 1) * st + 1 for s, st in zip(x_shape[2:], lhs)]
+    padded = [s + lo + hi for s, (lo, hi) in zip(dilated, pairs)]
+    out = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilation)]
+    if any(o < 1 for o in out):
+        return False
+    if any(st != 1 for st in lhs):
+        return True  # transposed: per-tap scatter form, no wasted work
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        return False
+    return math.prod(padded) <= _MAX_WIDE_OVERHEAD * math.prod(out)
+
+
+def conv(
+    x: Any, w: Any, *, stride: Sequence[int], pairs: Sequence[tuple[int, int]], dilation: Sequence[int],
+    groups: int = 1, lhs_dilation: Sequence[int] | None = None, precision: Any = None,
+) -> Any:
+    """``lax.conv_general_dilated`` (NC*S, OI*K) with the lowering chosen as described above."""
+    pairs = tuple((int(lo), int(hi)) for lo, hi in pairs)
+    stride, dilation = tuple(stride), tuple(dilation)
+    lhs = None if lhs_dilation is None else tuple(lhs_dilation)
+    if use_tap_weight_grad(x.shape, w.shape, stride, pairs, lhs, dilation, groups):
+        return _cpu_conv(x, w, pairs, lhs or (1,) * len(dilation), dilation, precision)
+    return _xla_conv(x, w, stride, pairs, lhs, dilation, groups, precision)
