@@ -292,6 +292,29 @@ def _fused_norm_bwd(eps, axes, pshape, res, cts):
 _fused_norm_vjp.defvjp(_fused_norm_fwd, _fused_norm_bwd)
 
 
+def _check_channel_args(name: str, x: Array, running_mean: Array | None, running_var: Array | None,
+                        weight: Array | None, bias: Array | None) -> tuple[int, tuple]:
+    """Check the per-channel vectors of batch/instance norm; return ``C`` and the broadcast shape."""
+    _check_stats_pair(name, running_mean, running_var)
+    c = x.shape[1]
+    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
+                   ("weight", weight), ("bias", bias)):
+        _check_vector(name, arg, v, c, x)
+    return c, _channel_shape(x.ndim, c)
+
+
+def _normalize_with_running(name: str, flag: str, x: Array, running_mean: Array | None, running_var: Array | None,
+                            weight: Array | None, bias: Array | None, eps: float, pshape: tuple,
+                            num_batches_tracked: Array | None) -> NormOutput:
+    """Evaluation: normalise with the running statistics, which come back unchanged."""
+    if running_mean is None:
+        raise ValueError(f"{name}: running_mean and running_var are needed when {flag}=False")
+    out = _normalize(x, jnp.reshape(running_mean, pshape).astype(_stat_dtype(x.dtype)),
+                     jnp.reshape(running_var, pshape).astype(_stat_dtype(x.dtype)),
+                     weight, bias, eps, pshape)
+    return NormOutput(out, running_mean, running_var, num_batches_tracked)
+
+
 # --------------------------------------------------------------------------- batch norm
 
 
@@ -312,19 +335,10 @@ def _batch_norm(
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
-    _check_stats_pair(name, running_mean, running_var)
-    c = x.shape[1]
-    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
-                   ("weight", weight), ("bias", bias)):
-        _check_vector(name, arg, v, c, x)
-    pshape = _channel_shape(x.ndim, c)
+    c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias)
     if not training:
-        if running_mean is None:
-            raise ValueError(f"{name}: running_mean and running_var are needed when training=False")
-        out = _normalize(x, jnp.reshape(running_mean, pshape).astype(_stat_dtype(x.dtype)),
-                         jnp.reshape(running_var, pshape).astype(_stat_dtype(x.dtype)),
-                         weight, bias, eps, pshape)
-        return NormOutput(out, running_mean, running_var, num_batches_tracked)
+        return _normalize_with_running(name, "training", x, running_mean, running_var, weight, bias, eps,
+                                       pshape, num_batches_tracked)
 
     per_device = x.size // c if c else 0
     if per_device == 1 and axis_name is None:
@@ -422,19 +436,10 @@ def _instance_norm(
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
-    _check_stats_pair(name, running_mean, running_var)
-    c = x.shape[1]
-    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
-                   ("weight", weight), ("bias", bias)):
-        _check_vector(name, arg, v, c, x)
-    pshape = _channel_shape(x.ndim, c)
+    c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias)
     if not use_input_stats:
-        if running_mean is None:
-            raise ValueError(f"{name}: running_mean and running_var are needed when use_input_stats=False")
-        out = _normalize(x, jnp.reshape(running_mean, pshape).astype(_stat_dtype(x.dtype)),
-                         jnp.reshape(running_var, pshape).astype(_stat_dtype(x.dtype)),
-                         weight, bias, eps, pshape)
-        return NormOutput(out, running_mean, running_var, num_batches_tracked)
+        return _normalize_with_running(name, "use_input_stats", x, running_mean, running_var, weight, bias, eps,
+                                       pshape, num_batches_tracked)
     spatial = math.prod(x.shape[2:])
     if spatial == 1:
         raise ValueError(
