@@ -393,7 +393,11 @@ def test_cpu_lowering_is_chosen_only_where_covered():
     use = _conv_lowering.use_tap_weight_grad
     on_cpu = jax.default_backend() == "cpu"
     assert use((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 1) == on_cpu
-    assert use((8, 64, 256), (64, 64, 3), (1,), ((1, 1),), None, (1,), 1) == on_cpu
+    assert use((8, 64, 256), (64, 64, 1), (1,), ((0, 0),), None, (1,), 1) == on_cpu  # 1x1: one GEMM
+    # k x k kernels only on large 2-d maps with many channels (XLA is faster elsewhere)
+    assert not use((8, 64, 256), (64, 64, 3), (1,), ((1, 1),), None, (1,), 1)
+    assert not use((64, 32, 8, 8), (32, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 1)
+    assert not use((32, 32, 32, 32), (32, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 1)
     assert not use((32, 64, 32, 32), (64, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), None, (1, 1), 1)  # stride
     assert not use((32, 64, 32, 32), (64, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 2)  # groups
     # transposed (stride-dilated input): per-tap scatter form
