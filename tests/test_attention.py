@@ -458,3 +458,79 @@ def test_functional_errors(rng):
         mhaf(x, y, y, E, H, w, None, None, None, False, 0.0, np.zeros((E, E)), None, static_k=np.zeros((2, S, 4)))
     with pytest.raises(ValueError, match="dropout_p=0.5 needs a PRNG key"):
         mhaf(x, y, y, E, H, w, None, None, None, False, 0.5, np.zeros((E, E)), None, training=True)
+
+
+# ------------------------------------------------- with and without jit; shape rules over many settings
+
+import chex  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+class VariantsTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(False, True)
+    def test_sdpa_causal_and_mask_grads(self, causal):
+        rng = np.random.default_rng(5)
+        q, k, v = rng.normal(size=(N, H, L, 4)), rng.normal(size=(N, H, S, 4)), rng.normal(size=(N, H, S, 3))
+        mask = None if causal else rng.normal(size=(L, S))
+        fn = self.variant(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal))
+        tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+        ty = torch.nn.functional.scaled_dot_product_attention(
+            tq, tk, tv, attn_mask=None if mask is None else torch.tensor(mask), is_causal=causal)
+        cot = rng.normal(size=ty.shape)
+        ty.backward(torch.tensor(cot))
+        y, vjp = jax.vjp(fn, q, k, v)
+        chex.assert_shape(y, (N, H, L, 3))
+        _close(y, _np(ty))
+        for g, t in zip(vjp(jnp.asarray(cot)), (tq, tk, tv)):
+            _close(g, t.grad.numpy())
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_module_matches_torch(self):
+        rng = np.random.default_rng(6)
+        t = _torch_mha(dict(batch_first=True))
+        params = interop.state_dict_to_variables(t.state_dict())
+        m = nn.MultiheadAttention(E, H, batch_first=True)
+        q, k, v = _inputs(dict(batch_first=True), rng)
+        out, w = self.variant(lambda q, k, v: m.apply(params, q, k, v, train=False))(q, k, v)
+        tout, tw = t(*(torch.tensor(a) for a in (q, k, v)))
+        chex.assert_shape([out, w], [(N, L, E), (N, L, S)])
+        chex.assert_trees_all_close((out, w), (_np(tout), _np(tw)), rtol=1e-9, atol=1e-11)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    heads=st.sampled_from([1, 2, 4]),
+    lq=st.integers(1, 4),
+    ls=st.integers(1, 4),
+    batch=st.one_of(st.none(), st.integers(1, 2)),
+    batch_first=st.booleans(),
+    kdim=st.sampled_from([None, 3]),
+    add_bias_kv=st.booleans(),
+    add_zero_attn=st.booleans(),
+    average=st.booleans(),
+)
+def test_mha_shapes_and_values_over_settings(heads, lq, ls, batch, batch_first, kdim, add_bias_kv, add_zero_attn,
+                                             average):
+    """Output and weight shapes (and values) follow torch over heads, lengths, ranks and options."""
+    rng = np.random.default_rng(heads * 100 + lq * 10 + ls)
+    ctor = dict(batch_first=batch_first, kdim=kdim, vdim=kdim, add_bias_kv=add_bias_kv, add_zero_attn=add_zero_attn)
+    torch.manual_seed(0)
+    t = torch.nn.MultiheadAttention(E, heads, **ctor)
+    params = interop.state_dict_to_variables(t.state_dict())
+    m = nn.MultiheadAttention(E, heads, **ctor)
+    kd = kdim or E
+
+    def seq(n, d):
+        if batch is None:
+            return rng.normal(size=(n, d))
+        return rng.normal(size=(batch, n, d) if batch_first else (n, batch, d))
+
+    q, k, v = seq(lq, E), seq(ls, kd), seq(ls, kd)
+    out, w = m.apply(params, q, k, v, average_attn_weights=average, train=False)
+    tout, tw = t(*(torch.tensor(a) for a in (q, k, v)), average_attn_weights=average)
+    assert out.shape == tuple(tout.shape) and w.shape == tuple(tw.shape)
+    _close(out, _np(tout))
+    _close(w, _np(tw))

@@ -415,6 +415,18 @@ def test_large_offset_float32(name):
     np.testing.assert_allclose(y, _ref_norm(x64, axes), atol=1e-2)
 
 
+@pytest.mark.parametrize("shape,axes", [((32, 128, 768), (2,)), ((32, 64, 32, 32), (0, 2, 3))])
+def test_large_offset_long_rows(shape, axes):
+    """Long reductions (a transformer's LayerNorm over 768 features; a BatchNorm over
+    4096 positions): a mean taken as E[x] of the unshifted input errs by ~2e-2 here."""
+    x32, x64 = _offset_input(shape)
+    if axes == (2,):
+        y = jax.jit(lambda x: F.layer_norm(x, (shape[-1],)))(x32)
+    else:
+        y = jax.jit(lambda x: F.batch_norm(x, None, None, training=True).output)(x32)
+    np.testing.assert_allclose(y, _ref_norm(x64, axes), atol=5e-3)
+
+
 def test_large_offset_naive_variance_fails():
     """The check above can fail: E[x²] − E[x]² in float32 is far off."""
     x32, x64 = _offset_input((16, 8, 16, 16))
@@ -563,41 +575,3 @@ def test_constructor_and_functional_errors(rng):
         F.local_response_norm(np.ones((2, 3, 4)), 0)
     with pytest.raises(ValueError, match="instance_norm: expected .*at least one spatial dim"):
         F.instance_norm(np.ones((2, 3)))
-
-
-@pytest.mark.parametrize("name", ["batch", "layer", "group"])
-def test_large_input_moments_path(monkeypatch, name):
-    """The form of the shifted moments used for large inputs (forced here on
-    small ones): stable under a large offset, and the same outputs and
-    gradients as the small-input form in float64."""
-    from jaxlayers.functional import normalization as N
-
-    def ln(x, w, b):
-        shape = x.shape[1:]
-        wb = [jnp.broadcast_to(jnp.reshape(v, (-1,) + (1,) * (len(shape) - 1)), shape) for v in (w, b)]
-        return F.layer_norm(x, shape, *wb)
-
-    fns = {
-        "batch": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True).output, (0, 2, 3)),
-        "layer": (ln, (1, 2, 3)),
-        "group": (lambda x, w, b: F.group_norm(x, 2, w, b), None),
-    }
-    fn, axes = fns[name]
-    monkeypatch.setattr(N, "_SHARED_SHIFT_MAX_SIZE", 0)
-    if axes is not None:
-        x32, x64 = _offset_input((16, 8, 16, 16))
-        one, zero = jnp.ones(8, jnp.float32), jnp.zeros(8, jnp.float32)
-        np.testing.assert_allclose(jax.jit(fn)(jnp.asarray(x32), one, zero), _ref_norm(x64, axes), atol=1e-2)
-    rng = np.random.default_rng(3)
-    x = jnp.asarray(rng.normal(size=(4, 8, 3, 5)) * 2 + 3)
-    w, b = jnp.asarray(rng.normal(size=8)), jnp.asarray(rng.normal(size=8))
-    g = jnp.asarray(rng.normal(size=x.shape))
-
-    def run():
-        return (fn(x, w, b),) + jax.grad(lambda *a: jnp.sum(fn(*a) * g), argnums=(0, 1, 2))(x, w, b)
-
-    large = run()
-    monkeypatch.setattr(N, "_SHARED_SHIFT_MAX_SIZE", 1 << 20)
-    small = run()
-    for a, r in zip(large, small):
-        np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)

@@ -187,3 +187,31 @@ def test_errors(rng):
         tr.init(jax.random.key(0), x, jnp.zeros((T, E)), train=False)
     with pytest.raises(ValueError, match="Transformer: `train` must be given"):
         tr.init(jax.random.key(0), x, x)
+
+
+# ---------------------------------------------------------------- with and without jit (chex variants)
+
+import chex  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+
+class VariantsTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(False, True)
+    def test_encoder_layer_output_and_input_grad(self, norm_first):
+        rng = np.random.default_rng(7)
+        torch.manual_seed(1)
+        t = torch.nn.TransformerEncoderLayer(E, H, FF, 0.0, norm_first=norm_first, batch_first=True).double().eval()
+        variables = interop.state_dict_to_variables(t.state_dict())
+        m = nn.TransformerEncoderLayer(E, H, FF, 0.0, norm_first=norm_first, batch_first=True)
+        src = rng.normal(size=(N, S, E))
+        mask = np.asarray(torch.nn.Transformer.generate_square_subsequent_mask(S, dtype=torch.float64))
+        fn = self.variant(lambda x: m.apply(variables, x, src_mask=mask, train=False))
+        tx = torch.tensor(src, requires_grad=True)
+        ty = t(tx, src_mask=torch.tensor(mask))
+        cot = rng.normal(size=ty.shape)
+        ty.backward(torch.tensor(cot))
+        y, vjp = jax.vjp(fn, src)
+        chex.assert_shape(y, (N, S, E))
+        chex.assert_trees_all_close((y, vjp(jnp.asarray(cot))[0]), (ty.detach().numpy(), tx.grad.numpy()),
+                                    rtol=1e-9, atol=1e-11)

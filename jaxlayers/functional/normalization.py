@@ -189,39 +189,26 @@ def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     """Biased mean and variance over ``axes`` (kept), one pass, numerically stable.
 
     ``d = x − s`` with a per-slice shift ``s`` taken from the data (the first
-    element of each slice along ``axes``), then ``mean = E[x]`` and
-    ``var = E[d²] − (mean − s)²``.  The shift removes any common offset (``1e4 +
-    N(0, 1)``), so the cancellation is only that of ``(x₀ − mean)² / var``.
-    Both sums read ``x`` directly (no intermediate array) and do not depend on
-    each other, so the statistics cost one read of ``x`` per sum, as
-    ``E[x²] − E[x]²`` does, instead of a two-pass mean-then-deviations chain.
-    ``x`` is already in the statistics dtype.
+    element of each slice along ``axes``); ``mean = s + E[d]`` and
+    ``var = E[d²] − E[d]²``.  The shift removes any common offset (``1e4 +
+    N(0, 1)``), so neither sum accumulates large values and the cancellation is
+    only that of ``(x₀ − mean)² / var``.  The two sums do not depend on each
+    other (no mean-then-deviations chain).  ``x`` is already in the statistics
+    dtype.
+
+    Measured alternatives (float32, ``1e4 + N(0, 1)``, max error of the
+    normalised output vs float64): the mean as ``E[x]`` (skipping the shift for
+    it) is faster on some XLA:CPU shapes but errs by up to 2e-2 on a
+    ``(32, 128, 768)`` LayerNorm and 9e-3 on a ``(32, 64, 32, 32)`` BatchNorm;
+    this form stays at 4e-4 to 6e-4 on both (torch: ~1e-3).
     """
     idx = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
     shift = x[idx]
     m = math.prod(x.shape[i] for i in axes)
-    if x.size <= _SHARED_SHIFT_MAX_SIZE:
-        # Small (cache-resident) inputs: both sums over one ``d = x − s``
-        # (XLA:CPU materialises ``d``, which is cheap here); the most accurate
-        # form, since E[d] has no offset in it.
-        d = x - shift
-        md = jnp.sum(d, axes, keepdims=True) / m
-        var = jnp.maximum(jnp.sum(d * d, axes, keepdims=True) / m - md * md, 0)
-        return shift + md, var
-    # Large inputs: E[x − s] = E[x] − s, so each sum reads x directly and XLA
-    # does not write ``x − s`` out (≈1.3x faster forward at 32x64x32x32).  The
-    # mean is as accurate as a two-pass mean (same sum of x); its rounding also
-    # enters the variance through ``(mean − s)²`` (max error 5e-3 instead of
-    # 1e-3 on the 1e4 + N(0, 1) float32 test input).
-    mean = jnp.sum(x, axes, keepdims=True) / m
-    md = mean - shift
-    var = jnp.maximum(jnp.sum(jnp.square(x - shift), axes, keepdims=True) / m - md * md, 0)
-    return mean, var
-
-
-# Inputs up to this many elements use the shared-``d`` form of _shifted_moments
-# (measured faster for the training network's 64x32x8x8 / 64x64x4x4 batch norms).
-_SHARED_SHIFT_MAX_SIZE = 1 << 20
+    d = x - shift
+    md = jnp.sum(d, axes, keepdims=True) / m
+    var = jnp.maximum(jnp.sum(d * d, axes, keepdims=True) / m - md * md, 0)
+    return shift + md, var
 
 
 def _fused_norm(x, weight, bias, eps, axes, pshape):

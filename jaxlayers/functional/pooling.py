@@ -73,6 +73,12 @@ def _stride(stride: Any, kernel: tuple[int, ...], n: int, name: str) -> tuple[in
     return ntuple(stride, n, "stride", name, min_value=1)
 
 
+def _window_args(kernel_size: Any, stride: Any, padding: Any, n: int, name: str) -> tuple[tuple[int, ...], ...]:
+    """``(kernel, stride, padding)`` as n-tuples: kernel >= 1, stride >= 1 (default: kernel), padding >= 0."""
+    k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
+    return k, _stride(stride, k, n, name), ntuple(padding, n, "padding", name, min_value=0)
+
+
 def _pool_out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """torch's pooling_output_shape: floor/ceil, and the last window must start
     inside the input or the left padding."""
@@ -148,9 +154,7 @@ def _max_pool_nd(
     name: str,
 ) -> Any:
     n = num_spatial_dims
-    k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
-    s = _stride(stride, k, n, name)
-    p = ntuple(padding, n, "padding", name, min_value=0)
+    k, s, p = _window_args(kernel_size, stride, padding, n, name)
     d = ntuple(dilation, n, "dilation", name, min_value=1)
     x, unbatched = _batched(input, n, name)
     outs, pads = _window_geometry(name, x, n, k, s, p, d, ceil_mode)
@@ -269,9 +273,7 @@ def _max_unpool_nd(
     name: str,
 ) -> jax.Array:
     n = num_spatial_dims
-    k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
-    s = _stride(stride, k, n, name)
-    p = ntuple(padding, n, "padding", name, min_value=0)
+    k, s, p = _window_args(kernel_size, stride, padding, n, name)
     if not hasattr(indices, "dtype"):
         indices = jnp.asarray(indices)
     if not jnp.issubdtype(indices.dtype, jnp.integer):
@@ -398,9 +400,7 @@ def _avg_pool_nd(
     name: str,
 ) -> jax.Array:
     n = num_spatial_dims
-    k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
-    s = _stride(stride, k, n, name)
-    p = ntuple(padding, n, "padding", name, min_value=0)
+    k, s, p = _window_args(kernel_size, stride, padding, n, name)
     if divisor_override is not None:
         if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
             raise TypeError(f"{name}: divisor_override must be an int or None, got {divisor_override!r}")
