@@ -575,3 +575,39 @@ def test_constructor_and_functional_errors(rng):
         F.local_response_norm(np.ones((2, 3, 4)), 0)
     with pytest.raises(ValueError, match="instance_norm: expected .*at least one spatial dim"):
         F.instance_norm(np.ones((2, 3)))
+
+
+def test_layer_norm_wide_parameter_gradients_match_torch():
+    """normalized_shape of 2**14 elements: the weight/bias gradients take the CPU
+    column-sum-as-product path (``_sum_over``); they still equal torch's in float64."""
+    from jaxlayers.functional import normalization as N
+
+    rng = np.random.default_rng(11)
+    shape = (3, 4, 64, 64)
+    x, w, b, g = (rng.normal(size=s) for s in (shape, shape[1:], shape[1:], shape))
+    gx, gw, gb = jax.vjp(lambda x, w, b: F.layer_norm(x, shape[1:], w, b), x, w, b)[1](jnp.asarray(g))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.layer_norm(tx, shape[1:], tw, tb).backward(torch.tensor(g))
+    for ours, theirs in ((gx, tx), (gw, tw), (gb, tb)):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-9, atol=1e-10)
+    v = jnp.asarray(rng.normal(size=(5, 2, 1 << 14)))
+    np.testing.assert_allclose(N._sum_over(v, (0, 1)), np.sum(np.asarray(v), (0, 1), keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(N._sum_over(v, (0, 2)), np.sum(np.asarray(v), (0, 2), keepdims=True), rtol=1e-12)
+
+
+def test_rms_norm_wide_weight_gradient_matches_torch_and_jvp_works():
+    """A 2**14-element RMSNorm weight: its gradient is summed by the CPU product path
+    (custom JVP of the scaling), equal to torch's; forward mode still works."""
+    rng = np.random.default_rng(12)
+    shape = (3, 4, 64, 64)
+    x, w, g = (rng.normal(size=s) for s in (shape, shape[1:], shape))
+    fn = lambda x, w: F.rms_norm(x, shape[1:], w, 1e-6)  # noqa: E731
+    gx, gw = jax.vjp(fn, x, w)[1](jnp.asarray(g))
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    torch.nn.functional.rms_norm(tx, shape[1:], tw, 1e-6).backward(torch.tensor(g))
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-9, atol=1e-10)
+    dw = rng.normal(size=w.shape)
+    _, t = jax.jvp(lambda w: fn(x, w), (jnp.asarray(w),), (jnp.asarray(dw),))
+    rms = np.sqrt(np.mean(x ** 2, axis=(1, 2, 3), keepdims=True) + 1e-6)
+    np.testing.assert_allclose(t, x / rms * dw, rtol=1e-10, atol=1e-12)
