@@ -611,3 +611,24 @@ def test_rms_norm_wide_weight_gradient_matches_torch_and_jvp_works():
     _, t = jax.jvp(lambda w: fn(x, w), (jnp.asarray(w),), (jnp.asarray(dw),))
     rms = np.sqrt(np.mean(x ** 2, axis=(1, 2, 3), keepdims=True) + 1e-6)
     np.testing.assert_allclose(t, x / rms * dw, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 7.9, 8.1, 1e4])
+def test_guarded_moments_accuracy_around_the_switch(offset):
+    """Raw moments below the mean²/var = 64 switch, shifted ones above: float32
+    LayerNorm over 768 features stays within 2e-4 of float64 either side of it
+    (the 1e4 case within 2e-3: float32 cannot hold 1e4 + N(0, 1) more finely)."""
+    x64 = offset + np.random.default_rng(13).normal(size=(16, 8, 768))
+    y = jax.jit(lambda x: F.layer_norm(x, (768,)))(x64.astype(np.float32))
+    np.testing.assert_allclose(y, _ref_norm(x64, (2,)), atol=2e-3 if offset > 100 else 2e-4)
+
+
+def test_guarded_moments_under_vmap():
+    """Under vmap the branch choice is per call, not per example: results equal the unbatched ones."""
+    rng = np.random.default_rng(14)
+    xs = np.stack([rng.normal(size=(6, 32)), 1e4 + rng.normal(size=(6, 32))]).astype(np.float32)
+    fn = lambda x: F.batch_norm(x, None, None, training=True).output  # noqa: E731
+    batched = jax.vmap(fn)(xs)
+    np.testing.assert_allclose(batched[0], fn(xs[0]), rtol=1e-5, atol=1e-5)
+    for i in range(2):  # (the offset example is only as exact as float32 holds 1e4 + N(0, 1))
+        np.testing.assert_allclose(batched[i], _ref_norm(xs[i].astype(np.float64), (0,)), atol=2e-3)

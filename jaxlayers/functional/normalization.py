@@ -2,9 +2,11 @@
 
 Statistics come from three helpers:
 
-* :func:`_fused_norm` — batch (single device), layer and group norm: a
-  shifted one-pass variance (:func:`_shifted_moments`, stable for large common
-  offsets) and a ``custom_vjp`` with torch's analytic backward.
+* :func:`_fused_norm` — batch (single device), layer and group norm: the raw
+  moments ``E[x]``, ``E[x²]`` where they are accurate, else a shifted one-pass
+  variance (:func:`_guarded_moments`, stable for large common offsets), and a
+  ``custom_vjp`` with torch's analytic backward (reverse mode of any order;
+  not forward mode).
 * :func:`_moments` — biased mean and variance over some axes, **two-pass**
   (the mean first, then the mean of squared deviations) and in at least
   float32, so that inputs with a large common offset (``1e4 + N(0, 1)`` in
@@ -211,6 +213,30 @@ def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     return shift + md, var
 
 
+# The raw moments E[x], E[x²] are exact enough when the mean is small next to the
+# spread: with E[x]² <= 64·Var[x] the normalised output errs by < 1e-4 in float32
+# (measured on LayerNorm/BatchNorm reductions of 768 to 2**21 elements); beyond
+# it, or for NaN/constant slices, the shifted form is used.
+_RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR = 64.0
+
+
+def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+    """Biased mean and variance over ``axes`` (kept): fast and accurate.
+
+    ``E[x²] − E[x]²`` is two plain sums (the fastest reductions XLA has), but it
+    cancels catastrophically when ``|mean| >> std`` (``1e4 + N(0, 1)``: errors
+    of ~1e3 in float32, flax.linen's default).  So the raw moments are checked:
+    if any slice has ``mean² > 64·var`` the statistics are recomputed with
+    :func:`_shifted_moments` (a ``lax.cond``: only one branch runs, except
+    under ``vmap``, where both do and the result is selected).
+    """
+    m = math.prod(x.shape[i] for i in axes)
+    mean = jnp.sum(x, axes, keepdims=True) / m
+    var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
+    ok = jnp.all(mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var)
+    return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
+
+
 # XLA:CPU sums over leading axes ("column" reductions) slowly when many columns are
 # kept: summing (32, 65536) over axis 0 takes ~21 ms, the same sum as a vector-matrix
 # product ~0.35 ms (8 rows: 5 ms vs 0.09 ms); below ~16k columns both take well under 1 ms.
@@ -264,7 +290,7 @@ def _scale_trailing_jvp(primals, tangents):
 
 def _fused_norm(x, weight, bias, eps, axes, pshape):
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with
-    the moments over ``axes`` (see :func:`_shifted_moments`), differentiated by
+    the moments over ``axes`` (see :func:`_guarded_moments`), differentiated by
     :func:`_fused_norm_bwd` (torch's analytic backward: one fused reduction
     pass and one elementwise pass) instead of autodiff through the statistics.
     ``weight``/``bias`` (or ``None``) reshape to ``pshape``."""
@@ -274,7 +300,7 @@ def _fused_norm(x, weight, bias, eps, axes, pshape):
 def _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape):
     sdt = _stat_dtype(x.dtype)
     xs = x.astype(sdt)
-    mean, var = _shifted_moments(xs, axes)
+    mean, var = _guarded_moments(xs, axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
     mul = inv if weight is None else inv * jnp.reshape(weight, pshape).astype(sdt)
     y = (xs - mean) * mul
