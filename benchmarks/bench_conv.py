@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from harness import Table, compile_seconds, time_jax, time_torch
+from harness import Table, compile_seconds, time_interleaved
 from jaxlayers import nn
 
 
@@ -62,10 +62,11 @@ def _case(table: Table, label: str, ours, flax_model, torch_module, x_nc, x_nhwc
     # compile first: the timed calls then hit jit's cache
     comp = compile_seconds(f, v, x_nc), compile_seconds(ff, fv, x_nhwc)
     comp_b = compile_seconds(b, v, x_nc, g_nc), compile_seconds(fb, fv, x_nhwc, g_nhwc)
-    table.add(f"{label} fwd", time_jax(f, v, x_nc, iters=iters), time_jax(ff, fv, x_nhwc, iters=iters),
-              time_torch(tf, iters=iters), *comp, note="flax NHWC")
-    table.add(f"{label} fwd+bwd", time_jax(b, v, x_nc, g_nc, iters=iters), time_jax(fb, fv, x_nhwc, g_nhwc, iters=iters),
-              time_torch(tb, iters=iters), *comp_b, note="vjp(random g): params+input")
+    t = time_interleaved({"jl": lambda: f(v, x_nc), "flax": lambda: ff(fv, x_nhwc), "torch": tf}, iters=iters)
+    table.add(f"{label} fwd", t["jl"], t["flax"], t["torch"], *comp, note="flax NHWC")
+    t = time_interleaved({"jl": lambda: b(v, x_nc, g_nc), "flax": lambda: fb(fv, x_nhwc, g_nhwc), "torch": tb},
+                         iters=iters)
+    table.add(f"{label} fwd+bwd", t["jl"], t["flax"], t["torch"], *comp_b, note="vjp(random g): params+input")
 
 
 def run(table: Table, quick: bool) -> None:

@@ -58,7 +58,7 @@ def run(table, quick: bool = False) -> None:
     import optax
     import torch
 
-    from harness import compile_seconds, time_jax, time_torch
+    from harness import compile_seconds, time_interleaved
     import train_classifier as tc
 
     cfg = tc.ModelConfig()
@@ -98,12 +98,12 @@ def run(table, quick: bool = False) -> None:
         out, upd = fx_model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"], rngs={"dropout": k})
         return out, upd["batch_stats"]
 
-    times, compiles = {}, {}
+    calls, compiles = {}, {}
     for name, apply, variables in (("jaxlayers", jl_apply, v), ("flax", fx_apply, fv)):
         step = make_step(apply)
         args = (variables["params"], variables["batch_stats"], tx.init(variables["params"]), xj, yj, key)
         compiles[name] = compile_seconds(step, *args)
-        times[name] = time_jax(step, *args, iters=iters)
+        calls[name] = lambda step=step, args=args: step(*args)
 
     tmodel = _torch_twin(cfg.channels, cfg.convs_per_stage, cfg.dropout).float().train()
     topt = torch.optim.AdamW(tmodel.parameters(), 1e-3, weight_decay=1e-4)
@@ -115,7 +115,8 @@ def run(table, quick: bool = False) -> None:
         loss.backward()
         topt.step()
 
-    times["torch"] = time_torch(torch_step, iters=iters)
+    calls["torch"] = torch_step
+    times = time_interleaved(calls, iters=iters)
     note = "samples/s: " + ", ".join(f"{k} {batch / t:,.0f}" for k, t in times.items())
     table.add(f"train step digits CNN (batch {batch})", times["jaxlayers"], times["flax"], times["torch"],
               compiles["jaxlayers"], compiles["flax"], note)

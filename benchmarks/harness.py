@@ -35,6 +35,27 @@ def time_jax(fn: Callable, *args: Any, warmup: int = 2, iters: int = 20) -> floa
     return statistics.median(times)
 
 
+def time_interleaved(calls: dict[str, Callable[[], Any]], iters: int = 20, rounds: int = 5) -> dict[str, float]:
+    """Median wall time (s) per call of each zero-argument callable, taking turns.
+
+    Each of ``rounds`` rounds runs every callable ``max(1, iters // rounds)`` times
+    in turn (after one warm-up call each), so that load drifting on a shared machine
+    hits every contender alike; JAX results are blocked on.  Use it for the
+    contenders of one row (jaxlayers, flax.linen, torch).
+    """
+    per_round = max(1, iters // rounds)
+    for fn in calls.values():
+        _block(fn())
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for k, fn in calls.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                _block(fn())
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def compile_seconds(fn: Callable, *args: Any) -> float:
     """Trace + lower + compile time (s) of a ``jax.jit``-wrapped ``fn`` for ``args``."""
     t0 = time.perf_counter()
