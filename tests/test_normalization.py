@@ -632,3 +632,16 @@ def test_guarded_moments_under_vmap():
     np.testing.assert_allclose(batched[0], fn(xs[0]), rtol=1e-5, atol=1e-5)
     for i in range(2):  # (the offset example is only as exact as float32 holds 1e4 + N(0, 1))
         np.testing.assert_allclose(batched[i], _ref_norm(xs[i].astype(np.float64), (0,)), atol=2e-3)
+
+
+def test_shifted_moments_path_off_cpu(monkeypatch):
+    """Off CPU the statistics are always the shifted ones: same results (float64)."""
+    from jaxlayers.functional import normalization as N
+
+    x = jnp.asarray(np.random.default_rng(15).normal(size=(4, 6, 5)) * 2 + 1)
+    on_cpu = N._guarded_moments(x, (0, 2))
+    monkeypatch.setattr(N.jax, "default_backend", lambda: "gpu")
+    off_cpu = N._guarded_moments(x, (0, 2))
+    chex.assert_trees_all_close(on_cpu, off_cpu, rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(off_cpu, N._shifted_moments(x, (0, 2)), rtol=0, atol=0)
+    np.testing.assert_allclose(off_cpu[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)

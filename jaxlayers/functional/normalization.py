@@ -229,7 +229,13 @@ def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     if any slice has ``mean² > 64·var`` the statistics are recomputed with
     :func:`_shifted_moments` (a ``lax.cond``: only one branch runs, except
     under ``vmap``, where both do and the result is selected).
+
+    CPU only (decided at trace time, as the convolution lowering): the guard
+    works around XLA:CPU's slow fused subtract-and-reduce; GPUs and TPUs reduce
+    the shifted data at memory speed and would pay for the ``lax.cond`` instead.
     """
+    if jax.default_backend() != "cpu":
+        return _shifted_moments(x, axes)
     m = math.prod(x.shape[i] for i in axes)
     mean = jnp.sum(x, axes, keepdims=True) / m
     var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
