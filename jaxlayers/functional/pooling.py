@@ -190,17 +190,20 @@ def _max_pool_core(x, k, s, p, d, outs, pads, return_indices):
         return best
     # Which window element torch's loop ends on: the first one equal to the
     # maximum, or the last NaN.  One min-reduction over keys that depend only
-    # on the final maximum (no chain through intermediate maxima).
+    # on the final maximum (no chain through intermediate maxima).  The keys are
+    # the elements' flat offsets inside the window, which grow with the window
+    # order, so the minimum is the first match (NaNs: -offset - 1, the last).
     itype = index_dtype()
-    nk = len(offsets)
-    code = jnp.full((N, C) + outs, nk, jnp.int32)
-    for j, v in enumerate(windows):
-        key = jnp.where(v == best, j, nk)
-        if jnp.issubdtype(v.dtype, jnp.inexact):
-            key = jnp.where(jnp.isnan(v), -j - 1, key)
-        code = jnp.minimum(code, key)
-    code = jnp.where(code < 0, -code - 1, code)
     fs = _flat_strides(spatial)
+    big = int(sum(di * (ki - 1) * f for di, ki, f in zip(d, k, fs))) + 1
+    code = jnp.full((N, C) + outs, big, itype)
+    for off, v in zip(offsets, windows):
+        flat = int(sum(o * di * f for o, di, f in zip(off, d, fs)))
+        key = jnp.where(v == best, jnp.asarray(flat, itype), jnp.asarray(big, itype))
+        if jnp.issubdtype(v.dtype, jnp.inexact):
+            key = jnp.where(jnp.isnan(v), jnp.asarray(-flat - 1, itype), key)
+        code = jnp.minimum(code, key)
+    shift = jnp.where(code < 0, -code - 1, code)
     base = 0
     init = 0
     for i in range(n):
@@ -208,11 +211,6 @@ def _max_pool_core(x, k, s, p, d, outs, pads, return_indices):
         first = np.where(starts < 0, starts + (-starts + d[i] - 1) // d[i] * d[i], starts)
         base = base + _bcast(starts * fs[i], i, n)
         init = init + _bcast(first * fs[i], i, n)
-    shift = jnp.zeros(code.shape, itype)
-    rem = code
-    for i in reversed(range(n)):
-        shift = shift + (rem % k[i]).astype(itype) * (d[i] * fs[i])
-        rem = rem // k[i]
     # A maximum of -inf (every in-bounds element -inf, padding alike): torch
     # keeps the first in-bounds position.
     idx = jnp.where(best == lowest, jnp.asarray(init, itype), jnp.asarray(base, itype) + shift)
