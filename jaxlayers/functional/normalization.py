@@ -249,15 +249,21 @@ def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
 _DOT_COLUMN_SUM_MIN = 1 << 14
 
 
+def _columns_as_product(lead: int, kept: int) -> bool:
+    """Whether a sum over ``lead`` leading dims of ``kept`` columns (or its transpose,
+    a broadcast over them) is written as a product with a ones vector."""
+    return lead > 0 and kept >= _DOT_COLUMN_SUM_MIN and jax.default_backend() == "cpu"
+
+
 def _sum_over(v: Array, axes: tuple[int, ...]) -> Array:
     """``jnp.sum(v, axes, keepdims=True)``; on CPU a sum over many leading rows of wide
     columns is a ``ones @ v`` product instead (see ``_DOT_COLUMN_SUM_MIN``)."""
     k = len(axes)
-    kept = math.prod(v.shape[k:])
     if k == 0:
         return v
-    if (axes != tuple(range(k)) or kept < _DOT_COLUMN_SUM_MIN or jax.default_backend() != "cpu"
-            or not jnp.issubdtype(v.dtype, jnp.floating)):
+    kept = math.prod(v.shape[k:])
+    if (axes != tuple(range(k)) or not jnp.issubdtype(v.dtype, jnp.floating)
+            or not _columns_as_product(k, kept)):
         return jnp.sum(v, axes, keepdims=True)
     rows = math.prod(v.shape[:k])
     total = lax.dot_general(jnp.ones((rows,), v.dtype), v.reshape(rows, kept), (((0,), (0,)), ((), ())),
@@ -270,11 +276,10 @@ def _broadcast_leading(w: Array, shape: tuple[int, ...]) -> Array:
     :func:`_sum_over` sums with a product, written as the outer product
     ``ones ⊗ w``, whose transpose (reverse mode) is that product."""
     k = len(shape) - w.ndim
-    kept = math.prod(w.shape)
-    if k == 0 or kept < _DOT_COLUMN_SUM_MIN or jax.default_backend() != "cpu":
+    if not _columns_as_product(k, math.prod(w.shape)):
         return jnp.broadcast_to(w, shape)
     rows = math.prod(shape[:k])
-    outer = lax.dot_general(jnp.ones((rows,), w.dtype), w.reshape(kept), ((( ), ( )), ((), ())),
+    outer = lax.dot_general(jnp.ones((rows,), w.dtype), w.reshape(-1), (((), ()), ((), ())),
                             precision=lax.Precision.HIGHEST)
     return outer.reshape(shape)
 
