@@ -269,34 +269,22 @@ def multi_head_attention_forward(
         raise ValueError(f"{layer}: num_heads must be > 0, got {num_heads}")
 
     # ---- ranks (torch's _mha_shape_check)
-    if query.ndim == 3:
-        batched = True
-        if key.ndim != 3 or value.ndim != 3:
-            raise ValueError(
-                f"{layer}: for batched (3-D) query {shape_str(query)}, expected 3-D key and value, got "
-                f"key {shape_str(key)} and value {shape_str(value)}"
-            )
-        if key_padding_mask is not None and jnp.ndim(key_padding_mask) != 2:
-            raise ValueError(
-                f"{layer}: for batched (3-D) query, key_padding_mask must be 2-D (N, S), got shape "
-                f"{shape_str(jnp.shape(key_padding_mask))}"
-            )
-    elif query.ndim == 2:
-        batched = False
-        if key.ndim != 2 or value.ndim != 2:
-            raise ValueError(
-                f"{layer}: for unbatched (2-D) query {shape_str(query)}, expected 2-D key and value, got "
-                f"key {shape_str(key)} and value {shape_str(value)}"
-            )
-        if key_padding_mask is not None and jnp.ndim(key_padding_mask) != 1:
-            raise ValueError(
-                f"{layer}: for unbatched (2-D) query, key_padding_mask must be 1-D (S,), got shape "
-                f"{shape_str(jnp.shape(key_padding_mask))}"
-            )
-    else:
+    if query.ndim not in (2, 3):
         raise ValueError(
             f"{layer}: expected query of shape (L, N, E) or unbatched (L, E), got {query.ndim}-D query "
             f"of shape {shape_str(query)}"
+        )
+    batched = query.ndim == 3
+    kind, kpm_rank, kpm_dims = ("batched (3-D)", 2, "(N, S)") if batched else ("unbatched (2-D)", 1, "(S,)")
+    if key.ndim != query.ndim or value.ndim != query.ndim:
+        raise ValueError(
+            f"{layer}: for {kind} query {shape_str(query)}, expected {query.ndim}-D key and value, got "
+            f"key {shape_str(key)} and value {shape_str(value)}"
+        )
+    if key_padding_mask is not None and jnp.ndim(key_padding_mask) != kpm_rank:
+        raise ValueError(
+            f"{layer}: for {kind} query, key_padding_mask must be {kpm_rank}-D {kpm_dims}, got shape "
+            f"{shape_str(jnp.shape(key_padding_mask))}"
         )
     if attn_mask is not None and jnp.ndim(attn_mask) not in (2, 3):
         raise ValueError(
