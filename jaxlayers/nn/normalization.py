@@ -61,13 +61,20 @@ def _check_rank(name: str, x: jax.Array, ranks: Sequence[int], what: str) -> Non
 class _StatsMixin:
     """Creates the ``batch_stats`` buffers and writes them back."""
 
-    def _buffers(self, c: int):
-        rm = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((c,), self.param_dtype))
-        rv = self.variable("batch_stats", "running_var", lambda: jnp.ones((c,), self.param_dtype))
-        nbt = self.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), index_dtype()))
-        return rm, rv, nbt
+    def _optional_buffers(self, c: int, track: bool):
+        """``(buffers, running_mean, running_var, num_batches_tracked)``; all None unless ``track``."""
+        if not track:
+            return None, None, None, None
+        buffers = (
+            self.variable("batch_stats", "running_mean", lambda: jnp.zeros((c,), self.param_dtype)),
+            self.variable("batch_stats", "running_var", lambda: jnp.ones((c,), self.param_dtype)),
+            self.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), index_dtype())),
+        )
+        return (buffers, *(b.value for b in buffers))
 
     def _write_back(self, train: bool, buffers, result: Fn.NormOutput) -> None:
+        if buffers is None:
+            return
         if train and self.is_mutable_collection("batch_stats") and not self.is_initializing():
             rm, rv, nbt = buffers
             rm.value, rv.value, nbt.value = result.running_mean, result.running_var, result.num_batches_tracked
@@ -131,18 +138,13 @@ class _BatchNorm(_StatsMixin, fnn.Module):
         c = self.num_features
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
-        if self.track_running_stats:
-            buffers = self._buffers(c)
-            rm, rv, nbt = (b.value for b in buffers)
-        else:
-            buffers, rm, rv, nbt = None, None, None, None
+        buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
         result = Fn._batch_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats, self.momentum, self.eps,
             num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
             name=name,
         )
-        if buffers is not None:
-            self._write_back(train, buffers, result)
+        self._write_back(train, buffers, result)
         return result.output
 
 
@@ -213,19 +215,14 @@ class _InstanceNorm(_StatsMixin, fnn.Module):
             _check_channels(name, x[0], self.num_features, axis=0)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
-        if self.track_running_stats:
-            buffers = self._buffers(c)
-            rm, rv, nbt = (b.value for b in buffers)
-        else:
-            buffers, rm, rv, nbt = None, None, None, None
+        buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
         result = Fn._instance_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats,
             0.0 if self.momentum is None else self.momentum, self.eps,
             num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
             name=name,
         )
-        if buffers is not None:
-            self._write_back(train, buffers, result)
+        self._write_back(train, buffers, result)
         return result.output[0] if unbatched else result.output
 
 
@@ -423,8 +420,7 @@ class _SwitchNorm(_StatsMixin, fnn.Module):
         mean_weight = self.param("mean_weight", jinit.ones, (3,), self.param_dtype)
         var_weight = self.param("var_weight", jinit.ones, (3,), self.param_dtype)
         x = x.astype(_compute_dtype(self, x, True))
-        buffers = self._buffers(c)
-        rm, rv, nbt = (b.value for b in buffers)
+        buffers, rm, rv, nbt = self._optional_buffers(c, True)
         result = Fn._switch_norm(
             x, rm, rv, weight, bias, mean_weight, var_weight, train, self.momentum, self.eps,
             num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
