@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxlayers import functional as F
+from jaxlayers.functional import pooling
 from jaxlayers import nn
 from jaxlayers._utils import index_dtype
 
@@ -110,6 +111,82 @@ def test_max_pool_nan_and_neg_inf():
         np.testing.assert_array_equal(np.asarray(i), ti.numpy())
 
 
+
+def _torch_loop_max_pool2d(x, k, s, p):
+    """Torch's CPU loop for max_pool2d with indices, written out in NumPy."""
+    N, C, H, W = x.shape
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    val, idx = np.zeros((N, C, Ho, Wo), x.dtype), np.zeros((N, C, Ho, Wo), np.int64)
+    for n, c, i, j in itertools.product(range(N), range(C), range(Ho), range(Wo)):
+        best, at = None, -1
+        for a, b in itertools.product(range(k), range(k)):
+            h, w = i * s - p + a, j * s - p + b
+            if 0 <= h < H and 0 <= w < W:
+                v = x[n, c, h, w]
+                if best is None or v > best or v != v:
+                    best, at = v, h * W + w
+        val[n, c, i, j], idx[n, c, i, j] = best, at
+    return val, idx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, jnp.bfloat16, np.int32])
+def test_max_pool_indices_nan_payloads_signed_zeros(dtype):
+    """Several NaNs with different bit patterns in one window (the last wins),
+    -0/+0 ties (the first wins), -inf-only windows, integer inputs."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, (2, 2, 7, 6)).astype(np.float32)
+    if np.issubdtype(dtype, np.floating) or dtype == jnp.bfloat16:
+        bits = np.array([0x7FC00001, 0xFFC00000, 0x7FC00001], np.uint32).view(np.float32)
+        x[0, 0, 1, 1:4] = bits
+        x[0, 1, 2, 2], x[0, 1, 2, 3], x[0, 1, 3, 2] = -0.0, 0.0, -0.0
+        x[1, 0, :3, :3] = -np.inf
+    x = x.astype(dtype)
+    v, i = F.max_pool2d(jnp.asarray(x), 3, 2, 1, return_indices=True)
+    ref_v, ref_i = _torch_loop_max_pool2d(x, 3, 2, 1)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
+    got, want = np.asarray(v).astype(np.float32), ref_v.astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(np.nan_to_num(got), np.nan_to_num(want))
+    # vmapped (the CPU-only NaN pass then runs for every sample)
+    vi = jax.vmap(lambda a: F.max_pool2d(a, 3, 2, 1, return_indices=True)[1])(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(vi), ref_i)
+
+@pytest.mark.parametrize("family", ["max", "avg"])
+def test_pool_derivatives_every_mode(family):
+    """Forward mode, reverse mode, Hessian and vmapped gradients against torch.
+    Max and average pooling have custom JVPs whose tangents JAX transposes
+    through stride phases, so each mode takes a different path.  Max: a window
+    of only -inf sends its gradient to the first in-bounds element, as torch."""
+    rng = np.random.default_rng(3)
+    x = _ties(rng, (2, 2, 7, 6))
+    if family == "max":
+        x[0, 0, :2, :2] = -np.inf
+        jf = lambda a: F.max_pool2d(a, 3, 2, 1)  # noqa: E731
+        tf = lambda a: TF.max_pool2d(a, 3, 2, 1)  # noqa: E731
+    else:
+        jf = lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=False)  # noqa: E731
+        tf = lambda a: TF.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=False)  # noqa: E731
+    tx = torch.tensor(x, requires_grad=True)
+    ty = tf(tx)
+    w = rng.normal(size=tuple(ty.shape))
+    v = rng.normal(size=x.shape)
+    (ty * torch.tensor(w)).sum().backward()
+    g = jax.grad(lambda a: (jf(a) * w).sum())(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(g), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    if family == "max":
+        assert g[0, 0, 0, 0] != 0  # the -inf window's gradient reached its first in-bounds element
+    _, t_jvp = torch.func.jvp(tf, (torch.tensor(x),), (torch.tensor(v),))
+    np.testing.assert_allclose(np.asarray(jax.jvp(jf, (jnp.asarray(x),), (jnp.asarray(v),))[1]), t_jvp.numpy(),
+                               rtol=RTOL, atol=ATOL)
+    xs = np.nan_to_num(x[:1, :1, :5, :4], neginf=-3.0)
+    h = jax.hessian(lambda a: (jf(a) ** 2).sum())(jnp.asarray(xs))
+    th = torch.autograd.functional.hessian(lambda a: (tf(a) ** 2).sum(), torch.tensor(xs))
+    np.testing.assert_allclose(np.asarray(h), th.numpy(), rtol=RTOL, atol=ATOL)
+    per_sample = jax.vmap(jax.grad(lambda a, c: (jf(a[None]) * c).sum()))(jnp.asarray(x), jnp.asarray(w))
+    np.testing.assert_allclose(np.asarray(per_sample), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
 class PoolVariants(chex.TestCase):
     """Every family under jit and without, with indices and gradients."""
 
@@ -187,8 +264,13 @@ ADAPTIVE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("one_gemm", [True, False], ids=["kronecker", "separable"])
 @pytest.mark.parametrize("n,shape,out", ADAPTIVE_CASES)
-def test_adaptive_avg_pool_parity(n, shape, out, rng):
+def test_adaptive_avg_pool_parity(n, shape, out, one_gemm, rng, monkeypatch, request):
+    pooling._adaptive_avg_core.clear_cache()  # compiled under either setting
+    if not one_gemm:  # small outputs take one GEMM; force the dim-by-dim contraction
+        monkeypatch.setattr(pooling, "_KRON_MAX_OUT", 0)
+        request.addfinalizer(pooling._adaptive_avg_core.clear_cache)
     x = rng.normal(size=shape)
     jf, tf = getattr(F, f"adaptive_avg_pool{n}d"), getattr(TF, f"adaptive_avg_pool{n}d")
     y = _parity(lambda a: jf(a, out), lambda a: tf(a, out), x, rng)
