@@ -33,7 +33,7 @@ def _fwd_bwd_jax(module, variables, kw, mutable, g):
     return fwd, grad
 
 
-def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, rounds=3):
+def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, rounds=4):
     """jaxlayers and flax timed alternately for ``rounds`` rounds; the best
     median of each is kept (the machine is shared: this damps load spikes)."""
     fns = {}
@@ -44,8 +44,8 @@ def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, 
         comp = compile_seconds(fwd, v, x)
         fns[tag] = (fwd, grad, v, x, comp)
     best = {tag: [float("inf"), float("inf")] for tag in fns}
-    for _ in range(rounds):
-        for tag, (fwd, grad, v, x, _) in fns.items():
+    for r in range(rounds):  # order reversed every round (see harness.time_interleaved)
+        for tag, (fwd, grad, v, x, _) in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
             best[tag][0] = min(best[tag][0], time_jax(fwd, v, x, iters=iters))
             best[tag][1] = min(best[tag][1], time_jax(grad, v.get("params", {}), x, iters=iters))
     xt = torch.tensor(x_torch)
