@@ -329,7 +329,13 @@ def _max_values_jvp(win, primals, tangents):
 
 def _argmax_elements(x: jax.Array, best: jax.Array, win: _Window) -> jax.Array:
     """Position in the window (in ``win.offsets()`` order) of torch's pick; an
-    all -inf window picks its first in-bounds element, as torch's index does."""
+    all -inf window picks its first in-bounds element, as torch's index does.
+
+    On CPU the NaN pass's ``lax.cond`` also keeps XLA from fusing this search
+    into the gradient's pass, which then redoes it for every input element
+    (MaxPool2d(3, 2, 1) on 32x64x32x32: 37-45 ms instead of 11; an
+    optimization barrier or an identity cond did not stop it).  It costs
+    about 0.1 s more compile time per max-pool layer."""
     n = len(win.k)
     keys = [jnp.asarray(t, jnp.int32) for t in range(len(win.offsets()))]
     taps = _first_max_or_last_nan(best, win.pad(x, _lowest(x.dtype)), win.elements, keys)
