@@ -9,8 +9,7 @@ Lazy classes only make ``in_channels`` optional (inferred from the input at
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import flax.linen as fnn
 import jax.numpy as jnp
@@ -28,6 +27,7 @@ from ..functional.conv import (
     same_padding_reversed,
 )
 from ..functional.padding import _pad
+from ._options import LayerOptions, kw_only
 
 __all__ = [
     "Conv1d", "Conv2d", "Conv3d",
@@ -39,15 +39,11 @@ __all__ = [
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _kw(default: Any) -> Any:
-    return dataclasses.field(default=default, kw_only=True)
-
-
 def _lazy_in_channels() -> Any:
-    return dataclasses.field(default=None, kw_only=True)
+    return kw_only(None)
 
 
-class _ConvBase(fnn.Module):
+class _ConvBase(LayerOptions):
     """Shared checks, parameters and dtype handling of every convolution module."""
 
     num_spatial_dims: ClassVar[int] = 0
@@ -170,11 +166,6 @@ class _ConvNd(_ConvBase):
     groups: int = 1
     bias: bool = True
     padding_mode: str = "zeros"
-    dtype: Any = _kw(None)
-    param_dtype: Any = _kw(jnp.float32)
-    weight_init: Optional[Callable] = _kw(None)
-    bias_init: Optional[Callable] = _kw(None)
-    precision: Any = _kw(None)
 
     def _explicit_padding(self) -> tuple[int, ...]:
         """torch's ``_reversed_padding_repeated_twice``: the F.pad tuple for non-zeros padding modes."""
@@ -227,11 +218,6 @@ class _ConvTransposeNd(_ConvBase):
     bias: bool = True
     dilation: Any = 1
     padding_mode: str = "zeros"
-    dtype: Any = _kw(None)
-    param_dtype: Any = _kw(jnp.float32)
-    weight_init: Optional[Callable] = _kw(None)
-    bias_init: Optional[Callable] = _kw(None)
-    precision: Any = _kw(None)
 
     transposed: ClassVar[bool] = True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as fnn
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from .._utils import shape_str
 from ..functional.linear import _bilinear, _linear
+from ._options import LayerOptions
 
 __all__ = ["Identity", "Linear", "LazyLinear", "Bilinear"]
 
@@ -64,7 +65,7 @@ def _check_last_dim(layer: str, x, in_features: int) -> None:
         )
 
 
-class Linear(fnn.Module):
+class Linear(LayerOptions):
     """Affine map ``y = x @ weight.T + bias``, as ``torch.nn.Linear``.
 
     Args:
@@ -86,11 +87,6 @@ class Linear(fnn.Module):
     in_features: int
     out_features: int
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     @fnn.compact
     def __call__(self, input):
@@ -98,7 +94,7 @@ class Linear(fnn.Module):
         return _dense(self, input, self.in_features, type(self).__name__)
 
 
-class LazyLinear(fnn.Module):
+class LazyLinear(LayerOptions):
     """``torch.nn.LazyLinear``: a :class:`Linear` whose ``in_features`` is read from the input at init.
 
     Args: as :class:`Linear` without ``in_features``.  Once initialised, the
@@ -109,11 +105,6 @@ class LazyLinear(fnn.Module):
 
     out_features: int
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     @fnn.compact
     def __call__(self, input):
@@ -128,7 +119,7 @@ class LazyLinear(fnn.Module):
         return _dense(self, input, in_features, layer)
 
 
-class Bilinear(fnn.Module):
+class Bilinear(LayerOptions):
     """``y = x1 @ weight[o] @ x2 + bias[o]``, as ``torch.nn.Bilinear``.
 
     Args:
@@ -147,11 +138,6 @@ class Bilinear(fnn.Module):
     in2_features: int
     out_features: int
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     @fnn.compact
     def __call__(self, input1, input2):

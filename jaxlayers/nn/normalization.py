@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from .. import init as jinit
 from .._utils import index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
+from ._options import AffineOptions, StatsOptions
 
 __all__ = [
     "BatchNorm1d",
@@ -86,7 +87,7 @@ def _affine_params(module, c_shape, weight: bool, bias: bool):
     return w, b
 
 
-class _BatchNorm(_StatsMixin, fnn.Module):
+class _BatchNorm(_StatsMixin, StatsOptions):
     """N-d batch normalisation, as ``torch.nn.BatchNorm{1,2,3}d``.
 
     Args:
@@ -118,12 +119,6 @@ class _BatchNorm(_StatsMixin, fnn.Module):
     affine: bool = True
     track_running_stats: bool = True
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    axis_name: Any = None
-    axis_index_groups: Any = None
-    weight_init: Optional[Callable] = None
-    bias_init: Optional[Callable] = None
 
     ranks: ClassVar[tuple[int, ...]] = ()
     layout: ClassVar[str] = ""
@@ -166,7 +161,7 @@ class BatchNorm3d(_BatchNorm):
     layout: ClassVar[str] = "5-D (N, C, D, H, W)"
 
 
-class _InstanceNorm(_StatsMixin, fnn.Module):
+class _InstanceNorm(_StatsMixin, StatsOptions):
     """N-d instance normalisation, as ``torch.nn.InstanceNorm{1,2,3}d``.
 
     Args:
@@ -191,12 +186,6 @@ class _InstanceNorm(_StatsMixin, fnn.Module):
     affine: bool = False
     track_running_stats: bool = False
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    axis_name: Any = None
-    axis_index_groups: Any = None
-    weight_init: Optional[Callable] = None
-    bias_init: Optional[Callable] = None
 
     num_spatial_dims: ClassVar[int] = 0
 
@@ -241,7 +230,7 @@ class InstanceNorm3d(_InstanceNorm):
     num_spatial_dims: ClassVar[int] = 3
 
 
-class LayerNorm(fnn.Module):
+class LayerNorm(AffineOptions):
     """Layer normalisation over the trailing dims, as ``torch.nn.LayerNorm``.
 
     Args:
@@ -258,10 +247,6 @@ class LayerNorm(fnn.Module):
     eps: float = 1e-5
     elementwise_affine: bool = True
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Optional[Callable] = None
-    bias_init: Optional[Callable] = None
 
     @fnn.compact
     def __call__(self, input: jax.Array) -> jax.Array:
@@ -275,7 +260,7 @@ class LayerNorm(fnn.Module):
         return Fn._layer_norm(x, shape, weight, bias, self.eps, name=name)
 
 
-class GroupNorm(fnn.Module):
+class GroupNorm(AffineOptions):
     """Group normalisation, as ``torch.nn.GroupNorm``.
 
     Args:
@@ -294,10 +279,6 @@ class GroupNorm(fnn.Module):
     eps: float = 1e-5
     affine: bool = True
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Optional[Callable] = None
-    bias_init: Optional[Callable] = None
 
     def __post_init__(self) -> None:
         if self.num_groups <= 0 or self.num_channels % self.num_groups:
@@ -369,7 +350,7 @@ class LocalResponseNorm(fnn.Module):
                                        name=type(self).__name__)
 
 
-class _SwitchNorm(_StatsMixin, fnn.Module):
+class _SwitchNorm(_StatsMixin, StatsOptions):
     """Switchable Normalization (Luo et al. 2018), N-d.
 
     Normalises with softmax-weighted mixtures of the instance-, layer- and
@@ -398,12 +379,6 @@ class _SwitchNorm(_StatsMixin, fnn.Module):
     num_features: int
     eps: float = 1e-5
     momentum: Optional[float] = 0.1
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    axis_name: Any = None
-    axis_index_groups: Any = None
-    weight_init: Optional[Callable] = None
-    bias_init: Optional[Callable] = None
 
     num_spatial_dims: ClassVar[int] = 0
 

@@ -19,6 +19,7 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from .._utils import require_train
 from ..functional import recurrent as R
+from ._options import LayerOptions
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
@@ -37,7 +38,7 @@ def _inits(module: Any) -> tuple[Callable, Callable]:
     return module.weight_init or default, module.bias_init or default
 
 
-class _CellBase(fnn.Module):
+class _CellBase(LayerOptions):
     """Shared body of RNNCell/LSTMCell/GRUCell (subclasses declare the fields)."""
 
     def _mode(self) -> str:  # pragma: no cover - overridden
@@ -86,11 +87,6 @@ class RNNCell(_CellBase):
     hidden_size: int
     bias: bool = True
     nonlinearity: str = "tanh"
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     def _mode(self) -> str:
         return _NONLINEARITY[self.nonlinearity]
@@ -109,11 +105,6 @@ class LSTMCell(_CellBase):
     input_size: int
     hidden_size: int
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     def _mode(self) -> str:
         return "LSTM"
@@ -132,17 +123,12 @@ class GRUCell(_CellBase):
     input_size: int
     hidden_size: int
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     def _mode(self) -> str:
         return "GRU"
 
 
-class _RNNBase(fnn.Module):
+class _RNNBase(LayerOptions):
     """Shared body of RNN/LSTM/GRU (subclasses declare torch's fields in torch's order)."""
 
     def _mode(self) -> str:  # pragma: no cover - overridden
@@ -233,11 +219,6 @@ class RNN(_RNNBase):
     batch_first: bool = False
     dropout: float = 0.0
     bidirectional: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     def _mode(self) -> str:
         return _NONLINEARITY[self.nonlinearity]
@@ -265,11 +246,6 @@ class LSTM(_RNNBase):
     dropout: float = 0.0
     bidirectional: bool = False
     proj_size: int = 0
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     def _mode(self) -> str:
         return "LSTM"
@@ -291,11 +267,6 @@ class GRU(_RNNBase):
     batch_first: bool = False
     dropout: float = 0.0
     bidirectional: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
-    bias_init: Callable | None = None
-    precision: Any = None
 
     def _mode(self) -> str:
         return "GRU"
