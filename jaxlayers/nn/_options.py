@@ -33,15 +33,26 @@ class DtypeOptions(fnn.Module):
     param_dtype: Any = kw_only(jnp.float32)
 
 
-class AffineOptions(DtypeOptions):
-    """``dtype``, ``param_dtype``, ``weight_init``, ``bias_init``."""
+class InitOptions(DtypeOptions):
+    """``dtype``, ``param_dtype``, ``weight_init``."""
 
     weight_init: Optional[Callable] = kw_only(None)
+
+
+class AffineOptions(InitOptions):
+    """``dtype``, ``param_dtype``, ``weight_init``, ``bias_init``."""
+
     bias_init: Optional[Callable] = kw_only(None)
 
 
 class LayerOptions(AffineOptions):
     """``dtype``, ``param_dtype``, ``weight_init``, ``bias_init``, ``precision``."""
+
+    precision: Any = kw_only(None)
+
+
+class PrecisionOptions(DtypeOptions):
+    """``dtype``, ``param_dtype``, ``precision``."""
 
     precision: Any = kw_only(None)
 

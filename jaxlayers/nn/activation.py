@@ -17,6 +17,7 @@ from flax.linen.dtypes import promote_dtype
 
 from .. import init as jinit
 from ..functional import activation as A
+from ._options import InitOptions
 
 __all__ = [
     "ReLU",
@@ -454,7 +455,7 @@ class Softmax2d(_Activation):
     _named = True
 
 
-class PReLU(fnn.Module):
+class PReLU(InitOptions):
     """``x if x > 0 else weight * x`` with a learnable ``weight``, as ``torch.nn.PReLU``.
 
     Args:
@@ -475,9 +476,6 @@ class PReLU(fnn.Module):
 
     num_parameters: int = 1
     init_value: float = 0.25
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Any = None
 
     def __post_init__(self) -> None:
         n = self.num_parameters

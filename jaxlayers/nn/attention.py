@@ -11,6 +11,7 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from .._utils import require_train
 from ..functional.attention import multi_head_attention_forward
+from ._options import PrecisionOptions, kw_only
 
 __all__ = ["MultiheadAttention"]
 
@@ -34,7 +35,7 @@ class _OutProj(fnn.Module):
         return w, b
 
 
-class MultiheadAttention(fnn.Module):
+class MultiheadAttention(PrecisionOptions):
     """Multi-head attention, as ``torch.nn.MultiheadAttention``.
 
     Args:
@@ -81,13 +82,10 @@ class MultiheadAttention(fnn.Module):
     kdim: int | None = None
     vdim: int | None = None
     batch_first: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    in_proj_weight_init: Callable | None = None
-    in_proj_bias_init: Callable | None = None
-    out_proj_weight_init: Callable | None = None
-    bias_kv_init: Callable | None = None
-    precision: Any = None
+    in_proj_weight_init: Callable | None = kw_only(None)
+    in_proj_bias_init: Callable | None = kw_only(None)
+    out_proj_weight_init: Callable | None = kw_only(None)
+    bias_kv_init: Callable | None = kw_only(None)
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0 or self.num_heads <= 0:

@@ -13,7 +13,7 @@ float32 and parameters/buffers stay in ``param_dtype``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as fnn
 import jax
@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from .. import init as jinit
 from .._utils import index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
-from ._options import AffineOptions, StatsOptions
+
+from ._options import AffineOptions, InitOptions, StatsOptions
 
 __all__ = [
     "BatchNorm1d",
@@ -299,7 +300,7 @@ class GroupNorm(AffineOptions):
         return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name)
 
 
-class RMSNorm(fnn.Module):
+class RMSNorm(InitOptions):
     """Root-mean-square normalisation, as ``torch.nn.RMSNorm``.
 
     Args:
@@ -315,9 +316,6 @@ class RMSNorm(fnn.Module):
     normalized_shape: Any
     eps: Optional[float] = None
     elementwise_affine: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Optional[Callable] = None
 
     @fnn.compact
     def __call__(self, input: jax.Array) -> jax.Array:

@@ -25,6 +25,7 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from .._utils import shape_str
 from ..functional.sparse import _MODES, _embedding, _embedding_bag, _normalise_padding_idx, embedding_renorm
+from ._options import InitOptions
 
 __all__ = ["Embedding", "EmbeddingBag"]
 
@@ -63,7 +64,7 @@ def _pretrained(layer: str, embeddings: Any) -> jax.Array:
     return jnp.asarray(np.asarray(embeddings) if not isinstance(embeddings, jax.Array) else embeddings)
 
 
-class _EmbeddingBase(linen.Module):
+class _EmbeddingBase(InitOptions):
     def _table(self) -> jax.Array:
         w = self.param(
             "weight",
@@ -120,9 +121,6 @@ class Embedding(_EmbeddingBase):
     sparse: bool = False
     _weight: Any = None
     _freeze: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
 
     def __post_init__(self) -> None:
         _check_common(type(self).__name__, self.num_embeddings, self.embedding_dim, self.padding_idx,
@@ -191,9 +189,6 @@ class EmbeddingBag(_EmbeddingBase):
     include_last_offset: bool = False
     padding_idx: int | None = None
     _freeze: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    weight_init: Callable | None = None
 
     def __post_init__(self) -> None:
         _check_common(type(self).__name__, self.num_embeddings, self.embedding_dim, self.padding_idx,

@@ -22,6 +22,7 @@ from .attention import MultiheadAttention
 from .dropout import Dropout
 from .linear import Linear
 from .normalization import LayerNorm
+from ._options import PrecisionOptions, kw_only
 
 __all__ = [
     "TransformerEncoderLayer",
@@ -55,7 +56,7 @@ def _check_common(self: Any) -> None:
     _activation_fn(self.activation, layer)
 
 
-class TransformerEncoderLayer(fnn.Module):
+class TransformerEncoderLayer(PrecisionOptions):
     """Self-attention + feed-forward block, as ``torch.nn.TransformerEncoderLayer``.
 
     Args:
@@ -91,10 +92,7 @@ class TransformerEncoderLayer(fnn.Module):
     batch_first: bool = False
     norm_first: bool = False
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
-    weight_init: Callable | None = None
+    weight_init: Callable | None = kw_only(None)
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -301,7 +299,7 @@ class TransformerDecoder(fnn.Module):
         return x
 
 
-class Transformer(fnn.Module):
+class Transformer(PrecisionOptions):
     """Encoder-decoder transformer, as ``torch.nn.Transformer``.
 
     Args (torch's order and defaults): d_model=512, nhead=8, num_encoder_layers=6,
@@ -334,9 +332,6 @@ class Transformer(fnn.Module):
     batch_first: bool = False
     norm_first: bool = False
     bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
 
     def __post_init__(self) -> None:
         _check_common(self)
