@@ -128,6 +128,15 @@ def _is_nan(v: jax.Array) -> jax.Array:
     return jnp.zeros(v.shape, bool)
 
 
+def _loop_max(values: list) -> jax.Array:
+    """Torch's max loop over window elements (in window order), vectorised over
+    outputs: keep an element when it is strictly larger or NaN."""
+    best = values[0]
+    for v in values[1:]:
+        best = jnp.where((v > best) | _is_nan(v), v, best)
+    return best
+
+
 def _as_bits(v: jax.Array) -> jax.Array:
     """Floats as unsigned integers of the same width; other dtypes unchanged."""
     if jnp.issubdtype(v.dtype, jnp.inexact):
@@ -283,21 +292,18 @@ def _max_pool_core(x, k, s, p, d, outs, pads, return_indices):
     best = _max_values(x, win)
     if not return_indices:
         return best
-    # Which window element torch's loop ends on, as its flat offset inside the
-    # window; the index is the window's base offset plus that.
+    # torch's index: the window's base offset plus the flat offset of the
+    # window element torch's loop ends on (the search the gradient uses too).
     n = len(k)
     itype = index_dtype()
     fs = _flat_strides(x.shape[2:])
-    flats = [jnp.asarray(int(sum(o * di * f for o, di, f in zip(off, d, fs))), itype) for off in win.offsets()]
-    shift = _first_max_or_last_nan(best, win.pad(x, _lowest(x.dtype)), win.elements, flats)
-    base = init = 0
+    taps = _argmax_elements(x, best, win)
+    flats = [jnp.full(taps.shape, sum(o * di * f for o, di, f in zip(off, d, fs)), itype) for off in win.offsets()]
+    shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
+    base = 0
     for i in range(n):
-        starts = np.arange(outs[i]) * s[i] - p[i]
-        base = base + _bcast(starts * fs[i], i, n)
-        init = init + _bcast(_first_inside(starts, d[i]) * fs[i], i, n)
-    # A maximum of -inf (every in-bounds element -inf, padding alike): torch
-    # keeps the first in-bounds position.
-    idx = jnp.where(best == _lowest(x.dtype), jnp.asarray(init, itype), jnp.asarray(base, itype) + shift)
+        base = base + _bcast((np.arange(outs[i]) * s[i] - p[i]) * fs[i], i, n)
+    idx = jnp.asarray(base, itype) + shift
     return best, idx
 
 
@@ -309,15 +315,10 @@ def _first_inside(starts: np.ndarray, d: int) -> np.ndarray:
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_values(x: jax.Array, win: _Window) -> jax.Array:
     """Torch's loop, vectorised over output positions and unrolled over the
-    (static, small) window: start from the lowest value and take a window
-    element when it is strictly larger or NaN.  Padding holds the lowest value,
-    so it never wins.  Differentiated by a custom JVP that routes the tangent
+    (static, small) window (``_loop_max``).  Padding holds the lowest value, so
+    it never wins.  Differentiated by a custom JVP that routes the tangent
     from the element torch's index points at (``_take_elements``)."""
-    lowest = _lowest(x.dtype)
-    best = jnp.full(x.shape[:2] + win.outs, lowest, x.dtype)
-    for v in win.elements(win.pad(x, lowest)):
-        best = jnp.where((v > best) | _is_nan(v), v, best)
-    return best
+    return _loop_max(win.elements(win.pad(x, _lowest(x.dtype))))
 
 
 @_max_values.defjvp
@@ -797,9 +798,7 @@ def _adaptive_max_sep_impl(x, outs):
     def elements(g):
         return [g[tap] for tap in taps]
 
-    best = None
-    for v in elements(g):
-        best = v if best is None else jnp.where((v > best) | _is_nan(v), v, best)
+    best = _loop_max(elements(g))
     return best, _first_max_or_last_nan(best, g, elements, keys, nan_pass_on_demand=False)
 
 
