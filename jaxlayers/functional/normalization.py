@@ -310,14 +310,9 @@ def _fused_norm(x, weight, bias, eps, axes, pshape):
 
 def _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape):
     sdt = _stat_dtype(x.dtype)
-    xs = x.astype(sdt)
-    mean, var = _guarded_moments(xs, axes)
-    inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
-    mul = inv if weight is None else inv * jnp.reshape(weight, pshape).astype(sdt)
-    y = (xs - mean) * mul
-    if bias is not None:
-        y = y + jnp.reshape(bias, pshape).astype(sdt)
-    return y.astype(x.dtype), mean, var, inv
+    mean, var = _guarded_moments(x.astype(sdt), axes)
+    inv = lax.rsqrt(var + jnp.asarray(eps, sdt))  # the same rsqrt as _normalize's (XLA computes it once)
+    return _normalize(x, mean, var, weight, bias, eps, pshape), mean, var, inv
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 from .. import init as jinit
 from .._utils import index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
-
 from ._options import AffineOptions, InitOptions, StatsOptions
 
 __all__ = [
