@@ -46,16 +46,20 @@ def _torch_fb(fn):
     return run
 
 
-def _time_one(jf, tf, x, tx, mode, iters, rng):
-    """(jax median s, jax compile s, torch median s or None) for one function."""
+def _jitted(jf, x, mode, rng):
+    """``(jitted function, its arguments)``: the forward, or forward + backward
+    with a random cotangent of the (first) output."""
+    if mode == "fwd":
+        return _fwd(jf), (x,)
     out = jax.eval_shape(jf, x)
     has_aux = isinstance(out, tuple)
-    yshape = (out[0] if has_aux else out).shape
-    if mode == "fwd":
-        j, args = _fwd(jf), (x,)
-    else:
-        ct = jnp.asarray(rng.normal(size=yshape), x.dtype)
-        j, args = _fb(jf, has_aux), (x, ct)
+    ct = jnp.asarray(rng.normal(size=(out[0] if has_aux else out).shape), x.dtype)
+    return _fb(jf, has_aux), (x, ct)
+
+
+def _time_one(jf, tf, x, tx, mode, iters, rng):
+    """(jax median s, jax compile s, torch median s or None) for one function."""
+    j, args = _jitted(jf, x, mode, rng)
     c = compile_seconds(j, *args)
     tj = time_jax(j, *args, iters=iters)
     tt = None
@@ -64,7 +68,7 @@ def _time_one(jf, tf, x, tx, mode, iters, rng):
             with torch.no_grad():
                 tt = time_torch(tf, tx, iters=iters)
         else:
-            tt = time_torch(_torch_fb(tf), tx, torch.tensor(np.asarray(ct)), iters=iters)
+            tt = time_torch(_torch_fb(tf), tx, torch.tensor(np.asarray(args[1])), iters=iters)
     return tj, c, tt
 
 
@@ -73,13 +77,7 @@ def _interleaved_ratio(jf_a, jf_b, x, mode, iters, rng):
     taking turns so that load drifting on a shared machine hits both alike."""
     calls = {}
     for key, jf in (("a", jf_a), ("b", jf_b)):
-        out = jax.eval_shape(jf, x)
-        has_aux = isinstance(out, tuple)
-        if mode == "fwd":
-            j, args = _fwd(jf), (x,)
-        else:
-            ct = jnp.asarray(rng.normal(size=(out[0] if has_aux else out).shape), x.dtype)
-            j, args = _fb(jf, has_aux), (x, ct)
+        j, args = _jitted(jf, x, mode, rng)
         calls[key] = lambda j=j, args=args: j(*args)
     t = time_interleaved(calls, iters=4 * iters, rounds=2 * iters)
     return t["a"] / t["b"]
