@@ -13,21 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from harness import Table, compile_seconds, time_jax, time_torch
+from harness import Table, compile_seconds, time_interleaved
 
 from jaxlayers import nn
-
-
-def _interleaved(fns, args, iters: int, rounds: int = 6) -> list[float]:
-    """Best-of-``rounds`` medians, interleaving the candidates (in alternating order) so that
-    load bursts on a shared machine hit them alike."""
-    best = [float("inf")] * len(fns)
-    order = list(range(len(fns)))
-    for _ in range(rounds):
-        for i in order:  # the order flips every round: whoever runs first is not favoured
-            best[i] = min(best[i], time_jax(fns[i], *args[i], iters=iters))
-        order.reverse()
-    return best
 
 
 def _cases(quick: bool):
@@ -63,9 +51,9 @@ def run(table: Table, quick: bool) -> None:
             (tm(x) ** 2).sum().backward()
 
         name = f"Linear {batch}x{fin}->{fout} f32"
-        cj, cf = compile_seconds(fwd_j, vj, x), compile_seconds(fwd_f, vf, x)
-        tj, tf = _interleaved([fwd_j, fwd_f], [(vj, x), (vf, x)], iters)
-        table.add(f"{name} fwd", tj, tf, time_torch(torch_fwd, xt, iters=iters), cj, cf)
-        cj, cf = compile_seconds(bwd_j, vj, x), compile_seconds(bwd_f, vf, x)
-        tj, tf = _interleaved([bwd_j, bwd_f], [(vj, x), (vf, x)], iters)
-        table.add(f"{name} fwd+bwd", tj, tf, time_torch(torch_bwd, xt, iters=iters), cj, cf)
+        rounds = 6
+        for kind, fj, ff, ft in (("fwd", fwd_j, fwd_f, torch_fwd), ("fwd+bwd", bwd_j, bwd_f, torch_bwd)):
+            cj, cf = compile_seconds(fj, vj, x), compile_seconds(ff, vf, x)
+            t = time_interleaved({"jl": lambda fj=fj: fj(vj, x), "flax": lambda ff=ff: ff(vf, x),
+                                  "torch": lambda ft=ft: ft(xt)}, iters=iters * rounds, rounds=rounds, best_round=True)
+            table.add(f"{name} {kind}", t["jl"], t["flax"], t["torch"], cj, cf)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from harness import Table, compile_seconds, time_jax, time_torch
+from harness import Table, compile_seconds, time_interleaved
 
 from jaxlayers import nn
 
@@ -34,33 +34,32 @@ def _fwd_bwd_jax(module, variables, kw, mutable, g):
 
 
 def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, rounds=4):
-    """jaxlayers and flax timed alternately for ``rounds`` rounds; the best
-    median of each is kept (the machine is shared: this damps load spikes)."""
-    fns = {}
+    """jaxlayers, flax and torch taking turns for ``rounds`` rounds of ``iters`` calls;
+    each keeps its best round's median (the machine is shared: this damps load spikes)."""
+    fwd, grad, comp = {}, {}, {}
     for tag, (module, kw, mutable, x) in {"jl": jl + (x_jl,), "flax": flax + (x_flax,)}.items():
         v = module.init(jax.random.PRNGKey(0), x, **kw)
         g = jnp.asarray(np.random.default_rng(1).normal(size=x.shape).astype(np.float32))
-        fwd, grad = _fwd_bwd_jax(module, v, kw, mutable, g)
-        comp = compile_seconds(fwd, v, x)
-        fns[tag] = (fwd, grad, v, x, comp)
-    best = {tag: [float("inf"), float("inf")] for tag in fns}
-    for r in range(rounds):  # order reversed every round (see harness.time_interleaved)
-        for tag, (fwd, grad, v, x, _) in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-            best[tag][0] = min(best[tag][0], time_jax(fwd, v, x, iters=iters))
-            best[tag][1] = min(best[tag][1], time_jax(grad, v.get("params", {}), x, iters=iters))
+        f, gr = _fwd_bwd_jax(module, v, kw, mutable, g)
+        comp[tag] = compile_seconds(f, v, x)
+        fwd[tag] = lambda f=f, v=v, x=x: f(v, x)
+        grad[tag] = lambda gr=gr, p=v.get("params", {}), x=x: gr(p, x)
     xt = torch.tensor(x_torch)
     xg = xt.clone().requires_grad_(True)
     gt = torch.tensor(np.random.default_rng(1).normal(size=x_torch.shape).astype(np.float32))
+
+    def torch_fwd():
+        with torch.no_grad():
+            return torch_mod(xt)
 
     def torch_fb():
         y = torch_mod(xg)
         (y * gt).sum().backward()
 
-    with torch.no_grad():
-        t_fwd = time_torch(torch_mod, xt, iters=iters)
-    t_fb = time_torch(torch_fb, iters=iters)
-    table.add(f"{name} fwd", best["jl"][0], best["flax"][0], t_fwd, fns["jl"][4], fns["flax"][4])
-    table.add(f"{name} fwd+bwd", best["jl"][1], best["flax"][1], t_fb)
+    t = time_interleaved({**fwd, "torch": torch_fwd}, iters=iters * rounds, rounds=rounds, best_round=True)
+    table.add(f"{name} fwd", t["jl"], t["flax"], t["torch"], comp["jl"], comp["flax"])
+    t = time_interleaved({**grad, "torch": torch_fb}, iters=iters * rounds, rounds=rounds, best_round=True)
+    table.add(f"{name} fwd+bwd", t["jl"], t["flax"], t["torch"])
 
 
 def run(table: Table, quick: bool = False) -> None:

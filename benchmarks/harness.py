@@ -35,7 +35,8 @@ def time_jax(fn: Callable, *args: Any, warmup: int = 2, iters: int = 20) -> floa
     return statistics.median(times)
 
 
-def time_interleaved(calls: dict[str, Callable[[], Any]], iters: int = 20, rounds: int = 5) -> dict[str, float]:
+def time_interleaved(calls: dict[str, Callable[[], Any]], iters: int = 20, rounds: int = 5,
+                     best_round: bool = False) -> dict[str, float]:
     """Median wall time (s) per call of each zero-argument callable, taking turns.
 
     Each of ``rounds`` rounds runs every callable ``max(1, iters // rounds)`` times
@@ -43,19 +44,24 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], iters: int = 20, round
     hits every contender alike; JAX results are blocked on.  The order reverses
     every round: on this machine whichever of two JAX programs reading the same
     input runs second measured up to 25 % faster.  Use it for the contenders of
-    one row (jaxlayers, flax.linen, torch).
+    one row (jaxlayers, flax.linen, torch).  With ``best_round`` each contender
+    reports its fastest round's median instead of the median of all its calls
+    (damps load spikes that hit one round).
     """
     per_round = max(1, iters // rounds)
     for fn in calls.values():
         _block(fn())
-    times: dict[str, list[float]] = {k: [] for k in calls}
+    times: dict[str, list[list[float]]] = {k: [] for k in calls}
     for r in range(rounds):
         for k, fn in (list(calls.items()) if r % 2 == 0 else list(calls.items())[::-1]):
+            times[k].append([])
             for _ in range(per_round):
                 t0 = time.perf_counter()
                 _block(fn())
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+                times[k][-1].append(time.perf_counter() - t0)
+    if best_round:
+        return {k: min(statistics.median(t) for t in v) for k, v in times.items()}
+    return {k: statistics.median([t for rnd in v for t in rnd]) for k, v in times.items()}
 
 
 def compile_seconds(fn: Callable, *args: Any) -> float:
