@@ -44,7 +44,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +61,12 @@ _MIN_TAP_SPATIAL = 32
 # Transposed-convolution forwards computed per output phase (:func:`_subpixel_conv`): 1-d and 3-d
 # only; in 2-d XLA's convolution of the stride-dilated input measured as fast or faster.
 _SUBPIXEL_RANKS = (1, 3)
+
+
+def _out_sizes(spatial, kernel, pairs, lhs_dilation, dilation) -> tuple[int, ...]:
+    """Output sizes of a stride-1 convolution of the ``lhs_dilation``-dilated, ``pairs``-padded input."""
+    return tuple((s - 1) * st + 1 + lo + hi - d * (k - 1)
+                 for s, k, (lo, hi), st, d in zip(spatial, kernel, pairs, lhs_dilation, dilation))
 
 
 def _xla_conv(x, w, stride, pairs, lhs_dilation, rhs_dilation, groups, precision):
@@ -82,7 +88,7 @@ def _tap_conv(x: Any, w: Any, pairs: Sequence[tuple[int, int]], dilation: Sequen
     out_ch, kernel = w.shape[0], tuple(w.shape[2:])
     xp = jnp.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pairs])
     padded = xp.shape[2:]
-    out = tuple(s - d * (k - 1) for s, k, d in zip(padded, kernel, dilation))
+    out = _out_sizes(x.shape[2:], kernel, pairs, (1,) * n, dilation)
     xf = jnp.moveaxis(xp, 1, 0).reshape(chans, -1)  # (C, M)
     m = xf.shape[1]
     flat_stride = [math.prod(padded[i + 1:]) for i in range(n)]
@@ -113,10 +119,7 @@ def _scatter_tap_conv(
     batch, chans = x.shape[:2]
     spatial = tuple(x.shape[2:])
     out_ch, kernel = w.shape[0], tuple(w.shape[2:])
-    out = tuple(
-        (s - 1) * st + 1 + lo + hi - d * (k - 1)
-        for s, st, (lo, hi), d, k in zip(spatial, lhs_dilation, pairs, dilation, kernel)
-    )
+    out = _out_sizes(spatial, kernel, pairs, lhs_dilation, dilation)
     xf = jnp.moveaxis(x, 1, 0).reshape(chans, -1)  # (C, N*prod(S))
     w3 = w.reshape(out_ch, chans, -1)
     zero = jnp.zeros((), x.dtype)
@@ -132,11 +135,20 @@ def _scatter_tap_conv(
     return jnp.moveaxis(acc, 0, 1)
 
 
-def _phase_conv_dims(size, kernel, st, lo, hi, d):
-    """Per output phase ``r`` of one dim of the stride-``st`` dilated convolution: ``None`` when
-    no tap reaches it, else ``(first tap, tap step, sub-kernel dilation, (pad lo, pad hi), M_r)``
-    of the stride-1 convolution over the undilated input that yields outputs ``st*u + r``."""
-    out = (size - 1) * st + 1 + lo + hi - d * (kernel - 1)
+class _Phase(NamedTuple):
+    """The stride-1 convolution over the undilated input that yields one dim's outputs
+    ``st*u + r`` (``u < length``): taps ``first, first + step, ...`` of the kernel, dilated."""
+
+    first: int
+    step: int
+    dilation: int
+    pad: tuple[int, int]
+    length: int
+
+
+def _phase_conv_dims(size, kernel, st, lo, d, out) -> list:
+    """Per output phase ``r`` of one dim of the stride-``st`` dilated convolution (``out``
+    outputs): its :class:`_Phase`, or ``None`` when no tap reaches it."""
     g = math.gcd(st, d)
     phases = []
     for r in range(st):
@@ -146,8 +158,8 @@ def _phase_conv_dims(size, kernel, st, lo, hi, d):
             phases.append(None)
             continue
         first, last = (r + d * taps[0] - lo) // st, (r + d * taps[-1] - lo) // st
-        phases.append((taps[0], st // g, d // g, (-first, length - 1 + last - (size - 1)), length))
-    return out, phases
+        phases.append(_Phase(taps[0], st // g, d // g, (-first, length - 1 + last - (size - 1)), length))
+    return phases
 
 
 def _subpixel_conv(x, w, pairs, lhs_dilation, dilation, precision):
@@ -161,23 +173,23 @@ def _subpixel_conv(x, w, pairs, lhs_dilation, dilation, precision):
     """
     n = x.ndim - 2
     batch, out_ch = x.shape[0], w.shape[0]
-    dims = [_phase_conv_dims(s, k, st, lo, hi, d) for s, k, st, (lo, hi), d
-            in zip(x.shape[2:], w.shape[2:], lhs_dilation, pairs, dilation)]
-    outs = [o for o, _ in dims]
+    outs = _out_sizes(x.shape[2:], w.shape[2:], pairs, lhs_dilation, dilation)
+    dims = [_phase_conv_dims(s, k, st, lo, d, o) for s, k, st, (lo, _), d, o
+            in zip(x.shape[2:], w.shape[2:], lhs_dilation, pairs, dilation, outs)]
     full = [-(-o // st) for o, st in zip(outs, lhs_dilation)]
     xl = jnp.moveaxis(x, 1, -1)
     wl = jnp.moveaxis(w, (0, 1), (-1, -2))  # (*k, I, O)
     spec = "DHW"[3 - n:]
     parts = []
-    for combo in itertools.product(*(phases for _, phases in dims)):
+    for combo in itertools.product(*dims):
         if any(c is None for c in combo):
             parts.append(jnp.zeros((batch, *full, out_ch), x.dtype))
             continue
-        sub = wl[tuple(slice(t0, None, step) for t0, step, _, _, _ in combo)]
+        sub = wl[tuple(slice(c.first, None, c.step) for c in combo)]
         y = lax.conv_general_dilated(
-            xl, sub, (1,) * n, [c[3] for c in combo], rhs_dilation=[c[2] for c in combo],
+            xl, sub, (1,) * n, [c.pad for c in combo], rhs_dilation=[c.dilation for c in combo],
             dimension_numbers=(f"N{spec}C", f"{spec}IO", f"N{spec}C"), precision=precision)
-        parts.append(jnp.pad(y, [(0, 0)] + [(0, m - c[4]) for m, c in zip(full, combo)] + [(0, 0)]))
+        parts.append(jnp.pad(y, [(0, 0)] + [(0, m - c.length) for m, c in zip(full, combo)] + [(0, 0)]))
     # interleave channels-last (contiguous channel vectors move), then one NC* transpose
     y = jnp.stack(parts, axis=-2).reshape((batch, *full, *lhs_dilation, out_ch))
     perm = [0] + [a for i in range(n) for a in (1 + i, n + 1 + i)] + [2 * n + 1]
@@ -228,9 +240,8 @@ def use_tap_weight_grad(x_shape, w_shape, stride, pairs, lhs_dilation, dilation,
     if math.prod(kernel) > _MAX_TAPS:
         return False
     lhs = tuple(lhs_dilation or (1,) * len(kernel))
-    dilated = [(s - 1) * st + 1 for s, st in zip(x_shape[2:], lhs)]
-    padded = [s + lo + hi for s, (lo, hi) in zip(dilated, pairs)]
-    out = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilation)]
+    padded = [(s - 1) * st + 1 + lo + hi for s, st, (lo, hi) in zip(x_shape[2:], lhs, pairs)]
+    out = _out_sizes(x_shape[2:], kernel, pairs, lhs, dilation)
     if any(o < 1 for o in out):
         return False
     if any(st != 1 for st in lhs):
