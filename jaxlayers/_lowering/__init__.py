@@ -1,0 +1,31 @@
+"""Backend- and machine-specific lowerings (private).
+
+Each module here holds the fast paths of one family (``conv``, ``norm``,
+``pooling``) behind one function per operation that takes the family's
+reference implementation and falls back to it wherever the lowering does not
+apply.  A lowering is used only when :func:`enabled` says so: the setting
+``jaxlayers.config`` ``"auto"`` and a backend it was written for.  What a
+lowering computes is tested against the reference (values, every derivative
+mode, ``vmap``); it never changes a result beyond float rounding.
+
+Rules for a lowering to be on by default (see docs/engine.md): it wins by
+construction on any machine of its backend (skipping multiplications by the
+zeros of a stride-dilated input; one GEMM where XLA's convolution is
+pathological), or it is measured on the running machine first
+(:mod:`jaxlayers._lowering.autotune`).
+"""
+
+from __future__ import annotations
+
+import jax
+
+from .. import config
+
+
+def enabled(*backends: str) -> bool:
+    """Whether lowerings are on (``config`` ``"auto"``) for the default backend,
+    which must be one of ``backends`` (any backend when none are given).  Read at
+    trace time."""
+    if not config.use_lowerings():
+        return False
+    return not backends or jax.default_backend() in backends

@@ -1,0 +1,92 @@
+"""Shared test helpers: comparison with the torch (float64) oracle and
+torch <-> JAX conversion.  Import as ``from oracle import close, to_torch, ...``
+(pytest puts ``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+RTOL = 1e-10
+ATOL = 1e-10
+
+
+def to_numpy(a: Any) -> Any:
+    """A torch tensor, JAX array or nested tuple/list/dict of them as NumPy."""
+    if torch is not None and isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    if isinstance(a, (list, tuple)):
+        return type(a)(to_numpy(v) for v in a) if not hasattr(a, "_fields") else type(a)(*(to_numpy(v) for v in a))
+    if isinstance(a, dict):
+        return {k: to_numpy(v) for k, v in a.items()}
+    if a is None:
+        return None
+    return np.asarray(a)
+
+
+def to_torch(a: Any, requires_grad: bool = False, dtype: Any = None) -> Any:
+    """A NumPy/JAX array as a torch tensor (``None`` stays ``None``); float64 stays float64."""
+    if a is None:
+        return None
+    t = torch.from_numpy(np.array(a))
+    if dtype is not None:
+        t = t.to(dtype)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str = "") -> None:
+    """``np.testing.assert_allclose`` on arrays, tensors or matching trees of them."""
+    a, b = to_numpy(a), to_numpy(b)
+    if isinstance(a, dict):
+        assert set(a) == set(b), f"{err_msg}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            close(a[k], b[k], rtol, atol, f"{err_msg}[{k}]")
+        return
+    if isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{err_msg}: {len(a)} != {len(b)} entries"
+        for i, (u, v) in enumerate(zip(a, b)):
+            close(u, v, rtol, atol, f"{err_msg}[{i}]")
+        return
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+def torch_fwd_bwd(fn: Callable, cotangent: Any, *arrays: Any) -> tuple[Any, list]:
+    """torch's output of ``fn(*tensors)`` and the gradients of ``sum(out * cotangent)``
+    w.r.t. every array (``None`` for ``None`` entries and integer arrays)."""
+    ts = [None if a is None else to_torch(a, requires_grad=np.issubdtype(np.asarray(a).dtype, np.floating))
+          for a in arrays]
+    out = fn(*ts)
+    (out * to_torch(cotangent)).sum().backward()
+    grads = [None if t is None or t.grad is None else t.grad.numpy() for t in ts]
+    return out.detach().numpy(), grads
+
+
+def jax_fwd_bwd(fn: Callable, cotangent: Any, *arrays: Any, argnums: Sequence[int] | None = None) -> tuple[Any, list]:
+    """jaxlayers' output of ``fn(*arrays)`` and the gradients of ``sum(out * cotangent)``
+    w.r.t. the floating arrays (``argnums``: which; default every floating one)."""
+    if argnums is None:
+        argnums = tuple(i for i, a in enumerate(arrays)
+                        if a is not None and jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating))
+    out, vjp = jax.vjp(lambda *d: fn(*[d[argnums.index(i)] if i in argnums else a
+                                       for i, a in enumerate(arrays)]), *[arrays[i] for i in argnums])
+    gs = vjp(jnp.asarray(cotangent, out.dtype))
+    grads = [None] * len(arrays)
+    for i, g in zip(argnums, gs):
+        grads[i] = g
+    return out, grads
+
+
+def variables_from_torch(module: Any) -> dict:
+    """A torch module's ``state_dict`` as Flax variables (checks names and layouts)."""
+    from jaxlayers import interop
+
+    return interop.state_dict_to_variables(module.state_dict())
