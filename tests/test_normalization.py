@@ -580,7 +580,7 @@ def test_constructor_and_functional_errors(rng):
 def test_layer_norm_wide_parameter_gradients_match_torch():
     """normalized_shape of 2**14 elements: the weight/bias gradients take the CPU
     column-sum-as-product path (``_sum_over``); they still equal torch's in float64."""
-    from jaxlayers.functional import normalization as N
+    from jaxlayers._lowering import norm as N
 
     rng = np.random.default_rng(11)
     shape = (3, 4, 64, 64)
@@ -634,14 +634,11 @@ def test_guarded_moments_under_vmap():
         np.testing.assert_allclose(batched[i], _ref_norm(xs[i].astype(np.float64), (0,)), atol=2e-3)
 
 
-def test_shifted_moments_path_off_cpu(monkeypatch):
-    """Off CPU the statistics are always the shifted ones: same results (float64)."""
-    from jaxlayers.functional import normalization as N
+def test_guarded_moments_equal_shifted_and_two_pass():
+    """Both branches of the CPU lowering's guard give the two-pass moments (float64)."""
+    from jaxlayers._lowering import norm as N
 
     x = jnp.asarray(np.random.default_rng(15).normal(size=(4, 6, 5)) * 2 + 1)
-    on_cpu = N._guarded_moments(x, (0, 2))
-    monkeypatch.setattr(N.jax, "default_backend", lambda: "gpu")
-    off_cpu = N._guarded_moments(x, (0, 2))
-    chex.assert_trees_all_close(on_cpu, off_cpu, rtol=1e-12, atol=1e-12)
-    chex.assert_trees_all_close(off_cpu, N._shifted_moments(x, (0, 2)), rtol=0, atol=0)
-    np.testing.assert_allclose(off_cpu[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)
+    guarded = N._guarded_moments(x, (0, 2))
+    chex.assert_trees_all_close(guarded, N._shifted_moments(x, (0, 2)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(guarded[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)

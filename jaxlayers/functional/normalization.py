@@ -1,12 +1,8 @@
 """Normalisation functions: batch/layer/instance/group/RMS/local-response/switchable.
 
-Statistics come from three helpers:
+This file is the **reference**: plain JAX, differentiated by JAX (every
+derivative mode works).  Statistics come from two helpers:
 
-* :func:`_fused_norm` — batch (single device), layer and group norm: the raw
-  moments ``E[x]``, ``E[x²]`` where they are accurate, else a shifted one-pass
-  variance (:func:`_guarded_moments`, stable for large common offsets), and a
-  ``custom_vjp`` with torch's analytic backward (reverse mode of any order;
-  not forward mode).
 * :func:`_moments` — biased mean and variance over some axes, **two-pass**
   (the mean first, then the mean of squared deviations) and in at least
   float32, so that inputs with a large common offset (``1e4 + N(0, 1)`` in
@@ -19,6 +15,10 @@ Statistics come from three helpers:
   trailing axes.
 
 :func:`_normalize` then applies ``(x − mean) · rsqrt(var + eps) · weight + bias``.
+Batch (single device), layer and group norm go through :func:`_norm_over`,
+which ``jaxlayers._lowering.norm`` lowers on CPU under the ``"auto"`` setting
+(guarded raw moments and torch's analytic derivative as a custom JVP); the
+``"reference"`` setting (``jaxlayers.config``) runs the two-pass form here.
 
 Functions that torch lets mutate buffers in place (``batch_norm``,
 ``instance_norm``, ``switch_norm``) are pure here: they return a
@@ -27,7 +27,6 @@ Functions that torch lets mutate buffers in place (``batch_norm``,
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -35,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._lowering import norm as _lowering_norm
 from .._utils import shape_str
 
 __all__ = [
@@ -184,182 +184,24 @@ def _check_stats_pair(name: str, running_mean: Any, running_var: Any) -> None:
         raise ValueError(f"{name}: running_mean and running_var must both be given or both be None")
 
 
-# --------------------------------------------------------------------------- fused normalisation
+# --------------------------------------------------------------------------- normalise over axes
 
 
-def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    """Biased mean and variance over ``axes`` (kept), one pass, numerically stable.
-
-    ``d = x − s`` with a per-slice shift ``s`` taken from the data (the first
-    element of each slice along ``axes``); ``mean = s + E[d]`` and
-    ``var = E[d²] − E[d]²``.  The shift removes any common offset (``1e4 +
-    N(0, 1)``), so neither sum accumulates large values and the cancellation is
-    only that of ``(x₀ − mean)² / var``.  The two sums do not depend on each
-    other (no mean-then-deviations chain).  ``x`` is already in the statistics
-    dtype.
-
-    Measured alternatives (float32, ``1e4 + N(0, 1)``, max error of the
-    normalised output vs float64): the mean as ``E[x]`` (skipping the shift for
-    it) is faster on some XLA:CPU shapes but errs by up to 2e-2 on a
-    ``(32, 128, 768)`` LayerNorm and 9e-3 on a ``(32, 64, 32, 32)`` BatchNorm;
-    this form stays at 4e-4 to 6e-4 on both (torch: ~1e-3).
-    """
-    idx = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
-    shift = x[idx]
-    m = math.prod(x.shape[i] for i in axes)
-    d = x - shift
-    md = jnp.sum(d, axes, keepdims=True) / m
-    var = jnp.maximum(jnp.sum(d * d, axes, keepdims=True) / m - md * md, 0)
-    return shift + md, var
+def _reference_norm(x, weight, bias, eps, axes, pshape):
+    """``(y, mean, var)``: two-pass moments over ``axes``, then :func:`_normalize`."""
+    mean, var = _moments(x, axes)
+    return _normalize(x, mean, var, weight, bias, eps, pshape), mean, var
 
 
-# The raw moments E[x], E[x²] are exact enough when the mean is small next to the
-# spread: with E[x]² <= 64·Var[x] the normalised output errs by < 1e-4 in float32
-# (measured on LayerNorm/BatchNorm reductions of 768 to 2**21 elements); beyond
-# it, or for NaN/constant slices, the shifted form is used.
-_RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR = 64.0
+def _norm_over(x, weight, bias, eps, axes, pshape):
+    """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
+    biased moments over ``axes``; ``weight``/``bias`` (or ``None``) reshape to ``pshape``.
+    The reference is :func:`_reference_norm`; ``jaxlayers._lowering.norm`` may lower it."""
+    return _lowering_norm.fused_norm(x, weight, bias, eps, tuple(axes), tuple(pshape), reference=_reference_norm)
 
 
-def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    """Biased mean and variance over ``axes`` (kept): fast and accurate.
-
-    ``E[x²] − E[x]²`` is two plain sums (the fastest reductions XLA has), but it
-    cancels catastrophically when ``|mean| >> std`` (``1e4 + N(0, 1)``: errors
-    of ~1e3 in float32, flax.linen's default).  So the raw moments are checked:
-    if any slice has ``mean² > 64·var`` the statistics are recomputed with
-    :func:`_shifted_moments` (a ``lax.cond``: only one branch runs, except
-    under ``vmap``, where both do and the result is selected).
-
-    CPU only (decided at trace time, as the convolution lowering): the guard
-    works around XLA:CPU's slow fused subtract-and-reduce; GPUs and TPUs reduce
-    the shifted data at memory speed and would pay for the ``lax.cond`` instead.
-    """
-    if jax.default_backend() != "cpu":
-        return _shifted_moments(x, axes)
-    m = math.prod(x.shape[i] for i in axes)
-    mean = jnp.sum(x, axes, keepdims=True) / m
-    var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
-    ok = jnp.all(mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var)
-    return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
-
-
-# XLA:CPU sums over leading axes ("column" reductions) slowly when many columns are
-# kept: summing (32, 65536) over axis 0 takes ~21 ms, the same sum as a vector-matrix
-# product ~0.35 ms (8 rows: 5 ms vs 0.09 ms); below ~16k columns both take well under 1 ms.
-_DOT_COLUMN_SUM_MIN = 1 << 14
-
-
-def _columns_as_product(lead: int, kept: int) -> bool:
-    """Whether a sum over ``lead`` leading dims of ``kept`` columns (or its transpose,
-    a broadcast over them) is written as a product with a ones vector."""
-    return lead > 0 and kept >= _DOT_COLUMN_SUM_MIN and jax.default_backend() == "cpu"
-
-
-def _sum_over(v: Array, axes: tuple[int, ...]) -> Array:
-    """``jnp.sum(v, axes, keepdims=True)``; on CPU a sum over many leading rows of wide
-    columns is a ``ones @ v`` product instead (see ``_DOT_COLUMN_SUM_MIN``)."""
-    k = len(axes)
-    if k == 0:
-        return v
-    kept = math.prod(v.shape[k:])
-    if (axes != tuple(range(k)) or not jnp.issubdtype(v.dtype, jnp.floating)
-            or not _columns_as_product(k, kept)):
-        return jnp.sum(v, axes, keepdims=True)
-    rows = math.prod(v.shape[:k])
-    total = lax.dot_general(jnp.ones((rows,), v.dtype), v.reshape(rows, kept), (((0,), (0,)), ((), ())),
-                            precision=lax.Precision.HIGHEST)
-    return total.reshape((1,) * k + v.shape[k:])
-
-
-def _broadcast_leading(w: Array, shape: tuple[int, ...]) -> Array:
-    """``jnp.broadcast_to(w, shape)`` for ``w`` over the trailing dims; where
-    :func:`_sum_over` sums with a product, written as the outer product
-    ``ones ⊗ w``, whose transpose (reverse mode) is that product."""
-    k = len(shape) - w.ndim
-    if not _columns_as_product(k, math.prod(w.shape)):
-        return jnp.broadcast_to(w, shape)
-    rows = math.prod(shape[:k])
-    outer = lax.dot_general(jnp.ones((rows,), w.dtype), w.reshape(-1), (((), ()), ((), ())),
-                            precision=lax.Precision.HIGHEST)
-    return outer.reshape(shape)
-
-
-@jax.custom_jvp
-def _scale_trailing(y: Array, weight: Array) -> Array:
-    """``y * weight`` with ``weight`` over the trailing dims of ``y``.  A custom JVP
-    only so that reverse mode sums the weight's gradient over the leading dims with
-    :func:`_sum_over`'s product (the forward pass is the plain product)."""
+def _multiply(y, weight):
     return y * weight
-
-
-@_scale_trailing.defjvp
-def _scale_trailing_jvp(primals, tangents):
-    y, weight = primals
-    dy, dweight = tangents
-    return y * weight, dy * weight + y * _broadcast_leading(dweight, y.shape)
-
-
-def _fused_norm(x, weight, bias, eps, axes, pshape):
-    """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with
-    the moments over ``axes`` (see :func:`_guarded_moments`), differentiated by
-    :func:`_fused_norm_bwd` (torch's analytic backward: one fused reduction
-    pass and one elementwise pass) instead of autodiff through the statistics.
-    ``weight``/``bias`` (or ``None``) reshape to ``pshape``."""
-    return _fused_norm_vjp(x, weight, bias, eps, tuple(axes), tuple(pshape))
-
-
-def _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape):
-    sdt = _stat_dtype(x.dtype)
-    mean, var = _guarded_moments(x.astype(sdt), axes)
-    inv = lax.rsqrt(var + jnp.asarray(eps, sdt))  # the same rsqrt as _normalize's (XLA computes it once)
-    return _normalize(x, mean, var, weight, bias, eps, pshape), mean, var, inv
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _fused_norm_vjp(x, weight, bias, eps, axes, pshape):
-    y, mean, var, _ = _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape)
-    return y, mean, var
-
-
-def _fused_norm_fwd(x, weight, bias, eps, axes, pshape):
-    y, mean, var, inv = _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape)
-    return (y, mean, var), (x, weight, bias, mean, inv)
-
-
-def _fused_norm_bwd(eps, axes, pshape, res, cts):
-    x, weight, bias, mean, inv = res
-    gy, gmean, gvar = cts
-    sdt = mean.dtype
-    m = math.prod(x.shape[i] for i in axes)
-    xs = x.astype(sdt)
-    xc = xs - mean
-    xhat = xc * inv
-    gy = gy.astype(sdt)
-    # axes along which weight/bias broadcast: their gradients sum over these
-    off = x.ndim - len(pshape)
-    paxes = tuple(i for i in range(x.ndim) if i < off or pshape[i - off] == 1)
-    w = None if weight is None else jnp.reshape(weight, pshape).astype(sdt)
-    if paxes == axes:
-        # weight constant along the reduced axes (batch norm): two sums serve all.
-        sg = jnp.sum(gy, axes, keepdims=True)
-        sgx = jnp.sum(gy * xhat, axes, keepdims=True)
-        a, b = (sg, sgx) if w is None else (sg * w, sgx * w)
-        dxhat = gy if w is None else gy * w
-    else:
-        dxhat = gy if w is None else gy * w
-        a = jnp.sum(dxhat, axes, keepdims=True)
-        b = jnp.sum(dxhat * xhat, axes, keepdims=True)
-        sgx = None if weight is None else _sum_over(gy * xhat, paxes)
-        sg = None if bias is None else _sum_over(gy, paxes)
-    dx = inv * (dxhat - (a + xhat * b) * (1.0 / m))
-    # cotangents of the returned moments (zero when they are only used under stop_gradient)
-    dx = dx + (gmean + 2.0 * gvar * xc) * (1.0 / m)
-    dw = None if weight is None else jnp.reshape(sgx, weight.shape).astype(weight.dtype)
-    db = None if bias is None else jnp.reshape(sg, bias.shape).astype(bias.dtype)
-    return dx.astype(x.dtype), dw, db
-
-
-_fused_norm_vjp.defvjp(_fused_norm_fwd, _fused_norm_bwd)
 
 
 def _check_channel_args(name: str, x: Array, running_mean: Array | None, running_var: Array | None,
@@ -423,7 +265,7 @@ def _batch_norm(
         return NormOutput(x, running_mean, running_var, nbt)
 
     if axis_name is None:
-        out, mean, var = _fused_norm(x, weight, bias, eps, (0,) + tuple(range(2, x.ndim)), pshape)
+        out, mean, var = _norm_over(x, weight, bias, eps, (0,) + tuple(range(2, x.ndim)), pshape)
     else:
         inst_mean, inst_var = _moments(x, range(2, x.ndim))
         mean, var = _pool(inst_mean, inst_var, 0, axis_name, axis_index_groups)
@@ -612,10 +454,7 @@ def _layer_norm(input, normalized_shape, weight, bias, eps, *, name):
     _check_param(name, "weight", weight, shape)
     _check_param(name, "bias", bias, shape)
     axes = tuple(range(input.ndim - len(shape), input.ndim))
-    if input.size == 0:
-        mean, var = _moments(input, axes)
-        return _normalize(input, mean, var, weight, bias, eps, shape)
-    return _fused_norm(input, weight, bias, eps, axes, shape)[0]
+    return _norm_over(input, weight, bias, eps, axes, shape)[0]
 
 
 def layer_norm(
@@ -652,18 +491,11 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name):
         )
     _check_vector(name, "weight", weight, c, x)
     _check_vector(name, "bias", bias, c, x)
-    if x.size:
-        # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
-        grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
-        pshape = (1, num_groups, c // num_groups, 1)
-        out = _fused_norm(grouped, weight, bias, eps, (2, 3), pshape)[0]
-        return jnp.reshape(out, x.shape)
-    grouped = jnp.reshape(x, (n, num_groups, math.prod(x.shape[1:]) // num_groups))
-    mean, var = _moments(grouped, (2,))  # (N, G, 1) -> per channel (N, C, 1, ...)
-    per_channel = (n, c) + (1,) * (x.ndim - 2)
-    mean = jnp.reshape(jnp.repeat(mean, c // num_groups, axis=1), per_channel)
-    var = jnp.reshape(jnp.repeat(var, c // num_groups, axis=1), per_channel)
-    return _normalize(x, mean, var, weight, bias, eps, _channel_shape(x.ndim, c))
+    # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
+    grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
+    pshape = (1, num_groups, c // num_groups, 1)
+    out = _norm_over(grouped, weight, bias, eps, (2, 3), pshape)[0]
+    return jnp.reshape(out, x.shape)
 
 
 def group_norm(
@@ -701,7 +533,7 @@ def _rms_norm(input, normalized_shape, weight, eps, *, name):
     x = input.astype(sdt)
     y = x * lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + jnp.asarray(eps, sdt))
     if weight is not None:
-        y = _scale_trailing(y, weight.astype(sdt))
+        y = _lowering_norm.scale_trailing(y, weight.astype(sdt), reference=_multiply)
     return y.astype(input.dtype)
 
 
