@@ -49,7 +49,7 @@ __all__ = [
     # jaxlayers
     "JLBasicBlock", "JLBottleneck", "JLResNet", "JLTransformerLM", "JLLSTMLM",
     # flax.linen
-    "FlaxBasicBlock", "FlaxBottleneck", "FlaxResNet", "FlaxTransformerLM", "FlaxLSTMLM",
+    "FlaxBasicBlock", "FlaxBottleneck", "FlaxResNet", "FlaxEncoderBlock", "FlaxTransformerLM", "FlaxLSTMLM",
     # torch
     "TorchBasicBlock", "TorchBottleneck", "TorchResNet", "TorchTransformerLM", "TorchLSTMLM",
     # builders
@@ -142,7 +142,7 @@ class JLResNet(fnn.Module):
                 blocks.append(block(inplanes, planes, 2 if (j == 0 and i > 0) else 1))
                 inplanes = planes * _EXPANSION[self.block]
             x = nn.Sequential(*blocks, name=f"layer{i + 1}")(x, train=train)
-        x = jnp.mean(x, axis=(2, 3))  # AdaptiveAvgPool2d(1) + flatten
+        x = nn.AdaptiveAvgPool2d(1)(x).reshape(x.shape[0], -1)
         return nn.Linear(inplanes, self.num_classes, name="fc")(x)
 
 
