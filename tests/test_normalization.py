@@ -645,3 +645,24 @@ def test_shifted_moments_path_off_cpu(monkeypatch):
     chex.assert_trees_all_close(on_cpu, off_cpu, rtol=1e-12, atol=1e-12)
     chex.assert_trees_all_close(off_cpu, N._shifted_moments(x, (0, 2)), rtol=0, atol=0)
     np.testing.assert_allclose(off_cpu[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)
+
+
+# ------------------------------------------- axis_name outside a mapped context
+
+
+@pytest.mark.parametrize("cls,shape,kw", [
+    ("BatchNorm1d", (2, 3), {}),
+    ("BatchNorm2d", (2, 3, 2, 2), {}),
+    ("InstanceNorm2d", (2, 3, 2, 2), {"track_running_stats": True, "affine": True}),
+    ("SwitchNorm2d", (2, 3, 2, 2), {}),
+])
+def test_axis_name_init_outside_mapped_context(cls, shape, kw, rng):
+    # init skips the cross-device reduction (as Flax): no "unbound axis name" error,
+    # and the same variables as without axis_name
+    x = rng.normal(size=shape)
+    m = getattr(nn, cls)(3, axis_name="batch", **kw)
+    v = m.init(jax.random.PRNGKey(0), x, train=True)
+    chex.assert_trees_all_equal(v, getattr(nn, cls)(3, **kw).init(jax.random.PRNGKey(0), x, train=True))
+    # ... while apply still reduces over the axis: outside a mapped context it fails
+    with pytest.raises(NameError, match="unbound axis name"):
+        m.apply(v, x, train=True)
