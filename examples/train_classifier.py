@@ -291,6 +291,9 @@ class Trainer:
             (out_dir / "config.yaml").write_text(_yaml_dump(to_dict(cfg)))
             if cfg.output.checkpoint or cfg.output.resume:
                 ckpt = Checkpointer(out_dir / CHECKPOINT, keep=cfg.checkpoint.keep)
+            if not cfg.output.resume and ckpt is not None and ckpt.all_steps():
+                log(f"output.resume=false: deleting the previous run's checkpoints in {ckpt.directory}")
+                ckpt.delete_all()
             if cfg.output.resume and ckpt.latest_step() is not None:
                 state, history = restore_checkpoint(ckpt, state)
                 start = len(history)

@@ -97,6 +97,12 @@ class Checkpointer:
                 f"checkpoint {self.directory / str(step)} does not fit this model/optimizer: {e}") from e
         return out.state, out.meta
 
+    def delete_all(self) -> None:
+        """Delete every checkpoint (a fresh start in the same directory)."""
+        self.wait()
+        for step in self.all_steps():
+            self._manager.delete(step)
+
     def read_meta(self, step: Optional[int] = None) -> dict:
         """Only the ``meta`` dict of ``step`` (default: the latest)."""
         import orbax.checkpoint as ocp

@@ -261,3 +261,5 @@ def test_checkpointer_sharded_async_keep_last_n_and_mismatch(tmp_path):
             np.testing.assert_array_equal(jax.device_get(x), jax.device_get(y))
         with pytest.raises(CheckpointMismatchError, match="does not fit this model/optimizer"):
             ckpt.restore({"params": {"w": np.zeros(5, np.float32)}})
+        ckpt.delete_all()  # what output.resume=false does before training afresh
+        assert ckpt.all_steps() == [] and ckpt.latest_step() is None
