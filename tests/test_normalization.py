@@ -642,3 +642,24 @@ def test_guarded_moments_equal_shifted_and_two_pass():
     guarded = N._guarded_moments(x, (0, 2))
     chex.assert_trees_all_close(guarded, N._shifted_moments(x, (0, 2)), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(guarded[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)
+
+
+# ------------------------------------------- axis_name outside a mapped context
+
+
+@pytest.mark.parametrize("cls,shape,kw", [
+    ("BatchNorm1d", (2, 3), {}),
+    ("BatchNorm2d", (2, 3, 2, 2), {}),
+    ("InstanceNorm2d", (2, 3, 2, 2), {"track_running_stats": True, "affine": True}),
+    ("SwitchNorm2d", (2, 3, 2, 2), {}),
+])
+def test_axis_name_init_outside_mapped_context(cls, shape, kw, rng):
+    # init skips the cross-device reduction (as Flax): no "unbound axis name" error,
+    # and the same variables as without axis_name
+    x = rng.normal(size=shape)
+    m = getattr(nn, cls)(3, axis_name="batch", **kw)
+    v = m.init(jax.random.PRNGKey(0), x, train=True)
+    chex.assert_trees_all_equal(v, getattr(nn, cls)(3, **kw).init(jax.random.PRNGKey(0), x, train=True))
+    # ... while apply still reduces over the axis: outside a mapped context it fails
+    with pytest.raises(NameError, match="unbound axis name"):
+        m.apply(v, x, train=True)

@@ -73,6 +73,14 @@ class _StatsMixin:
         )
         return (buffers, *(b.value for b in buffers))
 
+    def _device_axis(self):
+        """``(axis_name, axis_index_groups)``, or ``(None, None)`` while initialising: as Flax,
+        ``init`` reduces nothing across devices, so it also runs outside ``shard_map``/``pmap``
+        (the variables it creates do not depend on the statistics)."""
+        if self.is_initializing():
+            return None, None
+        return self.axis_name, self.axis_index_groups
+
     def _write_back(self, train: bool, buffers, result: Fn.NormOutput) -> None:
         if buffers is None:
             return
@@ -106,6 +114,7 @@ class _BatchNorm(_StatsMixin, StatsOptions):
       axis_name, axis_index_groups: reduce batch statistics across a named
         device axis under ``shard_map``/``pmap`` (as Flax). Under a sharded
         ``jit`` nothing is needed: statistics are over the global batch.
+        ``init`` reduces nothing (as Flax), so it also runs outside the mapped context.
       weight_init, bias_init: override the ones/zeros initialisers.
 
     Call: ``module(input, *, train)`` — ``train`` is required.
@@ -134,10 +143,10 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
+        axis_name, groups = self._device_axis()
         result = Fn._batch_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats, self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
+            num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
         )
         self._write_back(train, buffers, result)
         return result.output
@@ -205,11 +214,11 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
+        axis_name, groups = self._device_axis()
         result = Fn._instance_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats,
             0.0 if self.momentum is None else self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
+            num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
         )
         self._write_back(train, buffers, result)
         return result.output[0] if unbatched else result.output
@@ -393,10 +402,10 @@ class _SwitchNorm(_StatsMixin, StatsOptions):
         var_weight = self.param("var_weight", jinit.ones, (3,), self.param_dtype)
         x = x.astype(_compute_dtype(self, x, True))
         buffers, rm, rv, nbt = self._optional_buffers(c, True)
+        axis_name, groups = self._device_axis()
         result = Fn._switch_norm(
             x, rm, rv, weight, bias, mean_weight, var_weight, train, self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
+            num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
         )
         self._write_back(train, buffers, result)
         return result.output
