@@ -1,20 +1,8 @@
-"""Test configuration shared by the whole suite.
+"""Test configuration of tests/ (x64, host devices and autotuning: ../conftest.py).
 
-* float64 is enabled so that torch (float64) is a tight oracle; float32 tests
-  pass explicit dtypes.
-* Four host CPU devices exist so that data-parallel tests can shard; everything
-  else runs on device 0 as usual.
-* torch is the oracle: float64 by default, a few threads.
+* torch is the oracle: float64 by default, one thread.
+* hypothesis profile "ci": 25 derandomised examples.
 """
-
-import os
-
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-os.environ.setdefault("JAX_ENABLE_X64", "1")
-
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
