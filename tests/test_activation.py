@@ -467,6 +467,11 @@ def test_rrelu_training_slopes_formula_and_gradient(rng):
     close(np.asarray(gx)[x != 0], gt.numpy()[x != 0])
     close(np.asarray(gx)[neg], slopes * cot[neg])
     assert np.all((np.asarray(gx)[x == 0] / cot[x == 0] >= lower) & (np.asarray(gx)[x == 0] / cot[x == 0] < upper))
+    # second-order gradients (the slopes are fixed by the key) in both modes
+    from jax.test_util import check_grads
+    xs = x[2:4, :3] + np.sign(x[2:4, :3]) * 0.1  # away from the kink
+    check_grads(jax.jit(lambda x: F.rrelu(x, lower, upper, training=True, key=key)), (xs,), order=2,
+                modes=("fwd", "rev"))
 
 
 def test_rrelu_module_training_uses_dropout_stream(rng):
