@@ -238,7 +238,7 @@ def test_containers_load_torch_state_dict_and_match(net, rng):
     tm.eval()
     model = net()
     x = rng.standard_normal((5, 3))
-    template = model.init(jax.random.key(0), x, train=False)
+    template = model.init(jax.random.key(0), x, train=False)  # eager: keeps the creation order
     sd = tm.state_dict()
     assert list(interop.variables_to_state_dict(template).keys()) == list(sd.keys())
     variables = interop.load_state_dict(template, sd, cast=False)  # strict
@@ -252,7 +252,7 @@ def test_containers_load_torch_state_dict_and_match(net, rng):
 
     y = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
     close(y, yt)
-    gp, gx = jax.grad(loss, argnums=(0, 1))(variables["params"], x)
+    gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(variables["params"], x)
     close(gx, xt.grad)
     torch_grads = {k: p.grad for k, p in tm.named_parameters()}
     ours = interop.variables_to_state_dict({"params": gp})
@@ -261,7 +261,7 @@ def test_containers_load_torch_state_dict_and_match(net, rng):
         close(ours[k], torch_grads[k], err_msg=k)
     # training: batch statistics flow through the ModuleDict child and update its buffers
     tm.train()
-    y, upd = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    y, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
     close(y, tm(torch.from_numpy(x)))
     close(upd["batch_stats"]["blocks"]["norm"]["running_mean"], tm.blocks["norm"].running_mean)
 

@@ -201,39 +201,43 @@ def test_vs_reference_implementation(d, shape, kw, variance, rng):
 
 
 def test_default_variables_match_reference_shapes():
-    v = nn.SwitchNorm2d(3).init(jax.random.key(0), jnp.zeros((2, 3, 2, 2)), train=False)
+    v = jax.jit(lambda x: nn.SwitchNorm2d(3).init(jax.random.key(0), x, train=False))(jnp.zeros((2, 3, 2, 2)))
     ref = RefSwitchNormNd(3, 2)
     assert {k: tuple(a.shape) for k, a in interop.variables_to_state_dict(v).items()} == \
         {k: tuple(t.shape) for k, t in ref.state_dict().items()}
     assert nn.SwitchNorm2d(3).momentum == 0.9 and nn.SwitchNorm1d(3).momentum == 0.997
     assert nn.SwitchNorm3d(3).momentum == 0.997
     np.testing.assert_array_equal(v["params"]["mean_weight"], np.ones(3))
-    v1 = nn.SwitchNorm1d(4).init(jax.random.key(0), jnp.zeros((2, 4)), train=False)
+    v1 = jax.eval_shape(lambda x: nn.SwitchNorm1d(4).init(jax.random.key(0), x, train=False), jnp.zeros((2, 4)))
     assert v1["params"]["mean_weight"].shape == (2,) and v1["batch_stats"]["running_var"].shape == (1, 4)
 
 
-@pytest.mark.parametrize("which", [0, 1, 2])
-def test_biased_one_hot_is_in_ln_bn(which, rng):
+def test_biased_one_hot_is_in_ln_bn(rng):
     """variance="biased": one-hot logits give exactly InstanceNorm, LayerNorm, BatchNorm (training)."""
     x = rng.normal(size=(3, 4, 5, 2)) * 2 + 1
     w, b = rng.normal(size=4), rng.normal(size=4)
-    logits = jnp.where(jnp.arange(3) == which, 1e3, -1e3)
-    got = F.switch_norm(x, None, None, w, b, logits, logits, training=True, variance="biased").output
-    want = [F.instance_norm(x, weight=w, bias=b).output,
-            F.layer_norm(x, (4, 5, 2)) * w[:, None, None] + b[:, None, None],
-            F.batch_norm(x, None, None, w, b, training=True).output][which]
-    close(got, want)
-    if which == 0:  # the reference's unbiased instance variance is not InstanceNorm's
-        unb = F.switch_norm(x, None, None, w, b, logits, logits, training=True).output
-        assert not np.allclose(unb, want)
+
+    @jax.jit
+    def both(x):
+        got = [F.switch_norm(x, None, None, w, b, logits, logits, training=True, variance=v).output
+               for logits in jnp.where(jnp.eye(3, dtype=bool), 1e3, -1e3) for v in ("biased", "unbiased")]
+        want = [F.instance_norm(x, weight=w, bias=b).output,
+                F.layer_norm(x, (4, 5, 2)) * w[:, None, None] + b[:, None, None],
+                F.batch_norm(x, None, None, w, b, training=True).output]
+        return got, want
+
+    got, want = both(x)
+    for which in range(3):
+        close(got[2 * which], want[which], err_msg=str(which))
+    assert not np.allclose(got[1], want[0])  # the reference's unbiased instance variance is not InstanceNorm's
 
 
 def test_axis_name_bn_statistics_2d_input(rng):
     """(N, C) input: the BN moments over the devices of axis_name equal those of the whole batch."""
     x = rng.normal(size=(8, 3))
     rm, rv = jnp.zeros((1, 3)), jnp.zeros((1, 3))
-    full = F.switch_norm(x, rm, rv, training=True)
-    f = jax.vmap(lambda x: F.switch_norm(x, rm, rv, training=True, axis_name="d"), axis_name="d")
+    full = jax.jit(lambda x: F.switch_norm(x, rm, rv, training=True))(x)
+    f = jax.jit(jax.vmap(lambda x: F.switch_norm(x, rm, rv, training=True, axis_name="d"), axis_name="d"))
     split = f(x.reshape(2, 4, 3))
     close(split.output.reshape(8, 3), full.output)
     close(split.running_var[0], full.running_var)
