@@ -15,7 +15,7 @@ import flax.linen as fnn
 import jax
 import jax.numpy as jnp
 
-from .._utils import require_train, shape_str
+from .._utils import require_train
 from ..functional import normalization as Fn
 from ..functional.norm_extra import _cross_map_lrn2d
 from ._options import kw_only
