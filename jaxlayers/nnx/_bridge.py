@@ -21,6 +21,7 @@ every graph definition (here: Submodules and an identity-hashed holder).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -139,6 +140,40 @@ def _probe_inputs(module: fnn.Module) -> tuple | None:
     return None
 
 
+def _cached_init(module: fnn.Module) -> Any:
+    """``module.init`` compiled once per layer configuration (twelve identical blocks compile
+    once; the forward pass is dead code there), or None for an unhashable configuration."""
+    try:
+        return _jit_init(module)
+    except TypeError:  # a list or an array among the fields (Embedding(_weight=...)): run eagerly
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _jit_init(module: fnn.Module) -> Any:
+    paths: list = []  # creation order (torch's), recorded while tracing: jit's output dicts are sorted
+
+    def flat_init(rngs: dict, *args: Any, **kwargs: Any) -> list:
+        variables = module.init(rngs, *args, **kwargs)
+        flat = [((c,) + p, v) for c, tree in variables.items() for p, v in _flatten(tree)]
+        paths[:] = [p for p, _ in flat]
+        return [v for _, v in flat]
+
+    jitted = jax.jit(flat_init, static_argnames=("train",))
+
+    def init(rngs: dict, *args: Any, **kwargs: Any) -> dict:
+        leaves = jitted(rngs, *args, **kwargs)
+        out: dict = {}
+        for path, value in zip(paths, leaves):
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return out
+
+    return init
+
+
 # ------------------------------------------------------------------ the wrapper
 
 
@@ -164,13 +199,15 @@ class LinenLayer(Module):
             module, variables = cls(*_to_linen(args), **_to_linen(kwargs)), None
         else:  # from_linen
             module, variables = _linen_state
-        self._setup(module, _to_rngs(rngs, cls.__name__))
+        rngs = _to_rngs(rngs, cls.__name__)
+        probe = _probe_inputs(module) if variables is None else None
+        # The stream is kept only where it is used later: dropout keys (layers that take
+        # `train`) or variables created at the first call.
+        self._setup(module, rngs if (accepts_train(module) or (variables is None and probe is None)) else None)
         if variables is not None:
             self._store_variables(variables)
-            return
-        probe = _probe_inputs(module)
-        if probe is not None:
-            self._create_variables(probe, {})
+        elif probe is not None:
+            self._create_variables(probe, {}, rngs)
 
     def _setup(self, module: fnn.Module, rngs: nnx.Rngs | None) -> None:
         self._init_mode()
@@ -184,14 +221,18 @@ class LinenLayer(Module):
         self.rngs = rngs
 
     # variables ----------------------------------------------------------------
-    def _create_variables(self, args: tuple, kwargs: dict) -> None:
+    def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | None = None) -> None:
         module = self._linen.module
         name = type(module).__name__
         if self._accepts_train:
             kwargs = {**kwargs, "train": False}
-        key = {"params": self.rngs.params()} if self.rngs is not None else {}
+        rngs = self.rngs if rngs is None else rngs
+        key = {"params": rngs.params()} if rngs is not None else {}
+        init = module.init
+        if not kwargs or list(kwargs) == ["train"]:
+            init = _cached_init(module) or init
         try:
-            variables = module.init(key, *args, **kwargs)
+            variables = init(key, *args, **kwargs)
         except flax.errors.InvalidRngError as e:
             raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
                             f"to the constructor ({e})") from None
