@@ -376,13 +376,28 @@ def wrap_linen_class(linen_cls: type[fnn.Module]) -> type[LinenLayer]:
     return cls
 
 
-def from_linen(module: fnn.Module, variables: Any = None, *, rngs: Any = None) -> LinenLayer:
+def from_linen(module: fnn.Module, variables: Any = None, *, rngs: Any = None) -> Module:
     """An unbound linen module (and optionally its ``variables``) as an NNX module.
 
     With ``variables`` (``model.init(...)``'s output or
     ``interop.state_dict_to_variables(...)``) the NNX module holds exactly them;
-    without, they are created as for a constructed layer.
+    without, they are created as for a constructed layer.  A linen
+    ``jaxlayers.nn.Sequential`` becomes the native :class:`~jaxlayers.nnx.Sequential`
+    of its converted children (same names), so a model written once with
+    ``jaxlayers.nn`` serves both front ends.
     """
+    from .. import nn as linen_nn
+    from .container import Sequential
+
     if not isinstance(module, fnn.Module):
         raise TypeError(f"from_linen: expected a flax.linen Module, got {type(module).__name__}")
+    rngs = _to_rngs(rngs, type(module).__name__)
+    if isinstance(module, linen_nn.Sequential):
+        children = {}
+        for name, layer in zip(module.names, module.layers):
+            if isinstance(layer, fnn.Module):
+                sub = None if variables is None else {c: t[name] for c, t in variables.items() if name in t}
+                layer = from_linen(layer, sub if sub or variables is None else {}, rngs=rngs)
+            children[name] = layer
+        return Sequential(children)
     return wrap_linen_class(type(module))(rngs=rngs, _linen_state=(module.clone(parent=None), variables))
