@@ -324,8 +324,8 @@ class LinenLayer(Module):
                 return out
             return module.apply(variables, *args, rngs=self._call_rngs(rngs, train), **kwargs)
         except flax.errors.InvalidRngError as e:
-            raise ValueError(f"{type(module).__name__}: training mode needs randomness: construct it with "
-                             f"rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval() ({e})") from None
+            raise ValueError(f"{type(module).__name__}: training mode needs randomness: "
+                             "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(linen={self._linen.module!r}, training={self.training})"
