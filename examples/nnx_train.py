@@ -8,8 +8,10 @@ Same config, data, network and optimizer as the linen trainer in
 definition of the architecture for both front ends).  The model is a stateful
 object: ``model.train()`` / ``model.eval()`` switch BatchNorm and Dropout,
 ``nnx.Optimizer`` updates the parameters in place, and the running statistics
-update inside the step.  Steps run under ``nnx.jit`` with ``nnx.cached_partial``
-(flax's way of skipping the per-call graph traversal in a loop).  Single device.
+update inside the step.  The training step runs under ``nnx.jit`` with
+``nnx.cached_partial`` (flax's way of skipping the per-call graph traversal in a
+loop; it freezes the graph, so it is bound to the model in training mode) and
+evaluation under plain ``nnx.jit`` after ``model.eval()``.  Single device.
 
 Writes under ``output.dir``: ``metrics.jsonl``, ``config.yaml`` and
 ``model.safetensors`` (``model.state_dict()``: torch's keys, loads in torch).
@@ -57,7 +59,10 @@ def make_steps(model: Any, optimizer: Any) -> tuple[Callable, Callable]:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         return {"loss_sum": jnp.sum(losses * weight), "correct": jnp.sum((jnp.argmax(logits, -1) == y) * weight)}
 
-    return fnnx.cached_partial(train_step, model, optimizer), fnnx.cached_partial(eval_step, model)
+    # cached_partial freezes the graph it is given, modes included: the training step is bound to the
+    # model in training mode; evaluation (a few calls per epoch) takes the model as it is.
+    model.train()
+    return fnnx.cached_partial(train_step, model, optimizer), lambda x, y, w: eval_step(model, x, y, w)
 
 
 def train_nnx(cfg: Any, out_dir: pathlib.Path | None = None, log: Callable = print) -> tuple[Any, list[dict]]:

@@ -394,3 +394,26 @@ def test_errors_name_the_layer():
         jnnx.LinenLayer()
     with pytest.raises(TypeError, match="from_linen: expected a flax.linen Module"):
         jnnx.from_linen(jnnx.ReLU())
+
+
+def test_nnx_trainer_config_and_tiny_run(tmp_path):
+    import pathlib
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "examples"))
+    import nnx_train
+    import train_classifier as tc
+    from config import ConfigError, load_config
+
+    cfg = load_config(tc.Config, root / "configs" / "digits_cnn_nnx.yaml",
+                      ["model.channels=[4]", "model.convs_per_stage=1", "data.subset=256", "train.batch_size=32",
+                       "train.epochs=1", "train.eval_batch_size=64"])
+    assert cfg.model.frontend == "nnx"
+    with pytest.raises(ConfigError, match="model.frontend must be 'linen' or 'nnx'"):
+        load_config(tc.Config, root / "configs" / "digits_cnn.yaml", ["model.frontend=torch"])
+    model, history = nnx_train.train_nnx(cfg, tmp_path, log=lambda *a: None)
+    assert len(history) == 1 and np.isfinite(history[0]["test_loss"])
+    assert int(model.state_dict()["bn0_0.num_batches_tracked"]) == 256 * 3 // 4 // 32
+    saved = interop.load_safetensors(tmp_path / "model.safetensors")
+    assert list(saved) == sorted(model.state_dict())

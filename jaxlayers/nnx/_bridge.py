@@ -327,9 +327,6 @@ class LinenLayer(Module):
             raise ValueError(f"{type(module).__name__}: training mode needs randomness: "
                              "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()") from None
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(linen={self._linen.module!r}, training={self.training})"
-
 
 def _record(node: Module, name: str) -> None:
     if isinstance(node, Submodule) and name not in node._order:

@@ -104,7 +104,7 @@ class Module(nnx.Module):
     # ------------------------------------------------------------------ modes
     @property
     def training(self) -> bool:
-        return not self.deterministic
+        return not getattr(self, "deterministic", False)
 
     def train(self, mode: bool = True, **attributes: Any) -> "Module":  # type: ignore[override]
         """torch's ``module.train(mode)``; extra keywords go to ``set_attributes``."""
