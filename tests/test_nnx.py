@@ -289,18 +289,27 @@ def test_split_merge_state_dict_round_trip_and_strict_report():
     assert report.missing == ("conv.weight", "fc.bias") and report.unexpected == ("fc.extra",)
 
 
-def test_vmap_ensemble_and_vmap_over_inputs():
+def test_vmap_ensemble_scan_and_vmap_over_inputs():
     @fnnx.split_rngs(splits=3)
     @fnnx.vmap(in_axes=(0,), out_axes=0)
     def ensemble(rngs):
-        return jnnx.Linear(4, 2, rngs=rngs)
+        return jnnx.Linear(4, 4, rngs=rngs)
 
     models = ensemble(fnnx.Rngs(0))
-    assert models.weight.shape == (3, 2, 4)
+    assert models.weight.shape == (3, 4, 4)
     x = jnp.asarray(np.random.default_rng(0).standard_normal((5, 4)), jnp.float32)
+    w, b = np.asarray(models.weight[...], np.float64), np.asarray(models.bias[...], np.float64)
     out = fnnx.vmap(lambda m, x: m(x), in_axes=(0, None))(models, x)
-    w, b = np.asarray(models.weight[...]), np.asarray(models.bias[...])
     close(out, np.einsum("ni,koi->kno", np.asarray(x), w) + b[:, None], rtol=1e-5, atol=1e-6)
+
+    @fnnx.scan(in_axes=(fnnx.Carry, 0), out_axes=fnnx.Carry)
+    def stack(x, layer):  # the three layers applied in turn, one compiled body
+        return layer(x)
+
+    want = np.asarray(x, np.float64)
+    for k in range(3):
+        want = want @ w[k].T + b[k]
+    close(stack(x, models), want, rtol=1e-5, atol=1e-5)
     single = jnnx.Linear(4, 2, rngs=fnnx.Rngs(0))
     close(fnnx.vmap(lambda m, x: m(x), in_axes=(None, 0))(single, x[:, None]), single(x)[:, None], rtol=1e-6)
 
