@@ -233,9 +233,9 @@ class LinenLayer(Module):
             init = _cached_init(module) or init
         try:
             variables = init(key, *args, **kwargs)
-        except flax.errors.InvalidRngError as e:
+        except flax.errors.InvalidRngError:
             raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
-                            f"to the constructor ({e})") from None
+                            "to the constructor") from None
         self._store_variables(variables)
 
     def _store_variables(self, variables: Any) -> None:
