@@ -24,3 +24,23 @@ settings.load_profile("ci")
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_settings: run the test under the 'reference' and the 'auto' lowering settings")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked ``both_settings`` run once per lowering setting (``jaxlayers.config``)."""
+    if metafunc.definition.get_closest_marker("both_settings") and "lowering_setting" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("lowering_setting")
+        metafunc.parametrize("lowering_setting", ["reference", "auto"], indirect=True)
+
+
+@pytest.fixture
+def lowering_setting(request):
+    from jaxlayers import config
+
+    with config.lowering(request.param):
+        yield request.param

@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 
+import functools
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
@@ -11,16 +12,15 @@ import torch
 
 import jaxlayers
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def t2n(t):
-    return t.detach().numpy()
+t2n = to_numpy
 
 
-def _close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+_close = functools.partial(close, rtol=RTOL, atol=ATOL)
 
 
 class Scale(fnn.Module):

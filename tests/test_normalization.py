@@ -105,6 +105,7 @@ BN_CASES = [("2d", (3, 3, 4, 5), m, *o) for m in (0.1, None) for o in BN_OPTS] +
     (k, s, 0.1, True, True, True) for k, s in BN_SHAPES if k != "2d"]
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("kind,shape,momentum,affine,track,bias", BN_CASES)
 def test_batchnorm_torch_parity(kind, shape, momentum, affine, track, bias):
     rng = np.random.default_rng(0)
@@ -222,6 +223,7 @@ def test_instance_norm_functional_running_stats(rng):
 # ---------------------------------------------------------------- LayerNorm, GroupNorm, RMSNorm, LRN
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("normalized_shape,shape,affine,bias", [
     (5, (2, 3, 5), True, True), (5, (2, 3, 5), True, False), (5, (2, 3, 5), False, True),
     ((3, 5), (2, 3, 5), True, True), ((2, 3, 4), (2, 3, 4), True, True)])
@@ -233,6 +235,7 @@ def test_layernorm_torch_parity(normalized_shape, shape, affine, bias):
     _check_parity(tm, m, [rng.normal(size=shape) + 3], stateful=False, steps_train=False)
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("groups,channels,shape_tail,affine,bias", [
     (2, 4, (5,), True, True), (2, 4, (5,), False, True), (2, 4, (5,), True, False),
     (4, 4, (5,), True, True), (1, 4, (5,), True, True), (2, 4, (3, 2), True, True)])
@@ -255,6 +258,7 @@ def test_group_norm_functional_hypothesis(n, g, cpg, spatial):
     np.testing.assert_allclose(ours, _np(theirs), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("normalized_shape,shape,eps,affine", [
     (4, (3, 4), None, True), (4, (3, 4), 1e-3, True), (4, (3, 4), 1e-3, False), ((2, 4), (3, 2, 4), None, True)])
 def test_rmsnorm_torch_parity(normalized_shape, shape, eps, affine):
