@@ -284,7 +284,8 @@ class Orthogonal(Parametrization):
         if not self.use_trivialization:
             if self.orthogonal_map != "householder":  # torch: NotImplementedError -> original = weight
                 return {"x": tensor}
-            a, tau = lax.linalg.geqrf(q)
+            h, tau = jnp.linalg.qr(q, mode="raw")  # LAPACK geqrf, transposed
+            a = jnp.swapaxes(h, -1, -2)
             d = jnp.diagonal(a, axis1=-2, axis2=-1)
             d = jnp.where(tau == 0.0, -jnp.sign(d), jnp.sign(d))
             a = _set_diag(a, d)
