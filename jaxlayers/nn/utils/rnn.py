@@ -162,23 +162,28 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
                              f"is True, got {lengths.tolist()}; pass enforce_sorted=False to pack unsorted "
                              "sequences")
     sorted_indices = unsorted_indices = None
-    if not enforce_sorted:
-        sorted_indices = jnp.argsort(-jnp.asarray(lengths), stable=True).astype(index_dtype())
-        unsorted_indices = invert_permutation(sorted_indices)
+    if not enforce_sorted:  # stable, as torch's CPU sort
+        if concrete:
+            order = np.argsort(-lengths, kind="stable")
+            lengths = lengths[order]
+            sorted_indices = jnp.asarray(order, index_dtype())
+            unsorted_indices = jnp.asarray(np.argsort(order), index_dtype())
+        else:
+            sorted_indices = jnp.argsort(-lengths, stable=True).astype(index_dtype())
+            unsorted_indices = invert_permutation(sorted_indices)
+            lengths = lengths[sorted_indices]
         x = jnp.take(x, sorted_indices, axis=1)
-        lengths = lengths[np.asarray(sorted_indices)] if concrete else lengths[sorted_indices]
     if concrete:
         t_max = int(lengths.max()) if batch else 0
         x = x[:t_max]
-    steps = jnp.arange(t_max)
-    valid = steps[:, None] < jnp.asarray(lengths)[None, :]  # (T, B)
-    padded = jnp.where(valid.reshape(valid.shape + (1,) * (x.ndim - 2)), x, jnp.zeros((), x.dtype))
-    batch_sizes = jnp.sum(valid, axis=1).astype(index_dtype())
+    xp = np if concrete else jnp  # concrete lengths: sizes as NumPy, even while tracing x
+    valid = xp.arange(t_max)[:, None] < lengths[None, :]  # (T, B)
+    padded = jnp.where(jnp.asarray(valid).reshape(valid.shape + (1,) * (x.ndim - 2)), x, jnp.zeros((), x.dtype))
+    batch_sizes = valid.sum(1)
     data = None
     if concrete:
-        bs = valid.sum(1)
-        batch_sizes = jnp.asarray(np.asarray(bs), index_dtype())
-        data = _gather_packed(padded, np.asarray(bs), int(lengths.sum()))
+        data = _gather_packed(padded, batch_sizes, int(lengths.sum()))
+    batch_sizes = jnp.asarray(batch_sizes, index_dtype())
     return PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices, padded,
                           jnp.asarray(lengths, index_dtype()))
 
