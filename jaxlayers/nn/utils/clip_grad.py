@@ -90,7 +90,8 @@ def clip_grads_with_norm_(grads: Any, max_norm: float, total_norm: Any, foreach:
       [0.6, 0.8]
     """
     del foreach
-    coef = jnp.minimum(float(max_norm) / (jnp.asarray(total_norm) + 1e-6), 1.0)
+    total_norm = jnp.asarray(total_norm)
+    coef = jnp.minimum(jnp.asarray(max_norm, total_norm.dtype) / (total_norm + 1e-6), 1.0)
     return jax.tree.map(lambda g: g * coef.astype(jnp.result_type(g)), grads)
 
 
