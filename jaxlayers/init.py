@@ -122,43 +122,52 @@ zeros = constant(0.0)
 ones = constant(1.0)
 
 
-def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+def _fan(fn: str, shape: Sequence[int], mode: str) -> int:
+    fan_in, fan_out = fan_in_and_fan_out(shape, fn)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                    *, _name: str = "kaiming_uniform") -> Initializer:
     """``torch.nn.init.kaiming_uniform_``: U(±gain·sqrt(3/fan))."""
 
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        fan = fan_in if mode == "fan_in" else fan_out
+        fan = _fan(_name, shape, mode)
         bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
         return jax.random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
 
     return init
 
 
-def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                   *, _name: str = "kaiming_normal") -> Initializer:
     """``torch.nn.init.kaiming_normal_``: N(0, (gain/sqrt(fan))²)."""
 
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        fan = fan_in if mode == "fan_in" else fan_out
+        fan = _fan(_name, shape, mode)
         std = calculate_gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
         return std * jax.random.normal(key, tuple(shape), dtype)
 
     return init
 
 
-def xavier_uniform(gain: float = 1.0) -> Initializer:
+def xavier_uniform(gain: float = 1.0, *, _name: str = "xavier_uniform") -> Initializer:
+    """``torch.nn.init.xavier_uniform_``: U(±gain·sqrt(6/(fan_in+fan_out)))."""
+
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+        fan_in, fan_out = fan_in_and_fan_out(shape, _name)
+        bound = gain * math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
         return jax.random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
 
     return init
 
 
-def xavier_normal(gain: float = 1.0) -> Initializer:
+def xavier_normal(gain: float = 1.0, *, _name: str = "xavier_normal") -> Initializer:
+    """``torch.nn.init.xavier_normal_``: N(0, gain²·2/(fan_in+fan_out))."""
+
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+        fan_in, fan_out = fan_in_and_fan_out(shape, _name)
+        std = gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
         return std * jax.random.normal(key, tuple(shape), dtype)
 
     return init
@@ -266,12 +275,12 @@ def dirac_(groups: int = 1) -> Initializer:
 
 def xavier_uniform_(gain: float = 1.0) -> Initializer:
     """``torch.nn.init.xavier_uniform_``: U(±gain·sqrt(6/(fan_in+fan_out)))."""
-    return xavier_uniform(gain)
+    return xavier_uniform(gain, _name="xavier_uniform_")
 
 
 def xavier_normal_(gain: float = 1.0) -> Initializer:
     """``torch.nn.init.xavier_normal_``: N(0, gain²·2/(fan_in+fan_out))."""
-    return xavier_normal(gain)
+    return xavier_normal(gain, _name="xavier_normal_")
 
 
 def _check_mode(fn: str, mode: str, nonlinearity: str, a: float) -> None:
@@ -291,13 +300,13 @@ def kaiming_uniform_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "
       True
     """
     _check_mode("kaiming_uniform_", mode, nonlinearity, a)
-    return kaiming_uniform(a, mode, nonlinearity)
+    return kaiming_uniform(a, mode, nonlinearity, _name="kaiming_uniform_")
 
 
 def kaiming_normal_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
     """``torch.nn.init.kaiming_normal_``: N(0, (gain/sqrt(fan))²)."""
     _check_mode("kaiming_normal_", mode, nonlinearity, a)
-    return kaiming_normal(a, mode, nonlinearity)
+    return kaiming_normal(a, mode, nonlinearity, _name="kaiming_normal_")
 
 
 def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Initializer:
