@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.utils.rnn as TR
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oracle import close
 
 from jaxlayers import interop, nn
@@ -41,6 +43,21 @@ def test_pack_pad_match_torch(lengths, enforce_sorted, batch_first, rng):
     # unpack/unpad give the sequences back
     for a, b in zip(R.unpack_sequence(jp), TR.unpack_sequence(tp)):
         np.testing.assert_array_equal(np.asarray(a), b.numpy())
+
+
+@settings(max_examples=10)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=5), st.booleans())
+def test_pack_roundtrip_matches_torch_for_random_lengths(lengths, batch_first):
+    t_max = max(lengths) + 1
+    x = np.arange(t_max * len(lengths), dtype=np.float64).reshape(t_max, len(lengths))
+    x = x.T.copy() if batch_first else x
+    tp = TR.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), batch_first, enforce_sorted=False)
+    jp = R.pack_padded_sequence(x, lengths, batch_first, enforce_sorted=False)
+    np.testing.assert_array_equal(np.asarray(jp.data), tp.data.numpy())
+    np.testing.assert_array_equal(np.asarray(jp.batch_sizes), tp.batch_sizes.numpy())
+    np.testing.assert_array_equal(np.asarray(jp.sorted_indices), tp.sorted_indices.numpy())
+    np.testing.assert_array_equal(np.asarray(R.pad_packed_sequence(jp, batch_first)[0]),
+                                  TR.pad_packed_sequence(tp, batch_first)[0].numpy())
 
 
 def test_pad_sequence_and_pack_sequence(rng):
