@@ -275,3 +275,24 @@ def test_parametrization_functions_check_grads(rng):
     x = jnp.asarray(0.3 * rng.standard_normal((4, 3)))
     check_grads(jax.jit(lambda x: P.orthogonal_fn(x - jnp.eye(4, 3), "householder")), (x,), order=1,
                 modes=("fwd", "rev"))
+
+
+def test_any_module_any_tensor_keeps_torchs_order(rng):
+    """A recurrent weight and a wrapped BatchNorm (its running statistics pass through the wrapper);
+    an eager init keeps torch's state_dict order."""
+    x = rng.standard_normal((5, 2, 3))
+    tm = _torch(TU.weight_norm, torch.nn.LSTM(3, 4), name="weight_hh_l0")
+    jm = U.weight_norm(nn.LSTM(3, 4, **F64), "weight_hh_l0")
+    v0 = jm.init(jax.random.key(0), jnp.asarray(x), train=False)
+    assert list(interop.variables_to_state_dict(v0)) == list(tm.state_dict())
+    v = interop.load_state_dict(v0, tm.state_dict())
+    close(jm.apply(v, jnp.asarray(x), train=False)[0], tm(torch.tensor(x))[0].detach())
+    tb = _torch(TU.weight_norm, torch.nn.BatchNorm1d(3), dim=None)
+    jb = U.weight_norm(nn.BatchNorm1d(3, **F64), dim=None)
+    xb = rng.standard_normal((6, 3))
+    v0 = jb.init(jax.random.key(0), jnp.asarray(xb), train=False)
+    assert list(interop.variables_to_state_dict(v0)) == list(tb.state_dict())
+    v = interop.load_state_dict(v0, tb.state_dict())
+    y, upd = jb.apply(v, jnp.asarray(xb), train=True, mutable=["batch_stats"])
+    close(y, tb(torch.tensor(xb)).detach())
+    close(interop.variables_to_state_dict({**v, **upd}), {k: t.numpy() for k, t in tb.state_dict().items()})

@@ -50,7 +50,9 @@ Path = tuple[str, ...]
 
 
 def _copy(tree: Mapping) -> dict:
-    return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+    """A nested-dict copy that keeps the key order (``jax.tree.map`` would sort the keys, and the
+    order is torch's ``state_dict`` order); boxed Flax metadata is unboxed."""
+    return {k: _copy(v) if isinstance(v, Mapping) else fnn.unbox(v) for k, v in tree.items()}
 
 
 def _get(tree: Mapping, path: Path) -> Any:
@@ -169,7 +171,7 @@ class Parametrized(fnn.Module):
             key = self.make_rng("params")
             k_inner, k_par = jax.random.split(key)
             rngs = {"params": k_inner, **self._rngs("dropout")}
-            init_vars = _copy(fnn.unbox(inner.init(rngs, *args, **kwargs)))
+            init_vars = _copy(inner.init(rngs, *args, **kwargs))
             params = init_vars.get("params", {})
             if self.tensor_name not in params or isinstance(params[self.tensor_name], Mapping):
                 raise ValueError(
