@@ -262,7 +262,7 @@ def test_errors():
         P.weight_norm(torch.nn.Linear(3, 4))
     m = P.weight_norm(nn.Linear(3, 4))
     v = m.init(jax.random.key(0), jnp.ones((1, 3)))
-    with pytest.raises(ValueError, match="remove_spectral_norm: 'weight' of Linear is not parametrized by SpectralNorm"):
+    with pytest.raises(ValueError, match="remove_spectral_norm: 'weight' of Linear is not parametrized by Spectral"):
         U.remove_spectral_norm(m, v)
 
 

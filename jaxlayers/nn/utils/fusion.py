@@ -10,7 +10,7 @@ with ``bias=True``.  BatchNorm's ``eps`` is not a variable, so it is an argument
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
