@@ -296,3 +296,25 @@ def test_any_module_any_tensor_keeps_torchs_order(rng):
     y, upd = jb.apply(v, jnp.asarray(xb), train=True, mutable=["batch_stats"])
     close(y, tb(torch.tensor(xb)).detach())
     close(interop.variables_to_state_dict({**v, **upd}), {k: t.numpy() for k, t in tb.state_dict().items()})
+
+
+def test_wrapper_names_in_compact_and_setup_parents():
+    import flax.linen as fnn
+
+    class Compact(fnn.Module):
+        @fnn.compact
+        def __call__(self, x):
+            return U.weight_norm(nn.Conv1d(3, 4, 2), module_name="conv")(x)
+
+    class Setup(fnn.Module):
+        def setup(self):
+            self.conv = P.weight_norm(nn.Conv1d(3, 4, 2))
+
+        def __call__(self, x):
+            return self.conv(x)
+
+    x = jnp.ones((1, 3, 5))
+    assert sorted(interop.variables_to_state_dict(jax.eval_shape(Compact().init, jax.random.key(0), x))) == \
+        ["conv.bias", "conv.weight_g", "conv.weight_v"]
+    assert sorted(interop.variables_to_state_dict(jax.eval_shape(Setup().init, jax.random.key(0), x))) == \
+        ["conv.bias", "conv.parametrizations.weight.original0", "conv.parametrizations.weight.original1"]

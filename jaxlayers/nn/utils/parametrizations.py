@@ -323,7 +323,8 @@ def _is_conv_transpose(module: Any) -> bool:
     return isinstance(module, _ConvTransposeNd)
 
 
-def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, **kwargs: Any) -> fnn.Module:
+def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, *,
+                module_name: str | None = None) -> fnn.Module:
     """Weight normalisation, as ``torch.nn.utils.parametrizations.weight_norm``.
 
     ``name = g * v / ||v||`` with the norm over every dim but ``dim`` (``None``: the whole tensor).
@@ -332,8 +333,8 @@ def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, *
       module: the linen module to wrap.
       name: the parametrized parameter.
       dim: the dim kept by the norm (``None`` or ``-1``: whole-tensor norm, as torch).
-      kwargs: for the wrapper (``name`` of the linen module is ``kwargs["name"]`` — pass it as
-        ``weight_norm(m, "weight", 0, name="conv")``).
+      module_name: the wrapper's linen name (``name`` is torch's tensor name), e.g. ``"conv"`` inside
+        a compact parent; in ``setup`` or ``Sequential`` the attribute or position names it.
 
     Variables: params ``parametrizations.<name>.original0`` (g, shape with 1s but at ``dim``) and
     ``parametrizations.<name>.original1`` (v), initialised from the module's initial ``name``.
@@ -346,11 +347,11 @@ def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, *
       >>> v["params"]["parametrizations"]["weight"]["original0"].shape
       (3, 1, 1)
     """
-    return register_parametrization(module, name, WeightNorm(dim, legacy=False), **kwargs)
+    return register_parametrization(module, name, WeightNorm(dim, legacy=False), module_name=module_name)
 
 
 def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12,
-                  dim: int | None = None, **kwargs: Any) -> fnn.Module:
+                  dim: int | None = None, *, module_name: str | None = None) -> fnn.Module:
     """Spectral normalisation, as ``torch.nn.utils.parametrizations.spectral_norm``.
 
     ``name = W / sigma(W)``, ``sigma`` estimated by ``n_power_iterations`` steps of the power method
@@ -362,6 +363,7 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
       n_power_iterations: power-method steps per training call.
       eps: the normalisation's epsilon.
       dim: the dim of the output channels (default 0, 1 for ConvTranspose*).
+      module_name: the wrapper's linen name (as :func:`weight_norm`).
 
     Variables: params ``parametrizations.<name>.original``; batch_stats
     ``parametrizations.<name>.0._u`` ``(W.shape[dim],)`` and ``..._v`` (the other dims' product).
@@ -377,11 +379,11 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
     if dim is None:
         dim = 1 if _is_conv_transpose(module) else 0
     return register_parametrization(module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps)),
-                                    **kwargs)
+                                    module_name=module_name)
 
 
 def orthogonal(module: fnn.Module, name: str = "weight", orthogonal_map: str | None = None, *,
-               use_trivialization: bool = True, **kwargs: Any) -> fnn.Module:
+               use_trivialization: bool = True, module_name: str | None = None) -> fnn.Module:
     """An orthogonal (semi-orthogonal) matrix, as ``torch.nn.utils.parametrizations.orthogonal``.
 
     Args:
@@ -391,6 +393,7 @@ def orthogonal(module: fnn.Module, name: str = "weight", orthogonal_map: str | N
         decided at ``init`` (the weight's shape is not known before).
       use_trivialization: store a ``base`` buffer (the initial orthogonal matrix) and start
         ``original`` at ``-I``, as torch.
+      module_name: the wrapper's linen name (as :func:`weight_norm`).
 
     Variables: params ``parametrizations.<name>.original``; batch_stats
     ``parametrizations.<name>.0.base`` (with ``use_trivialization``).
@@ -411,7 +414,7 @@ def orthogonal(module: fnn.Module, name: str = "weight", orthogonal_map: str | N
         raise ValueError(f'orthogonal: orthogonal_map has to be one of "matrix_exp", "cayley", "householder", '
                          f"got {orthogonal_map!r}")
     return register_parametrization(module, name, _AutoOrthogonal(orthogonal_map, bool(use_trivialization)),
-                                    **kwargs)
+                                    module_name=module_name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -238,12 +238,14 @@ def _merge(old: Any, new: Any) -> Any:
 # ----------------------------------------------------------------------------- public functions
 
 
-def register_parametrization(module: fnn.Module, tensor_name: str, parametrization: Parametrization,
-                             **kwargs: Any) -> Parametrized:
+def register_parametrization(module: fnn.Module, tensor_name: str, parametrization: Parametrization, *,
+                             module_name: str | None = None) -> Parametrized:
     """Wrap ``module`` so that ``tensor_name`` is computed by ``parametrization``.
 
     As ``torch.nn.utils.parametrize.register_parametrization``, but returns the wrapper (a new linen
-    module) instead of mutating ``module``; ``kwargs`` (``name=...``) go to the wrapper.
+    module) instead of mutating ``module``; ``module_name`` is the wrapper's linen name (needed in a
+    compact parent to get torch's key, e.g. ``conv.weight_g``; ``setup`` attributes and
+    ``Sequential`` name it themselves).
     """
     if not isinstance(module, fnn.Module):
         raise TypeError(f"register_parametrization: expected a flax.linen Module, got {type(module).__name__}")
@@ -254,7 +256,7 @@ def register_parametrization(module: fnn.Module, tensor_name: str, parametrizati
         if p.tensor_name == tensor_name:
             raise ValueError(f"{parametrization.label}: {tensor_name!r} of {type(_base(module)).__name__} is "
                              f"already parametrized by {p.parametrization.label}")
-    return Parametrized(module, tensor_name, parametrization, **kwargs)
+    return Parametrized(module, tensor_name, parametrization, name=module_name)
 
 
 def _chain(module: Any) -> list[Parametrized]:

@@ -6,7 +6,7 @@ params ``<name>_orig``; buffers ``<name>_u``, ``<name>_v`` in ``batch_stats`` (`
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import flax.linen as fnn
 
@@ -17,7 +17,7 @@ __all__ = ["spectral_norm", "remove_spectral_norm"]
 
 
 def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12,
-                  dim: int | None = None, **kwargs: Any) -> fnn.Module:
+                  dim: int | None = None, *, module_name: str | None = None) -> fnn.Module:
     """Spectral normalisation, as the old ``torch.nn.utils.spectral_norm``.
 
     ``name = W / sigma``, ``sigma = u . (W v)``; each training call (``train=True``) first runs
@@ -29,6 +29,7 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
       n_power_iterations: power-method steps per training call (positive).
       eps: the normalisation's epsilon.
       dim: the output-channel dim (default 0, 1 for ConvTranspose*).
+      module_name: the wrapper's linen name (``name`` is torch's tensor name).
 
     Variables: params ``<name>_orig``; batch_stats ``<name>_u`` ``(W.shape[dim],)`` and
     ``<name>_v`` (product of the other dims), normalised normal draws as torch's.
@@ -47,7 +48,8 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
     if dim is None:
         dim = 1 if _is_conv_transpose(module) else 0
     return register_parametrization(
-        module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps), legacy=True), **kwargs)
+        module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps), legacy=True),
+        module_name=module_name)
 
 
 def remove_spectral_norm(module: fnn.Module, variables: Mapping, name: str = "weight") -> tuple[fnn.Module, dict]:

@@ -6,7 +6,7 @@ params ``<name>_g`` and ``<name>_v`` next to the module's other parameters (``co
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import flax.linen as fnn
 
@@ -16,14 +16,15 @@ from .parametrize import _remove, register_parametrization
 __all__ = ["weight_norm", "remove_weight_norm"]
 
 
-def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, **kwargs: Any) -> fnn.Module:
+def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, *,
+                module_name: str | None = None) -> fnn.Module:
     """Weight normalisation, as the old ``torch.nn.utils.weight_norm``.
 
     ``name = g * v / ||v||``, the norm over every dim but ``dim`` (``None`` or ``-1``: whole tensor).
 
     Args:
       module: the linen module to wrap; name: its parameter; dim: the dim kept by the norm.
-      kwargs: for the wrapper module (e.g. its linen ``name``).
+      module_name: the wrapper's linen name (``name`` is torch's tensor name).
 
     Variables: params ``<name>_g`` (shape with 1s but at ``dim``; 0-d for ``dim=None``) and
     ``<name>_v`` (the weight's shape), initialised from the module's initial ``name``.
@@ -36,7 +37,7 @@ def weight_norm(module: fnn.Module, name: str = "weight", dim: int | None = 0, *
       >>> {k: a.shape for k, a in interop.variables_to_state_dict(v).items()}
       {'bias': (3,), 'weight_g': (3, 1, 1), 'weight_v': (3, 2, 2)}
     """
-    return register_parametrization(module, name, WeightNorm(dim, legacy=True), **kwargs)
+    return register_parametrization(module, name, WeightNorm(dim, legacy=True), module_name=module_name)
 
 
 def remove_weight_norm(module: fnn.Module, variables: Mapping, name: str = "weight") -> tuple[fnn.Module, dict]:
