@@ -45,7 +45,7 @@ def test_pack_pad_match_torch(lengths, enforce_sorted, batch_first, rng):
         np.testing.assert_array_equal(np.asarray(a), b.numpy())
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(st.lists(st.integers(1, 6), min_size=4, max_size=4), st.booleans())
 def test_pack_roundtrip_matches_torch_for_random_lengths(lengths, batch_first):
     t_max = 7
@@ -79,7 +79,6 @@ RNN_CASES = {
     "lstm_proj_bidir_unsorted": ("LSTM", {"proj_size": 2, "bidirectional": True}, [2, 5, 1, 4],
                                  False, True),
     "gru_sorted": ("GRU", {}, [5, 4, 2, 2], True, False),
-    "gru_bidir_unsorted": ("GRU", {"bidirectional": True}, [3, 1, 5, 3], False, True),
     "rnn_relu_bidir_2layers": ("RNN", {"nonlinearity": "relu", "bidirectional": True, "num_layers": 2},
                                [5, 3, 3, 1], True, False),
 }
