@@ -5,11 +5,19 @@ shape ``(d0, d1, *k)``, ``fan_in = d1 * prod(k)`` and ``fan_out = d0 * prod(k)``
 That makes ``kaiming_uniform(a=sqrt(5))`` equal to torch's Conv/Linear default
 ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for both ``(out, in/groups, *k)`` conv
 weights and ``(in, out/groups, *k)`` transposed-conv weights, as in torch.
+
+Every ``torch.nn.init`` function has a namesake with torch's trailing underscore that takes
+torch's arguments (minus the tensor) and returns an initialiser:
+``init.kaiming_uniform_(a=0.1, mode="fan_out")(key, (8, 4, 3, 3), jnp.float32)``; it can be
+passed wherever a module takes ``weight_init``/``bias_init``.  torch's ``generator`` is replaced
+by the ``key``.  Distribution arguments are checked when the initialiser is built, shape
+requirements (``fan`` needs 2 dims, ``eye_`` 2, ``dirac_`` 3 to 5) when it is called.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Sequence
 
 import jax
@@ -30,16 +38,32 @@ __all__ = [
     "xavier_normal",
     "uniform_fan_in",
     "torch_weight_default",
+    "calculate_fan_in_and_fan_out",
+    "uniform_",
+    "normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "trunc_normal_",
+    "orthogonal_",
+    "sparse_",
 ]
 
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
 
 
-def fan_in_and_fan_out(shape: Sequence[int]) -> tuple[int, int]:
-    """torch's ``_calculate_fan_in_and_fan_out`` for a weight shape."""
+def fan_in_and_fan_out(shape: Sequence[int], name: str = "init") -> tuple[int, int]:
+    """torch's ``_calculate_fan_in_and_fan_out`` for a weight shape ``(d0, d1, *k)``:
+    ``(d1 * prod(k), d0 * prod(k))``; ``name`` is used in the error message."""
     if len(shape) < 2:
         raise ValueError(
-            f"init: fan in and fan out need a weight with at least 2 dimensions, got shape {tuple(shape)}"
+            f"{name}: fan in and fan out need a weight with at least 2 dimensions, got shape {tuple(shape)}"
         )
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
     return int(shape[1]) * receptive, int(shape[0]) * receptive
@@ -56,7 +80,12 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else float(param)
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, numbers.Real) and not isinstance(param, bool):
+            slope = float(param)
+        else:
+            raise ValueError(f"init.calculate_gain: negative_slope {param!r} not a valid number")
         return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
@@ -93,43 +122,52 @@ zeros = constant(0.0)
 ones = constant(1.0)
 
 
-def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+def _fan(fn: str, shape: Sequence[int], mode: str) -> int:
+    fan_in, fan_out = fan_in_and_fan_out(shape, fn)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                    *, _name: str = "kaiming_uniform") -> Initializer:
     """``torch.nn.init.kaiming_uniform_``: U(±gain·sqrt(3/fan))."""
 
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        fan = fan_in if mode == "fan_in" else fan_out
+        fan = _fan(_name, shape, mode)
         bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
         return jax.random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
 
     return init
 
 
-def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                   *, _name: str = "kaiming_normal") -> Initializer:
     """``torch.nn.init.kaiming_normal_``: N(0, (gain/sqrt(fan))²)."""
 
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        fan = fan_in if mode == "fan_in" else fan_out
+        fan = _fan(_name, shape, mode)
         std = calculate_gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
         return std * jax.random.normal(key, tuple(shape), dtype)
 
     return init
 
 
-def xavier_uniform(gain: float = 1.0) -> Initializer:
+def xavier_uniform(gain: float = 1.0, *, _name: str = "xavier_uniform") -> Initializer:
+    """``torch.nn.init.xavier_uniform_``: U(±gain·sqrt(6/(fan_in+fan_out)))."""
+
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+        fan_in, fan_out = fan_in_and_fan_out(shape, _name)
+        bound = gain * math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
         return jax.random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
 
     return init
 
 
-def xavier_normal(gain: float = 1.0) -> Initializer:
+def xavier_normal(gain: float = 1.0, *, _name: str = "xavier_normal") -> Initializer:
+    """``torch.nn.init.xavier_normal_``: N(0, gain²·2/(fan_in+fan_out))."""
+
     def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fan_in_and_fan_out(shape)
-        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+        fan_in, fan_out = fan_in_and_fan_out(shape, _name)
+        std = gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
         return std * jax.random.normal(key, tuple(shape), dtype)
 
     return init
@@ -145,3 +183,211 @@ def uniform_fan_in(fan_in: int) -> Initializer:
 def torch_weight_default() -> Initializer:
     """Conv/Linear weight default: ``kaiming_uniform(a=sqrt(5))`` = U(±1/sqrt(fan_in))."""
     return kaiming_uniform(a=math.sqrt(5.0))
+
+
+# ----------------------------------------------------------------------------- torch.nn.init names
+
+calculate_fan_in_and_fan_out = fan_in_and_fan_out
+
+
+def _shape(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(d) for d in shape)
+
+
+def uniform_(a: float = 0.0, b: float = 1.0) -> Initializer:
+    """``torch.nn.init.uniform_``: U(a, b).
+
+    Example:
+      >>> import jax
+      >>> w = uniform_(-1.0, 1.0)(jax.random.key(0), (2, 3))
+      >>> w.shape, bool((abs(w) <= 1).all())
+      ((2, 3), True)
+    """
+    return uniform(a, b)
+
+
+def normal_(mean: float = 0.0, std: float = 1.0) -> Initializer:
+    """``torch.nn.init.normal_``: N(mean, std²)."""
+    return normal(mean, std)
+
+
+def constant_(val: float) -> Initializer:
+    """``torch.nn.init.constant_``: every entry ``val``."""
+    return constant(val)
+
+
+def ones_() -> Initializer:
+    """``torch.nn.init.ones_``."""
+    return constant(1.0)
+
+
+def zeros_() -> Initializer:
+    """``torch.nn.init.zeros_``."""
+    return constant(0.0)
+
+
+def eye_() -> Initializer:
+    """``torch.nn.init.eye_``: the identity of a 2-D ``(n, m)`` weight (Linear keeps its inputs).
+
+    Example:
+      >>> eye_()(None, (2, 3)).tolist()
+      [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        shape = _shape(shape)
+        if len(shape) != 2:
+            raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape {shape}")
+        return jnp.eye(*shape, dtype=dtype)
+
+    return init
+
+
+def dirac_(groups: int = 1) -> Initializer:
+    """``torch.nn.init.dirac_``: a Dirac delta conv weight ``(out, in, *k)`` (3-, 4- or 5-D) that keeps
+    the first ``min(out/groups, in)`` input channels of each group (identity for equal sizes).
+
+    Example:
+      >>> dirac_()(None, (2, 2, 3))[:, :, 1].tolist()
+      [[1.0, 0.0], [0.0, 1.0]]
+    """
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"dirac_: groups must be a positive int, got {groups}")
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        shape = _shape(shape)
+        if len(shape) not in (3, 4, 5):
+            raise ValueError(f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape {shape}")
+        if shape[0] % groups:
+            raise ValueError(f"dirac_: dim 0 (size {shape[0]}) must be divisible by groups={groups}")
+        per = shape[0] // groups
+        m = min(per, shape[1])
+        out = jnp.arange(groups)[:, None] * per + jnp.arange(m)[None, :]
+        inp = jnp.broadcast_to(jnp.arange(m)[None, :], out.shape)
+        center = tuple(k // 2 for k in shape[2:])
+        return jnp.zeros(shape, dtype).at[(out.ravel(), inp.ravel()) + center].set(1)
+
+    return init
+
+
+def xavier_uniform_(gain: float = 1.0) -> Initializer:
+    """``torch.nn.init.xavier_uniform_``: U(±gain·sqrt(6/(fan_in+fan_out)))."""
+    return xavier_uniform(gain, _name="xavier_uniform_")
+
+
+def xavier_normal_(gain: float = 1.0) -> Initializer:
+    """``torch.nn.init.xavier_normal_``: N(0, gain²·2/(fan_in+fan_out))."""
+    return xavier_normal(gain, _name="xavier_normal_")
+
+
+def _check_mode(fn: str, mode: str, nonlinearity: str, a: float) -> None:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{fn}: mode {mode!r} not supported, please use one of fan_in, fan_out")
+    calculate_gain(nonlinearity, a)  # validates the name and the slope
+
+
+def kaiming_uniform_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+    """``torch.nn.init.kaiming_uniform_``: U(±gain·sqrt(3/fan)), ``gain = calculate_gain(nonlinearity, a)``,
+    ``fan`` the fan-in or fan-out (``mode``).
+
+    Example:
+      >>> import jax, math
+      >>> w = kaiming_uniform_(a=math.sqrt(5))(jax.random.key(0), (4, 16))
+      >>> bool((abs(w) <= 0.25).all())
+      True
+    """
+    _check_mode("kaiming_uniform_", mode, nonlinearity, a)
+    return kaiming_uniform(a, mode, nonlinearity, _name="kaiming_uniform_")
+
+
+def kaiming_normal_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+    """``torch.nn.init.kaiming_normal_``: N(0, (gain/sqrt(fan))²)."""
+    _check_mode("kaiming_normal_", mode, nonlinearity, a)
+    return kaiming_normal(a, mode, nonlinearity, _name="kaiming_normal_")
+
+
+def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Initializer:
+    """``torch.nn.init.trunc_normal_``: N(mean, std²) truncated to ``[a, b]`` (absolute bounds), by
+    torch's inverse-CDF method (uniform in CDF space, ``erfinv``, then clamp).
+
+    Example:
+      >>> import jax
+      >>> w = trunc_normal_(std=2.0, a=-1.0, b=1.0)(jax.random.key(0), (1000,))
+      >>> bool((abs(w) <= 1).all())
+      True
+    """
+    if not a < b:
+        raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
+
+    def norm_cdf(x):
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    lo, hi = norm_cdf((a - mean) / std), norm_cdf((b - mean) / std)
+
+    def init(key, shape, dtype=jnp.float32):
+        u = jax.random.uniform(key, _shape(shape), dtype, minval=2 * lo - 1, maxval=2 * hi - 1)
+        x = jax.scipy.special.erfinv(u) * (std * math.sqrt(2.0)) + mean
+        return jnp.clip(x, a, b)
+
+    return init
+
+
+def orthogonal_(gain: float = 1.0) -> Initializer:
+    """``torch.nn.init.orthogonal_``: a (semi-)orthogonal ``(rows, prod(rest))`` matrix from the QR of a
+    normal draw (signs fixed by ``diag(R)``), times ``gain``, reshaped to the weight's shape.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> q = orthogonal_()(jax.random.key(0), (3, 5))
+      >>> bool(jnp.allclose(q @ q.T, jnp.eye(3), atol=1e-5))
+      True
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        shape = _shape(shape)
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal_: only tensors with 2 or more dimensions are supported, got shape {shape}")
+        if math.prod(shape) == 0:
+            return jnp.zeros(shape, dtype)
+        rows = shape[0]
+        cols = math.prod(shape) // rows
+        flat = jax.random.normal(key, (rows, cols), dtype)
+        if rows < cols:
+            flat = flat.T
+        q, r = jnp.linalg.qr(flat)
+        q = q * jnp.sign(jnp.diagonal(r))[None, :]
+        if rows < cols:
+            q = q.T
+        return (gain * q).reshape(shape).astype(dtype)
+
+    return init
+
+
+def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
+    """``torch.nn.init.sparse_``: a 2-D weight from N(0, std²) with ``ceil(sparsity * rows)`` zeros
+    in every column (at random rows).
+
+    Example:
+      >>> import jax
+      >>> w = sparse_(0.5)(jax.random.key(0), (4, 3))
+      >>> (w == 0).sum(axis=0).tolist()
+      [2, 2, 2]
+    """
+    if not 0.0 <= float(sparsity) <= 1.0:
+        raise ValueError(f"sparse_: sparsity must be in [0, 1], got {sparsity}")
+
+    def init(key, shape, dtype=jnp.float32):
+        shape = _shape(shape)
+        if len(shape) != 2:
+            raise ValueError(f"sparse_: only tensors with 2 dimensions are supported, got shape {shape}")
+        rows, _ = shape
+        num_zeros = int(math.ceil(sparsity * rows))
+        k_val, k_perm = jax.random.split(key)
+        w = std * jax.random.normal(k_val, shape, dtype)
+        rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_perm, shape), axis=0), axis=0)
+        return jnp.where(rank < num_zeros, jnp.zeros((), dtype), w)
+
+    return init

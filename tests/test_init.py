@@ -75,3 +75,142 @@ def test_constants_and_normal():
     assert np.all(np.asarray(init.zeros(None, (2,), jnp.float64)) == 0)
     n = np.asarray(init.normal(1.0, 0.5)(jax.random.key(5), (20000,), jnp.float32))
     assert n.mean() == pytest.approx(1.0, abs=0.02) and n.std() == pytest.approx(0.5, rel=0.03)
+
+
+# ----------------------------------------------------------------------------- torch.nn.init names
+
+N = 100_000  # samples for the moment checks
+GAIN_CASES = [("linear", None), ("conv1d", None), ("conv_transpose3d", None), ("sigmoid", None), ("tanh", None),
+              ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.3), ("leaky_relu", 2), ("selu", None)]
+
+
+@pytest.mark.parametrize("name,param", GAIN_CASES)
+def test_calculate_gain_exact(name, param):
+    assert init.calculate_gain(name, param) == torch.nn.init.calculate_gain(name, param)
+
+
+def test_calculate_gain_errors():
+    with pytest.raises(ValueError, match="negative_slope 'x' not a valid number"):
+        init.calculate_gain("leaky_relu", "x")
+    with pytest.raises(ValueError, match="negative_slope True not a valid number"):
+        init.calculate_gain("leaky_relu", True)
+
+
+def _torch_sample(fn, shape, **kw):
+    t = torch.empty(shape, dtype=torch.float64)
+    fn(t, **kw)
+    return t.numpy()
+
+
+def _moments_match(ours, theirs, what, bounded):
+    """Mean and standard deviation within ~5 standard errors of torch's sample (same distribution);
+    for a bounded distribution the sample ranges agree too (both reach the bounds)."""
+    ours, theirs = np.asarray(ours, np.float64).ravel(), np.asarray(theirs).ravel()
+    sd = theirs.std()
+    se = sd / math.sqrt(min(ours.size, theirs.size))
+    assert abs(ours.mean() - theirs.mean()) < 7.5 * se, what
+    assert abs(ours.std() - sd) < 7.5 * se, what
+    if bounded:
+        np.testing.assert_allclose([ours.min(), ours.max()], [theirs.min(), theirs.max()], atol=1e-3 * sd,
+                                   err_msg=what)
+
+
+# (our initialiser, torch's function, kwargs, shape): shapes with N entries, OIHW and (out, in)
+DIST_CASES = {
+    "uniform_": (init.uniform_, torch.nn.init.uniform_, {"a": -2.0, "b": 3.0}, (N,)),
+    "normal_": (init.normal_, torch.nn.init.normal_, {"mean": 1.0, "std": 0.5}, (N,)),
+    "xavier_uniform_": (init.xavier_uniform_, torch.nn.init.xavier_uniform_, {"gain": 2.0}, (250, 40, 5, 2)),
+    "xavier_normal_": (init.xavier_normal_, torch.nn.init.xavier_normal_, {"gain": 0.5}, (500, 200)),
+    "kaiming_uniform_": (init.kaiming_uniform_, torch.nn.init.kaiming_uniform_,
+                         {"a": 0.2, "mode": "fan_out", "nonlinearity": "leaky_relu"}, (100, 50, 4, 5)),
+    "kaiming_normal_": (init.kaiming_normal_, torch.nn.init.kaiming_normal_,
+                        {"mode": "fan_in", "nonlinearity": "relu"}, (250, 20, 20)),
+    "trunc_normal_": (init.trunc_normal_, torch.nn.init.trunc_normal_,
+                      {"mean": 0.5, "std": 2.0, "a": -1.0, "b": 3.0}, (N,)),
+}
+
+
+@pytest.mark.parametrize("case", list(DIST_CASES))
+def test_distributions_match_torch(case):
+    ours_fn, torch_fn, kw, shape = DIST_CASES[case]
+    torch.manual_seed(0)
+    ours = ours_fn(**kw)(jax.random.key(7), shape, jnp.float64)
+    assert ours.shape == shape and ours.dtype == jnp.float64
+    _moments_match(ours, _torch_sample(torch_fn, shape, **kw), case, bounded="normal" not in case or "trunc" in case)
+
+
+def test_trunc_normal_bounds_and_theory():
+    w = np.asarray(init.trunc_normal_(std=1.0, a=-0.5, b=2.0)(jax.random.key(0), (N,), jnp.float64))
+    assert w.min() >= -0.5 and w.max() <= 2.0 and w.min() < -0.49 and w.max() > 1.9
+    # mean of N(0, 1) truncated to [a, b]: (phi(a) - phi(b)) / (Phi(b) - Phi(a))
+    phi = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    Phi = lambda x: (1 + math.erf(x / math.sqrt(2))) / 2  # noqa: E731
+    want = (phi(-0.5) - phi(2.0)) / (Phi(2.0) - Phi(-0.5))
+    assert abs(w.mean() - want) < 5 * w.std() / math.sqrt(N)
+
+
+def test_constants_eye_dirac_exact():
+    for ours, theirs, kw in ((init.constant_, torch.nn.init.constant_, {"val": 0.3}),
+                             (init.ones_, torch.nn.init.ones_, {}), (init.zeros_, torch.nn.init.zeros_, {})):
+        np.testing.assert_array_equal(np.asarray(ours(**kw)(None, (2, 3), jnp.float64)),
+                                      _torch_sample(theirs, (2, 3), **kw))
+    for shape in ((3, 5), (5, 3)):
+        np.testing.assert_array_equal(np.asarray(init.eye_()(None, shape, jnp.float64)),
+                                      _torch_sample(torch.nn.init.eye_, shape))
+    for shape, groups in (((4, 4, 3), 1), ((6, 2, 3, 2), 2), ((4, 3, 1, 3, 2), 1), ((6, 4, 3, 3), 3)):
+        np.testing.assert_array_equal(np.asarray(init.dirac_(groups)(None, shape, jnp.float64)),
+                                      _torch_sample(torch.nn.init.dirac_, shape, groups=groups),
+                                      err_msg=str((shape, groups)))
+
+
+def test_dirac_conv_is_identity(rng):
+    from jaxlayers import functional as F
+
+    x = jnp.asarray(rng.standard_normal((2, 4, 5, 6)))
+    w = init.dirac_()(None, (4, 4, 3, 3), jnp.float64)
+    np.testing.assert_array_equal(np.asarray(F.conv2d(x, w, padding=1)), np.asarray(x))
+    wg = init.dirac_(2)(None, (4, 2, 3, 3), jnp.float64)
+    np.testing.assert_array_equal(np.asarray(F.conv2d(x, wg, padding=1, groups=2)), np.asarray(x))
+
+
+@pytest.mark.parametrize("shape,gain", [((300, 200), 2.0), ((4, 2, 3, 3), 0.5)])
+def test_orthogonal_(shape, gain):
+    w = np.asarray(init.orthogonal_(gain)(jax.random.key(1), shape, jnp.float64)).reshape(shape[0], -1)
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    np.testing.assert_allclose(gram, gain**2 * np.eye(min(w.shape)), atol=1e-12)
+    if w.size > 1000:  # Haar-distributed like torch's: the entries' variance is gain^2 / max(rows, cols)
+        t = _torch_sample(torch.nn.init.orthogonal_, shape, gain=gain)
+        assert w.var() == pytest.approx(gain**2 / max(w.shape), rel=0.03) == t.var()
+
+
+def test_sparse_():
+    w = np.asarray(init.sparse_(0.3, std=0.5)(jax.random.key(3), (10, 2000), jnp.float64))
+    t = _torch_sample(torch.nn.init.sparse_, (10, 2000), sparsity=0.3, std=0.5)
+    np.testing.assert_array_equal((w == 0).sum(0), (t == 0).sum(0))  # ceil(0.3 * 10) = 3 per column
+    assert w[w != 0].std() == pytest.approx(0.5, rel=0.03)
+    assert len({tuple(np.flatnonzero(c == 0)) for c in w.T[:50]}) > 10  # random rows per column
+
+
+def test_init_errors():
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"kaiming_uniform_: fan in and fan out need a weight with at least 2 "
+                                         r"dimensions, got shape \(3,\)"):
+        init.kaiming_uniform_()(key, (3,))
+    with pytest.raises(ValueError, match="xavier_normal_: fan in and fan out need"):
+        init.xavier_normal_()(key, (3,))
+    with pytest.raises(ValueError, match="kaiming_normal_: mode 'fan_avg' not supported"):
+        init.kaiming_normal_(mode="fan_avg")
+    with pytest.raises(ValueError, match="unsupported nonlinearity 'gelu'"):
+        init.kaiming_uniform_(nonlinearity="gelu")
+    with pytest.raises(ValueError, match=r"eye_: only tensors with 2 dimensions are supported, got shape \(2, 2, 2\)"):
+        init.eye_()(key, (2, 2, 2))
+    with pytest.raises(ValueError, match=r"dirac_: only tensors with 3, 4, or 5 dimensions"):
+        init.dirac_()(key, (2, 2))
+    with pytest.raises(ValueError, match="dirac_: dim 0 .size 5. must be divisible by groups=2"):
+        init.dirac_(2)(key, (5, 2, 3))
+    with pytest.raises(ValueError, match="orthogonal_: only tensors with 2 or more dimensions"):
+        init.orthogonal_()(key, (4,))
+    with pytest.raises(ValueError, match="sparse_: only tensors with 2 dimensions"):
+        init.sparse_(0.1)(key, (4, 2, 2))
+    with pytest.raises(ValueError, match="trunc_normal_: expected a < b"):
+        init.trunc_normal_(a=1.0, b=0.0)

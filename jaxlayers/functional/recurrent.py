@@ -17,7 +17,7 @@ Weights follow torch's names and layouts (``weight_ih_l{k}{_reverse}`` of shape
 ``(G*hidden_size, in)``, ``weight_hh_l{k}`` ``(G*hidden_size, proj_size or hidden_size)``,
 ``bias_ih_l{k}``/``bias_hh_l{k}`` ``(G*hidden_size,)``, ``weight_hr_l{k}``
 ``(proj_size, hidden_size)``), with ``G`` = 1 (RNN), 4 (LSTM), 3 (GRU).
-Packed sequences are not supported.
+Ragged batches (``nn.utils.rnn.PackedSequence``) are masked inside the scan (``lengths``).
 """
 
 from __future__ import annotations
@@ -209,11 +209,14 @@ def _dropout(x: jax.Array, p: float, key: jax.Array) -> jax.Array:
     return dropout(x, p, True, key=key)
 
 
-def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision: Any):
+def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision: Any,
+               valid: jax.Array | None = None):
     """One layer, all directions; ``x`` is time-major ``(T, N, in)``.
 
     The input projections of every step and direction are one matmul; each direction
-    then runs its own ``lax.scan`` (the reverse one with ``reverse=True``).
+    then runs its own ``lax.scan`` (the reverse one with ``reverse=True``).  ``valid``
+    ``(T, N)`` (ragged batches) keeps a sequence's state past its end and zeroes its output
+    there; the reverse scan thus starts each sequence at its own last step with ``h_0``.
     """
     w_ih = jnp.concatenate([w["weight_ih"] for w in ws], axis=0) if len(ws) > 1 else ws[0]["weight_ih"]
     gi_all = _mm(x, w_ih, precision)
@@ -229,11 +232,16 @@ def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision:
             b_hh = None
         w_hh, w_hr = w["weight_hh"], w.get("weight_hr")
 
-        def body(state, gi_t, w_hh=w_hh, b_hh=b_hh, w_hr=w_hr):
-            state = _step(mode, gi_t, state, w_hh, b_hh, w_hr, precision)
-            return state, (state[0] if mode == "LSTM" else state)
+        def body(state, inp, w_hh=w_hh, b_hh=b_hh, w_hr=w_hr):
+            gi_t, m_t = inp
+            new = _step(mode, gi_t, state, w_hh, b_hh, w_hr, precision)
+            if m_t is not None:
+                m = m_t[:, None]
+                new = jax.tree.map(lambda a, b: jnp.where(m, a, b), new, state)
+            h = new[0] if mode == "LSTM" else new
+            return new, (h if m_t is None else jnp.where(m, h, jnp.zeros((), h.dtype)))
 
-        final, ys = lax.scan(body, state0, gi, reverse=d == 1)
+        final, ys = lax.scan(body, state0, (gi, valid), reverse=d == 1)
         outs.append(ys)
         finals.append(final)
     out = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
@@ -242,7 +250,8 @@ def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision:
 
 def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias: bool = True,
         batch_first: bool = False, dropout: float = 0.0, train: bool = False, bidirectional: bool = False,
-        proj_size: int = 0, key: jax.Array | None = None, precision: Any = None, name: str | None = None):
+        proj_size: int = 0, key: jax.Array | None = None, precision: Any = None, name: str | None = None,
+        lengths: Any = None):
     """Multi-layer, optionally bidirectional RNN/LSTM/GRU over a sequence (torch's ``_VF.rnn_tanh``,
     ``_VF.lstm``, ``_VF.gru`` behind ``nn.RNN``/``nn.LSTM``/``nn.GRU``).
 
@@ -261,6 +270,10 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
         last, when ``train`` is true; ``key`` is then required.
       precision: matmul precision (``lax.Precision``).
       name: layer name used in error messages (default: the mode's lowercase name).
+      lengths: ``(N,)`` valid length of each batch element (ragged batches, the path behind
+        ``PackedSequence`` input of ``nn.RNN/LSTM/GRU``): past its length a sequence's state stays
+        as it was (so ``h_n`` is taken at its own last step and the reverse direction starts there)
+        and its outputs are zeros.  Batched input only; may be traced.
 
     Returns:
       ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM.
@@ -361,6 +374,16 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
                     f"got {shape_str(s)}")
             states0.append((s if batched else s[:, None, :]).astype(dtype))
 
+    valid = None
+    if lengths is not None:
+        lengths = jnp.asarray(lengths)
+        if not batched:
+            raise ValueError(f"{name}: lengths needs a batched 3-D input, got shape {shape_str(input)}")
+        if lengths.shape != (batch,):
+            raise ValueError(f"{name}: expected lengths of shape ({batch},) (one per batch element), got "
+                             f"{shape_str(lengths)}")
+        valid = jnp.arange(x.shape[0])[:, None] < lengths[None, :]
+
     use_dropout = bool(train) and float(dropout) > 0.0 and num_layers > 1
     if use_dropout and key is None:
         raise ValueError(f"{name}: dropout={dropout} with train=True needs a PRNG `key`")
@@ -373,7 +396,7 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
             ws.append({k: flat.get(f"{k}_l{layer}{suffix}") for k in kinds})
             idx = layer * num_dir + d
             states.append((states0[0][idx], states0[1][idx]) if mode == "LSTM" else states0[0][idx])
-        x, finals = _run_layer(mode, x, states, ws, precision)
+        x, finals = _run_layer(mode, x, states, ws, precision, valid)
         for f in finals:
             if mode == "LSTM":
                 h_n.append(f[0])

@@ -19,3 +19,5 @@ from .pooling import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
+
+from . import utils  # noqa: E402,F401  (torch.nn.utils: a subpackage, not star-exported)

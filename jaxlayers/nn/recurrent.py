@@ -13,6 +13,7 @@ import warnings
 from typing import Any, Callable
 
 import flax.linen as fnn
+import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
@@ -20,6 +21,7 @@ from .. import init as jinit
 from .._utils import require_train
 from ..functional import recurrent as R
 from ._options import LayerOptions
+from .utils.rnn import PackedSequence
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
@@ -177,16 +179,28 @@ class _RNNBase(LayerOptions):
         names = R.rnn_weight_names(self.num_layers, self.bias, self.bidirectional, proj)
         weights = [self.param(n, b_init if n.startswith("bias") else w_init, shapes[n], self.param_dtype)
                    for n in names]
+        packed = input if isinstance(input, PackedSequence) else None
+        lengths = None
+        if packed is not None:
+            packed = packed.with_padded()
+            input, lengths = packed.padded, packed.lengths
         input, *weights = promote_dtype(input, *weights, dtype=self.dtype)
         if hx is not None:
             hx = tuple(jnp.asarray(h, input.dtype) for h in hx) if isinstance(hx, (tuple, list)) \
                 else jnp.asarray(hx, input.dtype)
+            if packed is not None and packed.sorted_indices is not None:  # torch's permute_hidden
+                hx = jax.tree.map(lambda h: jnp.take(h, packed.sorted_indices, axis=1), hx)
         use_dropout = train and self.dropout > 0 and self.num_layers > 1
         key = self.make_rng("dropout") if use_dropout else None
-        return R.rnn(input, hx, weights, mode=mode, num_layers=self.num_layers, bias=self.bias,
-                     batch_first=self.batch_first, dropout=float(self.dropout), train=train,
-                     bidirectional=self.bidirectional, proj_size=proj, key=key, precision=self.precision,
-                     name=layer)
+        out, h = R.rnn(input, hx, weights, mode=mode, num_layers=self.num_layers, bias=self.bias,
+                       batch_first=self.batch_first and packed is None, dropout=float(self.dropout), train=train,
+                       bidirectional=self.bidirectional, proj_size=proj, key=key, precision=self.precision,
+                       name=layer, lengths=lengths)
+        if packed is None:
+            return out, h
+        if packed.unsorted_indices is not None:
+            h = jax.tree.map(lambda a: jnp.take(a, packed.unsorted_indices, axis=1), h)
+        return packed.replace_padded(out), h
 
 
 class RNN(_RNNBase):
@@ -208,7 +222,8 @@ class RNN(_RNNBase):
     ``bias_hh_l{k}`` ``(H,)``, with ``in_0 = input_size``, ``in_k = D*H``.
     Shape: input ``(L, N, H_in)`` / ``(N, L, H_in)`` (batch_first) / ``(L, H_in)``; output
     ``(L, N, D*H)``; ``h_0``, ``h_n`` ``(D*num_layers, N, H)`` (unbatched ``(D*num_layers, H)``),
-    ``D = 2 if bidirectional else 1``.  Packed sequences are not supported.
+    ``D = 2 if bidirectional else 1``.
+    A ``PackedSequence`` input gives a ``PackedSequence`` output (:mod:`jaxlayers.nn.utils.rnn`).
     """
 
     input_size: int
@@ -235,7 +250,8 @@ class LSTM(_RNNBase):
     Params: ``weight_ih_l{k}[_reverse] (4H, in_k)``, ``weight_hh_l{k} (4H, H_out)``,
     ``bias_ih_l{k}``, ``bias_hh_l{k}`` ``(4H,)``, ``weight_hr_l{k} (proj_size, H)``; gates i, f, g, o.
     Shape: output ``(L, N, D*H_out)``; ``h_n (D*num_layers, N, H_out)``;
-    ``c_n (D*num_layers, N, H)``.  Packed sequences are not supported.
+    ``c_n (D*num_layers, N, H)``.
+    A ``PackedSequence`` input gives a ``PackedSequence`` output (:mod:`jaxlayers.nn.utils.rnn`).
     """
 
     input_size: int
@@ -257,7 +273,8 @@ class GRU(_RNNBase):
     Args as :class:`RNN` (no nonlinearity).  Gates r, z, n along ``3*hidden_size``, the reset
     gate applied after the hidden matmul (``n = tanh(W_in x + b_in + r (W_hn h + b_hn))``).
     Params: ``weight_ih_l{k}[_reverse] (3H, in_k)``, ``weight_hh_l{k} (3H, H)``, biases ``(3H,)``.
-    Shape: as :class:`RNN`.  Packed sequences are not supported.
+    Shape: as :class:`RNN`.
+    A ``PackedSequence`` input gives a ``PackedSequence`` output (:mod:`jaxlayers.nn.utils.rnn`).
     """
 
     input_size: int

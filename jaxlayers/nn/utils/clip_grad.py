@@ -1,0 +1,163 @@
+"""Gradient clipping on pytrees with torch's numbers (``torch.nn.utils.clip_grad``).
+
+torch mutates ``p.grad`` in place; here the functions take a pytree of gradients and return the
+clipped pytree.  The total norm is computed as torch does: the ``norm_type`` norm of each leaf,
+then the ``norm_type`` norm of those norms, and the clip coefficient is
+``min(max_norm / (total_norm + 1e-6), 1)`` (``optax.clip_by_global_norm`` has no ``1e-6`` and
+only supports the 2-norm).
+
+``error_if_nonfinite=True`` raises ``RuntimeError`` (torch's type and message) when the total norm
+is concrete (outside ``jit``); under ``jit`` the norm is a tracer and no check is possible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "get_total_norm",
+    "clip_grads_with_norm_",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grad_norm",
+    "clip_grad_value",
+]
+
+
+def _vector_norm(x: jax.Array, p: float) -> jax.Array:
+    """``torch.linalg.vector_norm(x, p)`` over every element."""
+    a = jnp.abs(jnp.ravel(x))
+    if p == math.inf:
+        return jnp.max(a)
+    if p == -math.inf:
+        return jnp.min(a)
+    if p == 0:
+        return jnp.sum(a != 0).astype(a.dtype)
+    if p == 1:
+        return jnp.sum(a)
+    if p == 2:
+        return jnp.sqrt(jnp.sum(a * a))
+    return jnp.sum(a ** p) ** (1.0 / p)
+
+
+def _leaves(tensors: Any) -> list:
+    return [jnp.asarray(t) for t in jax.tree.leaves(tensors)]
+
+
+def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                   foreach: bool | None = None) -> jax.Array:
+    """The ``norm_type`` norm of all leaves of a pytree, as ``torch.nn.utils.get_total_norm``.
+
+    Args:
+      tensors: a pytree of arrays (e.g. gradients).
+      norm_type: ``p`` of the p-norm; ``inf`` for the max norm.
+      error_if_nonfinite: raise ``RuntimeError`` if the norm is nan or inf (only checkable outside
+        ``jit``).
+      foreach: accepted for torch compatibility; ignored.
+
+    Shape: a 0-d array (``0.0`` for an empty tree).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(get_total_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])}))
+      5.0
+    """
+    del foreach
+    p = float(norm_type)
+    leaves = _leaves(tensors)
+    if not leaves:
+        return jnp.asarray(0.0)
+    total = _vector_norm(jnp.stack([_vector_norm(g, p) for g in leaves]), p)
+    if error_if_nonfinite and not isinstance(total, jax.core.Tracer) and not bool(jnp.isfinite(total)):
+        raise RuntimeError(
+            f"get_total_norm: the total norm of order {p} for gradients from `parameters` is non-finite, so it "
+            "cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, "
+            "set `error_if_nonfinite=False`")
+    return total
+
+
+def clip_grads_with_norm_(grads: Any, max_norm: float, total_norm: Any, foreach: bool | None = None) -> Any:
+    """Scale ``grads`` by ``min(max_norm / (total_norm + 1e-6), 1)``, as
+    ``torch.nn.utils.clip_grads_with_norm_``; returns the scaled pytree.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> [round(float(v), 4) for v in clip_grads_with_norm_([jnp.array([3.0, 4.0])], 1.0, 5.0)[0]]
+      [0.6, 0.8]
+    """
+    del foreach
+    total_norm = jnp.asarray(total_norm)
+    coef = jnp.minimum(jnp.asarray(max_norm, total_norm.dtype) / (total_norm + 1e-6), 1.0)
+    return jax.tree.map(lambda g: g * coef.astype(jnp.result_type(g)), grads)
+
+
+def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                    foreach: bool | None = None) -> tuple[Any, jax.Array]:
+    """Clip the total norm of ``grads``, as ``torch.nn.utils.clip_grad_norm_``.
+
+    Args:
+      grads: a pytree of gradients.
+      max_norm: the largest allowed total norm.
+      norm_type: ``p`` of the norm (``inf`` allowed).
+      error_if_nonfinite: raise ``RuntimeError`` for a nan/inf total norm (outside ``jit``).
+      foreach: ignored.
+
+    Returns:
+      ``(clipped_grads, total_norm)`` — torch returns the norm and mutates the gradients.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> g, n = clip_grad_norm_({"w": jnp.array([3.0, 4.0])}, 1.0)
+      >>> float(n), [round(float(v), 4) for v in g["w"]]
+      (5.0, [0.6, 0.8])
+    """
+    total = get_total_norm(grads, norm_type, error_if_nonfinite)
+    return clip_grads_with_norm_(grads, max_norm, total), total
+
+
+def clip_grad_value_(grads: Any, clip_value: float, foreach: bool | None = None) -> Any:
+    """Clamp every gradient to ``[-clip_value, clip_value]``, as ``torch.nn.utils.clip_grad_value_``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> clip_grad_value_([jnp.array([-3.0, 0.5])], 1.0)[0].tolist()
+      [-1.0, 0.5]
+    """
+    del foreach
+    v = float(clip_value)
+    return jax.tree.map(lambda g: jnp.clip(g, -v, v), grads)
+
+
+def clip_grad_norm(max_norm: float, norm_type: float = 2.0):
+    """An ``optax.GradientTransformation`` applying :func:`clip_grad_norm_` to the updates
+    (torch's numbers: ``1e-6`` in the coefficient, any ``norm_type``).
+
+    Example:
+      >>> import optax, jax.numpy as jnp
+      >>> tx = optax.chain(clip_grad_norm(1.0), optax.sgd(1.0))
+      >>> u, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init({"w": jnp.zeros(2)}))
+      >>> [round(float(v), 4) for v in u["w"]]
+      [-0.6, -0.8]
+    """
+    import optax
+
+    def update(updates, state, params=None):
+        del params
+        return clip_grad_norm_(updates, max_norm, norm_type)[0], state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def clip_grad_value(clip_value: float):
+    """An ``optax.GradientTransformation`` applying :func:`clip_grad_value_` to the updates."""
+    import optax
+
+    def update(updates, state, params=None):
+        del params
+        return clip_grad_value_(updates, clip_value), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -1,0 +1,119 @@
+"""Fold an eval-mode BatchNorm into the preceding Conv/Linear (``torch.nn.utils.fusion``).
+
+The functions work on variable dicts: ``conv_vars = {"params": {"weight", ["bias"]}}`` and
+``bn_vars = {"params": {["weight", "bias"]}, "batch_stats": {"running_mean", "running_var", ...}}``
+(the variables of a jaxlayers ``Conv*d``/``Linear`` and ``BatchNorm*d``, or
+``interop.state_dict_to_variables`` of torch's).  The result is ``{"params": {"weight", "bias"}}``
+for a layer *with* a bias (torch's fused module always has one): build the fused jaxlayers layer
+with ``bias=True``.  BatchNorm's ``eps`` is not a variable, so it is an argument (default 1e-5).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval", "fuse_linear_bn_weights"]
+
+
+def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, transpose: bool = False):
+    """torch's ``fuse_conv_bn_weights``: ``(fused_weight, fused_bias)``.
+
+    ``w' = w * (gamma / sqrt(var + eps))`` along the output channels (dim 0, dim 1 for a transposed
+    conv), ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``.
+    """
+    conv_w, bn_rm, bn_rv = jnp.asarray(conv_w), jnp.asarray(bn_rm), jnp.asarray(bn_rv)
+    w_dtype = conv_w.dtype
+    b_dtype = jnp.asarray(conv_b).dtype if conv_b is not None else w_dtype
+    conv_b = jnp.zeros_like(bn_rm) if conv_b is None else jnp.asarray(conv_b)
+    bn_w = jnp.ones_like(bn_rm) if bn_w is None else jnp.asarray(bn_w)
+    bn_b = jnp.zeros_like(bn_rm) if bn_b is None else jnp.asarray(bn_b)
+    rsqrt = jax.lax.rsqrt(bn_rv + bn_eps)
+    shape = ((1, -1) if transpose else (-1, 1)) + (1,) * (conv_w.ndim - 2)
+    w = (conv_w * (bn_w * rsqrt).reshape(shape)).astype(w_dtype)
+    b = ((conv_b - bn_rm) * rsqrt * bn_w + bn_b).astype(b_dtype)
+    return w, b
+
+
+def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b):
+    """torch's ``fuse_linear_bn_weights``: ``w' = w * scale[:, None]``,
+    ``b' = (b - mean) * scale + beta`` with ``scale = gamma / sqrt(var + eps)``."""
+    linear_w, bn_rm, bn_rv = jnp.asarray(linear_w), jnp.asarray(bn_rm), jnp.asarray(bn_rv)
+    w_dtype = linear_w.dtype
+    b_dtype = jnp.asarray(linear_b).dtype if linear_b is not None else w_dtype
+    linear_b = jnp.zeros_like(bn_rm) if linear_b is None else jnp.asarray(linear_b)
+    bn_w = jnp.ones_like(bn_rm) if bn_w is None else jnp.asarray(bn_w)
+    bn_b = jnp.zeros_like(bn_rm) if bn_b is None else jnp.asarray(bn_b)
+    scale = bn_w * jax.lax.rsqrt(bn_rv + bn_eps)
+    w = linear_w * scale[:, None].astype(w_dtype)
+    b = ((linear_b - bn_rm) * scale + bn_b).astype(b_dtype)
+    return w, b
+
+
+def _bn(fn: str, bn_vars: Mapping) -> tuple:
+    stats = bn_vars.get("batch_stats", {})
+    if "running_mean" not in stats or "running_var" not in stats:
+        raise ValueError(f"{fn}: the BatchNorm variables have no running statistics (batch_stats running_mean/"
+                         "running_var); fusion needs track_running_stats=True")
+    params = bn_vars.get("params", {})
+    return stats["running_mean"], stats["running_var"], params.get("weight"), params.get("bias")
+
+
+def _layer(fn: str, vars_: Mapping, what: str) -> tuple:
+    params = vars_.get("params", {})
+    if "weight" not in params:
+        raise ValueError(f"{fn}: the {what} variables have no params 'weight'")
+    return params["weight"], params.get("bias")
+
+
+def fuse_conv_bn_eval(conv_vars: Mapping, bn_vars: Mapping, transpose: bool = False, *,
+                      eps: float = 1e-5) -> dict:
+    """Variables of one conv equal to ``conv -> BatchNorm`` in evaluation, as
+    ``torch.nn.utils.fusion.fuse_conv_bn_eval`` (on variables, not modules).
+
+    Args:
+      conv_vars: the conv's variables (``params`` ``weight`` and optional ``bias``).
+      bn_vars: the BatchNorm's variables (running statistics required).
+      transpose: the conv is transposed (weight ``(in, out/groups, *k)``).
+      eps: the BatchNorm's ``eps``.
+
+    Returns:
+      ``{"params": {"weight": ..., "bias": ...}}`` for the same conv with ``bias=True``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> conv = {"params": {"weight": jnp.ones((2, 1, 1, 1))}}
+      >>> bn = {"batch_stats": {"running_mean": jnp.ones(2), "running_var": jnp.full(2, 4.0)}}
+      >>> fused = fuse_conv_bn_eval(conv, bn, eps=0.0)
+      >>> fused["params"]["weight"].ravel().tolist(), fused["params"]["bias"].tolist()
+      ([0.5, 0.5], [-0.5, -0.5])
+    """
+    fn = "fuse_conv_bn_eval"
+    w, b = _layer(fn, conv_vars, "conv")
+    rm, rv, g, beta = _bn(fn, bn_vars)
+    out_ch = jnp.shape(w)[1 if transpose else 0]
+    if jnp.shape(rm)[0] != out_ch:
+        raise ValueError(f"{fn}: the conv has {out_ch} output channels but the BatchNorm has {jnp.shape(rm)[0]} "
+                         f"features (weight {tuple(jnp.shape(w))}, transpose={transpose})")
+    w, b = fuse_conv_bn_weights(w, b, rm, rv, eps, g, beta, transpose)
+    return {"params": {"weight": w, "bias": b}}
+
+
+def fuse_linear_bn_eval(linear_vars: Mapping, bn_vars: Mapping, *, eps: float = 1e-5) -> dict:
+    """Variables of one Linear equal to ``Linear -> BatchNorm1d`` in evaluation, as
+    ``torch.nn.utils.fusion.fuse_linear_bn_eval``.
+
+    The BatchNorm must have ``out_features`` features, or 1 (broadcast), as torch requires.
+    Returns ``{"params": {"weight": (out, in), "bias": (out,)}}``.
+    """
+    fn = "fuse_linear_bn_eval"
+    w, b = _layer(fn, linear_vars, "Linear")
+    rm, rv, g, beta = _bn(fn, bn_vars)
+    out, nf = jnp.shape(w)[0], jnp.shape(rm)[0]
+    if not (nf == out or nf == 1):
+        raise ValueError(f"{fn}: to fuse, the Linear's out_features ({out}) must equal the BatchNorm's "
+                         f"num_features ({nf}), or the BatchNorm must have 1 feature")
+    w, b = fuse_linear_bn_weights(w, b, rm, rv, eps, g, beta)
+    return {"params": {"weight": w, "bias": b}}

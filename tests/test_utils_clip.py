@@ -1,0 +1,164 @@
+"""nn.utils gradient clipping, parameters_to_vector / vector_to_parameters and BatchNorm fusion
+against torch.nn.utils in float64."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+import torch.nn.utils as TU
+from oracle import close
+
+from jaxlayers import interop, nn
+from jaxlayers.nn import utils as U
+
+SHAPES = [(3, 4), (5,), (2, 1, 3)]
+
+
+def _grads(rng, scale=1.0):
+    return [scale * rng.standard_normal(s) for s in SHAPES]
+
+
+def _torch_params(grads):
+    ps = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
+    for p, g in zip(ps, grads):
+        p.grad = torch.tensor(g)
+    return ps
+
+
+class TestClip(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_clip_grad_norm_matches_torch(self):
+        rng = np.random.default_rng(0)
+        for norm_type in (2.0, math.inf, 1.0, 3.0, 0.5, -math.inf, 0.0):
+            fn = self.variant(lambda g, m, n=norm_type: U.clip_grad_norm_(g, m, n))  # max_norm may be traced
+            for max_norm, scale in ((1.0, 1.0), (100.0, 1.0), (0.3, 0.01)):
+                grads = _grads(rng, scale)
+                ps = _torch_params(grads)
+                tn = TU.clip_grad_norm_(ps, max_norm, norm_type)
+                clipped, total = fn({"a": grads[0], "b": {"c": grads[1], "d": grads[2]}}, max_norm)
+                msg = f"norm_type={norm_type} max_norm={max_norm}"
+                close(total, tn, err_msg=msg)
+                close([clipped["a"], clipped["b"]["c"], clipped["b"]["d"]], [p.grad for p in ps], err_msg=msg)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_value_total_norm_and_with_norm(self):
+        rng = np.random.default_rng(1)
+        grads = _grads(rng, 2.0)
+        ps = _torch_params(grads)
+        TU.clip_grad_value_(ps, 0.7)
+        close(self.variant(lambda g: U.clip_grad_value_(g, 0.7))(grads), [p.grad for p in ps])
+        total = TU.get_total_norm([torch.tensor(g) for g in grads], 3.0)
+        close(self.variant(lambda g: U.get_total_norm(g, 3.0))(grads), total)
+        ps = _torch_params(grads)
+        TU.clip_grads_with_norm_(ps, 0.5, total)
+        close(self.variant(lambda g, t: U.clip_grads_with_norm_(g, 0.5, t))(grads, total.numpy()),
+              [p.grad for p in ps])
+
+
+def test_optax_transformations_use_torchs_numbers(rng):
+    grads = {"w": jnp.asarray(rng.standard_normal((3, 4))), "b": jnp.asarray(rng.standard_normal(4))}
+    ps = _torch_params([np.asarray(grads["w"]), np.asarray(grads["b"])])
+    TU.clip_grad_norm_(ps, 0.5)
+    for tx, want in ((U.clip_grad_norm(0.5), ps), (U.clip_grad_value(0.1), None)):
+        updates, state = jax.jit(tx.update)(grads, tx.init(grads))
+        if want is not None:
+            close([updates["w"], updates["b"]], [p.grad for p in want])
+        else:
+            close(updates, jax.tree.map(lambda g: jnp.clip(g, -0.1, 0.1), grads))
+    # optax's own clip_by_global_norm differs by torch's 1e-6 (relative ~2e-6 here)
+    ours = U.clip_grad_norm(0.5).update(grads, None)[0]["w"]
+    theirs = optax.clip_by_global_norm(0.5).update(grads, optax.EmptyState())[0]["w"]
+    assert not np.allclose(ours, theirs, rtol=1e-9, atol=0)
+
+
+def test_nonfinite_and_empty():
+    g = [jnp.array([1.0, jnp.inf])]
+    with pytest.raises(RuntimeError, match="get_total_norm: the total norm of order 2.0 .* is non-finite"):
+        U.clip_grad_norm_(g, 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        U.get_total_norm([jnp.array([jnp.nan])], error_if_nonfinite=True)
+    # torch scales by the non-finite norm when the check is off; so do we
+    clipped, total = U.clip_grad_norm_(g, 1.0)
+    assert np.isinf(total) and np.asarray(clipped[0])[0] == 0.0
+    # under jit the check cannot run: no error, the norm is returned
+    assert np.isinf(jax.jit(lambda g: U.get_total_norm(g, error_if_nonfinite=True))(g))
+    assert float(U.get_total_norm([])) == 0.0
+
+
+def test_parameters_to_vector_in_torchs_order(rng):
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+    jm = nn.Sequential(nn.Linear(2, 3, param_dtype=jnp.float64), nn.BatchNorm1d(3, param_dtype=jnp.float64),
+                       nn.Linear(3, 2, param_dtype=jnp.float64))
+    # an eager init keeps the creation order (torch's); jit/eval_shape outputs would sort the keys
+    v = interop.load_state_dict(jm.init(jax.random.key(0), jnp.ones((2, 2)), train=False), tm.state_dict())
+    want = TU.parameters_to_vector(tm.parameters())
+    close(U.parameters_to_vector(v), want)  # buffers are left out, as model.parameters()
+    # jit returns dicts with sorted keys: names= restores torch's order
+    names = [n for n, _ in tm.named_parameters()]
+    sorted_params = jax.jit(lambda p: p)(v["params"])
+    close(U.parameters_to_vector(sorted_params, names=names), want)
+    new = rng.standard_normal(want.shape[0])
+    TU.vector_to_parameters(torch.tensor(new), tm.parameters())
+    back = U.vector_to_parameters(jnp.asarray(new), v)
+    close(interop.variables_to_state_dict({"params": back}), dict(tm.named_parameters()))
+    assert back["0"]["weight"].dtype == jnp.float64
+    # a list of arrays is taken in its order
+    lst = U.vector_to_parameters(jnp.arange(5.0), [jnp.zeros((2, 2)), jnp.zeros(1)])
+    assert [a.tolist() for a in lst] == [[[0.0, 1.0], [2.0, 3.0]], [4.0]]
+    with pytest.raises(ValueError, match=r"vector_to_parameters: expected a 1-D vec of 5 entries.*got shape \(4,\)"):
+        U.vector_to_parameters(jnp.zeros(4), [jnp.zeros((2, 2)), jnp.zeros(1)])
+    with pytest.raises(TypeError, match="vector_to_parameters: expected vec to be an array"):
+        U.vector_to_parameters([1.0], [jnp.zeros(1)])
+    with pytest.raises(ValueError, match="parameters_to_vector: names do not match"):
+        U.parameters_to_vector(v, names=["0.weight"])
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "conv_transpose1d", "linear"])
+def test_fusion_matches_torch(kind, rng):
+    if kind == "conv2d":
+        t_layer, j_layer = torch.nn.Conv2d(3, 4, 2), nn.Conv2d(3, 4, 2, param_dtype=jnp.float64)
+        t_bn, x = torch.nn.BatchNorm2d(4, eps=1e-3), rng.standard_normal((2, 3, 5, 5))
+    elif kind == "conv_transpose1d":
+        t_layer = torch.nn.ConvTranspose1d(3, 4, 2, bias=False)
+        j_layer = nn.ConvTranspose1d(3, 4, 2, bias=False, param_dtype=jnp.float64)
+        t_bn, x = torch.nn.BatchNorm1d(4, affine=False), rng.standard_normal((2, 3, 5))
+    else:
+        t_layer, j_layer = torch.nn.Linear(3, 4), nn.Linear(3, 4, param_dtype=jnp.float64)
+        t_bn, x = torch.nn.BatchNorm1d(4), rng.standard_normal((6, 3))
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        t_bn.running_mean.copy_(torch.tensor(rng.standard_normal(4)))
+        t_bn.running_var.copy_(torch.tensor(rng.uniform(0.5, 2.0, 4)))
+        if t_bn.affine:
+            t_bn.weight.copy_(torch.tensor(rng.standard_normal(4)))
+            t_bn.bias.copy_(torch.tensor(rng.standard_normal(4)))
+    t_layer.eval()
+    t_bn.eval()
+    transpose = kind == "conv_transpose1d"
+    if kind == "linear":
+        fused_t = torch.nn.utils.fusion.fuse_linear_bn_eval(t_layer, t_bn)
+        fused = U.fuse_linear_bn_eval(interop.state_dict_to_variables(t_layer.state_dict()),
+                                      interop.state_dict_to_variables(t_bn.state_dict()), eps=t_bn.eps)
+    else:
+        fused_t = torch.nn.utils.fusion.fuse_conv_bn_eval(t_layer, t_bn, transpose=transpose)
+        fused = U.fuse_conv_bn_eval(interop.state_dict_to_variables(t_layer.state_dict()),
+                                    interop.state_dict_to_variables(t_bn.state_dict()), transpose, eps=t_bn.eps)
+    close(interop.variables_to_state_dict(fused), {k: fused_t.state_dict()[k] for k in ("weight", "bias")})
+    # the fused layer (with a bias) equals layer -> BN in evaluation
+    fused_layer = j_layer.clone(bias=True)
+    close(fused_layer.apply(fused, jnp.asarray(x)), t_bn(t_layer(torch.tensor(x))).detach())
+
+
+def test_fusion_errors():
+    conv = {"params": {"weight": jnp.ones((4, 3, 2))}}
+    bn = {"batch_stats": {"running_mean": jnp.zeros(5), "running_var": jnp.ones(5)}}
+    with pytest.raises(ValueError, match="fuse_conv_bn_eval: the conv has 4 output channels but the BatchNorm has 5"):
+        U.fuse_conv_bn_eval(conv, bn)
+    with pytest.raises(ValueError, match="fuse_conv_bn_eval: the BatchNorm variables have no running statistics"):
+        U.fuse_conv_bn_eval(conv, {"params": {}})
+    with pytest.raises(ValueError, match=r"fuse_linear_bn_eval: to fuse, the Linear's out_features \(4\)"):
+        U.fuse_linear_bn_eval({"params": {"weight": jnp.ones((4, 3))}}, bn)
