@@ -71,6 +71,15 @@ class MultiheadAttention(PrecisionOptions):
 
     Differs from torch: no fused fast path and no nested tensors; results are
     those of torch's reference path (see docs/attention.md).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, x = nn.MultiheadAttention(8, 2, batch_first=True), jnp.ones((1, 3, 8))
+      >>> v = m.init(jax.random.key(0), x, x, x, train=False)
+      >>> out, w = m.apply(v, x, x, x, train=False)
+      >>> v["params"]["in_proj_weight"].shape, out.shape, w.shape
+      ((24, 8), (1, 3, 8), (1, 3, 3))
     """
 
     embed_dim: int
