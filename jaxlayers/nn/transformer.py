@@ -154,8 +154,8 @@ class TransformerEncoderLayer(PrecisionOptions):
 class TransformerDecoderLayer(TransformerEncoderLayer):
     """Self-attention + cross-attention + feed-forward block, as ``torch.nn.TransformerDecoderLayer``.
 
-    Same constructor as :class:`TransformerEncoderLayer`; adds ``multihead_attn``,
-    ``norm3`` and ``dropout3``.
+    Args: as :class:`TransformerEncoderLayer` (same constructor); the layer adds
+    ``multihead_attn``, ``norm3`` and ``dropout3``.
 
     Call: ``(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
     memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False, *, train)``.
@@ -337,10 +337,11 @@ class TransformerDecoder(fnn.Module):
 class Transformer(PrecisionOptions):
     """Encoder-decoder transformer, as ``torch.nn.Transformer``.
 
-    Args (torch's order and defaults): d_model=512, nhead=8, num_encoder_layers=6,
-    num_decoder_layers=6, dim_feedforward=2048, dropout=0.1, activation="relu",
-    custom_encoder=None, custom_decoder=None, layer_norm_eps=1e-5,
-    batch_first=False, norm_first=False, bias=True; then dtype, param_dtype, precision.
+    Args:
+      d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
+      dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
+      custom_decoder=None, layer_norm_eps=1e-5, batch_first=False, norm_first=False,
+      bias=True (torch's order and defaults); then dtype, param_dtype, precision.
 
     Children ``encoder`` (``layers.*``, ``norm``) and ``decoder`` (``layers.*``,
     ``norm``). Every weight with more than one dimension is xavier-uniform
