@@ -274,12 +274,12 @@ def multi_head_attention_forward(
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxlayers import functional as F
-      >>> E, H, x = 4, 2, jnp.ones((3, 1, 4))                       # (L, N, E)
+      >>> E, H, x = 8, 2, jnp.ones((5, 1, 8))                       # (L, N, E)
       >>> out, w = F.multi_head_attention_forward(
       ...     x, x, x, E, H, jnp.ones((3 * E, E)), None, None, None, False, 0.0,
       ...     jnp.eye(E), None, training=False)
       >>> out.shape, w.shape
-      ((3, 1, 4), (1, 3, 3))
+      ((5, 1, 8), (1, 5, 5))
     """
     layer = name
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)

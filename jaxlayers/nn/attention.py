@@ -75,11 +75,11 @@ class MultiheadAttention(PrecisionOptions):
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from jaxlayers import nn
-      >>> m, x = nn.MultiheadAttention(8, 2, batch_first=True), jnp.ones((1, 3, 8))
+      >>> m, x = nn.MultiheadAttention(8, 2), jnp.ones((5, 1, 8))    # (L, N, E)
       >>> v = m.init(jax.random.key(0), x, x, x, train=False)
       >>> out, w = m.apply(v, x, x, x, train=False)
       >>> v["params"]["in_proj_weight"].shape, out.shape, w.shape
-      ((24, 8), (1, 3, 8), (1, 3, 3))
+      ((24, 8), (5, 1, 8), (1, 5, 5))
     """
 
     embed_dim: int

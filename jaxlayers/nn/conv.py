@@ -243,10 +243,10 @@ class Conv1d(_ConvNd):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlayers import nn
-        >>> m, x = nn.Conv1d(2, 4, 3, padding=1), jnp.ones((1, 2, 4))
+        >>> m, x = nn.Conv1d(2, 4, 3, stride=2, padding=1), jnp.ones((1, 2, 140))
         >>> v = m.init(jax.random.key(0), x)
         >>> v["params"]["weight"].shape, m.apply(v, x).shape
-        ((4, 2, 3), (1, 4, 4))
+        ((4, 2, 3), (1, 4, 70))
     """
 
     num_spatial_dims: ClassVar[int] = 1
@@ -258,10 +258,10 @@ class Conv2d(_ConvNd):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlayers import nn
-        >>> m, x = nn.Conv2d(3, 8, 3, stride=2, padding=1), jnp.ones((1, 3, 4, 4))
+        >>> m, x = nn.Conv2d(3, 8, 3, stride=2, padding=1), jnp.ones((1, 3, 18, 18))
         >>> v = m.init(jax.random.key(0), x)
         >>> v["params"]["weight"].shape, m.apply(v, x).shape
-        ((8, 3, 3, 3), (1, 8, 2, 2))
+        ((8, 3, 3, 3), (1, 8, 9, 9))
     """
 
     num_spatial_dims: ClassVar[int] = 2
@@ -273,10 +273,10 @@ class Conv3d(_ConvNd):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlayers import nn
-        >>> m, x = nn.Conv3d(2, 4, 3), jnp.ones((1, 2, 3, 4, 4))
+        >>> m, x = nn.Conv3d(2, 4, 3, stride=2, padding=1), jnp.ones((1, 2, 10, 10, 10))
         >>> v = m.init(jax.random.key(0), x)
         >>> v["params"]["weight"].shape, m.apply(v, x).shape
-        ((4, 2, 3, 3, 3), (1, 4, 1, 2, 2))
+        ((4, 2, 3, 3, 3), (1, 4, 5, 5, 5))
     """
 
     num_spatial_dims: ClassVar[int] = 3
@@ -335,10 +335,10 @@ class LazyConv1d(Conv1d):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlayers import nn
-        >>> m, x = nn.LazyConv1d(4, 3), jnp.ones((1, 2, 5))
+        >>> m, x = nn.LazyConv1d(4, 3, stride=2, padding=1), jnp.ones((1, 2, 140))
         >>> v = m.init(jax.random.key(0), x)
         >>> v["params"]["weight"].shape, m.apply(v, x).shape
-        ((4, 2, 3), (1, 4, 3))
+        ((4, 2, 3), (1, 4, 70))
     """
 
     in_channels: Optional[int] = _lazy_in_channels()
@@ -350,10 +350,10 @@ class LazyConv2d(Conv2d):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlayers import nn
-        >>> m, x = nn.LazyConv2d(8, 3, padding=1), jnp.ones((1, 3, 2, 2))
+        >>> m, x = nn.LazyConv2d(8, 3, stride=2, padding=1), jnp.ones((1, 3, 18, 18))
         >>> v = m.init(jax.random.key(0), x)
         >>> v["params"]["weight"].shape, m.apply(v, x).shape
-        ((8, 3, 3, 3), (1, 8, 2, 2))
+        ((8, 3, 3, 3), (1, 8, 9, 9))
     """
 
     in_channels: Optional[int] = _lazy_in_channels()
@@ -365,10 +365,10 @@ class LazyConv3d(Conv3d):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlayers import nn
-        >>> m, x = nn.LazyConv3d(4, 3), jnp.ones((1, 2, 3, 4, 4))
+        >>> m, x = nn.LazyConv3d(4, 3, stride=2, padding=1), jnp.ones((1, 2, 10, 10, 10))
         >>> v = m.init(jax.random.key(0), x)
         >>> v["params"]["weight"].shape, m.apply(v, x).shape
-        ((4, 2, 3, 3, 3), (1, 4, 1, 2, 2))
+        ((4, 2, 3, 3, 3), (1, 4, 5, 5, 5))
     """
 
     in_channels: Optional[int] = _lazy_in_channels()

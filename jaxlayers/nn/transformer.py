@@ -167,10 +167,10 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
       >>> import jax, jax.numpy as jnp
       >>> from jaxlayers import nn
       >>> m = nn.TransformerDecoderLayer(8, 2, dim_feedforward=16)
-      >>> tgt, memory = jnp.ones((4, 1, 8)), jnp.ones((5, 1, 8))
+      >>> tgt, memory = jnp.ones((5, 1, 8)), jnp.ones((5, 1, 8))
       >>> v = m.init(jax.random.key(0), tgt, memory, train=False)
       >>> m.apply(v, tgt, memory, train=False).shape
-      (4, 1, 8)
+      (5, 1, 8)
     """
 
     @fnn.compact
@@ -305,10 +305,10 @@ class TransformerDecoder(fnn.Module):
       >>> import jax, jax.numpy as jnp
       >>> from jaxlayers import nn
       >>> m = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), num_layers=2)
-      >>> tgt, memory = jnp.ones((4, 1, 8)), jnp.ones((5, 1, 8))
+      >>> tgt, memory = jnp.ones((5, 1, 8)), jnp.ones((5, 1, 8))
       >>> v = m.init(jax.random.key(0), tgt, memory, train=False)
       >>> sorted(v["params"]["layers"]), m.apply(v, tgt, memory, train=False).shape
-      (['0', '1'], (4, 1, 8))
+      (['0', '1'], (5, 1, 8))
     """
 
     decoder_layer: fnn.Module
@@ -358,11 +358,11 @@ class Transformer(PrecisionOptions):
       >>> import jax, jax.numpy as jnp
       >>> from jaxlayers import nn
       >>> m = nn.Transformer(8, 2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=16)
-      >>> src, tgt = jnp.ones((5, 1, 8)), jnp.ones((4, 1, 8))
-      >>> mask = nn.Transformer.generate_square_subsequent_mask(4)
+      >>> src, tgt = jnp.ones((5, 1, 8)), jnp.ones((5, 1, 8))
+      >>> mask = nn.Transformer.generate_square_subsequent_mask(5)
       >>> v = m.init(jax.random.key(0), src, tgt, tgt_mask=mask, train=False)
       >>> m.apply(v, src, tgt, tgt_mask=mask, train=False).shape
-      (4, 1, 8)
+      (5, 1, 8)
     """
 
     d_model: int = 512
