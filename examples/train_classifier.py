@@ -45,8 +45,11 @@ class ModelConfig:
     channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # width per stage
     convs_per_stage: int = 2
     dropout: float = 0.2
+    frontend: str = "linen"  # linen | nnx (examples/nnx_train.py)
 
     def validate(self) -> None:
+        if self.frontend not in ("linen", "nnx"):
+            raise ConfigError(f"model.frontend must be 'linen' or 'nnx', got {self.frontend!r}")
         if not self.channels or any(c <= 0 for c in self.channels):
             raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {self.channels}")
         if self.convs_per_stage < 1:
@@ -415,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(Config, args.config, args.overrides)
+        if cfg.model.frontend == "nnx":
+            from nnx_train import main_nnx
+
+            return main_nnx(cfg)
         trainer = Trainer(cfg)
     except ConfigError as e:
         print(f"error: bad config: {e}", file=sys.stderr)

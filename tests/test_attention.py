@@ -2,6 +2,7 @@
 against torch (float64): outputs, attention weights and gradients w.r.t. the inputs and
 every parameter, for every option and mask kind; error paths."""
 
+import functools
 import math
 
 import jax
@@ -12,17 +13,16 @@ import torch
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 E, H, L, S, N = 8, 2, 3, 4, 2
 TOL = dict(rtol=1e-9, atol=1e-11)
 
 
-def _np(t):
-    return None if t is None else t.detach().numpy()
+_np = to_numpy
 
 
-def _close(a, b, **kw):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), **{**TOL, **kw})
+_close = functools.partial(close, **TOL)
 
 
 # --------------------------------------------------------------------------- masks

@@ -1,5 +1,6 @@
 """Conv*d, ConvTranspose*d, Lazy* and F.conv*d / F.conv_transpose*d against torch (float64)."""
 
+import functools
 import inspect
 import math
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 RTOL, ATOL = 1e-10, 1e-11
 
@@ -27,8 +29,7 @@ CONVT_MOD = {1: (nn.ConvTranspose1d, torch.nn.ConvTranspose1d), 2: (nn.ConvTrans
              3: (nn.ConvTranspose3d, torch.nn.ConvTranspose3d)}
 
 
-def _close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+_close = functools.partial(close, rtol=RTOL, atol=ATOL)
 
 
 def _torch_fwd_bwd(fn, cot_rng, *arrays):
@@ -91,6 +92,7 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("n,xs,ws,kw", CONV_CASES)
 def test_conv_functional_vs_torch(n, xs, ws, kw, rng):
     kw = dict(kw)
@@ -112,6 +114,7 @@ CONVT_CASES = [
 ]
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("n,xs,ws,kw", CONVT_CASES)
 def test_conv_transpose_functional_vs_torch(n, xs, ws, kw, rng):
     kw = dict(kw)

@@ -170,6 +170,10 @@ def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
     m = math.prod(x.shape[i] for i in axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
     xhat = (x.astype(sdt) - mean) * inv
+    # a weight constant along the reduced axes (batch norm) scales in the reduced shape, so the
+    # transpose (reverse mode) reuses the sums Σg and Σg·x̂ of the weight and bias gradients
+    per_slice = weight is not None and all(pshape[i - (x.ndim - len(pshape))] == 1 for i in axes
+                                           if i >= x.ndim - len(pshape))
     if _is_zero(dx):
         dmean = dvar = jnp.zeros_like(mean)
         dy = jnp.zeros(x.shape, sdt)
@@ -178,8 +182,13 @@ def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
         dmean = jnp.sum(dx, axes, keepdims=True) / m
         dxhat_mean = jnp.sum(xhat * dx, axes, keepdims=True) / m
         dvar = 2.0 * dxhat_mean / inv
-        dxhat = inv * (dx - dmean - xhat * dxhat_mean)
-        dy = dxhat if weight is None else dxhat * jnp.reshape(weight, pshape).astype(sdt)
+        if per_slice:
+            scale = inv * jnp.reshape(weight, pshape).astype(sdt)
+            dy = scale * dx - scale * dmean - xhat * (scale * dxhat_mean)
+        else:
+            dy = inv * (dx - dmean - xhat * dxhat_mean)
+            if weight is not None:
+                dy = dy * jnp.reshape(weight, pshape).astype(sdt)
     if weight is not None and not _is_zero(dweight):
         dw = jnp.reshape(dweight, pshape).astype(sdt)
         if _trailing_weight(x.shape, pshape):

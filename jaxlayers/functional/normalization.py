@@ -592,6 +592,50 @@ def local_response_norm(
 
 # --------------------------------------------------------------------------- switchable norm
 
+_SWITCH_VARIANCES = ("unbiased", "biased")
+
+
+def _check_channel_sized(name: str, arg: str, v: Array | None, channels: int, x: Array) -> None:
+    """``v`` holds one value per channel: ``(C,)`` or the reference's ``(1, C)``/``(1, C, 1)``/``(1, C, 1, 1)``."""
+    if v is None:
+        return
+    shape = tuple(jnp.shape(v))
+    if math.prod(shape) != channels or (shape and max(shape) != channels and channels != 1):
+        raise ValueError(
+            f"{name}: {arg} must hold {channels} values (shape ({channels},) or (1, {channels}, 1, ...)) for input "
+            f"of shape {shape_str(x)}, got shape {shape_str(shape)}"
+        )
+
+
+def _switch_stats(x: Array, unbiased: bool, using_bn: bool, axis_name: Any, axis_index_groups: Any,
+                  name: str) -> tuple[list[Array], list[Array], Array | None, Array | None]:
+    """The reference's statistics as lists ``[means], [vars]`` plus the BN pair (or None).
+
+    2-D ``(N, C)``: LN over C and BN over N (the reference's SwitchNorm1d).  N-d: IN over the
+    spatial dims (unbiased with ``unbiased``), LN/BN pooled from the IN moments,
+    ``var = mean(var_in + (mean_in − mean)²)`` (the reference's ``E[var_in + mean_in²] − mean²``).
+    """
+    if x.ndim == 2:
+        n, c = x.shape
+        mean_ln, var_ln = _moments(x, (1,))
+        mean_bn, var_bn = _moments(x, (0,))
+        if axis_name is not None:
+            mean_bn, var_bn = _pool(mean_bn, var_bn, 0, axis_name, axis_index_groups)
+        if unbiased:
+            count = n * _device_count(axis_name, axis_index_groups)
+            var_ln = var_ln * (c / (c - 1))
+            var_bn = var_bn * (count / (count - 1))
+        return [mean_ln], [var_ln], mean_bn, var_bn
+    s = math.prod(x.shape[2:])
+    mean_in, var_in = _moments(x, range(2, x.ndim))  # (N, C, 1...)
+    if unbiased:
+        var_in = var_in * (s / (s - 1))
+    mean_ln, var_ln = _pool(mean_in, var_in, 1)  # (N, 1, 1...)
+    mean_bn = var_bn = None
+    if using_bn:
+        mean_bn, var_bn = _pool(mean_in, var_in, 0, axis_name, axis_index_groups)  # (1, C, 1...)
+    return [mean_in, mean_ln], [var_in, var_ln], mean_bn, var_bn
+
 
 def _switch_norm(
     input: Array,
@@ -599,60 +643,78 @@ def _switch_norm(
     running_var: Array | None,
     weight: Array | None,
     bias: Array | None,
-    mean_weight: Array,
-    var_weight: Array,
+    mean_weight: Array | None,
+    var_weight: Array | None,
     training: bool,
-    momentum: float | None,
+    momentum: float,
     eps: float,
     *,
+    using_bn: bool,
+    using_moving_average: bool,
+    variance: str,
     num_batches_tracked: Array | None,
     axis_name: Any,
     axis_index_groups: Any,
     name: str,
 ) -> NormOutput:
     x = input
-    _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
+    if variance not in _SWITCH_VARIANCES:
+        raise ValueError(f"{name}: variance must be one of {_SWITCH_VARIANCES}, got {variance!r}")
+    _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
     _check_stats_pair(name, running_mean, running_var)
     c = x.shape[1]
-    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
-                   ("weight", weight), ("bias", bias)):
-        _check_vector(name, arg, v, c, x)
-    _check_param(name, "mean_weight", mean_weight, (3,))
-    _check_param(name, "var_weight", var_weight, (3,))
-    pshape = _channel_shape(x.ndim, c)
-    if math.prod(x.shape[2:]) == 1:
+    flat = x.ndim == 2
+    using_bn = using_bn or flat
+    for arg, v in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                   ("bias", bias)):
+        _check_channel_sized(name, arg, v, c, x)
+    k = 2 if flat or not using_bn else 3
+    mean_weight = jnp.zeros((k,)) if mean_weight is None else mean_weight
+    var_weight = jnp.zeros((k,)) if var_weight is None else var_weight
+    _check_param(name, "mean_weight", mean_weight, (k,))
+    _check_param(name, "var_weight", var_weight, (k,))
+    unbiased = variance == "unbiased"
+    if flat and unbiased and c == 1:
+        raise ValueError(f"{name}: expected more than 1 channel for the unbiased layer variance of (N, C) input, "
+                         f"got input of shape {shape_str(x)}")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty input, got input of shape {shape_str(x)}")
+    if not flat and math.prod(x.shape[2:]) == 1:
         raise ValueError(
             f"{name}: expected more than 1 spatial element (instance statistics), got input of shape {shape_str(x)}"
         )
-    if x.size == 0:
-        nbt = num_batches_tracked
-        if training and running_mean is not None:
-            nbt = _momentum_factor(name, momentum, num_batches_tracked)[1]
-        return NormOutput(x, running_mean, running_var, nbt)
+    track = using_bn and running_mean is not None
+    use_batch = training or not track
+    if flat and use_batch and x.shape[0] == 1 and axis_name is None:
+        raise ValueError(
+            f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
+        )
     sdt = _stat_dtype(x.dtype)
-    mean_in, var_in = _moments(x, range(2, x.ndim))  # (N, C, 1...)
-    mean_ln, var_ln = _pool(mean_in, var_in, 1)  # (N, 1, 1...)
+    means, variances, mean_bn, var_bn = _switch_stats(x, unbiased, using_bn, axis_name if use_batch else None,
+                                                      axis_index_groups, name)
     new_mean, new_var, nbt = running_mean, running_var, num_batches_tracked
-    if training or running_mean is None:
-        if training and x.shape[0] * math.prod(x.shape[2:]) == 1 and axis_name is None:
-            raise ValueError(
-                f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
-            )
-        mean_bn, var_bn = _pool(mean_in, var_in, 0, axis_name, axis_index_groups)  # (1, C, 1...)
-        if training and running_mean is not None:
-            factor, nbt = _momentum_factor(name, momentum, num_batches_tracked)
-            n = x.shape[0] * math.prod(x.shape[2:]) * _device_count(axis_name, axis_index_groups)
-            unbiased = lax.stop_gradient(var_bn * (n / (n - 1)))
-            new_mean = _update(running_mean, lax.stop_gradient(mean_bn), factor)
-            new_var = _update(running_var, unbiased, factor)
-    else:
-        mean_bn = jnp.reshape(running_mean, pshape).astype(sdt)
-        var_bn = jnp.reshape(running_var, pshape).astype(sdt)
+    stat_shape = (1, c) + (1,) * (x.ndim - 2)
+    if using_bn and not use_batch:
+        mean_bn = jnp.reshape(running_mean, stat_shape).astype(sdt)
+        var_bn = jnp.reshape(running_var, stat_shape).astype(sdt)
+    elif training and track:
+        bm, bv = lax.stop_gradient(mean_bn), lax.stop_gradient(var_bn)
+        rm, rv = running_mean, running_var
+        if using_moving_average:  # the reference: momentum weighs the old value
+            new_mean = momentum * rm + (1 - momentum) * jnp.reshape(bm, rm.shape)
+            new_var = momentum * rv + (1 - momentum) * jnp.reshape(bv, rv.shape)
+        else:  # the reference's running sums (of E[x] and E[x²])
+            new_mean = rm + jnp.reshape(bm, rm.shape)
+            new_var = rv + jnp.reshape(jnp.square(bm) + bv, rv.shape)
+        new_mean, new_var = new_mean.astype(rm.dtype), new_var.astype(rv.dtype)
+        nbt = None if num_batches_tracked is None else num_batches_tracked + 1
+    if using_bn:
+        means, variances = means + [mean_bn], variances + [var_bn]
     mw = jax.nn.softmax(mean_weight.astype(sdt))
     vw = jax.nn.softmax(var_weight.astype(sdt))
-    mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn
-    var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn
-    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    mean = sum(mw[i] * m for i, m in enumerate(means))
+    var = sum(vw[i] * v for i, v in enumerate(variances))
+    out = _normalize(x, mean, var, weight, bias, eps, stat_shape)
     return NormOutput(out, new_mean, new_var, nbt)
 
 
@@ -665,51 +727,75 @@ def switch_norm(
     mean_weight: Array | None = None,
     var_weight: Array | None = None,
     training: bool = False,
-    momentum: float | None = 0.1,
+    momentum: float = 0.9,
     eps: float = 1e-5,
     *,
+    using_bn: bool = True,
+    using_moving_average: bool = True,
+    variance: str = "unbiased",
     num_batches_tracked: Array | None = None,
     axis_name: Any = None,
     axis_index_groups: Any = None,
 ) -> NormOutput:
-    r"""Switchable normalisation (Luo et al. 2018), no torch equivalent.
+    r"""Switchable normalisation (Luo et al. 2018) as the authors' reference implementation
+    (github.com/switchablenorms/Switchable-Normalization, ``devkit/ops/switchable_norm.py``);
+    no torch equivalent.
 
-    With instance (IN), layer (LN) and batch (BN) moments of ``x``
-    (``(N, C, *spatial)``; biased variances, two-pass and pooled exactly):
+    For ``x`` of shape ``(N, C, *spatial)`` (S spatial positions) with instance (IN), layer (LN) and
+    batch (BN) statistics
 
     .. math::
-        \mu_{in} = \mathrm{E}_{s}[x],\ \sigma^2_{in} = \mathrm{Var}_{s}[x],\quad
+        \mu_{in} = \mathrm{E}_{s}[x],\ \sigma^2_{in} = 	frac{S}{S-1}\mathrm{Var}_{s}[x],\quad
         \mu_{ln} = \mathrm{E}_c[\mu_{in}],\ \sigma^2_{ln} = \mathrm{E}_c[\sigma^2_{in} + \mu_{in}^2] - \mu_{ln}^2,\quad
         \mu_{bn} = \mathrm{E}_n[\mu_{in}],\ \sigma^2_{bn} = \mathrm{E}_n[\sigma^2_{in} + \mu_{in}^2] - \mu_{bn}^2
 
-    (computed as :math:`\mathrm{E}[\sigma^2_i + (\mu_i - \mu)^2]`), the output is
+    (the reference's unbiased instance variance; ``variance="biased"`` drops the ``S/(S−1)``, so
+    that one-hot logits give exactly IN, LN and BN), the output is
 
     .. math::
-        \hat\mu = \sum_k w_k \mu_k,\ \hat\sigma^2 = \sum_k w'_k \sigma^2_k,\quad
-        w = \mathrm{softmax}(\text{mean\_weight}),\ w' = \mathrm{softmax}(\text{var\_weight}),\quad
-        y = \frac{x - \hat\mu}{\sqrt{\hat\sigma^2 + \epsilon}} \cdot \text{weight} + \text{bias}
+        y = rac{x - \sum_k w_k \mu_k}{\sqrt{\sum_k w'_k \sigma^2_k + \epsilon}} \cdot 	ext{weight} + 	ext{bias},
+        \quad w = \mathrm{softmax}(	ext{mean\_weight}),\ w' = \mathrm{softmax}(	ext{var\_weight})
 
-    with ``k`` running over (IN, LN, BN) in that order.  In training the BN
-    moments come from the batch and the buffers are updated as in
-    :func:`batch_norm` (torch's momentum convention, unbiased running variance);
-    in evaluation the running statistics replace the BN moments (batch moments
-    when no buffers are given).
+    with ``k`` over (IN, LN, BN), or (IN, LN) with ``using_bn=False``.  A 2-D ``(N, C)`` input is
+    the reference's SwitchNorm1d: LN over ``C`` and BN over ``N`` only (unbiased variances), two
+    logits (LN, BN).  Variances are computed two-pass / pooled (stable for large offsets).
+
+    In training the BN statistics come from the batch (over the devices of ``axis_name``) and the
+    buffers are updated as the reference: ``running = momentum · running + (1 − momentum) · batch``
+    (``momentum`` weighs the *old* value), or, with ``using_moving_average=False``, the running sums
+    ``running_mean += μ_bn``, ``running_var += μ_bn² + σ²_bn``.  In evaluation the buffers replace
+    the BN statistics (batch statistics when none are given).
 
     Args:
-      input: ``(N, C, *spatial)`` with more than one spatial element.
-      running_mean, running_var: ``(C,)`` or ``None``.
-      weight, bias: ``(C,)`` or ``None``.
-      mean_weight, var_weight: ``(3,)`` logits (IN, LN, BN); ``None`` = equal weights.
-      training, momentum, eps, num_batches_tracked, axis_name, axis_index_groups:
-        as :func:`batch_norm` (``axis_name`` reduces only the BN moments).
+      input: ``(N, C)`` or ``(N, C, *spatial)`` with more than one spatial element.
+      running_mean, running_var: ``C`` values each (``(C,)``, or the reference's ``(1, C)`` /
+        ``(1, C, 1)``; returned in the shape given), or ``None``.
+      weight, bias: ``C`` values each (any such shape) or ``None``.
+      mean_weight, var_weight: ``(3,)`` logits (IN, LN, BN), ``(2,)`` for (IN, LN) with
+        ``using_bn=False`` or (LN, BN) for 2-D input; ``None`` = equal weights.
+      training: batch statistics and buffer updates.
+      momentum: weight of the old running value (reference: 0.9 in 2-d, 0.997 in 1-d/3-d).
+      eps: added to the mixed variance.
+      using_bn: mix BN statistics (N-d input).
+      using_moving_average: exponential averages, or running sums (see above).
+      variance: ``"unbiased"`` (the reference) or ``"biased"`` (every variance biased).
+      num_batches_tracked: optional step counter, incremented when buffers are updated.
+      axis_name, axis_index_groups: named device axis for the BN statistics (``shard_map``/``pmap``).
 
     Returns:
       :class:`NormOutput` ``(output, running_mean, running_var, num_batches_tracked)``.
 
     Shape: ``(N, C, *) -> (N, C, *)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> x = jnp.arange(16.0).reshape(2, 2, 4)
+      >>> out = F.switch_norm(x, jnp.zeros(2), jnp.ones(2), training=True)
+      >>> out.output.shape, [round(float(m), 2) for m in out.running_mean]
+      ((2, 2, 4), [0.55, 0.95])
     """
-    mean_weight = jnp.zeros((3,)) if mean_weight is None else mean_weight
-    var_weight = jnp.zeros((3,)) if var_weight is None else var_weight
     return _switch_norm(input, running_mean, running_var, weight, bias, mean_weight, var_weight, training,
-                        momentum, eps, num_batches_tracked=num_batches_tracked, axis_name=axis_name,
+                        momentum, eps, using_bn=using_bn, using_moving_average=using_moving_average,
+                        variance=variance, num_batches_tracked=num_batches_tracked, axis_name=axis_name,
                         axis_index_groups=axis_index_groups, name="switch_norm")
