@@ -94,7 +94,20 @@ def _norm_dim(dim: Any, ndim: int, name: str) -> int:
 
 
 def relu(input: Any, inplace: bool = False) -> jax.Array:
-    """``max(0, x)``, as ``torch.nn.functional.relu``; ``relu'(0) = 0``."""
+    """``max(0, x)``, as ``torch.nn.functional.relu``; ``relu'(0) = 0``.
+
+    Args:
+        input: array of any shape.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.relu(jnp.array([-1.0, 2.0])).tolist()
+        [0.0, 2.0]
+    """
     x = _arr(input)
     return jnp.where(x <= 0, jnp.zeros_like(x), x)
 
@@ -113,12 +126,39 @@ def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: b
     The derivative is 1 strictly inside ``(min_val, max_val)`` and 0 elsewhere,
     including at ``min_val`` and ``max_val`` (torch's choice).
     Raises ValueError if ``max_val < min_val``.
+
+    Args:
+        input: array of any shape.
+        min_val: lower end of the linear region. Default -1.
+        max_val: upper end of the linear region. Default 1.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.hardtanh(jnp.array([-2.0, 0.5, 2.0])).tolist()
+        [-1.0, 0.5, 1.0]
     """
     return _hardtanh(input, min_val, max_val, "hardtanh")
 
 
 def relu6(input: Any, inplace: bool = False) -> jax.Array:
-    """``min(max(0, x), 6)``, as ``torch.nn.functional.relu6``; derivative 0 at 0 and 6."""
+    """``min(max(0, x), 6)``, as ``torch.nn.functional.relu6``; derivative 0 at 0 and 6.
+
+    Args:
+        input: array of any shape.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.relu6(jnp.array([-1.0, 3.0, 8.0])).tolist()
+        [0.0, 3.0, 6.0]
+    """
     return _hardtanh(input, 0.0, 6.0, "relu6")
 
 
@@ -126,6 +166,19 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
     """``x if x > 0 else negative_slope * x``, as ``torch.nn.functional.leaky_relu``.
 
     The derivative at 0 is ``negative_slope`` (torch's choice).
+
+    Args:
+        input: array of any shape.
+        negative_slope: slope for ``x <= 0``. Default 0.01.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.leaky_relu(jnp.array([-2.0, 3.0]), 0.5).tolist()
+        [-1.0, 3.0]
     """
     x = _arr(input)
     return jnp.where(x > 0, x, x * _scalar(negative_slope, x))
@@ -198,7 +251,17 @@ def prelu(input: Any, weight: Any) -> jax.Array:
     of a ``(N, C, *)`` input (0-D and 1-D inputs have a single channel).  The
     derivative at 0 is ``weight`` (torch's choice).
 
+    Args:
+        input: array of shape ``(N, C, *)`` (or 0-D/1-D: one channel).
+        weight: slopes for ``x <= 0``: a scalar, or 1-D with 1 or ``C`` entries.
+
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.prelu(jnp.array([[-2.0, -4.0]]), jnp.array([0.5, 0.25])).tolist()
+        [[-1.0, -1.0]]
     """
     return _prelu(input, weight, "prelu")
 
@@ -214,7 +277,21 @@ def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
 
 
 def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
-    """``x if x > 0 else alpha * (exp(x) - 1)``, as ``torch.nn.functional.elu``; ``elu'(0) = alpha``."""
+    """``x if x > 0 else alpha * (exp(x) - 1)``, as ``torch.nn.functional.elu``; ``elu'(0) = alpha``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        alpha: scale of the negative branch. Default 1.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.elu(jnp.array(-1.0))), 4)
+        -0.6321
+    """
     return _elu(_float(input), alpha)
 
 
@@ -222,6 +299,18 @@ def selu(input: Any, inplace: bool = False) -> jax.Array:
     """``scale * elu(x, alpha)`` with torch's constants, as ``torch.nn.functional.selu``.
 
     ``alpha = 1.6732632423543772``, ``scale = 1.0507009873554805``; ``selu'(0) = scale * alpha``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.selu(jnp.array(1.0))), 4)
+        1.0507
     """
     x = _float(input)
     return _scalar(SELU_SCALE, x) * _elu(x, SELU_ALPHA)
@@ -249,6 +338,19 @@ def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     ``celu'(0) = 1``.  As torch, the derivative of the negative branch uses
     ``1 / float32(alpha)`` (a relative difference of ~1e-7 from the exact derivative
     when ``alpha`` is not a float32 number).  Raises ValueError for ``alpha == 0``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        alpha: scale of the negative branch, non-zero. Default 1.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.celu(jnp.array(-1.0), alpha=2.0)), 4)
+        -0.7869
     """
     if alpha == 0:
         raise ValueError("celu: alpha cannot be 0")
@@ -274,34 +376,108 @@ def gelu(input: Any, approximate: str = "none") -> jax.Array:
     ``approximate="none"``: ``x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``;
     ``approximate="tanh"``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
     Raises ValueError for any other ``approximate``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        approximate: ``"none"`` (default) or ``"tanh"``.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.gelu(jnp.array(1.0))), 4), round(float(F.gelu(jnp.array(1.0), approximate="tanh")), 4)
+        (0.8413, 0.8412)
     """
     return _gelu(input, approximate, "gelu")
 
 
 def sigmoid(input: Any) -> jax.Array:
-    """``1 / (1 + exp(-x))``, as ``torch.nn.functional.sigmoid``."""
+    """``1 / (1 + exp(-x))``, as ``torch.nn.functional.sigmoid``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.sigmoid(jnp.array([0.0])).tolist()
+        [0.5]
+    """
     return jax.nn.sigmoid(_float(input))
 
 
 def tanh(input: Any) -> jax.Array:
-    """Hyperbolic tangent, as ``torch.nn.functional.tanh``."""
+    """Hyperbolic tangent, as ``torch.nn.functional.tanh``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.tanh(jnp.array(1.0))), 4)
+        0.7616
+    """
     return jnp.tanh(_float(input))
 
 
 def silu(input: Any, inplace: bool = False) -> jax.Array:
-    """``x * sigmoid(x)`` (swish), as ``torch.nn.functional.silu``."""
+    """``x * sigmoid(x)`` (swish), as ``torch.nn.functional.silu``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.silu(jnp.array(1.0))), 4)
+        0.7311
+    """
     x = _float(input)
     return x * jax.nn.sigmoid(x)
 
 
 def mish(input: Any, inplace: bool = False) -> jax.Array:
-    """``x * tanh(softplus(x))``, as ``torch.nn.functional.mish``."""
+    """``x * tanh(softplus(x))``, as ``torch.nn.functional.mish``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.mish(jnp.array(1.0))), 4)
+        0.8651
+    """
     x = _float(input)
     return x * jnp.tanh(jnp.logaddexp(x, jnp.zeros_like(x)))
 
 
 def logsigmoid(input: Any) -> jax.Array:
-    """``log(sigmoid(x)) = -softplus(-x)``, computed stably, as ``torch.nn.functional.logsigmoid``."""
+    """``log(sigmoid(x)) = -softplus(-x)``, computed stably, as ``torch.nn.functional.logsigmoid``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.logsigmoid(jnp.array(0.0))), 4)
+        -0.6931
+    """
     x = _float(input)
     return -jnp.logaddexp(-x, jnp.zeros_like(x))
 
@@ -312,6 +488,19 @@ def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> jax.Arra
     As torch, reverts to the identity (derivative 1) where ``beta * x > threshold``.
     The log branch is evaluated stably (``logaddexp``) and on a safe input so that
     neither branch overflows into the other's gradient.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        beta: sharpness. Default 1.
+        threshold: identity where ``beta * x > threshold``. Default 20.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.softplus(jnp.array(1.0))), 4), float(F.softplus(jnp.array(30.0)))
+        (1.3133, 30.0)
     """
     x = _float(input)
     xb = x * _scalar(beta, x)
@@ -321,13 +510,37 @@ def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> jax.Arra
 
 
 def softsign(input: Any) -> jax.Array:
-    """``x / (1 + |x|)``, as ``torch.nn.functional.softsign``."""
+    """``x / (1 + |x|)``, as ``torch.nn.functional.softsign``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.softsign(jnp.array([-1.0, 3.0])).tolist()
+        [-0.5, 0.75]
+    """
     x = _float(input)
     return x / (1 + jnp.abs(x))
 
 
 def tanhshrink(input: Any) -> jax.Array:
-    """``x - tanh(x)``, as ``torch.nn.functional.tanhshrink``."""
+    """``x - tanh(x)``, as ``torch.nn.functional.tanhshrink``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.tanhshrink(jnp.array(1.0))), 4)
+        0.2384
+    """
     x = _float(input)
     return x - jnp.tanh(x)
 
@@ -353,6 +566,18 @@ def hardsigmoid(input: Any, inplace: bool = False) -> jax.Array:
     """``relu6(x + 3) / 6``, as ``torch.nn.functional.hardsigmoid``; derivative 0 at -3 and 3.
 
     As torch, the derivative inside ``(-3, 3)`` is the float32 number ``1/6``, also in float64.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.hardsigmoid(jnp.array([-3.0, 0.0, 3.0])).tolist()
+        [0.0, 0.5, 1.0]
     """
     return _hardsigmoid(_float(input))
 
@@ -362,6 +587,18 @@ def hardswish(input: Any, inplace: bool = False) -> jax.Array:
 
     Derivative (torch's choice at the kinks): 0 for ``x <= -3``, ``x / 3 + 1/2`` for
     ``-3 < x < 3``, 1 for ``x >= 3``.
+
+    Args:
+        input: array of any shape (integer inputs are promoted to float).
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.hardswish(jnp.array([-3.0, 1.5, 4.0])).tolist()
+        [0.0, 1.125, 4.0]
     """
     x = _float(input)
     return jnp.where(x <= -3, jnp.zeros_like(x), jnp.where(x >= 3, x, x * (x + 3) / 6))
@@ -374,7 +611,20 @@ def _hardshrink(input: Any, lambd: float) -> jax.Array:
 
 
 def hardshrink(input: Any, lambd: float = 0.5) -> jax.Array:
-    """``x if |x| > lambd else 0``, as ``torch.nn.functional.hardshrink``; derivative 0 at ``±lambd``."""
+    """``x if |x| > lambd else 0``, as ``torch.nn.functional.hardshrink``; derivative 0 at ``±lambd``.
+
+    Args:
+        input: array of any shape.
+        lambd: half-width of the zeroed band. Default 0.5.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.hardshrink(jnp.array([-1.0, 0.25, 2.0])).tolist()
+        [-1.0, 0.0, 2.0]
+    """
     return _hardshrink(input, lambd)
 
 
@@ -391,13 +641,40 @@ def softshrink(input: Any, lambd: float = 0.5) -> jax.Array:
     ``torch.nn.functional.softshrink``; derivative 0 at ``±lambd``.
 
     Raises ValueError for ``lambd < 0``.
+
+    Args:
+        input: array of any shape.
+        lambd: shrinkage, ``>= 0``. Default 0.5.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.softshrink(jnp.array([-1.0, 0.25, 2.0])).tolist()
+        [-0.5, 0.0, 1.5]
     """
     return _softshrink(input, lambd, "softshrink")
 
 
 def threshold(input: Any, threshold: float, value: float, inplace: bool = False) -> jax.Array:
     """``x if x > threshold else value``, as ``torch.nn.functional.threshold``;
-    derivative 0 at ``threshold``."""
+    derivative 0 at ``threshold``.
+
+    Args:
+        input: array of any shape.
+        threshold: values ``<= threshold`` are replaced.
+        value: the replacement.
+        inplace: accepted for torch compatibility; a no-op.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.threshold(jnp.array([0.5, 2.0]), 1.0, -1.0).tolist()
+        [-1.0, 2.0]
+    """
     x = _arr(input)
     return jnp.where(x <= _scalar(threshold, x), _scalar(value, x), x)
 
@@ -423,8 +700,18 @@ def glu(input: Any, dim: int = -1) -> jax.Array:
     """Gated linear unit ``a * sigmoid(b)`` with ``a, b`` the two halves of ``input``
     along ``dim``, as ``torch.nn.functional.glu``.
 
+    Args:
+        input: array of at least 1-D, even size along ``dim`` (integer inputs are promoted to float).
+        dim: the dimension to halve. Default -1.
+
     Shape: ``(*, 2M, *) -> (*, M, *)``.  Raises ValueError for an odd size or a 0-D
     input, IndexError for ``dim`` out of range.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.glu(jnp.ones((2, 6))).shape
+        (2, 3)
     """
     return _glu(input, dim, "glu")
 
@@ -463,6 +750,20 @@ def softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any
     ``dtype`` casts the input first.  ``dim=None`` follows torch's deprecated
     implicit rule -- dim 0 for 0-, 1- and 3-D inputs, dim 1 otherwise -- and emits
     torch's ``UserWarning``; pass ``dim`` explicitly.  IndexError for ``dim`` out of range.
+
+    Args:
+        input: array of any shape.
+        dim: the dimension that sums to 1 (``None``: torch's deprecated implicit choice).
+        _stacklevel: torch's private warning-level argument.
+        dtype: cast ``input`` to it first.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.softmax(jnp.zeros(4), dim=0).tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
     return _softmax_family(input, dim, dtype, "softmax", "softmax", _stacklevel)
 
@@ -471,6 +772,18 @@ def log_softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype:
     """``log(softmax(x, dim))`` computed stably, as ``torch.nn.functional.log_softmax``.
 
     Same ``dim``/``dtype`` rules as :func:`softmax`.
+
+    Args:
+        input: array of any shape.
+        dim, _stacklevel, dtype: as :func:`softmax`.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> round(float(F.log_softmax(jnp.zeros(2), dim=0)[0]), 4)
+        -0.6931
     """
     return _softmax_family(input, dim, dtype, "log_softmax", "log_softmax", _stacklevel)
 
@@ -479,6 +792,18 @@ def softmin(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any
     """``softmax(-x, dim)``, as ``torch.nn.functional.softmin``.
 
     Same ``dim``/``dtype`` rules as :func:`softmax`.
+
+    Args:
+        input: array of any shape.
+        dim, _stacklevel, dtype: as :func:`softmax`.
+
+    Shape: any shape; the output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> [round(v, 4) for v in F.softmin(jnp.array([1.0, 2.0]), dim=0).tolist()]
+        [0.7311, 0.2689]
     """
     return _softmax_family(input, dim, dtype, "softmin", "softmin", _stacklevel)
 
@@ -494,6 +819,15 @@ def softmax2d(input: Any) -> jax.Array:
     """Softmax over the channels at every spatial location, as ``torch.nn.Softmax2d``
     (torch has no functional form; this is ``softmax(input, dim=-3)``).
 
+    Args:
+        input: ``(N, C, H, W)`` or ``(C, H, W)`` (ValueError otherwise).
+
     Shape: ``(N, C, H, W)`` or ``(C, H, W)``, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.softmax2d(jnp.zeros((1, 4, 2, 2)))[0, :, 0, 0].tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
     return _softmax2d(input, "softmax2d")

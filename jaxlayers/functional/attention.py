@@ -141,6 +141,15 @@ def scaled_dot_product_attention(
       precision: ``jax.lax.Precision`` for the two matmuls.
 
     Shape: output ``(..., Hq, L, Ev)``. Query rows with no allowed key give zeros.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> q = k = jnp.ones((1, 2, 3, 4))                            # (N, H, L, E): equal scores
+      >>> v = jnp.broadcast_to(jnp.arange(3.0)[:, None], (1, 2, 3, 4))  # key s has value s
+      >>> y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+      >>> y.shape, [round(t, 4) for t in y[0, 0, :, 0].tolist()]   # mean over keys 0..l
+      ((1, 2, 3, 4), [0.0, 0.5, 1.0])
     """
     layer = "scaled_dot_product_attention"
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
@@ -261,6 +270,16 @@ def multi_head_attention_forward(
     Shape: ``attn_output`` ``(L, N, E)`` (``(L, E)`` unbatched); ``attn_weights``
     ``(N, L, S)`` averaged or ``(N, H, L, S)`` per head (batch dim dropped when
     unbatched), with ``S`` counting ``bias_k`` and the zero-attention position.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> E, H, x = 8, 2, jnp.ones((5, 1, 8))                       # (L, N, E)
+      >>> out, w = F.multi_head_attention_forward(
+      ...     x, x, x, E, H, jnp.ones((3 * E, E)), None, None, None, False, 0.0,
+      ...     jnp.eye(E), None, training=False)
+      >>> out.shape, w.shape
+      ((5, 1, 8), (1, 5, 5))
     """
     layer = name
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)

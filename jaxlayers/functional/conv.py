@@ -293,6 +293,15 @@ _CONV_DOC = """{n}-d convolution (cross-correlation), as ``torch.nn.functional.c
       precision: ``lax.Precision`` (keyword only; not in torch).
 
     Shape: ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> x = jnp.ones((1, 2) + (5,) * {n})           # (N, C_in, *S), S = 5
+      >>> w = jnp.ones((4, 1) + (3,) * {n})           # (C_out, C_in/groups, *k), k = 3
+      >>> y = F.conv{n}d(x, w, stride=2, padding=1, groups=2)
+      >>> y.shape[:2], set(y.shape[2:])             # floor((5 + 2 - 2 - 1) / 2) + 1 = 3
+      ((1, 4), {{3}})
     """
 
 _CONVT_DOC = """{n}-d transposed convolution, as ``torch.nn.functional.conv_transpose{n}d``.
@@ -311,6 +320,15 @@ _CONVT_DOC = """{n}-d transposed convolution, as ``torch.nn.functional.conv_tran
       precision: ``lax.Precision`` (keyword only; not in torch).
 
     Shape: ``S_out = (S - 1)*stride - 2*padding + dilation*(k-1) + output_padding + 1``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> x = jnp.ones((1, 4) + (3,) * {n})           # (N, C_in, *S), S = 3
+      >>> w = jnp.ones((4, 1) + (3,) * {n})           # (C_in, C_out/groups, *k), k = 3
+      >>> y = F.conv_transpose{n}d(x, w, stride=2, padding=1, output_padding=1, groups=2)
+      >>> y.shape[:2], set(y.shape[2:])             # (3 - 1)*2 - 2 + 2 + 1 + 1 = 6
+      ((1, 2), {{6}})
     """
 
 

@@ -121,6 +121,13 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
         key: ``jax.random`` key (keyword-only), required when ``training`` and ``0 < p < 1``.
 
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> y = F.dropout(jnp.ones(100), p=0.5, key=jax.random.key(0))
+        >>> sorted(set(y.tolist())), F.dropout(jnp.ones(2), training=False).tolist()
+        ([0.0, 2.0], [1.0, 1.0])
     """
     return _dropout(input, p, training, key, "dropout")
 
@@ -133,7 +140,20 @@ def alpha_dropout(input: Any, p: float = 0.5, training: bool = False, inplace: b
     ``b = -a alpha' p``, which keeps zero mean and unit variance.  Note torch's
     default ``training=False``.  ``p == 1`` gives zeros (as torch).
 
+    Args:
+        input: any shape.
+        p: probability of an element being dropped, in ``[0, 1]``.
+        training: identity when False (the default, as torch).
+        inplace: no-op.
+        key: ``jax.random`` key (keyword-only), required when active.
+
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.alpha_dropout(jnp.ones(100), 0.5, training=True, key=jax.random.key(0)).shape
+        (100,)
     """
     return _dropout(input, p, training, key, "alpha_dropout", alpha=True)
 
@@ -187,7 +207,21 @@ def dropout1d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     Each channel is zeroed with probability ``p``; kept channels are scaled by ``1 / (1 - p)``.
     Other ranks raise ValueError.  ``key`` as in :func:`dropout`.
 
+    Args:
+        input: ``(N, C, L)`` or ``(C, L)``.
+        p: probability of a channel being zeroed, in ``[0, 1]``.
+        training: identity when False.
+        inplace: no-op.
+        key: ``jax.random`` key (keyword-only), required when active.
+
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> y = F.dropout1d(jnp.ones((2, 8, 3)), key=jax.random.key(0))
+        >>> bool((y == y[..., :1]).all())                   # whole channels are kept or zeroed
+        True
     """
     return _dropout_nd(input, p, training, key, 1, "dropout1d")
 
@@ -198,7 +232,21 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     Like torch 2.13, a 3-D input is read as ``(N, C, L)`` (1-D channel dropout) with a
     UserWarning, and other ranks warn as deprecated.  ``key`` as in :func:`dropout`.
 
+    Args:
+        input: ``(N, C, H, W)``.
+        p: probability of a channel being zeroed, in ``[0, 1]``.
+        training: identity when False.
+        inplace: no-op.
+        key: ``jax.random`` key (keyword-only), required when active.
+
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> y = F.dropout2d(jnp.ones((2, 8, 3, 3)), key=jax.random.key(0))
+        >>> bool((y == y[..., :1, :1]).all())               # whole channels are kept or zeroed
+        True
     """
     return _dropout_nd(input, p, training, key, 2, "dropout2d")
 
@@ -210,7 +258,21 @@ def dropout3d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     Other ranks warn as deprecated (as torch) and are treated as unbatched.
     ``key`` as in :func:`dropout`.
 
+    Args:
+        input: ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+        p: probability of a channel being zeroed, in ``[0, 1]``.
+        training: identity when False.
+        inplace: no-op.
+        key: ``jax.random`` key (keyword-only), required when active.
+
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> y = F.dropout3d(jnp.ones((2, 8, 2, 2, 2)), key=jax.random.key(0))
+        >>> bool((y == y[..., :1, :1, :1]).all())           # whole channels are kept or zeroed
+        True
     """
     return _dropout_nd(input, p, training, key, 3, "dropout3d")
 
@@ -230,6 +292,20 @@ def feature_alpha_dropout(input: Any, p: float = 0.5, training: bool = False, in
 
     Same affine map as :func:`alpha_dropout`, one mask entry per ``(n, c)``.
 
+    Args:
+        input: ``(N, C, *)``.
+        p: probability of a channel being dropped, in ``[0, 1]``.
+        training: identity when False (the default, as torch).
+        inplace: no-op.
+        key: ``jax.random`` key (keyword-only), required when active.
+
     Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> y = F.feature_alpha_dropout(jnp.ones((2, 8, 3)), 0.5, training=True, key=jax.random.key(0))
+        >>> bool((y == y[..., :1]).all())                   # one mask entry per (n, c)
+        True
     """
     return _feature_alpha_dropout(input, p, training, key, "feature_alpha_dropout")

@@ -61,6 +61,13 @@ def linear(input, weight, bias=None, *, precision=None):
     The product contracts the last dims of ``input`` and ``weight`` with
     ``lax.dot_general``; no transposed copy of the weight is made.
     Mixed dtypes are promoted (torch raises).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> y = F.linear(jnp.ones((2, 3)), jnp.ones((4, 3)), jnp.full(4, 0.5))
+      >>> y.shape, y[0].tolist()
+      ((2, 4), [3.5, 3.5, 3.5, 3.5])
     """
     return _linear(input, weight, bias, name="linear", precision=precision)
 
@@ -107,5 +114,12 @@ def bilinear(input1, input2, weight, bias=None, *, precision=None):
       precision: XLA precision of the contractions, keyword only.
 
     Shape: ``(*, in1), (*, in2) -> (*, out_features)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> y = F.bilinear(jnp.ones((2, 3)), jnp.ones((2, 5)), jnp.ones((4, 3, 5)))
+      >>> y.shape, float(y[0, 0])
+      ((2, 4), 15.0)
     """
     return _bilinear(input1, input2, weight, bias, name="bilinear", precision=precision)

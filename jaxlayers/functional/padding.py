@@ -130,5 +130,12 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | N
 
     Errors as torch: reflect padding must be ``< S``; circular padding ``<= S``;
     the non-constant modes pad the last 1, 2 or 3 dims of a 2/3, 3/4 or 4/5-D input.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> x = jnp.array([[[1.0, 2.0, 3.0]]])              # (N, C, W)
+      >>> F.pad(x, (1, 2)).tolist(), F.pad(x, (2, 1), mode="reflect").tolist()
+      ([[[0.0, 1.0, 2.0, 3.0, 0.0, 0.0]]], [[[3.0, 2.0, 1.0, 2.0, 3.0, 2.0]]])
     """
     return _pad(input, pad, mode, value, name="pad")

@@ -206,6 +206,13 @@ def embedding(
 
     Out-of-range indices raise ``IndexError`` when ``input`` is concrete; under
     ``jit``/``vmap`` they give rows of NaN (never another row).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> w = jnp.arange(6.0).reshape(3, 2)
+      >>> F.embedding(jnp.array([[2, 0]]), w).tolist()
+      [[[4.0, 5.0], [0.0, 1.0]]]
     """
     del sparse
     return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, name="embedding")
@@ -218,10 +225,22 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
     every row referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm``
     is multiplied by ``max_norm / (norm + 1e-7)``; the others are unchanged.
 
-    >>> weight = F.embedding_renorm(weight, idx, max_norm=1.0)   # store it, as torch would
+    Args:
+      weight: the table, ``(num_embeddings, embedding_dim)``.
+      input: integer indices of any shape; only their rows are renormalised.
+      max_norm: the largest allowed ``norm_type``-norm.
+      norm_type: the p of the p-norm. Default 2.
 
     Shape:
       weight ``(V, D)``, input ``(*)`` -> ``(V, D)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> w = jnp.array([[3.0, 4.0], [0.0, 2.0]])
+      >>> w = F.embedding_renorm(w, jnp.array([0]), max_norm=1.0)   # store it, as torch would
+      >>> [[round(v, 4) for v in row] for row in w.tolist()]       # row 1 not looked up: unchanged
+      [[0.6, 0.8], [0.0, 2.0]]
     """
     name = "embedding_renorm"
     _check_weight(name, weight)
@@ -389,6 +408,13 @@ def embedding_bag(
 
     Out-of-range indices raise ``IndexError`` when ``input`` is concrete and give NaN
     under ``jit``/``vmap``.  Offsets are validated (``ValueError``) only when concrete.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> w = jnp.arange(6.0).reshape(3, 2)
+      >>> F.embedding_bag(jnp.array([0, 2, 1]), w, jnp.array([0, 2]), mode="sum").tolist()
+      [[4.0, 6.0], [2.0, 3.0]]
     """
     del sparse
     return _embedding_bag(

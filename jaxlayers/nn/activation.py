@@ -90,6 +90,12 @@ class ReLU(_Activation):
         inplace: accepted for torch compatibility; a no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.ReLU().apply({}, jnp.array([-1.0, 2.0])).tolist()
+        [0.0, 2.0]
     """
 
     inplace: bool = False
@@ -103,6 +109,12 @@ class ReLU6(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.ReLU6().apply({}, jnp.array([-1.0, 8.0])).tolist()
+        [0.0, 6.0]
     """
 
     inplace: bool = False
@@ -117,6 +129,12 @@ class LeakyReLU(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.LeakyReLU(0.5).apply({}, jnp.array([-2.0, 3.0])).tolist()
+        [-1.0, 3.0]
     """
 
     negative_slope: float = 0.01
@@ -133,6 +151,12 @@ class ELU(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.ELU().apply({}, jnp.array(-1.0))), 4)
+        -0.6321
     """
 
     alpha: float = 1.0
@@ -148,6 +172,12 @@ class SELU(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.SELU().apply({}, jnp.array(1.0))), 4)
+        1.0507
     """
 
     inplace: bool = False
@@ -162,6 +192,12 @@ class CELU(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.CELU(2.0).apply({}, jnp.array(-1.0))), 4)
+        -0.7869
     """
 
     alpha: float = 1.0
@@ -182,6 +218,12 @@ class GELU(_Activation):
             anything else raises ValueError at construction.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.GELU().apply({}, jnp.array(1.0))), 4)
+        0.8413
     """
 
     approximate: str = "none"
@@ -201,6 +243,12 @@ class SiLU(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.SiLU().apply({}, jnp.array(1.0))), 4)
+        0.7311
     """
 
     inplace: bool = False
@@ -214,6 +262,12 @@ class Mish(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.Mish().apply({}, jnp.array(1.0))), 4)
+        0.8651
     """
 
     inplace: bool = False
@@ -223,7 +277,15 @@ class Mish(_Activation):
 class Sigmoid(_Activation):
     """``1 / (1 + exp(-x))``, as ``torch.nn.Sigmoid``.
 
+    Args: none.
+
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Sigmoid().apply({}, jnp.array([0.0])).tolist()
+        [0.5]
     """
 
     _fn = _static(A.sigmoid)
@@ -232,7 +294,15 @@ class Sigmoid(_Activation):
 class LogSigmoid(_Activation):
     """``log(sigmoid(x))``, as ``torch.nn.LogSigmoid``.
 
+    Args: none.
+
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.LogSigmoid().apply({}, jnp.array(0.0))), 4)
+        -0.6931
     """
 
     _fn = _static(A.logsigmoid)
@@ -241,7 +311,15 @@ class LogSigmoid(_Activation):
 class Tanh(_Activation):
     """``tanh(x)``, as ``torch.nn.Tanh``.
 
+    Args: none.
+
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.Tanh().apply({}, jnp.array(1.0))), 4)
+        0.7616
     """
 
     _fn = _static(A.tanh)
@@ -256,6 +334,12 @@ class Hardtanh(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Hardtanh(-2.0, 2.0).apply({}, jnp.array([-3.0, 1.0, 3.0])).tolist()
+        [-2.0, 1.0, 2.0]
     """
 
     min_val: float = -1.0
@@ -279,6 +363,12 @@ class Hardswish(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Hardswish().apply({}, jnp.array([-3.0, 1.5, 4.0])).tolist()
+        [0.0, 1.125, 4.0]
     """
 
     inplace: bool = False
@@ -292,6 +382,12 @@ class Hardsigmoid(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Hardsigmoid().apply({}, jnp.array([-3.0, 0.0, 3.0])).tolist()
+        [0.0, 0.5, 1.0]
     """
 
     inplace: bool = False
@@ -305,6 +401,12 @@ class Hardshrink(_Activation):
         lambd: Default 0.5.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Hardshrink().apply({}, jnp.array([-1.0, 0.25, 2.0])).tolist()
+        [-1.0, 0.0, 2.0]
     """
 
     lambd: float = 0.5
@@ -319,6 +421,12 @@ class Softshrink(_Activation):
         lambd: Default 0.5; must be >= 0 (ValueError at construction).
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Softshrink().apply({}, jnp.array([-1.0, 0.25, 2.0])).tolist()
+        [-0.5, 0.0, 1.5]
     """
 
     lambd: float = 0.5
@@ -334,7 +442,15 @@ class Softshrink(_Activation):
 class Tanhshrink(_Activation):
     """``x - tanh(x)``, as ``torch.nn.Tanhshrink``.
 
+    Args: none.
+
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.Tanhshrink().apply({}, jnp.array(1.0))), 4)
+        0.2384
     """
 
     _fn = _static(A.tanhshrink)
@@ -343,7 +459,15 @@ class Tanhshrink(_Activation):
 class Softsign(_Activation):
     """``x / (1 + |x|)``, as ``torch.nn.Softsign``.
 
+    Args: none.
+
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Softsign().apply({}, jnp.array([-1.0, 3.0])).tolist()
+        [-0.5, 0.75]
     """
 
     _fn = _static(A.softsign)
@@ -357,6 +481,12 @@ class Softplus(_Activation):
         threshold: Default 20.0.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.Softplus().apply({}, jnp.array(1.0))), 4)
+        1.3133
     """
 
     beta: float = 1.0
@@ -374,6 +504,12 @@ class Threshold(_Activation):
         inplace: no-op.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Threshold(1.0, -1.0).apply({}, jnp.array([0.5, 2.0])).tolist()
+        [-1.0, 2.0]
     """
 
     threshold: float
@@ -390,6 +526,12 @@ class GLU(_Activation):
         dim: the dimension to split. Default -1.
 
     Shape: ``(*, 2M, *) -> (*, M, *)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.GLU().apply({}, jnp.ones((2, 6))).shape
+        (2, 3)
     """
 
     dim: int = -1
@@ -418,6 +560,12 @@ class Softmax(_SoftmaxBase):
             rule (dim 0 for 0-, 1-, 3-D input, else dim 1) with torch's UserWarning.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Softmax(dim=-1).apply({}, jnp.zeros((1, 4))).tolist()
+        [[0.25, 0.25, 0.25, 0.25]]
     """
 
     _kind = "softmax"
@@ -430,6 +578,12 @@ class LogSoftmax(_SoftmaxBase):
         dim: as in :class:`Softmax`.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> round(float(nn.LogSoftmax(dim=0).apply({}, jnp.zeros(2))[0]), 4)
+        -0.6931
     """
 
     _kind = "log_softmax"
@@ -442,6 +596,12 @@ class Softmin(_SoftmaxBase):
         dim: as in :class:`Softmax`.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> [round(v, 4) for v in nn.Softmin(dim=0).apply({}, jnp.array([1.0, 2.0])).tolist()]
+        [0.7311, 0.2689]
     """
 
     _kind = "softmin"
@@ -450,7 +610,15 @@ class Softmin(_SoftmaxBase):
 class Softmax2d(_Activation):
     """Softmax over channels at every spatial location, as ``torch.nn.Softmax2d``.
 
+    Args: none.
+
     Shape: ``(N, C, H, W)`` or ``(C, H, W)``, output of the same shape; other ranks raise ValueError.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.Softmax2d().apply({}, jnp.zeros((1, 4, 2, 2)))[0, :, 0, 0].tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
 
     _fn = _static(A._softmax2d)
@@ -474,6 +642,14 @@ class PReLU(InitOptions):
 
     Shape: ``(*)``, output of the same shape; with ``num_parameters = C`` the input must
     be ``(N, C, *)`` (ValueError otherwise).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m = nn.PReLU()
+        >>> v = m.init(jax.random.key(0), jnp.array([-2.0, 1.0]))
+        >>> v["params"]["weight"].tolist(), m.apply(v, jnp.array([-2.0, 1.0])).tolist()
+        ([0.25], [-0.5, 1.0])
     """
 
     num_parameters: int = 1

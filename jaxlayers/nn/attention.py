@@ -71,6 +71,15 @@ class MultiheadAttention(PrecisionOptions):
 
     Differs from torch: no fused fast path and no nested tensors; results are
     those of torch's reference path (see docs/attention.md).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, x = nn.MultiheadAttention(8, 2), jnp.ones((5, 1, 8))    # (L, N, E)
+      >>> v = m.init(jax.random.key(0), x, x, x, train=False)
+      >>> out, w = m.apply(v, x, x, x, train=False)
+      >>> v["params"]["in_proj_weight"].shape, out.shape, w.shape
+      ((24, 8), (5, 1, 8), (1, 5, 5))
     """
 
     embed_dim: int

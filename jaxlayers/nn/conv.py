@@ -238,37 +238,91 @@ class _ConvTransposeNd(_ConvBase):
 
 # 1d/2d/3d: only the number of spatial dims differs.
 class Conv1d(_ConvNd):
-    """1-d convolution, as ``torch.nn.Conv1d``; arguments as :class:`_ConvNd`. Input ``(N, C, L)`` or ``(C, L)``."""
+    """1-d convolution, as ``torch.nn.Conv1d``; arguments as :class:`_ConvNd`. Input ``(N, C, L)`` or ``(C, L)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.Conv1d(2, 4, 3, stride=2, padding=1), jnp.ones((1, 2, 140))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3), (1, 4, 70))
+    """
 
     num_spatial_dims: ClassVar[int] = 1
 
 
 class Conv2d(_ConvNd):
-    """2-d convolution, as ``torch.nn.Conv2d``; arguments as :class:`_ConvNd`. Input ``(N, C, H, W)`` or ``(C, H, W)``."""
+    """2-d convolution, as ``torch.nn.Conv2d``; arguments as :class:`_ConvNd`. Input ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.Conv2d(3, 8, 3, stride=2, padding=1), jnp.ones((1, 3, 18, 18))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((8, 3, 3, 3), (1, 8, 9, 9))
+    """
 
     num_spatial_dims: ClassVar[int] = 2
 
 
 class Conv3d(_ConvNd):
-    """3-d convolution, as ``torch.nn.Conv3d``; arguments as :class:`_ConvNd`. Input ``(N, C, D, H, W)`` or ``(C, D, H, W)``."""
+    """3-d convolution, as ``torch.nn.Conv3d``; arguments as :class:`_ConvNd`. Input ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.Conv3d(2, 4, 3, stride=2, padding=1), jnp.ones((1, 2, 10, 10, 10))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3, 3, 3), (1, 4, 5, 5, 5))
+    """
 
     num_spatial_dims: ClassVar[int] = 3
 
 
 class ConvTranspose1d(_ConvTransposeNd):
-    """1-d transposed convolution, as ``torch.nn.ConvTranspose1d``; arguments as :class:`_ConvTransposeNd`."""
+    """1-d transposed convolution, as ``torch.nn.ConvTranspose1d``; arguments as :class:`_ConvTransposeNd`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.ConvTranspose1d(4, 2, 3, stride=2), jnp.ones((1, 4, 5))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3), (1, 2, 11))
+    """
 
     num_spatial_dims: ClassVar[int] = 1
 
 
 class ConvTranspose2d(_ConvTransposeNd):
-    """2-d transposed convolution, as ``torch.nn.ConvTranspose2d``; arguments as :class:`_ConvTransposeNd`."""
+    """2-d transposed convolution, as ``torch.nn.ConvTranspose2d``; arguments as :class:`_ConvTransposeNd`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.ConvTranspose2d(8, 3, 3, stride=2, padding=1, output_padding=1), jnp.ones((1, 8, 2, 2))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((8, 3, 3, 3), (1, 3, 4, 4))
+    """
 
     num_spatial_dims: ClassVar[int] = 2
 
 
 class ConvTranspose3d(_ConvTransposeNd):
-    """3-d transposed convolution, as ``torch.nn.ConvTranspose3d``; arguments as :class:`_ConvTransposeNd`."""
+    """3-d transposed convolution, as ``torch.nn.ConvTranspose3d``; arguments as :class:`_ConvTransposeNd`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.ConvTranspose3d(4, 2, 3, stride=2), jnp.ones((1, 4, 1, 2, 2))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3, 3, 3), (1, 2, 3, 5, 5))
+    """
 
     num_spatial_dims: ClassVar[int] = 3
 
@@ -276,50 +330,106 @@ class ConvTranspose3d(_ConvTransposeNd):
 # Lazy: torch's signature without in_channels (out_channels first); in_channels is
 # inferred from the input at init (it may also be given by keyword).
 class LazyConv1d(Conv1d):
-    """``torch.nn.LazyConv1d``: :class:`Conv1d` with ``in_channels`` inferred from the input."""
+    """``torch.nn.LazyConv1d``: :class:`Conv1d` with ``in_channels`` inferred from the input.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.LazyConv1d(4, 3, stride=2, padding=1), jnp.ones((1, 2, 140))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3), (1, 4, 70))
+    """
 
     in_channels: Optional[int] = _lazy_in_channels()
 
 
 class LazyConv2d(Conv2d):
-    """``torch.nn.LazyConv2d``: :class:`Conv2d` with ``in_channels`` inferred from the input."""
+    """``torch.nn.LazyConv2d``: :class:`Conv2d` with ``in_channels`` inferred from the input.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.LazyConv2d(8, 3, stride=2, padding=1), jnp.ones((1, 3, 18, 18))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((8, 3, 3, 3), (1, 8, 9, 9))
+    """
 
     in_channels: Optional[int] = _lazy_in_channels()
 
 
 class LazyConv3d(Conv3d):
-    """``torch.nn.LazyConv3d``: :class:`Conv3d` with ``in_channels`` inferred from the input."""
+    """``torch.nn.LazyConv3d``: :class:`Conv3d` with ``in_channels`` inferred from the input.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.LazyConv3d(4, 3, stride=2, padding=1), jnp.ones((1, 2, 10, 10, 10))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3, 3, 3), (1, 4, 5, 5, 5))
+    """
 
     in_channels: Optional[int] = _lazy_in_channels()
 
 
 class LazyConvTranspose1d(ConvTranspose1d):
-    """``torch.nn.LazyConvTranspose1d``: :class:`ConvTranspose1d` with ``in_channels`` inferred from the input."""
+    """``torch.nn.LazyConvTranspose1d``: :class:`ConvTranspose1d` with ``in_channels`` inferred from the input.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.LazyConvTranspose1d(2, 3, stride=2), jnp.ones((1, 4, 5))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3), (1, 2, 11))
+    """
 
     in_channels: Optional[int] = _lazy_in_channels()
 
 
 class LazyConvTranspose2d(ConvTranspose2d):
-    """``torch.nn.LazyConvTranspose2d``: :class:`ConvTranspose2d` with ``in_channels`` inferred from the input."""
+    """``torch.nn.LazyConvTranspose2d``: :class:`ConvTranspose2d` with ``in_channels`` inferred from the input.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.LazyConvTranspose2d(3, 3, stride=2), jnp.ones((1, 8, 2, 2))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((8, 3, 3, 3), (1, 3, 5, 5))
+    """
 
     in_channels: Optional[int] = _lazy_in_channels()
 
 
 class LazyConvTranspose3d(ConvTranspose3d):
-    """``torch.nn.LazyConvTranspose3d``: :class:`ConvTranspose3d` with ``in_channels`` inferred from the input."""
+    """``torch.nn.LazyConvTranspose3d``: :class:`ConvTranspose3d` with ``in_channels`` inferred from the input.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m, x = nn.LazyConvTranspose3d(2, 3, stride=2), jnp.ones((1, 4, 1, 2, 2))
+        >>> v = m.init(jax.random.key(0), x)
+        >>> v["params"]["weight"].shape, m.apply(v, x).shape
+        ((4, 2, 3, 3, 3), (1, 2, 3, 5, 5))
+    """
 
     in_channels: Optional[int] = _lazy_in_channels()
 
 
 def _full_docs() -> None:
-    """Give each public class its torch one-liner plus the N-d base's Args/Shape sections."""
+    """Give each public class its torch one-liner plus the N-d base's Args/Shape sections,
+    then the class's own Example."""
     for cls in (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
                 LazyConv1d, LazyConv2d, LazyConv3d,
                 LazyConvTranspose1d, LazyConvTranspose2d, LazyConvTranspose3d):
         base = _ConvTransposeNd if issubclass(cls, _ConvTransposeNd) else _ConvNd
-        head = cls.__doc__.split("; arguments as")[0].rstrip(".")
-        body = base.__doc__.split("\n", 1)[1]
-        cls.__doc__ = f"{head}.\n{body}"
+        own, _, example = cls.__doc__.partition("\n")
+        head = own.split("; arguments as")[0].rstrip(".")
+        body = base.__doc__.split("\n", 1)[1].rstrip()
+        cls.__doc__ = f"{head}.\n{body}\n{example}"
 
 
 _full_docs()

@@ -76,6 +76,14 @@ class Dropout(_DropoutBase):
         rng_collection: Flax rng stream. Default ``"dropout"``.
 
     Call: ``module(x, train=...)``.  Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> m = nn.Dropout(0.5)
+        >>> y = m.apply({}, jnp.ones(100), train=True, rngs={"dropout": jax.random.key(0)})
+        >>> sorted(set(y.tolist())), m.apply({}, jnp.ones(2), train=False).tolist()
+        ([0.0, 2.0], [1.0, 1.0])
     """
 
     _fn = staticmethod(_dropout)
@@ -87,6 +95,13 @@ class Dropout1d(_DropoutBase):
     Args: as :class:`Dropout`.  Call: ``module(x, train=...)``.
 
     Shape: ``(N, C, L)`` or ``(C, L)``, output of the same shape; other ranks raise ValueError.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> y = nn.Dropout1d().apply({}, jnp.ones((2, 8, 3)), train=True, rngs={"dropout": jax.random.key(0)})
+        >>> bool((y == y[..., :1]).all())                   # whole channels are kept or zeroed
+        True
     """
 
     _fn = _nd(1)
@@ -100,6 +115,13 @@ class Dropout2d(_DropoutBase):
     Shape: ``(N, C, H, W)``, output of the same shape.  As torch 2.13, a 3-D input is
     read as ``(N, C, L)`` (channel-wise 1-D dropout) with a UserWarning; use
     :class:`Dropout1d` for that.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> y = nn.Dropout2d().apply({}, jnp.ones((2, 8, 3, 3)), train=True, rngs={"dropout": jax.random.key(0)})
+        >>> bool((y == y[..., :1, :1]).all())
+        True
     """
 
     _fn = _nd(2)
@@ -111,6 +133,13 @@ class Dropout3d(_DropoutBase):
     Args: as :class:`Dropout`.  Call: ``module(x, train=...)``.
 
     Shape: 4-D or 5-D input, output of the same shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> y = nn.Dropout3d().apply({}, jnp.ones((2, 8, 2, 2, 2)), train=True, rngs={"dropout": jax.random.key(0)})
+        >>> bool((y == y[..., :1, :1, :1]).all())
+        True
     """
 
     _fn = _nd(3)
@@ -123,6 +152,12 @@ class AlphaDropout(_DropoutBase):
     Args: as :class:`Dropout`.  Call: ``module(x, train=...)``.
 
     Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> nn.AlphaDropout(0.5).apply({}, jnp.ones(100), train=True, rngs={"dropout": jax.random.key(0)}).shape
+        (100,)
     """
 
     _fn = staticmethod(lambda x, p, train, key, name: _dropout(x, p, train, key, name, alpha=True))
@@ -134,6 +169,13 @@ class FeatureAlphaDropout(_DropoutBase):
     Args: as :class:`Dropout`.  Call: ``module(x, train=...)``.
 
     Shape: ``(N, C, *)``, output of the same shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> y = nn.FeatureAlphaDropout(0.5).apply({}, jnp.ones((2, 8, 3)), train=True, rngs={"dropout": jax.random.key(0)})
+        >>> bool((y == y[..., :1]).all())
+        True
     """
 
     _fn = staticmethod(_feature_alpha_dropout)

@@ -22,7 +22,15 @@ class Identity(fnn.Module):
     ``Identity(*args, **kwargs)``: any arguments are accepted and ignored
     (Flax's own ``parent``/``name`` keywords keep their meaning).
 
+    Args: any positional or keyword arguments; ignored.
+
     Shape: ``(*) -> (*)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.Identity(54, unused=1).apply({}, jnp.ones(2)).tolist()
+      [1.0, 1.0]
     """
 
     def __call__(self, input: Any) -> Any:
@@ -82,6 +90,14 @@ class Linear(LayerOptions):
     ``params/bias`` ``(out_features,)``.
 
     Shape: ``(*, in_features) -> (*, out_features)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, x = nn.Linear(3, 4), jnp.ones((2, 3))
+      >>> v = m.init(jax.random.key(0), x)
+      >>> v["params"]["weight"].shape, m.apply(v, x).shape
+      ((4, 3), (2, 4))
     """
 
     in_features: int
@@ -101,6 +117,14 @@ class LazyLinear(LayerOptions):
     ``weight`` shape fixes ``in_features``; an input with another last dim is an error.
 
     Shape: ``(*, H_in) -> (*, out_features)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, x = nn.LazyLinear(4), jnp.ones((2, 3))
+      >>> v = m.init(jax.random.key(0), x)
+      >>> v["params"]["weight"].shape, m.apply(v, x).shape
+      ((4, 3), (2, 4))
     """
 
     out_features: int
@@ -132,6 +156,14 @@ class Bilinear(LayerOptions):
     Variables: ``params/weight`` ``(out_features, in1_features, in2_features)``, ``params/bias`` ``(out_features,)``.
 
     Shape: ``(*, in1_features), (*, in2_features) -> (*, out_features)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, x1, x2 = nn.Bilinear(3, 5, 4), jnp.ones((2, 3)), jnp.ones((2, 5))
+      >>> v = m.init(jax.random.key(0), x1, x2)
+      >>> v["params"]["weight"].shape, m.apply(v, x1, x2).shape
+      ((4, 3, 5), (2, 4))
     """
 
     in1_features: int

@@ -63,6 +63,12 @@ class ZeroPad1d(_ZeroPadNd):
       padding: int, or a 2-tuple (left, right).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ZeroPad1d((1, 2)).apply({}, jnp.array([[1.0, 2.0]])).tolist()
+      [[0.0, 1.0, 2.0, 0.0, 0.0]]
     """
 
     num_spatial_dims: ClassVar[int] = 1
@@ -76,6 +82,12 @@ class ZeroPad2d(_ZeroPadNd):
       padding: int, or a 4-tuple (left, right, top, bottom).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ZeroPad2d(1).apply({}, jnp.ones((1, 2, 2))).shape
+      (1, 4, 4)
     """
 
     num_spatial_dims: ClassVar[int] = 2
@@ -89,6 +101,12 @@ class ZeroPad3d(_ZeroPadNd):
       padding: int, or a 6-tuple (left, right, top, bottom, front, back).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ZeroPad3d((1, 1, 2, 0, 0, 1)).apply({}, jnp.ones((1, 2, 2, 2))).shape
+      (1, 3, 4, 4)
     """
 
     num_spatial_dims: ClassVar[int] = 3
@@ -103,6 +121,12 @@ class ConstantPad1d(_ConstantPadNd):
       value: fill value.
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ConstantPad1d(1, 9.0).apply({}, jnp.array([[1.0, 2.0]])).tolist()
+      [[9.0, 1.0, 2.0, 9.0]]
     """
 
     num_spatial_dims: ClassVar[int] = 1
@@ -117,6 +141,12 @@ class ConstantPad2d(_ConstantPadNd):
       value: fill value.
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ConstantPad2d((1, 0, 0, 1), 9.0).apply({}, jnp.ones((1, 1, 1))).tolist()
+      [[[9.0, 1.0], [9.0, 9.0]]]
     """
 
     num_spatial_dims: ClassVar[int] = 2
@@ -131,6 +161,12 @@ class ConstantPad3d(_ConstantPadNd):
       value: fill value.
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ConstantPad3d(1, 0.5).apply({}, jnp.ones((1, 1, 1, 1))).shape
+      (1, 3, 3, 3)
     """
 
     num_spatial_dims: ClassVar[int] = 3
@@ -144,6 +180,12 @@ class ReflectionPad1d(_PadNd):
       padding: int, or a 2-tuple (left, right).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ReflectionPad1d(2).apply({}, jnp.array([[1.0, 2.0, 3.0]])).tolist()
+      [[3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]]
     """
 
     num_spatial_dims: ClassVar[int] = 1
@@ -157,6 +199,13 @@ class ReflectionPad2d(_PadNd):
       padding: int, or a 4-tuple (left, right, top, bottom).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> y = nn.ReflectionPad2d(1).apply({}, jnp.arange(9.0).reshape(1, 3, 3))
+      >>> y.shape, y[0, 0].tolist()
+      ((1, 5, 5), [4.0, 3.0, 4.0, 5.0, 4.0])
     """
 
     num_spatial_dims: ClassVar[int] = 2
@@ -170,6 +219,12 @@ class ReflectionPad3d(_PadNd):
       padding: int, or a 6-tuple (left, right, top, bottom, front, back).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ReflectionPad3d(1).apply({}, jnp.ones((1, 2, 2, 2))).shape
+      (1, 4, 4, 4)
     """
 
     num_spatial_dims: ClassVar[int] = 3
@@ -183,6 +238,12 @@ class ReplicationPad1d(_PadNd):
       padding: int, or a 2-tuple (left, right).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ReplicationPad1d((2, 1)).apply({}, jnp.array([[1.0, 2.0, 3.0]])).tolist()
+      [[1.0, 1.0, 1.0, 2.0, 3.0, 3.0]]
     """
 
     num_spatial_dims: ClassVar[int] = 1
@@ -196,6 +257,13 @@ class ReplicationPad2d(_PadNd):
       padding: int, or a 4-tuple (left, right, top, bottom).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> y = nn.ReplicationPad2d(1).apply({}, jnp.arange(4.0).reshape(1, 2, 2))
+      >>> y.shape, y[0, 0].tolist()
+      ((1, 4, 4), [0.0, 0.0, 1.0, 1.0])
     """
 
     num_spatial_dims: ClassVar[int] = 2
@@ -209,6 +277,12 @@ class ReplicationPad3d(_PadNd):
       padding: int, or a 6-tuple (left, right, top, bottom, front, back).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.ReplicationPad3d(1).apply({}, jnp.ones((1, 1, 2, 2))).shape
+      (1, 3, 4, 4)
     """
 
     num_spatial_dims: ClassVar[int] = 3
@@ -222,6 +296,12 @@ class CircularPad1d(_PadNd):
       padding: int, or a 2-tuple (left, right).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 1 spatial dim; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.CircularPad1d((1, 2)).apply({}, jnp.array([[1.0, 2.0, 3.0]])).tolist()
+      [[3.0, 1.0, 2.0, 3.0, 1.0, 2.0]]
     """
 
     num_spatial_dims: ClassVar[int] = 1
@@ -235,6 +315,13 @@ class CircularPad2d(_PadNd):
       padding: int, or a 4-tuple (left, right, top, bottom).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 2 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> y = nn.CircularPad2d(1).apply({}, jnp.arange(4.0).reshape(1, 2, 2))
+      >>> y.shape, y[0, 0].tolist()
+      ((1, 4, 4), [3.0, 2.0, 3.0, 2.0])
     """
 
     num_spatial_dims: ClassVar[int] = 2
@@ -248,6 +335,12 @@ class CircularPad3d(_PadNd):
       padding: int, or a 6-tuple (left, right, top, bottom, front, back).
 
     Shape: ``(N, C, *S)`` or ``(C, *S)`` with 3 spatial dims; each grows by its two paddings.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> nn.CircularPad3d(1).apply({}, jnp.ones((1, 2, 2, 2))).shape
+      (1, 4, 4, 4)
     """
 
     num_spatial_dims: ClassVar[int] = 3

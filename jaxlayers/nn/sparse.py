@@ -107,9 +107,13 @@ class Embedding(_EmbeddingBase):
 
     Out-of-range indices raise ``IndexError`` outside ``jit`` and give NaN rows under it.
 
-    >>> model = nn.Embedding(10, 3, padding_idx=0)
-    >>> variables = model.init(key, idx)
-    >>> model.apply(variables, idx).shape      # idx.shape + (3,)
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, idx = nn.Embedding(10, 3, padding_idx=0), jnp.array([[0, 4, 9]])
+      >>> v = m.init(jax.random.key(0), idx)
+      >>> v["params"]["weight"].shape, m.apply(v, idx).shape, m.apply(v, idx)[0, 0].tolist()
+      ((10, 3), (1, 3, 3), [0.0, 0.0, 0.0])
     """
 
     num_embeddings: int
@@ -151,6 +155,19 @@ class Embedding(_EmbeddingBase):
 
         ``freeze=True`` stops every gradient to the weight.  The padding row is kept as
         given (not zeroed), as torch.  Extra keywords (``dtype``, ...) go to the module.
+
+        Args:
+          embeddings: the table, ``(num_embeddings, embedding_dim)``.
+          freeze, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse: as the constructor.
+
+        Shape: embeddings ``(V, D)``; the module maps ``(*)`` to ``(*, D)``.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from jaxlayers import nn
+          >>> m, v = nn.Embedding.from_pretrained(jnp.eye(3))
+          >>> m.apply(v, jnp.array([2])).tolist()
+          [[0.0, 0.0, 1.0]]
         """
         table = _pretrained(cls.__name__, embeddings)
         kwargs.setdefault("param_dtype", table.dtype)
@@ -176,6 +193,14 @@ class EmbeddingBag(_EmbeddingBase):
     Shape:
       input ``(B, N)`` (no offsets) or ``(L,)`` with ``offsets`` ``(B,)`` (``(B + 1,)``
       with ``include_last_offset``) -> output ``(B, embedding_dim)``; empty bags give zeros.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, idx, offsets = nn.EmbeddingBag(10, 3, mode="sum"), jnp.array([1, 2, 4, 5, 8]), jnp.array([0, 2])
+      >>> v = m.init(jax.random.key(0), idx, offsets)
+      >>> v["params"]["weight"].shape, m.apply(v, idx, offsets).shape
+      ((10, 3), (2, 3))
     """
 
     num_embeddings: int
@@ -223,7 +248,22 @@ class EmbeddingBag(_EmbeddingBase):
         padding_idx: int | None = None,
         **kwargs: Any,
     ) -> tuple["EmbeddingBag", dict]:
-        """``torch.nn.EmbeddingBag.from_pretrained``: ``(module, variables)``; ``freeze`` as Embedding's."""
+        """``torch.nn.EmbeddingBag.from_pretrained``: ``(module, variables)``; ``freeze`` as Embedding's.
+
+        Args:
+          embeddings: the table, ``(num_embeddings, embedding_dim)``.
+          freeze, max_norm, norm_type, scale_grad_by_freq, mode, sparse, include_last_offset,
+            padding_idx: as the constructor.
+
+        Shape: embeddings ``(V, D)``; the module maps bags to ``(B, D)``.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from jaxlayers import nn
+          >>> m, v = nn.EmbeddingBag.from_pretrained(jnp.eye(3), mode="sum")
+          >>> m.apply(v, jnp.array([[0, 2], [1, 1]])).tolist()
+          [[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]]
+        """
         table = _pretrained(cls.__name__, embeddings)
         kwargs.setdefault("param_dtype", table.dtype)
         module = cls(table.shape[0], table.shape[1], max_norm, norm_type, scale_grad_by_freq, mode, sparse,

@@ -81,6 +81,14 @@ class TransformerEncoderLayer(PrecisionOptions):
     Differs from torch: no fused inference fast path / nested tensors (torch's
     fast path zeroes padded positions in eval under ``no_grad``; here padded
     positions are computed as in torch's training path).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m, x = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16), jnp.ones((5, 1, 8))
+      >>> v = m.init(jax.random.key(0), x, train=False)
+      >>> v["params"]["linear1"]["weight"].shape, m.apply(v, x, train=False).shape
+      ((16, 8), (5, 1, 8))
     """
 
     d_model: int
@@ -146,14 +154,23 @@ class TransformerEncoderLayer(PrecisionOptions):
 class TransformerDecoderLayer(TransformerEncoderLayer):
     """Self-attention + cross-attention + feed-forward block, as ``torch.nn.TransformerDecoderLayer``.
 
-    Same constructor as :class:`TransformerEncoderLayer`; adds ``multihead_attn``,
-    ``norm3`` and ``dropout3``.
+    Args: as :class:`TransformerEncoderLayer` (same constructor); the layer adds
+    ``multihead_attn``, ``norm3`` and ``dropout3``.
 
     Call: ``(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
     memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False, *, train)``.
 
     Shape: ``tgt`` ``(T, N, E)`` (``(N, T, E)`` batch_first, ``(T, E)`` unbatched),
     ``memory`` ``(S, N, E)`` -> shape of ``tgt``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m = nn.TransformerDecoderLayer(8, 2, dim_feedforward=16)
+      >>> tgt, memory = jnp.ones((5, 1, 8)), jnp.ones((5, 1, 8))
+      >>> v = m.init(jax.random.key(0), tgt, memory, train=False)
+      >>> m.apply(v, tgt, memory, train=False).shape
+      (5, 1, 8)
     """
 
     @fnn.compact
@@ -240,6 +257,15 @@ class TransformerEncoder(fnn.Module):
     Differs from torch: torch initialises the copies identically (deep copies of
     one layer); here each copy draws its own initial parameters. Loaded state_dicts
     are unaffected.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), num_layers=2)
+      >>> x = jnp.ones((5, 1, 8))
+      >>> v = m.init(jax.random.key(0), x, train=False)
+      >>> sorted(v["params"]["layers"]), m.apply(v, x, train=False).shape
+      (['0', '1'], (5, 1, 8))
     """
 
     encoder_layer: fnn.Module
@@ -274,6 +300,15 @@ class TransformerDecoder(fnn.Module):
     memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False, *, train)``.
 
     Shape: as the layer.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), num_layers=2)
+      >>> tgt, memory = jnp.ones((5, 1, 8)), jnp.ones((5, 1, 8))
+      >>> v = m.init(jax.random.key(0), tgt, memory, train=False)
+      >>> sorted(v["params"]["layers"]), m.apply(v, tgt, memory, train=False).shape
+      (['0', '1'], (5, 1, 8))
     """
 
     decoder_layer: fnn.Module
@@ -302,10 +337,11 @@ class TransformerDecoder(fnn.Module):
 class Transformer(PrecisionOptions):
     """Encoder-decoder transformer, as ``torch.nn.Transformer``.
 
-    Args (torch's order and defaults): d_model=512, nhead=8, num_encoder_layers=6,
-    num_decoder_layers=6, dim_feedforward=2048, dropout=0.1, activation="relu",
-    custom_encoder=None, custom_decoder=None, layer_norm_eps=1e-5,
-    batch_first=False, norm_first=False, bias=True; then dtype, param_dtype, precision.
+    Args:
+      d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
+      dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
+      custom_decoder=None, layer_norm_eps=1e-5, batch_first=False, norm_first=False,
+      bias=True (torch's order and defaults); then dtype, param_dtype, precision.
 
     Children ``encoder`` (``layers.*``, ``norm``) and ``decoder`` (``layers.*``,
     ``norm``). Every weight with more than one dimension is xavier-uniform
@@ -317,6 +353,16 @@ class Transformer(PrecisionOptions):
 
     Shape: ``src`` ``(S, N, E)``, ``tgt`` ``(T, N, E)`` (batch_first: ``(N, S, E)``,
     ``(N, T, E)``; unbatched ``(S, E)``, ``(T, E)``) -> ``(T, N, E)`` (like ``tgt``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import nn
+      >>> m = nn.Transformer(8, 2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=16)
+      >>> src, tgt = jnp.ones((5, 1, 8)), jnp.ones((5, 1, 8))
+      >>> mask = nn.Transformer.generate_square_subsequent_mask(5)
+      >>> v = m.init(jax.random.key(0), src, tgt, tgt_mask=mask, train=False)
+      >>> m.apply(v, src, tgt, tgt_mask=mask, train=False).shape
+      (5, 1, 8)
     """
 
     d_model: int = 512
@@ -388,5 +434,17 @@ class Transformer(PrecisionOptions):
 
     @staticmethod
     def generate_square_subsequent_mask(sz: int, dtype: Any = jnp.float32) -> Any:
-        """``(sz, sz)`` float mask: 0 on and below the diagonal, ``-inf`` above (torch's)."""
+        """``(sz, sz)`` float mask: 0 on and below the diagonal, ``-inf`` above (torch's).
+
+        Args:
+          sz: the sequence length.
+          dtype: the mask's dtype. Default float32.
+
+        Shape: ``(sz, sz)``.
+
+        Example:
+          >>> from jaxlayers import nn
+          >>> nn.Transformer.generate_square_subsequent_mask(3).tolist()
+          [[0.0, -inf, -inf], [0.0, 0.0, -inf], [0.0, 0.0, 0.0]]
+        """
         return jnp.triu(jnp.full((int(sz), int(sz)), -jnp.inf, dtype), k=1)

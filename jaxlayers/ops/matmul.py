@@ -22,7 +22,21 @@ def _dims_str(shape) -> str:
 
 
 def mm(input, mat2, *, precision=None):
-    """``torch.mm``: ``(n, m) @ (m, p) -> (n, p)``; both operands must be 2-D."""
+    """``torch.mm``: ``(n, m) @ (m, p) -> (n, p)``; both operands must be 2-D.
+
+    Args:
+        input: ``(n, m)``.
+        mat2: ``(m, p)``.
+        precision: ``jax.lax.Precision`` of the product (keyword-only; not in torch).
+
+    Shape: ``(n, m), (m, p) -> (n, p)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.mm(jnp.ones((2, 3)), jnp.ones((3, 4))).shape
+        (2, 4)
+    """
     a, b = jnp.asarray(input), jnp.asarray(mat2)
     if a.ndim != 2:
         raise ValueError(f"mm: self must be a matrix, got shape {shape_str(a)}")
@@ -36,7 +50,21 @@ def mm(input, mat2, *, precision=None):
 
 
 def bmm(input, mat2, *, precision=None):
-    """``torch.bmm``: ``(b, n, m) @ (b, m, p) -> (b, n, p)``; both 3-D, same batch, no broadcasting."""
+    """``torch.bmm``: ``(b, n, m) @ (b, m, p) -> (b, n, p)``; both 3-D, same batch, no broadcasting.
+
+    Args:
+        input: ``(b, n, m)``.
+        mat2: ``(b, m, p)``.
+        precision: ``jax.lax.Precision`` of the product (keyword-only; not in torch).
+
+    Shape: ``(b, n, m), (b, m, p) -> (b, n, p)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.bmm(jnp.ones((5, 2, 3)), jnp.ones((5, 3, 4))).shape
+        (5, 2, 4)
+    """
     a, b = jnp.asarray(input), jnp.asarray(mat2)
     if a.ndim != 3:
         raise ValueError(f"bmm: batch1 must be a 3D tensor, got shape {shape_str(a)}")
@@ -59,8 +87,18 @@ def matmul(input, other, *, precision=None):
       operand: a 1 is appended and removed after.
     * otherwise batched: the leading (batch) dims broadcast, the last two multiply.
 
+    Args:
+        input, other: arrays of at least 1 dimension.
+        precision: ``jax.lax.Precision`` of the product (keyword-only; not in torch).
+
     Shape: ``(*b1, n, m) @ (*b2, m, p) -> (*broadcast(b1, b2), n, p)``.
     0-d operands are an error (use ``*``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.matmul(jnp.ones(3), jnp.ones((2, 3, 4))).shape, float(ops.matmul(jnp.ones(3), jnp.ones(3)))
+        ((2, 4), 3.0)
     """
     a, b = jnp.asarray(input), jnp.asarray(other)
     if a.ndim == 0 or b.ndim == 0:

@@ -23,14 +23,42 @@ __all__ = ["mean", "sum", "var", "std", "max", "min", "MaxResult", "MinResult"]
 
 
 class MaxResult(NamedTuple):
-    """``torch.return_types.max``: ``values`` and the ``indices`` where they occur."""
+    """``torch.return_types.max``: ``values`` and the ``indices`` where they occur.
+
+    Args:
+        values: the maxima along ``dim``.
+        indices: where they occur (first occurrence).
+
+    Shape: both have the input's shape without ``dim`` (size 1 with ``keepdim``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> values, indices = ops.max(jnp.array([3.0, 9.0]), 0)
+        >>> float(values), int(indices)
+        (9.0, 1)
+    """
 
     values: jax.Array
     indices: jax.Array
 
 
 class MinResult(NamedTuple):
-    """``torch.return_types.min``: ``values`` and the ``indices`` where they occur."""
+    """``torch.return_types.min``: ``values`` and the ``indices`` where they occur.
+
+    Args:
+        values: the minima along ``dim``.
+        indices: where they occur (first occurrence).
+
+    Shape: both have the input's shape without ``dim`` (size 1 with ``keepdim``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> values, indices = ops.min(jnp.array([3.0, 9.0]), 0)
+        >>> float(values), int(indices)
+        (3.0, 0)
+    """
 
     values: jax.Array
     indices: jax.Array
@@ -49,7 +77,19 @@ def _axes(x, dim: Any, op: str) -> tuple[int, ...] | None:
 def sum(x, dim=None, keepdim: bool = False, *, dtype=None):  # noqa: A001 - torch's name
     """``torch.sum``: sum over ``dim`` (int, tuple, or None = all dims).
 
+    Args:
+        x: input array.
+        dim: an int, a tuple of ints, or None (all dims).
+        keepdim: keep the reduced dims with size 1.
+        dtype: accumulate and return in this dtype (keyword-only).
+
     Shape: the reduced dims are removed, or kept with size 1 when ``keepdim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.sum(jnp.ones((2, 3)), dim=1).tolist(), ops.sum(jnp.ones((2, 3)), 1, keepdim=True).shape
+        ([3.0, 3.0], (2, 1))
     """
     x = jnp.asarray(x)
     return jnp.sum(x, axis=_axes(x, dim, "sum"), keepdims=keepdim, dtype=dtype)
@@ -60,6 +100,20 @@ def mean(x, dim=None, keepdim: bool = False, *, dtype=None):
 
     As in torch, an integer or bool input without a floating ``dtype`` is an
     error (``jnp.mean`` would silently promote).
+
+    Args:
+        x: input array. Floating or complex unless ``dtype`` is given.
+        dim: an int, a tuple of ints, or None (all dims).
+        keepdim: keep the reduced dims with size 1.
+        dtype: cast to it first (keyword-only).
+
+    Shape: the reduced dims are removed, or kept with size 1 when ``keepdim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.mean(jnp.arange(6.0).reshape(2, 3), dim=0).tolist()
+        [1.5, 2.5, 3.5]
     """
     x = jnp.asarray(x)
     out_dtype = jnp.dtype(dtype) if dtype is not None else x.dtype
@@ -109,6 +163,22 @@ def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
     ``correction=1``, Bessel's correction; ``False`` is 0).  Note that
     ``jnp.var`` defaults to the biased estimate (``ddof=0``); torch and this
     function default to the unbiased one.  ``N <= correction`` gives inf/nan.
+
+    Args:
+        x: input array. Floating or complex.
+        dim: an int, a tuple of ints, or None (all dims).
+        unbiased: Bessel's correction (default True).
+        keepdim: keep the reduced dims with size 1.
+        correction: divisor ``N - correction`` (keyword-only; overrides ``unbiased``).
+
+    Shape: the reduced dims are removed, or kept with size 1 when ``keepdim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> x = jnp.array([1.0, 2.0, 3.0, 4.0])
+        >>> round(float(ops.var(x)), 4), float(ops.var(x, correction=0))
+        (1.6667, 1.25)
     """
     return _var(x, dim, unbiased, keepdim, correction, "var")
 
@@ -117,6 +187,21 @@ def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
     """``torch.std``: ``sqrt(var(x, dim, unbiased, keepdim, correction=correction))``.
 
     Unbiased by default (``jnp.std`` defaults to ``ddof=0``).
+
+    Args:
+        x: input array. Floating or complex.
+        dim: an int, a tuple of ints, or None (all dims).
+        unbiased: Bessel's correction (default True).
+        keepdim: keep the reduced dims with size 1.
+        correction: as :func:`var` (keyword-only).
+
+    Shape: the reduced dims are removed, or kept with size 1 when ``keepdim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> round(float(ops.std(jnp.array([1.0, 3.0]))), 4)
+        1.4142
     """
     return jnp.sqrt(_var(x, dim, unbiased, keepdim, correction, "std"))
 
@@ -159,6 +244,21 @@ def max(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
     * ``max(x, other)`` with an array ``other``: elementwise ``maximum``.
 
     NaN propagates: a slice containing NaN has value NaN and the index of its first NaN.
+
+    Args:
+        x: input array.
+        dim: None (global maximum), an int, or an array ``other`` (elementwise).
+        keepdim: keep ``dim`` with size 1.
+
+    Shape: ``max(x)`` is 0-d; with ``dim`` both results drop ``dim`` (size 1 with ``keepdim``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> x = jnp.array([[1.0, 5.0], [7.0, 2.0]])
+        >>> r = ops.max(x, dim=1)
+        >>> float(ops.max(x)), r.values.tolist(), r.indices.tolist()
+        (7.0, [5.0, 7.0], [1, 0])
     """
     return _extremum(x, dim, keepdim, "max", MaxResult)
 
@@ -167,5 +267,20 @@ def min(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
     """``torch.min``: as :func:`max`, with :class:`MinResult` ``(values, indices)`` for a ``dim``.
 
     Indices are int64 when ``jax_enable_x64`` is on, int32 otherwise (torch: int64).
+
+    Args:
+        x: input array.
+        dim: None (global minimum), an int, or an array ``other`` (elementwise).
+        keepdim: keep ``dim`` with size 1.
+
+    Shape: as :func:`max`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> x = jnp.array([[1.0, 5.0], [7.0, 2.0]])
+        >>> r = ops.min(x, dim=1)
+        >>> float(ops.min(x)), r.values.tolist(), r.indices.tolist()
+        (1.0, [1.0, 2.0], [0, 1])
     """
     return _extremum(x, dim, keepdim, "min", MinResult)

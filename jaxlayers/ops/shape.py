@@ -76,7 +76,18 @@ def _sizes(sizes: tuple, op: str, arg: str = "size") -> tuple[int, ...]:
 def flatten(x, start_dim: int = 0, end_dim: int = -1):
     """``torch.flatten``: merge dims ``start_dim..end_dim`` into one.
 
+    Args:
+        x: input array.
+        start_dim: first dim to merge. Default 0.
+        end_dim: last dim to merge. Default -1.
+
     Shape: ``(*a, S_start, ..., S_end, *b) -> (*a, prod(S), *b)``; a 0-d input gives shape ``(1,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.flatten(jnp.ones((2, 3, 4)), 1).shape
+        (2, 12)
     """
     x = jnp.asarray(x)
     if x.ndim == 0:
@@ -93,7 +104,18 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1):
 def unflatten(x, dim: int, sizes):
     """``torch.unflatten``: expand dim ``dim`` into ``sizes`` (one entry may be -1).
 
+    Args:
+        x: input array.
+        dim: the dim to expand.
+        sizes: the new sizes (one may be -1).
+
     Shape: ``(*a, S_dim, *b) -> (*a, U_1, ..., U_n, *b)`` with ``prod(U) = S_dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.unflatten(jnp.ones((2, 12)), 1, (3, -1)).shape
+        (2, 3, 4)
     """
     x = jnp.asarray(x)
     if x.ndim == 0:
@@ -136,6 +158,19 @@ def split(x, split_size_or_sections, dim: int = 0) -> tuple:
     of the pieces, which must sum to ``x.shape[dim]``.
 
     Returns a tuple of arrays.
+
+    Args:
+        x: input array.
+        split_size_or_sections: the size of each piece (int) or the list of sizes.
+        dim: the dim to cut. Default 0.
+
+    Shape: the pieces have ``x``'s shape except along ``dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> [p.tolist() for p in ops.split(jnp.arange(5), 2)], [p.shape for p in ops.split(jnp.arange(5), [1, 4])]
+        ([[0, 1], [2, 3], [4]], [(1,), (4,)])
     """
     x = jnp.asarray(x)
     if x.ndim == 0:
@@ -170,6 +205,19 @@ def chunk(x, chunks: int, dim: int = 0) -> tuple:
 
     As in torch (and unlike ``jnp.array_split``) this may return fewer than
     ``chunks`` pieces: ``chunk(arange(6), 4)`` gives sizes ``(2, 2, 2)``.
+
+    Args:
+        x: input array.
+        chunks: the largest number of pieces.
+        dim: the dim to cut. Default 0.
+
+    Shape: pieces of size ``ceil(n / chunks)`` along ``dim``, the last one possibly smaller.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> [p.shape for p in ops.chunk(jnp.arange(6), 4)]
+        [(2,), (2,), (2,)]
     """
     x = jnp.asarray(x)
     chunks = _int(chunks, "chunk", "chunks")
@@ -190,6 +238,18 @@ def squeeze(x, dim=None):
 
     Unlike ``jnp.squeeze``, naming a dim whose size is not 1 is a no-op, not an
     error.  ``dim`` is an int, a tuple of ints, or None (all size-1 dims).
+
+    Args:
+        x: input array.
+        dim: an int, a tuple of ints, or None (all size-1 dims).
+
+    Shape: ``x``'s shape without the named size-1 dims.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.squeeze(jnp.ones((1, 3, 1)), 1).shape, ops.squeeze(jnp.ones((1, 3, 1))).shape
+        ((1, 3, 1), (3,))
     """
     x = jnp.asarray(x)
     if dim is None:
@@ -202,7 +262,20 @@ def squeeze(x, dim=None):
 
 
 def unsqueeze(x, dim: int):
-    """``torch.unsqueeze``: insert a size-1 dim at ``dim`` (in ``[-ndim-1, ndim]``)."""
+    """``torch.unsqueeze``: insert a size-1 dim at ``dim`` (in ``[-ndim-1, ndim]``).
+
+    Args:
+        x: input array.
+        dim: position of the new dim, in ``[-ndim-1, ndim]``.
+
+    Shape: ``x``'s shape with a 1 inserted at ``dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.unsqueeze(jnp.ones((2, 3)), -1).shape
+        (2, 3, 1)
+    """
     x = jnp.asarray(x)
     d = _dim(dim, x.ndim + 1, "unsqueeze")
     return jnp.expand_dims(x, d)
@@ -214,6 +287,18 @@ def expand(x, *sizes):
     New leading dims may be added (they cannot be -1).  Expanding a dim whose
     size is not 1 to another size is an error.  JAX has no views: the result is
     a broadcast (XLA fuses it; no copy is made inside a jitted computation).
+
+    Args:
+        x: input array.
+        *sizes: the target sizes (varargs or one sequence); -1 keeps a dim.
+
+    Shape: ``sizes`` with each -1 replaced by ``x``'s size.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.expand(jnp.ones((3, 1)), 2, -1, 4).shape
+        (2, 3, 4)
     """
     x = jnp.asarray(x)
     sizes = _sizes(sizes, "expand")
@@ -269,6 +354,18 @@ def view(x, *shape):
 
     JAX arrays are immutable, so this is ``reshape`` (there is no aliasing and
     no contiguity requirement).
+
+    Args:
+        x: input array.
+        *shape: the new shape (varargs or one sequence); one entry may be -1.
+
+    Shape: the number of elements is unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.view(jnp.arange(6), 2, -1).shape
+        (2, 3)
     """
     x = jnp.asarray(x)
     return jnp.reshape(x, _infer_shape(_sizes(shape, "view", "shape"), x.size, "view"))
@@ -278,13 +375,38 @@ def reshape(x, *shape):
     """``torch.reshape``: the same elements in a new shape; one entry may be -1.
 
     Accepts ``reshape(x, 2, -1)`` and ``reshape(x, (2, -1))``.
+
+    Args:
+        x: input array.
+        *shape: the new shape (varargs or one sequence); one entry may be -1.
+
+    Shape: the number of elements is unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.reshape(jnp.arange(6), (3, -1)).shape
+        (3, 2)
     """
     x = jnp.asarray(x)
     return jnp.reshape(x, _infer_shape(_sizes(shape, "reshape", "shape"), x.size, "reshape"))
 
 
 def permute(x, *dims):
-    """``torch.permute``: reorder dims (``permute(x, 2, 0, 1)`` or ``permute(x, (2, 0, 1))``)."""
+    """``torch.permute``: reorder dims (``permute(x, 2, 0, 1)`` or ``permute(x, (2, 0, 1))``).
+
+    Args:
+        x: input array.
+        *dims: a permutation of ``x``'s dims (varargs or one sequence).
+
+    Shape: ``tuple(x.shape[d] for d in dims)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.permute(jnp.ones((2, 3, 4)), 2, 0, 1).shape
+        (4, 2, 3)
+    """
     x = jnp.asarray(x)
     dims = _sizes(dims, "permute", "dims")
     if len(dims) != x.ndim:
@@ -299,7 +421,20 @@ def permute(x, *dims):
 
 
 def transpose(x, dim0: int, dim1: int):
-    """``torch.transpose``: swap two dims (unlike ``jnp.transpose``, which permutes all)."""
+    """``torch.transpose``: swap two dims (unlike ``jnp.transpose``, which permutes all).
+
+    Args:
+        x: input array.
+        dim0, dim1: the dims to swap.
+
+    Shape: ``x``'s shape with ``dim0`` and ``dim1`` swapped.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.transpose(jnp.ones((2, 3, 4)), 0, 2).shape
+        (4, 3, 2)
+    """
     x = jnp.asarray(x)
     d0, d1 = _dim(dim0, x.ndim, "transpose"), _dim(dim1, x.ndim, "transpose")
     if x.ndim == 0:
@@ -322,6 +457,18 @@ def cat(tensors, dim: int = 0):
     All tensors need the same rank and the same sizes except along ``dim``.
     As in torch, 1-D empty tensors (shape ``(0,)``) are skipped, and mixed
     dtypes are promoted.
+
+    Args:
+        tensors: a non-empty sequence of arrays.
+        dim: the dim to join along. Default 0.
+
+    Shape: the common shape, with ``dim`` the sum of the sizes along it.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.cat([jnp.ones((2, 3)), jnp.zeros((1, 3))]).shape
+        (3, 3)
     """
     tensors = _tensor_list(tensors, "cat")
     if any(t.ndim == 0 for t in tensors):
@@ -348,12 +495,37 @@ def cat(tensors, dim: int = 0):
 
 
 def concat(tensors, dim: int = 0):
-    """``torch.concat``: alias of :func:`cat`."""
+    """``torch.concat``: alias of :func:`cat`.
+
+    Args:
+        tensors, dim: as :func:`cat`.
+
+    Shape: as :func:`cat`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.concat([jnp.ones(2), jnp.zeros(1)]).tolist()
+        [1.0, 1.0, 0.0]
+    """
     return cat(tensors, dim)
 
 
 def stack(tensors, dim: int = 0):
-    """``torch.stack``: join same-shaped tensors along a new dim (in ``[-ndim-1, ndim]``)."""
+    """``torch.stack``: join same-shaped tensors along a new dim (in ``[-ndim-1, ndim]``).
+
+    Args:
+        tensors: a non-empty sequence of same-shaped arrays.
+        dim: position of the new dim. Default 0.
+
+    Shape: the common shape with ``len(tensors)`` inserted at ``dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.stack([jnp.ones(3), jnp.zeros(3)], dim=1).shape
+        (3, 2)
+    """
     tensors = _tensor_list(tensors, "stack")
     ref = tensors[0]
     for i, t in enumerate(tensors):
@@ -368,7 +540,22 @@ def stack(tensors, dim: int = 0):
 
 
 def narrow(x, dim: int, start: int, length: int):
-    """``torch.narrow``: ``x`` restricted to ``start:start+length`` along ``dim`` (start may be negative)."""
+    """``torch.narrow``: ``x`` restricted to ``start:start+length`` along ``dim`` (start may be negative).
+
+    Args:
+        x: input array.
+        dim: the dim to restrict.
+        start: first index (negative counts from the end).
+        length: number of elements kept.
+
+    Shape: ``x``'s shape with ``length`` along ``dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.narrow(jnp.arange(5), 0, -3, 2).tolist()
+        [2, 3]
+    """
     x = jnp.asarray(x)
     if x.ndim == 0:
         raise ValueError("narrow() cannot be applied to a 0-dim tensor.")
@@ -392,6 +579,18 @@ def repeat(x, *sizes):
     This is ``jnp.tile`` (NOT ``jnp.repeat``, which repeats elements; that is
     torch's ``repeat_interleave``).  ``sizes`` may be longer than ``x.ndim``
     (new leading dims) but not shorter.
+
+    Args:
+        x: input array.
+        *sizes: repetitions per dim (varargs or one sequence), at least ``x.ndim`` of them.
+
+    Shape: ``sizes[i] * s_i`` per dim, ``x``'s shape left-padded with 1s.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import ops
+        >>> ops.repeat(jnp.array([1, 2]), 2, 2).tolist()
+        [[1, 2, 1, 2], [1, 2, 1, 2]]
     """
     x = jnp.asarray(x)
     sizes = _sizes(sizes, "repeat", "repeats")
