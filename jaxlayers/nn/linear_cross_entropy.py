@@ -8,7 +8,7 @@ from typing import Any, Optional
 import jax
 from flax.linen.dtypes import promote_dtype
 
-from ..functional import linear_cross_entropy as LCE
+from ..functional.linear_cross_entropy import _linear_cross_entropy
 from ..functional.loss import _legacy_reduction
 from ._options import LayerOptions, kw_only
 from .adaptive_softmax import _LinearParams
@@ -44,7 +44,7 @@ class LinearCrossEntropyLoss(LayerOptions):
         >>> x, t = jnp.ones((6, 4)), jnp.arange(6)
         >>> v = loss.init(jax.random.key(0), x, t)
         >>> {k: w.shape for k, w in v["params"]["linear"].items()}
-        {'bias': (10,), 'weight': (10, 4)}
+        {'weight': (10, 4), 'bias': (10,)}
     """
 
     in_features: int
@@ -79,6 +79,6 @@ class LinearCrossEntropyLoss(LayerOptions):
         shape = (self.num_classes, *self.out_features)
         w = w.reshape(shape + (self.in_features,))
         b = None if b is None else b.reshape(shape)
-        return LCE._linear_cross_entropy(input, w, target, b, self.weight, self.reduction, self.ignore_index,
+        return _linear_cross_entropy(input, w, target, b, self.weight, self.reduction, self.ignore_index,
                                          self.label_smoothing, self.chunk_size, self.options, type(self).__name__,
                                          self.precision)
