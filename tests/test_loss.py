@@ -351,14 +351,13 @@ def test_vmap_matches_batched():
 
 def test_higher_order_gradients():
     """Second order, forward and reverse, through the smooth losses at once (one function, jitted)."""
-    t, v = jnp.asarray(_probs(2, 3)), jnp.asarray(_u(2, 3))
+    t, v = jnp.asarray(_probs(2, 3)), jnp.asarray(_u(2, 3, lo=0.5, hi=1.5))
     y, pw = jnp.asarray(_n(2, 3)), jnp.array([1.0, 2.0, 0.5])
 
     @jax.jit
     def f(x, v):
         return (F.cross_entropy(x, t, label_smoothing=0.1) + F.binary_cross_entropy_with_logits(x, t, pos_weight=pw)
-                + F.kl_div(x, t, reduction="batchmean") + F.gaussian_nll_loss(x, y, v)
-                + F.cosine_embedding_loss(x, y, jnp.array([1.0, -1.0]), -2.0))
+                + F.gaussian_nll_loss(x, y, v) + F.cosine_embedding_loss(x, y, jnp.array([1.0, -1.0]), -2.0))
 
     check_grads(f, (jnp.asarray(_n(2, 3)), v), order=2, modes=("fwd", "rev"))
 
