@@ -172,7 +172,7 @@ def _pick(values: jax.Array, index: jax.Array, axis: int, num_classes: int) -> t
     """``values`` at ``index`` along ``axis`` and whether the index was in range (clipped gather)."""
     valid = (index >= 0) & (index < num_classes)
     safe = jnp.where(valid, index, 0)
-    picked = jnp.take_along_axis(values, jnp.expand_dims(safe, axis), axis=axis)
+    picked = jnp.take_along_axis(values, jnp.expand_dims(safe, axis), axis=axis, mode="promise_in_bounds")
     return jnp.squeeze(picked, axis), valid
 
 
@@ -217,11 +217,14 @@ def _class_layout(name: str, input: jax.Array, target: jax.Array, probs_allowed:
     return batched, False
 
 
-def _nll_terms(logp: jax.Array, target: jax.Array, weight: Any, ignore_index: int) -> tuple[jax.Array, jax.Array]:
-    """Per-element ``-w[y] * logp[y]`` (class axis 1) and ``w[y]``; 0 for ``ignore_index``, NaN out of range."""
-    num_classes = logp.shape[1]
-    picked, valid = _pick(logp, target, 1, num_classes)
-    w = jnp.ones_like(picked) if weight is None else weight.astype(logp.dtype)[jnp.where(valid, target, 0)]
+def _nll_terms(scores: jax.Array, target: jax.Array, weight: Any, ignore_index: int,
+               lse: Any = 0.0) -> tuple[jax.Array, jax.Array]:
+    """Per-element ``-w[y] * (scores[y] - lse)`` (class axis 1) and ``w[y]``; 0 for ``ignore_index``,
+    NaN out of range."""
+    num_classes = scores.shape[1]
+    picked, valid = _pick(scores, target, 1, num_classes)
+    picked = picked - lse
+    w = jnp.ones_like(picked) if weight is None else weight.astype(scores.dtype)[jnp.where(valid, target, 0)]
     ignored = target == ignore_index
     w = jnp.where(ignored, 0.0, jnp.where(valid, w, jnp.nan))
     loss = jnp.where(ignored, 0.0, -w * picked)
@@ -230,6 +233,13 @@ def _nll_terms(logp: jax.Array, target: jax.Array, weight: Any, ignore_index: in
 
 def _class_broadcast(weight: jax.Array, ndim: int) -> jax.Array:
     return weight.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _logsumexp_axis(x: jax.Array, axis: int) -> jax.Array:
+    """``log(sum(exp(x)))`` over ``axis`` (max-shifted; the shift carries no gradient)."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    return jnp.log(jnp.sum(jnp.exp(x - m), axis=axis)) + jnp.squeeze(m, axis)
 
 
 def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, reduction: str,
@@ -244,19 +254,27 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         x, t = x[None], t[None]
     num_classes = x.shape[1]
     w = _class_weight(name, weight, num_classes)
-    logp = x if log_probs else jax.nn.log_softmax(x, axis=1)
+    # log_softmax(x)[c] = x[c] - lse is never materialised: sums over classes of a * logp are
+    # sum(a * x) - lse * sum(a), and the index path gathers x[y] - lse (as optax; cheaper backward)
+    lse = 0.0 if log_probs else _logsumexp_axis(x, axis=1)
     wb = None if w is None else _class_broadcast(w.astype(x.dtype), x.ndim)
+
+    def class_sum(a: Any) -> jax.Array:  # sum_c a_c * logp_c
+        if a is None:
+            return jnp.sum(x, axis=1) - lse * num_classes
+        return jnp.sum(a * x, axis=1) - lse * jnp.sum(jnp.broadcast_to(a, x.shape), axis=1)
+
     if probs:
         t = t.astype(x.dtype)
         if label_smoothing > 0:
             t = t * (1 - label_smoothing) + label_smoothing / num_classes
-        loss = -jnp.sum(logp * t if wb is None else logp * t * wb, axis=1)
+        loss = -class_sum(t if wb is None else t * wb)
         weight_sum = None
     else:
         _check_index_target(name, t, num_classes, ignore_index)
-        loss, wy = _nll_terms(logp, t, w, ignore_index)
+        loss, wy = _nll_terms(x, t, w, ignore_index, lse)
         if label_smoothing > 0:
-            smooth = -jnp.sum(logp if wb is None else logp * wb, axis=1)
+            smooth = -class_sum(wb)
             smooth = jnp.where(t == ignore_index, 0.0, smooth)
             loss = (1 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
         weight_sum = jnp.sum(wy)
