@@ -576,7 +576,6 @@ def multi_margin_loss(input: Any, target: Any, p: int = 1, margin: float = 1.0, 
 
 def _soft_margin_loss(input: Any, target: Any, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
-    x, t = jnp.broadcast_arrays(x, t) if x.shape != t.shape else (x, t)
     loss = jnp.logaddexp(0.0, -t * x)
     return _reduce(loss, reduction).astype(out_dtype)
 
@@ -1003,6 +1002,15 @@ def _triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any
     return _reduce(loss, reduction).astype(out_dtype)
 
 
+def _triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float, p: float, eps: float, swap: bool,
+                         reduction: str, name: str) -> jax.Array:
+    if not p > 0:
+        raise ValueError(f"{name}: p must be > 0, got {p}")
+    return _triplet_margin_with_distance_loss(anchor, positive, negative,
+                                              lambda x1, x2: _pairwise_distance(x1, x2, p, eps), margin, swap,
+                                              reduction, name)
+
+
 def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, size_average: Any = None, reduce: Any = None,
                         reduction: str = "mean") -> jax.Array:
@@ -1027,12 +1035,8 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float
         >>> print(round(float(F.triplet_margin_loss(a, p, n)), 4))
         0.0
     """
-    if not (p > 0):
-        raise ValueError(f"triplet_margin_loss: p must be > 0, got {p}")
     reduction = _legacy_reduction(size_average, reduce, reduction, "triplet_margin_loss")
-    return _triplet_margin_with_distance_loss(anchor, positive, negative,
-                                              lambda x1, x2: _pairwise_distance(x1, x2, p, eps),
-                                              margin, swap, reduction, "triplet_margin_loss")
+    return _triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduction, "triplet_margin_loss")
 
 
 def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any, *,

@@ -150,7 +150,6 @@ class CrossEntropyLoss(_Loss):
     reduce: Optional[bool] = None
     reduction: str = "mean"
     label_smoothing: float = 0.0
-    _args = ("weight", "ignore_index")
 
     def __call__(self, input: Any, target: Any) -> jax.Array:
         return L._cross_entropy(input, target, self.weight, self.ignore_index, self._parse_reduction(),
@@ -362,12 +361,8 @@ class TripletMarginLoss(_Loss):
     size_average: Optional[bool] = None
     reduce: Optional[bool] = None
     reduction: str = "mean"
-
-    def __call__(self, anchor: Any, positive: Any, negative: Any) -> jax.Array:
-        p, eps = self.p, self.eps
-        return L._triplet_margin_with_distance_loss(anchor, positive, negative,
-                                                    lambda a, b: L._pairwise_distance(a, b, p, eps), self.margin,
-                                                    self.swap, self._parse_reduction(), type(self).__name__)
+    _args = ("margin", "p", "eps", "swap")
+    _fn = _static(L._triplet_margin_loss)
 
 
 class TripletMarginWithDistanceLoss(_Loss):
