@@ -465,6 +465,8 @@ def test_ctc_zero_infinity_and_jit():
     assert np.isfinite(val) and np.isfinite(grad).all()
     close(grad, lp_t.grad)
     assert np.isinf(f(jnp.asarray(logits), il, tl, zero_infinity=False, reduction="none")[1])
+    bad = f(jnp.asarray(logits), jnp.array([7, 6, 3]), jnp.array([3, 4, 1]), zero_infinity=False, reduction="none")
+    assert np.isnan(bad[:2]).all() and np.isfinite(bad[2])  # traced lengths out of range: NaN, not another loss
 
 
 # --------------------------------------------------------------------------- errors
@@ -516,6 +518,7 @@ ERRORS = [
 LP = np.log(np.full((5, 2, 3), 1 / 3))
 CTC_ERRORS = [
     (lambda: F.ctc_loss(LP[None], [[1]] * 2, [5, 5], [1, 1]), ValueError, r"ctc_loss: expected log_probs of shape"),
+    (lambda: F.ctc_loss(LP[:0], [[1]] * 2, [0, 0], [1, 1]), ValueError, r"ctc_loss: log_probs must not be empty"),
     (lambda: F.ctc_loss(LP, np.array([[1.0], [1.0]]), [5, 5], [1, 1]), TypeError, r"ctc_loss: targets must hold integer"),
     (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5, 5], [1, 1]), ValueError, r"ctc_loss: input_lengths must have shape \(2,\)"),
     (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [1.0, 1.0]), TypeError, r"ctc_loss: target_lengths must hold integers"),

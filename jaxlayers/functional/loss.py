@@ -1104,6 +1104,8 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     if unbatched:
         lp = lp[:, None]
     T, N, C = lp.shape
+    if T == 0:
+        raise ValueError(f"{name}: log_probs must not be empty in time, got {shape_str(log_probs)}")
     if not 0 <= blank < C:
         raise IndexError(f"{name}: blank {blank} is out of range for {C} classes")
     tg = jnp.asarray(targets)
@@ -1146,7 +1148,9 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     valid = (ext >= 0) & (ext < C)  # under jit an out-of-range label gives NaN
     lp_ext = jnp.take_along_axis(lp, jnp.broadcast_to(jnp.where(valid, ext, 0)[None], (T, N, L)), axis=2)
     lp_ext = jnp.where(valid, lp_ext, jnp.nan)
-    skip = jnp.zeros((N, L), bool).at[:, 3::2].set(labels[:, 1:] != labels[:, :-1]) if S > 1 else jnp.zeros((N, L), bool)
+    skip = jnp.zeros((N, L), bool)  # s -> s + 2 allowed between two different labels
+    if S > 1:
+        skip = skip.at[:, 3::2].set(labels[:, 1:] != labels[:, :-1])
     neg = jnp.full((N, 1), -jnp.inf, lp.dtype)
     alpha0 = jnp.where(jnp.arange(L) < 2, lp_ext[0], -jnp.inf)
 
@@ -1162,6 +1166,7 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     before = jnp.where(tl > 0, jnp.take_along_axis(alpha, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0], -jnp.inf)
     nll = -_logsumexp(end, before)
     nll = jnp.where(il == 0, jnp.where(tl == 0, 0.0, jnp.inf), nll)
+    nll = jnp.where((il > T) | (il < 0) | (tl > S) | (tl < 0), jnp.nan, nll)  # unchecked under jit
     if zero_infinity:
         nll = jnp.where(jnp.isinf(nll), 0.0, nll)
     if reduction == "mean":
@@ -1193,8 +1198,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     The gradient is the true derivative with respect to ``log_probs``.  torch's backward returns
     ``exp(log_probs) * g`` more (it assumes ``log_probs`` comes from ``log_softmax``); through a
     ``log_softmax`` both give the same gradient.  Concrete lengths and targets are checked
-    (ValueError / IndexError); under ``jit`` with traced concatenated targets the padded width is
-    ``len(targets)``.
+    (ValueError / IndexError); under ``jit`` an out-of-range length or label gives NaN for that
+    entry, and with traced concatenated targets the padded width is ``len(targets)``.
 
     Example:
         >>> import jax, jax.numpy as jnp
