@@ -1,7 +1,7 @@
 """Run the benchmarks: ``python benchmarks/run.py [family ...] [--quick]``.
 
-Families are the ``bench_<family>.py`` files beside this one (conv, linear, loss,
-norm, pool, sparse, recurrent, attention, train, ...); none named runs all.
+Families are the ``bench_<family>.py`` files beside this one (conv, linear, loss, models,
+norm, pool, sparse, recurrent, attention, train, nnx, ...); none named runs all.
 Prints one table: medians of jit-compiled forward and forward+backward for
 jaxlayers, flax.linen and torch, their ratios, and compile times.
 """

@@ -20,9 +20,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from config import ConfigError, load_config  # noqa: E402
+from jaxlayers_examples.config import ConfigError, load_config
 
 
 def _sharpen() -> np.ndarray:

@@ -19,10 +19,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from common import plot_curves, write_jsonl  # noqa: E402
-from config import ConfigError, load_config  # noqa: E402
+from jaxlayers_examples.config import ConfigError, load_config
+from jaxlayers_examples.metrics import write_jsonl
+from jaxlayers_examples.plots import plot_curves
 
 
 @dataclasses.dataclass

@@ -9,18 +9,17 @@ over all local devices (data parallel: BatchNorm sees the global batch).
 
 Writes under ``output.dir``: ``metrics.jsonl`` (one line per epoch),
 ``training_curves.png``, ``feature_maps.png`` (first-layer responses),
-``config.yaml`` and ``checkpoint/`` (model as a torch-keyed ``.safetensors``,
-optimizer state, progress).  Rerunning the same command resumes from the last
-checkpoint; Ctrl-C keeps the last checkpoint.
+``config.yaml``, ``model.safetensors`` (the trained model as a torch-keyed
+state_dict) and ``checkpoint/`` (Orbax: the whole train state after each epoch,
+saved in the background, the last ``checkpoint.keep`` kept).  Rerunning the
+same command resumes from the last checkpoint; Ctrl-C keeps the last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
-import shutil
 import sys
 import time
 from collections import OrderedDict
@@ -28,12 +27,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from jaxlayers_examples.checkpoint import CheckpointConfig, Checkpointer, CheckpointMismatchError
+from jaxlayers_examples.config import ConfigError, load_config, to_dict
+from jaxlayers_examples.data import DataConfig, load_data
+from jaxlayers_examples.metrics import write_jsonl
+from jaxlayers_examples.plots import plot_curves
 
-from common import plot_curves, write_jsonl  # noqa: E402
-from config import ConfigError, load_config, to_dict  # noqa: E402
-
-CHECKPOINT = "checkpoint"
+CHECKPOINT = "checkpoint"  # Orbax checkpoints, one numbered directory per epoch
+MODEL_FILE = "model.safetensors"  # the trained model as a torch-keyed state_dict
 
 
 # ------------------------------------------------------------------- config
@@ -44,8 +45,11 @@ class ModelConfig:
     channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # width per stage
     convs_per_stage: int = 2
     dropout: float = 0.2
+    frontend: str = "linen"  # linen | nnx (examples/nnx_train.py)
 
     def validate(self) -> None:
+        if self.frontend not in ("linen", "nnx"):
+            raise ConfigError(f"model.frontend must be 'linen' or 'nnx', got {self.frontend!r}")
         if not self.channels or any(c <= 0 for c in self.channels):
             raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {self.channels}")
         if self.convs_per_stage < 1:
@@ -70,20 +74,6 @@ class OptimConfig:
             raise ConfigError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be positive, got {self.lr}")
-
-
-@dataclasses.dataclass
-class DataConfig:
-    dataset: str = "digits"  # sklearn.datasets.load_digits: 1797 8x8 images, ships with scikit-learn
-    test_fraction: float = 0.25
-    subset: Optional[int] = None  # use only this many samples (quick runs)
-    split_seed: int = 0
-
-    def validate(self) -> None:
-        if self.dataset != "digits":
-            raise ConfigError(f"data.dataset: only 'digits' (scikit-learn's embedded digits) is available, got {self.dataset!r}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
 
 
 @dataclasses.dataclass
@@ -116,29 +106,7 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
-
-
-# --------------------------------------------------------------------- data
-
-
-def load_data(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Digits as ``(N, 1, 8, 8)`` float32 (standardised with train statistics) and int labels."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as e:
-        raise SystemExit(f"error: the digits data ship with scikit-learn, which is not installed ({e}); "
-                         "install the examples extra: pip install -e '.[examples]'") from None
-    digits = load_digits()
-    x = digits.images.astype(np.float32)[:, None] / 16.0
-    y = digits.target.astype(np.int32)
-    if cfg.subset is not None:
-        x, y = x[: cfg.subset], y[: cfg.subset]
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y if cfg.subset is None else None
-    )
-    mean, std = x_tr.mean(), x_tr.std()
-    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
 
 
 # -------------------------------------------------------------------- model
@@ -320,14 +288,19 @@ class Trainer:
     def fit(self, out_dir: pathlib.Path | None = None, log=print) -> tuple[dict, list[dict]]:
         cfg = self.cfg
         state, history, start = self.init_state(), [], 0
+        ckpt = None
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "config.yaml").write_text(_yaml_dump(to_dict(cfg)))
-            ckpt = out_dir / CHECKPOINT
-            if cfg.output.resume and _checkpoint_dir(ckpt) is not None:
-                state, history = restore_checkpoint(ckpt, state, self.replicated)
+            if cfg.output.checkpoint or cfg.output.resume:
+                ckpt = Checkpointer(out_dir / CHECKPOINT, keep=cfg.checkpoint.keep)
+            if not cfg.output.resume and ckpt is not None and ckpt.all_steps():
+                log(f"output.resume=false: deleting the previous run's checkpoints in {ckpt.directory}")
+                ckpt.delete_all()
+            if cfg.output.resume and ckpt.latest_step() is not None:
+                state, history = restore_checkpoint(ckpt, state)
                 start = len(history)
-                log(f"resumed from {_checkpoint_dir(ckpt)} after epoch {start}")
+                log(f"resumed from {ckpt.directory / str(ckpt.latest_step())} after epoch {start}")
             _write_metrics(out_dir, history)
         ran = 0
         try:
@@ -344,68 +317,48 @@ class Trainer:
                 if out_dir is not None:
                     _write_metrics(out_dir, history)
                     if cfg.output.checkpoint:
-                        save_checkpoint(out_dir / CHECKPOINT, state, history)
+                        save_checkpoint(ckpt, state, history)
         except KeyboardInterrupt:
-            where = _checkpoint_dir(out_dir / CHECKPOINT) if out_dir is not None else None
+            if ckpt is not None:
+                ckpt.wait()  # the save in flight completes: it is the last checkpoint
+            last = ckpt.latest_step() if ckpt is not None else None
+            where = ckpt.directory / str(last) if last is not None else None
             log(f"\ninterrupted during epoch {len(history) + 1}; "
-                + (f"last checkpoint {where} (after epoch {len(history)}) is kept: rerun the same command to resume"
+                + (f"last checkpoint {where} is kept: rerun the same command to resume"
                    if where else "no checkpoint was written yet"))
             raise
+        finally:
+            if ckpt is not None:
+                ckpt.close()
+        if out_dir is not None:
+            export_model(out_dir / MODEL_FILE, state)
         return state, history
 
 
 # --------------------------------------------------------------- checkpoints
 
 
-def _checkpoint_dir(path: pathlib.Path) -> pathlib.Path | None:
-    for p in (path, path.with_name(path.name + ".old")):
-        if (p / "trainer.json").is_file():
-            return p
-    return None
+def save_checkpoint(ckpt: Checkpointer, state: dict, history: list[dict]) -> None:
+    """The whole train state (sharded arrays as they are, the optimizer state with its
+    structure) and the metrics so far, saved in the background as step ``len(history)``."""
+    ckpt.save(len(history), state, {"history": history})
 
 
-def save_checkpoint(path: pathlib.Path, state: dict, history: list[dict]) -> None:
-    """Model as a torch-keyed safetensors file (jaxlayers.interop), optimizer
-    leaves in a second file, progress in JSON; swapped in atomically."""
-    import jax
+def restore_checkpoint(ckpt: Checkpointer, template: dict) -> tuple[dict, list[dict]]:
+    """The latest checkpoint onto ``template``'s shardings, and its metrics history."""
+    try:
+        state, meta = ckpt.restore(template)
+    except CheckpointMismatchError as e:
+        raise SystemExit(f"error: {e}\nuse a fresh output.dir or output.resume=false") from None
+    return state, meta["history"]
 
+
+def export_model(path: pathlib.Path, state: dict) -> None:
+    """The model as a torch-keyed ``.safetensors`` state_dict (``jaxlayers.interop``):
+    loads into the torch twin with ``safetensors.torch.load_file`` + ``load_state_dict``."""
     from jaxlayers import interop
 
-    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = jax.device_get(state)
-    interop.save_variables(tmp / "model.safetensors", {"params": state["params"], "batch_stats": state["batch_stats"]})
-    leaves = jax.tree_util.tree_leaves(state["opt_state"])
-    interop.save_safetensors(tmp / "optimizer.safetensors", {str(i): np.asarray(v) for i, v in enumerate(leaves)})
-    (tmp / "trainer.json").write_text(json.dumps({"step": int(state["step"]), "history": history}))
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def restore_checkpoint(path: pathlib.Path, template: dict, sharding) -> tuple[dict, list[dict]]:
-    import jax
-    import jax.numpy as jnp
-
-    from jaxlayers import interop
-
-    where = _checkpoint_dir(path)
-    variables = interop.load_variables(where / "model.safetensors",
-                                       {"params": template["params"], "batch_stats": template["batch_stats"]})
-    opt = interop.load_safetensors(where / "optimizer.safetensors")
-    leaves, treedef = jax.tree_util.tree_flatten(template["opt_state"])
-    if len(opt) != len(leaves):
-        raise SystemExit(f"error: checkpoint {where} holds {len(opt)} optimizer arrays, this config needs {len(leaves)}; "
-                         "use a fresh output.dir or output.resume=false")
-    opt_state = jax.tree_util.tree_unflatten(
-        treedef, [np.asarray(opt[str(i)]).astype(np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)])
-    meta = json.loads((where / "trainer.json").read_text())
-    state = {"params": variables["params"], "batch_stats": variables["batch_stats"], "opt_state": opt_state,
-             "step": jnp.asarray(meta["step"], jnp.int32)}
-    return jax.device_put(state, sharding), meta["history"]
+    interop.save_variables(path, {"params": state["params"], "batch_stats": state["batch_stats"]})
 
 
 # ------------------------------------------------------------------ outputs
@@ -465,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(Config, args.config, args.overrides)
+        if cfg.model.frontend == "nnx":
+            from nnx_train import main_nnx
+
+            return main_nnx(cfg)
         trainer = Trainer(cfg)
     except ConfigError as e:
         print(f"error: bad config: {e}", file=sys.stderr)
@@ -489,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done in {time.perf_counter() - t0:.1f} s: test accuracy {final['test_accuracy']:.4f} "
           f"(loss {final['test_loss']:.4f}) after {final['epoch']} epochs")
     print(f"wrote {out_dir / 'metrics.jsonl'}, {out_dir / 'training_curves.png'}, {out_dir / 'feature_maps.png'}, "
-          f"{out_dir / CHECKPOINT}/")
+          f"{out_dir / MODEL_FILE}, {out_dir / CHECKPOINT}/")
     return 0
 
 

@@ -9,8 +9,7 @@ never on traced values.
 from __future__ import annotations
 
 import inspect
-import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +112,3 @@ def index_dtype() -> jnp.dtype:
     """int64 when ``jax_enable_x64`` is on, else int32 (torch always uses int64)."""
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
 
-
-def prod(values: Sequence[int]) -> int:
-    return int(math.prod(values))

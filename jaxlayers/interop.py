@@ -4,22 +4,21 @@ jaxlayers modules name and shape their variables as torch does, so a torch
 ``state_dict`` maps onto Flax variables by splitting keys at the dots:
 ``"features.0.weight"`` -> ``variables["params"]["features"]["0"]["weight"]``.
 torch's buffers (``running_mean``, ``running_var``, ``num_batches_tracked``)
-go to the ``batch_stats`` collection.  No reshaping, no transposes.
+go to the ``batch_stats`` collection.  No reshaping, no transposes::
 
->>> variables = interop.state_dict_to_variables(torch_model.state_dict())
->>> y = model.apply(variables, x)
->>> sd = interop.variables_to_state_dict(variables)   # torch's keys again
+    variables = interop.state_dict_to_variables(torch_model.state_dict())
+    y = model.apply(variables, x)
+    sd = interop.variables_to_state_dict(variables)   # torch's keys again
 
 Nothing here imports torch: torch tensors are recognised by duck typing, and
-the safetensors reader/writer is plain NumPy.
+``.safetensors`` files are read and written by the ``safetensors`` package
+(its NumPy side; bfloat16 and float8 through ``ml_dtypes``, which ships with JAX).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import struct
 from collections.abc import Mapping
 from typing import Any, Iterable
 
@@ -191,7 +190,9 @@ def load_state_dict(
     """torch's ``module.load_state_dict`` for Flax variables.
 
     Args:
-      variables: the module's own variables (``model.init(...)``), the template.
+      variables: the module's own variables (``model.init(...)``), the template;
+        an abstract template (``jax.eval_shape(model.init, ...)``, whose leaves
+        are ``jax.ShapeDtypeStruct``) gives its shapes and dtypes only.
       state_dict: torch tensors or NumPy arrays under torch's keys.
       strict: raise :class:`StateDictMismatchError` listing every missing key,
         unexpected key and shape mismatch; with ``strict=False`` missing entries
@@ -201,7 +202,11 @@ def load_state_dict(
         does; ``cast=False`` keeps the state_dict's dtypes (e.g. float64).
 
     Returns:
-      New variables with the template's structure.
+      New variables with the template's structure (NumPy arrays).
+
+    Raises:
+      ValueError: with ``strict=False``, a key missing from the state_dict whose
+        template leaf is abstract (there is no value to keep).
     """
     report = check_state_dict(state_dict, variables)
     if (strict and not report.ok) or report.mismatched:
@@ -216,32 +221,58 @@ def load_state_dict(
         for key, old in flat.items():
             if key in state_dict:
                 value = to_numpy(state_dict[key])
-                new[key] = value.astype(np.asarray(old).dtype) if cast else value
+                new[key] = value.astype(_leaf_dtype(old)) if cast else value
+            elif _is_abstract(old):
+                raise ValueError(
+                    f"load_state_dict: {key!r} is missing from the state_dict and the template has no value to keep "
+                    f"(it is abstract: {old}); pass concrete variables (model.init) or a complete state_dict"
+                )
             else:
                 new[key] = np.asarray(old)
         out[col] = _nest(new)
     return out
 
 
+def _is_abstract(leaf: Any) -> bool:
+    """A ``jax.ShapeDtypeStruct`` (or any shape-and-dtype stand-in without data)."""
+    return hasattr(leaf, "shape") and hasattr(leaf, "dtype") and not hasattr(leaf, "__array__")
+
+
+def _leaf_dtype(leaf: Any) -> np.dtype:
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(leaf).dtype
+
+
 # ----------------------------------------------------------------- safetensors
 
+# safetensors dtype codes <-> NumPy dtypes (the ml_dtypes ones are registered with
+# NumPy by importing ml_dtypes, a JAX dependency).
 _ST_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
-    "BOOL": np.bool_,
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E8M0": "float8_e8m0fnu",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8",
+    "BOOL": "bool", "C64": "complex64",
 }
 
 
-def _st_dtype_table() -> dict[str, Any]:
-    table = dict(_ST_DTYPES)
+def _st_dtype_table() -> dict[str, np.dtype]:
+    """``{code: np.dtype}`` for the codes this NumPy/ml_dtypes can represent."""
     try:
         import ml_dtypes
-
-        table["BF16"] = ml_dtypes.bfloat16
     except ImportError:  # pragma: no cover - ml_dtypes ships with jax
-        pass
+        ml_dtypes = None
+    table = {}
+    for code, name in _ST_DTYPES.items():
+        dtype = getattr(ml_dtypes, name, None) if name.startswith(("bfloat", "float8")) else name
+        if dtype is not None:
+            table[code] = np.dtype(dtype)
     return table
+
+
+def _safetensors_error(func: str, path: Any, err: Exception) -> ValueError:
+    return ValueError(f"{func}: {os.fspath(path)} is not a valid safetensors file: {err}")
 
 
 def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> None:
@@ -249,52 +280,58 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metada
 
     Flax variables (with ``params``/``batch_stats``) are flattened to torch's
     keys first, so the file loads in torch with ``safetensors.torch.load_file``.
+    Written by ``safetensors.numpy.save_file``; bfloat16 and float8 arrays
+    (``ml_dtypes``, as JAX gives them) are stored under their safetensors codes.
+
+    Raises:
+      TypeError: an array whose dtype safetensors cannot store (names the key).
     """
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
+
     if "params" in tensors and isinstance(tensors["params"], Mapping):
         tensors = variables_to_state_dict(tensors)
-    names = {np.dtype(v): k for k, v in _st_dtype_table().items()}
-    header: dict[str, Any] = {}
-    blobs, offset = [], 0
+    supported = set(_st_dtype_table().values())
+    arrays = {}
     for key in sorted(tensors):
         arr = to_numpy(tensors[key])
-        if arr.dtype not in names:
+        if arr.dtype not in supported:
             raise TypeError(f"save_safetensors: unsupported dtype {arr.dtype} for {key!r}")
-        data = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).tobytes()
-        header[key] = {"dtype": names[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
+        arrays[str(key)] = np.require(arr, requirements="C")  # (ascontiguousarray makes 0-d 1-d)
+    meta = {str(k): str(v) for k, v in metadata.items()} if metadata else None
+    try:
+        save_file(arrays, os.fspath(path), metadata=meta)
+    except SafetensorError as e:
+        raise ValueError(f"save_safetensors: cannot write {os.fspath(path)}: {e}") from e
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a ``.safetensors`` file into ``{name: np.ndarray}`` (no torch)."""
-    table = _st_dtype_table()
+    """Read a ``.safetensors`` file into ``{name: np.ndarray}`` (no torch), keys sorted.
+
+    The header and offsets are parsed and validated by the ``safetensors``
+    package; bfloat16 and float8 tensors come back as ``ml_dtypes`` arrays.
+
+    Raises:
+      ValueError: a malformed file (bad header length or JSON, overlapping,
+        reversed or missing offsets, data that do not match the shapes, unknown
+        dtype ...), naming the file and, where the package tells, the tensor.
+    """
+    from safetensors import SafetensorError, deserialize
+
     with open(path, "rb") as f:
         buf = f.read()
-    if len(buf) < 8:
-        raise ValueError(f"load_safetensors: {path} is too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", buf[:8])
-    if 8 + n > len(buf):
-        raise ValueError(f"load_safetensors: {path} has a header of {n} bytes but only {len(buf)} bytes in all")
-    header = json.loads(buf[8 : 8 + n])
-    data = memoryview(buf)[8 + n :]
+    try:
+        entries = deserialize(buf)
+    except SafetensorError as e:
+        raise _safetensors_error("load_safetensors", path, e) from None
+    table = _st_dtype_table()
     out = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
+    for key, info in sorted(entries, key=lambda kv: kv[0]):
         if info["dtype"] not in table:
-            raise TypeError(f"load_safetensors: unsupported dtype {info['dtype']} for {key!r}")
-        begin, end = info["data_offsets"]
-        dtype = np.dtype(table[info["dtype"]]).newbyteorder("<")
-        arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(tuple(info["shape"]))
+            raise ValueError(f"load_safetensors: {os.fspath(path)}: tensor {key!r} has dtype {info['dtype']}, "
+                             f"which NumPy cannot hold (supported: {', '.join(table)})")
+        dtype = table[info["dtype"]].newbyteorder("<")
+        arr = np.frombuffer(info["data"], dtype=dtype).reshape(tuple(info["shape"]))
         out[key] = arr.astype(arr.dtype.newbyteorder("="))
     return out
 

@@ -1,20 +1,8 @@
-"""Test configuration shared by the whole suite.
+"""Test configuration of tests/ (x64, host devices and autotuning: ../conftest.py).
 
-* float64 is enabled so that torch (float64) is a tight oracle; float32 tests
-  pass explicit dtypes.
-* Four host CPU devices exist so that data-parallel tests can shard; everything
-  else runs on device 0 as usual.
-* torch is the oracle: float64 by default, a few threads.
+* torch is the oracle: float64 by default, one thread.
+* hypothesis profile "ci": 25 derandomised examples.
 """
-
-import os
-
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-os.environ.setdefault("JAX_ENABLE_X64", "1")
-
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -36,3 +24,23 @@ settings.load_profile("ci")
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_settings: run the test under the 'reference' and the 'auto' lowering settings")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked ``both_settings`` run once per lowering setting (``jaxlayers.config``)."""
+    if metafunc.definition.get_closest_marker("both_settings") and "lowering_setting" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("lowering_setting")
+        metafunc.parametrize("lowering_setting", ["reference", "auto"], indirect=True)
+
+
+@pytest.fixture
+def lowering_setting(request):
+    from jaxlayers import config
+
+    with config.lowering(request.param):
+        yield request.param

@@ -43,20 +43,21 @@ def to_torch(a: Any, requires_grad: bool = False, dtype: Any = None) -> Any:
     return t.requires_grad_(requires_grad) if requires_grad else t
 
 
-def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str = "") -> None:
+def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str = "", equal_nan: bool = True) -> None:
     """``np.testing.assert_allclose`` on arrays, tensors or matching trees of them."""
     a, b = to_numpy(a), to_numpy(b)
     if isinstance(a, dict):
         assert set(a) == set(b), f"{err_msg}: keys {sorted(a)} != {sorted(b)}"
         for k in a:
-            close(a[k], b[k], rtol, atol, f"{err_msg}[{k}]")
+            close(a[k], b[k], rtol, atol, f"{err_msg}[{k}]", equal_nan)
         return
     if isinstance(a, (list, tuple)):
         assert len(a) == len(b), f"{err_msg}: {len(a)} != {len(b)} entries"
         for i, (u, v) in enumerate(zip(a, b)):
-            close(u, v, rtol, atol, f"{err_msg}[{i}]")
+            close(u, v, rtol, atol, f"{err_msg}[{i}]", equal_nan)
         return
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=err_msg)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=err_msg,
+                               equal_nan=equal_nan)
 
 
 def torch_fwd_bwd(fn: Callable, cotangent: Any, *arrays: Any) -> tuple[Any, list]:

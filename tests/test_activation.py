@@ -420,3 +420,78 @@ def test_errors_modules():
         nn.PReLU(2.0)
     with pytest.raises(TypeError, match="PReLU: give the initial slope once"):
         nn.PReLU(1, 0.2, init=0.3)
+
+
+# --------------------------------------------------------------------------- RReLU
+
+from oracle import close  # noqa: E402
+
+
+@pytest.mark.parametrize("lower,upper", [(1 / 8, 1 / 3), (0.2, 0.2), (-0.5, 0.7)])
+def test_rrelu_eval_vs_torch(lower, upper, rng):
+    x = rng.standard_normal((3, 4, 5))
+    x[0, 0, :2] = 0.0  # the kink: torch's slope for x <= 0
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = TF.rrelu(xt, lower, upper, training=False)
+    cot = rng.standard_normal(x.shape)
+    yt.backward(torch.from_numpy(cot))
+    y, vjp = jax.vjp(lambda x: F.rrelu(x, lower, upper), x)
+    close(y, yt)
+    close(vjp(cot)[0], xt.grad)
+    close(nn.RReLU(lower, upper).apply({}, x, train=False), torch.nn.RReLU(lower, upper).eval()(torch.from_numpy(x)))
+
+
+def test_rrelu_training_slopes_formula_and_gradient(rng):
+    lower, upper = 0.1, 0.4
+    x = rng.standard_normal((64, 64))
+    x[0, :3] = 0.0
+    key = jax.random.key(3)
+    f = jax.jit(lambda x, key: F.rrelu(x, lower, upper, training=True, key=key))
+    y = f(x, key)
+    np.testing.assert_array_equal(y, f(x, key))  # same key, same slopes
+    neg = x < 0
+    slopes = np.asarray(y)[neg] / x[neg]
+    # the slopes are U(lower, upper): bounds, mean and standard deviation
+    assert slopes.min() >= lower and slopes.max() < upper
+    assert abs(slopes.mean() - (lower + upper) / 2) < 0.01
+    assert abs(slopes.std() - (upper - lower) / np.sqrt(12)) < 0.01
+    np.testing.assert_array_equal(np.asarray(y)[x > 0], x[x > 0])
+    assert not np.allclose(slopes, slopes[0])
+    # given the same slopes, torch's backward (grad * noise) equals ours
+    noise = np.ones_like(x)
+    noise[neg] = slopes
+    cot = rng.standard_normal(x.shape)
+    gx = jax.vjp(lambda x: f(x, key), x)[1](cot)[0]
+    gt = torch.ops.aten.rrelu_with_noise_backward(torch.from_numpy(cot), torch.from_numpy(x), torch.from_numpy(noise),
+                                                  lower, upper, True, False)
+    close(np.asarray(gx)[x != 0], gt.numpy()[x != 0])
+    close(np.asarray(gx)[neg], slopes * cot[neg])
+    assert np.all((np.asarray(gx)[x == 0] / cot[x == 0] >= lower) & (np.asarray(gx)[x == 0] / cot[x == 0] < upper))
+    # second-order gradients (the slopes are fixed by the key) in both modes
+    from jax.test_util import check_grads
+    xs = x[2:4, :3] + np.sign(x[2:4, :3]) * 0.1  # away from the kink
+    check_grads(jax.jit(lambda x: F.rrelu(x, lower, upper, training=True, key=key)), (xs,), order=2,
+                modes=("fwd", "rev"))
+
+
+def test_rrelu_module_training_uses_dropout_stream(rng):
+    x = rng.standard_normal((4, 8))
+    m = nn.RReLU()
+    y1 = m.apply({}, x, train=True, rngs={"dropout": jax.random.key(0)})
+    y2 = m.apply({}, x, train=True, rngs={"dropout": jax.random.key(0)})
+    y3 = m.apply({}, x, train=True, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.allclose(y1, y3)
+    s = np.asarray(y1)[x < 0] / x[x < 0]
+    assert s.min() >= 1 / 8 and s.max() < 1 / 3
+
+
+def test_rrelu_errors():
+    with pytest.raises(ValueError, match=r"rrelu: lower bound \(0.5\) must be less than or equal to the upper bound \(0.2\)"):
+        F.rrelu(jnp.ones(3), 0.5, 0.2)
+    with pytest.raises(ValueError, match=r"RReLU: lower bound \(0.5\)"):
+        nn.RReLU(0.5, 0.2)
+    with pytest.raises(ValueError, match=r"rrelu: a PRNG `key` is required when training=True"):
+        F.rrelu(jnp.ones(3), training=True)
+    with pytest.raises(ValueError, match=r"RReLU: `train` must be given"):
+        nn.RReLU().apply({}, jnp.ones(3))

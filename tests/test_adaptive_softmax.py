@@ -174,3 +174,21 @@ def test_linear_cross_entropy_peak_memory():
 def test_linear_cross_entropy_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_nnx_twins(asm_pair):
+    """jaxlayers.nnx builds these from the linen classes: variables at construction, torch's keys."""
+    from flax import nnx as fnnx
+
+    from jaxlayers import nnx as jnnx
+
+    tm, ours, v = asm_pair
+    twin = jnnx.AdaptiveLogSoftmaxWithLoss(IN, NCLS, CUT, div_value=2.0, head_bias=True, param_dtype=jnp.float64,
+                                           rngs=fnnx.Rngs(0))
+    assert list(twin.state_dict()) == list(tm.state_dict())
+    twin.load_state_dict(tm.state_dict())
+    x, t = R.normal(size=(3, IN)), np.array([0, 5, 11])
+    close(twin(x, t).loss, tm(torch.tensor(x), torch.tensor(t)).loss)
+    close(twin(x, method="log_prob"), tm.log_prob(torch.tensor(x)))
+    lce = jnnx.LinearCrossEntropyLoss(IN, NCLS, bias=True, rngs=fnnx.Rngs(0))
+    assert list(lce.state_dict()) == ["linear.weight", "linear.bias"]

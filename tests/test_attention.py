@@ -2,6 +2,7 @@
 against torch (float64): outputs, attention weights and gradients w.r.t. the inputs and
 every parameter, for every option and mask kind; error paths."""
 
+import functools
 import math
 
 import jax
@@ -12,17 +13,16 @@ import torch
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 E, H, L, S, N = 8, 2, 3, 4, 2
 TOL = dict(rtol=1e-9, atol=1e-11)
 
 
-def _np(t):
-    return None if t is None else t.detach().numpy()
+_np = to_numpy
 
 
-def _close(a, b, **kw):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), **{**TOL, **kw})
+_close = functools.partial(close, **TOL)
 
 
 # --------------------------------------------------------------------------- masks
@@ -450,8 +450,8 @@ def test_functional_errors(rng):
         mhaf(x, y, y, E, H, w[:, :4], None, None, None, False, 0.0, np.zeros((E, E)), None)
     with pytest.raises(ValueError, match="bias_k and bias_v must both be given"):
         mhaf(x, y, y, E, H, w, None, np.zeros((1, 1, E)), None, False, 0.0, np.zeros((E, E)), None)
-    with pytest.raises(ValueError, match=r"bias_k must have shape \(1, 1, 8\)"):
-        mhaf(x, y, y, E, H, w, None, np.zeros((1, E)), np.zeros((1, E)), False, 0.0, np.zeros((E, E)), None)
+    with pytest.raises(ValueError, match=r"bias_k must have shape \(1, 1, 8\), \(1, 8\) or \(8,\), got \(1, 2, 8\)"):
+        mhaf(x, y, y, E, H, w, None, np.zeros((1, N, E)), np.zeros((1, N, E)), False, 0.0, np.zeros((E, E)), None)
     with pytest.raises(ValueError, match="use_separate_proj_weight=True but q_proj_weight is None"):
         mhaf(x, y, y, E, H, None, None, None, None, False, 0.0, np.zeros((E, E)), None, use_separate_proj_weight=True)
     with pytest.raises(ValueError, match=r"static_k must have shape \(N\*num_heads=4, S, head_dim=4\)"):
@@ -534,3 +534,26 @@ def test_mha_shapes_and_values_over_settings(heads, lq, ls, batch, batch_first, 
     assert out.shape == tuple(tout.shape) and w.shape == tuple(tw.shape)
     _close(out, _np(tout))
     _close(w, _np(tw))
+
+
+@pytest.mark.parametrize("shape", [(E,), (1, E)])
+@pytest.mark.parametrize("batched", [True, False])
+def test_mha_forward_bias_kv_short_shapes_match_torch(shape, batched, rng):
+    # torch appends bias_k.repeat(1, N, 1), which takes (E,) and (1, E) as well as (1, 1, E)
+    from oracle import close, jax_fwd_bwd, torch_fwd_bwd
+
+    q, k, v = (rng.normal(size=(n, N, E) if batched else (n, E)) for n in (L, S, S))
+    w, b, o, ob = rng.normal(size=(3 * E, E)), rng.normal(size=3 * E), rng.normal(size=(E, E)), rng.normal(size=E)
+    bk, bv = rng.normal(size=shape), rng.normal(size=shape)
+    args = (q, k, v, w, b, bk, bv, o, ob)
+
+    def run(f):
+        return lambda q, k, v, w, b, bk, bv, o, ob: f(q, k, v, E, H, w, b, bk, bv, False, 0.0, o, ob,
+                                                      need_weights=False)[0]
+
+    ct = rng.normal(size=(L, N, E) if batched else (L, E))
+    out_t, g_t = torch_fwd_bwd(run(torch.nn.functional.multi_head_attention_forward), ct, *args)
+    out, g = jax_fwd_bwd(run(F.multi_head_attention_forward), ct, *args)
+    close(out, out_t)
+    close(g, g_t)
+    assert g[5].shape == shape

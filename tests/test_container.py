@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 
+import functools
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
@@ -11,16 +12,15 @@ import torch
 
 import jaxlayers
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def t2n(t):
-    return t.detach().numpy()
+t2n = to_numpy
 
 
-def _close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+_close = functools.partial(close, rtol=RTOL, atol=ATOL)
 
 
 class Scale(fnn.Module):
@@ -163,3 +163,172 @@ def test_sequential_indexing_slicing(rng):
         model[3]
     with pytest.raises(KeyError, match=r"Sequential: no child named 'x'"):
         model["x"]
+
+
+# --------------------------------------------------------------------------- ModuleList / ModuleDict / ParameterList / ParameterDict
+
+from oracle import close  # noqa: E402
+
+
+class TorchNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.module_list = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4)])
+        self.blocks = torch.nn.ModuleDict({"norm": torch.nn.BatchNorm1d(4), "proj": torch.nn.Linear(4, 2)})
+        self.nested = torch.nn.ModuleList([torch.nn.ModuleList([torch.nn.Linear(2, 2)]),
+                                           torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sigmoid())])
+        self.plist = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(2)), torch.nn.Parameter(torch.randn(2))])
+        self.pdict = torch.nn.ParameterDict({"scale": torch.nn.Parameter(torch.randn(2)),
+                                             "shift": torch.nn.Parameter(torch.randn(()))})
+
+    def forward(self, x):
+        for m in self.module_list[:-1]:
+            x = m(x)
+        x = self.module_list[-1](x)
+        x = self.blocks["proj"](self.blocks["norm"](x))
+        x = self.nested[1](self.nested[0][0](x))
+        x = x * self.plist[0] + self.plist[-1]
+        return x * self.pdict["scale"] + self.pdict["shift"]
+
+
+def _forward(self, x, train):
+    for m in self.module_list[:-1]:
+        x = m(x)
+    x = self.module_list[-1](x)
+    x = self.blocks["proj"](self.blocks["norm"](x, train=train))
+    x = self.nested[1](self.nested[0][0](x))
+    assert len(self.module_list) == 3 and len(self.plist) == 2 and "norm" in self.blocks and "x" not in self.blocks
+    assert list(self.blocks.keys()) == ["norm", "proj"] and list(self.pdict) == ["scale", "shift"]
+    x = x * self.plist[0] + self.plist[-1]
+    return x * self.pdict["scale"] + self.pdict["shift"]
+
+
+class SetupNet(fnn.Module):
+    def setup(self):
+        self.module_list = nn.ModuleList([nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4)])
+        self.blocks = nn.ModuleDict({"norm": nn.BatchNorm1d(4), "proj": nn.Linear(4, 2)})
+        self.nested = nn.ModuleList([nn.ModuleList([nn.Linear(2, 2)]), nn.Sequential(nn.Linear(2, 2), nn.Sigmoid())])
+        self.plist = nn.ParameterList([jnp.zeros(2), (jax.nn.initializers.normal(), (2,))])
+        self.pdict = nn.ParameterDict([("scale", jnp.ones(2)), ("shift", jnp.zeros(()))])
+
+    def __call__(self, x, *, train):
+        return _forward(self, x, train)
+
+
+class CompactNet(fnn.Module):
+    @fnn.compact
+    def __call__(self, x, *, train):
+        ns = type("NS", (), {})()
+        ns.module_list = nn.ModuleList([nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4)], name="module_list")
+        ns.blocks = nn.ModuleDict({"norm": nn.BatchNorm1d(4), "proj": nn.Linear(4, 2)}, name="blocks")
+        ns.nested = nn.ModuleList([nn.ModuleList([nn.Linear(2, 2)]), nn.Sequential(nn.Linear(2, 2), nn.Sigmoid())],
+                                  name="nested")
+        ns.plist = nn.ParameterList([jnp.zeros(2), jnp.ones(2)], name="plist")
+        ns.pdict = nn.ParameterDict({"scale": jnp.ones(2), "shift": jnp.zeros(())}, name="pdict")
+        return _forward(ns, x, train)
+
+
+@pytest.mark.parametrize("net", [SetupNet, CompactNet])
+def test_containers_load_torch_state_dict_and_match(net, rng):
+    torch.manual_seed(0)
+    tm = TorchNet()
+    with torch.no_grad():  # non-trivial running statistics
+        tm.blocks["norm"].running_mean.copy_(torch.randn(4))
+        tm.blocks["norm"].running_var.copy_(torch.rand(4) + 0.5)
+    tm.eval()
+    model = net()
+    x = rng.standard_normal((5, 3))
+    template = model.init(jax.random.key(0), x, train=False)  # eager: keeps the creation order
+    sd = tm.state_dict()
+    assert list(interop.variables_to_state_dict(template).keys()) == list(sd.keys())
+    variables = interop.load_state_dict(template, sd, cast=False)  # strict
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = tm(xt)
+    cot = rng.standard_normal(yt.shape)
+    yt.backward(torch.from_numpy(cot))
+
+    def loss(p, x):
+        return jnp.sum(model.apply({**variables, "params": p}, x, train=False) * cot)
+
+    y = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    close(y, yt)
+    gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(variables["params"], x)
+    close(gx, xt.grad)
+    torch_grads = {k: p.grad for k, p in tm.named_parameters()}
+    ours = interop.variables_to_state_dict({"params": gp})
+    assert set(ours) == set(torch_grads)
+    for k in torch_grads:
+        close(ours[k], torch_grads[k], err_msg=k)
+    # training: batch statistics flow through the ModuleDict child and update its buffers
+    tm.train()
+    y, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
+    close(y, tm(torch.from_numpy(x)))
+    close(upd["batch_stats"]["blocks"]["norm"]["running_mean"], tm.blocks["norm"].running_mean)
+
+
+def test_parameter_list_values_and_initialisers():
+    class P(fnn.Module):
+        def setup(self):
+            self.pl = nn.ParameterList([np.arange(3.0), (jax.nn.initializers.constant(2.0), 4, jnp.float64)])
+
+        def __call__(self):
+            assert [a.shape for a in self.pl] == [(3,), (4,)] and len(self.pl[0:1]) == 1
+            return self.pl[0].sum() + self.pl[1].sum()
+
+    out, v = P().init_with_output(jax.random.key(0))
+    assert float(out) == 3.0 + 8.0
+    assert v["params"]["pl"]["0"].dtype == jnp.float64 and v["params"]["pl"]["1"].dtype == jnp.float64
+    assert list(interop.variables_to_state_dict(v)) == ["pl.0", "pl.1"]
+
+
+def test_module_list_slice_and_unbound_access():
+    ml = nn.ModuleList([nn.Linear(2, 3), nn.ReLU()])
+    assert len(ml) == 2 and isinstance(ml[0], nn.Linear) and isinstance(ml[-1], nn.ReLU)
+    assert isinstance(ml[1:], nn.ModuleList) and len(ml[1:]) == 1 and ml[1:].names == ("1",)
+    md = nn.ModuleDict({"a": nn.ReLU()})
+    assert md.keys() == ("a",) and isinstance(md["a"], nn.ReLU) and "a" in md
+
+
+def test_container_errors():
+    with pytest.raises(TypeError, match=r"ModuleList is not callable; iterate over it"):
+        nn.ModuleList([nn.ReLU()]).init(jax.random.key(0), jnp.ones(2))
+    with pytest.raises(TypeError, match=r"ModuleDict is not callable"):
+        nn.ModuleDict({"a": nn.ReLU()}).apply({}, jnp.ones(2))
+    with pytest.raises(TypeError, match=r"ParameterList is not callable"):
+        nn.ParameterList([jnp.ones(2)]).init(jax.random.key(0))
+    with pytest.raises(TypeError, match=r"ModuleList: child '1' is not a flax.linen Module: builtin_function_or_method"):
+        nn.ModuleList([nn.ReLU(), print])
+    with pytest.raises(TypeError, match=r"ModuleList: modules must be an iterable of items, got dict"):
+        nn.ModuleList({"a": nn.ReLU()})
+    with pytest.raises(TypeError, match=r"ModuleDict: keys must be strings"):
+        nn.ModuleDict({1: nn.ReLU()})
+    with pytest.raises(ValueError, match=r"ModuleDict: key 'a.b' must be a non-empty string without '.'"):
+        nn.ModuleDict({"a.b": nn.ReLU()})
+    with pytest.raises(ValueError, match=r"ModuleDict: duplicate keys"):
+        nn.ModuleDict([("a", nn.ReLU()), ("a", nn.Tanh())])
+    with pytest.raises(TypeError, match=r"ParameterList: entry '0' must be an array or \(init, shape\[, dtype\]\)"):
+        nn.ParameterList([nn.ReLU()])
+    with pytest.raises(ValueError, match=r"ParameterDict: entry 'w' must be an array or \(init, shape\[, dtype\]\)"):
+        nn.ParameterDict({"w": (jax.nn.initializers.ones,)})
+    ml = nn.ModuleList([nn.ReLU()])
+    with pytest.raises(IndexError, match=r"ModuleList: index 1 is out of range for 1 modules"):
+        ml[1]
+    with pytest.raises(TypeError, match=r"ModuleList: indices must be integers or slices, got str"):
+        ml["0"]
+    with pytest.raises(KeyError, match=r"ModuleDict: no module named 'b'"):
+        nn.ModuleDict({"a": nn.ReLU()})["b"]
+    with pytest.raises(ValueError, match=r"ParameterList: parameters exist only inside init/apply"):
+        nn.ParameterList([jnp.ones(2)])[0]
+
+    class Bad(fnn.Module):
+        def setup(self):
+            self.pl = nn.ParameterList([jnp.ones(2)])
+            self.pd = nn.ParameterDict({"a": jnp.ones(2)})
+
+        def __call__(self, which):
+            return self.pl[which] if isinstance(which, int) else self.pd[which]
+
+    with pytest.raises(IndexError, match=r"ParameterList: index -2 is out of range for 1 parameters"):
+        Bad().init(jax.random.key(0), -2)
+    with pytest.raises(KeyError, match=r"ParameterDict: no parameter named 'b'"):
+        Bad().init(jax.random.key(0), "b")

@@ -1,5 +1,6 @@
 """Conv*d, ConvTranspose*d, Lazy* and F.conv*d / F.conv_transpose*d against torch (float64)."""
 
+import functools
 import inspect
 import math
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 RTOL, ATOL = 1e-10, 1e-11
 
@@ -27,8 +29,7 @@ CONVT_MOD = {1: (nn.ConvTranspose1d, torch.nn.ConvTranspose1d), 2: (nn.ConvTrans
              3: (nn.ConvTranspose3d, torch.nn.ConvTranspose3d)}
 
 
-def _close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+_close = functools.partial(close, rtol=RTOL, atol=ATOL)
 
 
 def _torch_fwd_bwd(fn, cot_rng, *arrays):
@@ -91,6 +92,7 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("n,xs,ws,kw", CONV_CASES)
 def test_conv_functional_vs_torch(n, xs, ws, kw, rng):
     kw = dict(kw)
@@ -112,6 +114,7 @@ CONVT_CASES = [
 ]
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("n,xs,ws,kw", CONVT_CASES)
 def test_conv_transpose_functional_vs_torch(n, xs, ws, kw, rng):
     kw = dict(kw)
@@ -336,80 +339,9 @@ class ConvVariants(chex.TestCase):
         _close(g["params"]["bias"], tt.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
-# ------------------------------------------------------- CPU lowering (per-tap weight gradient)
+# ------------------------------------------------------- derivatives through the module
 
 from jax import lax  # noqa: E402
-
-from jaxlayers.functional import _conv_lowering  # noqa: E402
-
-LOWERING_CASES = [
-    # x shape, w shape, padding pairs, lhs dilation (transposed conv's stride), dilation
-    ((2, 3, 9), (4, 3, 3), ((1, 1),), (1,), (1,)),
-    ((2, 3, 10), (4, 3, 4), ((3, 3),), (1,), (2,)),
-    ((2, 3, 8, 7), (5, 3, 3, 2), ((1, 2), (0, 1)), (1, 1), (2, 1)),
-    ((2, 4, 6, 6), (3, 4, 1, 1), ((0, 0), (0, 0)), (1, 1), (1, 1)),
-    ((1, 2, 5, 6, 4), (3, 2, 2, 3, 2), ((1, 1), (1, 0), (0, 1)), (1, 1, 1), (1, 1, 2)),
-    # transposed convolutions: stride-dilated input, cropping (negative) padding
-    ((2, 3, 5), (4, 3, 3), ((1, 2),), (2,), (1,)),
-    ((2, 3, 4, 5), (2, 3, 4, 4), ((2, 2), (2, 3)), (2, 2), (1, 1)),
-    ((2, 3, 4, 5), (2, 3, 3, 2), ((-1, 0), (1, 2)), (3, 2), (2, 1)),
-    ((1, 2, 3, 3, 2), (3, 2, 2, 2, 2), ((1, 2), (0, 0), (1, 1)), (2, 1, 2), (1, 1, 1)),
-    ((2, 3, 7), (4, 3, 3), ((-1, -1),), (1,), (1,)),
-    # 1-d/3-d transposed forwards are per output phase: dilation sharing a factor with the stride,
-    # phases no tap reaches (kernel < stride), an output shorter than the stride
-    ((2, 3, 6), (4, 3, 3), ((4, 4),), (2,), (2,)),
-    ((2, 3, 6), (4, 3, 1), ((0, 1),), (3,), (1,)),
-    ((1, 2, 1), (3, 2, 2), ((1, 1),), (4,), (1,)),
-    ((1, 2, 3, 2, 3), (3, 2, 3, 2, 1), ((1, 2), (1, 1), (0, 0)), (2, 2, 3), (1, 2, 1)),
-]
-
-
-@pytest.mark.parametrize("xs,ws,pairs,lhs,dil", LOWERING_CASES)
-def test_cpu_lowering_matches_lax_conv(xs, ws, pairs, lhs, dil, rng):
-    """The custom-JVP path equals plain lax.conv_general_dilated: values, vjp, jvp, grad of grad, vmap."""
-    x, w = jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws))
-    stride = (1,) * len(dil)
-
-    def ref(x, w):
-        return lax.conv_general_dilated(x, w, stride, pairs, lhs_dilation=lhs, rhs_dilation=dil)
-
-    def new(x, w):
-        return _conv_lowering._cpu_conv(x, w, pairs, lhs, dil, None)
-
-    y = ref(x, w)
-    _close(new(x, w), y)
-    g = jnp.asarray(rng.standard_normal(y.shape))
-    for a, b in zip(jax.jit(lambda x, w, g: jax.vjp(new, x, w)[1](g))(x, w, g), jax.vjp(ref, x, w)[1](g)):
-        _close(a, b)
-    tangents = (jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws)))
-    _close(jax.jvp(new, (x, w), tangents)[1], jax.jvp(ref, (x, w), tangents)[1])
-
-    def second(fn):
-        return lambda x, w: jnp.sum(jax.grad(lambda x, w: jnp.sum(jnp.sin(fn(x, w))), argnums=1)(x, w) ** 2)
-
-    for a, b in zip(jax.grad(second(new), argnums=(0, 1))(x, w), jax.grad(second(ref), argnums=(0, 1))(x, w)):
-        _close(a, b, rtol=1e-9, atol=1e-10)
-    xb = jnp.stack([x, 2 * x])
-    gw = jax.vmap(jax.grad(lambda x, w: jnp.sum(new(x, w) ** 2), argnums=1), (0, None))(xb, w)
-    gw_ref = jax.vmap(jax.grad(lambda x, w: jnp.sum(ref(x, w) ** 2), argnums=1), (0, None))(xb, w)
-    _close(gw, gw_ref)
-
-
-def test_cpu_lowering_is_chosen_only_where_covered():
-    use = _conv_lowering.use_tap_weight_grad
-    on_cpu = jax.default_backend() == "cpu"
-    assert use((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 1) == on_cpu
-    assert use((8, 64, 256), (64, 64, 1), (1,), ((0, 0),), None, (1,), 1) == on_cpu  # 1x1: one GEMM
-    # k x k kernels only on large 2-d maps with many channels (XLA is faster elsewhere)
-    assert not use((8, 64, 256), (64, 64, 3), (1,), ((1, 1),), None, (1,), 1)
-    assert not use((64, 32, 8, 8), (32, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 1)
-    assert not use((32, 32, 32, 32), (32, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 1)
-    assert not use((32, 64, 32, 32), (64, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), None, (1, 1), 1)  # stride
-    assert not use((32, 64, 32, 32), (64, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), None, (1, 1), 2)  # groups
-    # transposed (stride-dilated input): per-tap scatter form
-    assert use((8, 64, 16, 16), (32, 64, 4, 4), (1, 1), ((2, 2), (2, 2)), (2, 2), (1, 1), 1) == on_cpu
-    assert not use((2, 2, 5, 5), (3, 2, 5, 5), (1, 1), ((0, 0), (0, 0)), None, (1, 1), 1)  # kernel == input
-    assert not use((2, 2, 9, 9), (3, 2, 3, 3), (1, 1), ((-1, 0), (0, 0)), None, (1, 1), 1)  # cropping
 
 
 def test_conv_module_grad_of_grad_and_jvp(rng):

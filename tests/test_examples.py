@@ -8,11 +8,13 @@ import jax
 import numpy as np
 import pytest
 
+from jaxlayers_examples.checkpoint import Checkpointer, CheckpointMismatchError
+from jaxlayers_examples.config import ConfigError, load_config
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "examples"))  # the scripts themselves
 
 import train_classifier as tc  # noqa: E402
-from config import ConfigError, load_config  # noqa: E402
 
 TINY = [
     "model.channels=[16, 32]", "model.convs_per_stage=1", "data.subset=480", "train.batch_size=32",
@@ -51,6 +53,7 @@ def test_default_config_loads_and_overrides_apply():
         ("optim.name=adam", r"optim\.name must be 'adamw' or 'sgd'"),
         ("train.epochs", r"must look like key=value"),
         ("data.dataset=mnist", r"only 'digits'"),
+        ("checkpoint.keep=0", r"checkpoint\.keep must be >= 1"),
     ],
 )
 def test_config_errors_name_the_key(override, match):
@@ -126,15 +129,18 @@ def test_four_devices_match_one_device_on_the_same_global_batch(trainer):
 @pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     full = tmp_path / "full"
-    state_full, hist_full = tc.Trainer(tiny(full)).fit(full, log=lambda *a: None)
+    state_full, hist_full = tc.Trainer(tiny(full, "checkpoint.keep=1")).fit(full, log=lambda *a: None)
+    assert Checkpointer(full / "checkpoint").all_steps() == [2]  # keep-last-N
     part = tmp_path / "part"
     _, hist_1 = tc.Trainer(tiny(part, "train.max_epochs_this_run=1")).fit(part, log=lambda *a: None)
     assert len(hist_1) == 1
     logs = []
     state_res, hist_res = tc.Trainer(tiny(part)).fit(part, log=logs.append)
     assert any("resumed" in line for line in logs)
+    assert Checkpointer(part / "checkpoint").all_steps() == [1, 2]
     assert [r["test_loss"] for r in hist_res] == [r["test_loss"] for r in hist_full]
-    a, b = jax.device_get(state_full["params"]), jax.device_get(state_res["params"])
+    a, b = jax.device_get(state_full), jax.device_get(state_res)  # params, batch_stats, optimizer, step
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
     lines = (part / "metrics.jsonl").read_text().splitlines()
@@ -147,14 +153,14 @@ def test_main_writes_everything_and_bad_config_exits_2(tmp_path, capsys):
     rc = tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, "output.plots=true",
                   "train.epochs=1", f"output.dir={out}"])
     assert rc == 0
-    for name in ("metrics.jsonl", "training_curves.png", "feature_maps.png", "config.yaml",
-                 "checkpoint/model.safetensors", "checkpoint/optimizer.safetensors", "checkpoint/trainer.json"):
+    for name in ("metrics.jsonl", "training_curves.png", "feature_maps.png", "config.yaml", "model.safetensors"):
         assert (out / name).is_file(), name
     assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the checkpoint is a torch-keyed state_dict
+    assert Checkpointer(out / "checkpoint").read_meta()["history"][0]["epoch"] == 1
+    # the exported model is a torch-keyed state_dict
     from jaxlayers import interop
 
-    keys = interop.load_safetensors(out / "checkpoint" / "model.safetensors").keys()
+    keys = interop.load_safetensors(out / "model.safetensors").keys()
     assert {"conv0_0.weight", "bn0_0.running_mean", "bn0_0.num_batches_tracked", "fc.weight", "fc.bias"} <= set(keys)
     assert tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), "optim.lr=-1"]) == 2
     assert "bad config: optim.lr must be positive" in capsys.readouterr().err
@@ -219,9 +225,41 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(tmp_path, monkeypatch, c
     rc = tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, f"output.dir={out}"])
     assert rc == 130
     assert "last checkpoint" in capsys.readouterr().out
-    meta = json.loads((out / "checkpoint" / "trainer.json").read_text())
-    assert [r["epoch"] for r in meta["history"]] == [1]
+    ckpt = Checkpointer(out / "checkpoint")
+    assert ckpt.all_steps() == [1]
+    assert [r["epoch"] for r in ckpt.read_meta()["history"]] == [1]
     monkeypatch.setattr(tc.Trainer, "run_epoch", real)
     assert tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, f"output.dir={out}"]) == 0
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+# ------------------------------------------------------------- checkpoints
+
+
+def test_checkpointer_sharded_async_keep_last_n_and_mismatch(tmp_path):
+    # a state sharded over 4 devices is saved without gathering and restored onto the
+    # template's shardings; the optimizer state keeps its structure; only `keep` remain
+    import optax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+    sharded, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    params = {"w": jax.device_put(np.arange(8.0, dtype=np.float32), sharded),
+              "b": jax.device_put(np.ones(3, np.float32), replicated)}
+    tx = optax.adam(0.1)
+    state = {"params": params, "opt_state": tx.init(params), "step": jax.numpy.zeros((), jax.numpy.int32)}
+    with Checkpointer(tmp_path / "ckpt", keep=2) as ckpt:
+        for step in (1, 2, 3):
+            state = {**state, "params": jax.tree_util.tree_map(lambda x: x + 1, state["params"])}
+            ckpt.save(step, state, {"step": step})
+        restored, meta = ckpt.restore(jax.tree_util.tree_map(jax.numpy.zeros_like, state))
+        assert ckpt.all_steps() == [2, 3] and meta == {"step": 3}
+        assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
+        assert restored["params"]["w"].sharding.is_equivalent_to(sharded, 1)
+        for x, y in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored)):
+            np.testing.assert_array_equal(jax.device_get(x), jax.device_get(y))
+        with pytest.raises(CheckpointMismatchError, match="does not fit this model/optimizer"):
+            ckpt.restore({"params": {"w": np.zeros(5, np.float32)}})
+        ckpt.delete_all()  # what output.resume=false does before training afresh
+        assert ckpt.all_steps() == [] and ckpt.latest_step() is None

@@ -1,10 +1,14 @@
 """jaxlayers.interop: state_dict <-> variables, strict checks, safetensors."""
 
+import json
+import re
+import struct
 import subprocess
 import sys
 import textwrap
 
 import chex
+import jax
 import numpy as np
 import pytest
 import torch
@@ -154,14 +158,101 @@ def test_load_variables_with_template_is_strict(tmp_path, rng):
         interop.load_variables(path, template)
 
 
-def test_corrupt_safetensors_is_a_clear_error(tmp_path):
-    path = tmp_path / "bad.safetensors"
-    path.write_bytes(b"\x00\x01")
-    with pytest.raises(ValueError, match="too short"):
+def _st_file(header, data: bytes, header_len=None, raw_header=None) -> bytes:
+    """A safetensors file written by hand: 8-byte little-endian header length, JSON, data."""
+    raw = raw_header if raw_header is not None else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if header_len is None else header_len) + raw + data
+
+
+_F32x4 = np.arange(4, dtype=np.float32).tobytes()
+
+
+def _t(dtype="F32", shape=(4,), offsets=(0, 16)):
+    entry = {"dtype": dtype, "shape": list(shape)}
+    if offsets is not None:
+        entry["data_offsets"] = list(offsets)
+    return entry
+
+
+MALFORMED = {
+    # name: (file bytes, what the message must also name)
+    "negative_shape": (_st_file({"w": _t(shape=(-2,))}, _F32x4), "-2"),
+    "overlapping_offsets": (_st_file({"a": _t(shape=(2,), offsets=(0, 8)), "b": _t(shape=(2,), offsets=(4, 12))},
+                                     _F32x4[:12]), "`b`"),
+    "reversed_offsets": (_st_file({"w": _t(shape=(0,), offsets=(8, 0))}, _F32x4[:8]), "`w`"),
+    "gap_between_tensors": (_st_file({"a": _t(shape=(1,), offsets=(0, 4)), "b": _t(shape=(2,), offsets=(8, 16))},
+                                     _F32x4), "`b`"),
+    "truncated_data": (_st_file({"w": _t()}, _F32x4[:10]), "not fully covered"),
+    "trailing_bytes": (_st_file({"w": _t(shape=(2,), offsets=(0, 8))}, _F32x4), "not fully covered"),
+    "header_length_past_the_end": (_st_file({"w": _t()}, _F32x4, header_len=10**6), "header length"),
+    "too_short": (b"\x01\x02", "too small"),
+    "non_json_header": (_st_file(None, _F32x4, raw_header=b"{not json}      "), "JSON"),
+    "header_not_a_mapping": (_st_file(None, _F32x4, raw_header=b"[1, 2]  "), "JSON"),
+    "unknown_dtype": (_st_file({"w": _t(dtype="X99")}, _F32x4), "X99"),
+    "shape_inconsistent_with_bytes": (_st_file({"w": _t(shape=(3,))}, _F32x4), "shape"),
+    "missing_data_offsets": (_st_file({"w": _t(offsets=None)}, _F32x4), "data_offsets"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_safetensors_raise_value_error_naming_the_file(case, tmp_path):
+    data, detail = MALFORMED[case]
+    path = tmp_path / f"{case}.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as err:
         interop.load_safetensors(path)
-    path.write_bytes((1000).to_bytes(8, "little") + b"{}")
-    with pytest.raises(ValueError, match="header of 1000 bytes"):
+    assert detail in str(err.value)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        interop.load_variables(path)
+
+
+def test_safetensors_dtypes_numpy_cannot_hold_and_cannot_store(tmp_path):
+    path = tmp_path / "f4.safetensors"
+    path.write_bytes(_st_file({"w": _t(dtype="F4", shape=(2,), offsets=(0, 1))}, b"\x00"))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: tensor 'w' has dtype F4"):
         interop.load_safetensors(path)
+    with pytest.raises(TypeError, match="save_safetensors: unsupported dtype complex128 for 'z'"):
+        interop.save_safetensors(tmp_path / "z.safetensors", {"z": np.zeros(2, np.complex128)})
+
+
+def test_safetensors_bfloat16_round_trips_through_torch(tmp_path):
+    import ml_dtypes
+    from safetensors.torch import load_file as torch_load_file
+    from safetensors.torch import save_file as torch_save_file
+
+    values = np.array([[1.5, -2.25, 3e-3], [1e30, -0.0, 7.0]], np.float32)
+    ours = tmp_path / "ours.safetensors"
+    interop.save_safetensors(ours, {"w": values.astype(ml_dtypes.bfloat16), "f": values})
+    back = torch_load_file(str(ours))
+    assert back["w"].dtype == torch.bfloat16 and back["f"].dtype == torch.float32
+    torch.testing.assert_close(back["w"], torch.from_numpy(values).bfloat16(), rtol=0, atol=0)
+    theirs = tmp_path / "theirs.safetensors"
+    torch_save_file({"w": torch.from_numpy(values).bfloat16()}, str(theirs))
+    w = interop.load_safetensors(theirs)["w"]
+    assert w.dtype == ml_dtypes.bfloat16 and w.shape == (2, 3)
+    np.testing.assert_array_equal(w.astype(np.float32), torch.from_numpy(values).bfloat16().float().numpy())
+
+
+def test_load_state_dict_with_an_abstract_template(rng):
+    # jax.eval_shape gives ShapeDtypeStruct leaves: the load casts to their dtypes
+    # (it used to build dtype=object arrays) and checks their shapes
+    sd = _state_dict(rng)
+    concrete = interop.state_dict_to_variables(
+        {k: v.astype(np.float32) if v.dtype == np.float64 else v.astype(np.int32) for k, v in sd.items()})
+    template = jax.eval_shape(lambda: concrete)
+    assert isinstance(template["params"]["classifier"]["weight"], jax.ShapeDtypeStruct)
+    loaded = interop.load_state_dict(template, sd)
+    chex.assert_trees_all_equal_structs(loaded, concrete)
+    for want, got in zip(jax.tree_util.tree_leaves(concrete), jax.tree_util.tree_leaves(loaded)):
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert interop.load_state_dict(template, sd, cast=False)["params"]["classifier"]["weight"].dtype == np.float64
+    with pytest.raises(interop.StateDictMismatchError, match=r"shape mismatch for classifier.weight"):
+        interop.load_state_dict(template, {**sd, "classifier.weight": np.zeros((3, 3))})
+    partial = {k: v for k, v in sd.items() if k != "classifier.weight"}
+    with pytest.raises(ValueError, match="load_state_dict: 'classifier.weight' is missing from the state_dict and "
+                                         "the template has no value to keep"):
+        interop.load_state_dict(template, partial, strict=False)
 
 
 def test_numpy_path_needs_no_torch(tmp_path):

@@ -1,5 +1,6 @@
 """Linear, Bilinear, LazyLinear, Identity and F.linear / F.bilinear against torch (float64)."""
 
+import functools
 import math
 
 import chex
@@ -13,12 +14,12 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close, to_numpy
 
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def t2n(t):
-    return t.detach().numpy()
+t2n = to_numpy
 
 
 def _torch_grads(out, cot, *tensors):
@@ -26,8 +27,7 @@ def _torch_grads(out, cot, *tensors):
     return [None if t.grad is None else t2n(t.grad) for t in tensors]
 
 
-def _close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+_close = functools.partial(close, rtol=RTOL, atol=ATOL)
 
 
 # ---------------------------------------------------------------------------------- Linear

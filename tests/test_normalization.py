@@ -105,6 +105,7 @@ BN_CASES = [("2d", (3, 3, 4, 5), m, *o) for m in (0.1, None) for o in BN_OPTS] +
     (k, s, 0.1, True, True, True) for k, s in BN_SHAPES if k != "2d"]
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("kind,shape,momentum,affine,track,bias", BN_CASES)
 def test_batchnorm_torch_parity(kind, shape, momentum, affine, track, bias):
     rng = np.random.default_rng(0)
@@ -222,6 +223,7 @@ def test_instance_norm_functional_running_stats(rng):
 # ---------------------------------------------------------------- LayerNorm, GroupNorm, RMSNorm, LRN
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("normalized_shape,shape,affine,bias", [
     (5, (2, 3, 5), True, True), (5, (2, 3, 5), True, False), (5, (2, 3, 5), False, True),
     ((3, 5), (2, 3, 5), True, True), ((2, 3, 4), (2, 3, 4), True, True)])
@@ -233,6 +235,7 @@ def test_layernorm_torch_parity(normalized_shape, shape, affine, bias):
     _check_parity(tm, m, [rng.normal(size=shape) + 3], stateful=False, steps_train=False)
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("groups,channels,shape_tail,affine,bias", [
     (2, 4, (5,), True, True), (2, 4, (5,), False, True), (2, 4, (5,), True, False),
     (4, 4, (5,), True, True), (1, 4, (5,), True, True), (2, 4, (3, 2), True, True)])
@@ -255,6 +258,7 @@ def test_group_norm_functional_hypothesis(n, g, cpg, spatial):
     np.testing.assert_allclose(ours, _np(theirs), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("normalized_shape,shape,eps,affine", [
     (4, (3, 4), None, True), (4, (3, 4), 1e-3, True), (4, (3, 4), 1e-3, False), ((2, 4), (3, 2, 4), None, True)])
 def test_rmsnorm_torch_parity(normalized_shape, shape, eps, affine):
@@ -285,69 +289,7 @@ def test_local_response_norm_torch_parity(size, shape):
     _check_parity(tm, m, [x], stateful=False, steps_train=False)
 
 
-# ---------------------------------------------------------------- SwitchNorm
-
-
-class TorchSwitchNorm(torch.nn.Module):
-    """The formulas of docs/normalization.md in torch (autograd oracle): biased
-    IN/LN/BN variances, torch momentum convention, unbiased running variance."""
-
-    def __init__(self, c, eps=1e-5, momentum=0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = torch.nn.Parameter(torch.ones(c))
-        self.bias = torch.nn.Parameter(torch.zeros(c))
-        self.mean_weight = torch.nn.Parameter(torch.ones(3))
-        self.var_weight = torch.nn.Parameter(torch.ones(3))
-        self.register_buffer("running_mean", torch.zeros(c))
-        self.register_buffer("running_var", torch.ones(c))
-        self.register_buffer("num_batches_tracked", torch.tensor(0))
-
-    def forward(self, x):
-        n, c = x.shape[:2]
-        xf = x.reshape(n, c, -1)
-        mean_in = xf.mean(-1, keepdim=True)
-        var_in = xf.var(-1, keepdim=True, unbiased=False)
-        mean_ln = xf.mean((1, 2), keepdim=True)
-        var_ln = xf.var((1, 2), keepdim=True, unbiased=False)
-        if self.training:
-            mean_bn = xf.mean((0, 2), keepdim=True)
-            var_bn = xf.var((0, 2), keepdim=True, unbiased=False)
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                cnt = n * xf.shape[2]
-                self.running_mean.mul_(1 - f).add_(f * mean_bn.reshape(c))
-                self.running_var.mul_(1 - f).add_(f * var_bn.reshape(c) * cnt / (cnt - 1))
-        else:
-            mean_bn = self.running_mean.reshape(1, c, 1)
-            var_bn = self.running_var.reshape(1, c, 1)
-        mw = torch.softmax(self.mean_weight, 0)
-        vw = torch.softmax(self.var_weight, 0)
-        mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn
-        var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn
-        y = (xf - mean) / (var + self.eps).sqrt()
-        return y.reshape(x.shape) * self.weight.reshape(1, c, *[1] * (x.ndim - 2)) + \
-            self.bias.reshape(1, c, *[1] * (x.ndim - 2))
-
-
-@pytest.mark.parametrize("d,shape", [(1, (4, 3, 5)), (2, (3, 3, 4, 2))])
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_switchnorm_matches_reference(d, shape, momentum):
-    rng = np.random.default_rng(0)
-    tm = TorchSwitchNorm(shape[1], eps=1e-3, momentum=momentum)
-    with torch.no_grad():
-        for p in tm.parameters():
-            p.copy_(_t(rng.normal(size=p.shape)))
-    m = getattr(nn, f"SwitchNorm{d}d")(shape[1], eps=1e-3, momentum=momentum)
-    _check_parity(tm, m, [rng.normal(size=shape) * 2 + 1 for _ in range(3)])
-
-
-def test_switchnorm_default_init_is_equal_mixture():
-    v = nn.SwitchNorm2d(3).init(jax.random.PRNGKey(0), jnp.zeros((2, 3, 2, 2)), train=False)
-    np.testing.assert_array_equal(v["params"]["mean_weight"], np.ones(3))
-    assert set(v["params"]) == {"weight", "bias", "mean_weight", "var_weight"}
-    assert set(v["batch_stats"]) == {"running_mean", "running_var", "num_batches_tracked"}
+# ---------------------------------------------------------------- SwitchNorm: tests/test_switch_norm.py
 
 
 # ---------------------------------------------------------------- equivalences
@@ -362,26 +304,6 @@ def test_groupnorm_equivalences(rng):
     # and against the modules (GroupNorm(1, C) with affine = LN then per-channel affine)
     ref = ln * w[:, None, None] + b[:, None, None]
     np.testing.assert_allclose(F.group_norm(x, 1, w, b), ref, **TOL)
-
-
-@pytest.mark.parametrize("which", [0, 1, 2])
-@pytest.mark.parametrize("train", [True, False])
-def test_switchnorm_one_hot_equals_in_ln_bn(which, train, rng):
-    x = rng.normal(size=(3, 4, 5, 2)) * 2 + 1
-    w, b = rng.normal(size=4), rng.normal(size=4)
-    rm, rv = rng.normal(size=4), rng.uniform(1, 2, 4)
-    logits = jnp.where(jnp.arange(3) == which, 1e3, -1e3)
-    got = F.switch_norm(x, rm, rv, w, b, logits, logits, training=train)
-    if which == 0:
-        want = F.instance_norm(x, weight=w, bias=b).output
-    elif which == 1:
-        want = F.layer_norm(x, (4, 5, 2)) * w[:, None, None] + b[:, None, None]
-    else:
-        want = F.batch_norm(x, rm, rv, w, b, training=train)
-        np.testing.assert_allclose(got.running_mean, want.running_mean, **TOL)
-        np.testing.assert_allclose(got.running_var, want.running_var, **TOL)
-        want = want.output
-    np.testing.assert_allclose(got.output, want, **TOL)
 
 
 # ---------------------------------------------------------------- numerics
@@ -406,7 +328,8 @@ def test_large_offset_float32(name):
         "group": (lambda x: F.group_norm(x, 1), (1, 2, 3)),
         "instance": (lambda x: F.instance_norm(x).output, (2, 3)),
         "switch_bn": (lambda x: F.switch_norm(x, None, None, mean_weight=jnp.array([-1e3, -1e3, 1e3]),
-                                              var_weight=jnp.array([-1e3, -1e3, 1e3]), training=True).output,
+                                              var_weight=jnp.array([-1e3, -1e3, 1e3]), training=True,
+                                              variance="biased").output,
                       (0, 2, 3)),
     }
     fn, axes = fns[name]
@@ -528,7 +451,7 @@ def test_train_missing(cls):
     (nn.InstanceNorm2d(3, affine=True), (2, 4, 4, 4), r"InstanceNorm2d: expected input with 3 channels"),
     (nn.InstanceNorm1d(3), (2, 3, 4, 4), r"InstanceNorm1d: expected 2-D \(C, \*spatial\) or 3-D"),
     (nn.SwitchNorm2d(3), (2, 3, 4), r"SwitchNorm2d: expected 4-D"),
-    (nn.SwitchNorm1d(3), (2, 4, 4), r"SwitchNorm1d: expected input with 3 channels"),
+    (nn.SwitchNorm1d(3), (2, 4), r"SwitchNorm1d: expected input with 3 channels"),
 ])
 def test_wrong_channels_and_rank(module, shape, match):
     with pytest.raises(ValueError, match=match):
@@ -580,7 +503,7 @@ def test_constructor_and_functional_errors(rng):
 def test_layer_norm_wide_parameter_gradients_match_torch():
     """normalized_shape of 2**14 elements: the weight/bias gradients take the CPU
     column-sum-as-product path (``_sum_over``); they still equal torch's in float64."""
-    from jaxlayers.functional import normalization as N
+    from jaxlayers._lowering import norm as N
 
     rng = np.random.default_rng(11)
     shape = (3, 4, 64, 64)
@@ -634,14 +557,32 @@ def test_guarded_moments_under_vmap():
         np.testing.assert_allclose(batched[i], _ref_norm(xs[i].astype(np.float64), (0,)), atol=2e-3)
 
 
-def test_shifted_moments_path_off_cpu(monkeypatch):
-    """Off CPU the statistics are always the shifted ones: same results (float64)."""
-    from jaxlayers.functional import normalization as N
+def test_guarded_moments_equal_shifted_and_two_pass():
+    """Both branches of the CPU lowering's guard give the two-pass moments (float64)."""
+    from jaxlayers._lowering import norm as N
 
     x = jnp.asarray(np.random.default_rng(15).normal(size=(4, 6, 5)) * 2 + 1)
-    on_cpu = N._guarded_moments(x, (0, 2))
-    monkeypatch.setattr(N.jax, "default_backend", lambda: "gpu")
-    off_cpu = N._guarded_moments(x, (0, 2))
-    chex.assert_trees_all_close(on_cpu, off_cpu, rtol=1e-12, atol=1e-12)
-    chex.assert_trees_all_close(off_cpu, N._shifted_moments(x, (0, 2)), rtol=0, atol=0)
-    np.testing.assert_allclose(off_cpu[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)
+    guarded = N._guarded_moments(x, (0, 2))
+    chex.assert_trees_all_close(guarded, N._shifted_moments(x, (0, 2)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(guarded[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)
+
+
+# ------------------------------------------- axis_name outside a mapped context
+
+
+@pytest.mark.parametrize("cls,shape,kw", [
+    ("BatchNorm1d", (2, 3), {}),
+    ("BatchNorm2d", (2, 3, 2, 2), {}),
+    ("InstanceNorm2d", (2, 3, 2, 2), {"track_running_stats": True, "affine": True}),
+    ("SwitchNorm2d", (2, 3, 2, 2), {}),
+])
+def test_axis_name_init_outside_mapped_context(cls, shape, kw, rng):
+    # init skips the cross-device reduction (as Flax): no "unbound axis name" error,
+    # and the same variables as without axis_name
+    x = rng.normal(size=shape)
+    m = getattr(nn, cls)(3, axis_name="batch", **kw)
+    v = m.init(jax.random.PRNGKey(0), x, train=True)
+    chex.assert_trees_all_equal(v, getattr(nn, cls)(3, **kw).init(jax.random.PRNGKey(0), x, train=True))
+    # ... while apply still reduces over the axis: outside a mapped context it fails
+    with pytest.raises(NameError, match="unbound axis name"):
+        m.apply(v, x, train=True)

@@ -1,5 +1,6 @@
 """jaxlayers.ops against torch (float64): shape ops, reductions, mm/bmm/matmul."""
 
+import functools
 import warnings
 
 import chex
@@ -13,18 +14,15 @@ from hypothesis import strategies as st
 
 from jaxlayers import ops
 from jaxlayers._utils import index_dtype
+from oracle import close, to_numpy
 
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def t2n(t):
-    if isinstance(t, tuple):  # torch.return_types.*
-        return tuple(t2n(v) for v in t)
-    return t.detach().numpy()
+t2n = to_numpy
 
 
-def _close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+_close = functools.partial(close, rtol=RTOL, atol=ATOL)
 
 
 def _torch_leaves(t):

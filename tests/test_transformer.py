@@ -2,6 +2,7 @@
 into the jaxlayers twin through interop.state_dict_to_variables, and outputs and gradients
 w.r.t. the inputs and every parameter agree; error paths."""
 
+import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,13 +10,13 @@ import pytest
 import torch
 
 from jaxlayers import interop, nn
+from oracle import close
 
 E, H, FF, S, T, N = 8, 2, 12, 5, 4, 2
 TOL = dict(rtol=1e-9, atol=1e-11)
 
 
-def _close(a, b, **kw):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), **{**TOL, **kw})
+_close = functools.partial(close, **TOL)
 
 
 def _t(a):

@@ -9,6 +9,7 @@ from .adaptive_softmax import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .fractional_pool import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .linear_cross_entropy import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403

@@ -30,6 +30,7 @@ __all__ = [
     "relu6",
     "leaky_relu",
     "prelu",
+    "rrelu",
     "elu",
     "selu",
     "celu",
@@ -128,6 +129,48 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
     """
     x = _arr(input)
     return jnp.where(x > 0, x, x * _scalar(negative_slope, x))
+
+
+def _rrelu(input: Any, lower: float, upper: float, training: bool, key: Any, name: str) -> jax.Array:
+    lower, upper = float(lower), float(upper)
+    if not lower <= upper:
+        raise ValueError(f"{name}: lower bound ({lower}) must be less than or equal to the upper bound ({upper})")
+    x = _float(input)
+    if not training:
+        return jnp.where(x > 0, x, x * _scalar((lower + upper) / 2, x))
+    if key is None:
+        raise ValueError(f"{name}: a PRNG `key` is required when training=True; pass key=jax.random.key(seed) "
+                         "(the module takes it from the 'dropout' rng stream)")
+    slope = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    return jnp.where(x > 0, x, x * slope)
+
+
+def rrelu(input: Any, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False, *, key: Any = None) -> jax.Array:
+    """Randomized leaky ReLU, as ``torch.nn.functional.rrelu``.
+
+    ``x if x > 0 else a * x``: in training ``a ~ U(lower, upper)`` drawn per element from ``key``;
+    in evaluation ``a = (lower + upper) / 2`` (a leaky ReLU).  The derivative for ``x <= 0`` is
+    ``a`` (the drawn slope in training), as torch's.
+
+    Args:
+        input: any shape (integer inputs are promoted to float).
+        lower, upper: bounds of the slope, ``lower <= upper`` (ValueError otherwise).
+        training: draw random slopes (default False, as torch).
+        inplace: no-op.
+        key: ``jax.random`` key (keyword-only), required when ``training``; the same key gives
+            the same slopes.  torch draws from its global generator, so the random slopes differ
+            from torch's.
+
+    Shape: output has the shape of ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> print(F.rrelu(jnp.array([-2.0, 3.0]), 0.1, 0.3))
+        [-0.4  3. ]
+    """
+    return _rrelu(input, lower, upper, training, key, "rrelu")
 
 
 def _prelu(input: Any, weight: Any, name: str) -> jax.Array:

@@ -241,7 +241,7 @@ def multi_head_attention_forward(
       key: ``(S, N, Ek)`` or ``(S, Ek)``; value: ``(S, N, Ev)`` or ``(S, Ev)``.
       embed_dim_to_check: ``E``; num_heads: ``H`` (must divide ``E``).
       in_proj_weight: ``(3E, E)`` packed q/k/v weight (unless ``use_separate_proj_weight``).
-      in_proj_bias: ``(3E,)`` or None.  bias_k, bias_v: ``(1, 1, E)`` or None.
+      in_proj_bias: ``(3E,)`` or None.  bias_k, bias_v: ``(1, 1, E)``, ``(1, E)`` or ``(E,)``, or None.
       add_zero_attn: append a zero key/value position.
       dropout_p: attention-weight dropout, applied only when ``training``.
       out_proj_weight: ``(E, E)``; out_proj_bias: ``(E,)`` or None.
@@ -390,10 +390,12 @@ def multi_head_attention_forward(
         if static_k is not None or static_v is not None:
             raise ValueError(f"{layer}: bias_k/bias_v cannot be added to static_k/static_v")
         for nm, b in (("bias_k", bias_k), ("bias_v", bias_v)):
-            if tuple(jnp.shape(b)) != (1, 1, E):
-                raise ValueError(f"{layer}: {nm} must have shape {shape_str((1, 1, E))}, got {shape_str(jnp.shape(b))}")
-        k = jnp.concatenate([k, jnp.broadcast_to(jnp.asarray(bias_k, k.dtype), (1, N, E))], axis=0)
-        v = jnp.concatenate([v, jnp.broadcast_to(jnp.asarray(bias_v, v.dtype), (1, N, E))], axis=0)
+            # torch's bias.repeat(1, N, 1) takes (1, 1, E), (1, E) and (E,)
+            if tuple(jnp.shape(b)) not in ((1, 1, E), (1, E), (E,)):
+                raise ValueError(f"{layer}: {nm} must have shape {shape_str((1, 1, E))}, {shape_str((1, E))} or "
+                                 f"{shape_str((E,))}, got {shape_str(jnp.shape(b))}")
+        k = jnp.concatenate([k, jnp.broadcast_to(jnp.asarray(bias_k, k.dtype).reshape(1, 1, E), (1, N, E))], axis=0)
+        v = jnp.concatenate([v, jnp.broadcast_to(jnp.asarray(bias_v, v.dtype).reshape(1, 1, E), (1, N, E))], axis=0)
         am, kpm = pad_last(am), pad_last(kpm)
 
     # (S, N, E) -> (N, H, S, D), the order of torch's view(S, N*H, D).transpose(0, 1)

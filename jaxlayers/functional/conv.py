@@ -1,8 +1,9 @@
 """Convolution and transposed convolution (torch.nn.functional.conv*d / conv_transpose*d).
 
-One N-d implementation each (:func:`_conv_nd`, :func:`_conv_transpose_nd`) on
-``lax.conv_general_dilated`` through :func:`._conv_lowering.conv` (which picks a faster
-weight gradient on CPU for some shapes); the public 1d/2d/3d functions are one-liners.
+One N-d implementation each (:func:`_conv_nd`, :func:`_conv_transpose_nd`); the
+reference is :func:`_reference_conv`, ``lax.conv_general_dilated`` in torch layout, which
+``jaxlayers._lowering.conv`` may lower on CPU (setting ``"auto"``, see ``jaxlayers.config``);
+the public 1d/2d/3d functions are one-liners.
 Arrays are in torch layout: input ``(N, C, *S)`` or unbatched ``(C, *S)``,
 weight ``(out, in/groups, *k)`` (transposed: ``(in, out/groups, *k)``).
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax.numpy as jnp
+from jax import lax
+
+from .._lowering import conv as _lowering
 from .._utils import _is_int, check_input_rank, ntuple, shape_str
-from . import _conv_lowering as _lowering
 
 __all__ = [
     "conv1d",
@@ -25,6 +28,16 @@ __all__ = [
 ]
 
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+
+
+def _reference_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precision):
+    """Cross-correlation of ``x`` (N, C, *S) with ``w`` (O, C/groups, *K), torch layout."""
+    n = x.ndim - 2
+    spec = "NC" + "DHW"[3 - n:]
+    return lax.conv_general_dilated(
+        x, w, window_strides=stride, padding=pairs, lhs_dilation=lhs_dilation, rhs_dilation=dilation,
+        dimension_numbers=(spec, "OI" + "DHW"[3 - n:], spec), feature_group_count=groups, precision=precision,
+    )
 
 
 def _layouts(n: int) -> str:
@@ -154,7 +167,7 @@ def _conv_nd(
         )
     batched = x if rank == n + 2 else x[None]
     y = _lowering.conv(batched, weight, stride=stride, pairs=pairs, dilation=dilation, groups=groups,
-                       precision=precision)
+                       precision=precision, reference=_reference_conv)
     y = _add_bias(y, bias, n)
     return y if rank == n + 2 else y[0]
 
@@ -261,7 +274,7 @@ def _conv_transpose_nd(
     ]
     batched = x if rank == n + 2 else x[None]
     y = _lowering.conv(batched, w, stride=(1,) * n, pairs=pairs, dilation=dilation, groups=groups,
-                       lhs_dilation=stride, precision=precision)
+                       lhs_dilation=stride, precision=precision, reference=_reference_conv)
     y = _add_bias(y, bias, n)
     return y if rank == n + 2 else y[0]
 

@@ -1,12 +1,8 @@
 """Normalisation functions: batch/layer/instance/group/RMS/local-response/switchable.
 
-Statistics come from three helpers:
+This file is the **reference**: plain JAX, differentiated by JAX (every
+derivative mode works).  Statistics come from two helpers:
 
-* :func:`_fused_norm` — batch (single device), layer and group norm: the raw
-  moments ``E[x]``, ``E[x²]`` where they are accurate, else a shifted one-pass
-  variance (:func:`_guarded_moments`, stable for large common offsets), and a
-  ``custom_vjp`` with torch's analytic backward (reverse mode of any order;
-  not forward mode).
 * :func:`_moments` — biased mean and variance over some axes, **two-pass**
   (the mean first, then the mean of squared deviations) and in at least
   float32, so that inputs with a large common offset (``1e4 + N(0, 1)`` in
@@ -19,6 +15,10 @@ Statistics come from three helpers:
   trailing axes.
 
 :func:`_normalize` then applies ``(x − mean) · rsqrt(var + eps) · weight + bias``.
+Batch (single device), layer and group norm go through :func:`_norm_over`,
+which ``jaxlayers._lowering.norm`` lowers on CPU under the ``"auto"`` setting
+(guarded raw moments and torch's analytic derivative as a custom JVP); the
+``"reference"`` setting (``jaxlayers.config``) runs the two-pass form here.
 
 Functions that torch lets mutate buffers in place (``batch_norm``,
 ``instance_norm``, ``switch_norm``) are pure here: they return a
@@ -27,7 +27,6 @@ Functions that torch lets mutate buffers in place (``batch_norm``,
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -35,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._lowering import norm as _lowering_norm
 from .._utils import shape_str
 
 __all__ = [
@@ -184,182 +184,24 @@ def _check_stats_pair(name: str, running_mean: Any, running_var: Any) -> None:
         raise ValueError(f"{name}: running_mean and running_var must both be given or both be None")
 
 
-# --------------------------------------------------------------------------- fused normalisation
+# --------------------------------------------------------------------------- normalise over axes
 
 
-def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    """Biased mean and variance over ``axes`` (kept), one pass, numerically stable.
-
-    ``d = x − s`` with a per-slice shift ``s`` taken from the data (the first
-    element of each slice along ``axes``); ``mean = s + E[d]`` and
-    ``var = E[d²] − E[d]²``.  The shift removes any common offset (``1e4 +
-    N(0, 1)``), so neither sum accumulates large values and the cancellation is
-    only that of ``(x₀ − mean)² / var``.  The two sums do not depend on each
-    other (no mean-then-deviations chain).  ``x`` is already in the statistics
-    dtype.
-
-    Measured alternatives (float32, ``1e4 + N(0, 1)``, max error of the
-    normalised output vs float64): the mean as ``E[x]`` (skipping the shift for
-    it) is faster on some XLA:CPU shapes but errs by up to 2e-2 on a
-    ``(32, 128, 768)`` LayerNorm and 9e-3 on a ``(32, 64, 32, 32)`` BatchNorm;
-    this form stays at 4e-4 to 6e-4 on both (torch: ~1e-3).
-    """
-    idx = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
-    shift = x[idx]
-    m = math.prod(x.shape[i] for i in axes)
-    d = x - shift
-    md = jnp.sum(d, axes, keepdims=True) / m
-    var = jnp.maximum(jnp.sum(d * d, axes, keepdims=True) / m - md * md, 0)
-    return shift + md, var
+def _reference_norm(x, weight, bias, eps, axes, pshape):
+    """``(y, mean, var)``: two-pass moments over ``axes``, then :func:`_normalize`."""
+    mean, var = _moments(x, axes)
+    return _normalize(x, mean, var, weight, bias, eps, pshape), mean, var
 
 
-# The raw moments E[x], E[x²] are exact enough when the mean is small next to the
-# spread: with E[x]² <= 64·Var[x] the normalised output errs by < 1e-4 in float32
-# (measured on LayerNorm/BatchNorm reductions of 768 to 2**21 elements); beyond
-# it, or for NaN/constant slices, the shifted form is used.
-_RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR = 64.0
+def _norm_over(x, weight, bias, eps, axes, pshape):
+    """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
+    biased moments over ``axes``; ``weight``/``bias`` (or ``None``) reshape to ``pshape``.
+    The reference is :func:`_reference_norm`; ``jaxlayers._lowering.norm`` may lower it."""
+    return _lowering_norm.fused_norm(x, weight, bias, eps, tuple(axes), tuple(pshape), reference=_reference_norm)
 
 
-def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    """Biased mean and variance over ``axes`` (kept): fast and accurate.
-
-    ``E[x²] − E[x]²`` is two plain sums (the fastest reductions XLA has), but it
-    cancels catastrophically when ``|mean| >> std`` (``1e4 + N(0, 1)``: errors
-    of ~1e3 in float32, flax.linen's default).  So the raw moments are checked:
-    if any slice has ``mean² > 64·var`` the statistics are recomputed with
-    :func:`_shifted_moments` (a ``lax.cond``: only one branch runs, except
-    under ``vmap``, where both do and the result is selected).
-
-    CPU only (decided at trace time, as the convolution lowering): the guard
-    works around XLA:CPU's slow fused subtract-and-reduce; GPUs and TPUs reduce
-    the shifted data at memory speed and would pay for the ``lax.cond`` instead.
-    """
-    if jax.default_backend() != "cpu":
-        return _shifted_moments(x, axes)
-    m = math.prod(x.shape[i] for i in axes)
-    mean = jnp.sum(x, axes, keepdims=True) / m
-    var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
-    ok = jnp.all(mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var)
-    return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
-
-
-# XLA:CPU sums over leading axes ("column" reductions) slowly when many columns are
-# kept: summing (32, 65536) over axis 0 takes ~21 ms, the same sum as a vector-matrix
-# product ~0.35 ms (8 rows: 5 ms vs 0.09 ms); below ~16k columns both take well under 1 ms.
-_DOT_COLUMN_SUM_MIN = 1 << 14
-
-
-def _columns_as_product(lead: int, kept: int) -> bool:
-    """Whether a sum over ``lead`` leading dims of ``kept`` columns (or its transpose,
-    a broadcast over them) is written as a product with a ones vector."""
-    return lead > 0 and kept >= _DOT_COLUMN_SUM_MIN and jax.default_backend() == "cpu"
-
-
-def _sum_over(v: Array, axes: tuple[int, ...]) -> Array:
-    """``jnp.sum(v, axes, keepdims=True)``; on CPU a sum over many leading rows of wide
-    columns is a ``ones @ v`` product instead (see ``_DOT_COLUMN_SUM_MIN``)."""
-    k = len(axes)
-    if k == 0:
-        return v
-    kept = math.prod(v.shape[k:])
-    if (axes != tuple(range(k)) or not jnp.issubdtype(v.dtype, jnp.floating)
-            or not _columns_as_product(k, kept)):
-        return jnp.sum(v, axes, keepdims=True)
-    rows = math.prod(v.shape[:k])
-    total = lax.dot_general(jnp.ones((rows,), v.dtype), v.reshape(rows, kept), (((0,), (0,)), ((), ())),
-                            precision=lax.Precision.HIGHEST)
-    return total.reshape((1,) * k + v.shape[k:])
-
-
-def _broadcast_leading(w: Array, shape: tuple[int, ...]) -> Array:
-    """``jnp.broadcast_to(w, shape)`` for ``w`` over the trailing dims; where
-    :func:`_sum_over` sums with a product, written as the outer product
-    ``ones ⊗ w``, whose transpose (reverse mode) is that product."""
-    k = len(shape) - w.ndim
-    if not _columns_as_product(k, math.prod(w.shape)):
-        return jnp.broadcast_to(w, shape)
-    rows = math.prod(shape[:k])
-    outer = lax.dot_general(jnp.ones((rows,), w.dtype), w.reshape(-1), (((), ()), ((), ())),
-                            precision=lax.Precision.HIGHEST)
-    return outer.reshape(shape)
-
-
-@jax.custom_jvp
-def _scale_trailing(y: Array, weight: Array) -> Array:
-    """``y * weight`` with ``weight`` over the trailing dims of ``y``.  A custom JVP
-    only so that reverse mode sums the weight's gradient over the leading dims with
-    :func:`_sum_over`'s product (the forward pass is the plain product)."""
+def _multiply(y, weight):
     return y * weight
-
-
-@_scale_trailing.defjvp
-def _scale_trailing_jvp(primals, tangents):
-    y, weight = primals
-    dy, dweight = tangents
-    return y * weight, dy * weight + y * _broadcast_leading(dweight, y.shape)
-
-
-def _fused_norm(x, weight, bias, eps, axes, pshape):
-    """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with
-    the moments over ``axes`` (see :func:`_guarded_moments`), differentiated by
-    :func:`_fused_norm_bwd` (torch's analytic backward: one fused reduction
-    pass and one elementwise pass) instead of autodiff through the statistics.
-    ``weight``/``bias`` (or ``None``) reshape to ``pshape``."""
-    return _fused_norm_vjp(x, weight, bias, eps, tuple(axes), tuple(pshape))
-
-
-def _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape):
-    sdt = _stat_dtype(x.dtype)
-    mean, var = _guarded_moments(x.astype(sdt), axes)
-    inv = lax.rsqrt(var + jnp.asarray(eps, sdt))  # the same rsqrt as _normalize's (XLA computes it once)
-    return _normalize(x, mean, var, weight, bias, eps, pshape), mean, var, inv
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _fused_norm_vjp(x, weight, bias, eps, axes, pshape):
-    y, mean, var, _ = _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape)
-    return y, mean, var
-
-
-def _fused_norm_fwd(x, weight, bias, eps, axes, pshape):
-    y, mean, var, inv = _fused_norm_fwd_impl(x, weight, bias, eps, axes, pshape)
-    return (y, mean, var), (x, weight, bias, mean, inv)
-
-
-def _fused_norm_bwd(eps, axes, pshape, res, cts):
-    x, weight, bias, mean, inv = res
-    gy, gmean, gvar = cts
-    sdt = mean.dtype
-    m = math.prod(x.shape[i] for i in axes)
-    xs = x.astype(sdt)
-    xc = xs - mean
-    xhat = xc * inv
-    gy = gy.astype(sdt)
-    # axes along which weight/bias broadcast: their gradients sum over these
-    off = x.ndim - len(pshape)
-    paxes = tuple(i for i in range(x.ndim) if i < off or pshape[i - off] == 1)
-    w = None if weight is None else jnp.reshape(weight, pshape).astype(sdt)
-    if paxes == axes:
-        # weight constant along the reduced axes (batch norm): two sums serve all.
-        sg = jnp.sum(gy, axes, keepdims=True)
-        sgx = jnp.sum(gy * xhat, axes, keepdims=True)
-        a, b = (sg, sgx) if w is None else (sg * w, sgx * w)
-        dxhat = gy if w is None else gy * w
-    else:
-        dxhat = gy if w is None else gy * w
-        a = jnp.sum(dxhat, axes, keepdims=True)
-        b = jnp.sum(dxhat * xhat, axes, keepdims=True)
-        sgx = None if weight is None else _sum_over(gy * xhat, paxes)
-        sg = None if bias is None else _sum_over(gy, paxes)
-    dx = inv * (dxhat - (a + xhat * b) * (1.0 / m))
-    # cotangents of the returned moments (zero when they are only used under stop_gradient)
-    dx = dx + (gmean + 2.0 * gvar * xc) * (1.0 / m)
-    dw = None if weight is None else jnp.reshape(sgx, weight.shape).astype(weight.dtype)
-    db = None if bias is None else jnp.reshape(sg, bias.shape).astype(bias.dtype)
-    return dx.astype(x.dtype), dw, db
-
-
-_fused_norm_vjp.defvjp(_fused_norm_fwd, _fused_norm_bwd)
 
 
 def _check_channel_args(name: str, x: Array, running_mean: Array | None, running_var: Array | None,
@@ -423,7 +265,7 @@ def _batch_norm(
         return NormOutput(x, running_mean, running_var, nbt)
 
     if axis_name is None:
-        out, mean, var = _fused_norm(x, weight, bias, eps, (0,) + tuple(range(2, x.ndim)), pshape)
+        out, mean, var = _norm_over(x, weight, bias, eps, (0,) + tuple(range(2, x.ndim)), pshape)
     else:
         inst_mean, inst_var = _moments(x, range(2, x.ndim))
         mean, var = _pool(inst_mean, inst_var, 0, axis_name, axis_index_groups)
@@ -612,10 +454,7 @@ def _layer_norm(input, normalized_shape, weight, bias, eps, *, name):
     _check_param(name, "weight", weight, shape)
     _check_param(name, "bias", bias, shape)
     axes = tuple(range(input.ndim - len(shape), input.ndim))
-    if input.size == 0:
-        mean, var = _moments(input, axes)
-        return _normalize(input, mean, var, weight, bias, eps, shape)
-    return _fused_norm(input, weight, bias, eps, axes, shape)[0]
+    return _norm_over(input, weight, bias, eps, axes, shape)[0]
 
 
 def layer_norm(
@@ -652,18 +491,11 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name):
         )
     _check_vector(name, "weight", weight, c, x)
     _check_vector(name, "bias", bias, c, x)
-    if x.size:
-        # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
-        grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
-        pshape = (1, num_groups, c // num_groups, 1)
-        out = _fused_norm(grouped, weight, bias, eps, (2, 3), pshape)[0]
-        return jnp.reshape(out, x.shape)
-    grouped = jnp.reshape(x, (n, num_groups, math.prod(x.shape[1:]) // num_groups))
-    mean, var = _moments(grouped, (2,))  # (N, G, 1) -> per channel (N, C, 1, ...)
-    per_channel = (n, c) + (1,) * (x.ndim - 2)
-    mean = jnp.reshape(jnp.repeat(mean, c // num_groups, axis=1), per_channel)
-    var = jnp.reshape(jnp.repeat(var, c // num_groups, axis=1), per_channel)
-    return _normalize(x, mean, var, weight, bias, eps, _channel_shape(x.ndim, c))
+    # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
+    grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
+    pshape = (1, num_groups, c // num_groups, 1)
+    out = _norm_over(grouped, weight, bias, eps, (2, 3), pshape)[0]
+    return jnp.reshape(out, x.shape)
 
 
 def group_norm(
@@ -701,7 +533,7 @@ def _rms_norm(input, normalized_shape, weight, eps, *, name):
     x = input.astype(sdt)
     y = x * lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + jnp.asarray(eps, sdt))
     if weight is not None:
-        y = _scale_trailing(y, weight.astype(sdt))
+        y = _lowering_norm.scale_trailing(y, weight.astype(sdt), reference=_multiply)
     return y.astype(input.dtype)
 
 
@@ -760,6 +592,50 @@ def local_response_norm(
 
 # --------------------------------------------------------------------------- switchable norm
 
+_SWITCH_VARIANCES = ("unbiased", "biased")
+
+
+def _check_channel_sized(name: str, arg: str, v: Array | None, channels: int, x: Array) -> None:
+    """``v`` holds one value per channel: ``(C,)`` or the reference's ``(1, C)``/``(1, C, 1)``/``(1, C, 1, 1)``."""
+    if v is None:
+        return
+    shape = tuple(jnp.shape(v))
+    if math.prod(shape) != channels or (shape and max(shape) != channels and channels != 1):
+        raise ValueError(
+            f"{name}: {arg} must hold {channels} values (shape ({channels},) or (1, {channels}, 1, ...)) for input "
+            f"of shape {shape_str(x)}, got shape {shape_str(shape)}"
+        )
+
+
+def _switch_stats(x: Array, unbiased: bool, using_bn: bool, axis_name: Any, axis_index_groups: Any,
+                  name: str) -> tuple[list[Array], list[Array], Array | None, Array | None]:
+    """The reference's statistics as lists ``[means], [vars]`` plus the BN pair (or None).
+
+    2-D ``(N, C)``: LN over C and BN over N (the reference's SwitchNorm1d).  N-d: IN over the
+    spatial dims (unbiased with ``unbiased``), LN/BN pooled from the IN moments,
+    ``var = mean(var_in + (mean_in − mean)²)`` (the reference's ``E[var_in + mean_in²] − mean²``).
+    """
+    if x.ndim == 2:
+        n, c = x.shape
+        mean_ln, var_ln = _moments(x, (1,))
+        mean_bn, var_bn = _moments(x, (0,))
+        if axis_name is not None:
+            mean_bn, var_bn = _pool(mean_bn, var_bn, 0, axis_name, axis_index_groups)
+        if unbiased:
+            count = n * _device_count(axis_name, axis_index_groups)
+            var_ln = var_ln * (c / (c - 1))
+            var_bn = var_bn * (count / (count - 1))
+        return [mean_ln], [var_ln], mean_bn, var_bn
+    s = math.prod(x.shape[2:])
+    mean_in, var_in = _moments(x, range(2, x.ndim))  # (N, C, 1...)
+    if unbiased:
+        var_in = var_in * (s / (s - 1))
+    mean_ln, var_ln = _pool(mean_in, var_in, 1)  # (N, 1, 1...)
+    mean_bn = var_bn = None
+    if using_bn:
+        mean_bn, var_bn = _pool(mean_in, var_in, 0, axis_name, axis_index_groups)  # (1, C, 1...)
+    return [mean_in, mean_ln], [var_in, var_ln], mean_bn, var_bn
+
 
 def _switch_norm(
     input: Array,
@@ -767,60 +643,78 @@ def _switch_norm(
     running_var: Array | None,
     weight: Array | None,
     bias: Array | None,
-    mean_weight: Array,
-    var_weight: Array,
+    mean_weight: Array | None,
+    var_weight: Array | None,
     training: bool,
-    momentum: float | None,
+    momentum: float,
     eps: float,
     *,
+    using_bn: bool,
+    using_moving_average: bool,
+    variance: str,
     num_batches_tracked: Array | None,
     axis_name: Any,
     axis_index_groups: Any,
     name: str,
 ) -> NormOutput:
     x = input
-    _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
+    if variance not in _SWITCH_VARIANCES:
+        raise ValueError(f"{name}: variance must be one of {_SWITCH_VARIANCES}, got {variance!r}")
+    _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
     _check_stats_pair(name, running_mean, running_var)
     c = x.shape[1]
-    for arg, v in (("running_mean", running_mean), ("running_var", running_var),
-                   ("weight", weight), ("bias", bias)):
-        _check_vector(name, arg, v, c, x)
-    _check_param(name, "mean_weight", mean_weight, (3,))
-    _check_param(name, "var_weight", var_weight, (3,))
-    pshape = _channel_shape(x.ndim, c)
-    if math.prod(x.shape[2:]) == 1:
+    flat = x.ndim == 2
+    using_bn = using_bn or flat
+    for arg, v in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                   ("bias", bias)):
+        _check_channel_sized(name, arg, v, c, x)
+    k = 2 if flat or not using_bn else 3
+    mean_weight = jnp.zeros((k,)) if mean_weight is None else mean_weight
+    var_weight = jnp.zeros((k,)) if var_weight is None else var_weight
+    _check_param(name, "mean_weight", mean_weight, (k,))
+    _check_param(name, "var_weight", var_weight, (k,))
+    unbiased = variance == "unbiased"
+    if flat and unbiased and c == 1:
+        raise ValueError(f"{name}: expected more than 1 channel for the unbiased layer variance of (N, C) input, "
+                         f"got input of shape {shape_str(x)}")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty input, got input of shape {shape_str(x)}")
+    if not flat and math.prod(x.shape[2:]) == 1:
         raise ValueError(
             f"{name}: expected more than 1 spatial element (instance statistics), got input of shape {shape_str(x)}"
         )
-    if x.size == 0:
-        nbt = num_batches_tracked
-        if training and running_mean is not None:
-            nbt = _momentum_factor(name, momentum, num_batches_tracked)[1]
-        return NormOutput(x, running_mean, running_var, nbt)
+    track = using_bn and running_mean is not None
+    use_batch = training or not track
+    if flat and use_batch and x.shape[0] == 1 and axis_name is None:
+        raise ValueError(
+            f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
+        )
     sdt = _stat_dtype(x.dtype)
-    mean_in, var_in = _moments(x, range(2, x.ndim))  # (N, C, 1...)
-    mean_ln, var_ln = _pool(mean_in, var_in, 1)  # (N, 1, 1...)
+    means, variances, mean_bn, var_bn = _switch_stats(x, unbiased, using_bn, axis_name if use_batch else None,
+                                                      axis_index_groups, name)
     new_mean, new_var, nbt = running_mean, running_var, num_batches_tracked
-    if training or running_mean is None:
-        if training and x.shape[0] * math.prod(x.shape[2:]) == 1 and axis_name is None:
-            raise ValueError(
-                f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
-            )
-        mean_bn, var_bn = _pool(mean_in, var_in, 0, axis_name, axis_index_groups)  # (1, C, 1...)
-        if training and running_mean is not None:
-            factor, nbt = _momentum_factor(name, momentum, num_batches_tracked)
-            n = x.shape[0] * math.prod(x.shape[2:]) * _device_count(axis_name, axis_index_groups)
-            unbiased = lax.stop_gradient(var_bn * (n / (n - 1)))
-            new_mean = _update(running_mean, lax.stop_gradient(mean_bn), factor)
-            new_var = _update(running_var, unbiased, factor)
-    else:
-        mean_bn = jnp.reshape(running_mean, pshape).astype(sdt)
-        var_bn = jnp.reshape(running_var, pshape).astype(sdt)
+    stat_shape = (1, c) + (1,) * (x.ndim - 2)
+    if using_bn and not use_batch:
+        mean_bn = jnp.reshape(running_mean, stat_shape).astype(sdt)
+        var_bn = jnp.reshape(running_var, stat_shape).astype(sdt)
+    elif training and track:
+        bm, bv = lax.stop_gradient(mean_bn), lax.stop_gradient(var_bn)
+        rm, rv = running_mean, running_var
+        if using_moving_average:  # the reference: momentum weighs the old value
+            new_mean = momentum * rm + (1 - momentum) * jnp.reshape(bm, rm.shape)
+            new_var = momentum * rv + (1 - momentum) * jnp.reshape(bv, rv.shape)
+        else:  # the reference's running sums (of E[x] and E[x²])
+            new_mean = rm + jnp.reshape(bm, rm.shape)
+            new_var = rv + jnp.reshape(jnp.square(bm) + bv, rv.shape)
+        new_mean, new_var = new_mean.astype(rm.dtype), new_var.astype(rv.dtype)
+        nbt = None if num_batches_tracked is None else num_batches_tracked + 1
+    if using_bn:
+        means, variances = means + [mean_bn], variances + [var_bn]
     mw = jax.nn.softmax(mean_weight.astype(sdt))
     vw = jax.nn.softmax(var_weight.astype(sdt))
-    mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn
-    var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn
-    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    mean = sum(mw[i] * m for i, m in enumerate(means))
+    var = sum(vw[i] * v for i, v in enumerate(variances))
+    out = _normalize(x, mean, var, weight, bias, eps, stat_shape)
     return NormOutput(out, new_mean, new_var, nbt)
 
 
@@ -833,51 +727,75 @@ def switch_norm(
     mean_weight: Array | None = None,
     var_weight: Array | None = None,
     training: bool = False,
-    momentum: float | None = 0.1,
+    momentum: float = 0.9,
     eps: float = 1e-5,
     *,
+    using_bn: bool = True,
+    using_moving_average: bool = True,
+    variance: str = "unbiased",
     num_batches_tracked: Array | None = None,
     axis_name: Any = None,
     axis_index_groups: Any = None,
 ) -> NormOutput:
-    r"""Switchable normalisation (Luo et al. 2018), no torch equivalent.
+    r"""Switchable normalisation (Luo et al. 2018) as the authors' reference implementation
+    (github.com/switchablenorms/Switchable-Normalization, ``devkit/ops/switchable_norm.py``);
+    no torch equivalent.
 
-    With instance (IN), layer (LN) and batch (BN) moments of ``x``
-    (``(N, C, *spatial)``; biased variances, two-pass and pooled exactly):
+    For ``x`` of shape ``(N, C, *spatial)`` (S spatial positions) with instance (IN), layer (LN) and
+    batch (BN) statistics
 
     .. math::
-        \mu_{in} = \mathrm{E}_{s}[x],\ \sigma^2_{in} = \mathrm{Var}_{s}[x],\quad
+        \mu_{in} = \mathrm{E}_{s}[x],\ \sigma^2_{in} = 	frac{S}{S-1}\mathrm{Var}_{s}[x],\quad
         \mu_{ln} = \mathrm{E}_c[\mu_{in}],\ \sigma^2_{ln} = \mathrm{E}_c[\sigma^2_{in} + \mu_{in}^2] - \mu_{ln}^2,\quad
         \mu_{bn} = \mathrm{E}_n[\mu_{in}],\ \sigma^2_{bn} = \mathrm{E}_n[\sigma^2_{in} + \mu_{in}^2] - \mu_{bn}^2
 
-    (computed as :math:`\mathrm{E}[\sigma^2_i + (\mu_i - \mu)^2]`), the output is
+    (the reference's unbiased instance variance; ``variance="biased"`` drops the ``S/(S−1)``, so
+    that one-hot logits give exactly IN, LN and BN), the output is
 
     .. math::
-        \hat\mu = \sum_k w_k \mu_k,\ \hat\sigma^2 = \sum_k w'_k \sigma^2_k,\quad
-        w = \mathrm{softmax}(\text{mean\_weight}),\ w' = \mathrm{softmax}(\text{var\_weight}),\quad
-        y = \frac{x - \hat\mu}{\sqrt{\hat\sigma^2 + \epsilon}} \cdot \text{weight} + \text{bias}
+        y = rac{x - \sum_k w_k \mu_k}{\sqrt{\sum_k w'_k \sigma^2_k + \epsilon}} \cdot 	ext{weight} + 	ext{bias},
+        \quad w = \mathrm{softmax}(	ext{mean\_weight}),\ w' = \mathrm{softmax}(	ext{var\_weight})
 
-    with ``k`` running over (IN, LN, BN) in that order.  In training the BN
-    moments come from the batch and the buffers are updated as in
-    :func:`batch_norm` (torch's momentum convention, unbiased running variance);
-    in evaluation the running statistics replace the BN moments (batch moments
-    when no buffers are given).
+    with ``k`` over (IN, LN, BN), or (IN, LN) with ``using_bn=False``.  A 2-D ``(N, C)`` input is
+    the reference's SwitchNorm1d: LN over ``C`` and BN over ``N`` only (unbiased variances), two
+    logits (LN, BN).  Variances are computed two-pass / pooled (stable for large offsets).
+
+    In training the BN statistics come from the batch (over the devices of ``axis_name``) and the
+    buffers are updated as the reference: ``running = momentum · running + (1 − momentum) · batch``
+    (``momentum`` weighs the *old* value), or, with ``using_moving_average=False``, the running sums
+    ``running_mean += μ_bn``, ``running_var += μ_bn² + σ²_bn``.  In evaluation the buffers replace
+    the BN statistics (batch statistics when none are given).
 
     Args:
-      input: ``(N, C, *spatial)`` with more than one spatial element.
-      running_mean, running_var: ``(C,)`` or ``None``.
-      weight, bias: ``(C,)`` or ``None``.
-      mean_weight, var_weight: ``(3,)`` logits (IN, LN, BN); ``None`` = equal weights.
-      training, momentum, eps, num_batches_tracked, axis_name, axis_index_groups:
-        as :func:`batch_norm` (``axis_name`` reduces only the BN moments).
+      input: ``(N, C)`` or ``(N, C, *spatial)`` with more than one spatial element.
+      running_mean, running_var: ``C`` values each (``(C,)``, or the reference's ``(1, C)`` /
+        ``(1, C, 1)``; returned in the shape given), or ``None``.
+      weight, bias: ``C`` values each (any such shape) or ``None``.
+      mean_weight, var_weight: ``(3,)`` logits (IN, LN, BN), ``(2,)`` for (IN, LN) with
+        ``using_bn=False`` or (LN, BN) for 2-D input; ``None`` = equal weights.
+      training: batch statistics and buffer updates.
+      momentum: weight of the old running value (reference: 0.9 in 2-d, 0.997 in 1-d/3-d).
+      eps: added to the mixed variance.
+      using_bn: mix BN statistics (N-d input).
+      using_moving_average: exponential averages, or running sums (see above).
+      variance: ``"unbiased"`` (the reference) or ``"biased"`` (every variance biased).
+      num_batches_tracked: optional step counter, incremented when buffers are updated.
+      axis_name, axis_index_groups: named device axis for the BN statistics (``shard_map``/``pmap``).
 
     Returns:
       :class:`NormOutput` ``(output, running_mean, running_var, num_batches_tracked)``.
 
     Shape: ``(N, C, *) -> (N, C, *)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> x = jnp.arange(16.0).reshape(2, 2, 4)
+      >>> out = F.switch_norm(x, jnp.zeros(2), jnp.ones(2), training=True)
+      >>> out.output.shape, [round(float(m), 2) for m in out.running_mean]
+      ((2, 2, 4), [0.55, 0.95])
     """
-    mean_weight = jnp.zeros((3,)) if mean_weight is None else mean_weight
-    var_weight = jnp.zeros((3,)) if var_weight is None else var_weight
     return _switch_norm(input, running_mean, running_var, weight, bias, mean_weight, var_weight, training,
-                        momentum, eps, num_batches_tracked=num_batches_tracked, axis_name=axis_name,
+                        momentum, eps, using_bn=using_bn, using_moving_average=using_moving_average,
+                        variance=variance, num_batches_tracked=num_batches_tracked, axis_name=axis_name,
                         axis_index_groups=axis_index_groups, name="switch_norm")

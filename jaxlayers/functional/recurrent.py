@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-_MODE_NAMES = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 
 
 def _check_mode(mode: str, name: str) -> int:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from .. import init as jinit
+from .._utils import require_train
 from ..functional import activation as A
 from ._options import InitOptions
 
@@ -24,6 +25,7 @@ __all__ = [
     "ReLU6",
     "LeakyReLU",
     "PReLU",
+    "RReLU",
     "ELU",
     "SELU",
     "CELU",
@@ -505,3 +507,47 @@ def _prelu_init(self: PReLU, *args: Any, init: Any = None, **kwargs: Any) -> Non
 
 
 PReLU.__init__ = _prelu_init  # torch's keyword `init`
+
+
+class RReLU(fnn.Module):
+    """Randomized leaky ReLU, as ``torch.nn.RReLU``: ``x if x > 0 else a * x``.
+
+    In training ``a ~ U(lower, upper)`` per element, drawn from the ``rng_collection`` stream
+    (``"dropout"``); in evaluation ``a = (lower + upper) / 2``.
+
+    Args:
+        lower: lower bound of the slope. Default 1/8.
+        upper: upper bound of the slope. Default 1/3 (``lower <= upper``, ValueError otherwise).
+        inplace: no-op.
+        rng_collection: Flax rng stream of the slopes. Default ``"dropout"``.
+
+    Call: ``module(x, *, train)`` (required, as Dropout);
+    ``apply(v, x, train=True, rngs={"dropout": key})``.
+
+    Shape: any shape, output of the same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nn
+        >>> print(nn.RReLU(0.1, 0.3).apply({}, jnp.array([-2.0, 3.0]), train=False))
+        [-0.4  3. ]
+    """
+
+    lower: float = 1.0 / 8
+    upper: float = 1.0 / 3
+    inplace: bool = False
+    rng_collection: str = "dropout"
+
+    def __post_init__(self) -> None:
+        if not float(self.lower) <= float(self.upper):
+            raise ValueError(f"RReLU: lower bound ({self.lower}) must be less than or equal to the upper "
+                             f"bound ({self.upper})")
+        super().__post_init__()
+
+    def __call__(self, input: Any, *, train: bool | None = None) -> jax.Array:
+        train = require_train("RReLU", train)
+        key = self.make_rng(self.rng_collection) if train else None
+        return A._rrelu(input, self.lower, self.upper, train, key, "RReLU")
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}"

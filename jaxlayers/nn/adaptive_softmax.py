@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import flax.linen as fnn
 import jax
+import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from .. import init as jinit
@@ -73,7 +74,8 @@ class AdaptiveLogSoftmaxWithLoss(AffineOptions):
     ``tail.{i}.0.weight`` ``(hsz_i, in_features)``, ``tail.{i}.1.weight`` ``(osz_i, hsz_i)``.
 
     Call ``(input, target)`` -> ``ASMoutput(output, loss)``; methods ``log_prob(input)`` and
-    ``predict(input)`` (``module.apply(v, x, method="log_prob")``).
+    ``predict(input)`` (``module.apply(v, x, method="log_prob")``; in :mod:`jaxlayers.nnx`,
+    ``asm(x, method="log_prob")``).
 
     Shape: input ``(N, in_features)`` or ``(in_features,)``, target ``(N,)`` or ``()``; output like the
     target, loss scalar; ``log_prob``: ``(N, n_classes)``; ``predict``: ``(N,)``.
@@ -104,6 +106,10 @@ class AdaptiveLogSoftmaxWithLoss(AffineOptions):
                                   param_dtype=self.param_dtype, weight_init=self.weight_init, bias_init=self.bias_init)
         self.tail = _Tail(shapes=tuple(A._tail_shapes(self.in_features, self.n_classes, self._cut, self.div_value)),
                           param_dtype=self.param_dtype, weight_init=self.weight_init)
+
+    def _nnx_probe_inputs(self) -> tuple:
+        """A tiny ``(input, target)`` for :mod:`jaxlayers.nnx` to create the variables at construction."""
+        return jnp.zeros((1, self.in_features), jnp.float32), jnp.zeros((1,), jnp.int32)
 
     def _weights(self, input: Any) -> tuple:
         hw, hb = self.head()

@@ -6,6 +6,7 @@ import math
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from ..functional.linear_cross_entropy import _linear_cross_entropy
@@ -66,6 +67,10 @@ class LinearCrossEntropyLoss(LayerOptions):
             raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {self.label_smoothing}")
         _legacy_reduction(None, None, self.reduction, name)
         super().__post_init__()
+
+    def _nnx_probe_inputs(self) -> tuple:
+        """A tiny ``(input, target)`` for :mod:`jaxlayers.nnx` to create the variables at construction."""
+        return jnp.zeros((1, self.in_features), jnp.float32), jnp.zeros((1,) + tuple(self.out_features), jnp.int32)
 
     def setup(self) -> None:
         self.linear = _LinearParams(in_features=self.in_features,

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from .. import init as jinit
 from .._utils import index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
-from ._options import AffineOptions, InitOptions, StatsOptions
+from ._options import AffineOptions, InitOptions, StatsOptions, kw_only
 
 __all__ = [
     "BatchNorm1d",
@@ -37,6 +37,7 @@ __all__ = [
     "LocalResponseNorm",
     "SwitchNorm1d",
     "SwitchNorm2d",
+    "SwitchNorm3d",
 ]
 
 
@@ -73,6 +74,14 @@ class _StatsMixin:
         )
         return (buffers, *(b.value for b in buffers))
 
+    def _device_axis(self):
+        """``(axis_name, axis_index_groups)``, or ``(None, None)`` while initialising: as Flax,
+        ``init`` reduces nothing across devices, so it also runs outside ``shard_map``/``pmap``
+        (the variables it creates do not depend on the statistics)."""
+        if self.is_initializing():
+            return None, None
+        return self.axis_name, self.axis_index_groups
+
     def _write_back(self, train: bool, buffers, result: Fn.NormOutput) -> None:
         if buffers is None:
             return
@@ -106,6 +115,7 @@ class _BatchNorm(_StatsMixin, StatsOptions):
       axis_name, axis_index_groups: reduce batch statistics across a named
         device axis under ``shard_map``/``pmap`` (as Flax). Under a sharded
         ``jit`` nothing is needed: statistics are over the global batch.
+        ``init`` reduces nothing (as Flax), so it also runs outside the mapped context.
       weight_init, bias_init: override the ones/zeros initialisers.
 
     Call: ``module(input, *, train)`` — ``train`` is required.
@@ -134,10 +144,10 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
+        axis_name, groups = self._device_axis()
         result = Fn._batch_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats, self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
+            num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
         )
         self._write_back(train, buffers, result)
         return result.output
@@ -205,11 +215,11 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
+        axis_name, groups = self._device_axis()
         result = Fn._instance_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats,
             0.0 if self.momentum is None else self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
+            num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
         )
         self._write_back(train, buffers, result)
         return result.output[0] if unbatched else result.output
@@ -348,36 +358,54 @@ class LocalResponseNorm(fnn.Module):
 
 
 class _SwitchNorm(_StatsMixin, StatsOptions):
-    """Switchable Normalization (Luo et al. 2018), N-d.
+    """Switchable Normalization (Luo et al. 2018) as the authors' reference implementation
+    (github.com/switchablenorms/Switchable-Normalization, ``devkit/ops/switchable_norm.py``).
 
-    Normalises with softmax-weighted mixtures of the instance-, layer- and
-    batch-norm means and variances (see ``jaxlayers.functional.switch_norm``
-    and docs/normalization.md for the formulas).
+    Normalises with softmax-weighted mixtures of instance- (IN), layer- (LN) and batch-norm (BN)
+    means and variances (formulas: ``jaxlayers.functional.switch_norm``, docs/normalization.md).
+    A reference checkpoint (its ``state_dict``) loads as is: same names and shapes.
 
-    Args:
+    Args (the reference's, in its order):
       num_features: ``C``.
-      eps: added to the mixed variance.
-      momentum: weight of the new batch in the running BN statistics (torch's
-        convention; the paper's code uses 0.9 for the *old* value, i.e. 0.1 here).
-        ``None``: cumulative average.
+      eps: added to the mixed variance. Default 1e-5.
+      momentum: weight of the *old* running value (the reference's convention, not torch's):
+        ``running = momentum · running + (1 − momentum) · batch``.  Default 0.997 (1d, 3d), 0.9 (2d).
+      using_moving_average: exponential running averages; False keeps the reference's running sums
+        (``running_mean += μ_bn``, ``running_var += μ_bn² + σ²_bn``).
+      using_bn (2d, 3d): mix BN statistics; False: IN and LN only, two logits and no buffers.
+      last_gamma (2d, 3d): initialise ``weight`` to zeros (for the last norm of a residual block).
+      variance (keyword): ``"unbiased"`` (the reference: unbiased instance variance, unbiased LN/BN
+        variances in 1d) or ``"biased"`` (every variance biased: one-hot logits give exactly
+        InstanceNorm, LayerNorm, BatchNorm).
       dtype, param_dtype, axis_name, axis_index_groups, weight_init, bias_init: as BatchNorm
         (``axis_name`` reduces only the batch statistics).
 
-    Variables: ``params``: ``weight`` (C,) ones, ``bias`` (C,) zeros,
-    ``mean_weight`` (3,) and ``var_weight`` (3,) logits over (IN, LN, BN), ones
-    (equal mixture); ``batch_stats``: ``running_mean``, ``running_var``,
-    ``num_batches_tracked``.
+    Variables: ``params``: ``weight`` (ones) and ``bias`` (zeros) of shape ``(1, C)`` (1d),
+    ``(1, C, 1, 1)`` (2d), ``(1, C, 1, 1, 1)`` (3d); ``mean_weight``, ``var_weight`` logits (ones):
+    ``(2,)`` (LN, BN) in 1d, ``(3,)`` (IN, LN, BN) in 2d/3d, ``(2,)`` (IN, LN) with
+    ``using_bn=False``.  ``batch_stats``: ``running_mean``, ``running_var`` (zeros) of shape
+    ``(1, C)`` (1d) or ``(1, C, 1)`` (2d, 3d) — the reference's, no ``num_batches_tracked``.
 
     Call: ``module(input, *, train)``.
 
-    Shape: ``(N, C, L)`` (1d), ``(N, C, H, W)`` (2d); unchanged.
+    Shape: ``(N, C)`` (1d, as the reference), ``(N, C, H, W)`` (2d), ``(N, C, D, H, W)`` (3d); unchanged.
     """
 
     num_features: int
     eps: float = 1e-5
-    momentum: Optional[float] = 0.1
+    momentum: float = 0.997
+    using_moving_average: bool = True
+    using_bn: bool = True
+    last_gamma: bool = False
+    variance: str = kw_only("unbiased")
 
     num_spatial_dims: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        if self.variance not in Fn._SWITCH_VARIANCES:
+            raise ValueError(f"{type(self).__name__}: variance must be one of {Fn._SWITCH_VARIANCES}, "
+                             f"got {self.variance!r}")
+        super().__post_init__()
 
     @fnn.compact
     def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
@@ -385,28 +413,46 @@ class _SwitchNorm(_StatsMixin, StatsOptions):
         train = require_train(name, train)
         x = jnp.asarray(input)
         d = self.num_spatial_dims
-        _check_rank(name, x, (d + 2,), f"{d + 2}-D (N, C, *spatial)")
+        _check_rank(name, x, (d + 2,), "2-D (N, C)" if d == 0 else f"{d + 2}-D (N, C, *spatial)")
         _check_channels(name, x, self.num_features)
         c = self.num_features
-        weight, bias = _affine_params(self, (c,), True, True)
-        mean_weight = self.param("mean_weight", jinit.ones, (3,), self.param_dtype)
-        var_weight = self.param("var_weight", jinit.ones, (3,), self.param_dtype)
+        using_bn = self.using_bn or d == 0
+        pshape = (1, c) + (1,) * d
+        w_init = self.weight_init or (jinit.zeros if self.last_gamma else jinit.ones)
+        weight = self.param("weight", w_init, pshape, self.param_dtype)
+        bias = self.param("bias", self.bias_init or jinit.zeros, pshape, self.param_dtype)
+        k = 3 if using_bn and d else 2
+        mean_weight = self.param("mean_weight", jinit.ones, (k,), self.param_dtype)
+        var_weight = self.param("var_weight", jinit.ones, (k,), self.param_dtype)
         x = x.astype(_compute_dtype(self, x, True))
-        buffers, rm, rv, nbt = self._optional_buffers(c, True)
+        axis_name, groups = self._device_axis()
+        rm = rv = None
+        if using_bn:
+            bshape = (1, c) if d == 0 else (1, c, 1)
+            rm = self.variable("batch_stats", "running_mean", lambda: jnp.zeros(bshape, self.param_dtype))
+            rv = self.variable("batch_stats", "running_var", lambda: jnp.zeros(bshape, self.param_dtype))
         result = Fn._switch_norm(
-            x, rm, rv, weight, bias, mean_weight, var_weight, train, self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
+            x, None if rm is None else rm.value, None if rv is None else rv.value, weight, bias, mean_weight,
+            var_weight, train, self.momentum, self.eps, using_bn=using_bn,
+            using_moving_average=self.using_moving_average, variance=self.variance, num_batches_tracked=None,
+            axis_name=axis_name, axis_index_groups=groups, name=name,
         )
-        self._write_back(train, buffers, result)
+        if rm is not None and train and self.is_mutable_collection("batch_stats") and not self.is_initializing():
+            rm.value, rv.value = result.running_mean, result.running_var
         return result.output
 
 
 class SwitchNorm1d(_SwitchNorm):
     __doc__ = _SwitchNorm.__doc__
-    num_spatial_dims: ClassVar[int] = 1
+    num_spatial_dims: ClassVar[int] = 0
 
 
 class SwitchNorm2d(_SwitchNorm):
     __doc__ = _SwitchNorm.__doc__
+    momentum: float = 0.9
     num_spatial_dims: ClassVar[int] = 2
+
+
+class SwitchNorm3d(_SwitchNorm):
+    __doc__ = _SwitchNorm.__doc__
+    num_spatial_dims: ClassVar[int] = 3

@@ -1,17 +1,9 @@
-"""Small pieces the example trainers share: metrics files and curve plots."""
+"""Training-curve figures for the example trainers (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Sequence
-
-
-def write_jsonl(path: pathlib.Path, rows: Sequence[dict]) -> None:
-    """One JSON object per line (rewritten whole, so a resumed run never duplicates rows)."""
-    with open(path, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
 
 
 def plot_curves(rows: Sequence[dict], x: str, panels: dict[str, Sequence[str]], path: pathlib.Path,

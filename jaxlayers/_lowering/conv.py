@@ -1,42 +1,32 @@
-"""How :mod:`jaxlayers.functional.conv` lowers a convolution (private).
+"""CPU lowerings of the convolutions (private).
 
-:func:`conv` is ``lax.conv_general_dilated`` in torch layout (NC*S / OI*K) with a
-faster *weight gradient* on CPU.  XLA:CPU computes ``dL/dweight`` of a convolution
-as a convolution whose "kernel" is the whole output gradient, which is several
-times slower than the forward pass.  On CPU, for ``stride == 1``, ``groups == 1``
-and non-negative padding, :func:`conv` is a ``jax.custom_jvp`` whose primal is
-XLA's convolution and whose tangent w.r.t. the weight is :func:`_tap_conv`, the
-same convolution written as one GEMM per kernel tap.  Reverse mode transposes
-that tangent, so ``dL/dweight[:, :, tap] = dy_wide @ x_flat[:, off(tap):][:L].T``:
-per tap one plain GEMM over contiguous, copy-free slices of the padded input
-flattened channel-major (the "wide grid" trick: the output is computed on the
-padded grid, whose extra rows/columns are discarded; their gradient is zero).
-The input gradient stays XLA's transposed convolution (fast).  Transposed
-convolutions (``lhs_dilation > 1``, any padding) use :func:`_scatter_tap_conv`
-instead: per tap a GEMM scattered to the strided output positions, whose
-transpose is a strided slice of the output gradient and one GEMM.
+:func:`conv` takes the reference (``lax.conv_general_dilated`` in torch layout,
+NC*S / OI*K, from :mod:`jaxlayers.functional.conv`) and returns it unchanged
+where no lowering applies (setting ``"reference"``, a backend other than CPU,
+grouped convolutions, shapes not covered).  On CPU it picks one of:
 
-Where it is used (:func:`use_tap_weight_grad`) follows measurements of the
-weight gradient alone on a 2-core x86 CPU (jax 0.10, medians, ms, XLA / per tap):
-transposed convolutions win everywhere tried (8 shapes, 1-3 d, 3.3x to 16x
-faster); 1x1 kernels win everywhere (3.5x to 17x); k x k kernels win only on
-large 2-d maps with many channels (b32 64->64 32x32: 660 / 150, 5x5: 570 / 330,
-b8 128->128 56x56: 300 / 218) and lose on small maps, few channels and 1-d
-inputs (b64 32->32 8x8: 2.0 / 7.8, 32->32 32x32: 23 / 67, 1-d L1024: 12 / 48,
-16->16 5x5 64x64: 35 / 223), so those keep XLA's.
+* **Transposed convolutions** (``lhs_dilation > 1``) — by construction, on by
+  default: :func:`_cpu_conv`, whose weight gradient is :func:`_scatter_tap_conv`
+  (per kernel tap one GEMM scattered to the strided output positions, so no
+  zero of the stride-dilated input is multiplied) and whose 1-d/3-d forward is
+  :func:`_subpixel_conv` (one stride-1 convolution of the undilated input per
+  output phase).  Measured against XLA's convolution of the dilated input:
+  3-d ``k2 s2`` 56 -> 1.0 ms forward; weight gradients 3-16x faster (docs/conv.md).
+  In 2-d the sub-pixel forward measured slower on one CPU, so 2-d keeps XLA's forward.
+* **Tiny maps** (at most ``_TINY_POSITIONS`` output positions per image) — by
+  construction: :func:`_stacked_taps_conv`, one GEMM over the stacked kernel
+  taps (im2col).  XLA:CPU's convolution is pathological there: a 3x3 512->512
+  convolution on 2x2 maps took 62 ms against 0.36 ms as a GEMM (AMD EPYC,
+  AVX-512), 290 vs 1.8 ms at batch 8.
+* **Measured on the running machine** (:mod:`.autotune`, when autotuning is on):
+  the per-tap weight gradient (:func:`_tap_conv`, one GEMM per tap over
+  copy-free slices of the flattened padded input) and the stacked-taps GEMM on
+  small maps, each against the reference, forward + backward.  The per-tap
+  weight gradient won 2-5x on one 2-core AVX2 CPU and lost 2.2x on an AVX-512
+  one, so it is never a fixed rule.
 
-The *forward* of a 1-d or 3-d transposed convolution on this path is :func:`_subpixel_conv`:
-one stride-1 convolution of the undilated input per output phase, interleaved.  Measured
-against XLA's convolution of the stride-dilated input (forward, float32, taking turns):
-3-d ``k2 s2`` 4x32x8^3 -> 16: 56 / 1.0 ms, ``k3 s2 p1 op1``: 157 / 6.9 ms, ``k4 s2 p1``: 386 / 345 ms;
-1-d L256 b32 64 -> 32: ``k4 s2 p1`` 2.5-3.5 / 2.0-2.6 ms, ``k3 s2 p1 op1`` 5.6 / 2.1, ``k2 s2`` 1.9 / 1.2.
-In 2-d it lost (b32 64 -> 32 16x16: ``k4 s2 p1`` 12.8-15.4 / 15.0-16.6 ms, ``k2 s2`` 4.2-4.4 / 5.8-6.5),
-so 2-d keeps XLA's.
-
-``jax.jvp``, ``jax.grad`` (any order), ``jax.vmap`` and ``jax.hessian`` all work:
-the rule is a custom JVP, not a custom VJP.  Other backends (GPU/TPU, decided by
-``jax.default_backend()`` at trace time) and the shapes not covered use plain
-``lax.conv_general_dilated``.
+Every path is a ``jax.custom_jvp`` or plain JAX, so ``jvp``, ``grad`` of any
+order, ``vmap`` and ``hessian`` work; each is tested against the reference.
 """
 
 from __future__ import annotations
@@ -44,20 +34,23 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from . import autotune, enabled
+
 # The wide grid computes prod(padded) / prod(out) times the useful work; beyond this
-# ratio (e.g. a kernel as large as the input) XLA's weight-gradient convolution wins.
+# ratio (e.g. a kernel as large as the input) the per-tap weight gradient is not tried.
 _MAX_WIDE_OVERHEAD = 2.0
 _MAX_TAPS = 27
-# k x k (non-1x1) kernels: per-tap GEMMs beat XLA only from these sizes on (2-d only).
-_MIN_TAP_CHANNELS = 64
-_MIN_TAP_SPATIAL = 32
+# Output maps this small are one GEMM over the stacked taps by default; up to
+# _TUNED_STACK_POSITIONS the GEMM is a candidate for autotuning.
+_TINY_POSITIONS = 4
+_TUNED_STACK_POSITIONS = 64
 # Transposed-convolution forwards computed per output phase (:func:`_subpixel_conv`): 1-d and 3-d
 # only; in 2-d XLA's convolution of the stride-dilated input measured as fast or faster.
 _SUBPIXEL_RANKS = (1, 3)
@@ -230,41 +223,63 @@ def _make_cpu_conv():
 _cpu_conv = _make_cpu_conv()
 
 
-def use_tap_weight_grad(x_shape, w_shape, stride, pairs, lhs_dilation, dilation, groups) -> bool:
-    """Whether :func:`conv` takes the CPU path with the per-tap weight gradient."""
-    if jax.default_backend() != "cpu":
-        return False
-    if groups != 1 or any(s != 1 for s in stride):
-        return False
-    kernel = tuple(w_shape[2:])
-    if math.prod(kernel) > _MAX_TAPS:
-        return False
-    lhs = tuple(lhs_dilation or (1,) * len(kernel))
-    padded = [(s - 1) * st + 1 + lo + hi for s, st, (lo, hi) in zip(x_shape[2:], lhs, pairs)]
-    out = _out_sizes(x_shape[2:], kernel, pairs, lhs, dilation)
-    if any(o < 1 for o in out):
-        return False
-    if any(st != 1 for st in lhs):
-        return True  # transposed: per-tap scatter form, no wasted work
-    if any(lo < 0 or hi < 0 for lo, hi in pairs):
-        return False
-    if math.prod(padded) > _MAX_WIDE_OVERHEAD * math.prod(out):
-        return False
-    if math.prod(kernel) == 1:
-        return True
-    out_ch, in_ch = w_shape[0], w_shape[1]
-    return (len(kernel) == 2 and min(out_ch, in_ch) >= _MIN_TAP_CHANNELS
-            and min(out) >= _MIN_TAP_SPATIAL)
+def _stacked_taps_conv(x, w, stride, pairs, dilation, precision):
+    """Groups-1 convolution as one GEMM over the stacked kernel taps (im2col):
+    per tap a strided slice of the padded input, then ``einsum`` with the weight."""
+    batch, chans = x.shape[:2]
+    kernel = tuple(w.shape[2:])
+    xp = jnp.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pairs])
+    out = tuple((p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(xp.shape[2:], kernel, dilation, stride))
+    cols = []
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        start = [t * d for t, d in zip(tap, dilation)]
+        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out, stride)]
+        cols.append(lax.slice(xp, (0, 0, *start), (batch, chans, *limit), (1, 1, *stride)))
+    cols = jnp.stack(cols, axis=2)  # (N, C, taps, *out)
+    w3 = w.reshape(w.shape[0], chans, -1)
+    return jnp.einsum("nct...,oct->no...", cols, w3, precision=precision)
+
+
+def _conv_out(x_shape, kernel, stride, pairs, lhs, dilation) -> tuple[int, ...]:
+    """Output sizes of the (possibly input-dilated) strided convolution."""
+    return tuple(((s - 1) * l + 1 + lo + hi - d * (k - 1) - 1) // st + 1
+                 for s, k, st, (lo, hi), l, d in zip(x_shape[2:], kernel, stride, pairs, lhs, dilation))
 
 
 def conv(
     x: Any, w: Any, *, stride: Sequence[int], pairs: Sequence[tuple[int, int]], dilation: Sequence[int],
     groups: int = 1, lhs_dilation: Sequence[int] | None = None, precision: Any = None,
+    reference: Callable[..., Any],
 ) -> Any:
-    """``lax.conv_general_dilated`` (NC*S, OI*K) with the lowering chosen as described above."""
+    """The convolution ``reference(x, w, stride, pairs, lhs_dilation, dilation, groups, precision)``,
+    lowered on CPU as described above."""
     pairs = tuple((int(lo), int(hi)) for lo, hi in pairs)
     stride, dilation = tuple(stride), tuple(dilation)
-    lhs = None if lhs_dilation is None else tuple(lhs_dilation)
-    if use_tap_weight_grad(x.shape, w.shape, stride, pairs, lhs, dilation, groups):
-        return _cpu_conv(x, w, pairs, lhs or (1,) * len(dilation), dilation, precision)
-    return _xla_conv(x, w, stride, pairs, lhs, dilation, groups, precision)
+    lhs = (1,) * len(dilation) if lhs_dilation is None else tuple(lhs_dilation)
+
+    def ref(x, w):
+        return reference(x, w, stride, pairs, None if lhs_dilation is None else lhs, dilation, groups, precision)
+
+    if not enabled("cpu") or groups != 1:
+        return ref(x, w)
+    kernel = tuple(w.shape[2:])
+    taps = math.prod(kernel)
+    out = _conv_out(x.shape, kernel, stride, pairs, lhs, dilation)
+    if taps > _MAX_TAPS or any(o < 1 for o in out) or x.size == 0 or w.size == 0:
+        return ref(x, w)
+    if any(st != 1 for st in lhs):  # transposed: skip the zeros of the dilated input
+        if any(s != 1 for s in stride):
+            return ref(x, w)
+        return _cpu_conv(x, w, pairs, lhs, dilation, precision)
+    positions = math.prod(out)
+    if positions <= _TINY_POSITIONS:
+        return _stacked_taps_conv(x, w, stride, pairs, dilation, precision)
+    candidates: dict[str, Callable] = {"reference": ref}
+    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pairs)]
+    if all(s == 1 for s in stride) and math.prod(padded) <= _MAX_WIDE_OVERHEAD * positions:
+        candidates["tap_weight_grad"] = lambda x, w: _cpu_conv(x, w, pairs, lhs, dilation, precision)
+    if positions <= _TUNED_STACK_POSITIONS:
+        candidates["stacked_taps"] = lambda x, w: _stacked_taps_conv(x, w, stride, pairs, dilation, precision)
+    key = ("conv", x.shape, w.shape, str(x.dtype), str(w.dtype), stride, pairs, dilation, str(precision))
+    choice = autotune.choose(key, candidates, [(x.shape, x.dtype), (w.shape, w.dtype)])
+    return candidates[choice](x, w)

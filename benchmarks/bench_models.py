@@ -1,0 +1,203 @@
+"""Whole models: training steps and eval forwards, jaxlayers vs idiomatic flax.linen vs torch eager.
+
+Models (``benchmarks/models.py``; the same architecture three ways):
+
+* ResNet-18, CIFAR stem, 3x32x32, 10 classes, batch 32 (``--quick``: 8) —
+  train step with SGD-momentum, BatchNorm in training mode (running stats updated);
+* Transformer LM, 4 pre-norm layers, d_model 256, 4 heads, FF 1024, causal,
+  vocab 1000, sequence 128, batch 16 (quick: 4) — train step with Adam;
+* LSTM LM, 2 layers, hidden 512, embedding 128, vocab 1000, sequence 64,
+  batch 16 (quick: 4, sequence 32) — train step with Adam;
+* ResNet-18 and ResNet-50 eval forward at 3x224x224 (ImageNet stem, 1000
+  classes), batch 4 (quick: 1).
+
+A train step is forward, cross-entropy loss, backward and the optimizer update:
+one ``jax.jit`` program for jaxlayers and flax (optax), eager torch with the
+``torch.optim`` equivalent (2 threads, float32).  The contenders take turns
+(``harness.time_interleaved``); the table gives medians, jl/flax and jl/torch
+ratios, and trace + lower + compile seconds of each JAX program.  The note gives
+the number of ``transpose`` instructions in each compiled (optimised) HLO
+module: jaxlayers keeps torch's NCHW layout and relies on XLA to choose the
+convolution layouts; flax's NHWC is already XLA:CPU's preferred one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from harness import Table, time_interleaved
+
+TORCH_THREADS = 2
+
+
+def count_transposes(hlo_text: str) -> int:
+    """Instructions of an HLO module's text that are ``transpose`` ops."""
+    return sum(" transpose(" in line for line in hlo_text.splitlines())
+
+
+def _compile(fn: Callable, *args: Any) -> tuple[Any, float, int]:
+    """``jax.jit(fn)`` compiled for ``args``: (executable, trace+lower+compile seconds, transposes)."""
+    import jax
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = time.perf_counter() - t0
+    return compiled, seconds, count_transposes(compiled.as_text())
+
+
+def _jl_variables(torch_model: Any) -> dict:
+    """The jaxlayers twin's variables: the torch model's ``state_dict`` (same initial weights)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxlayers import interop
+
+    return jax.tree.map(jnp.asarray, interop.state_dict_to_variables(torch_model.state_dict()))
+
+
+def _flax_variables(model: Any, x: Any) -> dict:
+    import jax
+
+    return jax.jit(lambda k, x: model.init(k, x, train=False))(jax.random.key(0), x)
+
+
+def _train_step(model: Any, tx: Any) -> Callable:
+    """One optimisation step of ``model`` (batch_stats updated if it has any)."""
+    import jax
+    import optax
+
+    def step(params, stats, opt_state, x, y):
+        def loss_fn(p):
+            if stats is None:
+                logits, new_stats = model.apply({"params": p}, x, train=True), None
+            else:
+                logits, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True,
+                                          mutable=["batch_stats"])
+                new_stats = upd["batch_stats"]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new_stats
+
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+    return step
+
+
+def _train_row(table: Table, name: str, models: dict, inputs: dict, y: np.ndarray, tx: Any,
+               torch_opt: Callable, iters: int, rounds: int, note: str) -> None:
+    import jax.numpy as jnp
+    import torch
+
+    calls, comp, tr = {}, {}, {}
+    yj = jnp.asarray(y)
+    variables = {"jaxlayers": _jl_variables(models["torch"]),
+                 "flax": _flax_variables(models["flax"], jnp.asarray(inputs["flax"][:1]))}
+    for k in ("jaxlayers", "flax"):
+        v = variables[k]
+        args = (v["params"], v.get("batch_stats"), tx.init(v["params"]), jnp.asarray(inputs[k]), yj)
+        exe, comp[k], tr[k] = _compile(_train_step(models[k], tx), *args)
+        calls[k] = lambda exe=exe, args=args: exe(*args)
+
+    tm = models["torch"].float().train()
+    opt = torch_opt(tm.parameters())
+    xt, yt = torch.from_numpy(inputs["torch"]), torch.from_numpy(y).long()
+
+    def torch_step():
+        opt.zero_grad(set_to_none=True)
+        logits = tm(xt)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yt.reshape(-1))
+        loss.backward()
+        opt.step()
+        return loss
+
+    calls["torch"] = torch_step
+    t = time_interleaved(calls, iters=iters, rounds=rounds)
+    table.add(name, t["jaxlayers"], t["flax"], t["torch"], comp["jaxlayers"], comp["flax"],
+              f"{note}; HLO transposes jl {tr['jaxlayers']} / flax {tr['flax']}")
+
+
+def _eval_row(table: Table, name: str, models: dict, x: np.ndarray, iters: int, rounds: int) -> None:
+    import jax.numpy as jnp
+    import torch
+
+    xs = {"jaxlayers": jnp.asarray(x), "flax": jnp.asarray(x.transpose(0, 2, 3, 1))}
+    variables = {"jaxlayers": _jl_variables(models["torch"]),
+                 "flax": _flax_variables(models["flax"], xs["flax"][:1, :64, :64])}
+    calls, comp, tr = {}, {}, {}
+    for k in ("jaxlayers", "flax"):
+        model = models[k]
+        exe, comp[k], tr[k] = _compile(lambda v, x, model=model: model.apply(v, x, train=False), variables[k], xs[k])
+        calls[k] = lambda exe=exe, v=variables[k], x=xs[k]: exe(v, x)
+    tm = models["torch"].float().eval()
+    xt = torch.from_numpy(x)
+
+    def torch_fwd():
+        with torch.inference_mode():
+            return tm(xt)
+
+    calls["torch"] = torch_fwd
+    t = time_interleaved(calls, iters=iters, rounds=rounds)
+    table.add(name, t["jaxlayers"], t["flax"], t["torch"], comp["jaxlayers"], comp["flax"],
+              f"HLO transposes jl {tr['jaxlayers']} / flax {tr['flax']}")
+
+
+def run(table: Table, quick: bool = False) -> None:
+    import optax
+    import torch
+
+    import models as M
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        _run(table, quick, M, optax, torch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
+    rng = np.random.default_rng(0)
+    iters, rounds = (4, 2) if quick else (10, 5)
+    torch.manual_seed(0)
+
+    # ResNet-18 (CIFAR) train step, SGD with momentum
+    batch = 8 if quick else 32
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int32)
+    models = {k: M.resnet(k, 18, num_classes=10) for k in ("jaxlayers", "flax", "torch")}
+    _train_row(table, f"models: ResNet-18 train step 32x32 N={batch}", models,
+               {"jaxlayers": x, "torch": x, "flax": x.transpose(0, 2, 3, 1)}, y,
+               optax.sgd(0.1, momentum=0.9), lambda p: torch.optim.SGD(p, 0.1, momentum=0.9),
+               iters, rounds, "SGD-m, BN train")
+
+    # Transformer LM train step, Adam
+    vocab, seq = 1000, 128
+    batch = 4 if quick else 16
+    ids = rng.integers(0, vocab, (batch, seq + 1))
+    x, y = ids[:, :-1], ids[:, 1:].astype(np.int32)
+    kw = dict(vocab_size=vocab, d_model=256, nhead=4, num_layers=4, dim_feedforward=1024, max_len=seq)
+    models = {k: M.transformer_lm(k, **kw) for k in ("jaxlayers", "flax", "torch")}
+    _train_row(table, f"models: Transformer LM 4x256 train L={seq} N={batch}", models,
+               {"jaxlayers": x.astype(np.int32), "flax": x.astype(np.int32), "torch": x}, y,
+               optax.adam(1e-3), lambda p: torch.optim.Adam(p, 1e-3), iters, rounds, "Adam, causal, 4 heads")
+
+    # LSTM LM train step, Adam
+    seq, batch = (32, 4) if quick else (64, 16)
+    ids = rng.integers(0, vocab, (batch, seq + 1))
+    x, y = ids[:, :-1], ids[:, 1:].astype(np.int32)
+    kw = dict(vocab_size=vocab, embed_dim=128, hidden_size=512, num_layers=2)
+    models = {k: M.lstm_lm(k, **kw) for k in ("jaxlayers", "flax", "torch")}
+    _train_row(table, f"models: LSTM LM 2x512 train L={seq} N={batch}", models,
+               {"jaxlayers": x.astype(np.int32), "flax": x.astype(np.int32), "torch": x}, y,
+               optax.adam(1e-3), lambda p: torch.optim.Adam(p, 1e-3), iters, rounds,
+               "Adam, flax = nn.RNN(OptimizedLSTMCell)")
+
+    # ResNet-18 / ResNet-50 eval forward at 224x224
+    batch = 1 if quick else 4
+    x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    for depth in (18, 50):
+        models = {k: M.resnet(k, depth, num_classes=1000, small_input=False) for k in ("jaxlayers", "flax", "torch")}
+        _eval_row(table, f"models: ResNet-{depth} eval 224x224 N={batch}", models, x, iters, rounds)

@@ -1,0 +1,403 @@
+"""Every ``jaxlayers.nn`` linen layer as an ``nnx.Module``, from the linen definition itself.
+
+``LinenLayer`` holds one linen module (built from the torch constructor
+arguments, so torch's parsing and checks run once, in the linen dataclass) and
+its variables as NNX variables under torch's names: ``params`` become
+``nnx.Param``, ``batch_stats`` (``running_mean``, ``running_var``,
+``num_batches_tracked``) ``nnx.BatchStat``; a linen submodule (``self_attn``,
+``out_proj``) becomes a :class:`Submodule` holding its variables, so the NNX state
+has exactly torch's keys.  A call is ``linen_module.apply(...)`` with ``train``
+from the module's mode, running statistics written back in place in training,
+and dropout keys drawn from the module's ``rngs``.
+
+What ``flax.nnx.bridge.ToNNX`` does differently, and why not here: it draws a
+key from every rng stream on every call (here: only ``dropout`` keys, only in
+training), keeps ``batch_stats`` frozen outside a linen context (here: updated
+in training), needs an explicit ``lazy_init(x)`` (here: variables are created at
+construction when the constructor fixes their shapes, else at the first call),
+stores the variables as ``nnx.data`` dicts and hashes the linen module inside
+every graph definition (here: Submodules and an identity-hashed holder).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import flax.errors
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx import variablelib
+
+from .._utils import accepts_train, ntuple
+from .module import Module, Submodule
+
+__all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
+
+
+class _Static:
+    """Holds the linen module as a static attribute: hashed and compared by identity
+    (linen modules may hold lists, and hashing one per jit call would cost time)."""
+
+    __slots__ = ("module", "stateless")
+
+    def __init__(self, module: fnn.Module):
+        self.module = module
+        self.stateless = False  # set when creating variables gave none (activations, pooling, losses)
+
+    def __repr__(self) -> str:
+        return f"{type(self.module).__name__}(linen)"
+
+
+def _var_type(collection: str) -> type[nnx.Variable]:
+    if collection == "params":
+        return nnx.Param
+    if collection == "batch_stats":
+        return nnx.BatchStat
+    return variablelib.variable_type_from_name(collection, allow_register=True)
+
+
+def _to_linen(value: Any) -> Any:
+    """NNX layers given as constructor arguments (``TransformerEncoder(layer, 2)``) -> their linen modules."""
+    if isinstance(value, LinenLayer):
+        return value._linen.module
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_linen(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_linen(v) for k, v in value.items()}
+    return value
+
+
+def _to_rngs(rngs: Any, layer: str) -> nnx.Rngs | None:
+    if rngs is None or isinstance(rngs, nnx.Rngs):
+        return rngs
+    if isinstance(rngs, int) or isinstance(rngs, jax.Array):
+        return nnx.Rngs(rngs)
+    raise TypeError(f"{layer}: rngs must be an nnx.Rngs, an int seed or a key, got {type(rngs).__name__}")
+
+
+# ------------------------------------------------------------------ probe input
+
+
+def _required_inputs(module: fnn.Module) -> int:
+    params = list(inspect.signature(type(module).__call__).parameters.values())[1:]
+    return sum(1 for p in params if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty)
+
+
+def _feature_size(module: fnn.Module) -> int | None:
+    for field in ("in_features", "embed_dim", "d_model", "input_size"):
+        value = getattr(module, field, None)
+        if isinstance(value, int):
+            return value
+    for field in ("encoder_layer", "decoder_layer"):
+        if isinstance(getattr(module, field, None), fnn.Module):
+            return _feature_size(getattr(module, field))
+    return None
+
+
+def _probe_inputs(module: fnn.Module) -> tuple | None:
+    """A tiny input that the constructor's arguments fix, or None (variables then wait for the first call).
+
+    Variables of a non-lazy layer do not depend on the input, so creating them from
+    this probe gives what the first call would; the probe only has to pass the
+    layer's own shape checks.  It reads the constructor's field names (``in_channels``,
+    ``num_features``, ``in_features``, ...), not a per-layer table.
+    """
+    custom = getattr(type(module), "_nnx_probe_inputs", None)
+    if custom is not None:  # a layer the rules below do not describe (a loss with parameters: index targets)
+        return custom(module)
+    f32 = jnp.float32
+    n = _required_inputs(module)
+    if isinstance(getattr(module, "in_channels", None), int):  # convolutions
+        nd = type(module).num_spatial_dims
+        k = ntuple(module.kernel_size, nd, "kernel_size", "probe")
+        d = ntuple(module.dilation, nd, "dilation", "probe")
+        p = (0,) * nd if isinstance(module.padding, str) else ntuple(module.padding, nd, "padding", "probe")
+        spatial = tuple((ki - 1) * di + 1 + 2 * pi for ki, di, pi in zip(k, d, p))
+        return (jnp.zeros((1, module.in_channels) + spatial, f32),)
+    channels = next((getattr(module, a) for a in ("num_features", "num_channels")
+                     if isinstance(getattr(module, a, None), int)), None)
+    if channels is not None:  # normalisations over channels
+        ranks = getattr(type(module), "ranks", ())
+        rank = ranks[0] if ranks else 2 + max(getattr(type(module), "num_spatial_dims", 1), 1)
+        return (jnp.zeros((2, channels) + (2,) * (rank - 2), f32),)
+    if getattr(module, "normalized_shape", None) is not None:
+        shape = module.normalized_shape
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        return (jnp.zeros((1,) + shape, f32),)
+    if isinstance(getattr(module, "num_parameters", None), int):  # PReLU
+        return (jnp.zeros((1, module.num_parameters), f32),)
+    if isinstance(getattr(module, "num_embeddings", None), int):  # Embedding (1-D), EmbeddingBag (2-D bags)
+        return (jnp.zeros((1,) * (2 if hasattr(module, "mode") else 1), jnp.int32),)
+    if isinstance(getattr(module, "in1_features", None), int):  # Bilinear
+        return (jnp.zeros((1, module.in1_features), f32), jnp.zeros((1, module.in2_features), f32))
+    size = _feature_size(module)
+    if size is not None:  # Linear, attention, transformers, recurrent: unbatched (L=1, features) or (N=1, features)
+        sizes = [size] * n
+        if n == 3 and hasattr(module, "kdim"):  # MultiheadAttention(query, key, value)
+            sizes = [size, module.kdim or size, module.vdim or size]
+        return tuple(jnp.zeros((1, s), f32) for s in sizes)
+    return None
+
+
+def _cached_init(module: fnn.Module) -> Any:
+    """``module.init`` compiled once per layer configuration (twelve identical blocks compile
+    once; the forward pass is dead code there), or None for an unhashable configuration."""
+    try:
+        return _jit_init(module)
+    except TypeError:  # a list or an array among the fields (Embedding(_weight=...)): run eagerly
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _jit_init(module: fnn.Module) -> Any:
+    paths: list = []  # creation order (torch's), recorded while tracing: jit's output dicts are sorted
+
+    def flat_init(rngs: dict, *args: Any, **kwargs: Any) -> list:
+        variables = module.init(rngs, *args, **kwargs)
+        flat = [((c,) + p, v) for c, tree in variables.items() for p, v in _flatten(tree)]
+        paths[:] = [p for p, _ in flat]
+        return [v for _, v in flat]
+
+    jitted = jax.jit(flat_init, static_argnames=("train",))
+
+    def init(rngs: dict, *args: Any, **kwargs: Any) -> dict:
+        leaves = jitted(rngs, *args, **kwargs)
+        out: dict = {}
+        for path, value in zip(paths, leaves):
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return out
+
+    return init
+
+
+# ------------------------------------------------------------------ the wrapper
+
+
+class LinenLayer(Module):
+    """A ``jaxlayers.nn`` (linen) layer as an ``nnx.Module``; see the module docstring.
+
+    Subclasses only name their linen class (``_linen_cls``); they are generated by
+    :func:`wrap_linen_class`.  Construction: ``Layer(*torch_args, rngs=nnx.Rngs(0), **kwargs)``.
+    Call: the linen layer's call arguments, without ``train`` (the module's mode
+    gives it; an explicit ``train=`` overrides), plus ``rngs=`` (an ``nnx.Rngs``,
+    an ``RngStream`` or a key) to override the stored dropout stream for one call.
+    """
+
+    _linen_cls: type[fnn.Module] | None = None
+
+    def __init__(self, *args: Any, rngs: nnx.Rngs | int | jax.Array | None = None,
+                 _linen_state: tuple | None = None, **kwargs: Any):
+        cls = type(self)._linen_cls
+        if cls is None:
+            raise TypeError("LinenLayer is abstract: use a generated class such as jaxlayers.nnx.Linear, "
+                            "or jaxlayers.nnx.from_linen(module)")
+        if _linen_state is None:  # torch's argument parsing and checks run once, in the linen dataclass
+            module, variables = cls(*_to_linen(args), **_to_linen(kwargs)), None
+        else:  # from_linen
+            module, variables = _linen_state
+        rngs = _to_rngs(rngs, cls.__name__)
+        probe = _probe_inputs(module) if variables is None else None
+        # The stream is kept only where it is used later: dropout keys (layers that take
+        # `train`) or variables created at the first call.
+        self._setup(module, rngs if (accepts_train(module) or (variables is None and probe is None)) else None)
+        if variables is not None:
+            self._store_variables(variables)
+        elif probe is not None:
+            self._create_variables(probe, {}, rngs)
+
+    def _setup(self, module: fnn.Module, rngs: nnx.Rngs | None) -> None:
+        self._init_mode()
+        self._linen = _Static(module)
+        self._accepts_train = accepts_train(module)
+        collection = getattr(module, "rng_collection", "dropout")
+        self._rng_streams = tuple(dict.fromkeys(("dropout", collection)))
+        self._paths: tuple = ()
+        self._initialized = False
+        self._mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
+        self.rngs = rngs
+
+    # variables ----------------------------------------------------------------
+    def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | None = None) -> None:
+        module = self._linen.module
+        name = type(module).__name__
+        if self._accepts_train:
+            kwargs = {**kwargs, "train": False}
+        rngs = self.rngs if rngs is None else rngs
+        key = {"params": rngs.params()} if rngs is not None else {}
+        init = module.init
+        if not kwargs or list(kwargs) == ["train"]:
+            init = _cached_init(module) or init
+        try:
+            variables = init(key, *args, **kwargs)
+        except flax.errors.InvalidRngError:
+            raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
+                            "to the constructor") from None
+        self._store_variables(variables)
+
+    def _store_variables(self, variables: Any) -> None:
+        if not jax.tree_util.tree_leaves(dict(variables)):
+            # Nothing to hold: remember it in the identity-hashed holder, so that the graph
+            # definition (and nnx.jit's cache) does not change at the first call.
+            self._linen.stateless = True
+            return
+        paths = []
+        for collection, tree in variables.items():
+            vtype = _var_type(collection)
+            for path, value in _flatten(tree):
+                node = self
+                for part in path[:-1]:
+                    if not hasattr(node, part):
+                        setattr(node, part, Submodule())
+                        _record(node, part)
+                    node = getattr(node, part)
+                setattr(node, path[-1], vtype(jnp.asarray(value)))
+                _record(node, path[-1])
+                paths.append((collection, path))
+        self._paths = tuple(paths)
+        self._initialized = True
+
+    def _child_order(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(path[0] for _, path in self._paths))
+
+    def _linen_variables(self) -> dict:
+        out: dict = {}
+        for collection, path in self._paths:
+            node, tree = self, out.setdefault(collection, {})
+            for part in path[:-1]:
+                node, tree = getattr(node, part), tree.setdefault(part, {})
+            tree[path[-1]] = getattr(node, path[-1]).get_value()
+        return out
+
+    def _write_back(self, updates: Any) -> None:
+        for collection, tree in updates.items():
+            for path, value in _flatten(tree):
+                node = self
+                for part in path:
+                    node = getattr(node, part)
+                node.set_value(value)
+
+    @property
+    def _has_stats(self) -> bool:
+        return any(c != "params" for c, _ in self._paths)
+
+    @property
+    def training(self) -> bool:
+        return not (self.use_running_average if self._has_stats else self.deterministic)
+
+    # call ---------------------------------------------------------------------
+    def _call_rngs(self, rngs: Any, train: bool) -> dict:
+        if not (train and self._accepts_train):
+            return {}
+        source = self.rngs if rngs is None else rngs
+        if source is None:
+            return {}
+        if isinstance(source, nnx.Rngs):
+            return {s: source[s]() for s in self._rng_streams}
+        if isinstance(source, nnx.RngStream):
+            key = source()
+            return {s: key for s in self._rng_streams}
+        if isinstance(source, jax.Array):
+            return {s: source for s in self._rng_streams}
+        raise TypeError(f"{type(self).__name__}: rngs must be an nnx.Rngs, an RngStream or a key, "
+                        f"got {type(source).__name__}")
+
+    def __call__(self, *args: Any, rngs: Any = None, **kwargs: Any) -> Any:
+        module = self._linen.module
+        if not (self._initialized or self._linen.stateless):
+            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"})
+        train = False
+        if self._accepts_train:
+            train = kwargs.setdefault("train", self.training)
+        variables = self._linen_variables()
+        mutable = [c for c in variables if c != "params"] if train else []
+        if self._mutable_params:
+            mutable.append("params")
+        try:
+            if mutable:
+                out, updates = module.apply(variables, *args, rngs=self._call_rngs(rngs, train),
+                                            mutable=mutable, **kwargs)
+                self._write_back(updates)
+                return out
+            return module.apply(variables, *args, rngs=self._call_rngs(rngs, train), **kwargs)
+        except flax.errors.InvalidRngError as e:
+            raise ValueError(f"{type(module).__name__}: training mode needs randomness: "
+                             "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()") from None
+
+
+def _record(node: Module, name: str) -> None:
+    if isinstance(node, Submodule) and name not in node._order:
+        node._order = node._order + (name,)
+
+
+def _flatten(tree: Any, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    out = []
+    for k, v in tree.items():
+        if hasattr(v, "items"):
+            out.extend(_flatten(v, prefix + (str(k),)))
+        else:
+            out.append((prefix + (str(k),), v))
+    return out
+
+
+# ------------------------------------------------------------------ generation
+
+_GENERATED: dict[type, type] = {}
+
+
+def wrap_linen_class(linen_cls: type[fnn.Module]) -> type[LinenLayer]:
+    """The NNX class for a linen layer class (generated once, cached)."""
+    if linen_cls in _GENERATED:
+        return _GENERATED[linen_cls]
+    name = linen_cls.__name__
+    namespace: dict[str, Any] = {
+        "_linen_cls": linen_cls,
+        "__module__": "jaxlayers.nnx",
+        "__qualname__": name,
+        "__doc__": (f"``torch.nn.{name}`` as a Flax NNX module: the constructor arguments, variables and call "
+                    f"of :class:`jaxlayers.nn.{name}` (see it for Args and Shape), plus ``rngs=nnx.Rngs(...)``; "
+                    "``train`` comes from the module's mode (``.train()`` / ``.eval()``)."),
+    }
+    if hasattr(linen_cls, "from_pretrained"):
+        def from_pretrained(cls, *args: Any, rngs: Any = None, **kwargs: Any) -> LinenLayer:
+            """As the linen ``from_pretrained``; returns the NNX module holding the weights."""
+            module, variables = linen_cls.from_pretrained(*args, **kwargs)
+            return from_linen(module, variables, rngs=rngs)
+
+        namespace["from_pretrained"] = classmethod(from_pretrained)
+    cls = type(name, (LinenLayer,), namespace)
+    _GENERATED[linen_cls] = cls
+    return cls
+
+
+def from_linen(module: fnn.Module, variables: Any = None, *, rngs: Any = None) -> Module:
+    """An unbound linen module (and optionally its ``variables``) as an NNX module.
+
+    With ``variables`` (``model.init(...)``'s output or
+    ``interop.state_dict_to_variables(...)``) the NNX module holds exactly them;
+    without, they are created as for a constructed layer.  A linen
+    ``jaxlayers.nn.Sequential`` becomes the native :class:`~jaxlayers.nnx.Sequential`
+    of its converted children (same names), so a model written once with
+    ``jaxlayers.nn`` serves both front ends.
+    """
+    from .. import nn as linen_nn
+    from .container import Sequential
+
+    if not isinstance(module, fnn.Module):
+        raise TypeError(f"from_linen: expected a flax.linen Module, got {type(module).__name__}")
+    rngs = _to_rngs(rngs, type(module).__name__)
+    if isinstance(module, linen_nn.Sequential):
+        children = {}
+        for name, layer in zip(module.names, module.layers):
+            if isinstance(layer, fnn.Module):
+                sub = None if variables is None else {c: t[name] for c, t in variables.items() if name in t}
+                layer = from_linen(layer, sub if sub or variables is None else {}, rngs=rngs)
+            children[name] = layer
+        return Sequential(children)
+    return wrap_linen_class(type(module))(rngs=rngs, _linen_state=(module.clone(parent=None), variables))

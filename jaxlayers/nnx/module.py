@@ -1,0 +1,214 @@
+"""The base class of every ``jaxlayers.nnx`` module: torch's habits on an ``nnx.Module``.
+
+``train()`` / ``eval()`` set Flax's own mode attributes (``deterministic`` and
+``use_running_average``) on every nested module, so ``nnx.view``,
+``model.set_attributes(...)`` and flax's own layers (``nnx.Dropout``,
+``nnx.BatchNorm``) inside a jaxlayers container follow the same switch.
+``state_dict()`` / ``load_state_dict()`` use torch's keys (``"0.weight"``,
+``"blocks.conv.running_mean"``); the strict check is
+:func:`jaxlayers.interop.load_state_dict`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .. import interop
+
+__all__ = ["Module"]
+
+_SKIP_TYPES = (nnx.RngState, nnx.Intermediate)
+
+
+def _child_items(node: Any) -> Iterator[tuple[str, Any]]:
+    """The named children of a graph node, in insertion order (torch's registration order)."""
+    if isinstance(node, (nnx.Rngs, nnx.RngStream)):
+        return
+    if isinstance(node, Module):  # torch's registration order, kept through nnx.split/merge
+        items = ((k, getattr(node, k)) for k in node._child_order())
+    elif isinstance(node, nnx.Pytree):
+        items = vars(node).items()
+    elif isinstance(node, Mapping):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return
+    for name, value in items:
+        if isinstance(name, str) and name.startswith("_pytree__"):
+            continue
+        yield str(name), value
+
+
+def _is_container(value: Any) -> bool:
+    if isinstance(value, (nnx.Rngs, nnx.RngStream, nnx.Variable)):
+        return False
+    return isinstance(value, (nnx.Pytree, Mapping, list, tuple))
+
+
+def _walk(node: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
+    """Every Variable and every module below ``node``: ``(dotted key, object)``, each object once."""
+    for name, value in _child_items(node):
+        if id(value) in seen:
+            continue
+        key = prefix + name
+        if isinstance(value, nnx.Variable):
+            seen.add(id(value))
+            if not isinstance(value, _SKIP_TYPES):
+                yield key, value
+        elif _is_container(value):
+            seen.add(id(value))
+            if isinstance(value, nnx.Module):
+                yield key, value
+            yield from _walk(value, key + ".", seen)
+
+
+def _nest(flat: Mapping[str, Any]) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        *path, leaf = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+class Module(nnx.Module):
+    """``nnx.Module`` with torch's habits; the base of every ``jaxlayers.nnx`` class.
+
+    A module is in training mode after construction, as in torch.
+    ``train(mode=True)`` / ``eval()`` switch it and all its children and return
+    the module.  They set Flax's attributes ``deterministic`` (dropout,
+    attention and recurrent dropout) and ``use_running_average`` (layers with
+    running statistics), so ``nnx.view(model, deterministic=True)`` and
+    ``model.set_attributes(use_running_average=True)`` work too; a layer with
+    running statistics follows ``use_running_average``, every other layer
+    ``deterministic``.  ``training`` reads the mode.
+    """
+
+    def _init_mode(self) -> None:
+        self.deterministic = False
+        self.use_running_average = False
+
+    def _child_order(self) -> tuple[str, ...]:
+        """Attribute names of the children in torch's order (vars() order unless a subclass knows better:
+        flax rebuilds attributes sorted by name after ``nnx.merge``)."""
+        return tuple(vars(self))
+
+    # ------------------------------------------------------------------ modes
+    @property
+    def training(self) -> bool:
+        return not getattr(self, "deterministic", False)
+
+    def train(self, mode: bool = True, **attributes: Any) -> "Module":  # type: ignore[override]
+        """torch's ``module.train(mode)``; extra keywords go to ``set_attributes``."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}.train: mode must be a bool, got {type(mode).__name__}")
+        self.set_attributes(deterministic=not mode, use_running_average=not mode,
+                            raise_if_not_found=False, **attributes)
+        return self
+
+    def eval(self, **attributes: Any) -> "Module":  # type: ignore[override]
+        """torch's ``module.eval()``: ``train(False)``."""
+        return self.train(False, **attributes)
+
+    def set_view(self, deterministic: bool | None = None, use_running_average: bool | None = None) -> None:
+        """Used by ``nnx.view(model, deterministic=..., use_running_average=...)``."""
+        if deterministic is not None:
+            self.deterministic = bool(deterministic)
+        if use_running_average is not None:
+            self.use_running_average = bool(use_running_average)
+
+    # ------------------------------------------------------------ traversal
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, nnx.Module]]:
+        """``(key, module)`` for this module (key ``prefix``) and every descendant."""
+        yield prefix, self
+        for key, value in _walk(self, prefix + "." if prefix else "", set()):
+            if isinstance(value, nnx.Module):
+                yield key, value
+
+    def modules(self) -> Iterator[nnx.Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self) -> Iterator[tuple[str, nnx.Module]]:
+        for name, value in _child_items(self):
+            if isinstance(value, nnx.Module):
+                yield name, value
+
+    def children(self) -> Iterator[nnx.Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def _named_variables(self) -> list[tuple[str, nnx.Variable]]:
+        return [(k, v) for k, v in _walk(self, "", set()) if isinstance(v, nnx.Variable)]
+
+    def named_parameters(self) -> Iterator[tuple[str, nnx.Param]]:
+        """``(torch key, nnx.Param)`` pairs, e.g. ``("0.weight", Param(...))``."""
+        for key, var in self._named_variables():
+            if isinstance(var, nnx.Param):
+                yield key, var
+
+    def parameters(self) -> Iterator[nnx.Param]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self) -> Iterator[tuple[str, nnx.Variable]]:
+        """``(torch key, variable)`` for the buffers (``running_mean``, ``num_batches_tracked``, ...)."""
+        for key, var in self._named_variables():
+            if not isinstance(var, nnx.Param):
+                yield key, var
+
+    def buffers(self) -> Iterator[nnx.Variable]:
+        for _, b in self.named_buffers():
+            yield b
+
+    # ------------------------------------------------------------ state_dict
+    def state_dict(self, *, keep_vars: bool = False) -> dict[str, Any]:
+        """Flat ``{torch key: np.ndarray}``, parameters and buffers, as torch's ``state_dict()``.
+
+        ``keep_vars=True`` gives the ``nnx.Variable`` objects instead of copies.
+        """
+        return {k: (v if keep_vars else interop.to_numpy(v.get_value())) for k, v in self._named_variables()}
+
+    def _variables_template(self) -> dict[str, dict]:
+        params, buffers = {}, {}
+        for key, var in self._named_variables():
+            (params if isinstance(var, nnx.Param) else buffers)[key] = var.get_value()
+        return {"params": _nest(params), "batch_stats": _nest(buffers)}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> interop.StateDictReport:
+        """torch's ``load_state_dict``: copy torch-keyed arrays into this module's variables, in place.
+
+        The check is :func:`jaxlayers.interop.load_state_dict`'s: with ``strict=True``
+        every missing key, unexpected key and shape mismatch is reported at once in a
+        :class:`~jaxlayers.interop.StateDictMismatchError`; shape mismatches always
+        raise.  Arrays are cast to the variables' dtypes.  Returns the report
+        (``.missing``, ``.unexpected``), as torch returns its incompatible keys.
+        """
+        template = self._variables_template()
+        report = interop.check_state_dict(state_dict, template)
+        new = interop.load_state_dict(template, state_dict, strict=strict)
+        flat = {**interop.flatten_variables(new["params"]), **interop.flatten_variables(new["batch_stats"])}
+        for key, var in self._named_variables():
+            if key in state_dict:
+                var.set_value(jnp.asarray(flat[key]))
+        return report
+
+
+class Submodule(Module):
+    """A child of a wrapped linen layer that holds variables only (``self_attn``,
+    ``out_proj``, ``layers.0``), so that the variables keep torch's keys."""
+
+    def __init__(self) -> None:
+        self._init_mode()
+        self._order: tuple[str, ...] = ()
+
+    def _child_order(self) -> tuple[str, ...]:
+        return self._order

@@ -1,0 +1,266 @@
+"""The engine switch and the CPU lowerings, each against the reference.
+
+Every lowering in ``jaxlayers._lowering`` is compared with the reference it
+replaces: values, reverse mode, forward mode, second order and ``vmap``.
+The torch-parity suites run under the default setting (``"auto"``); the
+``both_settings`` tests and tests/test_transforms.py run both.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxlayers import config
+from jaxlayers import functional as F
+from jaxlayers._lowering import autotune, enabled
+from jaxlayers._lowering import conv as LC
+from jaxlayers._lowering import norm as LN
+from oracle import close
+
+# ------------------------------------------------------------------------- the switch
+
+
+def test_switch_values_context_and_errors():
+    assert config.get_lowering() in config.LOWERINGS
+    before = config.get_lowering()
+    with config.lowering("reference"):
+        assert config.get_lowering() == "reference" and not config.use_lowerings() and not enabled()
+        with config.lowering("auto"):
+            assert enabled("cpu") == (jax.default_backend() == "cpu")
+            assert not enabled("gpu-that-is-not-there")
+    assert config.get_lowering() == before
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        config.set_lowering("fast")
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        with config.lowering("cpu"):
+            pass
+
+
+def test_switch_is_part_of_the_jit_cache_key():
+    """A function jitted under one setting is traced again under the other."""
+    traced = []
+
+    @jax.jit
+    def f(x):
+        traced.append(config.get_lowering())
+        return x + 1
+
+    with config.lowering("reference"):
+        f(1.0)
+    with config.lowering("auto"):
+        f(1.0)
+    assert traced == ["reference", "auto"]
+
+
+def test_switch_from_the_environment():
+    import subprocess
+    import sys
+
+    code = "import jaxlayers.config as c; print(c.get_lowering())"
+    out = subprocess.run([sys.executable, "-c", code], env={"JAXLAYERS_LOWERING": "reference", "PATH": ""},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "reference"
+    bad = subprocess.run([sys.executable, "-c", code], env={"JAXLAYERS_LOWERING": "turbo", "PATH": ""},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "JAXLAYERS_LOWERING must be one of" in bad.stderr
+
+
+# ------------------------------------------------------------------------- convolution lowerings
+
+
+def _ref_conv(x, w, stride, pairs, lhs, dil):
+    return lax.conv_general_dilated(x, w, stride, pairs, lhs_dilation=lhs, rhs_dilation=dil)
+
+
+CONV_CASES = [
+    # kind, x shape, w shape, stride, padding pairs, lhs dilation (transposed conv's stride), dilation
+    ("taps", (2, 3, 9), (4, 3, 3), (1,), ((1, 1),), (1,), (1,)),
+    ("taps", (2, 3, 8, 7), (5, 3, 3, 2), (1, 1), ((1, 2), (0, 1)), (1, 1), (2, 1)),
+    ("taps", (1, 2, 5, 6, 4), (3, 2, 2, 3, 2), (1, 1, 1), ((1, 1), (1, 0), (0, 1)), (1, 1, 1), (1, 1, 2)),
+    # transposed: stride-dilated input, cropping (negative) padding, sub-pixel phases in 1-d/3-d
+    ("taps", (2, 3, 5), (4, 3, 3), (1,), ((1, 2),), (2,), (1,)),
+    ("taps", (2, 3, 4, 5), (2, 3, 3, 2), (1, 1), ((-1, 0), (1, 2)), (3, 2), (2, 1)),
+    ("taps", (2, 3, 6), (4, 3, 3), (1,), ((4, 4),), (2,), (2,)),
+    ("taps", (1, 2, 1), (3, 2, 2), (1,), ((1, 1),), (4,), (1,)),
+    ("taps", (1, 2, 3, 2, 3), (3, 2, 3, 2, 1), (1, 1, 1), ((1, 2), (1, 1), (0, 0)), (2, 2, 3), (1, 2, 1)),
+    # stacked taps (tiny maps): strides, dilation, 1-d to 3-d
+    ("stacked", (2, 5, 2, 2), (4, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1)),
+    ("stacked", (1, 3, 7, 5), (2, 3, 3, 2), (2, 3), ((1, 0), (0, 1)), (1, 1), (2, 1)),
+    ("stacked", (2, 3, 4), (2, 3, 2), (2,), ((0, 1),), (1,), (1,)),
+    ("stacked", (1, 2, 3, 3, 3), (2, 2, 2, 2, 2), (2, 2, 2), ((0, 0), (0, 0), (0, 0)), (1, 1, 1), (1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("kind,xs,ws,stride,pairs,lhs,dil", CONV_CASES)
+def test_conv_lowerings_match_the_reference(kind, xs, ws, stride, pairs, lhs, dil, rng):
+    """Values, vjp, jvp, grad of grad and vmap(grad) equal plain lax.conv_general_dilated."""
+    x, w = jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws))
+
+    def ref(x, w):
+        return _ref_conv(x, w, stride, pairs, lhs, dil)
+
+    if kind == "taps":
+        def new(x, w):
+            return LC._cpu_conv(x, w, pairs, lhs, dil, None)
+    else:
+        def new(x, w):
+            return LC._stacked_taps_conv(x, w, stride, pairs, dil, None)
+
+    y = ref(x, w)
+    g = jnp.asarray(rng.standard_normal(y.shape))
+    t = (jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws)))
+    full = CONV_CASES.index((kind, xs, ws, stride, pairs, lhs, dil)) in (0, 4, 8)  # second order: a few cases
+    close(_conv_derivatives(new, full)(x, w, g, t), _conv_derivatives(ref, full)(x, w, g, t),
+          rtol=1e-9, atol=1e-10)
+
+
+def _conv_derivatives(fn, full):
+    """One jitted bundle: value, vjp, jvp and (``full``) grad of grad and vmap(grad) of ``fn(x, w)``."""
+
+    def second(x, w):
+        return jnp.sum(jax.grad(lambda x, w: jnp.sum(jnp.sin(fn(x, w))), argnums=1)(x, w) ** 2)
+
+    def run(x, w, g, t):
+        first = (fn(x, w), jax.vjp(fn, x, w)[1](g), jax.jvp(fn, (x, w), t)[1])
+        if not full:
+            return first
+        xb = jnp.stack([x, 2 * x])
+        grad_w = jax.vmap(jax.grad(lambda x, w: jnp.sum(fn(x, w) ** 2), argnums=1), (0, None))
+        return first + (jax.grad(second, argnums=(0, 1))(x, w), grad_w(xb, w))
+
+    return jax.jit(run)
+
+
+def _spy(monkeypatch):
+    """Record which path :func:`LC.conv` takes."""
+    seen = []
+    monkeypatch.setattr(LC, "_cpu_conv", lambda *a: seen.append("taps") or _ref_conv(
+        a[0], a[1], (1,) * (a[0].ndim - 2), a[2], a[3], a[4]))
+    monkeypatch.setattr(LC, "_stacked_taps_conv", lambda x, w, s, p, d, prec: seen.append("stacked") or _ref_conv(
+        x, w, s, p, None, d))
+    return seen
+
+
+def _call(xs, ws, stride, pairs, lhs=None, groups=1):
+    x, w = jnp.zeros(xs), jnp.zeros(ws)
+    seen = []
+
+    def ref(x, w, stride, pairs, lhs, dil, groups, precision):
+        seen.append("reference")
+        return lax.conv_general_dilated(x, w, stride, pairs, lhs_dilation=lhs, rhs_dilation=dil,
+                                        feature_group_count=groups)
+
+    LC.conv(x, w, stride=stride, pairs=pairs, dilation=(1,) * len(stride), groups=groups, lhs_dilation=lhs,
+            reference=ref)
+    return seen
+
+
+def test_conv_path_choice(monkeypatch):
+    """Which path the CPU lowering takes, with autotuning off (algorithmic wins only), and that
+    the reference setting always takes the reference."""
+    seen = _spy(monkeypatch)
+    monkeypatch.setattr(config, "get_autotune", lambda: False)
+    cpu = jax.default_backend() == "cpu"
+    p1 = ((1, 1), (1, 1))
+    assert _call((8, 64, 2, 2), (64, 64, 3, 3), (1, 1), p1) + seen == (["stacked"] if cpu else ["reference"])
+    seen.clear()
+    assert _call((8, 16, 16, 16), (32, 16, 3, 3), (1, 1), p1) == ["reference"]  # measured only: autotune off
+    assert _call((8, 16, 2, 2), (32, 8, 3, 3), (1, 1), p1, groups=2) == ["reference"]  # grouped
+    assert _call((2, 2, 5, 5), (3, 2, 7, 7), (1, 1), ((3, 3), (3, 3))) == ["reference"]  # 49 taps
+    assert seen == []
+    assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) + seen == (
+        ["taps"] if cpu else ["reference"])  # transposed: skips the dilated input's zeros
+    seen.clear()
+    with config.lowering("reference"):
+        assert _call((8, 64, 2, 2), (64, 64, 3, 3), (1, 1), p1) == ["reference"]
+        assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) == ["reference"]
+    assert seen == []
+
+
+def test_conv_autotune_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
+    """With autotuning on, a k x k convolution is timed against its candidates once per key; the
+    decision is kept per process and in the cache file, and the result is the convolution."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU lowering")
+    cache = tmp_path / "tune.json"
+    monkeypatch.setattr(config, "_autotune", {"on": True, "cache_file": str(cache)})
+    autotune.clear()
+    timed = []
+    real_time = autotune._time
+    monkeypatch.setattr(autotune, "_time", lambda fn, args, repeats: timed.append(1) or real_time(fn, args, 1))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 3, 6, 6)))
+    w = jnp.asarray(rng.standard_normal((4, 3, 3, 3)))
+    y = F.conv2d(x, w, padding=1)
+    close(y, _ref_conv(x, w, (1, 1), ((1, 1), (1, 1)), None, (1, 1)))
+    n = len(timed)
+    assert n >= 2  # the reference and at least one candidate
+    F.conv2d(x + 1, w, padding=1)
+    assert len(timed) == n  # same key: cached
+    stored = json.loads(cache.read_text())
+    assert len(stored) == 1 and list(stored.values())[0] in ("reference", "tap_weight_grad", "stacked_taps")
+    autotune.clear()
+    F.conv2d(x, w, padding=1)
+    assert len(timed) == n  # read back from disk
+    autotune.clear()
+
+
+# ------------------------------------------------------------------------- normalisation lowerings
+
+NORM_CASES = [
+    ("layer", (3, 4, 5), (2,), (5,)),
+    ("batch", (4, 3, 5), (0, 2), (1, 3, 1)),
+    ("group", (2, 2, 3, 4), (2, 3), (1, 2, 3, 1)),
+]
+
+
+@pytest.mark.parametrize("kind,shape,axes,pshape", NORM_CASES)
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+def test_fused_norm_matches_the_reference(kind, shape, axes, pshape, offset, rng):
+    """The CPU custom-JVP norm (guarded moments, both branches) equals the two-pass reference:
+    values, moments, vjp, jvp, second order, vmap."""
+    from jaxlayers.functional import normalization as N
+
+    x = jnp.asarray(offset + rng.standard_normal(shape))
+    w = jnp.asarray(rng.standard_normal(int(np.prod(pshape))))
+    b = jnp.asarray(rng.standard_normal(int(np.prod(pshape))))
+
+    def new(x, w, b):
+        return LN._fused_norm(x, w, b, 1e-5, axes, pshape)
+
+    def ref(x, w, b):
+        return N._reference_norm(x, w, b, 1e-5, axes, pshape)
+
+    g = jnp.asarray(rng.standard_normal(shape))
+    t = tuple(jnp.asarray(rng.standard_normal(a.shape)) for a in (x, w, b))
+
+    def bundle(fn):
+        def run(x, w, b, g, t):
+            out0 = lambda *a: fn(*a)[0]  # noqa: E731
+            hess = jax.hessian(lambda w: jnp.sum(jnp.sin(fn(x, w, b)[0])))(w)
+            xb = jnp.stack([x, 2 * x + 1])
+            vg = jax.vmap(jax.grad(lambda x: jnp.sum(fn(x, w, b)[0] * g)))(xb)
+            return fn(x, w, b), jax.vjp(out0, x, w, b)[1](g), jax.jvp(fn, (x, w, b), t)[1], hess, vg
+
+        return jax.jit(run)
+
+    close(bundle(new)(x, w, b, g, t), bundle(ref)(x, w, b, g, t), rtol=1e-8, atol=1e-9)
+
+
+def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
+    """Where the lowering does not apply, fused_norm and scale_trailing call the reference."""
+    calls = []
+    ref = lambda *a: calls.append("ref") or (a[0], a[0], a[0])  # noqa: E731
+    x = jnp.ones((2, 3))
+    with config.lowering("reference"):
+        LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
+        LN.scale_trailing(x, jnp.ones(3), reference=lambda y, w: calls.append("ref") or y * w)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
+    assert calls == ["ref", "ref", "ref"]

@@ -1,0 +1,428 @@
+"""jaxlayers.nnx: the NNX front end against torch (float64) and against its linen twin.
+
+One table of (layer, arguments, inputs) with one layer per family; each row is
+checked for torch's state_dict keys, torch's outputs and gradients (eval mode,
+weights loaded with ``load_state_dict``) and bit-equality with the linen layer in
+training mode (same weights, same explicit key).  Then the NNX-specific
+behaviour: train()/eval() (one trace per mode), running statistics over training
+steps, nnx.Optimizer vs linen + optax, split/merge, vmap, lazy layers, the
+containers, and that every linen Module class has an NNX counterpart.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from flax import nnx as fnnx
+
+import jaxlayers.nn as nn
+import jaxlayers.nnx as jnnx
+from jaxlayers import interop
+from oracle import close, to_numpy, to_torch
+
+F64 = {"param_dtype": jnp.float64}
+
+
+def _float_leaves(tree):
+    return [a for a in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)]
+
+
+def _torch_leaves(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for o in out if o is not None for t in _torch_leaves(o)]
+
+
+# name, args, kwargs (ours only add param_dtype), input shapes (ints: an int input with that many classes)
+CASES = {
+    "Linear": ((4, 3), {}, [(2, 4)]),
+    "Conv2d": ((2, 3, 3), {"padding": 1}, [(1, 2, 5, 5)]),
+    "ConvTranspose2d": ((2, 3, 3), {"stride": 2}, [(1, 2, 3, 3)]),
+    "BatchNorm2d": ((3,), {}, [(2, 3, 2, 2)]),
+    "LayerNorm": ((3,), {}, [(2, 3)]),
+    "GroupNorm": ((2, 4), {}, [(2, 4, 3)]),
+    "MaxPool2d": ((2,), {"return_indices": True}, [(1, 2, 4, 4)]),
+    "AdaptiveAvgPool2d": ((2,), {}, [(1, 2, 5, 5)]),
+    "Dropout": ((0.5,), {}, [(3, 4)]),
+    "Embedding": ((10, 3), {"padding_idx": 0}, [("int", (2, 3), 10)]),
+    "LSTM": ((3, 4), {"batch_first": True}, [(2, 3, 3)]),
+    "MultiheadAttention": ((4, 2), {}, [(3, 2, 4)] * 3),
+    "TransformerEncoderLayer": ((4, 2, 8), {}, [(3, 2, 4)]),
+    "PReLU": ((), {}, [(2, 3)]),
+    "Sequential": (None, {}, [(2, 4)]),
+}
+HAS_PARAMS = {"Linear", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding",
+              "LSTM", "MultiheadAttention", "TransformerEncoderLayer", "PReLU"}
+
+
+def _inputs(shapes, seed=0):
+    r = np.random.default_rng(seed)
+    return [r.integers(0, s[2], s[1]) if s[0] == "int" else r.standard_normal(s) for s in shapes]
+
+
+def _build(name, rngs):
+    """(torch module, NNX module, linen module) for one row."""
+    args, kwargs, _ = CASES[name]
+    if name == "Sequential":
+        tm = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+        ours = jnnx.Sequential(jnnx.Linear(4, 5, rngs=rngs, **F64), jnnx.Tanh(), jnnx.Linear(5, 2, rngs=rngs, **F64))
+        return tm, ours, nn.Sequential(nn.Linear(4, 5, **F64), nn.Tanh(), nn.Linear(5, 2, **F64))
+    extra = F64 if name in HAS_PARAMS else {}
+    tm = getattr(torch.nn, name)(*args, **kwargs)
+    return tm, getattr(jnnx, name)(*args, rngs=rngs, **kwargs, **extra), getattr(nn, name)(*args, **kwargs, **extra)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_layer_matches_torch_and_linen(name):
+    torch.manual_seed(0)
+    tm, ours, linen = _build(name, fnnx.Rngs(1))
+    sd = tm.state_dict()
+    # torch's keys, before any call (variables exist after construction); in torch's order except
+    # where the linen layer creates them in another order (the transformer layers' norms)
+    assert (sorted if name == "TransformerEncoderLayer" else list)(ours.state_dict()) == \
+        (sorted if name == "TransformerEncoderLayer" else list)(sd)
+    for key, value in ours.state_dict().items():
+        assert value.shape == tuple(sd[key].shape), key
+    ours.load_state_dict(sd)
+    close(ours.state_dict(), {k: v.numpy() for k, v in sd.items()})
+    inputs = _inputs(CASES[name][2])
+
+    # eval mode: outputs and gradients (input and every parameter) equal torch's
+    tm.eval()
+    ours.eval()
+    tin = [to_torch(a, requires_grad=a.dtype.kind == "f") for a in inputs]
+    tout = tm(*tin)
+    cots = [np.random.default_rng(7).standard_normal(t.shape) for t in _torch_leaves(tout) if t.is_floating_point()]
+    sum(((t * to_torch(c)).sum() for t, c in zip([t for t in _torch_leaves(tout) if t.is_floating_point()], cots)),
+        torch.zeros(())).backward()
+
+    def loss(model, *xs):
+        out = model(*xs)
+        return sum(jnp.sum(o * c) for o, c in zip(_float_leaves(out), cots)), out
+
+    diff = tuple(i + 1 for i, a in enumerate(inputs) if a.dtype.kind == "f")
+    vg = fnnx.jit(fnnx.value_and_grad(loss, argnums=(0, *diff), has_aux=True))
+    (_, out), grads = vg(ours, *inputs)
+    close(jax.tree_util.tree_leaves(out), [to_numpy(t) for t in jax.tree_util.tree_leaves(tout)])
+    param_grads = {".".join(map(str, p)): v.get_value() for p, v in fnnx.to_flat_state(grads[0])}
+    torch_grads = {k: p.grad.numpy() for k, p in tm.named_parameters() if p.grad is not None}
+    assert set(param_grads) == {k for k, _ in tm.named_parameters()}
+    close(param_grads, torch_grads)
+    for g, i in zip(grads[1:], diff):
+        close(g, tin[i - 1].grad.numpy())
+
+    # training mode: bit-equal to the linen layer with the same variables and key,
+    # running statistics updated in place as linen's mutable batch_stats
+    ours.train()
+    variables = interop.state_dict_to_variables(sd)
+    key = jax.random.key(3)
+    kwargs = {"train": True} if name != "Sequential" and "train" in _call_params(linen) else {}
+    if name == "Sequential":  # the NNX container splits the key per child: compare in eval mode instead
+        ours.eval()
+        kwargs = {"train": False}
+    mutable = ["batch_stats"] if kwargs.get("train") else False
+
+    @fnnx.jit  # both in one compile, the variables as arguments on both sides
+    def both(m, v, *xs):
+        got = m(*xs, rngs=key) if kwargs.get("train") else m(*xs)
+        return got, linen.apply(v, *xs, rngs={"dropout": key}, mutable=mutable, **kwargs)
+
+    got, want = both(ours, variables, *inputs)
+    if not mutable:
+        want = (want, {})
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want[0])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if "batch_stats" in want[1]:
+        close({k: v for k, v in ours.state_dict().items() if k in interop.flatten_variables(want[1]["batch_stats"])},
+              interop.flatten_variables(want[1]["batch_stats"]), rtol=0, atol=0)
+
+
+def _call_params(module):
+    import inspect
+
+    return inspect.signature(type(module).__call__).parameters
+
+
+def test_every_linen_module_has_an_nnx_counterpart():
+    """Generic: when a family lands in jaxlayers.nn, its NNX classes exist with no further code."""
+    names = getattr(nn, "__all__", None) or [n for n in dir(nn) if not n.startswith("_")]
+    modules = [n for n in names if isinstance(getattr(nn, n, None), type) and issubclass(getattr(nn, n), fnn.Module)]
+    assert len(modules) > 100
+    native = {"Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"}
+    for n in modules:
+        cls = getattr(jnnx, n)
+        assert issubclass(cls, fnnx.Module) and issubclass(cls, jnnx.Module), n
+        assert n in jnnx.__all__, n
+        if n not in native:
+            assert cls._linen_cls is getattr(nn, n), n
+    for n in native:
+        assert issubclass(getattr(jnnx, n), jnnx.Module)
+
+
+def _net(rngs, p=0.5):
+    return jnnx.Sequential(OrderedDict(
+        conv=jnnx.Conv2d(1, 2, 3, padding=1, rngs=rngs), bn=jnnx.BatchNorm2d(2, rngs=rngs), relu=jnnx.ReLU(),
+        flat=jnnx.Flatten(), drop=jnnx.Dropout(p, rngs=rngs), fc=jnnx.Linear(18, 3, rngs=rngs)))
+
+
+def test_train_eval_switch_and_one_trace_per_mode():
+    model = _net(fnnx.Rngs(0))
+    assert model.training and model.bn.training and model.drop.training
+    traces = []
+
+    @fnnx.jit
+    def fwd(m, x):
+        traces.append(1)
+        return m(x)
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 1, 3, 3)), jnp.float32)
+    a, b = fwd(model, x), fwd(model, x)
+    assert not np.array_equal(a, b)  # a new dropout mask per call
+    assert int(model.bn.num_batches_tracked[...]) == 2
+    assert model.eval() is model and not model.training and not model.drop.training
+    c, d = fwd(model, x), fwd(model, x)
+    np.testing.assert_array_equal(c, d)
+    assert int(model.bn.num_batches_tracked[...]) == 2  # eval: running stats untouched
+    model.train()
+    fwd(model, x)
+    assert len(traces) == 2  # one trace per mode
+    # Flax's own flags: nnx.view, set_attributes; a flax nnx.Dropout child follows train()/eval()
+    view = fnnx.view(model, deterministic=True, use_running_average=True)
+    assert not view.bn.training and not view.drop.training and model.bn.training
+    model.set_attributes(use_running_average=True)  # freeze BatchNorm, keep dropout
+    assert not model.bn.training and model.drop.training
+    mixed = jnnx.Sequential(jnnx.Linear(3, 3, rngs=fnnx.Rngs(0)), fnnx.Dropout(0.5, rngs=fnnx.Rngs(1)))
+    mixed.eval()
+    assert mixed[1].deterministic
+    x = jnp.ones((2, 3))
+    np.testing.assert_array_equal(mixed(x), mixed[0](x))
+    with pytest.raises(TypeError, match="train: mode must be a bool"):
+        model.train("yes")
+
+
+def test_batchnorm_buffers_match_torch_after_training_steps():
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3, momentum=0.2))
+    ours = jnnx.Sequential(jnnx.Conv2d(2, 3, 3, rngs=fnnx.Rngs(0), **F64),
+                           jnnx.BatchNorm2d(3, momentum=0.2, rngs=fnnx.Rngs(0), **F64))
+    ours.load_state_dict(tm.state_dict())
+    step = fnnx.jit(lambda m, x: m(x))
+    for i in range(3):
+        x = np.random.default_rng(i).standard_normal((4, 2, 5, 5))
+        close(step(ours, x), tm(to_torch(x)))
+    sd = tm.state_dict()
+    assert int(sd["1.num_batches_tracked"]) == 3
+    close(ours.state_dict(), {k: v.numpy() for k, v in sd.items()})
+
+
+def test_optimizer_step_equals_linen_and_optax():
+    rngs = fnnx.Rngs(0)
+    model = jnnx.Sequential(jnnx.Linear(4, 6, rngs=rngs, **F64), jnnx.BatchNorm1d(6, rngs=rngs, **F64),
+                            jnnx.ReLU(), jnnx.Linear(6, 2, rngs=rngs, **F64))
+    linen = nn.Sequential(nn.Linear(4, 6, **F64), nn.BatchNorm1d(6, **F64), nn.ReLU(), nn.Linear(6, 2, **F64))
+    variables = interop.state_dict_to_variables(model.state_dict())
+    tx = optax.sgd(0.1, momentum=0.9)
+    x, y = np.random.default_rng(0).standard_normal((8, 4)), np.random.default_rng(1).standard_normal((8, 2))
+
+    opt = fnnx.Optimizer(model, tx, wrt=fnnx.Param)
+
+    @fnnx.jit
+    def nnx_step(model, opt):
+        loss, grads = fnnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
+        opt.update(model, grads)
+        return loss
+
+    def linen_loss(params, stats):
+        out, upd = linen.apply({"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
+        return jnp.mean((out - y) ** 2), upd["batch_stats"]
+
+    params, stats, opt_state = variables["params"], variables["batch_stats"], tx.init(variables["params"])
+    @jax.jit
+    def linen_step(params, stats, opt_state):
+        (loss, stats), grads = jax.value_and_grad(linen_loss, has_aux=True)(params, stats)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return loss, optax.apply_updates(params, updates), stats, opt_state
+
+    for _ in range(2):
+        loss = nnx_step(model, opt)
+        want_loss, params, stats, opt_state = linen_step(params, stats, opt_state)
+        close(loss, want_loss, rtol=1e-13)
+    close(model.state_dict(), interop.variables_to_state_dict({"params": params, "batch_stats": stats}), rtol=1e-12)
+
+
+def test_split_merge_state_dict_round_trip_and_strict_report():
+    model = _net(fnnx.Rngs(0)).eval()
+    x = jnp.ones((2, 1, 3, 3))
+    graphdef, state = fnnx.split(model)
+    merged = fnnx.merge(graphdef, state)
+    np.testing.assert_array_equal(merged(x), model(x))
+    assert list(merged.state_dict()) == list(model.state_dict())  # torch's order survives merge
+    other = _net(fnnx.Rngs(5)).eval()
+    assert not np.array_equal(other(x), model(x))
+    report = other.load_state_dict(model.state_dict())
+    assert report.ok
+    np.testing.assert_array_equal(other(x), model(x))
+    assert [k for k, _ in model.named_parameters()] == ["conv.weight", "conv.bias", "bn.weight", "bn.bias",
+                                                        "fc.weight", "fc.bias"]
+    assert [k for k, _ in model.named_buffers()] == ["bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
+    assert len(list(model.parameters())) == 6 and all(isinstance(p, fnnx.Param) for p in model.parameters())
+    assert [n for n, _ in model.named_children()] == ["conv", "bn", "relu", "flat", "drop", "fc"]
+    assert len(list(model.modules())) == 7 and list(model.children())[0] is model.conv
+    assert isinstance(model.state_dict(keep_vars=True)["bn.running_mean"], fnnx.BatchStat)
+
+    sd = model.state_dict()
+    bad = {k: v for k, v in sd.items() if k != "fc.bias"}
+    bad["fc.extra"] = np.zeros(1)
+    bad["conv.weight"] = np.zeros((1, 1, 1, 1))
+    with pytest.raises(interop.StateDictMismatchError) as err:
+        other.load_state_dict(bad)
+    msg = str(err.value)
+    assert "fc.bias" in msg and "fc.extra" in msg and "conv.weight" in msg
+    del bad["conv.weight"]
+    report = other.load_state_dict(bad, strict=False)
+    assert report.missing == ("conv.weight", "fc.bias") and report.unexpected == ("fc.extra",)
+
+
+def test_vmap_ensemble_scan_and_vmap_over_inputs():
+    @fnnx.split_rngs(splits=3)
+    @fnnx.vmap(in_axes=(0,), out_axes=0)
+    def ensemble(rngs):
+        return jnnx.Linear(4, 4, rngs=rngs)
+
+    models = ensemble(fnnx.Rngs(0))
+    assert models.weight.shape == (3, 4, 4)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((5, 4)), jnp.float32)
+    w, b = np.asarray(models.weight[...], np.float64), np.asarray(models.bias[...], np.float64)
+    out = fnnx.vmap(lambda m, x: m(x), in_axes=(0, None))(models, x)
+    close(out, np.einsum("ni,koi->kno", np.asarray(x), w) + b[:, None], rtol=1e-5, atol=1e-6)
+
+    @fnnx.scan(in_axes=(fnnx.Carry, 0), out_axes=fnnx.Carry)
+    def stack(x, layer):  # the three layers applied in turn, one compiled body
+        return layer(x)
+
+    want = np.asarray(x, np.float64)
+    for k in range(3):
+        want = want @ w[k].T + b[k]
+    close(stack(x, models), want, rtol=1e-5, atol=1e-5)
+    single = jnnx.Linear(4, 2, rngs=fnnx.Rngs(0))
+    close(fnnx.vmap(lambda m, x: m(x), in_axes=(None, 0))(single, x[:, None]), single(x)[:, None], rtol=1e-6)
+
+
+def test_lazy_layers_create_variables_at_the_first_call():
+    linen = nn.LazyConv2d(4, 3, padding=1)
+    model = jnnx.LazyConv2d(4, 3, padding=1, rngs=fnnx.Rngs(0))
+    assert model.state_dict() == {}
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 2, 4, 4)), jnp.float32)
+    y = fnnx.jit(lambda m, x: m(x))(model, x)  # created inside nnx.jit, propagated out
+    assert {k: v.shape for k, v in model.state_dict().items()} == {"weight": (4, 2, 3, 3), "bias": (4,)}
+    np.testing.assert_array_equal(y, linen.apply(interop.state_dict_to_variables(model.state_dict()), x))
+    np.testing.assert_array_equal(model(x), y)
+    with pytest.raises(ValueError, match="LazyConv2d"):
+        model(jnp.ones((1, 3, 4, 4)))
+
+
+def test_embedding_from_pretrained_and_from_linen():
+    table = np.arange(12.0).reshape(4, 3)
+    emb = jnnx.Embedding.from_pretrained(table)
+    np.testing.assert_array_equal(emb(jnp.array([2, 0])), table[[2, 0]])
+    linen = nn.LayerNorm(3)
+    variables = linen.init(jax.random.key(0), jnp.ones((1, 3)))
+    wrapped = jnnx.from_linen(linen, variables)
+    assert isinstance(wrapped, jnnx.LayerNorm) and list(wrapped.state_dict()) == ["weight", "bias"]
+    x = jnp.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(wrapped(x), linen.apply(variables, x))
+
+
+def test_containers_use_torch_keys():
+    class Net(jnnx.Module):
+        def __init__(self, rngs):
+            self.blocks = jnnx.ModuleDict({"conv": jnnx.Conv2d(1, 2, 3, rngs=rngs), "act": jnnx.ReLU()})
+            self.heads = jnnx.ModuleList([jnnx.Linear(2, 2, rngs=rngs) for _ in range(3)])
+            self.scales = jnnx.ParameterList([jnp.ones(2), jnp.zeros((2, 2))])
+            self.extra = jnnx.ParameterDict({"shift": jnp.zeros(3)})
+
+    class TNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleDict({"conv": torch.nn.Conv2d(1, 2, 3), "act": torch.nn.ReLU()})
+            self.heads = torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)])
+            self.scales = torch.nn.ParameterList([torch.ones(2), torch.zeros(2, 2)])
+            self.extra = torch.nn.ParameterDict({"shift": torch.zeros(3)})
+
+    net, tnet = Net(fnnx.Rngs(0)), TNet()
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    net.load_state_dict(tnet.state_dict())
+    close(net.heads[1].weight[...], tnet.heads[1].weight.detach().numpy(), rtol=1e-6)
+    net.eval()
+    assert not net.heads[2].training
+    ml = net.heads
+    assert len(ml) == 3 and ml[-1] is ml[2] and len(ml[1:]) == 2 and ml[1:][0] is ml[1]
+    first = ml[0]
+    del ml[0]
+    assert len(ml) == 2 and [k for k, _ in ml.named_children()] == ["0", "1"] and ml[0] is not first
+    ml.insert(0, first)
+    assert ml[0] is first and len(ml) == 3
+    assert "conv" in net.blocks and list(net.blocks.keys()) == ["conv", "act"]
+    assert isinstance(net.scales[1], fnnx.Param) and net.extra["shift"].shape == (3,)
+    seq = jnnx.Sequential(jnnx.Linear(2, 2, rngs=fnnx.Rngs(0)), jax.nn.relu)
+    assert len(seq) == 2 and list(seq)[1] is jax.nn.relu and seq.append(jnnx.Tanh())[2] is not None
+    assert list(seq[1:].state_dict()) == [] and list(seq[:1].state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_errors_name_the_layer():
+    with pytest.raises(TypeError, match="Linear: creating its parameters needs a key"):
+        jnnx.Linear(4, 3)
+    with pytest.raises(ValueError, match="Conv2d"):
+        jnnx.Conv2d(3, 4, 3, groups=2, rngs=fnnx.Rngs(0))  # the linen dataclass's check, run once
+    with pytest.raises(ValueError, match=r"Linear: expected input with last dimension 4"):
+        jnnx.Linear(4, 3, rngs=fnnx.Rngs(0))(jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match="Dropout: training mode needs randomness"):
+        jnnx.Dropout(0.5)(jnp.ones(3))
+    np.testing.assert_array_equal(jnnx.Dropout(0.5).eval()(jnp.ones(3)), jnp.ones(3))
+    with pytest.raises(TypeError, match="Dropout: rngs must be"):
+        jnnx.Dropout(0.5, rngs="seed")
+    with pytest.raises(TypeError, match="Sequential: child '0' is a flax.linen module"):
+        jnnx.Sequential(nn.ReLU())
+    with pytest.raises(TypeError, match="Sequential: child '0' is not callable"):
+        jnnx.Sequential(3)
+    with pytest.raises(IndexError, match="ModuleList: index 3 is out of range for 1"):
+        jnnx.ModuleList([jnnx.ReLU()])[3]
+    with pytest.raises(KeyError, match="no dots"):
+        jnnx.ModuleDict({"a.b": jnnx.ReLU()})
+    with pytest.raises(KeyError, match="ModuleDict: no entry 'x'"):
+        jnnx.ModuleDict()["x"]
+    with pytest.raises(TypeError, match="ParameterList: entry '0' must be an array"):
+        jnnx.ParameterList(["w"])
+    with pytest.raises(TypeError, match="LinenLayer is abstract"):
+        jnnx.LinenLayer()
+    with pytest.raises(TypeError, match="from_linen: expected a flax.linen Module"):
+        jnnx.from_linen(jnnx.ReLU())
+
+
+def test_nnx_trainer_config_and_tiny_run(tmp_path):
+    import pathlib
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "examples"))
+    import nnx_train
+    import train_classifier as tc
+    from config import ConfigError, load_config
+
+    cfg = load_config(tc.Config, root / "configs" / "digits_cnn_nnx.yaml",
+                      ["model.channels=[4]", "model.convs_per_stage=1", "data.subset=256", "train.batch_size=32",
+                       "train.epochs=1", "train.eval_batch_size=64"])
+    assert cfg.model.frontend == "nnx"
+    with pytest.raises(ConfigError, match="model.frontend must be 'linen' or 'nnx'"):
+        load_config(tc.Config, root / "configs" / "digits_cnn.yaml", ["model.frontend=torch"])
+    model, history = nnx_train.train_nnx(cfg, tmp_path, log=lambda *a: None)
+    assert len(history) == 1 and np.isfinite(history[0]["test_loss"])
+    assert int(model.state_dict()["bn0_0.num_batches_tracked"]) == 256 * 3 // 4 // 32
+    saved = interop.load_safetensors(tmp_path / "model.safetensors")
+    assert list(saved) == sorted(model.state_dict())

@@ -1,0 +1,210 @@
+"""Every public function under every JAX transform, in float64, under both engine settings.
+
+A table gives each function of ``jaxlayers.functional`` a small input away from
+kinks and ties.  For each entry and setting:
+
+* ``jax.test_util.check_grads(..., order=2, modes=("fwd", "rev"))`` — reverse
+  and forward mode (so ``jvp``, ``linearize``, ``jacfwd``, ``hessian``) to second
+  order, against finite differences;
+* one jitted bundle of ``vmap``, ``vmap(grad)``, ``jax.checkpoint`` and a
+  ``lax.scan`` body, each compared with plain calls.
+
+``test_table_covers_the_public_surface`` fails when a public function has no
+row, so a new family cannot skip this.  Families with lowerings
+(``LOWERED_FAMILIES``) run under ``"reference"`` and ``"auto"``; for the others
+the two settings run the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+import jaxlayers.functional as F
+from jaxlayers import config
+from oracle import close
+
+LOWERED_FAMILIES = {"conv", "normalization", "pooling"}
+KEY = jax.random.key(0)
+
+# points where some function has a kink: inputs keep away from them
+_KINKS = np.array([0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 6.0, 2.0, -2.0])
+
+
+def _x(*shape, seed=0, scale=1.0, positive=False):
+    """Distinct values, at least 0.05 from every kink (and from each other by >= 1e-3)."""
+    n = int(np.prod(shape))
+    rng = np.random.default_rng(seed + 17 * n)
+    v = rng.permutation(np.linspace(0.07, 1.9, n)) * (1 if positive else rng.choice([-1, 1], n))
+    for k in _KINKS:
+        near = np.abs(v - k) < 0.05
+        v[near] = k + 0.06 * np.sign(v[near] - k + 1e-9)
+    return jnp.asarray(v.reshape(shape) * scale)
+
+
+def _nbatch(rows):
+    return {name: row for name, row in rows}
+
+
+# name -> (function of float arrays, example arrays)
+ROWS = [
+    # activation
+    *[(n, (getattr(F, n), (_x(2, 5),))) for n in (
+        "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "logsigmoid",
+        "tanh", "hardtanh", "hardswish", "hardsigmoid", "hardshrink", "softshrink", "tanhshrink", "softsign",
+        "softplus")],
+    ("prelu", (F.prelu, (_x(2, 3, 4), _x(3, seed=1, positive=True) * 0.2))),
+    ("threshold", (lambda x: F.threshold(x, 0.5, -2.0), (_x(2, 5),))),
+    ("glu", (lambda x: F.glu(x, -1), (_x(2, 6),))),
+    ("softmax", (lambda x: F.softmax(x, dim=-1), (_x(2, 5),))),
+    ("log_softmax", (lambda x: F.log_softmax(x, dim=-1), (_x(2, 5),))),
+    ("softmin", (lambda x: F.softmin(x, dim=-1), (_x(2, 5),))),
+    ("softmax2d", (F.softmax2d, (_x(1, 3, 2, 2),))),
+    # attention
+    ("scaled_dot_product_attention", (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                                      (_x(1, 2, 3, 4), _x(1, 2, 3, 4, seed=1), _x(1, 2, 3, 4, seed=2)))),
+    ("multi_head_attention_forward", (
+        lambda q, w, ow: F.multi_head_attention_forward(q, q, q, 4, 2, w, None, None, None, False, 0.0, ow, None,
+                                                        need_weights=False)[0],
+        (_x(3, 1, 4), _x(12, 4, seed=1, scale=0.5), _x(4, 4, seed=2, scale=0.5)))),
+    # convolution
+    ("conv1d", (lambda x, w, b: F.conv1d(x, w, b, padding=1), (_x(1, 2, 5), _x(3, 2, 3, seed=1), _x(3, seed=2)))),
+    ("conv2d", (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=1), (_x(1, 2, 4, 4), _x(2, 2, 3, 3, seed=1)))),
+    ("conv3d", (lambda x, w: F.conv3d(x, w, padding=1), (_x(1, 1, 3, 3, 3), _x(2, 1, 2, 2, 2, seed=1)))),
+    ("conv_transpose1d", (lambda x, w: F.conv_transpose1d(x, w, stride=2, padding=1),
+                          (_x(1, 2, 4), _x(2, 3, 3, seed=1)))),
+    ("conv_transpose2d", (lambda x, w: F.conv_transpose2d(x, w, stride=2),
+                          (_x(1, 2, 3, 3), _x(2, 2, 2, 2, seed=1)))),
+    ("conv_transpose3d", (lambda x, w: F.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1),
+                          (_x(1, 1, 2, 2, 2), _x(1, 2, 3, 3, 3, seed=1)))),
+    # dropout (a fixed key: a fixed linear map)
+    *[(n, (lambda x, n=n: getattr(F, n)(x, 0.4, training=True, key=KEY), (_x(2, 3, 4),))) for n in (
+        "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")],
+    # linear
+    ("linear", (F.linear, (_x(2, 3), _x(4, 3, seed=1), _x(4, seed=2)))),
+    ("bilinear", (F.bilinear, (_x(2, 3), _x(2, 2, seed=1), _x(4, 3, 2, seed=2), _x(4, seed=3)))),
+    # normalisation
+    ("batch_norm", (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True).output,
+                    (_x(3, 2, 4), _x(2, seed=1), _x(2, seed=2)))),
+    ("instance_norm", (lambda x, w: F.instance_norm(x, weight=w).output, (_x(2, 2, 4), _x(2, seed=1)))),
+    ("layer_norm", (lambda x, w, b: F.layer_norm(x, (4,), w, b), (_x(3, 4), _x(4, seed=1), _x(4, seed=2)))),
+    ("group_norm", (lambda x, w: F.group_norm(x, 2, w), (_x(2, 4, 3), _x(4, seed=1)))),
+    ("rms_norm", (lambda x, w: F.rms_norm(x, (4,), w), (_x(3, 4), _x(4, seed=1)))),
+    ("local_response_norm", (lambda x: F.local_response_norm(x, 3), (_x(2, 4, 3),))),
+    ("switch_norm", (lambda x, w: F.switch_norm(x, None, None, w, None, training=True).output,
+                     (_x(3, 2, 4), _x(2, seed=1)))),
+    # padding
+    ("pad", (lambda x: F.pad(x, (1, 2, 2, 1), mode="reflect"), (_x(1, 2, 4, 4),))),
+    # pooling
+    ("max_pool1d", (lambda x: F.max_pool1d(x, 2, 1), (_x(1, 2, 5),))),
+    ("max_pool2d", (lambda x: F.max_pool2d(x, 3, 2, 1), (_x(1, 2, 5, 5),))),
+    ("max_pool3d", (lambda x: F.max_pool3d(x, 2), (_x(1, 1, 4, 4, 4),))),
+    *[(f"max_unpool{d}d", (
+        lambda x, d=d: getattr(F, f"max_unpool{d}d")(
+            x, *getattr(F, f"max_pool{d}d")(jnp.arange(4.0 ** d).reshape((1, 1) + (4,) * d), 2,
+                                            return_indices=True)[1:], 2),
+        (_x(*(1, 1) + (2,) * d),))) for d in (1, 2, 3)],
+    ("avg_pool1d", (lambda x: F.avg_pool1d(x, 3, 2, 1, ceil_mode=True), (_x(1, 2, 6),))),
+    ("avg_pool2d", (lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), (_x(1, 2, 5, 5),))),
+    ("avg_pool3d", (lambda x: F.avg_pool3d(x, 2, divisor_override=3), (_x(1, 1, 4, 4, 4),))),
+    ("adaptive_avg_pool1d", (lambda x: F.adaptive_avg_pool1d(x, 3), (_x(1, 2, 7),))),
+    ("adaptive_avg_pool2d", (lambda x: F.adaptive_avg_pool2d(x, (3, 2)), (_x(1, 2, 5, 5),))),
+    ("adaptive_avg_pool3d", (lambda x: F.adaptive_avg_pool3d(x, 2), (_x(1, 1, 3, 3, 3),))),
+    ("adaptive_max_pool1d", (lambda x: F.adaptive_max_pool1d(x, 3), (_x(1, 2, 7),))),
+    ("adaptive_max_pool2d", (lambda x: F.adaptive_max_pool2d(x, (3, 2)), (_x(1, 2, 5, 5),))),
+    ("adaptive_max_pool3d", (lambda x: F.adaptive_max_pool3d(x, 2), (_x(1, 1, 3, 3, 3),))),
+    ("lp_pool1d", (lambda x: F.lp_pool1d(x, 2, 2), (_x(1, 2, 6, positive=True),))),
+    ("lp_pool2d", (lambda x: F.lp_pool2d(x, 3, 2), (_x(1, 2, 4, 4, positive=True),))),
+    ("lp_pool3d", (lambda x: F.lp_pool3d(x, 2, 2), (_x(1, 1, 2, 2, 2, positive=True),))),
+    # recurrent (weights closed over: the input and state are differentiated)
+    *[(n, (lambda x, h, n=n: getattr(F, n)(x, h, _x(3 * g, 3, seed=1), _x(3 * g, 3, seed=2),
+                                           _x(3 * g, seed=3), _x(3 * g, seed=4)),
+           (_x(2, 3), _x(2, 3, seed=5)))) for n, g in (("rnn_tanh_cell", 1 / 3), ("rnn_relu_cell", 1 / 3),
+                                                     ("gru_cell", 1))],
+    ("lstm_cell", (lambda x, h, c: jnp.stack(F.lstm_cell(x, (h, c), _x(12, 3, seed=1), _x(12, 3, seed=2))),
+                   (_x(2, 3), _x(2, 3, seed=5), _x(2, 3, seed=6)))),
+    *[(n, (lambda x, h, n=n, g=g: getattr(F, n)(x, h, [_x(g * 3, 2, seed=1), _x(g * 3, 3, seed=2),
+                                                       _x(g * 3, seed=3), _x(g * 3, seed=4)])[0],
+           (_x(4, 1, 2, scale=0.5), _x(1, 1, 3, seed=5)))) for n, g in (("rnn_tanh", 1), ("rnn_relu", 1),
+                                                                       ("gru", 3))],
+    ("rnn", (lambda x, h: F.rnn(x, h, [_x(3, 2, seed=1), _x(3, 3, seed=2)], bias=False)[0],
+             (_x(4, 1, 2, scale=0.5), _x(1, 1, 3, seed=5)))),
+    ("lstm", (lambda x, h, c: F.lstm(x, (h, c), [_x(12, 2, seed=1), _x(12, 3, seed=2), _x(12, seed=3),
+                                                  _x(12, seed=4)])[0],
+              (_x(4, 1, 2, scale=0.5), _x(1, 1, 3, seed=5), _x(1, 1, 3, seed=6)))),
+    # sparse
+    ("embedding", (lambda w: F.embedding(jnp.array([[0, 2], [3, 2]]), w), (_x(4, 3),))),
+    ("embedding_renorm", (lambda w: F.embedding_renorm(w, jnp.array([0, 2]), 0.5), (_x(4, 3),))),
+    ("embedding_bag", (lambda w, s: F.embedding_bag(jnp.array([0, 2, 1, 3, 2]), w, jnp.array([0, 2]),
+                                                    mode="sum", per_sample_weights=s),
+                       (_x(4, 3), _x(5, seed=1)))),
+]
+TABLE = dict(ROWS)
+
+# public names that are not array functions (types, name helpers)
+NOT_FUNCTIONS = {"NormOutput", "rnn_weight_names"}
+
+
+def _public_functions() -> dict[str, str]:
+    names = {}
+    for m in pkgutil.iter_modules(F.__path__):
+        if m.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"jaxlayers.functional.{m.name}")
+        for n in getattr(mod, "__all__", ()):
+            names[n] = m.name
+    return names
+
+
+FAMILY = _public_functions()
+
+
+def test_table_covers_the_public_surface():
+    missing = sorted(set(FAMILY) - set(TABLE) - NOT_FUNCTIONS)
+    assert not missing, f"functions without a row in the transform table: {missing}"
+    assert len(ROWS) == len(TABLE), "duplicate rows"
+
+
+def _cases():
+    for name in sorted(TABLE):
+        settings = ("reference", "auto") if FAMILY.get(name) in LOWERED_FAMILIES else ("auto",)
+        for s in settings:
+            yield pytest.param(name, s, id=f"{name}-{s}")
+
+
+def _bundle(fn, n_args):
+    """One jit of: ``vmap``, ``vmap(grad)``, ``jax.checkpoint``, ``grad(checkpoint)`` and a ``lax.scan``
+    body of ``fn``, beside the plain calls they must equal."""
+    argnums = tuple(range(n_args))
+
+    def loss(*a):
+        return jnp.sum(jnp.sin(fn(*a)))
+
+    def run(*args):
+        second = [0.5 * a + 0.03 for a in args]
+        batched = [jnp.stack([a, b]) for a, b in zip(args, second)]
+        _, scanned = lax.scan(lambda c, _: (c, fn(*args)), 0.0, None, length=2)
+        transformed = (jax.vmap(fn)(*batched), jax.vmap(jax.grad(loss, argnums))(*batched),
+                       jax.checkpoint(fn)(*args), jax.grad(jax.checkpoint(loss), argnums)(*args), scanned[1])
+        g1, g2 = jax.grad(loss, argnums)(*args), jax.grad(loss, argnums)(*second)
+        plain = (jnp.stack([fn(*args), fn(*second)]), [jnp.stack([u, v]) for u, v in zip(g1, g2)],
+                 fn(*args), g1, fn(*args))
+        return transformed, plain
+
+    return jax.jit(run)
+
+
+@pytest.mark.parametrize("name,setting", list(_cases()))
+def test_every_transform(name, setting):
+    fn, args = TABLE[name]
+    with config.lowering(setting):
+        check_grads(jax.jit(fn), args, order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
+        transformed, plain = _bundle(fn, len(args))(*args)
+        close(transformed, plain, rtol=1e-9, atol=1e-12)
