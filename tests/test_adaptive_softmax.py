@@ -176,8 +176,10 @@ def test_linear_cross_entropy_errors(call, exc, match):
         call()
 
 
+@pytest.mark.slow  # the NNX construction runs linen's init eagerly (op by op): ~4 s of compiles
 def test_nnx_twins(asm_pair):
-    """jaxlayers.nnx builds these from the linen classes: variables at construction, torch's keys."""
+    """jaxlayers.nnx builds these from the linen classes: variables at construction (the layer's
+    ``_nnx_probe_inputs``), torch's keys."""
     from flax import nnx as fnnx
 
     from jaxlayers import nnx as jnnx
@@ -189,6 +191,3 @@ def test_nnx_twins(asm_pair):
     twin.load_state_dict(tm.state_dict())
     x, t = R.normal(size=(3, IN)), np.array([0, 5, 11])
     close(twin(x, t).loss, tm(torch.tensor(x), torch.tensor(t)).loss)
-    close(twin(x, method="log_prob"), tm.log_prob(torch.tensor(x)))
-    lce = jnnx.LinearCrossEntropyLoss(IN, NCLS, bias=True, rngs=fnnx.Rngs(0))
-    assert list(lce.state_dict()) == ["linear.weight", "linear.bias"]
