@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python benchmarks/run.py [family ...] [--quick]``.
 
-Families are the ``bench_<family>.py`` files beside this one (conv, linear, models,
+Families are the ``bench_<family>.py`` files beside this one (conv, linear, loss, models,
 norm, pool, sparse, recurrent, attention, train, nnx, ...); none named runs all.
 Prints one table: medians of jit-compiled forward and forward+backward for
 jaxlayers, flax.linen and torch, their ratios, and compile times.

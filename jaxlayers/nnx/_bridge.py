@@ -106,6 +106,9 @@ def _probe_inputs(module: fnn.Module) -> tuple | None:
     layer's own shape checks.  It reads the constructor's field names (``in_channels``,
     ``num_features``, ``in_features``, ...), not a per-layer table.
     """
+    custom = getattr(type(module), "_nnx_probe_inputs", None)
+    if custom is not None:  # a layer the rules below do not describe (a loss with parameters: index targets)
+        return custom(module)
     f32 = jnp.float32
     n = _required_inputs(module)
     if isinstance(getattr(module, "in_channels", None), int):  # convolutions

@@ -1,0 +1,543 @@
+"""Losses against torch (float64): every loss, option and reduction, outputs and gradients
+(input, differentiable targets, weights), legacy arguments, modules, jit/vmap, higher-order
+gradients, half precision, CTC, and every error path."""
+
+import warnings
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from absl.testing import parameterized
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+from oracle import close, to_numpy, to_torch
+
+from jaxlayers import functional as F
+from jaxlayers import nn
+
+R = np.random.default_rng(0)
+
+
+def _n(*shape, scale=1.0, shift=0.0):
+    return R.normal(size=shape) * scale + shift
+
+
+def _u(*shape, lo=0.05, hi=0.95):
+    return R.uniform(lo, hi, size=shape)
+
+
+def _pm1(*shape):
+    return np.where(R.uniform(size=shape) < 0.5, -1.0, 1.0)
+
+
+def _idx(high, *shape):
+    return R.integers(0, high, size=shape)
+
+
+def _probs(*shape, axis=1):
+    p = R.uniform(0.1, 1.0, size=shape)
+    return p / p.sum(axis=axis, keepdims=True)
+
+
+W = ("weight", "pos_weight")  # torch does not differentiate these (test_weight_gradients checks ours)
+
+# name, functional name, arrays (keyword -> array; floats are differentiated unless listed in nograd),
+# kwargs, arrays not differentiated, torch function (None: same name)
+CASES = [
+    ("ce_idx", "cross_entropy", dict(input=_n(3, 4), target=np.array([0, 3, 1])), {}, ()),
+    ("ce_idx_w", "cross_entropy", dict(input=_n(3, 4), target=np.array([0, 3, 1]), weight=_u(4)), {}, W),
+    ("ce_ignore_w", "cross_entropy", dict(input=_n(4, 3), target=np.array([0, 2, 1, 2]), weight=_u(3)),
+     dict(ignore_index=2), W),
+    ("ce_ignore_default", "cross_entropy", dict(input=_n(3, 3), target=np.array([0, -100, 1])), {}, ()),
+    ("ce_smooth", "cross_entropy", dict(input=_n(3, 4), target=np.array([0, 3, 1])), dict(label_smoothing=0.2), ()),
+    ("ce_smooth_w_ignore", "cross_entropy", dict(input=_n(4, 4), target=np.array([0, 3, 1, 3]), weight=_u(4)),
+     dict(label_smoothing=0.3, ignore_index=3), W),
+    ("ce_kdim", "cross_entropy", dict(input=_n(2, 3, 2, 2), target=_idx(3, 2, 2, 2), weight=_u(3)), {}, W),
+    ("ce_kdim_smooth", "cross_entropy", dict(input=_n(2, 3, 2), target=_idx(3, 2, 2)), dict(label_smoothing=0.1), ()),
+    ("ce_unbatched", "cross_entropy", dict(input=_n(5), target=np.array(2)), {}, ()),
+    ("ce_probs", "cross_entropy", dict(input=_n(3, 4), target=_probs(3, 4)), {}, ()),
+    ("ce_probs_w_smooth", "cross_entropy", dict(input=_n(3, 4), target=_probs(3, 4), weight=_u(4)),
+     dict(label_smoothing=0.25), W),
+    ("ce_probs_kdim", "cross_entropy", dict(input=_n(2, 3, 2), target=_probs(2, 3, 2)), {}, ()),
+    ("ce_probs_unbatched", "cross_entropy", dict(input=_n(4), target=_probs(4, axis=0)), {}, ()),
+    ("nll", "nll_loss", dict(input=np.log(_probs(3, 4)), target=np.array([1, 0, 3])), {}, ()),
+    ("nll_w_ignore", "nll_loss", dict(input=_n(4, 3), target=np.array([1, 0, 2, 0]), weight=_u(3)),
+     dict(ignore_index=0), W),
+    ("nll_kdim", "nll_loss", dict(input=_n(2, 3, 2, 2), target=_idx(3, 2, 2, 2)), {}, ()),
+    ("bce", "binary_cross_entropy", dict(input=_u(3, 4), target=_u(3, 4)), {}, ()),
+    ("bce_w", "binary_cross_entropy", dict(input=_u(3, 4), target=_u(3, 4), weight=_u(4)), {}, W),
+    ("bcel", "binary_cross_entropy_with_logits", dict(input=_n(3, 4, scale=3), target=_u(3, 4)), {}, ()),
+    ("bcel_w_pos", "binary_cross_entropy_with_logits",
+     dict(input=_n(3, 4, scale=3), target=_u(3, 4), weight=_u(3, 1), pos_weight=_u(4, hi=3.0)), {}, W),
+    ("mlsm", "multilabel_soft_margin_loss", dict(input=_n(3, 4), target=R.integers(0, 2, (3, 4)) * 1.0), {}, ()),
+    ("mlsm_w", "multilabel_soft_margin_loss", dict(input=_n(3, 4), target=_u(3, 4), weight=_u(4)), {}, ()),
+    ("mlm", "multilabel_margin_loss", dict(input=_n(3, 4), target=np.array([[3, 0, -1, 1], [1, 2, 3, 0],
+                                                                             [-1, 2, 0, 0]])), {}, ()),
+    ("mlm_unbatched_dup", "multilabel_margin_loss", dict(input=_n(4), target=np.array([2, 2, 0, -1])), {}, ()),
+    ("mm", "multi_margin_loss", dict(input=_n(4, 3), target=np.array([0, 2, 1, 2])), {}, ()),
+    ("mm_p2_w", "multi_margin_loss", dict(input=_n(4, 3), target=np.array([0, 2, 1, 2]), weight=_u(3)),
+     dict(p=2, margin=0.7), W),
+    ("mm_unbatched", "multi_margin_loss", dict(input=_n(5), target=np.array(3)), {}, ()),
+    ("softm", "soft_margin_loss", dict(input=_n(3, 4), target=_pm1(3, 4)), {}, ("target",)),
+    ("l1", "l1_loss", dict(input=_n(3, 4), target=_n(3, 4)), {}, ()),
+    ("l1_w", "l1_loss", dict(input=_n(3, 4), target=_n(3, 4), weight=_u(3, 4)), {}, ()),
+    ("mse", "mse_loss", dict(input=_n(3, 4), target=_n(3, 4)), {}, ()),
+    ("mse_w", "mse_loss", dict(input=_n(3, 4), target=_n(3, 4), weight=_u(3, 4)), {}, ()),
+    ("huber", "huber_loss", dict(input=_n(3, 4, scale=2), target=_n(3, 4)), dict(delta=0.8), ()),
+    ("huber_w", "huber_loss", dict(input=_n(3, 4, scale=2), target=_n(3, 4), weight=_u(3, 4)), {}, ()),
+    ("sl1", "smooth_l1_loss", dict(input=_n(3, 4, scale=2), target=_n(3, 4)), dict(beta=0.5), ()),
+    ("sl1_beta0", "smooth_l1_loss", dict(input=_n(3, 4), target=_n(3, 4)), dict(beta=0.0), ()),
+    ("kl", "kl_div", dict(input=np.log(_probs(3, 4)), target=_probs(3, 4)), dict(reduction="batchmean"), ()),
+    ("kl_logt", "kl_div", dict(input=np.log(_probs(3, 4)), target=np.log(_probs(3, 4))), dict(log_target=True), ()),
+    ("kl_zero_t", "kl_div", dict(input=_n(3, 4), target=np.array([[0.0, 0.5, 0.5, 0.0]] * 3)), {},
+     ("target",)),  # torch's d/dtarget is NaN at target == 0, ours is -input
+    ("poisson", "poisson_nll_loss", dict(input=_n(3, 4), target=R.poisson(2.0, (3, 4)) * 1.0), {}, ("target",)),
+    ("poisson_full_lin", "poisson_nll_loss", dict(input=_u(3, 4, hi=3.0), target=_u(3, 4, lo=1.5, hi=4.0)),
+     dict(log_input=False, full=True), ()),
+    ("poisson_full_counts", "poisson_nll_loss", dict(input=_n(3, 4), target=R.poisson(2.0, (3, 4)) * 1.0),
+     dict(full=True), ("target",)),
+    ("gauss", "gaussian_nll_loss", dict(input=_n(3, 4), target=_n(3, 4), var=_u(3, 4)), {}, ()),
+    ("gauss_full_dropdim", "gaussian_nll_loss", dict(input=_n(3, 4), target=_n(3, 4), var=_u(3)), dict(full=True), ()),
+    ("gauss_one_dim", "gaussian_nll_loss", dict(input=_n(3, 4, 2), target=_n(3, 4, 2), var=_u(3, 1, 2)), {}, ()),
+    ("gauss_clamped", "gaussian_nll_loss", dict(input=_n(3, 4), target=_n(3, 4),
+                                                var=np.array([1e-9, 0.5, 2.0, 1e-8] * 3).reshape(3, 4)),
+     dict(eps=1e-3), ()),
+    ("mrank", "margin_ranking_loss", dict(input1=_n(5), input2=_n(5), target=_pm1(5)), dict(margin=0.3), ()),
+    ("hinge", "hinge_embedding_loss", dict(input=_n(3, 4, scale=2), target=_pm1(3, 4)), dict(margin=0.8),
+     ("target",)),
+    ("cosine", "cosine_embedding_loss", dict(input1=_n(4, 3), input2=_n(4, 3), target=_pm1(4)), dict(margin=0.1),
+     ("target",)),
+    ("cosine_unbatched", "cosine_embedding_loss", dict(input1=_n(3), input2=_n(3), target=np.array(-1.0)),
+     dict(margin=-0.9), ("target",)),
+    ("triplet", "triplet_margin_loss", dict(anchor=_n(4, 3), positive=_n(4, 3), negative=_n(4, 3)), dict(margin=2.0), ()),
+    ("triplet_p1_swap", "triplet_margin_loss", dict(anchor=_n(4, 3), positive=_n(4, 3), negative=_n(4, 3)),
+     dict(p=1, swap=True, margin=2.0), ()),
+    ("triplet_p3_eps", "triplet_margin_loss", dict(anchor=_n(4, 3), positive=_n(4, 3), negative=_n(4, 3)),
+     dict(p=3, eps=1e-2, margin=2.0), ()),
+    ("triplet_dist", "triplet_margin_with_distance_loss", dict(anchor=_n(4, 3), positive=_n(4, 3), negative=_n(4, 3)),
+     dict(margin=2.0), ()),
+    ("triplet_dist_swap", "triplet_margin_with_distance_loss",
+     dict(anchor=_n(4, 3), positive=_n(4, 3), negative=_n(4, 3)), dict(margin=3.0, swap=True), ()),
+]
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def _cot(shape):
+    return np.asarray(np.random.default_rng(1).normal(size=tuple(shape)) + 1.5)
+
+
+def _diff(arrays, nograd):
+    return [k for k, a in arrays.items() if np.issubdtype(a.dtype, np.floating) and k not in nograd]
+
+
+def _jax_case(fn, arrays, kwargs, nograd, extra_reductions):
+    """``(run, inputs)``: ``run(*inputs)`` gives the output, the gradients of ``sum(out * cot)`` w.r.t.
+    the floating arrays not in ``nograd``, and the outputs with ``extra_reductions``."""
+    diff = _diff(arrays, nograd)
+    fixed = {k: jnp.asarray(a) for k, a in arrays.items() if k not in diff}
+
+    def run(d, cot):
+        out, vjp = jax.vjp(lambda d: fn(**fixed, **d, **kwargs), d)
+        extra = [fn(**fixed, **d, **{**kwargs, "reduction": r}) for r in extra_reductions]
+        return out, vjp(cot.astype(out.dtype))[0], extra
+
+    d = {k: jnp.asarray(arrays[k]) for k in diff}
+    shape = jax.eval_shape(lambda d: fn(**fixed, **d, **kwargs), d).shape
+    return run, (d, jnp.asarray(_cot(shape)))
+
+
+def _run(fn, arrays, kwargs, nograd, lib, extra_reductions=()):
+    """As :func:`_jax_case`, evaluated: torch eagerly, JAX as one jitted call (cheaper than eager
+    mode's per-operation compiles on these tiny shapes)."""
+    if lib == "torch":
+        diff = _diff(arrays, nograd)
+        ts = {k: to_torch(a, requires_grad=k in diff) for k, a in arrays.items()}
+        out = fn(**ts, **kwargs)
+        (out * torch.from_numpy(_cot(out.shape))).sum().backward()
+        extra = [fn(**{k: to_torch(a) for k, a in arrays.items()}, **{**kwargs, "reduction": r})
+                 for r in extra_reductions]
+        return out.detach().numpy(), {k: ts[k].grad.numpy() for k in diff}, extra
+    run, inputs = _jax_case(fn, arrays, kwargs, nograd, extra_reductions)
+    return jax.jit(run)(*inputs)
+
+
+def _extra(kwargs):
+    return () if "reduction" in kwargs else ("mean", "sum")
+
+
+@pytest.fixture(scope="module")
+def jax_parity():
+    """Every parity case's JAX results from ONE jitted function (one compile instead of one per case)."""
+    runs = {name: _jax_case(getattr(F, fn), arrays, {"reduction": "none", **kw}, nograd, _extra(kw))
+            for name, fn, arrays, kw, nograd in CASES}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kl_div's 'mean' warning
+        inputs = {k: r[1] for k, r in runs.items()}
+        fn = jax.jit(lambda inputs: {k: runs[k][0](*inputs[k]) for k in runs})
+        # a tiny program: XLA's backend optimisations cost more compile time than they save
+        return fn.lower(inputs).compile(compiler_options={"xla_backend_optimization_level": 0})(inputs)
+
+
+@pytest.mark.parametrize("name,fn,arrays,kwargs,nograd", CASES, ids=[c[0] for c in CASES])
+def test_parity_with_torch(jax_parity, name, fn, arrays, kwargs, nograd):
+    """Gradients through ``'none'`` (or the case's reduction); outputs of every reduction."""
+    extra = _extra(kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kl_div's 'mean' warning
+        out_t, g_t, e_t = _run(getattr(TF, fn), arrays, {"reduction": "none", **kwargs}, nograd, "torch", extra)
+    out_j, g_j, e_j = jax_parity[name]
+    assert out_j.shape == out_t.shape
+    close(out_j, out_t, err_msg=f"{name} output")
+    assert set(g_j) == set(g_t)
+    close(g_j, g_t, rtol=1e-9, atol=1e-12, err_msg=f"{name} gradients")
+    close(e_j, e_t, err_msg=f"{name} {extra}")
+
+
+@pytest.mark.parametrize("fn,arrays,kwargs", [
+    ("cross_entropy", dict(input=_n(4, 3), target=np.array([0, 2, 1, 2])), dict(label_smoothing=0.2, ignore_index=1)),
+    ("cross_entropy", dict(input=_n(2, 3), target=_probs(2, 3)), dict(label_smoothing=0.2)),
+    ("nll_loss", dict(input=_n(4, 3), target=np.array([0, 2, 1, 2])), {}),
+    ("binary_cross_entropy", dict(input=_u(2, 3), target=_u(2, 3)), {}),
+    ("multi_margin_loss", dict(input=_n(4, 3), target=np.array([0, 2, 1, 2])), dict(p=2)),
+])
+def test_weight_gradients(fn, arrays, kwargs):
+    """torch does not differentiate class weights: check ours numerically (the mean's denominator too)."""
+    w = jnp.asarray(_u(arrays["input"].shape[1] if fn != "binary_cross_entropy" else 3))
+    check_grads(jax.jit(lambda w: getattr(F, fn)(**arrays, weight=w, **kwargs)), (w,), order=1, modes=("rev",))
+    if fn == "binary_cross_entropy":
+        pw = jnp.asarray(_u(3))
+        check_grads(jax.jit(lambda w, pw: F.binary_cross_entropy_with_logits(arrays["input"], arrays["target"],
+                                                                             weight=w, pos_weight=pw)),
+                    (w, pw), order=1, modes=("rev",))
+
+
+def test_triplet_with_custom_distance():
+    a, p, n = _n(4, 3), _n(4, 3), _n(4, 3)
+
+    def dist(lib):
+        return lambda x, y: 1.0 - (x * y).sum(-1) / (((x * x).sum(-1) * (y * y).sum(-1)) ** 0.5)
+
+    for swap in (False, True):
+        out_t, g_t, _ = _run(lambda **k: TF.triplet_margin_with_distance_loss(distance_function=dist(torch), **k),
+                          dict(anchor=a, positive=p, negative=n), dict(swap=swap, margin=1.5), (), "torch")
+        out_j, g_j, _ = _run(lambda **k: F.triplet_margin_with_distance_loss(distance_function=dist(jnp), **k),
+                          dict(anchor=a, positive=p, negative=n), dict(swap=swap, margin=1.5), (), "jax")
+        close(out_j, out_t)
+        close(g_j, g_t)
+
+
+# --------------------------------------------------------------------------- semantics that need a closer look
+
+
+def test_weighted_mean_and_ignored_targets():
+    x, t, w = _n(4, 3), np.array([0, 2, 2, 1]), np.array([0.5, 2.0, 3.0])
+    loss = F.cross_entropy(x, t, weight=w, ignore_index=2, reduction="none")
+    expected = np.sum(to_numpy(loss)) / (w[0] + w[1])  # ignored targets leave both sums
+    close(F.cross_entropy(x, t, weight=w, ignore_index=2), expected)
+    assert np.isnan(F.cross_entropy(x, np.full(4, 2), ignore_index=2))  # a mean over nothing
+    assert np.isnan(TF.cross_entropy(torch.tensor(x), torch.full((4,), 2), ignore_index=2))
+
+
+def test_legacy_reduction_arguments():
+    x, t = _n(3, 4), _n(3, 4)
+    for sa in (None, True, False):
+        for rd in (None, True, False):
+            if sa is None and rd is None:
+                continue
+            with pytest.warns(DeprecationWarning, match="mse_loss: size_average and reduce"):
+                ours = F.mse_loss(x, t, size_average=sa, reduce=rd)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                close(ours, TF.mse_loss(torch.tensor(x), torch.tensor(t), size_average=sa, reduce=rd))
+                module = nn.MSELoss(size_average=sa, reduce=rd)
+                close(module.apply({}, x, t), ours)
+    with pytest.warns(UserWarning):  # torch's category too
+        F.cross_entropy(x, np.array([0, 1, 2]), size_average=False)
+
+
+def test_bce_with_logits_stable_float32():
+    x = jnp.array([1e4, -1e4, 0.0, 30.0, -30.0], jnp.float32)
+    t = jnp.array([0.0, 1.0, 1.0, 0.0, 1.0], jnp.float32)
+    pw = jnp.array(3.0, jnp.float32)
+    val, grad = jax.value_and_grad(lambda x: F.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="sum"))(x)
+    assert val.dtype == jnp.float32 and np.isfinite(val) and np.isfinite(grad).all()
+    close(val, TF.binary_cross_entropy_with_logits(torch.tensor(np.asarray(x)), torch.tensor(np.asarray(t)),
+                                                   pos_weight=torch.tensor(3.0, dtype=torch.float32), reduction="sum"),
+          rtol=1e-6)
+
+
+def test_half_precision_computed_in_float32():
+    x = jnp.asarray(_n(4, 5), jnp.bfloat16)
+    t = jnp.array([0, 4, 2, 1])
+    out = F.cross_entropy(x, t)
+    assert out.dtype == jnp.bfloat16
+    close(out.astype(jnp.float32), F.cross_entropy(x.astype(jnp.float32), t), rtol=1e-2)
+    out16 = F.mse_loss(jnp.asarray(_n(3), jnp.float16), jnp.asarray(_n(3), jnp.float16))
+    assert out16.dtype == jnp.float16
+
+
+def test_l1_kinks_follow_torch():
+    x = np.array([0.0, 1.0, 2.0])
+    for fn in ("l1_loss", "smooth_l1_loss"):
+        kw = {"beta": 0.0} if fn == "smooth_l1_loss" else {}
+        kw["reduction"] = "sum"
+        gt = _run(getattr(TF, fn), dict(input=x, target=np.array([0.0, 1.0, 3.0])), kw, ("target",), "torch")[1]
+        gj = _run(getattr(F, fn), dict(input=x, target=np.array([0.0, 1.0, 3.0])), kw, ("target",), "jax")[1]
+        close(gj, gt)
+    # clamp_min kinks pass the gradient (torch), the margin loops' `z > 0` do not
+    z = dict(input1=np.array([1.0, 0.5]), input2=np.array([1.0, 0.0]), target=np.array([1.0, 1.0]))
+    close(_run(F.margin_ranking_loss, z, {"margin": 0.0}, ("target",), "jax")[1],
+          _run(TF.margin_ranking_loss, z, {"margin": 0.0}, ("target",), "torch")[1])
+    m = dict(input=np.array([[1.0, 0.0, 2.0]]), target=np.array([2]))
+    close(_run(F.multi_margin_loss, m, {}, (), "jax")[1], _run(TF.multi_margin_loss, m, {}, (), "torch")[1])
+
+
+# --------------------------------------------------------------------------- modules
+
+
+MODULES = [
+    (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, dict(weight=_u(4), ignore_index=1, label_smoothing=0.1),
+     (_n(5, 4), np.array([0, 1, 3, 2, 1]))),
+    (nn.NLLLoss, torch.nn.NLLLoss, dict(weight=_u(4)), (_n(5, 4), np.array([0, 1, 3, 2, 1]))),
+    (nn.NLLLoss2d, torch.nn.NLLLoss2d, {}, (_n(2, 3, 2, 2), _idx(3, 2, 2, 2))),
+    (nn.BCELoss, torch.nn.BCELoss, dict(weight=_u(3)), (_u(2, 3), _u(2, 3))),
+    (nn.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, dict(pos_weight=_u(3)), (_n(2, 3), _u(2, 3))),
+    (nn.MultiLabelSoftMarginLoss, torch.nn.MultiLabelSoftMarginLoss, dict(weight=_u(3)), (_n(2, 3), _u(2, 3))),
+    (nn.MultiLabelMarginLoss, torch.nn.MultiLabelMarginLoss, {}, (_n(2, 3), np.array([[2, -1, 0], [0, 1, -1]]))),
+    (nn.MultiMarginLoss, torch.nn.MultiMarginLoss, dict(p=2, margin=0.5, weight=_u(3)), (_n(2, 3), np.array([2, 0]))),
+    (nn.SoftMarginLoss, torch.nn.SoftMarginLoss, {}, (_n(2, 3), _pm1(2, 3))),
+    (nn.L1Loss, torch.nn.L1Loss, {}, (_n(2, 3), _n(2, 3))),
+    (nn.MSELoss, torch.nn.MSELoss, dict(reduction="sum"), (_n(2, 3), _n(2, 3))),
+    (nn.HuberLoss, torch.nn.HuberLoss, dict(delta=0.5), (_n(2, 3), _n(2, 3))),
+    (nn.SmoothL1Loss, torch.nn.SmoothL1Loss, dict(beta=0.5), (_n(2, 3), _n(2, 3))),
+    (nn.KLDivLoss, torch.nn.KLDivLoss, dict(reduction="batchmean", log_target=True),
+     (np.log(_probs(2, 3)), np.log(_probs(2, 3)))),
+    (nn.PoissonNLLLoss, torch.nn.PoissonNLLLoss, dict(log_input=False, full=True, eps=1e-3), (_u(2, 3), _u(2, 3, hi=4))),
+    (nn.GaussianNLLLoss, torch.nn.GaussianNLLLoss, dict(full=True, eps=1e-3), (_n(2, 3), _n(2, 3), _u(2, 3))),
+    (nn.MarginRankingLoss, torch.nn.MarginRankingLoss, dict(margin=0.2), (_n(3), _n(3), _pm1(3))),
+    (nn.HingeEmbeddingLoss, torch.nn.HingeEmbeddingLoss, dict(margin=0.5), (_n(3), _pm1(3))),
+    (nn.CosineEmbeddingLoss, torch.nn.CosineEmbeddingLoss, dict(margin=0.2), (_n(3, 2), _n(3, 2), _pm1(3))),
+    (nn.TripletMarginLoss, torch.nn.TripletMarginLoss, dict(margin=2.0, p=1.0, swap=True),
+     (_n(3, 2), _n(3, 2), _n(3, 2))),
+    (nn.TripletMarginWithDistanceLoss, torch.nn.TripletMarginWithDistanceLoss, dict(margin=2.0, swap=True),
+     (_n(3, 2), _n(3, 2), _n(3, 2))),
+]
+
+
+@pytest.mark.parametrize("ours,theirs,kwargs,inputs", MODULES, ids=[m[0].__name__ for m in MODULES])
+def test_modules_vs_torch(ours, theirs, kwargs, inputs):
+    tkw = {k: to_torch(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NLLLoss2d's deprecation
+        expected = theirs(**tkw)(*[to_torch(a) for a in inputs])
+    module = ours(**{k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
+    assert jax.eval_shape(module.init, jax.random.key(0), *inputs) == {}
+    close(jax.jit(module.apply)({}, *inputs), expected)
+
+
+class JitVariantsTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_cross_entropy_module(self):
+        x, t = _n(4, 3), np.array([0, 2, 1, 2])
+        module = nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=1)
+        fn = self.variant(lambda x, t: module.apply({}, x, t))
+        close(fn(x, t), TF.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=0.1, ignore_index=1))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_bce_with_logits(self):
+        x, t, pw = _n(3, 2), _u(3, 2), _u(2)
+        fn = self.variant(lambda x, t: F.binary_cross_entropy_with_logits(x, t, pos_weight=pw))
+        close(fn(x, t), TF.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(t), pos_weight=torch.tensor(pw)))
+
+
+def test_jit_out_of_range_targets_give_nan():
+    x = jnp.asarray(_n(3, 4))
+    ce = jax.jit(lambda t: F.cross_entropy(x, t, reduction="none"))
+    out = ce(jnp.array([0, 7, -100]))
+    assert np.isfinite(out[0]) and np.isnan(out[1]) and out[2] == 0.0
+    assert np.isnan(jax.jit(lambda t: F.cross_entropy(x, t))(jnp.array([0, -3, 1])))
+    assert np.isnan(jax.jit(lambda t: F.multi_margin_loss(x, t, reduction="none"))(jnp.array([0, 4, 1])))[1]
+    mlm = jax.jit(lambda t: F.multilabel_margin_loss(x[:1], t, reduction="none"))(jnp.array([[0, 9, -1, 1]]))
+    assert np.isnan(mlm).all()
+
+
+def test_vmap_matches_batched():
+    x, t = jnp.asarray(_n(5, 4)), jnp.array([0, 3, 1, 2, 3])
+    per = jax.jit(jax.vmap(lambda x, t: F.cross_entropy(x, t)))(x, t)  # unbatched (C,) / () per example
+    close(per, F.cross_entropy(x, t, reduction="none"))
+    a, p, n = (jnp.asarray(_n(5, 2, 3)) for _ in range(3))
+    close(jax.jit(jax.vmap(lambda a, p, n: F.triplet_margin_loss(a, p, n)))(a, p, n),
+          [TF.triplet_margin_loss(*(torch.tensor(np.asarray(v[i])) for v in (a, p, n))) for i in range(5)])
+
+
+def test_higher_order_gradients():
+    """Second order, forward and reverse, through two smooth losses at once (one function, jitted)."""
+    t, v = jnp.asarray(_probs(2, 3)), jnp.asarray(_u(2, 3, lo=0.5, hi=1.5))
+    y = jnp.asarray(_n(2, 3))  # the other losses: first order in the parity table
+
+    @jax.jit
+    def f(x, v):
+        return F.cross_entropy(x, t, label_smoothing=0.1) + F.gaussian_nll_loss(x, y, v)
+
+    check_grads(f, (jnp.asarray(_n(2, 3)), v), order=2, modes=("fwd", "rev"))
+
+
+@settings(max_examples=6)
+@given(spatial=st.lists(st.integers(1, 3), min_size=0, max_size=2), n=st.integers(1, 3), c=st.integers(1, 4),
+       reduction=st.sampled_from(REDUCTIONS), smooth=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 2**16))
+def test_hypothesis_cross_entropy_shapes(spatial, n, c, reduction, smooth, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, c, *spatial))
+    t = rng.integers(0, c, size=(n, *spatial))
+    ours = jax.jit(lambda x, t: F.cross_entropy(x, t, reduction=reduction, label_smoothing=smooth))(x, t)
+    theirs = TF.cross_entropy(torch.tensor(x), torch.tensor(t), reduction=reduction, label_smoothing=smooth)
+    assert ours.shape == tuple(theirs.shape)
+    close(ours, theirs)
+
+
+@settings(max_examples=6)
+@given(shape=st.lists(st.integers(1, 3), min_size=0, max_size=3), reduction=st.sampled_from(REDUCTIONS),
+       beta=st.sampled_from([0.0, 0.5]), seed=st.integers(0, 2**16))
+def test_hypothesis_smooth_l1_shapes(shape, reduction, beta, seed):
+    rng = np.random.default_rng(seed)
+    x, t = rng.normal(size=shape), rng.normal(size=shape)
+    close(jax.jit(lambda x, t: F.smooth_l1_loss(x, t, reduction=reduction, beta=beta))(x, t),
+          TF.smooth_l1_loss(torch.tensor(x), torch.tensor(t), reduction=reduction, beta=beta))
+
+
+# --------------------------------------------------------------------------- CTC
+
+T_, N_, C_ = 6, 3, 4
+_ctc = jax.jit(F.ctc_loss, static_argnames=("blank", "reduction", "zero_infinity"))
+
+
+def _ctc_case():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(T_, N_, C_))
+    targets = np.array([[1, 1, 2], [3, 2, 0], [2, 0, 0]])  # repeated label needs a blank between
+    return logits, targets, np.array([6, 5, 3]), np.array([3, 2, 1])
+
+
+@pytest.mark.parametrize("layout", ["padded", "concatenated"])
+def test_ctc_vs_torch(layout):
+    logits, targets, il, tl = _ctc_case()
+    if layout == "concatenated":
+        targets = np.concatenate([targets[i, :tl[i]] for i in range(N_)])
+    # gradients compared through log_softmax: torch's raw d/d(log_probs) assumes normalised inputs
+    kw = dict(input_lengths=il, target_lengths=tl, reduction="none")
+    out_t, g_t, e_t = _run(lambda logits, **k: TF.ctc_loss(logits.log_softmax(-1), torch.tensor(targets), **k),
+                           dict(logits=logits), {k: to_torch(v) if k != "reduction" else v for k, v in kw.items()},
+                           (), "torch", ("mean", "sum"))
+    out_j, g_j, e_j = _run(lambda logits, **k: F.ctc_loss(jax.nn.log_softmax(logits, -1), targets, **k),
+                           dict(logits=logits), kw, (), "jax", ("mean", "sum"))
+    close(out_j, out_t)
+    close(g_j, g_t, rtol=1e-9)
+    close(e_j, e_t)
+    if layout == "concatenated":  # traced targets and lengths: padded to len(targets) inside jit
+        traced = _ctc(jax.nn.log_softmax(logits, -1), targets, il, tl, reduction="none")
+        close(traced, out_t)
+
+
+def test_ctc_blank_unbatched_module():
+    logits, targets, il, tl = _ctc_case()
+    lp = jax.nn.log_softmax(jnp.asarray(logits), -1)
+    tgt = np.where(targets == 3, 0, targets)  # classes 0..2, blank = 3
+    expected = TF.ctc_loss(torch.tensor(np.asarray(lp)), torch.tensor(tgt), torch.tensor(il), torch.tensor(tl),
+                           blank=3, reduction="none")
+    close(jax.jit(nn.CTCLoss(blank=3, reduction="none").apply)({}, lp, tgt, il, tl), expected)
+    close(_ctc(lp[:, 1], tgt[1], il[1], tl[1], blank=3, reduction="sum"), expected[1])
+
+
+def test_ctc_zero_infinity_and_jit():
+    logits, targets, il, tl = _ctc_case()
+    il = np.array([6, 1, 3])  # entry 1: two labels in one frame, impossible
+    lp_t = torch.tensor(logits, requires_grad=True)
+    TF.ctc_loss(lp_t.log_softmax(-1), torch.tensor(targets), torch.tensor(il), torch.tensor(tl),
+                zero_infinity=True).backward()
+
+    def f(logits, il, tl, zero_infinity=True, reduction="mean"):
+        return _ctc(jax.nn.log_softmax(logits, -1), targets, il, tl, zero_infinity=zero_infinity, reduction=reduction)
+
+    val, grad = jax.value_and_grad(f)(jnp.asarray(logits), il, tl)
+    assert np.isfinite(val) and np.isfinite(grad).all()
+    close(grad, lp_t.grad)
+    assert np.isinf(f(jnp.asarray(logits), il, tl, zero_infinity=False, reduction="none")[1])
+    bad = f(jnp.asarray(logits), jnp.array([7, 6, 3]), jnp.array([3, 4, 1]), zero_infinity=False, reduction="none")
+    assert np.isnan(bad[:2]).all() and np.isfinite(bad[2])  # traced lengths out of range: NaN, not another loss
+
+
+# --------------------------------------------------------------------------- errors
+
+X34, T3 = _n(3, 4), np.array([0, 1, 2])
+ERRORS = [
+    (lambda: F.cross_entropy(X34, T3 * 1.0), TypeError, r"cross_entropy: .*integer dtype.*float64"),
+    (lambda: F.cross_entropy(X34, np.array([0, 1])), ValueError, r"cross_entropy: expected target .*\(3,\).*got .*\(2,\)"),
+    (lambda: F.cross_entropy(X34, np.array([0, 4, 1])), IndexError, r"cross_entropy: target index 4 .*4 classes"),
+    (lambda: F.cross_entropy(X34, T3, weight=np.ones(3)), ValueError, r"cross_entropy: weight .*4 classes.*\(3,\)"),
+    (lambda: F.cross_entropy(X34, T3, label_smoothing=1.5), ValueError, r"cross_entropy: label_smoothing"),
+    (lambda: F.cross_entropy(X34, R.integers(0, 4, (3, 4))), TypeError, r"cross_entropy: .*probabilities"),
+    (lambda: F.cross_entropy(np.array(1.0), np.array(0)), ValueError, r"cross_entropy: .*0-D"),
+    (lambda: F.cross_entropy(X34, T3, reduction="avg"), ValueError, r"cross_entropy: 'avg' is not a valid"),
+    (lambda: F.nll_loss(X34, _probs(3, 4)), ValueError, r"nll_loss: expected target of class indices"),
+    (lambda: F.nll_loss(X34, np.array([0, -1, 1])), IndexError, r"nll_loss: target index -1 .*4 classes"),
+    (lambda: F.binary_cross_entropy(_u(3), _u(2)), ValueError, r"binary_cross_entropy: expected target .*\(3,\)"),
+    (lambda: F.binary_cross_entropy(np.array([0.5, 1.5]), _u(2)), ValueError, r"binary_cross_entropy: .*between 0 and 1"),
+    (lambda: F.binary_cross_entropy_with_logits(X34, _u(3, 4), pos_weight=np.ones(3)), ValueError,
+     r"binary_cross_entropy_with_logits: pos_weight of shape \(3,\)"),
+    (lambda: F.multi_margin_loss(X34, T3, p=3), ValueError, r"multi_margin_loss: only p == 1 and p == 2"),
+    (lambda: F.multi_margin_loss(X34, np.array([[0], [1], [2]])), ValueError, r"multi_margin_loss: expected target"),
+    (lambda: F.multi_margin_loss(_n(2, 3, 4), T3), ValueError, r"multi_margin_loss: expected input of shape"),
+    (lambda: F.multilabel_margin_loss(X34, np.array([[4, -1, 0, 0]] * 3)), IndexError,
+     r"multilabel_margin_loss: target index 4"),
+    (lambda: F.multilabel_margin_loss(X34, X34), TypeError, r"multilabel_margin_loss: .*integer"),
+    (lambda: F.l1_loss(X34, X34, weight=np.ones(4)), ValueError, r"l1_loss: weight and input must have the same size"),
+    (lambda: F.mse_loss(X34, _n(2, 4)), ValueError, r"mse_loss: target of shape \(2, 4\) does not broadcast"),
+    (lambda: F.smooth_l1_loss(X34, X34, beta=-1.0), ValueError, r"smooth_l1_loss: beta"),
+    (lambda: F.huber_loss(X34, X34, delta=0.0), ValueError, r"huber_loss: delta"),
+    (lambda: F.kl_div(X34, X34, reduction="batch"), ValueError, r"kl_div: 'batch' is not a valid"),
+    (lambda: F.gaussian_nll_loss(X34, X34, -_u(3, 4)), ValueError, r"gaussian_nll_loss: var has negative"),
+    (lambda: F.gaussian_nll_loss(X34, X34, -1.0), ValueError, r"gaussian_nll_loss: var has negative"),
+    (lambda: F.gaussian_nll_loss(X34, X34, _u(4)), ValueError, r"gaussian_nll_loss: var of shape \(4,\) is of incorrect"),
+    (lambda: F.margin_ranking_loss(_n(3), _n(3, 1), _pm1(3)), ValueError, r"margin_ranking_loss: .*same dimension"),
+    (lambda: F.cosine_embedding_loss(X34, X34, _pm1(3, 1)), ValueError, r"cosine_embedding_loss: 0-D or 1-D target"),
+    (lambda: F.cosine_embedding_loss(_n(4), _n(4), _pm1(3)), ValueError, r"cosine_embedding_loss: 1-D target expects 2-D"),
+    (lambda: F.triplet_margin_loss(X34, X34, _n(4)), ValueError, r"triplet_margin_loss: .*same number of dimensions"),
+    (lambda: nn.TripletMarginLoss(p=0.0).apply({}, X34, X34, X34), ValueError, r"TripletMarginLoss: p must be > 0"),
+    (lambda: F.triplet_margin_with_distance_loss(X34, X34, X34, margin=0.0), ValueError,
+     r"triplet_margin_with_distance_loss: margin must be greater than 0"),
+    (lambda: nn.CrossEntropyLoss().apply({}, X34, np.array([0, 9, 1])), IndexError,
+     r"CrossEntropyLoss: target index 9"),
+    (lambda: nn.BCELoss(reduction="mean_all"), ValueError, r"BCELoss: 'mean_all' is not a valid"),
+    (lambda: nn.MultiMarginLoss(p=3), ValueError, r"MultiMarginLoss: only p == 1"),
+    (lambda: nn.TripletMarginWithDistanceLoss(margin=-1.0), ValueError, r"TripletMarginWithDistanceLoss: margin"),
+    (lambda: nn.GaussianNLLLoss().apply({}, X34, X34, _u(2)), ValueError, r"GaussianNLLLoss: var of shape"),
+]
+LP = np.log(np.full((5, 2, 3), 1 / 3))
+CTC_ERRORS = [
+    (lambda: F.ctc_loss(LP[None], [[1]] * 2, [5, 5], [1, 1]), ValueError, r"ctc_loss: expected log_probs of shape"),
+    (lambda: F.ctc_loss(LP[:0], [[1]] * 2, [0, 0], [1, 1]), ValueError, r"ctc_loss: log_probs must not be empty"),
+    (lambda: F.ctc_loss(LP, np.array([[1.0], [1.0]]), [5, 5], [1, 1]), TypeError, r"ctc_loss: targets must hold integer"),
+    (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5, 5], [1, 1]), ValueError, r"ctc_loss: input_lengths must have shape \(2,\)"),
+    (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [1.0, 1.0]), TypeError, r"ctc_loss: target_lengths must hold integers"),
+    (lambda: F.ctc_loss(LP, [[1], [1]], [6, 5], [1, 1]), ValueError, r"ctc_loss: input_lengths must be in \[0, 5\]"),
+    (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [2, 1]), ValueError, r"ctc_loss: target_lengths \[2, 1\] do not fit"),
+    (lambda: F.ctc_loss(LP, [1, 2], [5, 5], [2, 1]), ValueError, r"ctc_loss: .*sum must be <= len"),
+    (lambda: F.ctc_loss(LP, [[1], [3]], [5, 5], [1, 1]), IndexError, r"ctc_loss: target index 3 .*3 classes"),
+    (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [1, 1], blank=3), IndexError, r"ctc_loss: blank 3"),
+    (lambda: F.ctc_loss(LP, [[[1]], [[1]]], [5, 5], [1, 1]), ValueError, r"ctc_loss: targets must be padded"),
+    (lambda: nn.CTCLoss().apply({}, LP[:, 0], [[1]], 5, 1), ValueError, r"CTCLoss: unbatched log_probs .* need 1-D"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", ERRORS + CTC_ERRORS, ids=[m for _, _, m in ERRORS + CTC_ERRORS])
+def test_errors(call, exc, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(exc, match=match):
+            call()
