@@ -277,8 +277,14 @@ def _axis_operator(
 def _resize_axis(x: jax.Array, axis: int, op: tuple[str, np.ndarray]) -> jax.Array:
     kind, a = op
     if kind == "take":
-        if np.array_equal(a, np.arange(x.shape[axis])):
+        n_in, n_out = x.shape[axis], len(a)
+        if np.array_equal(a, np.arange(n_out)) and n_out == n_in:
             return x
+        if n_out % n_in == 0 and np.array_equal(a, np.arange(n_out) // (n_out // n_in)):
+            return jnp.repeat(x, n_out // n_in, axis=axis)  # integer upsampling: broadcast + reshape
+        step = int(a[1] - a[0]) if n_out > 1 else 1
+        if step > 0 and np.array_equal(a, a[0] + step * np.arange(n_out)):
+            return lax.slice_in_dim(x, int(a[0]), int(a[-1]) + 1, step, axis)  # strided subsampling
         return jnp.take(x, jnp.asarray(a), axis=axis, mode="clip")
     y = jnp.tensordot(x, jnp.asarray(a, x.dtype), axes=((axis,), (1,)), precision=lax.Precision.HIGHEST)
     return jnp.moveaxis(y, -1, axis)
