@@ -3,6 +3,7 @@ gradients for every mode and option, the output-size rule, errors, compile size.
 
 import chex
 import jax
+from jax.test_util import check_grads
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def test_vmap_grad_of_grad_and_check_grads():
     f = lambda a: F.interpolate(a, size=(4, 8), mode="bicubic")  # noqa: E731
     close(jax.vmap(f)(jnp.stack([x, 2 * x])), jnp.stack([f(x), f(2 * x)]))
     g = lambda a: F.interpolate(a, size=6, mode="linear") ** 2  # noqa: E731
-    jax.test_util.check_grads(g, (jnp.asarray(X3[:1, :1, :4]),), order=2, modes=("fwd", "rev"))
+    check_grads(g, (jnp.asarray(X3[:1, :1, :4]),), order=2, modes=("fwd", "rev"))
 
 
 def _torch_size(shape, kw):

@@ -16,7 +16,6 @@ reflection's (+1 at the reflection point).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Optional
 
 import jax
@@ -112,23 +111,36 @@ def _cubic_coeffs(t: jax.Array) -> list[jax.Array]:
     return [c2(t + 1), c1(t), c1(1 - t), c2(2 - t)]
 
 
-def _gather(xf: jax.Array, idx: list[jax.Array], sizes: list[int], check: bool) -> jax.Array:
-    """``xf[n, c, idx]`` for per-coordinate integer indices (``idx[k]`` indexes spatial dim ``-1 - k``),
-    zero where an index is outside the input when ``check``; result ``(N, C, P)``."""
-    flat = jnp.zeros_like(idx[0])
-    stride = 1
-    valid = None
-    for i, s in zip(idx, sizes):
-        if check:
-            ok = (i >= 0) & (i < s)
-            valid = ok if valid is None else valid & ok
-        flat = flat + jnp.clip(i, 0, s - 1) * stride
-        stride *= s
-    n = xf.shape[0]
-    v = jnp.take_along_axis(xf, flat.reshape(n, 1, -1), axis=2)
-    if valid is not None:
-        v = jnp.where(valid.reshape(n, 1, -1), v, jnp.zeros((), v.dtype))
-    return v
+def _sample(xf: jax.Array, idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[int]) -> jax.Array:
+    """``sum_taps prod_k w[k] * xf[n, c, idx]`` with zeros outside the input, in ONE gather.
+
+    ``idx[k]`` / ``w[k]``: ``(t_k, N, P)`` integer taps and weights along coordinate
+    ``k`` (spatial dim ``-1 - k``); ``w[k] = None`` means weight 1.  Result ``(N, C, P)``.
+    """
+    n = len(idx)
+    nb, p = idx[0].shape[1:]
+
+    def spread(a, k):  # (t_k, N, P) -> (1.., t_k, 1.., N, P) with t_k at axis k
+        return a.reshape((1,) * k + (a.shape[0],) + (1,) * (n - 1 - k) + (nb, p))
+
+    flat, valid, weight, stride = 0, True, 1, 1
+    for k in range(n):
+        i = spread(idx[k], k)
+        valid = valid & (i >= 0) & (i < sizes[k])
+        flat = flat + jnp.clip(i, 0, sizes[k] - 1) * stride
+        stride *= sizes[k]
+        if w[k] is not None:
+            weight = weight * spread(w[k], k)
+    taps = int(np.prod([a.shape[0] for a in idx]))
+    shape = (taps, nb, p)
+    flat, valid = flat.reshape(shape), valid.reshape(shape)  # every coordinate spreads its own tap axis
+    v = jnp.take_along_axis(xf, jnp.moveaxis(flat, 0, 1).reshape(nb, 1, taps * p), axis=2)
+    v = v.reshape(nb, xf.shape[1], taps, p)
+    v = jnp.where(jnp.moveaxis(valid, 0, 1)[:, None], v, jnp.zeros((), v.dtype))
+    if isinstance(weight, int):
+        return v[:, :, 0]
+    weight = weight.reshape(shape)  # all or no coordinates are weighted
+    return jnp.sum(v * jnp.moveaxis(weight, 0, 1)[:, None], axis=2)
 
 
 def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corners: Optional[bool],
@@ -140,41 +152,30 @@ def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corn
     x, g = x.astype(dtype), g.astype(dtype)
     n = x.ndim - 2
     nb, ch = x.shape[:2]
-    out_spatial = g.shape[1:-1]
+    out_shape = (nb, ch) + tuple(g.shape[1:-1])
     # grid[..., k] indexes spatial dim -1 - k: (x, y[, z]) -> (W, H[, D])
     sizes = [int(x.shape[-1 - k]) for k in range(n)]
     xf = x.reshape(nb, ch, -1)
     coords = [_unnormalize(g[..., k].reshape(nb, -1), sizes[k], align_corners) for k in range(n)]
-    zeros = padding_mode == "zeros"
     if mode == "bicubic":
-        base = [jnp.floor(c) for c in coords]
-        ws = [_cubic_coeffs(c - b) for c, b in zip(coords, base)]
-        out = 0
-        for taps in itertools.product(range(4), repeat=n):
-            idx = []
-            for k in range(n):
-                t = jax.lax.stop_gradient(base[k]) + (taps[k] - 1)
-                t = _pad_coordinates(t, sizes[k], padding_mode, align_corners)
-                idx.append(t.astype(jnp.int32) if not zeros else jnp.floor(t).astype(jnp.int32))
-            w = 1
-            for k in range(n):
-                w = w * ws[k][taps[k]]
-            out = out + _gather(xf, idx, sizes, True) * w[:, None, :]
-        return out.reshape((nb, ch) + tuple(out_spatial))
+        # taps floor(c) - 1 .. floor(c) + 2; padding applies to each tap's integer coordinate
+        idx, w = [], []
+        for k, c in enumerate(coords):
+            base = jnp.floor(jax.lax.stop_gradient(c))
+            taps = base[None] + jnp.arange(-1, 3, dtype=dtype).reshape(4, 1, 1)
+            idx.append(_pad_coordinates(taps, sizes[k], padding_mode, align_corners).astype(jnp.int32))
+            w.append(jnp.stack(_cubic_coeffs(c - base)))
+        return _sample(xf, idx, w, sizes).reshape(out_shape)
     coords = [_pad_coordinates(c, s, padding_mode, align_corners) for c, s in zip(coords, sizes)]
     if mode == "nearest":
-        idx = [jnp.round(jax.lax.stop_gradient(c)).astype(jnp.int32) for c in coords]
-        out = _gather(xf, idx, sizes, True)
-        return out.reshape((nb, ch) + tuple(out_spatial))
-    lo = [jnp.floor(jax.lax.stop_gradient(c)) for c in coords]
-    out = 0
-    for corner in itertools.product((0, 1), repeat=n):
-        idx, w = [], 1
-        for k in range(n):
-            idx.append(lo[k].astype(jnp.int32) + corner[k])
-            w = w * (coords[k] - lo[k] if corner[k] else lo[k] + 1 - coords[k])
-        out = out + _gather(xf, idx, sizes, True) * w[:, None, :]
-    return out.reshape((nb, ch) + tuple(out_spatial))
+        idx = [jnp.round(jax.lax.stop_gradient(c)).astype(jnp.int32)[None] for c in coords]
+        return _sample(xf, idx, [None] * n, sizes).reshape(out_shape)
+    idx, w = [], []
+    for c in coords:
+        lo = jnp.floor(jax.lax.stop_gradient(c))
+        idx.append(jnp.stack([lo, lo + 1]).astype(jnp.int32))
+        w.append(jnp.stack([lo + 1 - c, c - lo]))
+    return _sample(xf, idx, w, sizes).reshape(out_shape)
 
 
 def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str = "zeros",
