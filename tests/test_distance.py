@@ -121,14 +121,19 @@ def test_gumbel_softmax_equals_numpy_formula():
     g = np.asarray(jax.random.gumbel(key, logits.shape, jnp.float64))
     z = (logits + g) / 0.7
     soft = np.exp(z - z.max(0)) / np.exp(z - z.max(0)).sum(0)
-    close(F.gumbel_softmax(logits, tau=0.7, dim=0, key=key), soft)
-    hard = F.gumbel_softmax(logits, tau=0.7, hard=True, dim=0, key=key)
-    np.testing.assert_array_equal(hard, np.eye(3)[soft.argmax(0)].T)
-    # straight-through: the hard sample's gradient is the soft sample's
     w = RNG.normal(size=(3, 4))
-    gh = jax.grad(lambda a: jnp.sum(F.gumbel_softmax(a, 0.7, True, dim=0, key=key) * w))(logits)
-    gs = jax.grad(lambda a: jnp.sum(F.gumbel_softmax(a, 0.7, False, dim=0, key=key) * w))(logits)
-    close(gh, gs)
+
+    @jax.jit
+    def run(a):
+        soft, hard = (F.gumbel_softmax(a, 0.7, h, dim=0, key=key) for h in (False, True))
+        grads = [jax.grad(lambda b, h=h: jnp.sum(F.gumbel_softmax(b, 0.7, h, dim=0, key=key) * w))(a)
+                 for h in (False, True)]
+        return soft, hard, grads
+
+    got_soft, hard, (gs, gh) = run(logits)
+    close(got_soft, soft)
+    np.testing.assert_array_equal(hard, np.eye(3)[soft.argmax(0)].T)
+    close(gh, gs)  # straight-through: the hard sample's gradient is the soft sample's
     assert np.abs(np.asarray(gh)).max() > 0
 
 
