@@ -134,13 +134,18 @@ def _sample(xf: jax.Array, idx: list[jax.Array], w: list[Optional[jax.Array]], s
     taps = int(np.prod([a.shape[0] for a in idx]))
     shape = (taps, nb, p)
     flat, valid = flat.reshape(shape), valid.reshape(shape)  # every coordinate spreads its own tap axis
-    v = jnp.take_along_axis(xf, jnp.moveaxis(flat, 0, 1).reshape(nb, 1, taps * p), axis=2)
-    v = v.reshape(nb, xf.shape[1], taps, p)
-    v = jnp.where(jnp.moveaxis(valid, 0, 1)[:, None], v, jnp.zeros((), v.dtype))
-    if isinstance(weight, int):
-        return v[:, :, 0]
-    weight = weight.reshape(shape)  # all or no coordinates are weighted
-    return jnp.sum(v * jnp.moveaxis(weight, 0, 1)[:, None], axis=2)
+    # Gather whole channel rows: (N, H*W, C)[n, flat] -> (N, taps * P, C); the index
+    # array then has one entry per point and tap, not per channel.
+    xt = jnp.swapaxes(xf, 1, 2)
+    rows = jnp.moveaxis(flat, 0, 1).reshape(nb, taps * p)
+    v = jax.vmap(lambda a, i: a.at[i].get(mode="promise_in_bounds"))(xt, rows)
+    v = v.reshape(nb, taps, p, xf.shape[1])
+    scale = jnp.moveaxis(valid, 0, 1).astype(v.dtype)
+    if not isinstance(weight, int):  # all or no coordinates are weighted
+        scale = scale * jnp.moveaxis(weight.reshape(shape), 0, 1)
+    v = jnp.where(jnp.moveaxis(valid, 0, 1)[..., None], v, jnp.zeros((), v.dtype))
+    y = jnp.sum(v * scale[..., None], axis=1) if taps > 1 or not isinstance(weight, int) else v[:, 0]
+    return jnp.swapaxes(y, 1, 2)
 
 
 def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corners: Optional[bool],
