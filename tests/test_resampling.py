@@ -3,7 +3,6 @@ gradients for every mode and option, the output-size rule, errors, compile size.
 
 import chex
 import jax
-from jax.test_util import check_grads
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax.test_util import check_grads
 from oracle import close, jax_fwd_bwd, torch_fwd_bwd
 
 from jaxlayers import functional as F
@@ -166,7 +166,8 @@ def test_given_scale_is_used_unless_recomputed():
     (lambda: F.interpolate(np.ones((2, 3)), size=3), ValueError,
      r"interpolate: expected 3-D, 4-D or 5-D input.*got 2-D input of shape \(2, 3\)"),
     (lambda: F.interpolate(X3, size=3, mode="linear", antialias=True), ValueError, "antialias is restricted"),
-    (lambda: F.interpolate(X4, size=3, recompute_scale_factor=True), ValueError, "not meaningful with an explicit size"),
+    (lambda: F.interpolate(X4, size=3, recompute_scale_factor=True), ValueError,
+     "not meaningful with an explicit size"),
     (lambda: F.interpolate(X4, size=0), ValueError, "sizes should be greater than 0"),
     (lambda: F.interpolate(X4, scale_factor=-1.0), ValueError, "sizes should be greater than 0"),
     (lambda: nn.Upsample(size=3, mode="bogus"), ValueError, "Upsample: unknown mode 'bogus'"),
@@ -181,7 +182,8 @@ def test_errors(call, exc, match):
 @pytest.mark.parametrize("make,tmake", [
     (lambda: nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True),
      lambda: torch.nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True)),
-    (lambda: nn.Upsample(size=(3, 8), mode="nearest-exact"), lambda: torch.nn.Upsample(size=(3, 8), mode="nearest-exact")),
+    (lambda: nn.Upsample(size=(3, 8), mode="nearest-exact"),
+     lambda: torch.nn.Upsample(size=(3, 8), mode="nearest-exact")),
     (lambda: nn.Upsample(scale_factor=2.5, mode="bicubic", recompute_scale_factor=True),
      lambda: torch.nn.Upsample(scale_factor=2.5, mode="bicubic", recompute_scale_factor=True)),
     (lambda: nn.UpsamplingNearest2d(scale_factor=2), lambda: torch.nn.UpsamplingNearest2d(scale_factor=2)),

@@ -44,7 +44,9 @@ class Upsample(fnn.Module):
 
     def __post_init__(self) -> None:
         if self.mode not in _R.MODES:
-            raise ValueError(f"{type(self).__name__}: unknown mode {self.mode!r}; expected one of {', '.join(_R.MODES)}")
+            raise ValueError(
+                f"{type(self).__name__}: unknown mode {self.mode!r}; expected one of {', '.join(_R.MODES)}"
+            )
         super().__post_init__()
 
     def __call__(self, input: Any) -> jax.Array:
