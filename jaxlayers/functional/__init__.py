@@ -8,13 +8,17 @@ from .activation import *  # noqa: F401,F403
 from .adaptive_softmax import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .fractional_pool import *  # noqa: F401,F403
+from .grid_sample import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .linear_cross_entropy import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
+from .rearrange import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+from .resampling import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403

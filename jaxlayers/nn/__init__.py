@@ -10,6 +10,7 @@ from .adaptive_softmax import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .container import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .fractional_pool import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
@@ -19,7 +20,9 @@ from .norm_extra import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
+from .rearrange import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+from .resampling import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
 

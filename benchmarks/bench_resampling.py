@@ -1,0 +1,78 @@
+"""Resampling benchmarks: F.interpolate (bilinear 2x) against torch and
+jax.image.resize, F.grid_sample (bilinear, zeros) against torch and
+jax.scipy.ndimage.map_coordinates; forward+backward, contenders taking turns
+(``harness.time_interleaved``).  The "flax" column holds the JAX alternative.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as TF
+from jax.scipy.ndimage import map_coordinates
+
+from harness import Table, compile_seconds, time_interleaved
+from jaxlayers import functional as F
+
+
+def _fb(fn):
+    """jit(forward + backward w.r.t. every argument) with a given cotangent."""
+    def f(args, ct):
+        y, vjp = jax.vjp(fn, *args)
+        return y, vjp(ct)
+    return jax.jit(f)
+
+
+def _torch_fb(fn, tensors, ct):
+    def run():
+        for t in tensors:
+            t.grad = None
+        y = fn(*tensors)
+        y.backward(ct)
+        return y
+    return run
+
+
+def _row(table, name, jf, af, tf, args, tag, iters, rng, note):
+    out = jax.eval_shape(jf, *args)
+    ct = jnp.asarray(rng.normal(size=out.shape), out.dtype)
+    j, a = _fb(jf), _fb(af)
+    comp = compile_seconds(j, args, ct)
+    tts = [torch.tensor(np.asarray(v), requires_grad=True) for v in args]
+    calls = {"jl": lambda: j(args, ct), "alt": lambda: a(args, ct),
+             "torch": _torch_fb(tf, tts, torch.tensor(np.asarray(ct)))}
+    t = time_interleaved(calls, iters=iters, rounds=max(2, iters // 4))
+    table.add(f"{name} fwd+bwd {tag}", t["jl"], t["alt"], t["torch"], comp, note=note)
+
+
+def run(table: Table, quick: bool) -> None:
+    iters = 8 if quick else 20
+    rng = np.random.default_rng(0)
+
+    shape = (32, 64, 32, 32)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    n, c, h, w = shape
+    _row(table, "interpolate bilinear x2",
+         lambda a: F.interpolate(a, scale_factor=2, mode="bilinear"),
+         lambda a: jax.image.resize(a, (n, c, 2 * h, 2 * w), "bilinear"),
+         lambda t: TF.interpolate(t, scale_factor=2, mode="bilinear"),
+         (x,), "x".join(map(str, shape)), iters, rng, "alt: jax.image.resize")
+
+    gshape = (8, 16, 64, 64)
+    xg = jnp.asarray(rng.normal(size=gshape), jnp.float32)
+    grid = jnp.asarray(rng.uniform(-1.1, 1.1, size=(gshape[0], 64, 64, 2)), jnp.float32)
+
+    def mapc(a, g):
+        # pixel coordinates as grid_sample(align_corners=False) computes them
+        hh, ww = a.shape[2:]
+        cy = ((g[..., 1] + 1) * hh - 1) / 2
+        cx = ((g[..., 0] + 1) * ww - 1) / 2
+        one = lambda img, yy, xx: map_coordinates(img, [yy, xx], order=1, mode="constant", cval=0.0)  # noqa
+        return jax.vmap(jax.vmap(one, (0, None, None)), (0, 0, 0))(a, cy, cx)
+
+    _row(table, "grid_sample bilinear zeros",
+         lambda a, g: F.grid_sample(a, g, align_corners=False), mapc,
+         lambda t, g: TF.grid_sample(t, g, align_corners=False),
+         (xg, grid), "x".join(map(str, gshape)) + " grid 64x64", iters, rng, "alt: vmap(map_coordinates)")

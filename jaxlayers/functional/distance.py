@@ -1,0 +1,341 @@
+"""Distances and small vector functions: ``cosine_similarity``, ``pairwise_distance``,
+``pdist``, ``normalize``, ``one_hot``, ``gumbel_softmax``.
+
+The p-norms differentiate as torch's ``linalg_vector_norm`` backward does
+(``FunctionsManual.cpp``): zero gradient at a zero norm instead of NaN, for
+``p = inf`` the gradient split evenly between the tied maxima (``pdist``
+gives each tied maximum the full gradient, as torch's ``_pdist_backward``),
+and zero gradient for ``p = 0``.  This is one ``custom_jvp``, so forward mode
+and higher orders work.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._utils import _is_int, index_dtype, shape_str
+
+__all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
+
+
+def _float(x: Any) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def _wrap_dim(dim: Any, ndim: int, name: str) -> int:
+    if not _is_int(dim):
+        raise TypeError(f"{name}: dim must be an int, got {dim!r}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{name}: dim {dim} out of range for {ndim}-D input (expected in [{-n}, {n - 1}])")
+    return int(dim) % n
+
+
+def _check_p(p: Any, name: str) -> float:
+    if not isinstance(p, (int, float, np.integer, np.floating)) or isinstance(p, bool):
+        raise TypeError(f"{name}: p must be a number, got {p!r}")
+    return float(p)
+
+
+# ----------------------------------------------------------------------------- p-norm with torch's gradient
+
+
+def _norm_value(x: jax.Array, p: float, axis: int, keepdims: bool) -> jax.Array:
+    a = jnp.abs(x)
+    if p == 0:
+        return jnp.sum((x != 0).astype(x.dtype), axis, keepdims=keepdims)
+    if p == math.inf:
+        return jnp.max(a, axis, keepdims=keepdims)
+    if p == -math.inf:
+        return jnp.min(a, axis, keepdims=keepdims)
+    if p == 1:
+        return jnp.sum(a, axis, keepdims=keepdims)
+    if p == 2:
+        return jnp.sqrt(jnp.sum(x * x, axis, keepdims=keepdims))
+    return jnp.sum(a**p, axis, keepdims=keepdims) ** (1 / p)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _norm(x: jax.Array, p: float, axis: int, keepdims: bool, inf_full: bool) -> jax.Array:
+    return _norm_value(x, p, axis, keepdims)
+
+
+def _norm_grad(x: jax.Array, norm: jax.Array, p: float, axis: int, inf_full: bool) -> jax.Array:
+    """d norm / d x (torch's backward with grad = 1); ``norm`` has keepdims."""
+    zero = jnp.zeros((), x.dtype)
+    a = jnp.abs(x)
+    nz = norm != 0
+    safe_norm = jnp.where(nz, norm, 1)
+    if p == 0:
+        return jnp.zeros_like(x)
+    if p == 1:
+        return jnp.sign(x)
+    if p == 2:
+        return jnp.where(nz, x / safe_norm, zero)
+    if math.isinf(p):
+        mask = (a == norm) | jnp.isnan(a)
+        g = jnp.sign(x) * mask
+        return g if inf_full else g / jnp.sum(mask, axis, keepdims=True)
+    if p < 1:
+        nonzero = x != 0
+        scaled = jnp.sign(x) * jnp.where(nonzero, jnp.where(nonzero, a, 1) ** (p - 1), zero)
+        return scaled * norm ** (1 - p)
+    if p < 2:
+        scaled = jnp.sign(x) * a ** (p - 1)
+    else:
+        scaled = x * a ** (p - 2)
+    return scaled * jnp.where(nz, 1 / safe_norm ** (p - 1), zero)
+
+
+@_norm.defjvp
+def _norm_jvp(p, axis, keepdims, inf_full, primals, tangents):
+    (x,), (t,) = primals, tangents
+    norm = _norm(x, p, axis, True, inf_full)
+    dot = jnp.sum(_norm_grad(x, norm, p, axis, inf_full) * t, axis, keepdims=True)
+    if not keepdims:
+        norm, dot = jnp.squeeze(norm, axis), jnp.squeeze(dot, axis)
+    return norm, dot
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _clamp_min_straight_through(x: jax.Array, lo: float) -> jax.Array:
+    """``max(x, lo)`` whose derivative is 1 everywhere (torch clamps the norms
+    in cosine_similarity under ``no_grad``)."""
+    return jnp.maximum(x, jnp.asarray(lo, x.dtype))
+
+
+@_clamp_min_straight_through.defjvp
+def _clamp_jvp(lo, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return _clamp_min_straight_through(x, lo), t
+
+
+# ----------------------------------------------------------------------------- public functions
+
+
+def _cosine_similarity(x1: Any, x2: Any, dim: int, eps: float, name: str) -> jax.Array:
+    a, b = _float(x1), _float(x2)
+    try:
+        shape = jnp.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{name}: x1 of shape {shape_str(a)} and x2 of shape {shape_str(b)} do not broadcast")
+    dtype = jnp.result_type(a.dtype, b.dtype)
+    a, b = jnp.broadcast_to(a, shape).astype(dtype), jnp.broadcast_to(b, shape).astype(dtype)
+    d = _wrap_dim(dim, len(shape), name)
+    if len(shape) == 0:
+        a, b = a[None], b[None]
+    na = _clamp_min_straight_through(_norm(a, 2.0, d, True, False), eps)
+    nb = _clamp_min_straight_through(_norm(b, 2.0, d, True, False), eps)
+    return jnp.sum((a / na) * (b / nb), axis=d)
+
+
+def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> jax.Array:
+    """Cosine similarity along ``dim``, as ``torch.nn.functional.cosine_similarity``.
+
+    ``sum((x1 / max(||x1||, eps)) * (x2 / max(||x2||, eps)), dim)``: each norm is
+    clamped separately, and, as in torch, the clamp does not enter the gradient.
+
+    Args:
+        x1, x2: arrays that broadcast together.
+        dim: the dimension of the vectors. Default 1.
+        eps: lower bound of each norm. Default 1e-8.
+
+    Shape: the broadcast shape without ``dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.cosine_similarity(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]))
+        Array([0.70710677], dtype=float32)
+    """
+    return _cosine_similarity(x1, x2, dim, eps, "cosine_similarity")
+
+
+def _pairwise_distance(x1: Any, x2: Any, p: float, eps: float, keepdim: bool, name: str) -> jax.Array:
+    a, b = _float(x1), _float(x2)
+    p = _check_p(p, name)
+    try:
+        jnp.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{name}: x1 of shape {shape_str(a)} and x2 of shape {shape_str(b)} do not broadcast")
+    d = a - b + jnp.asarray(eps, jnp.result_type(a.dtype, b.dtype))
+    if d.ndim == 0:
+        d = d[None]
+    return _norm(d, p, d.ndim - 1, bool(keepdim), False)
+
+
+def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> jax.Array:
+    """``||x1 - x2 + eps||_p`` over the last dim, as ``torch.nn.functional.pairwise_distance``.
+
+    Args:
+        x1, x2: ``(N, D)`` or ``(D,)`` arrays that broadcast together.
+        p: the norm degree (``0``, ``inf`` and ``-inf`` work too). Default 2.
+        eps: added to the difference (not to the norm), as torch. Default 1e-6.
+        keepdim: keep the reduced dim.
+
+    Shape: the broadcast shape without its last dim (kept as 1 with ``keepdim``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.pairwise_distance(jnp.array([[3.0, 0.0]]), jnp.array([[0.0, 4.0]]), eps=0.0)
+        Array([5.], dtype=float32)
+    """
+    return _pairwise_distance(x1, x2, p, eps, keepdim, "pairwise_distance")
+
+
+def pdist(input: Any, p: float = 2) -> jax.Array:
+    """p-norm distances between all pairs of rows, as ``torch.nn.functional.pdist``.
+
+    Args:
+        input: ``(N, M)``.
+        p: non-negative norm degree (``0`` and ``inf`` work). Default 2.
+
+    Shape: ``(N, M) -> (N (N - 1) / 2,)``, the upper triangle of the distance
+    matrix in row-major order (pairs ``(0, 1), (0, 2), ..., (1, 2), ...``).
+    The gradient at a zero distance is zero, as torch's.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]]))
+        Array([5.       , 1.       , 4.2426405], dtype=float32)
+    """
+    name = "pdist"
+    x = _float(input)
+    p = _check_p(p, name)
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected 2-D input (N, M), got {x.ndim}-D input of shape {shape_str(x)}")
+    if p < 0:
+        raise ValueError(f"{name}: p must be non-negative, got {p}")
+    i, j = np.triu_indices(x.shape[0], 1)
+    diff = jnp.take(x, i, axis=0) - jnp.take(x, j, axis=0)
+    return _norm(diff, p, 1, False, True)
+
+
+def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> jax.Array:
+    """``input / max(||input||_p, eps)`` along ``dim``, as ``torch.nn.functional.normalize``.
+
+    Args:
+        input: any shape with at least ``dim + 1`` dims.
+        p: the norm degree. Default 2.
+        dim: the dimension to normalise. Default 1.
+        eps: lower bound of the norm. Default 1e-12.
+        out: not supported (JAX arrays are immutable); must be ``None``.
+
+    Shape: unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.normalize(jnp.array([[3.0, 4.0]]))
+        Array([[0.6, 0.8]], dtype=float32)
+    """
+    name = "normalize"
+    if out is not None:
+        raise TypeError(f"{name}: out= is not supported (JAX arrays are immutable); use the returned array")
+    x = _float(input)
+    p = _check_p(p, name)
+    d = _wrap_dim(dim, x.ndim, name)
+    y = x[None] if x.ndim == 0 else x
+    n = _norm(y, p, d, True, False)
+    denom = jnp.where(n >= eps, n, jnp.asarray(eps, n.dtype))
+    r = y / denom
+    return r[0] if x.ndim == 0 else r
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
+    """One-hot encoding of integer class indices, as ``torch.nn.functional.one_hot``.
+
+    Args:
+        tensor: integer array of class indices.
+        num_classes: number of classes; ``-1`` infers ``max(tensor) + 1``, which
+            needs a concrete array (give ``num_classes`` under ``jit``).
+
+    Shape: ``(*) -> (*, num_classes)``, dtype ``index_dtype()`` (int64 with x64,
+    else int32).
+
+    Differences from torch: out-of-range values raise on concrete arrays, as in
+    torch; under ``jit`` they cannot be checked and give an all-zero row.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> F.one_hot(jnp.array([0, 2]), 3).tolist()
+        [[1, 0, 0], [0, 0, 1]]
+    """
+    name = "one_hot"
+    x = jnp.asarray(tensor)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{name}: expected an integer tensor of class indices, got dtype {x.dtype}")
+    if not _is_int(num_classes):
+        raise TypeError(f"{name}: num_classes must be an int, got {num_classes!r}")
+    concrete = not isinstance(tensor, jax.core.Tracer)
+    if num_classes == -1:
+        if not concrete:
+            raise ValueError(
+                f"{name}: num_classes=-1 infers the number of classes from the values, which are not known under "
+                f"jit/vmap/grad; pass num_classes explicitly (tensor of shape {shape_str(x)})"
+            )
+        if x.size == 0:
+            raise ValueError(f"{name}: cannot infer the number of classes from an empty tensor; pass num_classes")
+        num_classes = int(np.asarray(x).max()) + 1
+    elif num_classes < 0:
+        raise ValueError(f"{name}: num_classes must be -1 or non-negative, got {num_classes}")
+    if concrete and x.size:
+        v = np.asarray(x)
+        if v.min() < 0:
+            raise ValueError(f"{name}: class values must be non-negative, got min {v.min()}")
+        if v.max() >= num_classes:
+            raise ValueError(f"{name}: class values must be smaller than num_classes={num_classes}, got max {v.max()}")
+    return (x[..., None] == jnp.arange(num_classes, dtype=x.dtype)).astype(index_dtype())
+
+
+def gumbel_softmax(logits: Any, tau: float = 1, hard: bool = False, eps: float = 1e-10, dim: int = -1, *,
+                   key: Any = None) -> jax.Array:
+    """Gumbel-softmax samples, as ``torch.nn.functional.gumbel_softmax``.
+
+    ``softmax((logits + g) / tau, dim)`` with Gumbel(0, 1) noise
+    ``g = jax.random.gumbel(key, logits.shape, logits.dtype)``; with ``hard`` the
+    one-hot of its argmax in the forward pass and the soft sample's gradient
+    (straight-through: ``y_hard - stop_gradient(y_soft) + y_soft``).
+
+    Args:
+        logits: unnormalised log-probabilities, any shape.
+        tau: temperature (> 0). Default 1.
+        hard: return one-hot samples. Default False.
+        eps: unused (deprecated in torch too).
+        dim: the category dimension. Default -1.
+        key: a ``jax.random`` key (required).
+
+    Shape: unchanged.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> y = F.gumbel_softmax(jnp.zeros((2, 3)), hard=True, key=jax.random.key(0))
+        >>> y.sum(-1).tolist()
+        [1.0, 1.0]
+    """
+    name = "gumbel_softmax"
+    if key is None:
+        raise ValueError(f"{name}: a PRNG key is required: gumbel_softmax(logits, ..., key=jax.random.key(0))")
+    x = _float(logits)
+    d = _wrap_dim(dim, x.ndim, name)
+    g = jax.random.gumbel(key, x.shape, x.dtype)
+    y = jax.nn.softmax((x + g) / tau, axis=d)
+    if not hard:
+        return y
+    idx = jnp.argmax(y, axis=d, keepdims=True)
+    y_hard = (jnp.arange(x.shape[d]).reshape((-1,) + (1,) * (x.ndim - 1 - d)) == idx).astype(y.dtype)
+    return y_hard - jax.lax.stop_gradient(y) + y

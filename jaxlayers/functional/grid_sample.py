@@ -1,0 +1,275 @@
+"""Sampling grids: ``grid_sample`` and ``affine_grid``.
+
+``grid_sample`` reads the input at the grid's points with vectorised gathers
+(``take_along_axis`` on the flattened spatial dims, one per interpolation tap:
+4 or 8 for bilinear/trilinear, 1 for nearest, 16 for bicubic), so compile time
+does not depend on the input or grid size.  The coordinate maths is torch's
+(``GridSampler.h``): unnormalisation with or without ``align_corners``,
+``border`` clipping and ``reflection`` about the borders (or the border pixel
+centres with ``align_corners``), nearest rounding half to even (``nearbyint``),
+bicubic with ``A = -0.75`` and padding applied to every tap's integer
+coordinate.  Gradients with respect to the input and the grid come from JAX's
+autodiff of these formulas; the clipping is written so that its derivative is
+torch's (0 on and outside the borders, 1 strictly inside), and so is the
+reflection's (+1 at the reflection point).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._utils import shape_str
+
+__all__ = ["grid_sample", "affine_grid"]
+
+_GS_MODES = ("bilinear", "nearest", "bicubic")
+_PADDING_MODES = ("zeros", "border", "reflection")
+
+
+def _check_grid_sample(x: jax.Array, g: jax.Array, mode: str, padding_mode: str, name: str) -> None:
+    if mode not in _GS_MODES:
+        raise ValueError(f"{name}: expected mode to be 'bilinear', 'nearest' or 'bicubic', got {mode!r}")
+    if padding_mode not in _PADDING_MODES:
+        raise ValueError(
+            f"{name}: expected padding_mode to be 'zeros', 'border' or 'reflection', got {padding_mode!r}"
+        )
+    if x.ndim not in (4, 5) or g.ndim != x.ndim:
+        raise ValueError(
+            f"{name}: expected 4-D or 5-D input and a grid with the same number of dimensions, got input of "
+            f"shape {shape_str(x)} and grid of shape {shape_str(g)}"
+        )
+    n = x.ndim - 2
+    if g.shape[-1] != n:
+        raise ValueError(
+            f"{name}: expected grid to have size {n} in its last dimension for {x.ndim}-D input, got grid of "
+            f"shape {shape_str(g)}"
+        )
+    if g.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{name}: expected grid and input to have the same batch size, got input of shape {shape_str(x)} and "
+            f"grid of shape {shape_str(g)}"
+        )
+    if any(s == 0 for s in x.shape[2:]):
+        raise ValueError(f"{name}: expected input with non-empty spatial dimensions, got shape {shape_str(x)}")
+    if mode == "bicubic" and x.ndim != 4:
+        raise ValueError(f"{name}: bicubic interpolation only supports 4-D input, got shape {shape_str(x)}")
+    for a, what in ((x, "input"), (g, "grid")):
+        if not jnp.issubdtype(a.dtype, jnp.inexact):
+            raise TypeError(f"{name}: expected a floating-point {what}, got dtype {a.dtype}")
+
+
+def _unnormalize(c: jax.Array, size: int, align_corners: bool) -> jax.Array:
+    """``grid_sampler_unnormalize``: [-1, 1] to pixel coordinates."""
+    if align_corners:
+        return (c + 1) / 2 * (size - 1)
+    return ((c + 1) * size - 1) / 2
+
+
+def _clip(c: jax.Array, size: int) -> jax.Array:
+    """``clip_coordinates`` with torch's gradient: 1 strictly inside (0, size - 1), 0 elsewhere."""
+    hi = jnp.asarray(size - 1, c.dtype)
+    return jnp.where(c <= 0, jnp.zeros_like(c), jnp.where(c >= hi, hi, c))
+
+
+def _reflect(c: jax.Array, twice_low: int, twice_high: int) -> jax.Array:
+    """``reflect_coordinates``: reflect about ``twice_low / 2`` and ``twice_high / 2``."""
+    if twice_low == twice_high:
+        return jnp.zeros_like(c)
+    lo = twice_low / 2
+    span = (twice_high - twice_low) / 2
+    d = c - lo
+    d = jnp.where(d < 0, -d, d)
+    extra = jnp.fmod(d, span)
+    flips = jnp.floor(jax.lax.stop_gradient(d) / span)
+    return jnp.where(jnp.fmod(flips, 2) == 0, extra + lo, span - extra + lo)
+
+
+def _pad_coordinates(c: jax.Array, size: int, padding_mode: str, align_corners: bool) -> jax.Array:
+    """``compute_coordinates``: apply ``border`` / ``reflection`` to pixel coordinates."""
+    if padding_mode == "border":
+        return _clip(c, size)
+    if padding_mode == "reflection":
+        c = _reflect(c, 0, 2 * (size - 1)) if align_corners else _reflect(c, -1, 2 * size - 1)
+        return _clip(c, size)
+    return c
+
+
+def _cubic_coeffs(t: jax.Array) -> list[jax.Array]:
+    """``get_cubic_upsample_coefficients`` with ``A = -0.75``."""
+    A = -0.75
+
+    def c1(x):
+        return ((A + 2) * x - (A + 3)) * x * x + 1
+
+    def c2(x):
+        return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A
+
+    return [c2(t + 1), c1(t), c1(1 - t), c2(2 - t)]
+
+
+def _sample(xf: jax.Array, idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[int]) -> jax.Array:
+    """``sum_taps prod_k w[k] * xf[n, c, idx]`` with zeros outside the input, in ONE gather.
+
+    ``idx[k]`` / ``w[k]``: ``(t_k, N, P)`` integer taps and weights along coordinate
+    ``k`` (spatial dim ``-1 - k``); ``w[k] = None`` means weight 1.  Result ``(N, C, P)``.
+    """
+    n = len(idx)
+    nb, p = idx[0].shape[1:]
+
+    def spread(a, k):  # (t_k, N, P) -> (1.., t_k, 1.., N, P) with t_k at axis k
+        return a.reshape((1,) * k + (a.shape[0],) + (1,) * (n - 1 - k) + (nb, p))
+
+    flat, valid, weight, stride = 0, True, 1, 1
+    for k in range(n):
+        i = spread(idx[k], k)
+        valid = valid & (i >= 0) & (i < sizes[k])
+        flat = flat + jnp.clip(i, 0, sizes[k] - 1) * stride
+        stride *= sizes[k]
+        if w[k] is not None:
+            weight = weight * spread(w[k], k)
+    taps = int(np.prod([a.shape[0] for a in idx]))
+    shape = (taps, nb, p)
+    flat, valid = flat.reshape(shape), valid.reshape(shape)  # every coordinate spreads its own tap axis
+    # Gather whole channel rows: (N, H*W, C)[n, flat] -> (N, taps * P, C); the index
+    # array then has one entry per point and tap, not per channel.
+    xt = jnp.swapaxes(xf, 1, 2)
+    rows = jnp.moveaxis(flat, 0, 1).reshape(nb, taps * p)
+    v = jax.vmap(lambda a, i: a.at[i].get(mode="promise_in_bounds"))(xt, rows)
+    v = v.reshape(nb, taps, p, xf.shape[1])
+    scale = jnp.moveaxis(valid, 0, 1).astype(v.dtype)
+    if not isinstance(weight, int):  # all or no coordinates are weighted
+        scale = scale * jnp.moveaxis(weight.reshape(shape), 0, 1)
+    v = jnp.where(jnp.moveaxis(valid, 0, 1)[..., None], v, jnp.zeros((), v.dtype))
+    y = jnp.sum(v * scale[..., None], axis=1) if taps > 1 or not isinstance(weight, int) else v[:, 0]
+    return jnp.swapaxes(y, 1, 2)
+
+
+def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corners: Optional[bool],
+                 name: str) -> jax.Array:
+    x, g = jnp.asarray(input), jnp.asarray(grid)
+    _check_grid_sample(x, g, mode, padding_mode, name)
+    align_corners = bool(align_corners) if align_corners is not None else False
+    dtype = jnp.result_type(x.dtype, g.dtype)
+    x, g = x.astype(dtype), g.astype(dtype)
+    n = x.ndim - 2
+    nb, ch = x.shape[:2]
+    out_shape = (nb, ch) + tuple(g.shape[1:-1])
+    # grid[..., k] indexes spatial dim -1 - k: (x, y[, z]) -> (W, H[, D])
+    sizes = [int(x.shape[-1 - k]) for k in range(n)]
+    xf = x.reshape(nb, ch, -1)
+    coords = [_unnormalize(g[..., k].reshape(nb, -1), sizes[k], align_corners) for k in range(n)]
+    if mode == "bicubic":
+        # taps floor(c) - 1 .. floor(c) + 2; padding applies to each tap's integer coordinate
+        idx, w = [], []
+        for k, c in enumerate(coords):
+            base = jnp.floor(jax.lax.stop_gradient(c))
+            taps = base[None] + jnp.arange(-1, 3, dtype=dtype).reshape(4, 1, 1)
+            idx.append(_pad_coordinates(taps, sizes[k], padding_mode, align_corners).astype(jnp.int32))
+            w.append(jnp.stack(_cubic_coeffs(c - base)))
+        return _sample(xf, idx, w, sizes).reshape(out_shape)
+    coords = [_pad_coordinates(c, s, padding_mode, align_corners) for c, s in zip(coords, sizes)]
+    if mode == "nearest":
+        idx = [jnp.round(jax.lax.stop_gradient(c)).astype(jnp.int32)[None] for c in coords]
+        return _sample(xf, idx, [None] * n, sizes).reshape(out_shape)
+    idx, w = [], []
+    for c in coords:
+        lo = jnp.floor(jax.lax.stop_gradient(c))
+        idx.append(jnp.stack([lo, lo + 1]).astype(jnp.int32))
+        w.append(jnp.stack([lo + 1 - c, c - lo]))
+    return _sample(xf, idx, w, sizes).reshape(out_shape)
+
+
+def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: Optional[bool] = None) -> jax.Array:
+    """Sample ``input`` at the grid's points, as ``torch.nn.functional.grid_sample``.
+
+    Args:
+        input: ``(N, C, H_in, W_in)`` or ``(N, C, D_in, H_in, W_in)``.
+        grid: ``(N, H_out, W_out, 2)`` or ``(N, D_out, H_out, W_out, 3)`` with
+            normalised ``(x, y[, z])`` coordinates in ``[-1, 1]`` (``x`` indexes
+            the width).
+        mode: ``"bilinear"`` (trilinear for 5-D), ``"nearest"`` (rounds half to
+            even) or ``"bicubic"`` (4-D only).
+        padding_mode: values outside the input: ``"zeros"``, ``"border"``
+            (clamped coordinates) or ``"reflection"``.
+        align_corners: whether -1 and 1 are the centres of the corner pixels
+            (``True``) or their outer edges (``False``); ``None`` means ``False``.
+
+    Shape: ``(N, C, *grid.shape[1:-1])``.
+
+    Gradients flow to ``input`` and ``grid`` (zero for ``grid`` with ``"nearest"``),
+    as torch's.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> x = jnp.arange(4.0).reshape(1, 1, 2, 2)
+        >>> F.grid_sample(x, jnp.zeros((1, 1, 1, 2)), align_corners=True)
+        Array([[[[1.5]]]], dtype=float32)
+    """
+    return _grid_sample(input, grid, mode, padding_mode, align_corners, "grid_sample")
+
+
+def _base_coords(steps: int, align_corners: bool) -> np.ndarray:
+    """torch's ``_linspace_from_neg_one``: ``linspace(-1, 1, steps)``, scaled by
+    ``(steps - 1) / steps`` without ``align_corners`` (``[0]`` for one step)."""
+    if steps <= 1:
+        return np.zeros(1)
+    r = np.linspace(-1.0, 1.0, steps)
+    return r if align_corners else r * (steps - 1) / steps
+
+
+def _affine_grid(theta: Any, size: Any, align_corners: Optional[bool], name: str) -> jax.Array:
+    t = jnp.asarray(theta)
+    if not jnp.issubdtype(t.dtype, jnp.floating):
+        raise TypeError(f"{name}: expected theta to have a floating-point dtype, got {t.dtype}")
+    try:
+        size = tuple(int(s) for s in size)
+    except TypeError:
+        raise TypeError(f"{name}: size must be a sequence of ints (N, C, H, W) or (N, C, D, H, W), got {size!r}")
+    if len(size) not in (4, 5):
+        raise ValueError(
+            f"{name}: only 4-D and 5-D sizes are supported, for 2-D and 3-D affine transforms, got size {size}"
+        )
+    n = len(size) - 2
+    if t.shape != (size[0], n, n + 1):
+        raise ValueError(
+            f"{name}: expected a batch of {n}-D affine matrices of shape ({size[0]}, {n}, {n + 1}) for size {size}, "
+            f"got theta of shape {shape_str(t)}"
+        )
+    if min(size) <= 0:
+        raise ValueError(f"{name}: expected a positive output size, got {size}")
+    align_corners = bool(align_corners) if align_corners is not None else False
+    spatial = size[2:]
+    # base[..., k] = coordinate along spatial dim -1 - k (x, y[, z]); last entry 1
+    axes = [_base_coords(spatial[-1 - k], align_corners) for k in range(n)]
+    mesh = np.meshgrid(*reversed(axes), indexing="ij")  # over (D,) H, W
+    base = np.stack(list(reversed(mesh)) + [np.ones(mesh[0].shape)], axis=-1)  # (*spatial, n + 1)
+    base = jnp.asarray(base.reshape(-1, n + 1), t.dtype)
+    grid = jnp.einsum("pk,bjk->bpj", base, t, precision=jax.lax.Precision.HIGHEST)
+    return grid.reshape((size[0],) + tuple(spatial) + (n,))
+
+
+def affine_grid(theta: Any, size: Any, align_corners: Optional[bool] = None) -> jax.Array:
+    """The sampling grid of a batch of affine maps, as ``torch.nn.functional.affine_grid``.
+
+    Args:
+        theta: ``(N, 2, 3)`` for a 4-D ``size`` or ``(N, 3, 4)`` for a 5-D one.
+        size: the output's ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
+        align_corners: as in :func:`grid_sample`; ``None`` means ``False``.
+
+    Shape: ``(N, H, W, 2)`` or ``(N, D, H, W, 3)``: ``grid[n, ..., :] = theta[n] @ (x, y[, z], 1)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import functional as F
+        >>> theta = jnp.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+        >>> F.affine_grid(theta, (1, 1, 2, 2), align_corners=True)[0, :, :, 0]
+        Array([[-1.,  1.],
+               [-1.,  1.]], dtype=float32)
+    """
+    return _affine_grid(theta, size, align_corners, "affine_grid")

@@ -1,0 +1,170 @@
+"""cosine_similarity, pairwise_distance, pdist, normalize, one_hot, gumbel_softmax and
+CosineSimilarity / PairwiseDistance against torch (float64) and NumPy."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from jax.test_util import check_grads
+from oracle import close, jax_fwd_bwd, torch_fwd_bwd
+
+from jaxlayers import functional as F
+from jaxlayers import nn
+from jaxlayers._utils import index_dtype
+
+RNG = np.random.default_rng(0)
+A = RNG.normal(size=(4, 5))
+B = RNG.normal(size=(4, 5))
+TINY = np.where(np.arange(4)[:, None] == 1, 1e-10, A)  # one row with a norm below eps
+INT = np.round(RNG.normal(size=(4, 5)) * 1.5)  # ties and zeros
+INT[2] = INT[0]  # a zero distance
+
+
+def _parity_many(cases):
+    """``[(jfn, tfn, arrays), ...]``: outputs and gradients w.r.t. every array, one jitted call."""
+    cts, want = [], []
+    for _, tfn, arrays in cases:
+        cts.append(RNG.normal(size=tuple(tfn(*[torch.from_numpy(a) for a in arrays]).shape)))
+        want.append(torch_fwd_bwd(tfn, cts[-1], *arrays))
+
+    @jax.jit
+    def run(arrays, cts):
+        return [jax_fwd_bwd(c[0], ct, *a) for c, a, ct in zip(cases, arrays, cts)]
+
+    got = run([[jnp.asarray(a) for a in c[2]] for c in cases], cts)
+    for i, ((j_out, j_g), (t_out, t_g)) in enumerate(zip(got, want)):
+        close(j_out, t_out, err_msg=f"output of case {i}")
+        for k, (g, t) in enumerate(zip(j_g, t_g)):
+            close(g, np.zeros_like(g) if t is None else t, err_msg=f"gradient {k} of case {i}")
+
+
+def test_cosine_similarity_matches_torch():
+    _parity_many([
+        (lambda a, b: F.cosine_similarity(a, b), lambda a, b: TF.cosine_similarity(a, b), (A, B)),
+        (lambda a, b: F.cosine_similarity(a, b, dim=0), lambda a, b: TF.cosine_similarity(a, b, dim=0), (A, B)),
+        (lambda a, b: F.cosine_similarity(a, b, dim=-1), lambda a, b: TF.cosine_similarity(a, b, dim=-1),
+         (A, B[:1])),  # broadcasting
+        (lambda a, b: F.cosine_similarity(a, b), lambda a, b: TF.cosine_similarity(a, b), (TINY, B)),
+        (lambda a, b: F.cosine_similarity(a, b, eps=0.5), lambda a, b: TF.cosine_similarity(a, b, eps=0.5),
+         (0.1 * A, B)),  # the clamp does not enter the gradient, as torch's no_grad clamp
+        (lambda a, b: F.cosine_similarity(a, b), lambda a, b: TF.cosine_similarity(a, b),
+         (np.zeros((2, 3)), B[:2, :3])),
+    ])
+
+
+P_VALUES = [0, 0.5, 1, 1.5, 2, 3, math.inf, -math.inf]
+
+
+def test_pairwise_distance_matches_torch():
+    cases = []
+    for p in P_VALUES:
+        cases.append((lambda a, b, p=p: F.pairwise_distance(a, b, p), lambda a, b, p=p: TF.pairwise_distance(a, b, p),
+                      (A, B)))
+        cases.append((lambda a, b, p=p: F.pairwise_distance(a, b, p, eps=0.0),
+                      lambda a, b, p=p: TF.pairwise_distance(a, b, p, eps=0.0), (INT, INT[::-1].copy())))
+    cases.append((lambda a, b: F.pairwise_distance(a, b, keepdim=True),
+                  lambda a, b: TF.pairwise_distance(a, b, keepdim=True), (A, B[:1])))
+    cases.append((lambda a, b: F.pairwise_distance(a, b), lambda a, b: TF.pairwise_distance(a, b), (A[0], B[0])))
+    _parity_many(cases)
+
+
+def test_pdist_and_normalize_match_torch():
+    cases = []
+    for p in P_VALUES:
+        if p >= 0:
+            cases.append((lambda a, p=p: F.pdist(a, p), lambda a, p=p: TF.pdist(a, p), (INT,)))
+        cases.append((lambda a, p=p: F.normalize(a, p, dim=0), lambda a, p=p: TF.normalize(a, p, dim=0), (INT,)))
+    cases += [
+        (lambda a: F.pdist(a), lambda a: TF.pdist(a), (A,)),
+        (lambda a: F.normalize(a), lambda a: TF.normalize(a), (TINY,)),  # norm below eps
+        (lambda a: F.normalize(a, dim=-1, eps=2.0), lambda a: TF.normalize(a, dim=-1, eps=2.0), (A,)),
+    ]
+    _parity_many(cases)
+
+
+def test_pdist_order_and_sizes():
+    x = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    close(F.pdist(x), [5.0, 1.0, np.hypot(3, 3)])
+    assert F.pdist(np.zeros((1, 3))).shape == (0,)
+
+
+def test_check_grads():
+    # forward mode checks the custom JVP rule, reverse mode its transpose and second order
+    check_grads(jax.jit(lambda a, b: F.cosine_similarity(a, b)), (A[:2, :3], B[:2, :3]), order=1, modes=("fwd",))
+    check_grads(jax.jit(lambda a: F.pdist(a, 3.0)), (A[:3, :2],), order=2, modes=("rev",))
+
+
+def test_modules_match_torch():
+    tA, tB = torch.from_numpy(A), torch.from_numpy(B)
+    close(nn.CosineSimilarity(dim=0, eps=1e-3).apply({}, A, B), torch.nn.CosineSimilarity(dim=0, eps=1e-3)(tA, tB))
+    close(nn.PairwiseDistance(p=1.5, keepdim=True).apply({}, A, B),
+          torch.nn.PairwiseDistance(p=1.5, keepdim=True)(tA, tB))
+
+
+def test_one_hot():
+    t = np.array([[0, 3], [1, 1]])
+    y = F.one_hot(t)
+    assert y.dtype == index_dtype()
+    np.testing.assert_array_equal(y, TF.one_hot(torch.from_numpy(t)).numpy())
+    np.testing.assert_array_equal(F.one_hot(t, 6), TF.one_hot(torch.from_numpy(t), 6).numpy())
+    np.testing.assert_array_equal(jax.jit(lambda a: F.one_hot(a, 5))(t), TF.one_hot(torch.from_numpy(t), 5).numpy())
+    with pytest.raises(ValueError, match="one_hot: num_classes=-1 .* pass num_classes explicitly"):
+        jax.jit(F.one_hot)(t)
+
+
+def test_gumbel_softmax_equals_numpy_formula():
+    key = jax.random.key(3)
+    logits = RNG.normal(size=(3, 4))
+    g = np.asarray(jax.random.gumbel(key, logits.shape, jnp.float64))
+    z = (logits + g) / 0.7
+    soft = np.exp(z - z.max(0)) / np.exp(z - z.max(0)).sum(0)
+    w = RNG.normal(size=(3, 4))
+
+    @jax.jit
+    def run(a):
+        soft, hard = (F.gumbel_softmax(a, 0.7, h, dim=0, key=key) for h in (False, True))
+        grads = [jax.grad(lambda b, h=h: jnp.sum(F.gumbel_softmax(b, 0.7, h, dim=0, key=key) * w))(a)
+                 for h in (False, True)]
+        return soft, hard, grads
+
+    got_soft, hard, (gs, gh) = run(logits)
+    close(got_soft, soft)
+    np.testing.assert_array_equal(hard, np.eye(3)[soft.argmax(0)].T)
+    close(gh, gs)  # straight-through: the hard sample's gradient is the soft sample's
+    assert np.abs(np.asarray(gh)).max() > 0
+
+
+def test_gumbel_softmax_argmax_frequencies_follow_softmax():
+    logits = np.array([0.5, -1.0, 1.2, 0.0])
+    n = 20000
+    y = jax.jit(lambda k: F.gumbel_softmax(jnp.broadcast_to(logits, (n, 4)), hard=True, key=k))(jax.random.key(0))
+    freq = np.asarray(y).mean(0)
+    np.testing.assert_allclose(freq, np.exp(logits) / np.exp(logits).sum(), atol=0.015)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: F.cosine_similarity(A, B[:3]), ValueError, r"cosine_similarity: x1 of shape \(4, 5\) and x2 of shape"),
+    (lambda: F.cosine_similarity(A, B, dim=2), IndexError, "cosine_similarity: dim 2 out of range"),
+    (lambda: F.pairwise_distance(A, B[:3]), ValueError, "pairwise_distance: x1 of shape"),
+    (lambda: F.pairwise_distance(A, B, p="2"), TypeError, "pairwise_distance: p must be a number"),
+    (lambda: F.pdist(A[None]), ValueError, r"pdist: expected 2-D input \(N, M\), got 3-D"),
+    (lambda: F.pdist(A, -1), ValueError, "pdist: p must be non-negative"),
+    (lambda: F.normalize(A, dim=3), IndexError, "normalize: dim 3 out of range"),
+    (lambda: F.normalize(A, out=A), TypeError, "normalize: out= is not supported"),
+    (lambda: F.one_hot(np.array([1, -1])), ValueError, "one_hot: class values must be non-negative"),
+    (lambda: F.one_hot(np.array([1, 3]), 3), ValueError, "smaller than num_classes=3"),
+    (lambda: F.one_hot(np.zeros((0,), np.int64)), ValueError, "empty tensor"),
+    (lambda: F.one_hot(np.array([1, 2]), -2), ValueError, "num_classes must be -1 or non-negative"),
+    (lambda: F.one_hot(np.array([1.0, 2.0])), TypeError, "one_hot: expected an integer tensor"),
+    (lambda: F.gumbel_softmax(A), ValueError, "gumbel_softmax: a PRNG key is required"),
+    (lambda: F.gumbel_softmax(A, dim=2, key=jax.random.key(0)), IndexError, "gumbel_softmax: dim 2"),
+    (lambda: nn.CosineSimilarity(dim=5).apply({}, A, B), IndexError, "CosineSimilarity: dim 5"),
+    (lambda: nn.PairwiseDistance().apply({}, A, B[:3]), ValueError, "PairwiseDistance: x1 of shape"),
+], ids=range(17))
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
