@@ -582,47 +582,47 @@ def _adaptive_max_pool_nd(input: Any, output_size: Any, return_indices: bool, nu
     return _unbatch((y, idx) if return_indices else y, unbatched)
 
 
-def _torch_argmax(v: jax.Array, axis: int) -> jax.Array:
-    """Position along ``axis`` of torch's pick: the last NaN if any, else the first maximum."""
-    nan = _is_nan(v)
-    first_max = jnp.argmax(v == jnp.max(v, axis, keepdims=True), axis)
-    last_nan = v.shape[axis] - 1 - jnp.argmax(jnp.flip(nan, axis), axis)
-    return jnp.where(jnp.any(nan, axis), last_nan, first_max)
+def _torch_max_pair(a: tuple, b: tuple) -> tuple:
+    """torch's choice between two ``(value, flat index)`` pairs: a NaN wins
+    (the later of two NaNs), else the larger value, else the earlier element.
+    A choice by a total order, so associative and commutative: any reduction
+    order gives torch's loop result (first maximum in row-major order, last NaN)."""
+    (av, ai), (bv, bi) = a, b
+    a_nan, b_nan = _is_nan(av), _is_nan(bv)
+    take_b = jnp.where(a_nan | b_nan, b_nan & (~a_nan | (bi > ai)), (bv > av) | ((bv == av) & (bi < ai)))
+    return jnp.where(take_b, bv, av), jnp.where(take_b, bi, ai)
 
 
 def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    """Separable over dims, innermost first.  Along a dim of size ``L``, the
-    ``(out, K)`` index array of the bins (``K`` the widest bin; NumPy) gathers
-    each bin's elements; elements past the bin's end hold the lowest value (and
-    come last, so they never win a tie); torch's pick along ``K`` chooses one.
-    Doing the innermost dim first keeps torch's row-major order: the first
-    maximum of the bin lies in the first row that holds the maximum, at that
-    row's first maximum, and the last NaN in the last row holding a NaN.
-    Values are read at the picks, so JAX's gradient goes to torch's argmax."""
+    """Separable over dims, innermost first, on ``(value, flat input index)``
+    pairs.  Along a dim of size ``L``, the ``(out, K)`` index array of torch's
+    bins (``K`` the widest bin; NumPy at trace time) gathers each bin's
+    elements; slots past a bin's end hold the lowest value and an index that
+    loses every tie; a reduction over ``K`` with torch's choice
+    (:func:`_torch_max_pair`) keeps one pair per bin.  The choice orders
+    elements by flat index, so dim-by-dim gives the same pick as torch's loop
+    over the whole bin.  Values are then read at the indices: JAX's gradient
+    goes to torch's argmax."""
     n = len(outs)
+    N, C = x.shape[:2]
     spatial = tuple(int(v) for v in x.shape[2:])
     itype = index_dtype()
     if any(o == 0 for o in outs):
-        return jnp.zeros(x.shape[:2] + outs, x.dtype), jnp.zeros(x.shape[:2] + outs, itype)
-    y = x
-    coords: list = []  # chosen input coordinate of each dim done so far, shaped like y
+        return jnp.zeros((N, C) + outs, x.dtype), jnp.zeros((N, C) + outs, itype)
+    lowest, last = jnp.asarray(_lowest(x.dtype), x.dtype), jnp.asarray(jnp.iinfo(itype).max, itype)
+    values = lax.stop_gradient(x)
+    index = jnp.broadcast_to(jnp.arange(math.prod(spatial), dtype=itype).reshape(spatial), x.shape)
     for i in reversed(range(n)):
         ax = 2 + i
         start, end = _bins(spatial[i], outs[i])
-        width = int((end - start).max())
-        sel = start[:, None] + np.arange(width)[None, :]
-        inside = sel < end[:, None]
+        sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
+        inside = (sel < end[:, None]).reshape(sel.shape + (1,) * (n - 1 - i))
         sel = np.minimum(sel, spatial[i] - 1)
-        bins = jnp.take(y, sel, axis=ax)  # (..., out, K, ...)
-        mask = inside.reshape(inside.shape + (1,) * (y.ndim - ax - 1))
-        bins = jnp.where(mask, bins, jnp.asarray(_lowest(x.dtype), x.dtype))
-        pick = jnp.expand_dims(_torch_argmax(lax.stop_gradient(bins), ax + 1), ax + 1)
-        y = jnp.take_along_axis(bins, pick, ax + 1).squeeze(ax + 1)
-        coords = [jnp.take_along_axis(jnp.take(c, sel, axis=ax), pick, ax + 1).squeeze(ax + 1) for c in coords]
-        coords.append(pick.squeeze(ax + 1).astype(itype) + jnp.asarray(_bcast(start, i, n), itype))
-    fs = _flat_strides(spatial)
-    index = sum(c * fs[i] for c, i in zip(coords, reversed(range(n))))
-    return y, index
+        bins = (jnp.where(inside, jnp.take(values, sel, axis=ax), lowest),
+                jnp.where(inside, jnp.take(index, sel, axis=ax), last))
+        values, index = lax.reduce(bins, (lowest, last), _torch_max_pair, (ax + 1,))
+    values = jnp.take_along_axis(x.reshape(N, C, -1), index.reshape(N, C, -1), axis=2)
+    return values.reshape(index.shape), index
 
 
 _ADAPTIVE_AVG_DOC = """Adaptive average pooling to ``output_size``, as ``torch.nn.functional.adaptive_avg_pool{n}d``.
