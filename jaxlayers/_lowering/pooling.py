@@ -13,9 +13,9 @@ size: loops run over window taps and spatial dims only.
   ``prod(kernel)`` input-sized buffers fewer); the index search compares every
   tap with the final maximum only, its NaN pass under a ``lax.cond``.
 * :func:`window_sum` (average and LP pooling) — the same stride-phase tangent.
-* :func:`adaptive_avg_pool` — small outputs: one GEMM with the Kronecker
-  product of the per-dim averaging matrices on the contiguous ``(N, C, prod(in))``
-  view, instead of one contraction (and a transpose) per dim.
+
+The one-GEMM (Kronecker) adaptive average that used to live here no longer
+beat the reference's per-dim contractions and was dropped (docs/pooling.md).
 
 docs/pooling.md records what each wins, measured against the reference.
 """
@@ -34,11 +34,6 @@ from jax import lax
 
 from .._utils import index_dtype
 from . import enabled
-
-# Limits for the one-GEMM adaptive average: output cells, and matrix entries.
-KRON_MAX_OUT = 64
-KRON_MAX_SIZE = 2**20
-
 
 # ----------------------------------------------------------------------------- shared
 
@@ -205,26 +200,3 @@ def _window_sum_jvp(win, reference, primals, tangents):
     for v in values[1:]:
         tangent = tangent + v
     return _window_sum(x, win, reference), tangent
-
-
-# ----------------------------------------------------------------------------- adaptive average
-
-
-def adaptive_avg_pool(x: jax.Array, outs: tuple, *, reference: Callable) -> jax.Array:
-    """``reference(x, outs)``; on CPU, a small output of a size that does not
-    divide the input is one GEMM with the Kronecker product of the per-dim
-    averaging matrices."""
-    spatial = tuple(int(v) for v in x.shape[2:])
-    uneven = any(o != s and not (o > 0 and s % o == 0) for o, s in zip(outs, spatial))
-    small = 0 < math.prod(outs) <= KRON_MAX_OUT and math.prod(spatial) * math.prod(outs) <= KRON_MAX_SIZE
-    if not (enabled("cpu") and uneven and small):
-        return reference(x, outs)
-    from ..functional.pooling import _avg_matrix  # the reference's bins
-
-    a = np.ones((1, 1))
-    for size, out in zip(spatial, outs):
-        a = np.kron(a, _avg_matrix(size, out))
-    cdtype = jnp.promote_types(x.dtype, jnp.float32)
-    y = jnp.dot(x.astype(cdtype).reshape(x.shape[:2] + (-1,)), jnp.asarray(a.T, cdtype),
-                precision=lax.Precision.HIGHEST)
-    return y.reshape(x.shape[:2] + outs).astype(x.dtype)

@@ -341,9 +341,9 @@ def _max_unpool_nd(input: Any, indices: Any, kernel_size: Any, stride: Any, padd
                          f"stride={s}, padding={p})")
     N, C = x.shape[:2]
     total = int(math.prod(out))
-    flat_i = ind.reshape(N, C, -1)
+    flat_i = ind.reshape(N, C, math.prod(spatial))
     flat_i = jnp.where((flat_i < 0) | (flat_i >= total), total, flat_i)  # out of range: dropped
-    y = _compiled(_scatter_planes, (total,), x.reshape(N, C, -1), flat_i)
+    y = _compiled(_scatter_planes, (total,), x.reshape(N, C, math.prod(spatial)), flat_i)
     return _unbatch(y.reshape((N, C) + out), unbatched)
 
 
@@ -552,12 +552,8 @@ def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, n
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[2:]), n, name)
-    y = _compiled(_adaptive_avg_pool, (outs,), x)
+    y = _compiled(_adaptive_avg_pool_reference, (outs,), x)
     return _unbatch(y, unbatched)
-
-
-def _adaptive_avg_pool(x: jax.Array, outs: tuple[int, ...]) -> jax.Array:
-    return _lowering_pooling.adaptive_avg_pool(x, outs, reference=_adaptive_avg_pool_reference)
 
 
 def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> jax.Array:
@@ -621,7 +617,7 @@ def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[j
         bins = (jnp.where(inside, jnp.take(values, sel, axis=ax), lowest),
                 jnp.where(inside, jnp.take(index, sel, axis=ax), last))
         values, index = lax.reduce(bins, (lowest, last), _torch_max_pair, (ax + 1,))
-    values = jnp.take_along_axis(x.reshape(N, C, -1), index.reshape(N, C, -1), axis=2)
+    values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(outs)), axis=2)
     return values.reshape(index.shape), index
 
 
