@@ -92,15 +92,12 @@ def test_worked_example_max_pool():
 
 MAX_CASES = [
     # (n, shape, kwargs)
-    (1, (2, 3, 11), dict(kernel_size=3)),
     (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)),
     (1, (3, 10), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),  # unbatched
-    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1)),
     (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)),
     (2, (2, 3, 9, 8), dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1), dilation=(3, 1), ceil_mode=True)),
     (2, (3, 7, 6), dict(kernel_size=2, ceil_mode=True)),  # unbatched
     (2, (1, 2, 5, 5), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
-    (3, (1, 2, 5, 6, 7), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
     (3, (2, 4, 5, 6), dict(kernel_size=(2, 3, 2), stride=(1, 2, 3), padding=(1, 0, 1), dilation=(2, 1, 2))),
 ]
 
@@ -183,19 +180,25 @@ def test_pool_derivatives_every_mode(family, lowering):
     w = rng.normal(size=tuple(ty.shape))
     v = rng.normal(size=x.shape)
     (ty * torch.tensor(w)).sum().backward()
-    g = jax.grad(lambda a: (jf(a) * w).sum())(jnp.asarray(x))
-    np.testing.assert_allclose(np.asarray(g), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    _, t_jvp = torch.func.jvp(tf, (torch.tensor(x),), (torch.tensor(v),))
+    xs = np.nan_to_num(x[:1, :1, :5, :4], neginf=-3.0)
+    th = torch.autograd.functional.hessian(lambda a: (tf(a) ** 2).sum(), torch.tensor(xs))
+
+    @jax.jit
+    def derivatives(x, w, v, xs):  # one program for every mode
+        g = jax.grad(lambda a: (jf(a) * w).sum())(x)
+        tangent = jax.jvp(jf, (x,), (v,))[1]
+        h = jax.hessian(lambda a: (jf(a) ** 2).sum())(xs)
+        per_sample = jax.vmap(jax.grad(lambda a, c: (jf(a[None]) * c).sum()))(x, w)
+        return g, tangent, h, per_sample
+
+    g, tangent, h, per_sample = derivatives(*map(jnp.asarray, (x, w, v, xs)))
+    close(g, tx.grad, RTOL, ATOL, "gradient")
     if family == "max":
         assert g[0, 0, 0, 0] != 0  # the -inf window's gradient reached its first in-bounds element
-    _, t_jvp = torch.func.jvp(tf, (torch.tensor(x),), (torch.tensor(v),))
-    np.testing.assert_allclose(np.asarray(jax.jvp(jf, (jnp.asarray(x),), (jnp.asarray(v),))[1]), t_jvp.numpy(),
-                               rtol=RTOL, atol=ATOL)
-    xs = np.nan_to_num(x[:1, :1, :5, :4], neginf=-3.0)
-    h = jax.hessian(lambda a: (jf(a) ** 2).sum())(jnp.asarray(xs))
-    th = torch.autograd.functional.hessian(lambda a: (tf(a) ** 2).sum(), torch.tensor(xs))
-    np.testing.assert_allclose(np.asarray(h), th.numpy(), rtol=RTOL, atol=ATOL)
-    per_sample = jax.vmap(jax.grad(lambda a, c: (jf(a[None]) * c).sum()))(jnp.asarray(x), jnp.asarray(w))
-    np.testing.assert_allclose(np.asarray(per_sample), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    close(tangent, t_jvp, RTOL, ATOL, "jvp")
+    close(h, th, RTOL, ATOL, "hessian")
+    close(per_sample, tx.grad, RTOL, ATOL, "vmapped per-sample gradients")
 
 
 class PoolVariants(chex.TestCase):
@@ -220,11 +223,9 @@ AVG_CASES = [
     (1, (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     (1, (3, 10), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False)),
     (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1)),
-    (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     (2, (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
     (2, (2, 3, 9, 8), dict(kernel_size=(2, 3), stride=(3, 2), padding=(1, 1), ceil_mode=True, divisor_override=5)),
     (2, (3, 7, 6), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
-    (3, (1, 2, 5, 6, 7), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
     (3, (2, 5, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
     (3, (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 2), divisor_override=7)),
 ]
@@ -309,9 +310,7 @@ def test_adaptive_max_nan():
 
 LP_CASES = [
     (1, (2, 3, 11), 2, dict(kernel_size=3, stride=2, ceil_mode=True)),
-    (1, (3, 10), 1, dict(kernel_size=4)),
     (2, (2, 3, 9, 8), 3, dict(kernel_size=(2, 3), stride=(2, 1), ceil_mode=True)),
-    (2, (2, 3, 9, 8), 1.5, dict(kernel_size=3, stride=2)),
     (2, (3, 7, 6), float("inf"), dict(kernel_size=2, ceil_mode=True)),
     (3, (1, 2, 5, 6, 7), 2, dict(kernel_size=2, stride=2, ceil_mode=True)),
 ]
@@ -424,7 +423,7 @@ def test_float32_jit_and_vmap(rng):
         y = jax.jit(jf)(x32)
         assert y.dtype == jnp.float32
         np.testing.assert_allclose(np.asarray(y), tf(torch.tensor(x64)).numpy(), rtol=1e-5, atol=1e-6)
-        yv = jax.vmap(jf)(x32)  # vmap over the batch: unbatched (C, H, W) inputs
+        yv = jax.jit(jax.vmap(jf))(x32)  # vmap over the batch: unbatched (C, H, W) inputs
         np.testing.assert_allclose(np.asarray(yv), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 

@@ -253,6 +253,8 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     minus one in ceil mode if the last window would start in the right padding.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.max_pool1d(jnp.array([[[1., 3., 2., 5., 4.]]]), 2, return_indices=True)[1].tolist()
       [[[1, 3]]]
     """
@@ -279,6 +281,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     The gradient goes to the element the index points at, as in torch.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.max_pool2d(jnp.arange(16.).reshape(1, 4, 4), 2).tolist()
       [[[5.0, 7.0], [13.0, 15.0]]]
     """
@@ -291,6 +295,8 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Indices index the flattened ``D * H * W`` input volume.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.max_pool3d(jnp.ones((2, 3, 4, 5, 6)), 2, ceil_mode=True).shape
       (2, 3, 2, 3, 3)
     """
@@ -389,6 +395,8 @@ _UNPOOL_DOC = """Partial inverse of max pooling, as ``torch.nn.functional.max_un
     gradient reaches every input, as torch's; forward-mode tangents add up.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.max_unpool1d(jnp.array([[[3., 5.]]]), jnp.array([[[1, 2]]]), 2).tolist()
       [[[0.0, 3.0, 5.0, 0.0]]]
     """
@@ -461,6 +469,8 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """1-d average pooling, as ``torch.nn.functional.avg_pool1d`` (see :func:`avg_pool2d`).
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.avg_pool1d(jnp.array([[[1., 2., 3., 4.]]]), 2).tolist()
       [[[1.5, 3.5]]]
     """
@@ -484,6 +494,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     Shape: ``H_out = floor((H + 2p - k [+ s-1 if ceil_mode]) / s) + 1``, likewise ``W_out``.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.avg_pool2d(jnp.arange(16.).reshape(1, 4, 4), 2).tolist()
       [[[2.5, 4.5], [10.5, 12.5]]]
     """
@@ -496,6 +508,8 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """3-d average pooling, as ``torch.nn.functional.avg_pool3d`` (see :func:`avg_pool2d`).
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.avg_pool3d(jnp.ones((1, 2, 4, 4, 4)), 2, divisor_override=1).tolist()[0][0][0][0]
       [8.0, 8.0]
     """
@@ -635,6 +649,8 @@ _ADAPTIVE_AVG_DOC = """Adaptive average pooling to ``output_size``, as ``torch.n
     Shape: ``(N, C, *in) -> (N, C, *output_size)``.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.adaptive_avg_pool{n}d(jnp.ones((2, 3) + (5,) * {n}), 3).shape == (2, 3) + (3,) * {n}
       True
     """
@@ -653,6 +669,8 @@ _ADAPTIVE_MAX_DOC = """Adaptive max pooling to ``output_size``, as ``torch.nn.fu
     Shape: ``(N, C, *in) -> (N, C, *output_size)``.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.adaptive_max_pool{n}d(jnp.ones((2, 3) + (5,) * {n}), 3).shape == (2, 3) + (3,) * {n}
       True
     """
@@ -731,6 +749,8 @@ _LP_DOC = """Power-average pooling, as ``torch.nn.functional.lp_pool{n}d``.
     Shape: as ``avg_pool{n}d`` with ``padding=0``.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
       >>> F.lp_pool1d(jnp.array([[[3., 4., 0., 0.]]]), 2, 2).tolist()
       [[[5.0, 0.0]]]
     """
