@@ -315,7 +315,7 @@ def _max_unpool_nd(input: Any, indices: Any, kernel_size: Any, stride: Any, padd
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"{name}: indices must be an integer array (as returned with return_indices=True), "
                         f"got dtype {indices.dtype}")
-    x, unbatched = _batched(input, n, name, empty_channels=True)
+    x, unbatched = _batched(input, n, name, empty_channels=jnp.ndim(input) == n + 1)
     if tuple(indices.shape) != tuple(input.shape):
         raise ValueError(f"{name}: indices must have the shape of input, got indices of shape "
                          f"{shape_str(indices)} and input of shape {shape_str(input)}")
