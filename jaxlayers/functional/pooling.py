@@ -207,24 +207,26 @@ def _max_pool(x: jax.Array, win: _Window, return_indices: bool) -> Any:
 
 def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any:
     """torch's loop over the window, vectorised over outputs: keep an element
-    when it is strictly larger than the best so far, or NaN.
+    when it is strictly larger than the best so far, or NaN, and its flat index.
 
     The loop starts, as torch's, at the first element inside the input (so a
     window of only ``-inf`` picks it); padding holds the lowest value and never
-    wins.  Differentiated by JAX: each ``where`` sends the gradient to the
-    element kept, which is torch's rule (ties: the first maximum; NaN: the last).
-    """
+    wins.  The values are then read at the indices, so JAX's gradient goes to
+    torch's pick (ties: the first maximum; NaN: the last)."""
+    N, C = x.shape[:2]
     spatial = tuple(int(v) for v in x.shape[2:])
-    taps = win.elements(win.pad(x, _lowest(x.dtype)))
+    taps = win.elements(win.pad(lax.stop_gradient(x), _lowest(x.dtype)))
     first_tap, first_flat, tap_flat = _window_flat_indices(spatial, win)
     best = taps[0] if len(taps) == 1 else lax.select_n(jnp.broadcast_to(first_tap, taps[0].shape), *taps)
     index = jnp.broadcast_to(jnp.asarray(first_flat, index_dtype()), taps[0].shape)
     for t, v in enumerate(taps):
         keep = (v > best) | _is_nan(v)
         best = jnp.where(keep, v, best)
-        if return_indices:
-            index = jnp.where(keep, jnp.asarray(tap_flat[t], index_dtype()), index)
-    return (best, index) if return_indices else best
+        index = jnp.where(keep, jnp.asarray(tap_flat[t], index_dtype()), index)
+    values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(win.outs)),
+                                 axis=2, mode="fill", fill_value=_lowest(x.dtype))
+    values = values.reshape(index.shape)
+    return (values, index) if return_indices else values
 
 
 def _window_flat_indices(spatial: Sequence[int], win: _Window) -> tuple[np.ndarray, np.ndarray, list]:
