@@ -1,7 +1,13 @@
 """Pooling benchmarks: jaxlayers vs flax.linen (NHWC) and torch, forward and
 forward+backward, compile times.
 
-Also the two ratios the pooling issue asks for:
+Also:
+* each CPU lowering (jaxlayers/_lowering/pooling.py) against the reference,
+  the two settings taking turns (``lowering_vs_reference``);
+* compile time of AdaptiveMaxPool2d(1) and (7, 7) forward+backward on
+  8x64x224x224 (the reference's program does not grow with the input);
+
+and the two ratios the pooling issue asks for:
 * AdaptiveAvgPool2d((7, 7)) on 32x64x33x17 vs a fixed-window AvgPool2d with a
   similar (8x8) output, forward+backward (target: within 2x), compile < 2 s;
 * MaxPool2d with return_indices vs without (target: within 2x).
@@ -17,6 +23,7 @@ import torch
 import torch.nn.functional as TF
 
 from harness import Table, compile_seconds, time_interleaved, time_jax, time_torch
+from jaxlayers import config
 from jaxlayers import functional as F
 
 
@@ -83,6 +90,46 @@ def _interleaved_ratio(jf_a, jf_b, x, mode, iters, rng):
     return t["a"] / t["b"]
 
 
+def lowering_vs_reference(iters: int, rng) -> dict:
+    """Median ms of each lowered case under "reference" and "auto", taking turns
+    (each call runs inside its setting: the setting is part of jit's cache key)."""
+    x = jnp.asarray(rng.normal(size=(32, 64, 32, 32)), jnp.float32)
+    cases = [
+        ("MaxPool2d(3,2,1)", lambda a: F.max_pool2d(a, 3, 2, 1), x),
+        ("MaxPool2d(3,2,1,return_indices)", lambda a: F.max_pool2d(a, 3, 2, 1, return_indices=True), x),
+        ("AvgPool2d(3,2,1)", lambda a: F.avg_pool2d(a, 3, 2, 1), x),
+    ]
+    out = {}
+    for name, jf, xx in cases:
+        for mode in ("fwd", "fwd+bwd"):
+            calls = {}
+            for setting in ("reference", "auto"):
+                with config.lowering(setting):
+                    j, args = _jitted(jf, xx, mode, rng)
+
+                def call(j=j, args=args, setting=setting):
+                    with config.lowering(setting):
+                        return j(*args)
+                calls[setting] = call
+            t = time_interleaved(calls, iters=4 * iters, rounds=2 * iters)
+            out[(name, mode)] = t
+            print(f"# lowering {name} {mode}: reference {t['reference'] * 1e3:.2f} ms, "
+                  f"auto {t['auto'] * 1e3:.2f} ms ({t['auto'] / t['reference']:.2f}x)", flush=True)
+    return out
+
+
+def adaptive_compile_seconds() -> dict:
+    """Trace + compile seconds of AdaptiveMaxPool2d(1) and (7, 7) forward+backward
+    on 8x64x224x224, under the default setting (nothing is run)."""
+    x = jax.ShapeDtypeStruct((8, 64, 224, 224), jnp.float32)
+    out = {}
+    for size in (1, (7, 7)):
+        f = jax.jit(jax.grad(lambda a, size=size: jnp.sum(F.adaptive_max_pool2d(a, size))))
+        out[size] = compile_seconds(f, x)
+        print(f"# AdaptiveMaxPool2d({size}) fwd+bwd 8x64x224x224 compile {out[size]:.2f} s (target < 1)", flush=True)
+    return out
+
+
 def run(table: Table, quick: bool) -> None:
     iters = 5 if quick else 20
     rng = np.random.default_rng(0)
@@ -141,3 +188,6 @@ def run(table: Table, quick: bool) -> None:
         ri = _interleaved_ratio(acases[0][1], acases[1][1], xa, mode, iters, rng)
         print(f"# adaptive avg (7,7) / fixed avg (8x8), {mode}: {ta / tr:.2f}x, taking turns {ri:.2f}x "
               f"(target < 2); compile {ca:.2f} s (target < 2)")
+
+    adaptive_compile_seconds()
+    lowering_vs_reference(iters, rng)

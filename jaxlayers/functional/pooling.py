@@ -1,14 +1,21 @@
-"""Max, average, adaptive, LP pooling and max unpooling.
+"""Max, average, adaptive, LP pooling and max unpooling (reference implementations).
 
 Every public function is a one-liner over an N-d implementation
 (``_max_pool_nd``, ``_avg_pool_nd``, ...) that takes ``num_spatial_dims`` and
 the layer ``name`` used in error messages.  Inputs are torch layout
-``(N, C, *spatial)`` or unbatched ``(C, *spatial)``.
+``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; an empty batch gives an
+empty result, as in torch.
+
+The code here is the reference: plain JAX differentiated by JAX itself, whose
+program size does not depend on the input size (loops run over the static
+window taps and spatial dims only, never over positions or bins).  Faster CPU
+paths live in :mod:`jaxlayers._lowering.pooling` and fall back to these.
 
 Indices (``return_indices=True``) index the flattened spatial input of each
-``(n, c)`` plane, exactly as torch's (``h * W + w`` in 2-d), with torch's tie
-rule (the first maximum in row-major window order; a NaN always wins).  Their
-dtype is ``jaxlayers._utils.index_dtype()``: int64 with x64 enabled, else int32.
+``(n, c)`` plane, exactly as torch's (``h * W + w`` in 2-d), with torch's rule:
+the first maximum in row-major window order, and a NaN always wins (the last
+NaN).  Their dtype is ``jaxlayers._utils.index_dtype()``: int64 with x64
+enabled, else int32.  Gradients go to the element the index points at.
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._lowering import pooling as _lowering_pooling
 from .._utils import check_input_rank, index_dtype, ntuple, shape_str
 
 __all__ = [
@@ -52,31 +60,37 @@ _LAYOUT = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)", 3: "(N, C, 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _batched(x: Any, n: int, name: str) -> tuple[jax.Array, bool]:
-    """Check the rank; add a batch dim to an unbatched ``(C, *spatial)`` input."""
+def _batched(x: Any, n: int, name: str, empty_channels: bool = False) -> tuple[jax.Array, bool]:
+    """Check the rank and sizes; add a batch dim to an unbatched ``(C, *spatial)`` input.
+
+    As torch: the batch may be empty, the spatial dims may not; empty channels
+    only where ``empty_channels`` (torch's adaptive average pools)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = jnp.asarray(x)
     ndim = check_input_rank(name, x, (n + 1, n + 2), _LAYOUT[n])
     if any(int(s) == 0 for s in x.shape[-n:]):
         raise ValueError(f"{name}: spatial dims of the input must be non-empty, got shape {shape_str(x)}")
+    if not empty_channels and int(x.shape[-n - 1]) == 0:
+        raise ValueError(f"{name}: the channel dim of the input must be non-empty (only the batch may be empty), "
+                         f"got shape {shape_str(x)}")
     unbatched = ndim == n + 1
     return (x[None] if unbatched else x), unbatched
 
 
 def _unbatch(y: Any, unbatched: bool) -> Any:
+    if isinstance(y, tuple):
+        return tuple(_unbatch(v, unbatched) for v in y)
     return y[0] if unbatched else y
-
-
-def _stride(stride: Any, kernel: tuple[int, ...], n: int, name: str) -> tuple[int, ...]:
-    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
-        return kernel
-    return ntuple(stride, n, "stride", name, min_value=1)
 
 
 def _window_args(kernel_size: Any, stride: Any, padding: Any, n: int, name: str) -> tuple[tuple[int, ...], ...]:
     """``(kernel, stride, padding)`` as n-tuples: kernel >= 1, stride >= 1 (default: kernel), padding >= 0."""
     k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
-    return k, _stride(stride, k, n, name), ntuple(padding, n, "padding", name, min_value=0)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        s = k
+    else:
+        s = ntuple(stride, n, "stride", name, min_value=1)
+    return k, s, ntuple(padding, n, "padding", name, min_value=0)
 
 
 def _pool_out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -89,10 +103,39 @@ def _pool_out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -
     return out
 
 
-def _window_geometry(
-    name: str, x: jax.Array, n: int, k, s, p, d, ceil_mode: bool
-) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
-    """Output spatial sizes and the (low, high) padding that yields exactly them."""
+class _Window(NamedTuple):
+    """Static geometry of a pooling window: kernel, stride, padding, dilation,
+    output sizes and the (low, high) padding that yields exactly them."""
+
+    k: tuple
+    s: tuple
+    p: tuple
+    d: tuple
+    outs: tuple
+    pads: tuple
+
+    def offsets(self) -> list:
+        """Window taps (in kernel units), in torch's row-major loop order."""
+        return list(itertools.product(*[range(ki) for ki in self.k]))
+
+    def pad(self, x: jax.Array, value: Any) -> jax.Array:
+        return jnp.pad(x, ((0, 0), (0, 0)) + self.pads, constant_values=value)
+
+    def elements(self, xp: jax.Array) -> list:
+        """Every output's window elements from the padded input ``xp``: one
+        strided slice per tap, each shaped like the output."""
+        N, C = xp.shape[:2]
+        out = []
+        for off in self.offsets():
+            start = (0, 0) + tuple(o * di for o, di in zip(off, self.d))
+            limit = (N, C) + tuple(st + (o - 1) * si + 1 for st, o, si in zip(start[2:], self.outs, self.s))
+            out.append(lax.slice(xp, start, limit, (1, 1) + self.s))
+        return out
+
+
+def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool) -> _Window:
+    """The window of a pool over ``x`` (batched), with torch's checks."""
+    n = len(k)
     for i in range(n):
         if p[i] > k[i] // 2:
             raise ValueError(
@@ -109,7 +152,14 @@ def _window_geometry(
     pads = tuple(
         (p[i], max(0, (outs[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - spatial[i] - p[i])) for i in range(n)
     )
-    return outs, pads
+    return _Window(k, s, p, d, outs, pads)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _compiled(fn: Any, static: tuple, *arrays: jax.Array) -> Any:
+    """``fn(*arrays, *static)``, compiled once per shape and static arguments, so
+    that calls outside ``jit`` run as one program (inside ``jit`` it is inlined)."""
+    return fn(*arrays, *static)
 
 
 def _lowest(dtype: Any) -> Any:
@@ -117,8 +167,6 @@ def _lowest(dtype: Any) -> Any:
         return -jnp.inf
     if jnp.issubdtype(dtype, jnp.integer):
         return jnp.iinfo(dtype).min
-    if dtype == jnp.bool_:
-        return False
     raise TypeError(f"unsupported dtype {dtype}")
 
 
@@ -126,64 +174,6 @@ def _is_nan(v: jax.Array) -> jax.Array:
     if jnp.issubdtype(v.dtype, jnp.inexact):
         return jnp.isnan(v)
     return jnp.zeros(v.shape, bool)
-
-
-def _loop_max(values: list) -> jax.Array:
-    """Torch's max loop over window elements (in window order), vectorised over
-    outputs: keep an element when it is strictly larger or NaN."""
-    best = values[0]
-    for v in values[1:]:
-        best = jnp.where((v > best) | _is_nan(v), v, best)
-    return best
-
-
-def _as_bits(v: jax.Array) -> jax.Array:
-    """Floats as unsigned integers of the same width; other dtypes unchanged."""
-    if jnp.issubdtype(v.dtype, jnp.inexact):
-        return lax.bitcast_convert_type(v, jnp.dtype(f"uint{8 * v.dtype.itemsize}"))
-    return v
-
-
-def _first_max_or_last_nan(
-    best: jax.Array, src: jax.Array, taps: Callable, keys: list, nan_pass_on_demand: bool = True
-) -> jax.Array:
-    """The key of torch's pick among the window elements ``taps(src)`` (in
-    window order), whose maximum is ``best``.
-
-    Torch's loop keeps an element when it is strictly larger or NaN, so it ends
-    on the first element equal to the maximum, or on the last NaN.  Select
-    chains that compare with the final maximum only (a chain through the
-    intermediate maxima would be recomputed by XLA for the second output): over
-    the window in reverse a match overrides, so the first match wins; then, in
-    order, a NaN overrides, so the last NaN wins.  Floats match by their bits,
-    which XLA:CPU compares faster; the maximum carries the bits of its first
-    occurrence (a later equal element, +0 after -0, never replaces it), so the
-    first bitwise match is the first equal element.  With
-    ``nan_pass_on_demand``, on CPU, the NaN pass (half the cost) runs only when
-    some maximum is NaN; it costs a ``lax.cond`` with ``src`` as its operand,
-    whose layout XLA then fixes (bad for a transposed gather).
-    """
-    def pick(src, best, with_nan):
-        values = taps(src)
-        best_bits = _as_bits(best)
-        out = jnp.zeros(best.shape, jnp.result_type(keys[0]))
-        for key, v in reversed(list(zip(keys, values))):
-            out = jnp.where(_as_bits(v) == best_bits, key, out)
-        for key, v in zip(keys, values) if with_nan else ():
-            out = jnp.where(v != v, key, out)
-        return out
-
-    if not jnp.issubdtype(best.dtype, jnp.inexact):
-        return pick(src, best, False)
-    if not nan_pass_on_demand or jax.default_backend() != "cpu":
-        return pick(src, best, True)
-    return lax.cond(
-        jnp.any(best != best),
-        functools.partial(pick, with_nan=True),
-        functools.partial(pick, with_nan=False),
-        src,
-        best,
-    )
 
 
 def _flat_strides(spatial: Sequence[int]) -> list[int]:
@@ -200,169 +190,75 @@ def _bcast(vec: np.ndarray, i: int, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- max pool
 
 
-def _max_pool_nd(
-    input: Any,
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil_mode: bool,
-    return_indices: bool,
-    num_spatial_dims: int,
-    name: str,
-) -> Any:
+def _max_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+                 return_indices: bool, num_spatial_dims: int, name: str) -> Any:
     n = num_spatial_dims
     k, s, p = _window_args(kernel_size, stride, padding, n, name)
     d = ntuple(dilation, n, "dilation", name, min_value=1)
     x, unbatched = _batched(input, n, name)
-    outs, pads = _window_geometry(name, x, n, k, s, p, d, ceil_mode)
-    res = _max_pool_core(x, k, s, p, d, outs, pads, bool(return_indices))
-    if return_indices:
-        return _unbatch(res[0], unbatched), _unbatch(res[1], unbatched)
+    win = _window(name, x, k, s, p, d, ceil_mode)
+    res = _compiled(_max_pool, (win, bool(return_indices)), x)
     return _unbatch(res, unbatched)
 
 
-class _Window(NamedTuple):
-    """Static geometry of a pooling window: kernel, stride, padding, dilation,
-    output sizes and the (low, high) padding that yields exactly them."""
-
-    k: tuple
-    s: tuple
-    p: tuple
-    d: tuple
-    outs: tuple
-    pads: tuple
-
-    def offsets(self) -> list:
-        """Window element offsets (in kernel units), in torch's loop order."""
-        return list(itertools.product(*[range(ki) for ki in self.k]))
-
-    def elements(self, xp: jax.Array) -> list:
-        """Every output's window elements from the padded input: one strided
-        slice per offset, each shaped like the output."""
-        N, C = xp.shape[:2]
-        out = []
-        for off in self.offsets():
-            start = (0, 0) + tuple(o * di for o, di in zip(off, self.d))
-            limit = (N, C) + tuple(st + (o - 1) * si + 1 for st, o, si in zip(start[2:], self.outs, self.s))
-            out.append(lax.slice(xp, start, limit, (1, 1) + self.s))
-        return out
-
-    def phase_elements(self, t: jax.Array) -> list:
-        """``elements`` of ``t`` padded with zeros, read through stride phases,
-        for tangents: JAX transposes these reads into a fast gradient.
-
-        The padded input reshaped to ``(.., q, s, ..)`` holds position
-        ``q * s + r`` at ``[q, r]``, so window offset ``e`` of output ``j`` is
-        phase ``e % s`` at ``j + e // s``: a unit-stride slice.  The transpose
-        is, per phase, a sum of shifted copies of the cotangent, and the phases
-        are concatenated (one pass); the transpose of ``elements``' strided
-        slices (an interior-padded input-sized array per window element) took
-        38 ms against 5.5 ms for MaxPool2d(3, 2, 1) on 32x64x32x32.
-        """
-        n, (k, s, p, d) = len(self.k), (self.k, self.s, self.p, self.d)
-        N, C = t.shape[:2]
-        spatial = t.shape[2:]
-        lp = [spatial[i] + sum(self.pads[i]) for i in range(n)]
-        q = [max(-(-lp[i] // s[i]), self.outs[i] + (k[i] - 1) * d[i] // s[i]) for i in range(n)]
-        tp = jnp.pad(t, ((0, 0), (0, 0)) + tuple((p[i], q[i] * s[i] - spatial[i] - p[i]) for i in range(n)))
-        tp = tp.reshape((N, C) + tuple(a for i in range(n) for a in (q[i], s[i])))
-        tp = jnp.transpose(tp, tuple(3 + 2 * i for i in range(n)) + (0, 1) + tuple(2 + 2 * i for i in range(n)))
-        # One split per phase dim (its transpose is a concatenation: each input
-        # element's gradient then sums only its own phase's contributions).
-        phases = [tp]
-        for i in range(n):
-            phases = [part for ph in phases for part in lax.split(ph, (1,) * s[i], axis=i)]
-        phases = dict(zip(itertools.product(*[range(si) for si in s]), (ph.reshape(tp.shape[n:]) for ph in phases)))
-        values = []
-        for off in self.offsets():
-            e = [o * di for o, di in zip(off, d)]
-            lo = tuple(ei // si for ei, si in zip(e, s))
-            ph = phases[tuple(ei % si for ei, si in zip(e, s))]
-            values.append(lax.slice(ph, (0, 0) + lo, (N, C) + tuple(a + o for a, o in zip(lo, self.outs))))
-        return values
-
-    def pad(self, x: jax.Array, value: Any) -> jax.Array:
-        return jnp.pad(x, ((0, 0), (0, 0)) + self.pads, constant_values=value)
+def _max_pool(x: jax.Array, win: _Window, return_indices: bool) -> Any:
+    return _lowering_pooling.max_pool(x, win, return_indices, reference=_max_pool_reference)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
-def _max_pool_core(x, k, s, p, d, outs, pads, return_indices):
-    win = _Window(k, s, p, d, outs, pads)
-    best = _max_values(x, win)
-    if not return_indices:
-        return best
-    # torch's index: the window's base offset plus the flat offset of the
-    # window element torch's loop ends on (the search the gradient uses too).
-    n = len(k)
-    itype = index_dtype()
-    fs = _flat_strides(x.shape[2:])
-    taps = _argmax_elements(x, best, win)
-    flats = [jnp.full(taps.shape, sum(o * di * f for o, di, f in zip(off, d, fs)), itype) for off in win.offsets()]
-    shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
-    base = 0
-    for i in range(n):
-        base = base + _bcast((np.arange(outs[i]) * s[i] - p[i]) * fs[i], i, n)
-    idx = jnp.asarray(base, itype) + shift
-    return best, idx
+def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any:
+    """torch's loop over the window, vectorised over outputs: keep an element
+    when it is strictly larger than the best so far, or NaN, and its flat index.
+
+    The loop starts, as torch's, at the first element inside the input (so a
+    window of only ``-inf`` picks it); padding holds the lowest value and never
+    wins.  The values are then read at the indices, so JAX's gradient goes to
+    torch's pick (ties: the first maximum; NaN: the last)."""
+    N, C = x.shape[:2]
+    spatial = tuple(int(v) for v in x.shape[2:])
+    taps = win.elements(win.pad(lax.stop_gradient(x), _lowest(x.dtype)))
+    first_tap, first_flat, tap_flat = _window_flat_indices(spatial, win)
+    best = taps[0] if len(taps) == 1 else lax.select_n(jnp.broadcast_to(first_tap, taps[0].shape), *taps)
+    index = jnp.broadcast_to(jnp.asarray(first_flat, index_dtype()), taps[0].shape)
+    for t, v in enumerate(taps):
+        keep = (v > best) | _is_nan(v)
+        best = jnp.where(keep, v, best)
+        index = jnp.where(keep, jnp.asarray(tap_flat[t], index_dtype()), index)
+    values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(win.outs)),
+                                 axis=2, mode="fill", fill_value=_lowest(x.dtype))
+    values = values.reshape(index.shape)
+    return (values, index) if return_indices else values
 
 
-def _first_inside(starts: np.ndarray, d: int) -> np.ndarray:
-    """The first in-bounds position of windows starting at ``starts`` (negative: in the padding)."""
-    return np.where(starts < 0, starts + (-starts + d - 1) // d * d, starts)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _max_values(x: jax.Array, win: _Window) -> jax.Array:
-    """Torch's loop, vectorised over output positions and unrolled over the
-    (static, small) window (``_loop_max``).  Padding holds the lowest value, so
-    it never wins.  Differentiated by a custom JVP that routes the tangent
-    from the element torch's index points at (``_take_elements``)."""
-    return _loop_max(win.elements(win.pad(x, _lowest(x.dtype))))
-
-
-@_max_values.defjvp
-def _max_values_jvp(win, primals, tangents):
-    (x,), (tx,) = primals, tangents
-    best = _max_values(x, win)
-    return best, _take_elements(tx, _argmax_elements(x, best, win), win)
-
-
-def _argmax_elements(x: jax.Array, best: jax.Array, win: _Window) -> jax.Array:
-    """Position in the window (in ``win.offsets()`` order) of torch's pick; an
-    all -inf window picks its first in-bounds element, as torch's index does.
-
-    On CPU the NaN pass's ``lax.cond`` also keeps XLA from fusing this search
-    into the gradient's pass, which then redoes it for every input element
-    (MaxPool2d(3, 2, 1) on 32x64x32x32: 37-45 ms instead of 11; an
-    optimization barrier or an identity cond did not stop it).  It costs
-    about 0.1 s more compile time per max-pool layer."""
+def _window_flat_indices(spatial: Sequence[int], win: _Window) -> tuple[np.ndarray, np.ndarray, list]:
+    """Static (NumPy) indices, each shaped ``(1, 1, *outs)``: the tap number and
+    flat input index of torch's starting element (the window's first element
+    inside the input), and every tap's flat input index."""
     n = len(win.k)
-    keys = [jnp.asarray(t, jnp.int32) for t in range(len(win.offsets()))]
-    taps = _first_max_or_last_nan(best, win.pad(x, _lowest(x.dtype)), win.elements, keys)
-    first = 0
-    spatial = x.shape[2:]
+    fs = _flat_strides(spatial)
+    starts = [np.arange(win.outs[i]) * win.s[i] - win.p[i] for i in range(n)]
+    # the first tap inside the input: skip the taps in the left padding
+    inside = [np.clip((win.d[i] - 1 - starts[i]) // win.d[i], 0, win.k[i] - 1) for i in range(n)]
+    first_tap = np.zeros((1, 1) + (1,) * n, np.int32)
+    first_flat = np.zeros((1, 1) + (1,) * n, np.int64)
     for i in range(n):
-        starts = np.arange(win.outs[i]) * win.s[i] - win.p[i]
-        inside = np.minimum((_first_inside(starts, win.d[i]) - starts) // win.d[i], win.k[i] - 1)
-        inside = np.where(starts >= spatial[i], 0, inside)
-        first = first * win.k[i] + _bcast(inside, i, n)
-    return jnp.where(best == _lowest(x.dtype), jnp.asarray(first, jnp.int32), taps)
-
-
-def _take_elements(t: jax.Array, taps: jax.Array, win: _Window) -> jax.Array:
-    """``t``'s window element number ``taps`` for every output (zero padding):
-    the max pool's tangent, a linear map that JAX transposes for the gradient."""
-    values = win.phase_elements(t)
-    return lax.select_n(taps, *values) if len(values) > 1 else values[0]
+        first_tap = first_tap * win.k[i] + _bcast(inside[i].astype(np.int32), i, n)
+        first_flat = first_flat + _bcast((starts[i] + inside[i] * win.d[i]) * fs[i], i, n)
+    base = sum(_bcast(starts[i] * fs[i], i, n) for i in range(n))
+    tap_flat = [base + sum(o * win.d[i] * fs[i] for i, o in enumerate(off)) for off in win.offsets()]
+    return first_tap, first_flat, tap_flat
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """1-d max pooling, as ``torch.nn.functional.max_pool1d``.
+    """1-d max pooling, as ``torch.nn.functional.max_pool1d`` (see :func:`max_pool2d`).
 
     Shape: ``(N, C, L) -> (N, C, L_out)``, ``L_out = floor((L + 2p - d(k-1) - 1 [+ s-1 if ceil_mode]) / s) + 1``,
     minus one in ceil mode if the last window would start in the right padding.
-    Returns ``(values, indices)`` when ``return_indices`` (see :func:`max_pool2d`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.max_pool1d(jnp.array([[[1., 3., 2., 5., 4.]]]), 2, return_indices=True)[1].tolist()
+      [[[1, 3]]]
     """
     return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d")
 
@@ -385,6 +281,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Shape: ``H_out = floor((H + 2p - d(k-1) - 1 [+ s-1 if ceil_mode]) / s) + 1``, likewise ``W_out``.
 
     The gradient goes to the element the index points at, as in torch.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.max_pool2d(jnp.arange(16.).reshape(1, 4, 4), 2).tolist()
+      [[[5.0, 7.0], [13.0, 15.0]]]
     """
     return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
 
@@ -393,6 +295,12 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """3-d max pooling, as ``torch.nn.functional.max_pool3d`` (see :func:`max_pool2d`).
 
     Indices index the flattened ``D * H * W`` input volume.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.max_pool3d(jnp.ones((2, 3, 4, 5, 6)), 2, ceil_mode=True).shape
+      (2, 3, 2, 3, 3)
     """
     return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3, "max_pool3d")
 
@@ -400,16 +308,8 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 # ----------------------------------------------------------------------------- max unpool
 
 
-def _max_unpool_nd(
-    input: Any,
-    indices: Any,
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    output_size: Any,
-    num_spatial_dims: int,
-    name: str,
-) -> jax.Array:
+def _max_unpool_nd(input: Any, indices: Any, kernel_size: Any, stride: Any, padding: Any, output_size: Any,
+                   num_spatial_dims: int, name: str) -> jax.Array:
     n = num_spatial_dims
     k, s, p = _window_args(kernel_size, stride, padding, n, name)
     if not hasattr(indices, "dtype"):
@@ -417,7 +317,7 @@ def _max_unpool_nd(
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"{name}: indices must be an integer array (as returned with return_indices=True), "
                         f"got dtype {indices.dtype}")
-    x, unbatched = _batched(input, n, name)
+    x, unbatched = _batched(input, n, name, empty_channels=jnp.ndim(input) == n + 1)
     if tuple(indices.shape) != tuple(input.shape):
         raise ValueError(f"{name}: indices must have the shape of input, got indices of shape "
                          f"{shape_str(indices)} and input of shape {shape_str(input)}")
@@ -447,55 +347,60 @@ def _max_unpool_nd(
     if any(o < 0 for o in out):
         raise ValueError(f"{name}: output size {out} is negative (input {shape_str(input)}, kernel_size={k}, "
                          f"stride={s}, padding={p})")
-    return _unbatch(_max_unpool_core(x, ind, out), unbatched)
-
-
-@functools.partial(jax.jit, static_argnums=(2,))
-def _max_unpool_core(x, ind, out):
     N, C = x.shape[:2]
     total = int(math.prod(out))
-    flat_x = x.reshape(N, C, -1)
-    flat_i = ind.reshape(N, C, -1)
+    flat_i = ind.reshape(N, C, math.prod(spatial))
     flat_i = jnp.where((flat_i < 0) | (flat_i >= total), total, flat_i)  # out of range: dropped
-    res = _scatter_planes(flat_x, flat_i, jnp.zeros((N, C, total), x.dtype))
-    return res.reshape((N, C) + out)
+    y = _compiled(_scatter_planes, (total,), x.reshape(N, C, math.prod(spatial)), flat_i)
+    return _unbatch(y.reshape((N, C) + out), unbatched)
 
 
-@jax.custom_vjp
-def _scatter_planes(values: jax.Array, indices: jax.Array, zeros: jax.Array) -> jax.Array:
-    """Per-(n, c) scatter of ``values`` to flat ``indices`` of the ``(N, C, total)`` ``zeros``;
-    out-of-range indices are dropped."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _scatter_planes(values: jax.Array, indices: jax.Array, total: int) -> jax.Array:
+    """Per ``(n, c)`` plane: a zero vector of length ``total`` with ``values``
+    written at ``indices`` (out-of-range indices dropped).
+
+    Its tangent adds the tangents at their indices, whose transpose, the
+    gradient, reads the output gradient at every index: torch's max_unpool
+    backward, which gives a duplicated index's gradient to all its inputs (the
+    derivative of a plain scatter would give it to one of them)."""
+    return _scatter(values, indices, total, add=False)
+
+
+def _scatter(values: jax.Array, indices: jax.Array, total: int, add: bool) -> jax.Array:
     N, C = values.shape[:2]
-    return zeros.at[jnp.arange(N)[:, None, None], jnp.arange(C)[None, :, None], indices].set(values, mode="drop")
+    at = jnp.zeros((N, C, total), values.dtype).at[jnp.arange(N)[:, None, None], jnp.arange(C)[None, :, None], indices]
+    return at.add(values, mode="drop") if add else at.set(values, mode="drop")
 
 
-def _scatter_planes_fwd(values, indices, zeros):
-    return _scatter_planes(values, indices, zeros), indices
-
-
-def _scatter_planes_bwd(indices, g):
-    # torch's max_unpool backward: every input element reads the gradient at its
-    # index (duplicated indices all receive it; dropped ones receive zero).
-    N, C = g.shape[:2]
-    grad = g.at[jnp.arange(N)[:, None, None], jnp.arange(C)[None, :, None], indices].get(mode="fill", fill_value=0)
-    return grad, None, jnp.zeros_like(g)
-
-
-_scatter_planes.defvjp(_scatter_planes_fwd, _scatter_planes_bwd)
+@_scatter_planes.defjvp
+def _scatter_planes_jvp(total, primals, tangents):
+    values, indices = primals
+    return _scatter(values, indices, total, add=False), _scatter(tangents[0], indices, total, add=True)
 
 
 _UNPOOL_DOC = """Partial inverse of max pooling, as ``torch.nn.functional.max_unpool{n}d``.
 
-    Scatters ``input`` to the positions ``indices`` (from ``max_pool{n}d(...,
-    return_indices=True)``) of a zero array of spatial size ``output_size``
-    (default ``(in - 1) * stride - 2 * padding + kernel_size`` per dim; a given
-    size must lie strictly within ``default ± stride``; ``output_size`` may
-    also have {n2} entries, the first two ignored).
+    Args:
+      input: the pooled values ``(N, C, *in)`` or ``(C, *in)``.
+      indices: torch's flat indices, from ``max_pool{n}d(..., return_indices=True)``.
+      kernel_size, stride (default ``kernel_size``), padding: those of the max pool.
+      output_size: spatial output size ({n} entries, or {n2} with the first two
+        ignored); it must lie strictly within ``default ± stride``.
 
-    Shape: ``(N, C, *in) -> (N, C, *out)``.
+    Scatters ``input`` to the positions ``indices`` of a zero array.
+
+    Shape: ``out = (in - 1) * stride - 2 * padding + kernel_size`` per dim, or ``output_size``.
 
     Differs from torch: indices outside the output are dropped (torch raises;
-    the check would depend on traced values).
+    the check would depend on traced values).  With duplicated indices the
+    gradient reaches every input, as torch's; forward-mode tangents add up.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.max_unpool1d(jnp.array([[[3., 5.]]]), jnp.array([[[1, 2]]]), 2).tolist()
+      [[[0.0, 3.0, 5.0, 0.0]]]
     """
 
 
@@ -519,6 +424,7 @@ for _n, _f in ((1, max_unpool1d), (2, max_unpool2d), (3, max_unpool3d)):
 
 
 def _avg_divisor(size: int, k: int, s: int, p: int, out: int, count_include_pad: bool) -> np.ndarray:
+    """torch's per-dim divisor: the window clipped to the padded input, or to the input."""
     start = np.arange(out) * s - p
     end = np.minimum(start + k, size + p)
     if count_include_pad:
@@ -526,17 +432,8 @@ def _avg_divisor(size: int, k: int, s: int, p: int, out: int, count_include_pad:
     return (np.minimum(end, size) - np.maximum(start, 0)).astype(np.float64)
 
 
-def _avg_pool_nd(
-    input: Any,
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    ceil_mode: bool,
-    count_include_pad: bool,
-    divisor_override: Any,
-    num_spatial_dims: int,
-    name: str,
-) -> jax.Array:
+def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool, count_include_pad: bool,
+                 divisor_override: Any, num_spatial_dims: int, name: str) -> jax.Array:
     n = num_spatial_dims
     k, s, p = _window_args(kernel_size, stride, padding, n, name)
     if divisor_override is not None:
@@ -547,49 +444,38 @@ def _avg_pool_nd(
     x, unbatched = _batched(input, n, name)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    outs, pads = _window_geometry(name, x, n, k, s, p, (1,) * n, ceil_mode)
-    return _unbatch(_avg_pool_core(x, k, s, p, outs, pads, bool(count_include_pad), divisor_override), unbatched)
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
-def _avg_pool_core(x, k, s, p, outs, pads, count_include_pad, divisor_override):
-    n = len(k)
-    spatial = tuple(int(v) for v in x.shape[2:])
-    summed = _window_sum(x, _Window(k, s, p, (1,) * n, outs, pads))
+    win = _window(name, x, k, s, p, (1,) * n, ceil_mode)
+    summed = _compiled(_window_sum_entry, (win,), x)
     if divisor_override is not None:
-        out = summed / jnp.asarray(divisor_override, x.dtype)
+        divisor = np.float64(divisor_override)
     else:
-        div = 1.0
-        for i in range(n):
-            div = div * _bcast(_avg_divisor(spatial[i], k[i], s[i], p[i], outs[i], count_include_pad), i, n)
-        out = summed / jnp.asarray(div, x.dtype)
-    return out
+        spatial = x.shape[2:]
+        divisor = math.prod(_bcast(_avg_divisor(spatial[i], k[i], s[i], p[i], win.outs[i], count_include_pad), i, n)
+                            for i in range(n))
+    return _unbatch(summed / jnp.asarray(divisor, x.dtype), unbatched)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _window_sum_entry(x: jax.Array, win: _Window) -> jax.Array:
+    return _lowering_pooling.window_sum(x, win, reference=_window_sum)
+
+
 def _window_sum(x: jax.Array, win: _Window) -> jax.Array:
-    """Sum over each window (zero padding): ``lax.reduce_window`` forward; the
-    tangent reads through stride phases (``_Window.phase_elements``), whose
-    transpose is a faster gradient than ``reduce_window``'s (pad + windowed
-    sum)."""
-    summed = lax.reduce_window(
-        x, np.array(0, x.dtype), lax.add, (1, 1) + win.k, (1, 1) + win.s, ((0, 0), (0, 0)) + win.pads
-    )
+    """Sum over each window (zero padding); ``reduce_window`` may return extra
+    trailing windows where the right padding is clamped at zero."""
+    summed = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, 1) + win.k, (1, 1) + win.s,
+                               ((0, 0), (0, 0)) + win.pads)
     return summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in win.outs)]
 
 
-@_window_sum.defjvp
-def _window_sum_jvp(win, primals, tangents):
-    (x,), (tx,) = primals, tangents
-    values = win.phase_elements(tx)
-    tangent = values[0]
-    for v in values[1:]:
-        tangent = tangent + v
-    return _window_sum(x, win), tangent
-
-
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    """1-d average pooling, as ``torch.nn.functional.avg_pool1d`` (see :func:`avg_pool2d`)."""
+    """1-d average pooling, as ``torch.nn.functional.avg_pool1d`` (see :func:`avg_pool2d`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.avg_pool1d(jnp.array([[[1., 2., 3., 4.]]]), 2).tolist()
+      [[[1.5, 3.5]]]
+    """
     return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d")
 
 
@@ -608,6 +494,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
       divisor_override: divide every window sum by this instead.
 
     Shape: ``H_out = floor((H + 2p - k [+ s-1 if ceil_mode]) / s) + 1``, likewise ``W_out``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.avg_pool2d(jnp.arange(16.).reshape(1, 4, 4), 2).tolist()
+      [[[2.5, 4.5], [10.5, 12.5]]]
     """
     return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2,
                         "avg_pool2d")
@@ -615,7 +507,14 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-    """3-d average pooling, as ``torch.nn.functional.avg_pool3d`` (see :func:`avg_pool2d`)."""
+    """3-d average pooling, as ``torch.nn.functional.avg_pool3d`` (see :func:`avg_pool2d`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.avg_pool3d(jnp.ones((1, 2, 4, 4, 4)), 2, divisor_override=1).tolist()[0][0][0][0]
+      [8.0, 8.0]
+    """
     return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3,
                         "avg_pool3d")
 
@@ -655,173 +554,127 @@ def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str) -> jax.Array:
-    n = num_spatial_dims
-    x, unbatched = _batched(input, n, name)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    spatial = tuple(int(v) for v in x.shape[2:])
-    outs = _adaptive_sizes(output_size, spatial, n, name)
-    return _unbatch(_adaptive_avg_core(x, outs), unbatched)
-
-
-@functools.partial(jax.jit, static_argnums=(1,))
-def _adaptive_avg_core(x, outs):
-    n = len(outs)
-    spatial = tuple(int(v) for v in x.shape[2:])
-    cdtype = jnp.promote_types(x.dtype, jnp.float32)
-    y = x.astype(cdtype)
-    uneven = [i for i in range(n) if outs[i] != spatial[i] and not (outs[i] > 0 and spatial[i] % outs[i] == 0)]
-    if uneven and math.prod(outs) <= _KRON_MAX_OUT and math.prod(spatial) * math.prod(outs) <= _KRON_MAX_SIZE:
-        # Small output: one GEMM with the Kronecker product of the per-dim
-        # matrices, straight on the contiguous (N, C, prod(in)) view -- 2x faster
-        # than contracting dim by dim (and transposing) for (33, 17) -> (7, 7).
-        a = np.ones((1, 1))
-        for i in range(n):
-            a = np.kron(a, _avg_matrix(spatial[i], outs[i]))
-        y = jnp.dot(y.reshape(y.shape[:2] + (-1,)), jnp.asarray(a.T, cdtype), precision=lax.Precision.HIGHEST)
-        return y.reshape(x.shape[:2] + outs).astype(x.dtype)
-    # Separable, one spatial dim at a time, innermost first (its contraction
-    # needs no transpose).  When the output size divides the input size torch's
-    # bins are disjoint windows of ``in // out`` elements: a reshape and a mean
-    # (``output_size=1``: a plain mean).  Otherwise one (out, in) averaging
-    # matrix from torch's bins.
-    for i in reversed(range(n)):
-        if outs[i] == spatial[i]:
-            continue
-        ax = 2 + i
-        if i not in uneven:
-            y = jnp.mean(jnp.reshape(y, y.shape[:ax] + (outs[i], spatial[i] // outs[i]) + y.shape[ax + 1:]), ax + 1)
-            continue
-        a = jnp.asarray(_avg_matrix(spatial[i], outs[i]), cdtype)
-        y = jnp.moveaxis(jnp.tensordot(y, a, axes=((ax,), (1,)), precision=lax.Precision.HIGHEST), -1, ax)
-    return y.astype(x.dtype)
-
-
-# Limits for the one-GEMM adaptive average: output cells, and matrix entries.
-_KRON_MAX_OUT = 64
-_KRON_MAX_SIZE = 2**20
-
-
 def _avg_matrix(size: int, out: int) -> np.ndarray:
     """The ``(out, size)`` matrix that averages torch's adaptive bins."""
     start, end = _bins(size, out)
     cols = np.arange(size)
     mask = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])
-    return mask / (end - start)[:, None]
+    return mask / np.maximum(end - start, 1)[:, None]
 
 
-def _adaptive_max_pool_nd(
-    input: Any, output_size: Any, return_indices: bool, num_spatial_dims: int, name: str
-) -> Any:
+def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str) -> jax.Array:
     n = num_spatial_dims
-    x, unbatched = _batched(input, n, name)
-    spatial = tuple(int(v) for v in x.shape[2:])
-    outs = _adaptive_sizes(output_size, spatial, n, name)
-    res = _adaptive_max_core(x, outs, bool(return_indices))
-    if return_indices:
-        return _unbatch(res[0], unbatched), _unbatch(res[1], unbatched)
-    return _unbatch(res, unbatched)
+    x, unbatched = _batched(input, n, name, empty_channels=True)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
+    outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[2:]), n, name)
+    y = _compiled(_adaptive_avg_pool_reference, (outs,), x)
+    return _unbatch(y, unbatched)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _adaptive_max_core(x, outs, return_indices):
+def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> jax.Array:
+    """Separable: one ``(out, in)`` averaging matrix per dim (NumPy at trace
+    time) contracted with ``tensordot``, innermost dim first."""
+    y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    for i in reversed(range(len(outs))):
+        size, ax = int(x.shape[2 + i]), 2 + i
+        if outs[i] == size:
+            continue
+        a = jnp.asarray(_avg_matrix(size, outs[i]), y.dtype)
+        y = jnp.moveaxis(jnp.tensordot(y, a, axes=((ax,), (1,)), precision=lax.Precision.HIGHEST), -1, ax)
+    return y.astype(x.dtype)
+
+
+def _adaptive_max_pool_nd(input: Any, output_size: Any, return_indices: bool, num_spatial_dims: int,
+                          name: str) -> Any:
+    n = num_spatial_dims
+    x, unbatched = _batched(input, n, name, empty_channels=jnp.ndim(input) == n + 1)
+    outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[2:]), n, name)
+    y, idx = _compiled(_adaptive_max_pool_reference, (outs,), x)
+    return _unbatch((y, idx) if return_indices else y, unbatched)
+
+
+def _torch_max_pair(a: tuple, b: tuple) -> tuple:
+    """torch's choice between two ``(value, flat index)`` pairs: a NaN wins
+    (the later of two NaNs), else the larger value, else the earlier element.
+    A choice by a total order, so associative and commutative: any reduction
+    order gives torch's loop result (first maximum in row-major order, last NaN)."""
+    (av, ai), (bv, bi) = a, b
+    a_nan, b_nan = _is_nan(av), _is_nan(bv)
+    take_b = jnp.where(a_nan | b_nan, b_nan & (~a_nan | (bi > ai)), (bv > av) | ((bv == av) & (bi < ai)))
+    return jnp.where(take_b, bv, av), jnp.where(take_b, bi, ai)
+
+
+def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """Separable over dims, innermost first, on ``(value, flat input index)``
+    pairs.  Along a dim of size ``L``, the ``(out, K)`` index array of torch's
+    bins (``K`` the widest bin; NumPy at trace time) gathers each bin's
+    elements; slots past a bin's end hold the lowest value and an index that
+    loses every tie; a reduction over ``K`` with torch's choice
+    (:func:`_torch_max_pair`) keeps one pair per bin.  The choice orders
+    elements by flat index, so dim-by-dim gives the same pick as torch's loop
+    over the whole bin.  Values are then read at the indices: JAX's gradient
+    goes to torch's argmax."""
     n = len(outs)
-    spatial = tuple(int(v) for v in x.shape[2:])
     N, C = x.shape[:2]
-    if all(o > 0 and sz % o == 0 for sz, o in zip(spatial, outs)):
-        k = tuple(sz // o for sz, o in zip(spatial, outs))
-        pads = ((0, 0),) * n
-        return _max_pool_core(x, k, k, (0,) * n, (1,) * n, outs, pads, return_indices)
-    if any(o == 0 for o in outs):
-        y = jnp.zeros((N, C) + outs, x.dtype)
-        if return_indices:
-            return y, jnp.zeros(y.shape, index_dtype())
-        return y
-    y, idx = _adaptive_max_sep(x, outs)
-    return (y, idx) if return_indices else y
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _adaptive_max_sep(x, outs):
-    return _adaptive_max_sep_impl(x, outs)
-
-
-def _adaptive_max_sep_fwd(x, outs):
-    y, idx = _adaptive_max_sep_impl(x, outs)
-    return (y, idx), (idx, jnp.zeros((0,) + x.shape[2:], x.dtype))
-
-
-def _adaptive_max_sep_bwd(outs, res, cts):
-    # torch's backward: the gradient of each output goes to its argmax.
-    idx, like = res
-    g = cts[0]
-    N, C = g.shape[:2]
-    total = int(math.prod(like.shape[1:]))
-    grad = jnp.zeros((N, C, total), g.dtype).at[
-        jnp.arange(N)[:, None, None], jnp.arange(C)[None, :, None], idx.reshape(N, C, -1)
-    ].add(g.reshape(N, C, -1))
-    return (grad.reshape((N, C) + like.shape[1:]),)
-
-
-_adaptive_max_sep.defvjp(_adaptive_max_sep_fwd, _adaptive_max_sep_bwd)
-
-
-def _adaptive_max_sep_impl(x, outs):
-    n = len(outs)
     spatial = tuple(int(v) for v in x.shape[2:])
-    # Every bin padded to the longest one by repeating its last element (a
-    # repeat comes after the original in row-major order, so it never becomes
-    # the first maximum, and a repeated NaN has the NaN's own key): one gather
-    # per dim gives (N, C, out_1, len_1, ..., out_n, len_n), then torch's loop
-    # is unrolled over the bin's elements as in max pooling.  Differentiated by
-    # a custom VJP: the gradient goes to the argmax.
-    g = x
-    sels = []
-    for i in range(n):
-        axis = 2 + 2 * i
+    itype = index_dtype()
+    if any(o == 0 for o in outs):
+        return jnp.zeros((N, C) + outs, x.dtype), jnp.zeros((N, C) + outs, itype)
+    lowest, last = jnp.asarray(_lowest(x.dtype), x.dtype), jnp.asarray(jnp.iinfo(itype).max, itype)
+    values = lax.stop_gradient(x)
+    index = jnp.broadcast_to(jnp.arange(math.prod(spatial), dtype=itype).reshape(spatial), x.shape)
+    for i in reversed(range(n)):
+        ax = 2 + i
         start, end = _bins(spatial[i], outs[i])
-        lmax = int((end - start).max())
-        sel = np.minimum(start[:, None] + np.arange(lmax)[None, :], (end - 1)[:, None])
-        sels.append(sel)
-        g = jnp.take(g, sel.T.ravel(), axis=axis, mode="clip")
-        g = g.reshape(g.shape[:axis] + sel.T.shape + g.shape[axis + 1:])
-    # Bin elements outermost: each one's plane is contiguous for the chains.
-    g = jnp.moveaxis(g, [2 + 2 * i for i in range(n)], list(range(n)))
-    fs = _flat_strides(spatial)
-    taps = list(itertools.product(*[range(sel.shape[1]) for sel in sels]))
-    keys = [
-        jnp.asarray(sum(_bcast(sel[:, t] * f, i, n) for i, (sel, t, f) in enumerate(zip(sels, tap, fs))), index_dtype())
-        for tap in taps
-    ]
-
-    def elements(g):
-        return [g[tap] for tap in taps]
-
-    best = _loop_max(elements(g))
-    return best, _first_max_or_last_nan(best, g, elements, keys, nan_pass_on_demand=False)
+        sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
+        inside = (sel < end[:, None]).reshape(sel.shape + (1,) * (n - 1 - i))
+        sel = np.minimum(sel, spatial[i] - 1)
+        bins = (jnp.where(inside, jnp.take(values, sel, axis=ax), lowest),
+                jnp.where(inside, jnp.take(index, sel, axis=ax), last))
+        values, index = lax.reduce(bins, (lowest, last), _torch_max_pair, (ax + 1,))
+    values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(outs)), axis=2)
+    return values.reshape(index.shape), index
 
 
 _ADAPTIVE_AVG_DOC = """Adaptive average pooling to ``output_size``, as ``torch.nn.functional.adaptive_avg_pool{n}d``.
 
+    Args:
+      input: ``(N, C, *in)`` or ``(C, *in)``, floating point.
+      output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim.
+
     Output cell ``i`` along a dim of size ``in`` averages input
     ``[floor(i*in/out), ceil((i+1)*in/out))`` (bins overlap when ``out`` does not
-    divide ``in``, and repeat when ``out > in``).  ``output_size`` is an int or
-    a sequence of {n} ints where ``None`` keeps that dim.  Computed as one
-    ``(out, in)`` averaging matrix per dim (no loop over cells).
-    ``adaptive_avg_pool{n}d(x, 1)`` is global average pooling.
+    divide ``in``, and repeat when ``out > in``).  Computed as one ``(out, in)``
+    averaging matrix per dim.  ``adaptive_avg_pool{n}d(x, 1)`` is global average pooling.
 
-    Shape: ``(N, C, *in) -> (N, C, *output_size)``; unbatched ``(C, *in)`` works too.
+    Shape: ``(N, C, *in) -> (N, C, *output_size)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.adaptive_avg_pool{n}d(jnp.ones((2, 3) + (5,) * {n}), 3).shape == (2, 3) + (3,) * {n}
+      True
     """
 
 _ADAPTIVE_MAX_DOC = """Adaptive max pooling to ``output_size``, as ``torch.nn.functional.adaptive_max_pool{n}d``.
 
-    Bins as in ``adaptive_avg_pool{n}d``: ``[floor(i*in/out), ceil((i+1)*in/out))``;
-    ``None`` entries keep a dim.  With ``return_indices`` also returns torch's
-    flat indices into the input's spatial plane (first maximum on ties, NaN
-    wins), dtype ``index_dtype()``.
+    Args:
+      input: ``(N, C, *in)`` or ``(C, *in)``.
+      output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim.
+      return_indices: also return torch's flat indices into the input's spatial
+        plane (first maximum on ties, NaN wins), dtype ``index_dtype()``.
 
-    Shape: ``(N, C, *in) -> (N, C, *output_size)``; unbatched ``(C, *in)`` works too.
+    Bins as in ``adaptive_avg_pool{n}d``: ``[floor(i*in/out), ceil((i+1)*in/out))``.
+    The gradient goes to the element the index points at, as in torch.
+
+    Shape: ``(N, C, *in) -> (N, C, *output_size)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.adaptive_max_pool{n}d(jnp.ones((2, 3) + (5,) * {n}), 3).shape == (2, 3) + (3,) * {n}
+      True
     """
 
 
@@ -858,9 +711,8 @@ for _n, _f in ((1, adaptive_max_pool1d), (2, adaptive_max_pool2d), (3, adaptive_
 # ----------------------------------------------------------------------------- LP pool
 
 
-def _lp_pool_nd(
-    input: Any, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: bool, num_spatial_dims: int, name: str
-) -> jax.Array:
+def _lp_pool_nd(input: Any, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: bool, num_spatial_dims: int,
+                name: str) -> jax.Array:
     n = num_spatial_dims
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: norm_type must be a number, got {norm_type!r}")
@@ -884,14 +736,25 @@ def _lp_pool_nd(
 
 _LP_DOC = """Power-average pooling, as ``torch.nn.functional.lp_pool{n}d``.
 
+    Args:
+      input: ``(N, C, *in)`` or ``(C, *in)``.
+      norm_type: ``p`` (non-zero; ``inf`` is max pooling of ``|x|``, ``-inf`` min).
+      kernel_size, stride (default ``kernel_size``), ceil_mode: as ``avg_pool{n}d``.
+
     ``out = (sum over window of x**p) ** (1/p)`` computed as torch does:
     ``avg_pool{n}d(x**p, kernel_size, stride, 0, ceil_mode) * prod(kernel_size)``
     (so ceil-mode overhang windows are rescaled as in torch), then
     ``** (1/norm_type)`` with torch's sign convention (a negative sum stays
     negative for odd integer ``p``, NaN otherwise; zero gradient where the sum
-    is zero).  ``norm_type=inf`` is max pooling of ``|x|``; ``-inf`` is min.
+    is zero).
 
     Shape: as ``avg_pool{n}d`` with ``padding=0``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.lp_pool1d(jnp.array([[[3., 4., 0., 0.]]]), 2, 2).tolist()
+      [[[5.0, 0.0]]]
     """
 
 

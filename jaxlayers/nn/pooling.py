@@ -99,9 +99,10 @@ class MaxPool2d(_MaxPoolNd):
     with ``kernel_size=3`` (stride 3) gives ``[[2]]``; with ``ceil_mode=True`` the
     partial windows on the right and bottom count too, giving ``[[2, 3], [5, 1]]``::
 
+        >>> import jax.numpy as jnp
         >>> x = jnp.array([[1,2,0,3,1],[0,1,2,3,1],[1,2,1,0,0],[5,2,3,1,1],[2,1,0,1,1]], float)[None]
-        >>> MaxPool2d(3, ceil_mode=True).apply({}, x)
-        Array([[[2., 3.], [5., 1.]]], dtype=float32)
+        >>> MaxPool2d(3, ceil_mode=True).apply({}, x).tolist()
+        [[[2.0, 3.0], [5.0, 1.0]]]
     """
 
     num_spatial_dims: ClassVar[int] = 2

@@ -1,0 +1,202 @@
+"""CPU lowerings of the pooling family (private).
+
+Each entry point takes the reference implementation from
+:mod:`jaxlayers.functional.pooling` and returns ``reference(...)`` unless
+:func:`jaxlayers._lowering.enabled` says ``"cpu"`` and the case is covered.
+What they compute equals the reference (values, indices, every derivative
+mode); only the program differs.  Compile time does not grow with the input
+size: loops run over window taps and spatial dims only.
+
+* :func:`max_pool` — the derivative reads the tangent through stride phases,
+  so JAX's transpose of it (the gradient) is one pass per phase instead of one
+  interior-padded, input-sized array per window tap (an algorithmic saving:
+  ``prod(kernel)`` input-sized buffers fewer); the index search compares every
+  tap with the final maximum only, its NaN pass under a ``lax.cond``.
+* :func:`window_sum` (average and LP pooling) — the same stride-phase tangent.
+
+The one-GEMM (Kronecker) adaptive average that used to live here no longer
+beat the reference's per-dim contractions and was dropped (docs/pooling.md).
+
+docs/pooling.md records what each wins, measured against the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._utils import index_dtype
+from . import enabled
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _phase_elements(t: jax.Array, win: Any) -> list:
+    """The window taps of ``t`` padded with zeros (as ``win.elements``), read
+    through stride phases so that JAX transposes them into a fast gradient.
+
+    The padded input reshaped to ``(.., q, s, ..)`` holds position ``q * s + r``
+    at ``[q, r]``, so tap ``e`` of output ``j`` is phase ``e % s`` at
+    ``j + e // s``: a unit-stride slice.  The transpose is, per phase, a sum of
+    shifted copies of the cotangent, and the phases are concatenated (one
+    pass); the transpose of strided slices is an interior-padded, input-sized
+    array per tap.
+    """
+    n, (k, s, p, d) = len(win.k), (win.k, win.s, win.p, win.d)
+    N, C = t.shape[:2]
+    spatial = t.shape[2:]
+    lp = [spatial[i] + sum(win.pads[i]) for i in range(n)]
+    q = [max(-(-lp[i] // s[i]), win.outs[i] + (k[i] - 1) * d[i] // s[i]) for i in range(n)]
+    tp = jnp.pad(t, ((0, 0), (0, 0)) + tuple((p[i], q[i] * s[i] - spatial[i] - p[i]) for i in range(n)))
+    tp = tp.reshape((N, C) + tuple(a for i in range(n) for a in (q[i], s[i])))
+    tp = jnp.transpose(tp, tuple(3 + 2 * i for i in range(n)) + (0, 1) + tuple(2 + 2 * i for i in range(n)))
+    # One split per phase dim (its transpose is a concatenation: each input
+    # element's gradient then sums only its own phase's contributions).
+    phases = [tp]
+    for i in range(n):
+        phases = [part for ph in phases for part in lax.split(ph, (1,) * s[i], axis=i)]
+    phases = dict(zip(itertools.product(*[range(si) for si in s]), (ph.reshape(tp.shape[n:]) for ph in phases)))
+    values = []
+    for off in win.offsets():
+        e = [o * di for o, di in zip(off, d)]
+        lo = tuple(ei // si for ei, si in zip(e, s))
+        ph = phases[tuple(ei % si for ei, si in zip(e, s))]
+        values.append(lax.slice(ph, (0, 0) + lo, (N, C) + tuple(a + o for a, o in zip(lo, win.outs))))
+    return values
+
+
+def _lowest(dtype: Any) -> Any:
+    if jnp.issubdtype(dtype, jnp.floating):
+        return -jnp.inf
+    return jnp.iinfo(dtype).min
+
+
+def _as_bits(v: jax.Array) -> jax.Array:
+    """Floats as unsigned integers of the same width (XLA:CPU compares them faster)."""
+    if jnp.issubdtype(v.dtype, jnp.inexact):
+        return lax.bitcast_convert_type(v, jnp.dtype(f"uint{8 * v.dtype.itemsize}"))
+    return v
+
+
+def _bcast(vec: np.ndarray, i: int, n: int) -> np.ndarray:
+    shape = [1, 1] + [1] * n
+    shape[2 + i] = vec.shape[0]
+    return vec.reshape(shape)
+
+
+# ----------------------------------------------------------------------------- max pool
+
+
+def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callable) -> Any:
+    """``reference(x, win, return_indices)`` (max pooling, torch's values,
+    indices and gradient rule), faster on CPU."""
+    if not enabled("cpu"):
+        return reference(x, win, return_indices)
+    best = _max_values(x, win)
+    if not return_indices:
+        return best
+    # torch's index: the flat index of the window tap torch's loop ends on.
+    n = len(win.k)
+    itype = index_dtype()
+    spatial = x.shape[2:]
+    fs = [int(math.prod(spatial[i + 1:])) for i in range(n)]
+    taps = _argmax_taps(x, best, win)
+    flats = [jnp.full(taps.shape, sum(o * di * f for o, di, f in zip(off, win.d, fs)), itype)
+             for off in win.offsets()]
+    shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
+    base = sum(_bcast((np.arange(win.outs[i]) * win.s[i] - win.p[i]) * fs[i], i, n) for i in range(n))
+    return best, jnp.asarray(base, itype) + shift
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _max_values(x: jax.Array, win: Any) -> jax.Array:
+    """torch's loop over the window (keep an element when strictly larger or
+    NaN), unrolled over the taps; padding holds the lowest value."""
+    values = win.elements(win.pad(x, _lowest(x.dtype)))
+    best = values[0]
+    for v in values[1:]:
+        best = jnp.where((v > best) | (v != v), v, best)
+    return best
+
+
+@_max_values.defjvp
+def _max_values_jvp(win, primals, tangents):
+    (x,), (tx,) = primals, tangents
+    best = _max_values(x, win)
+    taps = _argmax_taps(x, best, win)
+    values = _phase_elements(tx, win)
+    return best, (lax.select_n(taps, *values) if len(values) > 1 else values[0])
+
+
+def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
+    """Tap number (in ``win.offsets()`` order) of torch's pick given the
+    maximum ``best``: the first element equal to it (bitwise: the maximum
+    carries the bits of its first occurrence), or the last NaN; a window of
+    only the lowest value picks its first element inside the input.
+
+    Select chains compare with the final maximum only (a chain through the
+    intermediate maxima would be recomputed by XLA for the second output): in
+    reverse a match overrides, so the first match wins; then in order a NaN
+    overrides, so the last NaN wins.  The NaN pass (half the cost) runs under a
+    ``lax.cond`` only when some maximum is NaN; the cond also keeps XLA from
+    fusing this search into the gradient's pass, which then redid it for every
+    input element (MaxPool2d(3, 2, 1) on 32x64x32x32: 37-45 ms instead of 11)."""
+    n = len(win.k)
+    keys = [jnp.asarray(t, jnp.int32) for t in range(len(win.offsets()))]
+
+    def pick(src, best, with_nan):
+        values = win.elements(src)
+        best_bits = _as_bits(best)
+        out = jnp.zeros(best.shape, jnp.int32)
+        for key, v in reversed(list(zip(keys, values))):
+            out = jnp.where(_as_bits(v) == best_bits, key, out)
+        for key, v in zip(keys, values) if with_nan else ():
+            out = jnp.where(v != v, key, out)
+        return out
+
+    src = win.pad(x, _lowest(x.dtype))
+    if not jnp.issubdtype(best.dtype, jnp.inexact):
+        taps = pick(src, best, False)
+    else:
+        taps = lax.cond(jnp.any(best != best), functools.partial(pick, with_nan=True),
+                        functools.partial(pick, with_nan=False), src, best)
+    first = np.zeros((1, 1) + (1,) * n, np.int32)
+    spatial = x.shape[2:]
+    for i in range(n):
+        starts = np.arange(win.outs[i]) * win.s[i] - win.p[i]
+        inside = np.clip((win.d[i] - 1 - starts) // win.d[i], 0, win.k[i] - 1)
+        inside = np.where(starts >= spatial[i], 0, inside)
+        first = first * win.k[i] + _bcast(inside.astype(np.int32), i, n)
+    return jnp.where(best == _lowest(x.dtype), jnp.asarray(first, jnp.int32), taps)
+
+
+# ----------------------------------------------------------------------------- window sum (avg, LP)
+
+
+def window_sum(x: jax.Array, win: Any, *, reference: Callable) -> jax.Array:
+    """``reference(x, win)``: the sum over each window (zero padding)."""
+    if not enabled("cpu"):
+        return reference(x, win)
+    return _window_sum(x, win, reference)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _window_sum(x: jax.Array, win: Any, reference: Callable) -> jax.Array:
+    return reference(x, win)
+
+
+@_window_sum.defjvp
+def _window_sum_jvp(win, reference, primals, tangents):
+    (x,), (tx,) = primals, tangents
+    values = _phase_elements(tx, win)
+    tangent = values[0]
+    for v in values[1:]:
+        tangent = tangent + v
+    return _window_sum(x, win, reference), tangent
