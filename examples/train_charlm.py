@@ -99,6 +99,8 @@ def train(cfg: Config, log=print) -> dict:
     import jax.numpy as jnp
     import optax
 
+    from jaxlayers import nn as jnn
+
     text = load_corpus(cfg.max_chars)
     vocab = Vocab(text)
     data = vocab.encode(text)
@@ -112,9 +114,12 @@ def train(cfg: Config, log=print) -> dict:
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.lr))
     params, opt_state = variables["params"], tx.init(variables["params"])
 
+    criterion = jnn.CrossEntropyLoss()
+
     def loss_fn(params, ids, train, rng):
         logits, _ = model.apply({"params": params}, ids[:, :-1], train=train, rngs={"dropout": rng})
-        return optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, 1:]).mean()
+        # torch's layout for sequence losses: classes on dim 1, (N, C, L) against (N, L) targets
+        return criterion(jnp.swapaxes(logits, 1, 2), ids[:, 1:])
 
     @jax.jit
     def train_step(params, opt_state, ids, rng):

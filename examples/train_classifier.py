@@ -84,10 +84,13 @@ class TrainConfig:
     num_devices: Optional[int] = None  # None: every local device
     eval_batch_size: int = 256
     max_epochs_this_run: Optional[int] = None  # stop early (time-boxed jobs); rerun to resume
+    label_smoothing: float = 0.0  # nn.CrossEntropyLoss(label_smoothing=...) for the training loss
 
     def validate(self) -> None:
         if self.batch_size <= 0 or self.epochs <= 0 or self.eval_batch_size <= 0:
             raise ConfigError("train.batch_size, train.epochs and train.eval_batch_size must be positive")
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1], got {self.label_smoothing}")
 
 
 @dataclasses.dataclass
@@ -196,7 +199,11 @@ class Trainer:
         import jax.numpy as jnp
         import optax
 
+        from jaxlayers import functional as F
+        from jaxlayers import nn as jnn
+
         model, tx, dropout_key = self.model, self.tx, self.dropout_key
+        criterion = jnn.CrossEntropyLoss(label_smoothing=self.cfg.train.label_smoothing)
 
         def train_step(state, x, y):
             key = jax.random.fold_in(dropout_key, state["step"])
@@ -206,8 +213,7 @@ class Trainer:
                     {"params": params, "batch_stats": state["batch_stats"]}, x,
                     train=True, mutable=["batch_stats"], rngs={"dropout": key},
                 )
-                loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-                return loss, (logits, updates["batch_stats"])
+                return criterion(logits, y), (logits, updates["batch_stats"])
 
             (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -222,7 +228,7 @@ class Trainer:
 
         def eval_step(state, x, y, weight):
             logits = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, x, train=False)
-            losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            losses = F.cross_entropy(logits, y, reduction="none")
             return {"loss_sum": jnp.sum(losses * weight),
                     "correct": jnp.sum((jnp.argmax(logits, -1) == y) * weight)}
 
