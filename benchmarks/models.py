@@ -61,6 +61,36 @@ RESNET_LAYERS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: (
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
+class _ResNetFields(fnn.Module):
+    """The ResNet's hyperparameters and defaults, one set for the jaxlayers and flax models."""
+
+    block: str = "basic"
+    layers: Sequence[int] = (2, 2, 2, 2)
+    num_classes: int = 10
+    width: int = 64
+    small_input: bool = True
+
+
+class _TransformerLMFields(fnn.Module):
+    """The Transformer LM's hyperparameters and defaults (jaxlayers and flax)."""
+
+    vocab_size: int = 1000
+    d_model: int = 256
+    nhead: int = 4
+    num_layers: int = 4
+    dim_feedforward: int = 1024
+    max_len: int = 128
+
+
+class _LSTMLMFields(fnn.Module):
+    """The LSTM LM's hyperparameters and defaults (jaxlayers and flax)."""
+
+    vocab_size: int = 1000
+    embed_dim: int = 128
+    hidden_size: int = 512
+    num_layers: int = 2
+
+
 def causal_mask(seq_len: int) -> np.ndarray:
     """torch's boolean attention mask: ``True`` above the diagonal = may not attend."""
     return np.triu(np.ones((seq_len, seq_len), bool), k=1)
@@ -114,14 +144,8 @@ class JLBottleneck(fnn.Module):
         return F.relu(out + x)
 
 
-class JLResNet(fnn.Module):
+class JLResNet(_ResNetFields):
     """ResNet from ``jaxlayers.nn`` on NCHW input; variables = the torch twin's ``state_dict``."""
-
-    block: str = "basic"
-    layers: Sequence[int] = (2, 2, 2, 2)
-    num_classes: int = 10
-    width: int = 64
-    small_input: bool = True
 
     @fnn.compact
     def __call__(self, x: Any, *, train: bool) -> Any:
@@ -146,15 +170,8 @@ class JLResNet(fnn.Module):
         return nn.Linear(inplanes, self.num_classes, name="fc")(x)
 
 
-class JLTransformerLM(fnn.Module):
+class JLTransformerLM(_TransformerLMFields):
     """Causal Transformer LM from ``jaxlayers.nn`` (``TransformerEncoder`` of pre-norm layers)."""
-
-    vocab_size: int = 1000
-    d_model: int = 256
-    nhead: int = 4
-    num_layers: int = 4
-    dim_feedforward: int = 1024
-    max_len: int = 128
 
     def setup(self) -> None:
         d = self.d_model
@@ -173,13 +190,8 @@ class JLTransformerLM(fnn.Module):
         return self.head(x)
 
 
-class JLLSTMLM(fnn.Module):
+class JLLSTMLM(_LSTMLMFields):
     """LSTM LM from ``jaxlayers.nn``: ``Embedding -> LSTM(batch_first) -> Linear``."""
-
-    vocab_size: int = 1000
-    embed_dim: int = 128
-    hidden_size: int = 512
-    num_layers: int = 2
 
     def setup(self) -> None:
         self.embedding = nn.Embedding(self.vocab_size, self.embed_dim)
@@ -233,14 +245,8 @@ class FlaxBottleneck(fnn.Module):
         return fnn.relu(out + _flax_shortcut(x, self.planes * 4, self.stride, train))
 
 
-class FlaxResNet(fnn.Module):
+class FlaxResNet(_ResNetFields):
     """The same ResNet with flax.linen's layers on NHWC input."""
-
-    block: str = "basic"
-    layers: Sequence[int] = (2, 2, 2, 2)
-    num_classes: int = 10
-    width: int = 64
-    small_input: bool = True
 
     @fnn.compact
     def __call__(self, x: Any, train: bool) -> Any:
@@ -277,14 +283,7 @@ class FlaxEncoderBlock(fnn.Module):
         return x + h
 
 
-class FlaxTransformerLM(fnn.Module):
-    vocab_size: int = 1000
-    d_model: int = 256
-    nhead: int = 4
-    num_layers: int = 4
-    dim_feedforward: int = 1024
-    max_len: int = 128
-
+class FlaxTransformerLM(_TransformerLMFields):
     @fnn.compact
     def __call__(self, ids: Any, train: bool) -> Any:
         del train  # no dropout
@@ -296,12 +295,7 @@ class FlaxTransformerLM(fnn.Module):
         return fnn.Dense(self.vocab_size)(fnn.LayerNorm(epsilon=1e-5)(x))
 
 
-class FlaxLSTMLM(fnn.Module):
-    vocab_size: int = 1000
-    embed_dim: int = 128
-    hidden_size: int = 512
-    num_layers: int = 2
-
+class FlaxLSTMLM(_LSTMLMFields):
     @fnn.compact
     def __call__(self, ids: Any, train: bool) -> Any:
         del train

@@ -3,7 +3,8 @@
 The oracle is the reference code (github.com/switchablenorms/Switchable-Normalization,
 devkit/ops/switchable_norm.py) pasted below, adapted only to run on torch 2.x in float64
 (``torch.autograd.Variable(buf)`` -> ``buf``) and, for ``variance="biased"``, with ``.var()``
-switched to biased.  Checked: outputs, input and parameter gradients, and buffers over several
+switched to biased; the batch-or-running statistics branch, the same lines in its three classes,
+is written once (``_ref_bn_moments``).  Checked: outputs, input and parameter gradients, and buffers over several
 training steps then evaluation; loading the reference's ``state_dict`` as is.
 """
 
@@ -20,6 +21,25 @@ from jaxlayers import interop, nn
 
 
 # ----------------------------------------------------------------------------- the reference (adapted)
+
+
+def _ref_bn_moments(ref, batch_moments):
+    """The reference's BN statistics: in training ``batch_moments()``, which also update the buffers
+    (moving average, or sums with ``using_moving_average=False``); in evaluation the buffers."""
+    if ref.training:
+        mean_bn, var_bn = batch_moments()
+        if ref.using_moving_average:
+            ref.running_mean.mul_(ref.momentum)
+            ref.running_mean.add_((1 - ref.momentum) * mean_bn.data)
+            ref.running_var.mul_(ref.momentum)
+            ref.running_var.add_((1 - ref.momentum) * var_bn.data)
+        else:
+            ref.running_mean.add_(mean_bn.data)
+            ref.running_var.add_(mean_bn.data ** 2 + var_bn.data)
+    else:
+        mean_bn = ref.running_mean
+        var_bn = ref.running_var
+    return mean_bn, var_bn
 
 
 class RefSwitchNorm1d(tnn.Module):
@@ -39,20 +59,8 @@ class RefSwitchNorm1d(tnn.Module):
     def forward(self, x):
         mean_ln = x.mean(1, keepdim=True)
         var_ln = x.var(1, keepdim=True, unbiased=self.unbiased)
-        if self.training:
-            mean_bn = x.mean(0, keepdim=True)
-            var_bn = x.var(0, keepdim=True, unbiased=self.unbiased)
-            if self.using_moving_average:
-                self.running_mean.mul_(self.momentum)
-                self.running_mean.add_((1 - self.momentum) * mean_bn.data)
-                self.running_var.mul_(self.momentum)
-                self.running_var.add_((1 - self.momentum) * var_bn.data)
-            else:
-                self.running_mean.add_(mean_bn.data)
-                self.running_var.add_(mean_bn.data ** 2 + var_bn.data)
-        else:
-            mean_bn = self.running_mean
-            var_bn = self.running_var
+        mean_bn, var_bn = _ref_bn_moments(
+            self, lambda: (x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=self.unbiased)))
         softmax = tnn.Softmax(0)
         mean_weight = softmax(self.mean_weight)
         var_weight = softmax(self.var_weight)
@@ -100,20 +108,11 @@ class RefSwitchNormNd(tnn.Module):
         var_ln = temp.mean(1, keepdim=True) - mean_ln ** 2
 
         if self.using_bn:
-            if self.training:
+            def batch_moments():
                 mean_bn = mean_in.mean(0, keepdim=True)
-                var_bn = temp.mean(0, keepdim=True) - mean_bn ** 2
-                if self.using_moving_average:
-                    self.running_mean.mul_(self.momentum)
-                    self.running_mean.add_((1 - self.momentum) * mean_bn.data)
-                    self.running_var.mul_(self.momentum)
-                    self.running_var.add_((1 - self.momentum) * var_bn.data)
-                else:
-                    self.running_mean.add_(mean_bn.data)
-                    self.running_var.add_(mean_bn.data ** 2 + var_bn.data)
-            else:
-                mean_bn = self.running_mean
-                var_bn = self.running_var
+                return mean_bn, temp.mean(0, keepdim=True) - mean_bn ** 2
+
+            mean_bn, var_bn = _ref_bn_moments(self, batch_moments)
 
         softmax = tnn.Softmax(0)
         mean_weight = softmax(self.mean_weight)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import flax.linen as fnn
 import jax.numpy as jnp
@@ -144,7 +144,69 @@ def _container_pairs(cls_name: str, arg: str, value: Any, keyed: bool) -> tuple[
     return tuple(str(i) for i in range(len(items))), items
 
 
-class _ModuleContainer(fnn.Module):
+class _Container(fnn.Module):
+    """Base of ModuleList/ModuleDict/ParameterList/ParameterDict: the entries ``layers`` under
+    torch's ``names``; ``_entries()`` gives what reading them returns (bound children, arrays)."""
+
+    layers: tuple = ()
+    names: tuple = ()
+
+    _noun: ClassVar[str] = ""  # what the messages call one entry: "module", "parameter"
+
+    def _entries(self) -> tuple:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+class _ListAccess(_Container):
+    """Iteration and int (negative too) / slice indexing over ``_entries()``, as torch's lists."""
+
+    def _slice(self, entries: tuple, idx: slice) -> Any:
+        raise NotImplementedError
+
+    def __iter__(self):
+        return iter(self._entries())
+
+    def __getitem__(self, idx: int | slice) -> Any:
+        cls = type(self).__name__
+        entries = self._entries()
+        if isinstance(idx, slice):
+            return self._slice(entries, idx)
+        if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
+            raise TypeError(f"{cls}: indices must be integers or slices, got {type(idx).__name__}")
+        if not -len(entries) <= idx < len(entries):
+            raise IndexError(f"{cls}: index {idx} is out of range for {len(entries)} {self._noun}s")
+        return entries[idx]
+
+
+class _DictAccess(_Container):
+    """Key lookup, ``in``, ``keys``/``values``/``items`` and iteration over the keys, in order, as
+    torch's dicts; the values are ``_entries()``."""
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.names
+
+    def keys(self) -> tuple:
+        return tuple(self.names)
+
+    def values(self) -> tuple:
+        return tuple(self._entries())
+
+    def items(self) -> tuple:
+        return tuple(zip(self.names, self._entries()))
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.names:
+            raise KeyError(f"{type(self).__name__}: no {self._noun} named {key!r}; keys are {list(self.names)}")
+        return self._entries()[self.names.index(key)]
+
+
+class _ModuleContainer(_Container):
     """Holds child modules under torch's names (``"0"``, ``"1"``, ... or the dict's keys).
 
     The children are kept as given in ``layers``; when the container is bound (inside
@@ -153,8 +215,7 @@ class _ModuleContainer(fnn.Module):
     ``"<attribute>.<name>.weight"``, as torch's ``state_dict``.
     """
 
-    layers: tuple = ()
-    names: tuple = ()
+    _noun: ClassVar[str] = "module"
 
     def _register_submodules(self, name: str, val: Any) -> None:
         # Flax would adopt the children of the ``layers`` field as "layers_0", "layers_1";
@@ -168,7 +229,7 @@ class _ModuleContainer(fnn.Module):
         object.__setattr__(self, "_bound_children", tuple(
             layer.clone(parent=self, name=name) for name, layer in zip(self.names, self.layers)))
 
-    def _children(self) -> tuple:
+    def _entries(self) -> tuple:
         """The bound children inside ``init``/``apply``; the children as given otherwise."""
         if self.scope is None:
             return self.layers
@@ -180,9 +241,6 @@ class _ModuleContainer(fnn.Module):
         raise TypeError(f"{cls} is not callable; iterate over it (or index it) in the parent's __call__, "
                         f"as torch's forward does")
 
-    def __len__(self) -> int:
-        return len(self.layers)
-
 
 def _check_modules(cls_name: str, names: tuple, layers: tuple) -> None:
     for name, layer in zip(names, layers):
@@ -190,7 +248,7 @@ def _check_modules(cls_name: str, names: tuple, layers: tuple) -> None:
             raise TypeError(f"{cls_name}: child {name!r} is not a flax.linen Module: {type(layer).__name__}")
 
 
-class ModuleList(_ModuleContainer):
+class ModuleList(_ModuleContainer, _ListAccess):
     """A list of child modules, as ``torch.nn.ModuleList``.
 
     Assign it in a parent's ``setup`` (``self.blocks = ModuleList([Conv2d(3, 8, 3), ReLU()])``) or
@@ -221,21 +279,11 @@ class ModuleList(_ModuleContainer):
       {'bias': (1,), 'weight': (1, 3)}
     """
 
-    def __iter__(self):
-        return iter(self._children())
-
-    def __getitem__(self, idx: int | slice) -> Any:
-        children = self._children()
-        if isinstance(idx, slice):
-            return ModuleList(layers=tuple(children[idx]), names=tuple(self.names[idx]), parent=None)
-        if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
-            raise TypeError(f"ModuleList: indices must be integers or slices, got {type(idx).__name__}")
-        if not -len(children) <= idx < len(children):
-            raise IndexError(f"ModuleList: index {idx} is out of range for {len(children)} modules")
-        return children[idx]
+    def _slice(self, entries: tuple, idx: slice) -> Any:
+        return ModuleList(layers=tuple(entries[idx]), names=tuple(self.names[idx]), parent=None)
 
 
-class ModuleDict(_ModuleContainer):
+class ModuleDict(_ModuleContainer, _DictAccess):
     """An ordered dict of child modules, as ``torch.nn.ModuleDict``.
 
     ``self.blocks = ModuleDict({"conv": Conv2d(3, 8, 3), "act": ReLU()})`` in ``setup`` (or with
@@ -261,26 +309,6 @@ class ModuleDict(_ModuleContainer):
       >>> Net().init_with_output(jax.random.key(0), jnp.ones((4, 2)))[0]
       {'a': (4, 3), 'b': (4, 1)}
     """
-
-    def __iter__(self):
-        return iter(self.names)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self.names
-
-    def keys(self) -> tuple:
-        return tuple(self.names)
-
-    def values(self) -> tuple:
-        return tuple(self._children())
-
-    def items(self) -> tuple:
-        return tuple(zip(self.names, self._children()))
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.names:
-            raise KeyError(f"ModuleDict: no module named {key!r}; keys are {list(self.names)}")
-        return self._children()[self.names.index(key)]
 
 
 def _container_init(cls: type, arg: str, keyed: bool, check: Any) -> None:
@@ -342,18 +370,17 @@ def _check_params(cls_name: str, names: tuple, values: tuple) -> None:
         _param_spec(cls_name, name, value)
 
 
-class _ParamContainer(fnn.Module):
+class _ParamContainer(_Container):
     """Creates one parameter per entry, named as torch names them; reading returns the arrays."""
 
-    layers: tuple = ()
-    names: tuple = ()
+    _noun: ClassVar[str] = "parameter"
 
     def setup(self) -> None:
         cls = type(self).__name__
         object.__setattr__(self, "_values", tuple(
             self.param(name, _param_spec(cls, name, value)) for name, value in zip(self.names, self.layers)))
 
-    def _arrays(self) -> tuple:
+    def _entries(self) -> tuple:
         cls = type(self).__name__
         if self.scope is None:
             raise ValueError(f"{cls}: parameters exist only inside init/apply; read them in the parent's "
@@ -364,11 +391,8 @@ class _ParamContainer(fnn.Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{type(self).__name__} is not callable; index it in the parent's __call__")
 
-    def __len__(self) -> int:
-        return len(self.layers)
 
-
-class ParameterList(_ParamContainer):
+class ParameterList(_ParamContainer, _ListAccess):
     """A list of parameters, as ``torch.nn.ParameterList``.
 
     ``self.scales = ParameterList([jnp.ones(3), jnp.zeros((2, 2))])`` in a parent's ``setup``
@@ -395,21 +419,11 @@ class ParameterList(_ParamContainer):
       Array([4., 4.], dtype=float32)
     """
 
-    def __iter__(self):
-        return iter(self._arrays())
-
-    def __getitem__(self, idx: int | slice) -> Any:
-        arrays = self._arrays()
-        if isinstance(idx, slice):
-            return list(arrays[idx])
-        if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
-            raise TypeError(f"ParameterList: indices must be integers or slices, got {type(idx).__name__}")
-        if not -len(arrays) <= idx < len(arrays):
-            raise IndexError(f"ParameterList: index {idx} is out of range for {len(arrays)} parameters")
-        return arrays[idx]
+    def _slice(self, entries: tuple, idx: slice) -> Any:
+        return list(entries[idx])
 
 
-class ParameterDict(_ParamContainer):
+class ParameterDict(_ParamContainer, _DictAccess):
     """An ordered dict of parameters, as ``torch.nn.ParameterDict``.
 
     ``self.p = ParameterDict({"alpha": jnp.zeros(()), "beta": (init, (4,))})`` in ``setup`` creates
@@ -432,26 +446,6 @@ class ParameterDict(_ParamContainer):
       >>> Affine().init_with_output(jax.random.key(0), jnp.ones(2))[0]
       Array([3., 3.], dtype=float32)
     """
-
-    def __iter__(self):
-        return iter(self.names)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self.names
-
-    def keys(self) -> tuple:
-        return tuple(self.names)
-
-    def values(self) -> tuple:
-        return tuple(self._arrays())
-
-    def items(self) -> tuple:
-        return tuple(zip(self.names, self._arrays()))
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.names:
-            raise KeyError(f"ParameterDict: no parameter named {key!r}; keys are {list(self.names)}")
-        return self._arrays()[self.names.index(key)]
 
 
 _container_init(ParameterList, "values", False, _check_params)

@@ -13,14 +13,10 @@ from typing import Any, ClassVar, Optional
 
 import flax.linen as fnn
 import jax
-import jax.numpy as jnp
 
-from .._utils import require_train
-from ..functional import normalization as Fn
 from ..functional.norm_extra import _cross_map_lrn2d
 from ._options import kw_only
-from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, _affine_params, _BatchNorm, _check_channels,
-                            _check_rank, _compute_dtype, _InstanceNorm)
+from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm, _InstanceNorm
 
 __all__ = [
     "LazyBatchNorm1d",
@@ -34,15 +30,16 @@ __all__ = [
 ]
 
 
-def _lazy_features(module: fnn.Module, x: jax.Array, axis: int) -> int:
-    """``num_features`` of a Lazy norm: the field if given, else the variables' shape once they
-    exist, else the input's channel dim."""
+def _lazy_num_features(module: fnn.Module, x: jax.Array) -> int:
+    """``num_features`` of a Lazy norm (its ``_num_features``, which the eager class's ``__call__``
+    checks the input against): the field if given, else the variables' shape once they exist,
+    else the input's channel dim 1."""
     if module.num_features is not None:
         return module.num_features
     for col, var in (("params", "weight"), ("batch_stats", "running_mean")):
         if module.has_variable(col, var):
             return int(module.get_variable(col, var).shape[0])
-    return int(x.shape[axis])
+    return int(x.shape[1])
 
 
 class _LazyBatchNorm(_BatchNorm):
@@ -56,24 +53,7 @@ class _LazyBatchNorm(_BatchNorm):
 
     num_features: Optional[int] = kw_only(None)
 
-    @fnn.compact
-    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
-        name = type(self).__name__
-        train = require_train(name, train)
-        x = jnp.asarray(input)
-        _check_rank(name, x, self.ranks, self.layout)
-        c = _lazy_features(self, x, 1)
-        _check_channels(name, x, c)
-        weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
-        x = x.astype(_compute_dtype(self, x, self.affine))
-        buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
-        result = Fn._batch_norm(
-            x, rm, rv, weight, bias, train or not self.track_running_stats, self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
-        )
-        self._write_back(train, buffers, result)
-        return result.output
+    _num_features = _lazy_num_features
 
 
 class LazyBatchNorm1d(_LazyBatchNorm):
@@ -110,31 +90,7 @@ class _LazyInstanceNorm(_InstanceNorm):
     affine: bool = True
     track_running_stats: bool = True
 
-    @fnn.compact
-    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
-        name = type(self).__name__
-        train = require_train(name, train)
-        x = jnp.asarray(input)
-        d = self.num_spatial_dims
-        _check_rank(name, x, (d + 1, d + 2), f"{d + 1}-D (C, *spatial) or {d + 2}-D (N, C, *spatial)")
-        unbatched = x.ndim == d + 1
-        if unbatched:
-            x = x[None]
-        c = _lazy_features(self, x, 1)
-        if self.affine or self.track_running_stats:
-            _check_channels(name, x[0], c, axis=0)
-        c = x.shape[1]
-        weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
-        x = x.astype(_compute_dtype(self, x, self.affine))
-        buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
-        result = Fn._instance_norm(
-            x, rm, rv, weight, bias, train or not self.track_running_stats,
-            0.0 if self.momentum is None else self.momentum, self.eps,
-            num_batches_tracked=nbt, axis_name=self.axis_name, axis_index_groups=self.axis_index_groups,
-            name=name,
-        )
-        self._write_back(train, buffers, result)
-        return result.output[0] if unbatched else result.output
+    _num_features = _lazy_num_features
 
 
 class LazyInstanceNorm1d(_LazyInstanceNorm):

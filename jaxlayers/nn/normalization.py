@@ -74,6 +74,10 @@ class _StatsMixin:
         )
         return (buffers, *(b.value for b in buffers))
 
+    def _num_features(self, x: jax.Array) -> int:
+        """``num_features`` the input's channel dim 1 must match (the Lazy modules infer it)."""
+        return self.num_features
+
     def _device_axis(self):
         """``(axis_name, axis_index_groups)``, or ``(None, None)`` while initialising: as Flax,
         ``init`` reduces nothing across devices, so it also runs outside ``shard_map``/``pmap``
@@ -139,8 +143,8 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         train = require_train(name, train)
         x = jnp.asarray(input)
         _check_rank(name, x, self.ranks, self.layout)
-        _check_channels(name, x, self.num_features)
-        c = self.num_features
+        c = self._num_features(x)
+        _check_channels(name, x, c)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
@@ -211,7 +215,7 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
             x = x[None]
         c = x.shape[1]
         if self.affine or self.track_running_stats:
-            _check_channels(name, x[0], self.num_features, axis=0)
+            _check_channels(name, x[0], self._num_features(x), axis=0)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)

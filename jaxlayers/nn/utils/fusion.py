@@ -18,18 +18,27 @@ import jax.numpy as jnp
 __all__ = ["fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval", "fuse_linear_bn_weights"]
 
 
+def _fusion_arrays(w, b, bn_rm, bn_rv, bn_w, bn_b) -> tuple:
+    """The inputs of both fusions as torch prepares them: ``(w, b, running_mean, running_var, gamma,
+    beta, w_dtype, b_dtype)``, a missing bias zeros, a missing BatchNorm weight/bias ones/zeros, and
+    the fused dtypes those of the layer's weight and bias (the weight's when there is no bias)."""
+    w, bn_rm, bn_rv = jnp.asarray(w), jnp.asarray(bn_rm), jnp.asarray(bn_rv)
+    w_dtype = w.dtype
+    b_dtype = jnp.asarray(b).dtype if b is not None else w_dtype
+    b = jnp.zeros_like(bn_rm) if b is None else jnp.asarray(b)
+    bn_w = jnp.ones_like(bn_rm) if bn_w is None else jnp.asarray(bn_w)
+    bn_b = jnp.zeros_like(bn_rm) if bn_b is None else jnp.asarray(bn_b)
+    return w, b, bn_rm, bn_rv, bn_w, bn_b, w_dtype, b_dtype
+
+
 def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, transpose: bool = False):
     """torch's ``fuse_conv_bn_weights``: ``(fused_weight, fused_bias)``.
 
     ``w' = w * (gamma / sqrt(var + eps))`` along the output channels (dim 0, dim 1 for a transposed
     conv), ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``.
     """
-    conv_w, bn_rm, bn_rv = jnp.asarray(conv_w), jnp.asarray(bn_rm), jnp.asarray(bn_rv)
-    w_dtype = conv_w.dtype
-    b_dtype = jnp.asarray(conv_b).dtype if conv_b is not None else w_dtype
-    conv_b = jnp.zeros_like(bn_rm) if conv_b is None else jnp.asarray(conv_b)
-    bn_w = jnp.ones_like(bn_rm) if bn_w is None else jnp.asarray(bn_w)
-    bn_b = jnp.zeros_like(bn_rm) if bn_b is None else jnp.asarray(bn_b)
+    conv_w, conv_b, bn_rm, bn_rv, bn_w, bn_b, w_dtype, b_dtype = _fusion_arrays(conv_w, conv_b, bn_rm, bn_rv,
+                                                                                 bn_w, bn_b)
     rsqrt = jax.lax.rsqrt(bn_rv + bn_eps)
     shape = ((1, -1) if transpose else (-1, 1)) + (1,) * (conv_w.ndim - 2)
     w = (conv_w * (bn_w * rsqrt).reshape(shape)).astype(w_dtype)
@@ -40,12 +49,8 @@ def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, trans
 def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b):
     """torch's ``fuse_linear_bn_weights``: ``w' = w * scale[:, None]``,
     ``b' = (b - mean) * scale + beta`` with ``scale = gamma / sqrt(var + eps)``."""
-    linear_w, bn_rm, bn_rv = jnp.asarray(linear_w), jnp.asarray(bn_rm), jnp.asarray(bn_rv)
-    w_dtype = linear_w.dtype
-    b_dtype = jnp.asarray(linear_b).dtype if linear_b is not None else w_dtype
-    linear_b = jnp.zeros_like(bn_rm) if linear_b is None else jnp.asarray(linear_b)
-    bn_w = jnp.ones_like(bn_rm) if bn_w is None else jnp.asarray(bn_w)
-    bn_b = jnp.zeros_like(bn_rm) if bn_b is None else jnp.asarray(bn_b)
+    linear_w, linear_b, bn_rm, bn_rv, bn_w, bn_b, w_dtype, b_dtype = _fusion_arrays(linear_w, linear_b, bn_rm,
+                                                                                     bn_rv, bn_w, bn_b)
     scale = bn_w * jax.lax.rsqrt(bn_rv + bn_eps)
     w = linear_w * scale[:, None].astype(w_dtype)
     b = ((linear_b - bn_rm) * scale + bn_b).astype(b_dtype)

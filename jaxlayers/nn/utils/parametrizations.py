@@ -376,10 +376,18 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
       >>> list(interop.variables_to_state_dict(v))
       ['bias', 'parametrizations.weight.original', 'parametrizations.weight.0._u', 'parametrizations.weight.0._v']
     """
+    return _register_spectral_norm(module, name, n_power_iterations, eps, dim, module_name)
+
+
+def _register_spectral_norm(module: fnn.Module, name: str, n_power_iterations: int, eps: float, dim: int | None,
+                            module_name: str | None, legacy: bool = False) -> fnn.Module:
+    """Both ``spectral_norm`` APIs: the default ``dim`` (1 for ConvTranspose*, else 0) and the
+    :class:`SpectralNorm` parametrization (``legacy``: the old hook's variable names)."""
     if dim is None:
         dim = 1 if _is_conv_transpose(module) else 0
-    return register_parametrization(module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps)),
-                                    module_name=module_name)
+    return register_parametrization(
+        module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps), legacy=legacy),
+        module_name=module_name)
 
 
 def orthogonal(module: fnn.Module, name: str = "weight", orthogonal_map: str | None = None, *,

@@ -10,8 +10,8 @@ from typing import Mapping
 
 import flax.linen as fnn
 
-from .parametrizations import SpectralNorm, _is_conv_transpose
-from .parametrize import _remove, register_parametrization
+from .parametrizations import SpectralNorm, _register_spectral_norm
+from .parametrize import _remove
 
 __all__ = ["spectral_norm", "remove_spectral_norm"]
 
@@ -45,11 +45,7 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
     if int(n_power_iterations) <= 0:
         raise ValueError(f"spectral_norm: expected n_power_iterations to be positive, but got "
                          f"n_power_iterations={n_power_iterations}")
-    if dim is None:
-        dim = 1 if _is_conv_transpose(module) else 0
-    return register_parametrization(
-        module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps), legacy=True),
-        module_name=module_name)
+    return _register_spectral_norm(module, name, n_power_iterations, eps, dim, module_name, legacy=True)
 
 
 def remove_spectral_norm(module: fnn.Module, variables: Mapping, name: str = "weight") -> tuple[fnn.Module, dict]:
