@@ -37,17 +37,21 @@ def build_nnx_model(cfg: Any, seed: int = 0):
     return nnx.from_linen(build_model(cfg), rngs=fnnx.Rngs(params=seed, dropout=seed + 1))
 
 
-def make_steps(model: Any, optimizer: Any) -> tuple[Callable, Callable]:
+def make_steps(model: Any, optimizer: Any, label_smoothing: float = 0.0) -> tuple[Callable, Callable]:
     """``train_step(x, y) -> metrics`` and ``eval_step(x, y, weight) -> sums``, bound to the model."""
     import jax.numpy as jnp
-    import optax
     from flax import nnx as fnnx
+
+    from jaxlayers import functional as F
+
+    def criterion(logits, y):
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
     @fnnx.jit
     def train_step(model, optimizer, x, y):
         def loss_fn(model):
             logits = model(x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+            return criterion(logits, y), logits
 
         (loss, logits), grads = fnnx.value_and_grad(loss_fn, has_aux=True)(model)
         optimizer.update(model, grads)
@@ -56,7 +60,7 @@ def make_steps(model: Any, optimizer: Any) -> tuple[Callable, Callable]:
     @fnnx.jit
     def eval_step(model, x, y, weight):
         logits = model(x)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        losses = F.cross_entropy(logits, y, reduction="none")
         return {"loss_sum": jnp.sum(losses * weight), "correct": jnp.sum((jnp.argmax(logits, -1) == y) * weight)}
 
     # cached_partial freezes the graph it is given, modes included: the training step is bound to the
@@ -79,7 +83,7 @@ def train_nnx(cfg: Any, out_dir: pathlib.Path | None = None, log: Callable = pri
     model = build_nnx_model(cfg.model, cfg.train.seed)
     tx, lr_schedule = make_optimizer(cfg.optim, steps_per_epoch, cfg.train.epochs)
     optimizer = fnnx.Optimizer(model, tx, wrt=fnnx.Param)
-    train_step, eval_step = make_steps(model, optimizer)
+    train_step, eval_step = make_steps(model, optimizer, cfg.train.label_smoothing)
 
     def evaluate() -> dict:
         model.eval()
@@ -124,7 +128,7 @@ def main_nnx(cfg: Any) -> int:
     """``train_classifier.py``'s entry point when ``model.frontend: nnx``."""
     import yaml
 
-    from config import to_dict
+    from jaxlayers_examples.config import to_dict
 
     out_dir = pathlib.Path(cfg.output.dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -413,7 +413,7 @@ def test_nnx_trainer_config_and_tiny_run(tmp_path):
     sys.path.insert(0, str(root / "examples"))
     import nnx_train
     import train_classifier as tc
-    from config import ConfigError, load_config
+    from jaxlayers_examples.config import ConfigError, load_config
 
     cfg = load_config(tc.Config, root / "configs" / "digits_cnn_nnx.yaml",
                       ["model.channels=[4]", "model.convs_per_stage=1", "data.subset=256", "train.batch_size=32",

@@ -415,8 +415,8 @@ class ParameterList(_ParamContainer, _ListAccess):
       ...         self.w = nn.ParameterList([jnp.full((2,), 3.0), (jax.nn.initializers.ones, (2,))])
       ...     def __call__(self, x):
       ...         return x * self.w[0] + self.w[-1]
-      >>> Scale().init_with_output(jax.random.key(0), jnp.ones(2))[0]
-      Array([4., 4.], dtype=float32)
+      >>> Scale().init_with_output(jax.random.key(0), jnp.ones(2))[0].tolist()
+      [4.0, 4.0]
     """
 
     def _slice(self, entries: tuple, idx: slice) -> Any:
@@ -443,8 +443,8 @@ class ParameterDict(_ParamContainer, _DictAccess):
       ...         self.p = nn.ParameterDict({"scale": jnp.full((2,), 2.0), "shift": jnp.ones(2)})
       ...     def __call__(self, x):
       ...         return x * self.p["scale"] + self.p["shift"]
-      >>> Affine().init_with_output(jax.random.key(0), jnp.ones(2))[0]
-      Array([3., 3.], dtype=float32)
+      >>> Affine().init_with_output(jax.random.key(0), jnp.ones(2))[0].tolist()
+      [3.0, 3.0]
     """
 
 
