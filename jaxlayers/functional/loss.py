@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import distance as _distance
 from .._utils import shape_str
 
 __all__ = [
@@ -972,15 +973,9 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, margin: float =
 
 
 def _pairwise_distance(x1: jax.Array, x2: jax.Array, p: float = 2.0, eps: float = 1e-6) -> jax.Array:
-    """torch's ``pairwise_distance``: the ``p``-norm of ``x1 - x2 + eps`` over the last dim."""
-    d = x1 - x2 + eps
-    if p == math.inf:
-        return jnp.max(_abs(d), axis=-1)
-    if p == 2:
-        return jnp.sqrt(jnp.sum(d * d, axis=-1))
-    if p == 1:
-        return jnp.sum(_abs(d), axis=-1)
-    return jnp.sum(_abs(d) ** p, axis=-1) ** (1.0 / p)
+    """torch's ``pairwise_distance`` (the ``p``-norm of ``x1 - x2 + eps`` over the last dim), the
+    triplet losses' default distance: :func:`jaxlayers.functional.distance.pairwise_distance`."""
+    return _distance._pairwise_distance(x1, x2, p, eps, False, "pairwise_distance")
 
 
 def _check_triplet(name: str, a: jax.Array, p: jax.Array, n: jax.Array) -> None:
