@@ -25,7 +25,10 @@ def to_numpy(a: Any) -> Any:
     if torch is not None and isinstance(a, torch.Tensor):
         return a.detach().cpu().numpy()
     if isinstance(a, (list, tuple)):
-        return type(a)(to_numpy(v) for v in a) if not hasattr(a, "_fields") else type(a)(*(to_numpy(v) for v in a))
+        if hasattr(a, "_fields"):  # a NamedTuple keeps its type
+            return type(a)(*(to_numpy(v) for v in a))
+        # lists stay lists; tuples and tuple-like torch.return_types become plain tuples
+        return [to_numpy(v) for v in a] if isinstance(a, list) else tuple(to_numpy(v) for v in a)
     if isinstance(a, dict):
         return {k: to_numpy(v) for k, v in a.items()}
     if a is None:

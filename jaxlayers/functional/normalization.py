@@ -567,7 +567,7 @@ def _local_response_norm(input, size, alpha, beta, k, *, name):
     pad = [(0, 0)] * x.ndim
     pad[1] = (size // 2, (size - 1) // 2)
     window = (1, size) + (1,) * (x.ndim - 2)
-    summed = lax.reduce_window(sq, jnp.asarray(0, sdt), lax.add, window, (1,) * x.ndim, pad)
+    summed = lax.reduce_window(sq, 0.0, lax.add, window, (1,) * x.ndim, pad)  # a literal 0: JAX's differentiable window sum
     div = jnp.power(summed * (alpha / size) + k, beta)
     return (x.astype(sdt) / div).astype(x.dtype)
 
