@@ -628,20 +628,6 @@ TRANSFORM_CASES = [
 _TRANSFORM_IDS = [c[0] for c in TRANSFORM_CASES]
 
 
-def test_check_grads_order_2():
-    """check_grads (order 2, forward and reverse) of every pooling function's
-    reference.  The lowerings' derivatives are checked equal to these in
-    test_lowering_matches_reference (vjp, jvp, second order) and against torch
-    under both settings in the parity tests."""
-    from jax.test_util import check_grads
-
-    x = jnp.asarray([[[0.3, -1.2, 0.9, 2.1, -0.4, 1.5, 0.1]]])  # distinct values: no ties
-    with config.lowering("reference"):
-        for name, f in TRANSFORM_CASES:  # one at a time: 2x faster than one concatenated function
-            check_grads(jax.jit(f), (x[..., :3] if name == "max_unpool" else x,), order=2, modes=("fwd", "rev"),
-                        atol=1e-6, rtol=1e-6)
-
-
 def test_vmap_checkpoint_scan(lowering):
     """Every pooling function: vmap over unbatched inputs against the batched
     call, jax.checkpoint inside lax.scan, and the scan's gradient against the

@@ -83,8 +83,8 @@ ROWS = [
                           (_x(1, 2, 4), _x(2, 3, 3, seed=1)))),
     ("conv_transpose2d", (lambda x, w: F.conv_transpose2d(x, w, stride=2),
                           (_x(1, 2, 3, 3), _x(2, 2, 2, 2, seed=1)))),
-    ("conv_transpose3d", (lambda x, w: F.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1),
-                          (_x(1, 1, 2, 2, 2), _x(1, 2, 3, 3, 3, seed=1)))),
+    ("conv_transpose3d", (lambda x, w: F.conv_transpose3d(x, w, stride=(2, 1, 1), padding=(0, 1, 0)),
+                          (_x(1, 1, 2, 2, 2), _x(1, 2, 2, 3, 1, seed=1)))),
     # dropout (a fixed key: a fixed linear map)
     *[(n, (lambda x, n=n: getattr(F, n)(x, 0.4, training=True, key=KEY), (_x(2, 3, 4),))) for n in (
         "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")],
@@ -133,13 +133,13 @@ ROWS = [
                    (_x(2, 3), _x(2, 3, seed=5), _x(2, 3, seed=6)))),
     *[(n, (lambda x, h, n=n, g=g: getattr(F, n)(x, h, [_x(g * 3, 2, seed=1), _x(g * 3, 3, seed=2),
                                                        _x(g * 3, seed=3), _x(g * 3, seed=4)])[0],
-           (_x(4, 1, 2, scale=0.5), _x(1, 1, 3, seed=5)))) for n, g in (("rnn_tanh", 1), ("rnn_relu", 1),
+           (_x(2, 1, 2, scale=0.5), _x(1, 1, 3, seed=5)))) for n, g in (("rnn_tanh", 1), ("rnn_relu", 1),
                                                                        ("gru", 3))],
     ("rnn", (lambda x, h: F.rnn(x, h, [_x(3, 2, seed=1), _x(3, 3, seed=2)], bias=False)[0],
-             (_x(4, 1, 2, scale=0.5), _x(1, 1, 3, seed=5)))),
+             (_x(2, 1, 2, scale=0.5), _x(1, 1, 3, seed=5)))),
     ("lstm", (lambda x, h, c: F.lstm(x, (h, c), [_x(12, 2, seed=1), _x(12, 3, seed=2), _x(12, seed=3),
                                                   _x(12, seed=4)])[0],
-              (_x(4, 1, 2, scale=0.5), _x(1, 1, 3, seed=5), _x(1, 1, 3, seed=6)))),
+              (_x(2, 1, 2, scale=0.5), _x(1, 1, 3, seed=5), _x(1, 1, 3, seed=6)))),
     # sparse
     ("embedding", (lambda w: F.embedding(jnp.array([[0, 2], [3, 2]]), w), (_x(4, 3),))),
     ("embedding_renorm", (lambda w: F.embedding_renorm(w, jnp.array([0, 2]), 0.5), (_x(4, 3),))),
@@ -176,8 +176,8 @@ ROWS = [
     ("triplet_margin_with_distance_loss", (
         lambda a, p, n: F.triplet_margin_with_distance_loss(a, p, n, margin=5.0),
         (_x(2, 3), _x(2, 3, seed=1), _x(2, 3, seed=2)))),
-    ("ctc_loss", (lambda x: F.ctc_loss(jax.nn.log_softmax(x), jnp.array([[1, 2, 3], [2, 2, 0]]), jnp.array([6, 5]),
-                                       jnp.array([3, 2])), (_x(6, 2, 4),))),
+    ("ctc_loss", (lambda x: F.ctc_loss(jax.nn.log_softmax(x), jnp.array([[1, 2], [2, 2]]), jnp.array([4, 3]),
+                                       jnp.array([2, 1])), (_x(4, 2, 3),))),
     ("adaptive_log_softmax_with_loss", (
         lambda x, h, p, o: F.adaptive_log_softmax_with_loss(x, jnp.array([0, 4]), h, [(p, o)], [2]).output,
         (_x(2, 4), _x(3, 4, seed=1), _x(2, 4, seed=2), _x(3, 2, seed=3)))),
