@@ -19,6 +19,28 @@ from typing import Any, Callable
 import jax
 
 
+def machine() -> str:
+    """The CPU model and its vector extensions (from /proc/cpuinfo, as ``lscpu`` shows them), so that
+    every recorded figure names the machine it came from."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    vec = sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "amx")))
+    return f"{model}, {os.cpu_count()} cores, {' '.join(vec) or 'no vector flags read'}"
+
+
 def _block(out: Any) -> Any:
     return jax.block_until_ready(out)
 

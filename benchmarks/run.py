@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import pathlib
-import platform
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -33,9 +32,14 @@ def main() -> None:
     import jax
     import torch
 
+    import jaxlayers.config
+
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"# {platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    from harness import machine
+
+    print(f"# {machine()}; jax {jax.__version__} on {jax.devices()[0].platform}, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); jaxlayers lowering "
+          f"{jaxlayers.config.get_lowering()!r}, autotune {'on' if jaxlayers.config.get_autotune() else 'off'}")
     table = Table()
     print(Table.HEADER)
     for fam in args.families or available:
