@@ -31,7 +31,8 @@ modules assigned as the torch model's attributes, so
 Call conventions: jaxlayers and flax models are called as
 ``model.apply(variables, x, train=...)`` (ResNets with
 ``mutable=["batch_stats"]`` when training) and return logits; torch models as
-``model(x)`` (NNX models too: ``model.train()`` / ``model.eval()`` set the mode).  Images: jaxlayers/torch ``(N, 3, H, W)``, flax ``(N, H, W, 3)``.
+``model(x)`` (NNX models too: ``model.train()`` / ``model.eval()`` set the mode).
+Images: jaxlayers/torch/NNX ``(N, 3, H, W)``, flax ``(N, H, W, 3)``.
 Token ids: ``(N, S)`` integers; logits ``(N, S, vocab)``.
 """
 
