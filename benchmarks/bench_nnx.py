@@ -6,6 +6,13 @@
   and plain ``nnx.jit`` without ``cached_partial``, against the linen step under
   ``jax.jit``.  Column "jaxlayers" is the NNX time, "flax" the linen time, so
   ``jl/flax`` is NNX / linen (target <= 1.05).
+* Training step of ResNet-18 (``models.resnet``: CIFAR stem, 3x32x32, 10
+  classes, batch 32, SGD with momentum 0.9, BatchNorm in training mode): the NNX
+  twin (``models.NNXResNet``, ``jaxlayers.nnx`` layers) stepped as
+  ``examples/nnx_train.py`` does (``nnx.jit`` + ``nnx.cached_partial``,
+  ``nnx.Optimizer``) against the linen jaxlayers ResNet-18 under ``jax.jit`` with
+  optax, both from the same torch initial weights.  "jaxlayers" = NNX, "flax" =
+  linen, ``jl/flax`` = NNX / linen.
 * Per-call overhead of one layer: the NNX module called eagerly against
   ``linen.apply`` eagerly (both dispatch op by op), and ``nnx.jit`` of the NNX
   call against ``jax.jit`` of ``linen.apply``.
@@ -100,6 +107,86 @@ def _train_rows(table, quick: bool) -> None:
                   note=f"NNX / linen; samples/s {batch / times[name]:,.0f} vs {batch / times['linen']:,.0f}")
 
 
+def resnet18_step_calls(batch: int = 32, width: int = 64, seed: int = 0) -> dict:
+    """Zero-argument calls, each running one ResNet-18 SGD-momentum training step and
+    returning its loss: ``"nnx"`` (``models.NNXResNet`` under ``nnx.jit`` +
+    ``nnx.cached_partial``, ``nnx.Optimizer``; parameters and running statistics
+    updated in place) and ``"linen"`` (the jaxlayers linen ResNet-18, one ``jax.jit``
+    step with optax; its state fed back).  Both start from the same torch weights, so
+    their losses agree step by step (float32 rounding).  ``width`` 64 = the real model."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    import torch
+    from flax import nnx as fnnx
+
+    import models as M
+    from jaxlayers import interop
+
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))
+    tx = optax.sgd(0.1, momentum=0.9)
+    torch.manual_seed(seed)
+    state_dict = M.resnet("torch", 18, num_classes=10, width=width).float().state_dict()
+
+    linen = M.resnet("jaxlayers", 18, num_classes=10, width=width)
+    variables = jax.tree.map(jnp.asarray, interop.state_dict_to_variables(state_dict))
+
+    @jax.jit
+    def linen_step(params, stats, opt_state, x, y):
+        def loss_fn(p):
+            logits, upd = linen.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
+
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), stats, opt_state, loss
+
+    state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
+
+    def linen_call():
+        state[0], state[1], state[2], loss = linen_step(*state, x, y)
+        return loss
+
+    model = M.resnet("nnx", 18, num_classes=10, width=width, rngs=fnnx.Rngs(seed))
+    model.load_state_dict(state_dict)
+    model.train()  # cached_partial freezes the mode it is given (examples/nnx_train.py)
+    optimizer = fnnx.Optimizer(model, tx, wrt=fnnx.Param)
+
+    def nnx_step(model, optimizer, x, y):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+        loss, grads = fnnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    bound = fnnx.cached_partial(fnnx.jit(nnx_step), model, optimizer)
+    return {"nnx": lambda: bound(x, y), "linen": linen_call}
+
+
+def _resnet_rows(table, quick: bool) -> None:
+    import time
+
+    import jax
+
+    from harness import time_interleaved
+
+    batch = 32
+    calls = resnet18_step_calls(batch)
+    first = {}
+    for name, call in calls.items():  # trace + compile + one step
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        first[name] = time.perf_counter() - t0
+    iters, rounds = (6, 3) if quick else (20, 5)
+    times = time_interleaved(calls, iters=iters, rounds=rounds, best_round=True)
+    table.add(f"nnx train step ResNet-18 32x32 N={batch} (cached_partial)", times["nnx"], times["linen"],
+              note=f"NNX / linen, SGD-m, BN train; first call s {first['nnx']:.1f} vs {first['linen']:.1f}; "
+                   f"samples/s {batch / times['nnx']:,.0f} vs {batch / times['linen']:,.0f}")
+
+
 def _eager_rows(table, quick: bool) -> None:
     import jax
     import jax.numpy as jnp
@@ -136,4 +223,5 @@ def _eager_rows(table, quick: bool) -> None:
 
 def run(table, quick: bool = False) -> None:
     _train_rows(table, quick)
+    _resnet_rows(table, quick)
     _eager_rows(table, quick)

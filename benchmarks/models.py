@@ -24,10 +24,15 @@ Three sections, one per framework:
 * **torch** — plain ``torch.nn`` (what torchvision's ResNets are, rebuilt here:
   torchvision is not a dependency).
 
+The ResNets also have a fourth twin, **NNX** (``NNXResNet``): ``jaxlayers.nnx``
+modules assigned as the torch model's attributes, so
+``model.load_state_dict(torch_model.state_dict())`` loads it (``bench_nnx``).
+
 Call conventions: jaxlayers and flax models are called as
 ``model.apply(variables, x, train=...)`` (ResNets with
 ``mutable=["batch_stats"]`` when training) and return logits; torch models as
-``model(x)``.  Images: jaxlayers/torch ``(N, 3, H, W)``, flax ``(N, H, W, 3)``.
+``model(x)`` (NNX models too: ``model.train()`` / ``model.eval()`` set the mode).
+Images: jaxlayers/torch/NNX ``(N, 3, H, W)``, flax ``(N, H, W, 3)``.
 Token ids: ``(N, S)`` integers; logits ``(N, S, vocab)``.
 """
 
@@ -41,8 +46,11 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
+from flax import nnx as fnnx
+
 from jaxlayers import functional as F
 from jaxlayers import nn
+from jaxlayers import nnx as jnnx
 
 __all__ = [
     "RESNET_LAYERS",
@@ -50,6 +58,8 @@ __all__ = [
     "JLBasicBlock", "JLBottleneck", "JLResNet", "JLTransformerLM", "JLLSTMLM",
     # flax.linen
     "FlaxBasicBlock", "FlaxBottleneck", "FlaxResNet", "FlaxEncoderBlock", "FlaxTransformerLM", "FlaxLSTMLM",
+    # jaxlayers.nnx
+    "NNXBasicBlock", "NNXBottleneck", "NNXResNet",
     # torch
     "TorchBasicBlock", "TorchBottleneck", "TorchResNet", "TorchTransformerLM", "TorchLSTMLM",
     # builders
@@ -306,6 +316,105 @@ class FlaxLSTMLM(_LSTMLMFields):
 
 
 # =====================================================================================
+# jaxlayers.nnx (stateful modules; attributes named as the torch twin's)
+# =====================================================================================
+
+
+def _nnx_downsample(inplanes: int, outplanes: int, stride: int, kw: dict) -> jnnx.Sequential:
+    return jnnx.Sequential(jnnx.Conv2d(inplanes, outplanes, 1, stride, bias=False, **kw),
+                           jnnx.BatchNorm2d(outplanes, **kw))
+
+
+class NNXBasicBlock(jnnx.Module):
+    """torchvision's ``BasicBlock`` from ``jaxlayers.nnx`` layers (``TorchBasicBlock``'s attributes)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, *, rngs: fnnx.Rngs,
+                 param_dtype: Any = jnp.float32) -> None:
+        self._init_mode()  # torch's default: training mode (model.training reads it)
+        kw = dict(rngs=rngs, param_dtype=param_dtype)
+        self.conv1 = jnnx.Conv2d(inplanes, planes, 3, stride, 1, bias=False, **kw)
+        self.bn1 = jnnx.BatchNorm2d(planes, **kw)
+        self.relu = jnnx.ReLU()
+        self.conv2 = jnnx.Conv2d(planes, planes, 3, 1, 1, bias=False, **kw)
+        self.bn2 = jnnx.BatchNorm2d(planes, **kw)
+        self.downsample = (_nnx_downsample(inplanes, planes, stride, kw)
+                           if stride != 1 or inplanes != planes else None)
+
+    def __call__(self, x: Any) -> Any:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class NNXBottleneck(jnnx.Module):
+    """torchvision's ``Bottleneck`` (v1.5) from ``jaxlayers.nnx`` layers (``TorchBottleneck``'s attributes)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, *, rngs: fnnx.Rngs,
+                 param_dtype: Any = jnp.float32) -> None:
+        self._init_mode()
+        kw = dict(rngs=rngs, param_dtype=param_dtype)
+        out_c = planes * 4
+        self.conv1 = jnnx.Conv2d(inplanes, planes, 1, bias=False, **kw)
+        self.bn1 = jnnx.BatchNorm2d(planes, **kw)
+        self.conv2 = jnnx.Conv2d(planes, planes, 3, stride, 1, bias=False, **kw)
+        self.bn2 = jnnx.BatchNorm2d(planes, **kw)
+        self.conv3 = jnnx.Conv2d(planes, out_c, 1, bias=False, **kw)
+        self.bn3 = jnnx.BatchNorm2d(out_c, **kw)
+        self.relu = jnnx.ReLU()
+        self.downsample = (_nnx_downsample(inplanes, out_c, stride, kw)
+                           if stride != 1 or inplanes != out_c else None)
+
+    def __call__(self, x: Any) -> Any:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class NNXResNet(jnnx.Module):
+    """``TorchResNet`` from ``jaxlayers.nnx`` layers: NCHW input, ``state_dict()`` keys = torch's.
+
+    Same arguments as ``TorchResNet`` plus ``rngs`` and ``param_dtype`` (of the parameters
+    and running statistics; ``load_state_dict`` casts to it); in training mode after construction
+    (BatchNorm in batch-statistics mode, running statistics updated in place).
+    """
+
+    def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 10,
+                 width: int = 64, small_input: bool = True, *, rngs: fnnx.Rngs,
+                 param_dtype: Any = jnp.float32) -> None:
+        self._init_mode()
+        kw = dict(rngs=rngs, param_dtype=param_dtype)
+        w = width
+        if small_input:
+            self.conv1 = jnnx.Conv2d(3, w, 3, 1, 1, bias=False, **kw)
+        else:
+            self.conv1 = jnnx.Conv2d(3, w, 7, 2, 3, bias=False, **kw)
+        self.bn1 = jnnx.BatchNorm2d(w, **kw)
+        self.relu = jnnx.ReLU()
+        self.maxpool = jnnx.Identity() if small_input else jnnx.MaxPool2d(3, 2, 1)
+        cls = NNXBasicBlock if block == "basic" else NNXBottleneck
+        inplanes = w
+        for i, n in enumerate(layers):
+            blocks = []
+            for j in range(n):
+                blocks.append(cls(inplanes, w * 2 ** i, 2 if (j == 0 and i > 0) else 1, **kw))
+                inplanes = w * 2 ** i * _EXPANSION[block]
+            setattr(self, f"layer{i + 1}", jnnx.Sequential(*blocks))
+        self.num_stages = len(layers)
+        self.avgpool = jnnx.AdaptiveAvgPool2d(1)
+        self.fc = jnnx.Linear(inplanes, num_classes, **kw)
+
+    def __call__(self, x: Any) -> Any:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        x = self.avgpool(x)
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+# =====================================================================================
 # torch (eager torch.nn; attribute names as torchvision / torch.nn)
 # =====================================================================================
 
@@ -426,16 +535,21 @@ def _pick(framework: str, classes: tuple, **kw: Any) -> Any:
     return classes[_FRAMEWORKS.index(framework)](**kw)
 
 
-def resnet(framework: str, depth: int = 18, num_classes: int = 10, width: int = 64, small_input: bool = True) -> Any:
-    """ResNet-``depth`` (18, 34, 50) for ``framework`` in {"jaxlayers", "flax", "torch"}.
+def resnet(framework: str, depth: int = 18, num_classes: int = 10, width: int = 64, small_input: bool = True,
+           rngs: fnnx.Rngs | None = None, param_dtype: Any = jnp.float32) -> Any:
+    """ResNet-``depth`` (18, 34, 50) for ``framework`` in {"jaxlayers", "flax", "torch", "nnx"}.
 
     ``small_input``: CIFAR stem (3x3 conv, no max-pool); else the ImageNet stem.
+    ``rngs``, ``param_dtype``: the NNX model's initialisation stream (default ``nnx.Rngs(0)``)
+    and variable dtype (unused by the other frameworks).
     """
     if depth not in RESNET_LAYERS:
         raise ValueError(f"resnet: depth must be one of {sorted(RESNET_LAYERS)}, got {depth!r}")
     block, layers = RESNET_LAYERS[depth]
-    return _pick(framework, (JLResNet, FlaxResNet, TorchResNet), block=block, layers=layers,
-                 num_classes=num_classes, width=width, small_input=small_input)
+    kw = dict(block=block, layers=layers, num_classes=num_classes, width=width, small_input=small_input)
+    if framework == "nnx":
+        return NNXResNet(**kw, rngs=fnnx.Rngs(0) if rngs is None else rngs, param_dtype=param_dtype)
+    return _pick(framework, (JLResNet, FlaxResNet, TorchResNet), **kw)
 
 
 def transformer_lm(framework: str, **kw: Any) -> Any:

@@ -1,7 +1,8 @@
 """The benchmark models (benchmarks/models.py): the jaxlayers twins load the torch
 models' state_dicts and match them in float64 (eval outputs; training-mode outputs,
 BatchNorm buffer updates and every parameter's gradient); the three frameworks
-build the same architecture (parameter counts)."""
+build the same architecture (parameter counts); the NNX ResNet gives its linen
+twin's outputs."""
 
 import pathlib
 import sys
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx as fnnx
 
 from jaxlayers import interop
 from oracle import close, to_torch, variables_from_torch
@@ -43,6 +45,12 @@ def _input(name, rng):
     if name == "bottleneck_imagenet_stem":
         return rng.normal(size=(N, 3, 32, 32))
     return rng.integers(0, V, (N, S))
+
+
+@partial(jax.jit, static_argnums=0)
+def _eval(j_model, variables, x):
+    """A jaxlayers (linen) model's eval output; one compile per model and shapes, shared by the tests."""
+    return j_model.apply(variables, x, train=False)
 
 
 def _torch_train_grads(t_model, x, rng):
@@ -93,8 +101,24 @@ def test_jaxlayers_model_eval_matches_torch(name, rng):
     x = _input(name, rng)
     with torch.no_grad():
         expected = t_model(to_torch(x)).numpy()
-    out = jax.jit(lambda v, x: j_model.apply(v, x, train=False))(variables_from_torch(t_model), jnp.asarray(x))
+    out = _eval(j_model, variables_from_torch(t_model), jnp.asarray(x))
     close(out, expected)
+
+
+def test_nnx_resnet_matches_linen_twin_and_torch(rng):
+    """The NNX ResNet-18 (bench_nnx's) takes the torch twin's state_dict under torch's keys and
+    gives the linen jaxlayers twin's eval outputs exactly, and torch's (float64)."""
+    torch.manual_seed(0)
+    t_model, j_model = _build("resnet18", "torch").eval(), _build("resnet18", "jaxlayers")
+    model = M.resnet("nnx", 18, num_classes=5, width=8, param_dtype=jnp.float64)
+    assert list(model.state_dict()) == list(t_model.state_dict())
+    model.load_state_dict(t_model.state_dict())
+    assert not model.eval().layer4[1].bn2.training
+    x = jnp.asarray(_input("resnet18", rng))
+    out = fnnx.jit(lambda m, x: m(x))(model, x)
+    np.testing.assert_array_equal(out, _eval(j_model, variables_from_torch(t_model), x))
+    with torch.no_grad():
+        close(out, t_model(to_torch(x)).numpy())
 
 
 @pytest.mark.parametrize("name", ["transformer", "lstm"])
