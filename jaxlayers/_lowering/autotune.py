@@ -7,8 +7,8 @@ fastest, and caches the choice per process and, when
 ``jaxlayers.config.autotune_cache_file()`` names a file, on disk (JSON, keyed by
 machine and JAX version).  Measuring happens at trace time, outside the trace
 (``jax.ensure_compile_time_eval``), as ``torch.backends.cudnn.benchmark`` does
-on a layer's first call.  With autotuning off (``JAXLAYERS_AUTOTUNE=0``) the
-first candidate (the reference) is chosen without measuring.
+on a layer's first call.  With autotuning off (the default; ``JAXLAYERS_AUTOTUNE=1``
+turns it on) the first candidate (the reference) is chosen without measuring.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ grouped convolutions, shapes not covered).  On CPU it picks one of:
   taps (im2col).  XLA:CPU's convolution is pathological there: a 3x3 512->512
   convolution on 2x2 maps took 62 ms against 0.36 ms as a GEMM (AMD EPYC,
   AVX-512), 290 vs 1.8 ms at batch 8.
-* **Measured on the running machine** (:mod:`.autotune`, when autotuning is on):
+* **Measured on the running machine** (:mod:`.autotune`, when autotuning is turned on; off by default):
   the per-tap weight gradient (:func:`_tap_conv`, one GEMM per tap over
   copy-free slices of the flattened padded input) and the stacked-taps GEMM on
   small maps, each against the reference, forward + backward.  The per-tap
