@@ -126,7 +126,7 @@ def test_unbatched_and_callable_activation(rng):
 def test_init_and_mask_helper():
     m = nn.Transformer(E, H, 1, 1, FF)
     x = jnp.zeros((S, N, E))
-    v = m.init(jax.random.key(0), x, x[:T], train=False)
+    v = jax.jit(lambda k: m.init(k, x, x[:T], train=False))(jax.random.key(0))
     sd = interop.variables_to_state_dict(v)
     t = torch.nn.Transformer(E, H, 1, 1, FF)
     assert {k: a.shape for k, a in sd.items()} == {k: tuple(p.shape) for k, p in t.state_dict().items()}

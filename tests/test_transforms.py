@@ -269,9 +269,16 @@ def _bundle(fn, n_args):
     return jax.jit(run)
 
 
+def _program(fn, args, setting):
+    with config.lowering(setting):
+        return jax.jit(jax.grad(lambda *a: jnp.sum(jnp.sin(fn(*a))))).lower(*args).as_text()
+
+
 @pytest.mark.parametrize("name,setting", list(_cases()))
 def test_every_transform(name, setting):
     fn, args = TABLE[name]
+    if setting == "reference" and _program(fn, args, "reference") == _program(fn, args, "auto"):
+        pytest.skip("no lowering applies to this row: both settings give the same program (run under 'auto')")
     with config.lowering(setting):
         check_grads(jax.jit(fn), args, order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
         transformed, plain = _bundle(fn, len(args))(*args)
