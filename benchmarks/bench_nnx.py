@@ -28,6 +28,34 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 
 
+def _linen_step_call(linen, variables, tx, x, y, key=None):
+    """A jitted linen + optax training step (cross-entropy, running statistics updated) on fixed
+    data, as a no-argument call that carries its state from call to call (``key``: dropout)."""
+    import jax
+    import optax
+
+    rngs = {} if key is None else {"dropout": key}
+
+    @jax.jit
+    def linen_step(params, stats, opt_state, x, y):
+        def loss_fn(p):
+            logits, upd = linen.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
+                                      rngs=rngs)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
+
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), stats, opt_state, loss
+
+    state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
+
+    def linen_call():
+        state[0], state[1], state[2], loss = linen_step(*state, x, y)
+        return loss
+
+    return linen_call
+
+
 def _train_rows(table, quick: bool) -> None:
     import jax
     import jax.numpy as jnp
@@ -49,22 +77,7 @@ def _train_rows(table, quick: bool) -> None:
     linen = tc.build_model(cfg)
     variables = linen.init(key, x, train=False)
 
-    @jax.jit
-    def linen_step(params, stats, opt_state, x, y, key):
-        def loss_fn(p):
-            logits, upd = linen.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
-                                      rngs={"dropout": key})
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
-
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), stats, opt_state, loss
-
-    state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
-
-    def linen_call():
-        state[0], state[1], state[2], loss = linen_step(*state, x, y, key)
-        return loss
+    linen_call = _linen_step_call(linen, variables, tx, x, y, key)
 
     def nnx_step(model, optimizer, x, y):
         def loss_fn(model):
@@ -133,21 +146,7 @@ def resnet18_step_calls(batch: int = 32, width: int = 64, seed: int = 0) -> dict
     linen = M.resnet("jaxlayers", 18, num_classes=10, width=width)
     variables = jax.tree.map(jnp.asarray, interop.state_dict_to_variables(state_dict))
 
-    @jax.jit
-    def linen_step(params, stats, opt_state, x, y):
-        def loss_fn(p):
-            logits, upd = linen.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
-
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), stats, opt_state, loss
-
-    state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
-
-    def linen_call():
-        state[0], state[1], state[2], loss = linen_step(*state, x, y)
-        return loss
+    linen_call = _linen_step_call(linen, variables, tx, x, y)
 
     model = M.resnet("nnx", 18, num_classes=10, width=width, rngs=fnnx.Rngs(seed))
     model.load_state_dict(state_dict)
