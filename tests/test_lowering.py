@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from jax.ad_checkpoint import print_saved_residuals
 
 from jaxlayers import config
 from jaxlayers import functional as F
@@ -251,6 +252,16 @@ def test_fused_norm_matches_the_reference(kind, shape, axes, pshape, offset, rng
         return jax.jit(run)
 
     close(bundle(new)(x, w, b, g, t), bundle(ref)(x, w, b, g, t), rtol=1e-8, atol=1e-9)
+
+
+def test_fused_norm_keeps_only_its_input_for_reverse_mode(capsys):
+    """Reverse mode through the lowered layer norm keeps x and the per-row moments, not
+    x̂ or other full-size products (x̂ is recomputed in the backward pass, as torch does)."""
+    x, w = jnp.ones((4, 8, 32), jnp.float32), jnp.ones(32, jnp.float32)
+    with config.lowering("auto"):
+        print_saved_residuals(lambda x, w: F.layer_norm(x, (32,), w, w), x, w)
+    full = [line for line in capsys.readouterr().out.splitlines() if "[4,8,32]" in line]
+    assert len(full) == 1 and "argument" in full[0], full
 
 
 def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):

@@ -160,12 +160,11 @@ def _is_zero(t: Any) -> bool:
     return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
 
 
-def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
+def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
     """torch's analytic derivative as a JVP (linear in the tangents); JAX's
-    transpose of it is torch's backward: ``dx = inv·(g·w − E[g·w] − x̂·E[g·w·x̂])``."""
-    x, weight, bias = primals
+    transpose of it is torch's backward: ``dx = inv·(g·w − E[g·w] − x̂·E[g·w·x̂])``.
+    Returns the tangents of ``(y, mean, var)``."""
     dx, dweight, dbias = tangents
-    y, mean, var = _fused_norm(x, weight, bias, eps, axes, pshape)
     sdt = mean.dtype
     m = math.prod(x.shape[i] for i in axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
@@ -199,7 +198,29 @@ def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
         if _trailing_weight(x.shape, pshape):
             db = _broadcast_leading(db, x.shape)
         dy = dy + db
-    return (y, mean, var), (dy.astype(y.dtype), dmean, dvar)
+    return dy.astype(x.dtype), dmean, dvar
+
+
+def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
+    """The primal outputs and :func:`_norm_tangents`, the latter under
+    ``jax.checkpoint``: reverse mode then keeps ``x`` and the moments and recomputes
+    ``x̂`` in the backward pass (as torch's backward does) instead of storing it,
+    which halves the activation memory the norm keeps and lets XLA keep the
+    layouts of its neighbours (Transformer LM step 560 -> 370 ms, see
+    docs/engine.md)."""
+    x, weight, bias = primals
+    y, mean, var = _fused_norm(x, weight, bias, eps, axes, pshape)
+    zero = tuple(_is_zero(t) for t in tangents)
+
+    def tangent_map(x, weight, bias, mean, var, *live):
+        it = iter(live)
+        return _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var,
+                              tuple(None if z else next(it) for z in zero))
+
+    live = tuple(t for t, z in zip(tangents, zero) if not z)
+    return (y, mean, var), jax.checkpoint(tangent_map)(x, weight, bias, mean, var, *live)
+
+
 
 
 _fused_norm.defjvp(_fused_norm_jvp, symbolic_zeros=True)
