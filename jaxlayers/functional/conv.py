@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._lowering import conv as _lowering
+from .._memory_format import channels_last
 from .._utils import _is_int, check_input_rank, ntuple, shape_str
 
 __all__ = [
@@ -332,30 +333,36 @@ _CONVT_DOC = """{n}-d transposed convolution, as ``torch.nn.functional.conv_tran
     """
 
 
+@channels_last(spatial=1)
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, precision=None):
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, n=1, name="conv1d", precision=precision)
 
 
+@channels_last(spatial=2)
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, precision=None):
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, n=2, name="conv2d", precision=precision)
 
 
+@channels_last(spatial=3)
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, precision=None):
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, n=3, name="conv3d", precision=precision)
 
 
+@channels_last(spatial=1)
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      precision=None):
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation,
                               n=1, name="conv_transpose1d", precision=precision)
 
 
+@channels_last(spatial=2)
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      precision=None):
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation,
                               n=2, name="conv_transpose2d", precision=precision)
 
 
+@channels_last(spatial=3)
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      precision=None):
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation,

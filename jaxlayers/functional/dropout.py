@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._memory_format import channels_last
 from .._utils import shape_str
 
 __all__ = [
@@ -201,6 +202,7 @@ def _dropout_nd(input: Any, p: float, training: bool, key: Any, num_spatial_dims
     return _feature(x, p, key, alpha, name)
 
 
+@channels_last(spatial=1)
 def dropout1d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *, key: Any = None) -> jax.Array:
     """Zero whole channels of ``(N, C, L)`` or ``(C, L)`` input, as ``torch.nn.functional.dropout1d``.
 
@@ -226,6 +228,7 @@ def dropout1d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     return _dropout_nd(input, p, training, key, 1, "dropout1d")
 
 
+@channels_last(spatial=2)
 def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *, key: Any = None) -> jax.Array:
     """Zero whole channels of ``(N, C, H, W)`` input, as ``torch.nn.functional.dropout2d``.
 
@@ -251,6 +254,7 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
     return _dropout_nd(input, p, training, key, 2, "dropout2d")
 
 
+@channels_last(spatial=3)
 def dropout3d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *, key: Any = None) -> jax.Array:
     """Zero whole channels of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input, as
     ``torch.nn.functional.dropout3d``.
@@ -285,6 +289,7 @@ def _feature_alpha_dropout(input: Any, p: float, training: bool, key: Any, name:
     return _feature(x, p, key, True, name)
 
 
+@channels_last
 def feature_alpha_dropout(input: Any, p: float = 0.5, training: bool = False, inplace: bool = False, *,
                           key: Any = None) -> jax.Array:
     """Alpha dropout of whole channels of ``(N, C, *)`` input, as

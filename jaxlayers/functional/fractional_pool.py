@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory_format import channels_last
 from .._utils import index_dtype, ntuple, shape_str
 
 __all__ = ["fractional_max_pool2d", "fractional_max_pool3d"]
@@ -141,6 +142,7 @@ def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_
     return (y, idx) if return_indices else y
 
 
+@channels_last(spatial=2)
 def fractional_max_pool2d(input: Any, kernel_size: Any, output_size: Any = None, output_ratio: Any = None,
                           return_indices: bool = False, _random_samples: Any = None, *,
                           key: Any = None) -> Array | tuple[Array, Array]:
@@ -179,6 +181,7 @@ def fractional_max_pool2d(input: Any, kernel_size: Any, output_size: Any = None,
                                 key, 2, "fractional_max_pool2d")
 
 
+@channels_last(spatial=3)
 def fractional_max_pool3d(input: Any, kernel_size: Any, output_size: Any = None, output_ratio: Any = None,
                           return_indices: bool = False, _random_samples: Any = None, *,
                           key: Any = None) -> Array | tuple[Array, Array]:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory_format import channels_last
 from .._utils import shape_str
 
 __all__ = ["grid_sample", "affine_grid"]
@@ -183,6 +184,7 @@ def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corn
     return _sample(xf, idx, w, sizes).reshape(out_shape)
 
 
+@channels_last
 def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str = "zeros",
                 align_corners: Optional[bool] = None) -> jax.Array:
     """Sample ``input`` at the grid's points, as ``torch.nn.functional.grid_sample``.

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._lowering import norm as _lowering_norm
+from .._memory_format import channels_last
 from .._utils import shape_str
 
 __all__ = [
@@ -278,6 +279,7 @@ def _batch_norm(
     return NormOutput(out, _update(running_mean, mean, factor), _update(running_var, unbiased, factor), nbt)
 
 
+@channels_last
 def batch_norm(
     input: Array,
     running_mean: Array | None,
@@ -376,6 +378,7 @@ def _instance_norm(
                       _update(running_var, avg_var, momentum), num_batches_tracked)
 
 
+@channels_last
 def instance_norm(
     input: Array,
     running_mean: Array | None = None,
@@ -498,6 +501,7 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name):
     return jnp.reshape(out, x.shape)
 
 
+@channels_last
 def group_norm(
     input: Array,
     num_groups: int,
@@ -572,6 +576,7 @@ def _local_response_norm(input, size, alpha, beta, k, *, name):
     return (x.astype(sdt) / div).astype(x.dtype)
 
 
+@channels_last
 def local_response_norm(
     input: Array,
     size: int,
@@ -718,6 +723,7 @@ def _switch_norm(
     return NormOutput(out, new_mean, new_var, nbt)
 
 
+@channels_last
 def switch_norm(
     input: Array,
     running_mean: Array | None,

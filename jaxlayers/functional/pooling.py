@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
+from .._memory_format import channels_last
 from .._utils import check_input_rank, index_dtype, ntuple, shape_str
 
 __all__ = [
@@ -248,6 +249,7 @@ def _window_flat_indices(spatial: Sequence[int], win: _Window) -> tuple[np.ndarr
     return first_tap, first_flat, tap_flat
 
 
+@channels_last(spatial=1)
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """1-d max pooling, as ``torch.nn.functional.max_pool1d`` (see :func:`max_pool2d`).
 
@@ -263,6 +265,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d")
 
 
+@channels_last(spatial=2)
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-d max pooling, as ``torch.nn.functional.max_pool2d``.
 
@@ -291,6 +294,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
 
 
+@channels_last(spatial=3)
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """3-d max pooling, as ``torch.nn.functional.max_pool3d`` (see :func:`max_pool2d`).
 
@@ -404,14 +408,17 @@ _UNPOOL_DOC = """Partial inverse of max pooling, as ``torch.nn.functional.max_un
     """
 
 
+@channels_last(moved=2, spatial=1)
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     return _max_unpool_nd(input, indices, kernel_size, stride, padding, output_size, 1, "max_unpool1d")
 
 
+@channels_last(moved=2, spatial=2)
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     return _max_unpool_nd(input, indices, kernel_size, stride, padding, output_size, 2, "max_unpool2d")
 
 
+@channels_last(moved=2, spatial=3)
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     return _max_unpool_nd(input, indices, kernel_size, stride, padding, output_size, 3, "max_unpool3d")
 
@@ -467,6 +474,7 @@ def _window_sum(x: jax.Array, win: _Window) -> jax.Array:
     return summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in win.outs)]
 
 
+@channels_last(spatial=1)
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """1-d average pooling, as ``torch.nn.functional.avg_pool1d`` (see :func:`avg_pool2d`).
 
@@ -479,6 +487,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d")
 
 
+@channels_last(spatial=2)
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """2-d average pooling, as ``torch.nn.functional.avg_pool2d``.
@@ -505,6 +514,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                         "avg_pool2d")
 
 
+@channels_last(spatial=3)
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """3-d average pooling, as ``torch.nn.functional.avg_pool3d`` (see :func:`avg_pool2d`).
@@ -678,26 +688,32 @@ _ADAPTIVE_MAX_DOC = """Adaptive max pooling to ``output_size``, as ``torch.nn.fu
     """
 
 
+@channels_last(spatial=1)
 def adaptive_avg_pool1d(input, output_size):
     return _adaptive_avg_pool_nd(input, output_size, 1, "adaptive_avg_pool1d")
 
 
+@channels_last(spatial=2)
 def adaptive_avg_pool2d(input, output_size):
     return _adaptive_avg_pool_nd(input, output_size, 2, "adaptive_avg_pool2d")
 
 
+@channels_last(spatial=3)
 def adaptive_avg_pool3d(input, output_size):
     return _adaptive_avg_pool_nd(input, output_size, 3, "adaptive_avg_pool3d")
 
 
+@channels_last(spatial=1)
 def adaptive_max_pool1d(input, output_size, return_indices=False):
     return _adaptive_max_pool_nd(input, output_size, return_indices, 1, "adaptive_max_pool1d")
 
 
+@channels_last(spatial=2)
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     return _adaptive_max_pool_nd(input, output_size, return_indices, 2, "adaptive_max_pool2d")
 
 
+@channels_last(spatial=3)
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     return _adaptive_max_pool_nd(input, output_size, return_indices, 3, "adaptive_max_pool3d")
 
@@ -758,14 +774,17 @@ _LP_DOC = """Power-average pooling, as ``torch.nn.functional.lp_pool{n}d``.
     """
 
 
+@channels_last(spatial=1)
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 1, "lp_pool1d")
 
 
+@channels_last(spatial=2)
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 2, "lp_pool2d")
 
 
+@channels_last(spatial=3)
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 3, "lp_pool3d")
 

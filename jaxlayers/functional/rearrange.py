@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._memory_format import channels_last
 from .._utils import _is_int, ntuple, shape_str
 
 __all__ = ["pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "unfold", "fold"]
@@ -47,6 +48,7 @@ def _pixel_shuffle(input: Any, upscale_factor: int, name: str) -> jax.Array:
     return y.reshape(*lead, c // (r * r), h * r, w * r)
 
 
+@channels_last
 def pixel_shuffle(input: Any, upscale_factor: int) -> jax.Array:
     """Rearrange ``(*, C r^2, H, W)`` to ``(*, C, H r, W r)``, as ``torch.nn.functional.pixel_shuffle``.
 
@@ -83,6 +85,7 @@ def _pixel_unshuffle(input: Any, downscale_factor: int, name: str) -> jax.Array:
     return y.reshape(*lead, c * r * r, h // r, w // r)
 
 
+@channels_last
 def pixel_unshuffle(input: Any, downscale_factor: int) -> jax.Array:
     """Rearrange ``(*, C, H r, W r)`` to ``(*, C r^2, H, W)``, as ``torch.nn.functional.pixel_unshuffle``.
 
@@ -117,6 +120,7 @@ def _channel_shuffle(input: Any, groups: int, name: str) -> jax.Array:
     return jnp.swapaxes(y, 1, 2).reshape(x.shape)
 
 
+@channels_last
 def channel_shuffle(input: Any, groups: int) -> jax.Array:
     """Interleave ``groups`` groups of channels, as ``torch.nn.functional.channel_shuffle``.
 
@@ -135,6 +139,7 @@ def channel_shuffle(input: Any, groups: int) -> jax.Array:
     return _channel_shuffle(input, groups, "channel_shuffle")
 
 
+@channels_last
 def native_channel_shuffle(input: Any, groups: int) -> jax.Array:
     """:func:`channel_shuffle` under torch's other name, ``torch.nn.functional.native_channel_shuffle``.
 

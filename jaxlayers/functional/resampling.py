@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._memory_format import channels_last
 from .._utils import shape_str
 from .pooling import _adaptive_avg_pool_nd
 
@@ -327,6 +328,7 @@ def _interpolate(
     return y.astype(x.dtype)
 
 
+@channels_last
 def interpolate(
     input: Any,
     size: Any = None,
@@ -374,6 +376,7 @@ def interpolate(
                         "interpolate")
 
 
+@channels_last
 def upsample(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
              align_corners: Optional[bool] = None) -> jax.Array:
     """``interpolate`` under its deprecated torch name ``torch.nn.functional.upsample``.
@@ -383,6 +386,7 @@ def upsample(input: Any, size: Any = None, scale_factor: Any = None, mode: str =
     return _interpolate(input, size, scale_factor, mode, align_corners, None, False, "upsample")
 
 
+@channels_last
 def upsample_nearest(input: Any, size: Any = None, scale_factor: Any = None) -> jax.Array:
     """``interpolate(..., mode="nearest")``, as ``torch.nn.functional.upsample_nearest``.
 
@@ -391,6 +395,7 @@ def upsample_nearest(input: Any, size: Any = None, scale_factor: Any = None) -> 
     return _interpolate(input, size, scale_factor, "nearest", None, None, False, "upsample_nearest")
 
 
+@channels_last
 def upsample_bilinear(input: Any, size: Any = None, scale_factor: Any = None) -> jax.Array:
     """``interpolate(..., mode="bilinear", align_corners=True)``, as ``torch.nn.functional.upsample_bilinear``.
 

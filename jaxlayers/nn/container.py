@@ -9,6 +9,7 @@ import flax.linen as fnn
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory_format import channels_last
 from .. import ops
 from .._utils import accepts_train
 
@@ -93,6 +94,7 @@ class Flatten(fnn.Module):
     start_dim: int = 1
     end_dim: int = -1
 
+    @channels_last
     def __call__(self, x):
         return ops.flatten(x, self.start_dim, self.end_dim)
 

@@ -15,6 +15,7 @@ import flax.linen as fnn
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
+from .._memory_format import channels_last
 from .. import init as jl_init
 from .._utils import _is_int, check_input_rank, ntuple, shape_str
 from ..functional.conv import (
@@ -178,6 +179,7 @@ class _ConvNd(_ConvBase):
             return (0,) * (2 * n)
         return tuple(p for p in reversed(padding) for _ in range(2))
 
+    @channels_last
     @fnn.compact
     def __call__(self, x: Any) -> Any:
         x, weight, bias = self._params(x)
@@ -221,6 +223,7 @@ class _ConvTransposeNd(_ConvBase):
 
     transposed: ClassVar[bool] = True
 
+    @channels_last
     @fnn.compact
     def __call__(self, x: Any, output_size: Any = None) -> Any:
         x, weight, bias = self._params(x)

@@ -16,6 +16,7 @@ import flax.linen as fnn
 import jax
 
 from .._utils import require_train
+from .._memory_format import channels_last
 from ..functional.dropout import _dropout, _dropout_nd, _feature_alpha_dropout, check_p
 
 __all__ = [
@@ -60,6 +61,7 @@ class _DropoutBase(fnn.Module):
 
 
 def _nd(num_spatial_dims: int) -> Any:
+    @channels_last(spatial=num_spatial_dims)
     def fn(x, p, train, key, name):
         return _dropout_nd(x, p, train, key, num_spatial_dims, name)
 
@@ -178,4 +180,4 @@ class FeatureAlphaDropout(_DropoutBase):
         True
     """
 
-    _fn = staticmethod(_feature_alpha_dropout)
+    _fn = staticmethod(channels_last(_feature_alpha_dropout))

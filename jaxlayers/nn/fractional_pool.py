@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import flax.linen as fnn
 import jax
 
+from .._memory_format import channels_last
 from ..functional.fractional_pool import _fractional_args, _fractional_max_pool
 
 __all__ = ["FractionalMaxPool2d", "FractionalMaxPool3d"]
@@ -48,6 +49,7 @@ class _FractionalMaxPoolNd(fnn.Module):
                          self.output_ratio, module=True)
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array | tuple[jax.Array, jax.Array]:
         key = self.make_rng(self.rng_collection) if self._random_samples is None else None
         return _fractional_max_pool(input, self.kernel_size, self.output_size, self.output_ratio,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Optional
 import flax.linen as fnn
 import jax
 
+from .._memory_format import channels_last
 from ..functional.norm_extra import _cross_map_lrn2d
 from ._options import kw_only
 from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm, _InstanceNorm
@@ -189,5 +190,6 @@ class CrossMapLRN2d(fnn.Module):
             raise ValueError(f"CrossMapLRN2d: size must be a positive int, got {self.size!r}")
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _cross_map_lrn2d(input, self.size, self.alpha, self.beta, self.k, "CrossMapLRN2d")

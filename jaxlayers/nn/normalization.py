@@ -19,6 +19,7 @@ import flax.linen as fnn
 import jax
 import jax.numpy as jnp
 
+from .._memory_format import channels_last
 from .. import init as jinit
 from .._utils import index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
@@ -137,6 +138,7 @@ class _BatchNorm(_StatsMixin, StatsOptions):
     ranks: ClassVar[tuple[int, ...]] = ()
     layout: ClassVar[str] = ""
 
+    @channels_last
     @fnn.compact
     def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
         name = type(self).__name__
@@ -203,6 +205,7 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
 
     num_spatial_dims: ClassVar[int] = 0
 
+    @channels_last
     @fnn.compact
     def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
         name = type(self).__name__
@@ -301,6 +304,7 @@ class GroupNorm(AffineOptions):
             )
         super().__post_init__()
 
+    @channels_last
     @fnn.compact
     def __call__(self, input: jax.Array) -> jax.Array:
         name = type(self).__name__
@@ -356,6 +360,7 @@ class LocalResponseNorm(fnn.Module):
     beta: float = 0.75
     k: float = 1.0
 
+    @channels_last
     def __call__(self, input: jax.Array) -> jax.Array:
         return Fn._local_response_norm(jnp.asarray(input), self.size, self.alpha, self.beta, self.k,
                                        name=type(self).__name__)
@@ -411,6 +416,7 @@ class _SwitchNorm(_StatsMixin, StatsOptions):
                              f"got {self.variance!r}")
         super().__post_init__()
 
+    @channels_last
     @fnn.compact
     def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
         name = type(self).__name__

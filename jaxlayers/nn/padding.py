@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import flax.linen as fnn
 
+from .._memory_format import channels_last
 from .._utils import ntuple
 from ..functional.padding import _pad
 
@@ -40,6 +41,7 @@ class _PadNd(fnn.Module):
     def _fill(self) -> float | None:
         return None
 
+    @channels_last
     def __call__(self, x: Any) -> Any:
         return _pad(x, self._pad_tuple(), self.mode, self._fill(), name=type(self).__name__)
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import flax.linen as fnn
 
+from .._memory_format import channels_last
 from .._utils import ntuple
 from ..functional import pooling as _P
 
@@ -63,6 +64,7 @@ class _MaxPoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride", "padding", "dilation"))
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> Any:
         return _P._max_pool_nd(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                                self.return_indices, self.num_spatial_dims, type(self).__name__)
@@ -129,6 +131,7 @@ class _MaxUnpoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride", "padding"))
         super().__post_init__()
 
+    @channels_last(moved=2)
     def __call__(self, input: Any, indices: Any, output_size: Any = None) -> Any:
         return _P._max_unpool_nd(input, indices, self.kernel_size, self.stride, self.padding, output_size,
                                  self.num_spatial_dims, type(self).__name__)
@@ -175,6 +178,7 @@ class _AvgPoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride", "padding"))
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> Any:
         return _P._avg_pool_nd(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                self.count_include_pad, getattr(self, "divisor_override", None),
@@ -218,6 +222,7 @@ class _AdaptiveAvgPoolNd(fnn.Module):
 
     num_spatial_dims: ClassVar[int] = 0
 
+    @channels_last
     def __call__(self, input: Any) -> Any:
         return _P._adaptive_avg_pool_nd(input, self.output_size, self.num_spatial_dims, type(self).__name__)
 
@@ -228,6 +233,7 @@ class _AdaptiveMaxPoolNd(fnn.Module):
 
     num_spatial_dims: ClassVar[int] = 0
 
+    @channels_last
     def __call__(self, input: Any) -> Any:
         return _P._adaptive_max_pool_nd(input, self.output_size, self.return_indices, self.num_spatial_dims,
                                         type(self).__name__)
@@ -280,6 +286,7 @@ class _LPPoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride"))
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> Any:
         return _P._lp_pool_nd(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode,
                               self.num_spatial_dims, type(self).__name__)

@@ -10,6 +10,7 @@ from typing import Any
 import flax.linen as fnn
 import jax
 
+from .._memory_format import channels_last
 from .._utils import ntuple
 from ..functional import rearrange as _R
 
@@ -37,6 +38,7 @@ class PixelShuffle(fnn.Module):
         _R._positive_int(self.upscale_factor, "upscale_factor", type(self).__name__)
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _R._pixel_shuffle(input, self.upscale_factor, type(self).__name__)
 
@@ -62,6 +64,7 @@ class PixelUnshuffle(fnn.Module):
         _R._positive_int(self.downscale_factor, "downscale_factor", type(self).__name__)
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _R._pixel_unshuffle(input, self.downscale_factor, type(self).__name__)
 
@@ -87,6 +90,7 @@ class ChannelShuffle(fnn.Module):
         _R._positive_int(self.groups, "groups", type(self).__name__)
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _R._channel_shuffle(input, self.groups, type(self).__name__)
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import flax.linen as fnn
 import jax
 
+from .._memory_format import channels_last
 from ..functional import resampling as _R
 
 __all__ = ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"]
@@ -49,6 +50,7 @@ class Upsample(fnn.Module):
             )
         super().__post_init__()
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _R._interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
                                self.recompute_scale_factor, False, type(self).__name__)
@@ -74,6 +76,7 @@ class UpsamplingNearest2d(fnn.Module):
     size: Any = None
     scale_factor: Any = None
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _R._interpolate(input, self.size, self.scale_factor, "nearest", None, None, False,
                                type(self).__name__)
@@ -98,6 +101,7 @@ class UpsamplingBilinear2d(fnn.Module):
     size: Any = None
     scale_factor: Any = None
 
+    @channels_last
     def __call__(self, input: Any) -> jax.Array:
         return _R._interpolate(input, self.size, self.scale_factor, "bilinear", True, None, False,
                                type(self).__name__)

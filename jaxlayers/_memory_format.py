@@ -1,0 +1,80 @@
+"""Channels-last execution: one decorator for every layer over ``(N, C, *spatial)``.
+
+With ``config.memory_format("channels_last")`` a decorated function or module
+call takes its activation arguments as ``(N, *spatial, C)``: it moves the
+channel axis to 1, runs the channels-first (torch-layout) code with the setting
+switched back to ``"contiguous"`` — so nested layers move nothing — and moves
+it back to the end in every output of the input's rank.  Between two layers the
+pair of moves cancels, and inside XLA:CPU's convolutions, which run
+channels-last, so does the other pair: the network's activations stay
+channels-last without a second implementation of any layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+import jax.numpy as jnp
+
+from . import config
+from ._utils import shape_str
+
+
+def _to_first(x: Any) -> Any:
+    return jnp.moveaxis(x, -1, 1)
+
+
+def _to_last(out: Any, rank: int) -> Any:
+    """Channel axis 1 -> last in ``out`` and in each element of a tuple output, for arrays of ``rank``."""
+    if isinstance(out, tuple):
+        items = [_to_last(o, rank) for o in out]
+        return out._make(items) if hasattr(out, "_make") else tuple(items)
+    if hasattr(out, "ndim") and out.ndim == rank:
+        return jnp.moveaxis(out, 1, -1)
+    return out
+
+
+def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | None = None) -> Callable:
+    """Make ``fn`` (a function or a module's ``__call__``) honour ``memory_format``.
+
+    Args:
+      moved: how many leading arguments (after ``self``) are activations whose
+        channel axis is last in channels-last mode (``max_unpool``: input and indices).
+      spatial: the number of spatial dims, when fixed; a module's
+        ``num_spatial_dims`` is used when it has one.  Channels-last input must then
+        be batched, ``(N, *spatial, C)``: an unbatched one is ambiguous and rejected.
+    """
+    if fn is None:
+        return functools.partial(channels_last, moved=moved, spatial=spatial)
+    sig = inspect.signature(fn)
+    names = list(sig.parameters)
+    method = names[:1] == ["self"]
+    activations = names[int(method): int(method) + moved]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not config.channels_last():
+            return fn(*args, **kwargs)
+        bound = sig.bind(*args, **kwargs)
+        owner = type(args[0]).__name__ if method else bound.arguments.get("name") or fn.__name__
+        n = getattr(args[0], "num_spatial_dims", None) or spatial if method else spatial
+        rank = None
+        for i, arg in enumerate(activations):
+            if arg not in bound.arguments or bound.arguments[arg] is None:
+                continue
+            x = jnp.asarray(bound.arguments[arg])
+            if n and x.ndim != n + 2:
+                raise ValueError(
+                    f"{owner}: memory_format 'channels_last' expects a batched {arg} of shape "
+                    f"(N, *{n} spatial dims, C) ({n + 2}-D), got shape {shape_str(x)}"
+                )
+            if x.ndim >= 3:
+                bound.arguments[arg] = _to_first(x)
+                rank = x.ndim if rank is None else rank
+        with config.memory_format("contiguous"):
+            out = fn(*bound.args, **bound.kwargs)
+        return out if rank is None else _to_last(out, rank)
+
+    return wrapper
