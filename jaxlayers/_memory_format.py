@@ -40,8 +40,10 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
     """Make ``fn`` (a function or a module's ``__call__``) honour ``memory_format``.
 
     Args:
-      moved: how many leading arguments (after ``self``) are activations whose
-        channel axis is last in channels-last mode (``max_unpool``: input and indices).
+      moved: how many leading arguments (after ``self``) may be activations whose
+        channel axis is last in channels-last mode (``max_unpool``: input and
+        indices; ``cross_entropy``: logits and a probability target).  The first is
+        moved when it has spatial dims; the others when they have its rank.
       spatial: the number of spatial dims, when fixed; a module's
         ``num_spatial_dims`` is used when it has one.  Channels-last input must then
         be batched, ``(N, *spatial, C)``: an unbatched one is ambiguous and rejected.
@@ -65,6 +67,8 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
             if arg not in bound.arguments or bound.arguments[arg] is None:
                 continue
             x = jnp.asarray(bound.arguments[arg])
+            if i and x.ndim != rank:  # e.g. class-index targets beside (N, *spatial, C) logits
+                continue
             if n and x.ndim != n + 2:
                 raise ValueError(
                     f"{owner}: memory_format 'channels_last' expects a batched {arg} of shape "

@@ -49,6 +49,9 @@ def to_torch(a: Any, requires_grad: bool = False, dtype: Any = None) -> Any:
 def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str = "", equal_nan: bool = True) -> None:
     """``np.testing.assert_allclose`` on arrays, tensors or matching trees of them."""
     a, b = to_numpy(a), to_numpy(b)
+    if a is None or b is None:
+        assert a is None and b is None, f"{err_msg}: {a!r} != {b!r}"
+        return
     if isinstance(a, dict):
         assert set(a) == set(b), f"{err_msg}: keys {sorted(a)} != {sorted(b)}"
         for k in a:
@@ -94,3 +97,20 @@ def variables_from_torch(module: Any) -> dict:
     from jaxlayers import interop
 
     return interop.state_dict_to_variables(module.state_dict())
+
+
+def public_functions() -> dict[str, str]:
+    """Every public function of :mod:`jaxlayers.functional`: name -> family (module) name."""
+    import importlib
+    import pkgutil
+
+    import jaxlayers.functional as F
+
+    names = {}
+    for m in pkgutil.iter_modules(F.__path__):
+        if m.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"jaxlayers.functional.{m.name}")
+        for n in getattr(mod, "__all__", ()):
+            names[n] = m.name
+    return names

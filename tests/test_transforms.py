@@ -29,7 +29,7 @@ from jax.test_util import check_grads
 
 import jaxlayers.functional as F
 from jaxlayers import config
-from oracle import close
+from oracle import close, public_functions
 
 LOWERED_FAMILIES = {"conv", "normalization", "pooling"}  # families with a jaxlayers/_lowering module
 KEY = jax.random.key(0)
@@ -220,18 +220,7 @@ NOT_FUNCTIONS = {"NormOutput", "rnn_weight_names", "ASMoutput", "LegacyReduction
                  "one_hot"}
 
 
-def _public_functions() -> dict[str, str]:
-    names = {}
-    for m in pkgutil.iter_modules(F.__path__):
-        if m.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"jaxlayers.functional.{m.name}")
-        for n in getattr(mod, "__all__", ()):
-            names[n] = m.name
-    return names
-
-
-FAMILY = _public_functions()
+FAMILY = public_functions()
 
 
 def test_table_covers_the_public_surface():

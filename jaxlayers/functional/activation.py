@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory_format import channels_last
 from .._utils import shape_str
 
 __all__ = [
@@ -244,6 +245,7 @@ def _prelu(input: Any, weight: Any, name: str) -> jax.Array:
     return jnp.where(x > 0, x, w * x)
 
 
+@channels_last
 def prelu(input: Any, weight: Any) -> jax.Array:
     """``x if x > 0 else weight * x``, as ``torch.nn.functional.prelu``.
 
@@ -815,6 +817,7 @@ def _softmax2d(input: Any, name: str) -> jax.Array:
     return jax.nn.softmax(_float(x), axis=-3)
 
 
+@channels_last
 def softmax2d(input: Any) -> jax.Array:
     """Softmax over the channels at every spatial location, as ``torch.nn.Softmax2d``
     (torch has no functional form; this is ``softmax(input, dim=-3)``).

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory_format import channels_last
 from . import distance as _distance
 from .._utils import shape_str
 
@@ -284,6 +285,7 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
     return _reduce(loss, reduction, weight_sum).astype(out_dtype)
 
 
+@channels_last(moved=2)
 def cross_entropy(input: Any, target: Any, weight: Any = None, size_average: Any = None, ignore_index: int = -100,
                   reduce: Any = None, reduction: str = "mean", label_smoothing: float = 0.0) -> jax.Array:
     """Cross entropy of logits, as ``torch.nn.functional.cross_entropy``.
@@ -314,6 +316,7 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, size_average: Any
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, "cross_entropy")
 
 
+@channels_last
 def nll_loss(input: Any, target: Any, weight: Any = None, size_average: Any = None, ignore_index: int = -100,
              reduce: Any = None, reduction: str = "mean") -> jax.Array:
     """Negative log likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.

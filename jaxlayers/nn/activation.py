@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
+from .._memory_format import channels_last
 from .. import init as jinit
 from .._utils import require_train
 from ..functional import activation as A
@@ -621,7 +622,7 @@ class Softmax2d(_Activation):
         [0.25, 0.25, 0.25, 0.25]
     """
 
-    _fn = _static(A._softmax2d)
+    _fn = _static(channels_last(A._softmax2d))
     _named = True
 
 
@@ -663,6 +664,7 @@ class PReLU(InitOptions):
             raise ValueError(f"PReLU: num_parameters must be >= 1, got {n}")
         super().__post_init__()
 
+    @channels_last
     @fnn.compact
     def __call__(self, input: Any) -> jax.Array:
         init_fn = self.weight_init if self.weight_init is not None else jinit.constant(self.init_value)

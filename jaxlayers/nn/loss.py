@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Optional
 import flax.linen as fnn
 import jax
 
+from .._memory_format import channels_last
 from ..functional import loss as L
 from ._options import kw_only
 
@@ -151,6 +152,7 @@ class CrossEntropyLoss(_Loss):
     reduction: str = "mean"
     label_smoothing: float = 0.0
 
+    @channels_last(moved=2)
     def __call__(self, input: Any, target: Any) -> jax.Array:
         return L._cross_entropy(input, target, self.weight, self.ignore_index, self._parse_reduction(),
                                 self.label_smoothing, type(self).__name__)
@@ -171,6 +173,7 @@ class NLLLoss(_Loss):
     reduce: Optional[bool] = None
     reduction: str = "mean"
 
+    @channels_last
     def __call__(self, input: Any, target: Any) -> jax.Array:
         return L._cross_entropy(input, target, self.weight, self.ignore_index, self._parse_reduction(), 0.0,
                                 type(self).__name__, log_probs=True)
