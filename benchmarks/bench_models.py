@@ -15,14 +15,19 @@ A train step is forward, cross-entropy loss, backward and the optimizer update:
 one ``jax.jit`` program for jaxlayers and flax (optax), eager torch with the
 ``torch.optim`` equivalent (2 threads, float32).  The contenders take turns
 (``harness.time_interleaved``); the table gives medians, jl/flax and jl/torch
-ratios, and trace + lower + compile seconds of each JAX program.  The note gives
-the number of ``transpose`` instructions in each compiled (optimised) HLO
-module: jaxlayers keeps torch's NCHW layout and relies on XLA to choose the
-convolution layouts; flax's NHWC is already XLA:CPU's preferred one.
+ratios, and trace + lower + compile seconds of each JAX program.  The CNN rows
+run jaxlayers twice, in torch's layout and in channels-last mode
+(``config.memory_format("channels_last")``, NHWC input, the same parameters),
+each a row beside the same flax and torch timings.  The note gives each compiled
+program's **relayouts** (:func:`count_relayouts`): transposes and copies that
+change the physical order of the elements.  Most ``transpose`` instructions in
+an optimised XLA:CPU module are layout bitcasts that move nothing, so their
+count says little.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable
 
@@ -33,19 +38,52 @@ from harness import Table, time_interleaved
 TORCH_THREADS = 2
 
 
-def count_transposes(hlo_text: str) -> int:
-    """Instructions of an HLO module's text that are ``transpose`` ops."""
-    return sum(" transpose(" in line for line in hlo_text.splitlines())
+_HLO_DEF = re.compile(r"^\s*(?:ROOT )?%(\S+) = \w+\[([0-9,]*)\](?:\{([0-9,]*)[^}]*\})? ([\w-]+)\((.*)$")
+
+
+def count_relayouts(hlo_text: str) -> int:
+    """``transpose`` and ``copy`` instructions of an optimised HLO module's text that
+    change the physical order of the elements (inside fusions too).
+
+    An instruction's layout ``{m0,m1,...}`` lists its dims minor to major; a transpose
+    whose output dims, mapped through its permutation, list the operand's dims in
+    the operand's order (ignoring dims of size 1) is a bitcast and is not counted.
+    """
+    defs: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    moves = []
+    for line in hlo_text.splitlines():
+        m = _HLO_DEF.match(line)
+        if not m:
+            continue
+        name, dims, layout, op, rest = m.groups()
+        shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+        order = tuple(int(d) for d in layout.split(",")) if layout else tuple(reversed(range(len(shape))))
+        defs[name] = (shape, order)
+        if op in ("transpose", "copy"):
+            operand = re.match(r"%([^\s,)]+)", rest)
+            perm = re.search(r"dimensions=\{([0-9,]*)\}", rest) if op == "transpose" else None
+            if operand:
+                perm_dims = tuple(int(d) for d in perm.group(1).split(",")) if perm else tuple(range(len(shape)))
+                moves.append((shape, order, operand.group(1), perm_dims))
+    count = 0
+    for shape, order, operand, perm in moves:
+        if operand not in defs:
+            continue
+        in_shape, in_order = defs[operand]
+        mapped = [perm[d] for d in order if shape[d] != 1]
+        if mapped != [d for d in in_order if in_shape[d] != 1]:
+            count += 1
+    return count
 
 
 def _compile(fn: Callable, *args: Any) -> tuple[Any, float, int]:
-    """``jax.jit(fn)`` compiled for ``args``: (executable, trace+lower+compile seconds, transposes)."""
+    """``jax.jit(fn)`` compiled for ``args``: (executable, trace+lower+compile seconds, relayouts)."""
     import jax
 
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     seconds = time.perf_counter() - t0
-    return compiled, seconds, count_transposes(compiled.as_text())
+    return compiled, seconds, count_relayouts(compiled.as_text())
 
 
 def _jl_variables(torch_model: Any) -> dict:
@@ -86,19 +124,46 @@ def _train_step(model: Any, tx: Any) -> Callable:
     return step
 
 
+def _jl_contenders(inputs: dict, channels_last: bool) -> dict:
+    """jaxlayers contenders: ``{key: (input, memory_format)}``; with ``channels_last``
+    also the channels-last run on the flax (NHWC) input."""
+    out = {"jaxlayers": (inputs["jaxlayers"], "contiguous")}
+    if channels_last:
+        out["jaxlayers channels_last"] = (inputs["flax"], "channels_last")
+    return out
+
+
+def _compile_in(memory_format: str, fn: Callable, *args: Any) -> tuple[Any, float, int]:
+    from jaxlayers import config
+
+    with config.memory_format(memory_format):
+        return _compile(fn, *args)
+
+
+def _add_rows(table: Table, name: str, t: dict, comp: dict, relayouts: dict, note: str) -> None:
+    """One row per jaxlayers contender, each beside the same flax and torch timings."""
+    for k in t:
+        if not k.startswith("jaxlayers"):
+            continue
+        label = name if k == "jaxlayers" else f"{name} [channels_last]"
+        table.add(label, t[k], t["flax"], t["torch"], comp[k], comp["flax"],
+                  f"{note}relayouts jl {relayouts[k]} / flax {relayouts['flax']}")
+
+
 def _train_row(table: Table, name: str, models: dict, inputs: dict, y: np.ndarray, tx: Any,
-               torch_opt: Callable, iters: int, rounds: int, note: str) -> None:
+               torch_opt: Callable, iters: int, rounds: int, note: str, channels_last: bool = False) -> None:
     import jax.numpy as jnp
     import torch
 
-    calls, comp, tr = {}, {}, {}
+    calls, comp, relayouts = {}, {}, {}
     yj = jnp.asarray(y)
-    variables = {"jaxlayers": _jl_variables(models["torch"]),
-                 "flax": _flax_variables(models["flax"], jnp.asarray(inputs["flax"][:1]))}
-    for k in ("jaxlayers", "flax"):
-        v = variables[k]
-        args = (v["params"], v.get("batch_stats"), tx.init(v["params"]), jnp.asarray(inputs[k]), yj)
-        exe, comp[k], tr[k] = _compile(_train_step(models[k], tx), *args)
+    jl = _jl_variables(models["torch"])
+    contenders = {k: (jl, models["jaxlayers"], x, fmt) for k, (x, fmt) in _jl_contenders(inputs, channels_last).items()}
+    contenders["flax"] = (_flax_variables(models["flax"], jnp.asarray(inputs["flax"][:1])), models["flax"],
+                          inputs["flax"], "contiguous")
+    for k, (v, model, x, fmt) in contenders.items():
+        args = (v["params"], v.get("batch_stats"), tx.init(v["params"]), jnp.asarray(x), yj)
+        exe, comp[k], relayouts[k] = _compile_in(fmt, _train_step(model, tx), *args)
         calls[k] = lambda exe=exe, args=args: exe(*args)
 
     tm = models["torch"].float().train()
@@ -115,22 +180,22 @@ def _train_row(table: Table, name: str, models: dict, inputs: dict, y: np.ndarra
 
     calls["torch"] = torch_step
     t = time_interleaved(calls, iters=iters, rounds=rounds)
-    table.add(name, t["jaxlayers"], t["flax"], t["torch"], comp["jaxlayers"], comp["flax"],
-              f"{note}; HLO transposes jl {tr['jaxlayers']} / flax {tr['flax']}")
+    _add_rows(table, name, t, comp, relayouts, f"{note}; ")
 
 
 def _eval_row(table: Table, name: str, models: dict, x: np.ndarray, iters: int, rounds: int) -> None:
     import jax.numpy as jnp
     import torch
 
-    xs = {"jaxlayers": jnp.asarray(x), "flax": jnp.asarray(x.transpose(0, 2, 3, 1))}
-    variables = {"jaxlayers": _jl_variables(models["torch"]),
-                 "flax": _flax_variables(models["flax"], xs["flax"][:1, :64, :64])}
-    calls, comp, tr = {}, {}, {}
-    for k in ("jaxlayers", "flax"):
-        model = models[k]
-        exe, comp[k], tr[k] = _compile(lambda v, x, model=model: model.apply(v, x, train=False), variables[k], xs[k])
-        calls[k] = lambda exe=exe, v=variables[k], x=xs[k]: exe(v, x)
+    inputs = {"jaxlayers": jnp.asarray(x), "flax": jnp.asarray(x.transpose(0, 2, 3, 1))}
+    jl = _jl_variables(models["torch"])
+    contenders = {k: (jl, models["jaxlayers"], xk, fmt) for k, (xk, fmt) in _jl_contenders(inputs, True).items()}
+    contenders["flax"] = (_flax_variables(models["flax"], inputs["flax"][:1, :64, :64]), models["flax"],
+                          inputs["flax"], "contiguous")
+    calls, comp, relayouts = {}, {}, {}
+    for k, (v, model, xk, fmt) in contenders.items():
+        exe, comp[k], relayouts[k] = _compile_in(fmt, lambda v, x, model=model: model.apply(v, x, train=False), v, xk)
+        calls[k] = lambda exe=exe, v=v, x=xk: exe(v, x)
     tm = models["torch"].float().eval()
     xt = torch.from_numpy(x)
 
@@ -140,8 +205,7 @@ def _eval_row(table: Table, name: str, models: dict, x: np.ndarray, iters: int, 
 
     calls["torch"] = torch_fwd
     t = time_interleaved(calls, iters=iters, rounds=rounds)
-    table.add(name, t["jaxlayers"], t["flax"], t["torch"], comp["jaxlayers"], comp["flax"],
-              f"HLO transposes jl {tr['jaxlayers']} / flax {tr['flax']}")
+    _add_rows(table, name, t, comp, relayouts, "")
 
 
 def run(table: Table, quick: bool = False) -> None:
@@ -171,7 +235,7 @@ def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
     _train_row(table, f"models: ResNet-18 train step 32x32 N={batch}", models,
                {"jaxlayers": x, "torch": x, "flax": x.transpose(0, 2, 3, 1)}, y,
                optax.sgd(0.1, momentum=0.9), lambda p: torch.optim.SGD(p, 0.1, momentum=0.9),
-               iters, rounds, "SGD-m, BN train")
+               iters, rounds, "SGD-m, BN train", channels_last=True)
 
     # Transformer LM train step, Adam
     vocab, seq = 1000, 128

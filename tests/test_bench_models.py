@@ -178,14 +178,19 @@ def test_same_architecture_in_three_frameworks(name, rng):
                 m.num_features for m in _build(name, "torch").modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
-def test_count_transposes():
+def test_count_relayouts():
+    """Transposes and copies that move elements count; layout bitcasts and size-1 dims do not."""
     hlo = "\n".join([
-        "  %t.1 = f32[2,3]{1,0} transpose(%p), dimensions={1,0}",
-        "  %c = f32[2,3]{1,0} copy(%t.1)",
-        "  ROOT %transpose.2 = f32[3,2]{0,1} transpose(%c), dimensions={1,0}",
-        "  %transpose_copy_fusion = f32[3,2]{1,0} fusion(%x), kind=kLoop",
+        "  %p = f32[3,2]{1,0} parameter(0)",
+        "  %q = f32[4,1]{1,0} parameter(1)",
+        "  %t.1 = f32[2,3]{1,0} transpose(%p), dimensions={1,0}",  # moves
+        "  %t.2 = f32[2,3]{0,1} transpose(%p), dimensions={1,0}",  # bitcast
+        "  %c = f32[2,3]{0,1} copy(%t.1)",  # moves
+        "  %c.2 = f32[2,3]{1,0} copy(%t.1), metadata={op_name=\"x\"}",  # same layout
+        "  ROOT %u = f32[1,4]{0,1} transpose(%q), dimensions={1,0}",  # only a size-1 dim moves
+        "  %transpose_copy_fusion = f32[3,2]{1,0} fusion(%p), kind=kLoop",
     ])
-    assert bench_models.count_transposes(hlo) == 2
+    assert bench_models.count_relayouts(hlo) == 2
 
 
 def test_builder_errors():
