@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from harness import Table, compile_seconds, time_interleaved
+from harness import ChannelsLast, Table, compile_seconds, time_interleaved
 from jaxlayers import nn
 
 
@@ -53,20 +53,28 @@ def _torch_pair(module, x, g):
 
 
 def _case(table: Table, label: str, ours, flax_model, torch_module, x_nc, x_nhwc, iters: int) -> None:
+    """jaxlayers in torch's layout and in channels-last mode (NHWC input, the same module),
+    flax (NHWC) and torch taking turns; a row for each jaxlayers contender."""
     v, f, b = _jax_pair(ours, x_nc)
+    _, fl, bl = _jax_pair(ChannelsLast(ours), x_nhwc)
     fv, ff, fb = _jax_pair(flax_model, x_nhwc)
     # one random cotangent, the same numbers in both layouts
     g_nc = _cotangent(jax.eval_shape(f, v, x_nc).shape)
     g_nhwc = jnp.moveaxis(g_nc, 1, -1)
     tf, tb = _torch_pair(torch_module, x_nc, g_nc)
     # compile first: the timed calls then hit jit's cache
-    comp = compile_seconds(f, v, x_nc), compile_seconds(ff, fv, x_nhwc)
-    comp_b = compile_seconds(b, v, x_nc, g_nc), compile_seconds(fb, fv, x_nhwc, g_nhwc)
-    t = time_interleaved({"jl": lambda: f(v, x_nc), "flax": lambda: ff(fv, x_nhwc), "torch": tf}, iters=iters)
-    table.add(f"{label} fwd", t["jl"], t["flax"], t["torch"], *comp, note="flax NHWC")
-    t = time_interleaved({"jl": lambda: b(v, x_nc, g_nc), "flax": lambda: fb(fv, x_nhwc, g_nhwc), "torch": tb},
-                         iters=iters)
-    table.add(f"{label} fwd+bwd", t["jl"], t["flax"], t["torch"], *comp_b, note="vjp(random g): params+input")
+    comp = {"jl": compile_seconds(f, v, x_nc), "cl": compile_seconds(fl, v, x_nhwc),
+            "flax": compile_seconds(ff, fv, x_nhwc)}
+    comp_b = {"jl": compile_seconds(b, v, x_nc, g_nc), "cl": compile_seconds(bl, v, x_nhwc, g_nhwc),
+              "flax": compile_seconds(fb, fv, x_nhwc, g_nhwc)}
+    t = time_interleaved({"jl": lambda: f(v, x_nc), "cl": lambda: fl(v, x_nhwc), "flax": lambda: ff(fv, x_nhwc),
+                          "torch": tf}, iters=iters)
+    tb_ = time_interleaved({"jl": lambda: b(v, x_nc, g_nc), "cl": lambda: bl(v, x_nhwc, g_nhwc),
+                            "flax": lambda: fb(fv, x_nhwc, g_nhwc), "torch": tb}, iters=iters)
+    for k, suffix in (("jl", ""), ("cl", " [channels_last]")):
+        table.add(f"{label} fwd{suffix}", t[k], t["flax"], t["torch"], comp[k], comp["flax"], note="flax NHWC")
+        table.add(f"{label} fwd+bwd{suffix}", tb_[k], tb_["flax"], tb_["torch"], comp_b[k], comp_b["flax"],
+                  note="vjp(random g): params+input")
 
 
 def run(table: Table, quick: bool) -> None:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from harness import Table, compile_seconds, time_interleaved
+from harness import ChannelsLast, Table, compile_seconds, time_interleaved
 
 from jaxlayers import nn
 
@@ -44,9 +44,9 @@ def _bench_pair(table, name, jl, flax, torch_mod, x_jl, x_flax, x_torch, iters, 
         comp[tag] = compile_seconds(f, v, x)
         fwd[tag] = lambda f=f, v=v, x=x: f(v, x)
         grad[tag] = lambda gr=gr, p=v.get("params", {}), x=x: gr(p, x)
-    xt = torch.tensor(x_torch)
+    xt = x_torch if isinstance(x_torch, torch.Tensor) else torch.tensor(x_torch)
     xg = xt.clone().requires_grad_(True)
-    gt = torch.tensor(np.random.default_rng(1).normal(size=x_torch.shape).astype(np.float32))
+    gt = torch.tensor(np.random.default_rng(1).normal(size=tuple(x_torch.shape)).astype(np.float32))
 
     def torch_fwd():
         with torch.no_grad():
@@ -76,6 +76,12 @@ def run(table: Table, quick: bool = False) -> None:
                     (fnn.BatchNorm(use_running_average=False, axis=1, momentum=0.9, epsilon=1e-5,
                                    use_fast_variance=fast), {}, ["batch_stats"]),
                     torch.nn.BatchNorm2d(c).float().train(), x, x, x, iters)
+        _bench_pair(table, f"BatchNorm2d train {n}x{c}x{h}x{h}{tag} [channels_last]",
+                    (ChannelsLast(nn.BatchNorm2d(c)), train, ["batch_stats"]),
+                    (fnn.BatchNorm(use_running_average=False, axis=-1, momentum=0.9, epsilon=1e-5,
+                                   use_fast_variance=fast), {}, ["batch_stats"]),
+                    torch.nn.BatchNorm2d(c).float().train(), x_last, x_last,
+                    torch.from_numpy(x).contiguous(memory_format=torch.channels_last), iters)
         _bench_pair(table, f"LayerNorm((C,H,W)) {n}x{c}x{h}x{h}{tag}",
                     (nn.LayerNorm((c, h, h)), {}, None),
                     (fnn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), use_fast_variance=fast),

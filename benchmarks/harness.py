@@ -86,6 +86,26 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], iters: int = 20, round
     return {k: statistics.median([t for rnd in v for t in rnd]) for k, v in times.items()}
 
 
+class ChannelsLast:
+    """A flax.linen module's ``init``/``apply`` traced in jaxlayers' channels-last mode
+    (``config.memory_format("channels_last")``), for benchmarks that jit them."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from jaxlayers import config
+
+        with config.memory_format("channels_last"):
+            return getattr(self.module, method)(*args, **kwargs)
+
+    def init(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run("init", *args, **kwargs)
+
+    def apply(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run("apply", *args, **kwargs)
+
+
 def compile_seconds(fn: Callable, *args: Any) -> float:
     """Trace + lower + compile time (s) of a ``jax.jit``-wrapped ``fn`` for ``args``."""
     t0 = time.perf_counter()

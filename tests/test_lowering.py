@@ -272,6 +272,11 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
     with config.lowering("reference"):
         LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
         LN.scale_trailing(x, jnp.ones(3), reference=lambda y, w: calls.append("ref") or y * w)
+    with config.lowering("auto"):  # moments over a leading axis (batch norm): the reference
+        LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (0, 2), (1, 3, 1), reference=ref)
+        assert calls == ["ref", "ref", "ref"]
+        LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (1, 2), (1, 3, 5), reference=ref)
+        assert calls == ["ref", "ref", "ref"]  # trailing axes: lowered
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
-    assert calls == ["ref", "ref", "ref"]
+    assert calls == ["ref", "ref", "ref", "ref"]

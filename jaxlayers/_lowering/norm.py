@@ -169,7 +169,7 @@ def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
     m = math.prod(x.shape[i] for i in axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
     xhat = (x.astype(sdt) - mean) * inv
-    # a weight constant along the reduced axes (batch norm) scales in the reduced shape, so the
+    # a weight constant along the reduced axes (instance norm) scales in the reduced shape, so the
     # transpose (reverse mode) reuses the sums Σg and Σg·x̂ of the weight and bias gradients
     per_slice = weight is not None and all(pshape[i - (x.ndim - len(pshape))] == 1 for i in axes
                                            if i >= x.ndim - len(pshape))
@@ -229,7 +229,9 @@ _fused_norm.defjvp(_fused_norm_jvp, symbolic_zeros=True)
 def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, axes: tuple[int, ...],
                pshape: tuple[int, ...], *, reference: Callable[..., Any]) -> tuple[Array, Array, Array]:
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
-    biased moments over ``axes`` (kept); ``weight``/``bias`` reshape to ``pshape``."""
-    if not enabled("cpu") or x.size == 0:
+    biased moments over ``axes`` (kept); ``weight``/``bias`` reshape to ``pshape``.
+    Lowered on CPU when ``axes`` are the trailing axes (rows), else the reference."""
+    axes = tuple(axes)
+    if not enabled("cpu") or x.size == 0 or axes != tuple(range(x.ndim - len(axes), x.ndim)):
         return reference(x, weight, bias, eps, axes, pshape)
-    return _fused_norm(x, weight, bias, eps, tuple(axes), tuple(pshape))
+    return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
