@@ -22,6 +22,7 @@ from jaxlayers import functional as F
 from jaxlayers._lowering import autotune, enabled
 from jaxlayers._lowering import conv as LC
 from jaxlayers._lowering import norm as LN
+from jaxlayers.functional.conv import _reference_conv as reference_conv
 from oracle import close
 
 # ------------------------------------------------------------------------- the switch
@@ -108,7 +109,7 @@ def test_conv_lowerings_match_the_reference(kind, xs, ws, stride, pairs, lhs, di
 
     if kind == "taps":
         def new(x, w):
-            return LC._cpu_conv(x, w, pairs, lhs, dil, None)
+            return LC._cpu_conv(x, w, pairs, lhs, dil, None, reference_conv)
     else:
         def new(x, w):
             return LC._stacked_taps_conv(x, w, stride, pairs, dil, None)

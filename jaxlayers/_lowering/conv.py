@@ -62,13 +62,6 @@ def _out_sizes(spatial, kernel, pairs, lhs_dilation, dilation) -> tuple[int, ...
                  for s, k, (lo, hi), st, d in zip(spatial, kernel, pairs, lhs_dilation, dilation))
 
 
-def _xla_conv(x, w, stride, pairs, lhs_dilation, rhs_dilation, groups, precision):
-    return lax.conv_general_dilated(
-        x, w, window_strides=stride, padding=pairs, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        feature_group_count=groups, precision=precision,
-    )
-
-
 def _tap_conv(x: Any, w: Any, pairs: Sequence[tuple[int, int]], dilation: Sequence[int], precision: Any) -> Any:
     """Stride-1, groups-1 cross-correlation as one GEMM per kernel tap (linear in ``w``).
 
@@ -191,21 +184,21 @@ def _subpixel_conv(x, w, pairs, lhs_dilation, dilation, precision):
 
 
 def _make_cpu_conv():
-    @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-    def cpu_conv(x, w, pairs, lhs_dilation, dilation, precision):
+    @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+    def cpu_conv(x, w, pairs, lhs_dilation, dilation, precision, reference):
         if any(st != 1 for st in lhs_dilation) and x.ndim - 2 in _SUBPIXEL_RANKS:
             return _subpixel_conv(x, w, pairs, lhs_dilation, dilation, precision)
         n = x.ndim - 2
-        return _xla_conv(x, w, (1,) * n, pairs, lhs_dilation, dilation, 1, precision)
+        return reference(x, w, (1,) * n, pairs, lhs_dilation, dilation, 1, precision)
 
-    def jvp(pairs, lhs_dilation, dilation, precision, primals, tangents):
+    def jvp(pairs, lhs_dilation, dilation, precision, reference, primals, tangents):
         x, w = primals
         dx, dw = tangents
         n = x.ndim - 2
-        y = cpu_conv(x, w, pairs, lhs_dilation, dilation, precision)
+        y = cpu_conv(x, w, pairs, lhs_dilation, dilation, precision, reference)
         ty = None
         if not isinstance(dx, SymbolicZero):
-            ty = _xla_conv(dx, w, (1,) * n, pairs, lhs_dilation, dilation, 1, precision)
+            ty = reference(dx, w, (1,) * n, pairs, lhs_dilation, dilation, 1, precision)
         if not isinstance(dw, SymbolicZero):
             if all(s == 1 for s in lhs_dilation) and all(lo >= 0 and hi >= 0 for lo, hi in pairs):
                 t = _tap_conv(x, dw, pairs, dilation, precision)
@@ -270,14 +263,14 @@ def conv(
     if any(st != 1 for st in lhs):  # transposed: skip the zeros of the dilated input
         if any(s != 1 for s in stride):
             return ref(x, w)
-        return _cpu_conv(x, w, pairs, lhs, dilation, precision)
+        return _cpu_conv(x, w, pairs, lhs, dilation, precision, reference)
     positions = math.prod(out)
     if positions <= _TINY_POSITIONS:
         return _stacked_taps_conv(x, w, stride, pairs, dilation, precision)
     candidates: dict[str, Callable] = {"reference": ref}
     padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pairs)]
     if all(s == 1 for s in stride) and math.prod(padded) <= _MAX_WIDE_OVERHEAD * positions:
-        candidates["tap_weight_grad"] = lambda x, w: _cpu_conv(x, w, pairs, lhs, dilation, precision)
+        candidates["tap_weight_grad"] = lambda x, w: _cpu_conv(x, w, pairs, lhs, dilation, precision, reference)
     if positions <= _TUNED_STACK_POSITIONS:
         candidates["stacked_taps"] = lambda x, w: _stacked_taps_conv(x, w, stride, pairs, dilation, precision)
     key = ("conv", x.shape, w.shape, str(x.dtype), str(w.dtype), stride, pairs, dilation, str(precision))
