@@ -36,7 +36,8 @@ def _to_last(out: Any, rank: int) -> Any:
     return out
 
 
-def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | None = None) -> Callable:
+def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | None = None,
+                  native: bool = False) -> Callable:
     """Make ``fn`` (a function or a module's ``__call__``) honour ``memory_format``.
 
     Args:
@@ -47,9 +48,13 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
       spatial: the number of spatial dims, when fixed; a module's
         ``num_spatial_dims`` is used when it has one.  Channels-last input must then
         be batched, ``(N, *spatial, C)``: an unbatched one is ambiguous and rejected.
+      native: ``fn`` takes a ``channel_axis`` keyword and computes channels-last
+        itself (batch norm: a reduction over ``(N, *spatial)`` in place, 3× faster on
+        XLA:CPU than one over the moved array); it is called with ``channel_axis=-1``
+        and nothing is moved.
     """
     if fn is None:
-        return functools.partial(channels_last, moved=moved, spatial=spatial)
+        return functools.partial(channels_last, moved=moved, spatial=spatial, native=native)
     sig = inspect.signature(fn)
     names = list(sig.parameters)
     method = names[:1] == ["self"]
@@ -74,9 +79,11 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
                     f"{owner}: memory_format 'channels_last' expects a batched {arg} of shape "
                     f"(N, *{n} spatial dims, C) ({n + 2}-D), got shape {shape_str(x)}"
                 )
-            if x.ndim >= 3:
+            if x.ndim >= 3 and not native:
                 bound.arguments[arg] = _to_first(x)
                 rank = x.ndim if rank is None else rank
+        if native:
+            bound.arguments["channel_axis"] = -1
         with config.memory_format("contiguous"):
             out = fn(*bound.args, **bound.kwargs)
         return out if rank is None else _to_last(out, rank)

@@ -134,9 +134,9 @@ def _normalize(
     return y.astype(x.dtype)
 
 
-def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
-    """``(1, C, 1, ..., 1)`` for an ``(N, C, *spatial)`` input of rank ``ndim``."""
-    return (1, channels) + (1,) * (ndim - 2)
+def _channel_shape(ndim: int, channels: int, axis: int = 1) -> tuple[int, ...]:
+    """``(1, C, 1, ..., 1)`` for an ``(N, C, *spatial)`` input of rank ``ndim`` (``C`` at ``axis``)."""
+    return tuple(channels if i == axis % ndim else 1 for i in range(ndim))
 
 
 def _check_vector(name: str, arg: str, v: Array | None, channels: int, x: Array) -> None:
@@ -206,14 +206,14 @@ def _multiply(y, weight):
 
 
 def _check_channel_args(name: str, x: Array, running_mean: Array | None, running_var: Array | None,
-                        weight: Array | None, bias: Array | None) -> tuple[int, tuple]:
-    """Check the per-channel vectors of batch/instance norm; return ``C`` and the broadcast shape."""
+                        weight: Array | None, bias: Array | None, axis: int = 1) -> tuple[int, tuple]:
+    """Check the per-channel vectors of batch/instance norm; return ``C`` (at ``axis``) and the broadcast shape."""
     _check_stats_pair(name, running_mean, running_var)
-    c = x.shape[1]
+    c = x.shape[axis]
     for arg, v in (("running_mean", running_mean), ("running_var", running_var),
                    ("weight", weight), ("bias", bias)):
         _check_vector(name, arg, v, c, x)
-    return c, _channel_shape(x.ndim, c)
+    return c, _channel_shape(x.ndim, c, axis)
 
 
 def _normalize_with_running(name: str, flag: str, x: Array, running_mean: Array | None, running_var: Array | None,
@@ -245,10 +245,15 @@ def _batch_norm(
     axis_name: Any,
     axis_index_groups: Any,
     name: str,
+    channel_axis: int = 1,
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
-    c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias)
+    axis = channel_axis % x.ndim if isinstance(channel_axis, int) else None
+    if axis not in (1, x.ndim - 1):
+        raise ValueError(f"{name}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
+                         f"got {channel_axis!r}")
+    c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not training:
         return _normalize_with_running(name, "training", x, running_mean, running_var, weight, bias, eps,
                                        pshape, num_batches_tracked)
@@ -265,10 +270,11 @@ def _batch_norm(
     if x.size == 0:  # torch: empty output, buffers unchanged (num_batches_tracked still counts)
         return NormOutput(x, running_mean, running_var, nbt)
 
+    spatial = tuple(i for i in range(1, x.ndim) if i != axis)
     if axis_name is None:
-        out, mean, var = _norm_over(x, weight, bias, eps, (0,) + tuple(range(2, x.ndim)), pshape)
+        out, mean, var = _norm_over(x, weight, bias, eps, (0,) + spatial, pshape)
     else:
-        inst_mean, inst_var = _moments(x, range(2, x.ndim))
+        inst_mean, inst_var = _moments(x, spatial)
         mean, var = _pool(inst_mean, inst_var, 0, axis_name, axis_index_groups)
         out = _normalize(x, mean, var, weight, bias, eps, pshape)
     if running_mean is None:
@@ -279,7 +285,7 @@ def _batch_norm(
     return NormOutput(out, _update(running_mean, mean, factor), _update(running_var, unbiased, factor), nbt)
 
 
-@channels_last
+@channels_last(native=True)
 def batch_norm(
     input: Array,
     running_mean: Array | None,
@@ -293,6 +299,7 @@ def batch_norm(
     num_batches_tracked: Array | None = None,
     axis_name: Any = None,
     axis_index_groups: Any = None,
+    channel_axis: int = 1,
 ) -> NormOutput:
     r"""Batch normalisation over ``(N, *spatial)`` per channel, as ``torch.nn.functional.batch_norm``.
 
@@ -316,6 +323,8 @@ def batch_norm(
       axis_name, axis_index_groups: reduce the batch statistics across a named
         device axis (``shard_map``/``pmap``), as in Flax; each device must hold
         the same number of samples.
+      channel_axis: ``1`` (torch's ``(N, C, *spatial)``) or ``-1`` (``(N, *spatial, C)``,
+        which channels-last mode passes; computed in place, no transpose).
 
     Returns:
       :class:`NormOutput` ``(output, running_mean, running_var,
@@ -327,7 +336,7 @@ def batch_norm(
     """
     return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps,
                        num_batches_tracked=num_batches_tracked, axis_name=axis_name,
-                       axis_index_groups=axis_index_groups, name="batch_norm")
+                       axis_index_groups=axis_index_groups, name="batch_norm", channel_axis=channel_axis)
 
 
 # --------------------------------------------------------------------------- instance norm

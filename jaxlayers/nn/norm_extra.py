@@ -31,16 +31,16 @@ __all__ = [
 ]
 
 
-def _lazy_num_features(module: fnn.Module, x: jax.Array) -> int:
+def _lazy_num_features(module: fnn.Module, x: jax.Array, axis: int = 1) -> int:
     """``num_features`` of a Lazy norm (its ``_num_features``, which the eager class's ``__call__``
     checks the input against): the field if given, else the variables' shape once they exist,
-    else the input's channel dim 1."""
+    else the input's channel dim ``axis``."""
     if module.num_features is not None:
         return module.num_features
     for col, var in (("params", "weight"), ("batch_stats", "running_mean")):
         if module.has_variable(col, var):
             return int(module.get_variable(col, var).shape[0])
-    return int(x.shape[1])
+    return int(x.shape[axis])
 
 
 class _LazyBatchNorm(_BatchNorm):

@@ -75,8 +75,8 @@ class _StatsMixin:
         )
         return (buffers, *(b.value for b in buffers))
 
-    def _num_features(self, x: jax.Array) -> int:
-        """``num_features`` the input's channel dim 1 must match (the Lazy modules infer it)."""
+    def _num_features(self, x: jax.Array, axis: int = 1) -> int:
+        """``num_features`` the input's channel dim ``axis`` must match (the Lazy modules infer it)."""
         return self.num_features
 
     def _device_axis(self):
@@ -138,15 +138,17 @@ class _BatchNorm(_StatsMixin, StatsOptions):
     ranks: ClassVar[tuple[int, ...]] = ()
     layout: ClassVar[str] = ""
 
-    @channels_last
+    @channels_last(native=True)
     @fnn.compact
-    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
+    def __call__(self, input: jax.Array, *, train: bool | None = None, channel_axis: int = 1) -> jax.Array:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
         name = type(self).__name__
         train = require_train(name, train)
         x = jnp.asarray(input)
         _check_rank(name, x, self.ranks, self.layout)
-        c = self._num_features(x)
-        _check_channels(name, x, c)
+        axis = channel_axis % x.ndim
+        c = self._num_features(x, axis)
+        _check_channels(name, x, c, axis)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
@@ -154,6 +156,7 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         result = Fn._batch_norm(
             x, rm, rv, weight, bias, train or not self.track_running_stats, self.momentum, self.eps,
             num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
+            channel_axis=axis,
         )
         self._write_back(train, buffers, result)
         return result.output
