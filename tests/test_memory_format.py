@@ -133,15 +133,18 @@ def test_every_layer_over_channels_honours_the_setting():
 @pytest.mark.parametrize("name,fn,xs", FUNCTIONS, ids=[f[0] for f in FUNCTIONS])
 def test_function_in_channels_last_equals_channels_first(name, fn, xs):
     """channels-last result == channels-first result with the channel axis moved last."""
-    want = fn(*xs)
     rank = xs[0].ndim
-    with config.memory_format(CL):
-        got = fn(*(_last(x, rank) for x in xs))
+
+    def both(*xs):  # one jit: the setting is read while tracing
+        with config.memory_format(CL):
+            got = fn(*(_last(x, rank) for x in xs))
+        return got, fn(*xs)
+
+    got, want = jax.jit(both)(*xs)
     close(got, _cl_tree(want, rank), rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-GRADIENT_ROWS = ("conv2d", "conv_transpose2d", "batch_norm", "max_pool2d", "adaptive_avg_pool2d", "max_unpool2d",
-                 "interpolate", "cross_entropy")
+GRADIENT_ROWS = ("conv2d", "batch_norm", "max_unpool2d", "cross_entropy")
 
 
 @pytest.mark.parametrize("name", GRADIENT_ROWS)
