@@ -179,13 +179,16 @@ def test_channels_last_needs_batched_input(call):
         call()
 
 
-def test_batch_norm_channel_axis_argument():
-    """batch_norm computes channels-last in place (channel_axis=-1, what the mode passes)."""
-    want = F.batch_norm(X2, C4 * 0, C4 ** 2, C4, C4, training=True)
-    got = F.batch_norm(_last(X2), C4 * 0, C4 ** 2, C4, C4, training=True, channel_axis=-1)
-    close(got, _cl_tree(want, 4), rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match="batch_norm: channel_axis must be 1 .* or -1"):
-        F.batch_norm(X2, None, None, training=True, channel_axis=2)
+@pytest.mark.parametrize("name,fn", [
+    ("batch_norm", lambda x, **k: F.batch_norm(x, C4 * 0, C4 ** 2, C4, C4, training=True, **k)),
+    ("instance_norm", lambda x, **k: F.instance_norm(x, C4 * 0, C4 ** 2, C4, C4, **k)),
+    ("group_norm", lambda x, **k: F.group_norm(x, 2, C4, C4, **k)),
+])
+def test_norms_compute_channels_last_in_place(name, fn):
+    """batch/instance/group norm take channel_axis=-1 (what the mode passes) and reduce in place."""
+    close(fn(_last(X2), channel_axis=-1), _cl_tree(fn(X2), 4), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=f"{name}: channel_axis must be 1 .* or -1"):
+        fn(X2, channel_axis=2)
 
 
 def test_setting_errors_and_environment():

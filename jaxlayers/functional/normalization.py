@@ -205,6 +205,16 @@ def _multiply(y, weight):
     return y * weight
 
 
+def _channel_axis(name: str, x: Array, channel_axis: Any) -> int:
+    """The channel dim of ``x``: 1 (torch's ``(N, C, *spatial)``) or the last (``(N, *spatial, C)``,
+    what channels-last mode passes as ``channel_axis=-1``)."""
+    axis = channel_axis % x.ndim if isinstance(channel_axis, int) and not isinstance(channel_axis, bool) else None
+    if axis not in (1, x.ndim - 1):
+        raise ValueError(f"{name}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
+                         f"got {channel_axis!r}")
+    return axis
+
+
 def _check_channel_args(name: str, x: Array, running_mean: Array | None, running_var: Array | None,
                         weight: Array | None, bias: Array | None, axis: int = 1) -> tuple[int, tuple]:
     """Check the per-channel vectors of batch/instance norm; return ``C`` (at ``axis``) and the broadcast shape."""
@@ -249,10 +259,7 @@ def _batch_norm(
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
-    axis = channel_axis % x.ndim if isinstance(channel_axis, int) else None
-    if axis not in (1, x.ndim - 1):
-        raise ValueError(f"{name}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
-                         f"got {channel_axis!r}")
+    axis = _channel_axis(name, x, channel_axis)
     c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not training:
         return _normalize_with_running(name, "training", x, running_mean, running_var, weight, bias, eps,
@@ -356,21 +363,24 @@ def _instance_norm(
     axis_name: Any,
     axis_index_groups: Any,
     name: str,
+    channel_axis: int = 1,
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
-    c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias)
+    axis = _channel_axis(name, x, channel_axis)
+    c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not use_input_stats:
         return _normalize_with_running(name, "use_input_stats", x, running_mean, running_var, weight, bias, eps,
                                        pshape, num_batches_tracked)
-    spatial = math.prod(x.shape[2:])
+    spatial_axes = tuple(i for i in range(1, x.ndim) if i != axis)
+    spatial = math.prod(x.shape[i] for i in spatial_axes)
     if spatial == 1:
         raise ValueError(
             f"{name}: expected more than 1 spatial element when training, got input of shape {shape_str(x)}"
         )
     if x.size == 0:
         return NormOutput(x, running_mean, running_var, num_batches_tracked)
-    mean, var = _moments(x, range(2, x.ndim))
+    mean, var = _moments(x, spatial_axes)
     out = _normalize(x, mean, var, weight, bias, eps, pshape)
     if running_mean is None:
         return NormOutput(out, None, None, num_batches_tracked)
@@ -387,7 +397,7 @@ def _instance_norm(
                       _update(running_var, avg_var, momentum), num_batches_tracked)
 
 
-@channels_last
+@channels_last(native=True)
 def instance_norm(
     input: Array,
     running_mean: Array | None = None,
@@ -401,6 +411,7 @@ def instance_norm(
     num_batches_tracked: Array | None = None,
     axis_name: Any = None,
     axis_index_groups: Any = None,
+    channel_axis: int = 1,
 ) -> NormOutput:
     r"""Instance normalisation per sample and channel, as ``torch.nn.functional.instance_norm``.
 
@@ -418,6 +429,7 @@ def instance_norm(
       use_input_stats: normalise with the instance statistics.
       momentum, eps: as torch.
       axis_name, axis_index_groups: average the buffer update across devices.
+      channel_axis: ``1`` or ``-1`` (``(N, *spatial, C)``, what channels-last mode passes).
 
     Returns:
       :class:`NormOutput` ``(output, running_mean, running_var, num_batches_tracked)``.
@@ -426,7 +438,7 @@ def instance_norm(
     """
     return _instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps,
                           num_batches_tracked=num_batches_tracked, axis_name=axis_name,
-                          axis_index_groups=axis_index_groups, name="instance_norm")
+                          axis_index_groups=axis_index_groups, name="instance_norm", channel_axis=channel_axis)
 
 
 # --------------------------------------------------------------------------- layer / group / rms
@@ -492,10 +504,8 @@ def layer_norm(
     return _layer_norm(input, normalized_shape, weight, bias, eps, name="layer_norm")
 
 
-def _group_norm(input, num_groups, weight, bias, eps, *, name):
-    x = input
-    _check_min_rank(name, x, 2, "(N, C, *)")
-    n, c = x.shape[:2]
+def _check_group_args(name: str, x: Array, c: int, num_groups: int, weight: Array | None,
+                      bias: Array | None) -> None:
     if num_groups <= 0 or c % num_groups:
         raise ValueError(
             f"{name}: num_channels={c} must be divisible by num_groups={num_groups} "
@@ -503,6 +513,20 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name):
         )
     _check_vector(name, "weight", weight, c, x)
     _check_vector(name, "bias", bias, c, x)
+
+
+def _group_norm(input, num_groups, weight, bias, eps, *, name, channel_axis=1):
+    x = input
+    _check_min_rank(name, x, 2, "(N, C, *)")
+    if _channel_axis(name, x, channel_axis) == x.ndim - 1 and x.ndim > 2:  # (N, *spatial, C)
+        n, c = x.shape[0], x.shape[-1]
+        _check_group_args(name, x, c, num_groups, weight, bias)
+        # (N, S, G, C/G): moments over (S, C/G), weight/bias per (G, C/G)
+        grouped = jnp.reshape(x, (n, math.prod(x.shape[1:-1]), num_groups, c // num_groups))
+        out = _norm_over(grouped, weight, bias, eps, (1, 3), (1, 1, num_groups, c // num_groups))[0]
+        return jnp.reshape(out, x.shape)
+    n, c = x.shape[:2]
+    _check_group_args(name, x, c, num_groups, weight, bias)
     # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
     grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
     pshape = (1, num_groups, c // num_groups, 1)
@@ -510,13 +534,15 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name):
     return jnp.reshape(out, x.shape)
 
 
-@channels_last
+@channels_last(native=True)
 def group_norm(
     input: Array,
     num_groups: int,
     weight: Array | None = None,
     bias: Array | None = None,
     eps: float = 1e-5,
+    *,
+    channel_axis: int = 1,
 ) -> Array:
     r"""Group normalisation, as ``torch.nn.functional.group_norm``.
 
@@ -529,10 +555,11 @@ def group_norm(
       num_groups: number of groups.
       weight, bias: ``(C,)`` or ``None``.
       eps: added to the variance.
+      channel_axis: ``1`` (``(N, C, *)``) or ``-1`` (``(N, *spatial, C)``, what channels-last mode passes).
 
     Shape: unchanged.
     """
-    return _group_norm(input, num_groups, weight, bias, eps, name="group_norm")
+    return _group_norm(input, num_groups, weight, bias, eps, name="group_norm", channel_axis=channel_axis)
 
 
 def _rms_norm(input, normalized_shape, weight, eps, *, name):

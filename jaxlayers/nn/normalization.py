@@ -208,9 +208,10 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
 
     num_spatial_dims: ClassVar[int] = 0
 
-    @channels_last
+    @channels_last(native=True)
     @fnn.compact
-    def __call__(self, input: jax.Array, *, train: bool | None = None) -> jax.Array:
+    def __call__(self, input: jax.Array, *, train: bool | None = None, channel_axis: int = 1) -> jax.Array:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
         name = type(self).__name__
         train = require_train(name, train)
         x = jnp.asarray(input)
@@ -219,9 +220,10 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
         unbatched = x.ndim == d + 1
         if unbatched:
             x = x[None]
-        c = x.shape[1]
+        axis = channel_axis % x.ndim
+        c = x.shape[axis]
         if self.affine or self.track_running_stats:
-            _check_channels(name, x[0], self._num_features(x), axis=0)
+            _check_channels(name, x[0], self._num_features(x, axis), axis=axis - 1)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
@@ -230,6 +232,7 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
             x, rm, rv, weight, bias, train or not self.track_running_stats,
             0.0 if self.momentum is None else self.momentum, self.eps,
             num_batches_tracked=nbt, axis_name=axis_name, axis_index_groups=groups, name=name,
+            channel_axis=axis,
         )
         self._write_back(train, buffers, result)
         return result.output[0] if unbatched else result.output
@@ -307,17 +310,18 @@ class GroupNorm(AffineOptions):
             )
         super().__post_init__()
 
-    @channels_last
+    @channels_last(native=True)
     @fnn.compact
-    def __call__(self, input: jax.Array) -> jax.Array:
+    def __call__(self, input: jax.Array, *, channel_axis: int = 1) -> jax.Array:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
         name = type(self).__name__
         x = jnp.asarray(input)
         if x.ndim < 2:
             raise ValueError(f"{name}: expected (N, C, *) input, got {x.ndim}-D input of shape {shape_str(x)}")
-        _check_channels(name, x, self.num_channels, arg="num_channels")
+        _check_channels(name, x, self.num_channels, channel_axis % x.ndim, arg="num_channels")
         weight, bias = _affine_params(self, (self.num_channels,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
-        return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name)
+        return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name, channel_axis=channel_axis)
 
 
 class RMSNorm(InitOptions):
