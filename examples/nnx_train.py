@@ -37,12 +37,14 @@ def build_nnx_model(cfg: Any, seed: int = 0):
     return nnx.from_linen(build_model(cfg), rngs=fnnx.Rngs(params=seed, dropout=seed + 1))
 
 
-def make_steps(model: Any, optimizer: Any, label_smoothing: float = 0.0) -> tuple[Callable, Callable]:
+def make_steps(model: Any, optimizer: Any, label_smoothing: float = 0.0,
+               memory_format: str = "contiguous") -> tuple[Callable, Callable]:
     """``train_step(x, y) -> metrics`` and ``eval_step(x, y, weight) -> sums``, bound to the model."""
     import jax.numpy as jnp
     from flax import nnx as fnnx
 
     from jaxlayers import functional as F
+    from train_classifier import in_layout
 
     def criterion(logits, y):
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
@@ -50,7 +52,7 @@ def make_steps(model: Any, optimizer: Any, label_smoothing: float = 0.0) -> tupl
     @fnnx.jit
     def train_step(model, optimizer, x, y):
         def loss_fn(model):
-            logits = model(x)
+            logits = in_layout(memory_format, model, x)
             return criterion(logits, y), logits
 
         (loss, logits), grads = fnnx.value_and_grad(loss_fn, has_aux=True)(model)
@@ -59,7 +61,7 @@ def make_steps(model: Any, optimizer: Any, label_smoothing: float = 0.0) -> tupl
 
     @fnnx.jit
     def eval_step(model, x, y, weight):
-        logits = model(x)
+        logits = in_layout(memory_format, model, x)
         losses = F.cross_entropy(logits, y, reduction="none")
         return {"loss_sum": jnp.sum(losses * weight), "correct": jnp.sum((jnp.argmax(logits, -1) == y) * weight)}
 
@@ -83,7 +85,7 @@ def train_nnx(cfg: Any, out_dir: pathlib.Path | None = None, log: Callable = pri
     model = build_nnx_model(cfg.model, cfg.train.seed)
     tx, lr_schedule = make_optimizer(cfg.optim, steps_per_epoch, cfg.train.epochs)
     optimizer = fnnx.Optimizer(model, tx, wrt=fnnx.Param)
-    train_step, eval_step = make_steps(model, optimizer, cfg.train.label_smoothing)
+    train_step, eval_step = make_steps(model, optimizer, cfg.train.label_smoothing, cfg.model.memory_format)
 
     def evaluate() -> dict:
         model.eval()

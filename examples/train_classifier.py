@@ -23,7 +23,7 @@ import pathlib
 import sys
 import time
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -46,10 +46,16 @@ class ModelConfig:
     convs_per_stage: int = 2
     dropout: float = 0.2
     frontend: str = "linen"  # linen | nnx (examples/nnx_train.py)
+    memory_format: str = "contiguous"  # contiguous | channels_last (jaxlayers.config.memory_format)
 
     def validate(self) -> None:
+        from jaxlayers import config as jl_config
+
         if self.frontend not in ("linen", "nnx"):
             raise ConfigError(f"model.frontend must be 'linen' or 'nnx', got {self.frontend!r}")
+        if self.memory_format not in jl_config.MEMORY_FORMATS:
+            raise ConfigError(f"model.memory_format must be one of {jl_config.MEMORY_FORMATS}, "
+                              f"got {self.memory_format!r}")
         if not self.channels or any(c <= 0 for c in self.channels):
             raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {self.channels}")
         if self.convs_per_stage < 1:
@@ -136,6 +142,19 @@ def build_model(cfg: ModelConfig, in_channels: int = 1, num_classes: int = 10):
     return nn.Sequential(layers)
 
 
+def in_layout(memory_format: str, call: Callable[[Any], Any], x: Any) -> Any:
+    """``call(x)`` for an ``(N, C, H, W)`` batch, traced in ``memory_format``: with
+    ``"channels_last"`` the batch goes in as ``(N, H, W, C)`` (torch's
+    ``x.to(memory_format=torch.channels_last)``) and every layer runs channels-last;
+    the parameters are the same either way."""
+    import jax.numpy as jnp
+
+    from jaxlayers import config as jl_config
+
+    with jl_config.memory_format(memory_format):
+        return call(jnp.moveaxis(x, 1, -1) if memory_format == "channels_last" else x)
+
+
 def make_optimizer(cfg: OptimConfig, steps_per_epoch: int, epochs: int):
     import optax
 
@@ -185,7 +204,9 @@ class Trainer:
         import jax
         import jax.numpy as jnp
 
-        variables = self.model.init(jax.random.key(self.cfg.train.seed), jnp.zeros((1, 1, 8, 8), jnp.float32), train=False)
+        variables = in_layout(self.cfg.model.memory_format,
+                              lambda x: self.model.init(jax.random.key(self.cfg.train.seed), x, train=False),
+                              jnp.zeros((1, 1, 8, 8), jnp.float32))
         state = {
             "params": variables["params"],
             "batch_stats": variables["batch_stats"],
@@ -203,16 +224,17 @@ class Trainer:
         from jaxlayers import nn as jnn
 
         model, tx, dropout_key = self.model, self.tx, self.dropout_key
+        fmt = self.cfg.model.memory_format
         criterion = jnn.CrossEntropyLoss(label_smoothing=self.cfg.train.label_smoothing)
 
         def train_step(state, x, y):
             key = jax.random.fold_in(dropout_key, state["step"])
 
             def loss_fn(params):
-                logits, updates = model.apply(
+                logits, updates = in_layout(fmt, lambda x: model.apply(
                     {"params": params, "batch_stats": state["batch_stats"]}, x,
                     train=True, mutable=["batch_stats"], rngs={"dropout": key},
-                )
+                ), x)
                 return criterion(logits, y), (logits, updates["batch_stats"])
 
             (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -227,7 +249,8 @@ class Trainer:
             return new_state, metrics
 
         def eval_step(state, x, y, weight):
-            logits = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, x, train=False)
+            logits = in_layout(fmt, lambda x: model.apply({"params": state["params"],
+                                                           "batch_stats": state["batch_stats"]}, x, train=False), x)
             losses = F.cross_entropy(logits, y, reduction="none")
             return {"loss_sum": jnp.sum(losses * weight),
                     "correct": jnp.sum((jnp.argmax(logits, -1) == y) * weight)}

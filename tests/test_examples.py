@@ -126,6 +126,31 @@ def test_four_devices_match_one_device_on_the_same_global_batch(trainer):
                                jax.device_get(s1["batch_stats"]["bn1_0"]["running_mean"]), rtol=1e-4, atol=1e-6)
 
 
+def test_channels_last_trainer_matches_torch_layout(trainer):
+    """model.memory_format: channels_last trains the same network: the same initial parameters, the
+    same losses and parameters after two steps (float32), and the same evaluation."""
+    cl = tc.Trainer(tiny(None, "train.num_devices=1", "model.memory_format=channels_last", *FAST))
+    s1, s2 = trainer.init_state(), cl.init_state()
+    chex_close = lambda a, b: jax.tree.map(  # noqa: E731
+        lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=2e-4, atol=2e-5), a, b)
+    chex_close(s2["params"], s1["params"])
+    order = trainer.epoch_order(0)
+    x0, y0 = (jax.device_put(a[order[:32]], trainer.batch_sharding) for a in (trainer.x_train, trainer.y_train))
+    to_nhwc = "dims = [0, 2, 3, 1]"  # a move to (N, H, W, C): the batch, the layers in channels-last mode
+    assert to_nhwc in cl.train_step.lower(s2, x0, y0).as_text()
+    assert to_nhwc not in trainer.train_step.lower(s1, x0, y0).as_text()
+    for i in range(2):
+        idx = order[i * 32:(i + 1) * 32]
+        batch = [jax.device_put(a[idx], trainer.batch_sharding) for a in (trainer.x_train, trainer.y_train)]
+        s1, m1 = trainer.train_step(s1, *batch)
+        s2, m2 = cl.train_step(s2, *batch)
+        np.testing.assert_allclose(float(m2["loss"]), float(m1["loss"]), rtol=1e-5, err_msg=f"step {i}")
+    chex_close(s2["params"], s1["params"])
+    chex_close(s2["batch_stats"], s1["batch_stats"])
+    with pytest.raises(ConfigError, match="model.memory_format must be one of"):
+        tiny(None, "model.memory_format=NHWC")
+
+
 @pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     full = tmp_path / "full"
