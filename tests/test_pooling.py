@@ -689,7 +689,9 @@ def test_program_size_independent_of_input_size(name, f):
         return jax.grad(lambda b: jnp.sum(jax.tree.leaves(f(b))[0]))(a)
 
     small, large = lines(fwd_bwd, 16), lines(fwd_bwd, 224)  # the forward is part of it
-    assert abs(small - large) <= 3, (name, small, large)
+    # (up to 6: adaptive average pooling takes a mean where the output size divides the input's,
+    # 224 -> 7, and an averaging matrix where it does not, 16 -> 7; each is a fixed handful of ops)
+    assert abs(small - large) <= 6, (name, small, large)
 
 
 # ------------------------------------------------------------------ empty batches

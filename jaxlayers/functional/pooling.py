@@ -572,25 +572,41 @@ def _avg_matrix(size: int, out: int) -> np.ndarray:
     return mask / np.maximum(end - start, 1)[:, None]
 
 
-def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str) -> jax.Array:
+def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str,
+                          channel_axis: int = 1) -> jax.Array:
     n = num_spatial_dims
-    x, unbatched = _batched(input, n, name, empty_channels=True)
+    if channel_axis in (-1, n + 1):  # (N, *spatial, C), batched (channels-last mode checks it)
+        x, unbatched = jnp.asarray(input), False
+        if any(int(v) == 0 for v in x.shape[1:-1]):
+            raise ValueError(f"{name}: spatial dims of the input must be non-empty, got shape {shape_str(x)}")
+        first = 1
+    elif channel_axis == 1:
+        x, unbatched = _batched(input, n, name, empty_channels=True)
+        first = 2
+    else:
+        raise ValueError(f"{name}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
+                         f"got {channel_axis!r}")
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[2:]), n, name)
-    y = _compiled(_adaptive_avg_pool_reference, (outs,), x)
+    outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[first:first + n]), n, name)
+    y = _compiled(_adaptive_avg_pool_reference, (outs, first), x)
     return _unbatch(y, unbatched)
 
 
-def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> jax.Array:
-    """Separable: one ``(out, in)`` averaging matrix per dim (NumPy at trace
-    time) contracted with ``tensordot``, innermost dim first."""
+def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...], first: int = 2) -> jax.Array:
+    """Separable, innermost dim first: a mean over equal bins where ``out``
+    divides ``in`` (global pooling included), else one ``(out, in)`` averaging
+    matrix (NumPy at trace time) contracted with ``tensordot``; the spatial dims
+    start at ``first`` (2, or 1 for channels-last input)."""
     y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     for i in reversed(range(len(outs))):
-        size, ax = int(x.shape[2 + i]), 2 + i
-        if outs[i] == size:
+        size, ax, out = int(x.shape[first + i]), first + i, outs[i]
+        if out == size:
             continue
-        a = jnp.asarray(_avg_matrix(size, outs[i]), y.dtype)
+        if out and size % out == 0:  # equal, disjoint bins: a mean over a split dim (a reduction, any layout)
+            y = jnp.mean(y.reshape(y.shape[:ax] + (out, size // out) + y.shape[ax + 1:]), ax + 1)
+            continue
+        a = jnp.asarray(_avg_matrix(size, out), y.dtype)
         y = jnp.moveaxis(jnp.tensordot(y, a, axes=((ax,), (1,)), precision=lax.Precision.HIGHEST), -1, ax)
     return y.astype(x.dtype)
 
@@ -652,6 +668,7 @@ _ADAPTIVE_AVG_DOC = """Adaptive average pooling to ``output_size``, as ``torch.n
     Args:
       input: ``(N, C, *in)`` or ``(C, *in)``, floating point.
       output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim.
+      channel_axis: ``1``, or ``-1`` for ``(N, *in, C)`` (what channels-last mode passes).
 
     Output cell ``i`` along a dim of size ``in`` averages input
     ``[floor(i*in/out), ceil((i+1)*in/out))`` (bins overlap when ``out`` does not
@@ -688,19 +705,19 @@ _ADAPTIVE_MAX_DOC = """Adaptive max pooling to ``output_size``, as ``torch.nn.fu
     """
 
 
-@channels_last(spatial=1)
-def adaptive_avg_pool1d(input, output_size):
-    return _adaptive_avg_pool_nd(input, output_size, 1, "adaptive_avg_pool1d")
+@channels_last(spatial=1, native=True)
+def adaptive_avg_pool1d(input, output_size, *, channel_axis=1):
+    return _adaptive_avg_pool_nd(input, output_size, 1, "adaptive_avg_pool1d", channel_axis)
 
 
-@channels_last(spatial=2)
-def adaptive_avg_pool2d(input, output_size):
-    return _adaptive_avg_pool_nd(input, output_size, 2, "adaptive_avg_pool2d")
+@channels_last(spatial=2, native=True)
+def adaptive_avg_pool2d(input, output_size, *, channel_axis=1):
+    return _adaptive_avg_pool_nd(input, output_size, 2, "adaptive_avg_pool2d", channel_axis)
 
 
-@channels_last(spatial=3)
-def adaptive_avg_pool3d(input, output_size):
-    return _adaptive_avg_pool_nd(input, output_size, 3, "adaptive_avg_pool3d")
+@channels_last(spatial=3, native=True)
+def adaptive_avg_pool3d(input, output_size, *, channel_axis=1):
+    return _adaptive_avg_pool_nd(input, output_size, 3, "adaptive_avg_pool3d", channel_axis)
 
 
 @channels_last(spatial=1)

@@ -222,9 +222,11 @@ class _AdaptiveAvgPoolNd(fnn.Module):
 
     num_spatial_dims: ClassVar[int] = 0
 
-    @channels_last
-    def __call__(self, input: Any) -> Any:
-        return _P._adaptive_avg_pool_nd(input, self.output_size, self.num_spatial_dims, type(self).__name__)
+    @channels_last(native=True)
+    def __call__(self, input: Any, *, channel_axis: int = 1) -> Any:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
+        return _P._adaptive_avg_pool_nd(input, self.output_size, self.num_spatial_dims, type(self).__name__,
+                                        channel_axis)
 
 
 class _AdaptiveMaxPoolNd(fnn.Module):
