@@ -7,7 +7,10 @@ switched back to ``"contiguous"`` — so nested layers move nothing — and move
 it back to the end in every output of the input's rank.  Between two layers the
 pair of moves cancels, and inside XLA:CPU's convolutions, which run
 channels-last, so does the other pair: the network's activations stay
-channels-last without a second implementation of any layer.
+channels-last without a second implementation of any layer.  Layers that reduce
+over the spatial dims (batch / instance / group norm, adaptive average pooling)
+are decorated ``native=True`` instead: they take ``channel_axis=-1`` and reduce
+in place, which XLA:CPU does ~3x faster than over a moved view.
 """
 
 from __future__ import annotations
@@ -49,9 +52,9 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
         ``num_spatial_dims`` is used when it has one.  Channels-last input must then
         be batched, ``(N, *spatial, C)``: an unbatched one is ambiguous and rejected.
       native: ``fn`` takes a ``channel_axis`` keyword and computes channels-last
-        itself (batch norm: a reduction over ``(N, *spatial)`` in place, 3× faster on
-        XLA:CPU than one over the moved array); it is called with ``channel_axis=-1``
-        and nothing is moved.
+        itself (a reduction over the spatial dims in place, ~3x faster on XLA:CPU
+        than one over the moved array); it is called with ``channel_axis=-1`` and
+        nothing is moved.
     """
     if fn is None:
         return functools.partial(channels_last, moved=moved, spatial=spatial, native=native)
