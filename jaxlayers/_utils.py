@@ -83,6 +83,16 @@ def check_input_rank(layer: str, x: Any, ranks: Iterable[int], what: str = "") -
     return ndim
 
 
+def channel_dim(layer: str, channel_axis: Any, ndim: int) -> int:
+    """The channel dim of an ``ndim``-D input: 1 for ``channel_axis=1`` (torch's
+    ``(N, C, *spatial)``), ``ndim - 1`` for ``-1`` (``(N, *spatial, C)``, what
+    channels-last mode passes); anything else is a ValueError naming ``layer``."""
+    if _is_int(channel_axis) and ndim >= 2 and channel_axis % ndim in (1, ndim - 1):
+        return channel_axis % ndim
+    raise ValueError(f"{layer}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
+                     f"got {channel_axis!r}")
+
+
 def require_train(layer: str, train: bool | None) -> bool:
     """Modules that behave differently in training and evaluation need ``train``.
 

@@ -183,12 +183,19 @@ def test_channels_last_needs_batched_input(call):
     ("batch_norm", lambda x, **k: F.batch_norm(x, C4 * 0, C4 ** 2, C4, C4, training=True, **k)),
     ("instance_norm", lambda x, **k: F.instance_norm(x, C4 * 0, C4 ** 2, C4, C4, **k)),
     ("group_norm", lambda x, **k: F.group_norm(x, 2, C4, C4, **k)),
+    ("adaptive_avg_pool2d", lambda x, **k: F.adaptive_avg_pool2d(x, (3, 2), **k)),
 ])
-def test_norms_compute_channels_last_in_place(name, fn):
-    """batch/instance/group norm take channel_axis=-1 (what the mode passes) and reduce in place."""
+def test_layers_compute_channels_last_in_place(name, fn):
+    """batch/instance/group norm and adaptive average pooling take channel_axis=-1 (what the
+    mode passes) and reduce in place."""
     close(fn(_last(X2), channel_axis=-1), _cl_tree(fn(X2), 4), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=f"{name}: channel_axis must be 1 .* or -1"):
         fn(X2, channel_axis=2)
+
+
+def test_adaptive_avg_pool_channel_axis_needs_batched_input():
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: channel_axis=-1 expects a batched .* got shape \(6, 7, 4\)"):
+        F.adaptive_avg_pool2d(_x((6, 7, 4)), 2, channel_axis=-1)
 
 
 def test_setting_errors_and_environment():

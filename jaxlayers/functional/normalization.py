@@ -36,7 +36,7 @@ from jax import lax
 
 from .._lowering import norm as _lowering_norm
 from .._memory_format import channels_last
-from .._utils import shape_str
+from .._utils import channel_dim, shape_str
 
 __all__ = [
     "NormOutput",
@@ -205,16 +205,6 @@ def _multiply(y, weight):
     return y * weight
 
 
-def _channel_axis(name: str, x: Array, channel_axis: Any) -> int:
-    """The channel dim of ``x``: 1 (torch's ``(N, C, *spatial)``) or the last (``(N, *spatial, C)``,
-    what channels-last mode passes as ``channel_axis=-1``)."""
-    axis = channel_axis % x.ndim if isinstance(channel_axis, int) and not isinstance(channel_axis, bool) else None
-    if axis not in (1, x.ndim - 1):
-        raise ValueError(f"{name}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
-                         f"got {channel_axis!r}")
-    return axis
-
-
 def _check_channel_args(name: str, x: Array, running_mean: Array | None, running_var: Array | None,
                         weight: Array | None, bias: Array | None, axis: int = 1) -> tuple[int, tuple]:
     """Check the per-channel vectors of batch/instance norm; return ``C`` (at ``axis``) and the broadcast shape."""
@@ -259,7 +249,7 @@ def _batch_norm(
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
-    axis = _channel_axis(name, x, channel_axis)
+    axis = channel_dim(name, channel_axis, x.ndim)
     c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not training:
         return _normalize_with_running(name, "training", x, running_mean, running_var, weight, bias, eps,
@@ -367,7 +357,7 @@ def _instance_norm(
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
-    axis = _channel_axis(name, x, channel_axis)
+    axis = channel_dim(name, channel_axis, x.ndim)
     c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not use_input_stats:
         return _normalize_with_running(name, "use_input_stats", x, running_mean, running_var, weight, bias, eps,
@@ -504,8 +494,11 @@ def layer_norm(
     return _layer_norm(input, normalized_shape, weight, bias, eps, name="layer_norm")
 
 
-def _check_group_args(name: str, x: Array, c: int, num_groups: int, weight: Array | None,
-                      bias: Array | None) -> None:
+def _group_norm(input, num_groups, weight, bias, eps, *, name, channel_axis=1):
+    x = input
+    _check_min_rank(name, x, 2, "(N, C, *)")
+    last = channel_dim(name, channel_axis, x.ndim) == x.ndim - 1 and x.ndim > 2  # (N, *spatial, C)
+    n, c = x.shape[0], x.shape[-1 if last else 1]
     if num_groups <= 0 or c % num_groups:
         raise ValueError(
             f"{name}: num_channels={c} must be divisible by num_groups={num_groups} "
@@ -513,24 +506,12 @@ def _check_group_args(name: str, x: Array, c: int, num_groups: int, weight: Arra
         )
     _check_vector(name, "weight", weight, c, x)
     _check_vector(name, "bias", bias, c, x)
-
-
-def _group_norm(input, num_groups, weight, bias, eps, *, name, channel_axis=1):
-    x = input
-    _check_min_rank(name, x, 2, "(N, C, *)")
-    if _channel_axis(name, x, channel_axis) == x.ndim - 1 and x.ndim > 2:  # (N, *spatial, C)
-        n, c = x.shape[0], x.shape[-1]
-        _check_group_args(name, x, c, num_groups, weight, bias)
-        # (N, S, G, C/G): moments over (S, C/G), weight/bias per (G, C/G)
-        grouped = jnp.reshape(x, (n, math.prod(x.shape[1:-1]), num_groups, c // num_groups))
-        out = _norm_over(grouped, weight, bias, eps, (1, 3), (1, 1, num_groups, c // num_groups))[0]
-        return jnp.reshape(out, x.shape)
-    n, c = x.shape[:2]
-    _check_group_args(name, x, c, num_groups, weight, bias)
-    # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G).
-    grouped = jnp.reshape(x, (n, num_groups, c // num_groups, math.prod(x.shape[2:])))
-    pshape = (1, num_groups, c // num_groups, 1)
-    out = _norm_over(grouped, weight, bias, eps, (2, 3), pshape)[0]
+    g, s = num_groups, math.prod(x.shape[1:-1] if last else x.shape[2:])
+    if last:  # (N, S, G, C/G): moments over (S, C/G), weight/bias per (G, C/G)
+        shape, axes, pshape = (n, s, g, c // g), (1, 3), (1, 1, g, c // g)
+    else:  # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G)
+        shape, axes, pshape = (n, g, c // g, s), (2, 3), (1, g, c // g, 1)
+    out = _norm_over(jnp.reshape(x, shape), weight, bias, eps, axes, pshape)[0]
     return jnp.reshape(out, x.shape)
 
 

@@ -32,7 +32,7 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import check_input_rank, index_dtype, ntuple, shape_str
+from .._utils import channel_dim, check_input_rank, index_dtype, ntuple, shape_str
 
 __all__ = [
     "max_pool1d",
@@ -575,17 +575,17 @@ def _avg_matrix(size: int, out: int) -> np.ndarray:
 def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str,
                           channel_axis: int = 1) -> jax.Array:
     n = num_spatial_dims
-    if channel_axis in (-1, n + 1):  # (N, *spatial, C), batched (channels-last mode checks it)
-        x, unbatched = jnp.asarray(input), False
-        if any(int(v) == 0 for v in x.shape[1:-1]):
-            raise ValueError(f"{name}: spatial dims of the input must be non-empty, got shape {shape_str(x)}")
-        first = 1
-    elif channel_axis == 1:
+    if channel_axis == 1:
         x, unbatched = _batched(input, n, name, empty_channels=True)
         first = 2
-    else:
-        raise ValueError(f"{name}: channel_axis must be 1 (N, C, *spatial) or -1 (N, *spatial, C), "
-                         f"got {channel_axis!r}")
+    else:  # (N, *spatial, C): batched only, an unbatched (*spatial, C) would be ambiguous
+        x, unbatched, first = jnp.asarray(input), False, 1
+        channel_dim(name, channel_axis, n + 2)
+        if x.ndim != n + 2:
+            raise ValueError(f"{name}: channel_axis=-1 expects a batched (N, *{n} spatial dims, C) input "
+                             f"({n + 2}-D), got shape {shape_str(x)}")
+        if any(int(v) == 0 for v in x.shape[1:-1]):
+            raise ValueError(f"{name}: spatial dims of the input must be non-empty, got shape {shape_str(x)}")
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[first:first + n]), n, name)

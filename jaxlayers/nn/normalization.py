@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from .._memory_format import channels_last
 from .. import init as jinit
-from .._utils import index_dtype, require_train, shape_str
+from .._utils import channel_dim, index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
 from ._options import AffineOptions, InitOptions, StatsOptions, kw_only
 
@@ -146,7 +146,7 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         train = require_train(name, train)
         x = jnp.asarray(input)
         _check_rank(name, x, self.ranks, self.layout)
-        axis = channel_axis % x.ndim
+        axis = channel_dim(name, channel_axis, x.ndim)
         c = self._num_features(x, axis)
         _check_channels(name, x, c, axis)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
@@ -220,7 +220,7 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
         unbatched = x.ndim == d + 1
         if unbatched:
             x = x[None]
-        axis = channel_axis % x.ndim
+        axis = channel_dim(name, channel_axis, x.ndim)
         c = x.shape[axis]
         if self.affine or self.track_running_stats:
             _check_channels(name, x[0], self._num_features(x, axis), axis=axis - 1)
@@ -318,7 +318,7 @@ class GroupNorm(AffineOptions):
         x = jnp.asarray(input)
         if x.ndim < 2:
             raise ValueError(f"{name}: expected (N, C, *) input, got {x.ndim}-D input of shape {shape_str(x)}")
-        _check_channels(name, x, self.num_channels, channel_axis % x.ndim, arg="num_channels")
+        _check_channels(name, x, self.num_channels, channel_dim(name, channel_axis, x.ndim), arg="num_channels")
         weight, bias = _affine_params(self, (self.num_channels,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name, channel_axis=channel_axis)
