@@ -193,6 +193,49 @@ def test_layers_compute_channels_last_in_place(name, fn):
         fn(X2, channel_axis=2)
 
 
+# pooling runs channels-last in place through the window code and its lowering (values,
+# indices, first and second derivatives), under both engine settings
+IN_PLACE_POOLS = [
+    ("max_pool1d", lambda x, **k: F.max_pool1d(x, 3, 2, 1, dilation=2, return_indices=True, **k), X1),
+    ("max_pool2d", lambda x, **k: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True, **k), X2),
+    ("max_pool3d", lambda x, **k: F.max_pool3d(x, 2, (1, 2, 2), **k), X3),
+    ("avg_pool1d", lambda x, **k: F.avg_pool1d(x, 3, 2, 1, ceil_mode=True, **k), X1),
+    ("avg_pool2d", lambda x, **k: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False, **k), X2),
+    ("avg_pool3d", lambda x, **k: F.avg_pool3d(x, 2, divisor_override=3, **k), X3),
+    ("lp_pool2d", lambda x, **k: F.lp_pool2d(x * x + 0.1, 3, 2, ceil_mode=True, **k), X2),
+    ("lp_pool1d", lambda x, **k: F.lp_pool1d(x, float("inf"), 2, **k), X1),
+]
+
+
+@pytest.mark.parametrize("setting", ["reference", "auto"])
+@pytest.mark.parametrize("name,fn,x", IN_PLACE_POOLS, ids=[p[0] for p in IN_PLACE_POOLS])
+def test_pools_compute_channels_last_in_place(name, fn, x, setting):
+    rank = x.ndim
+
+    def scalar(x, **k):
+        out = fn(x, **k)
+        return jnp.sum(jnp.sin(out[0] if isinstance(out, tuple) else out))
+
+    def run(x):  # one jit: values, gradient and a forward-over-reverse product, both layouts
+        xl = _last(x, rank)
+        hvp = lambda f, a: jax.jvp(jax.grad(f), (a,), (jnp.cos(a),))[1]
+        first = (fn(x), jax.grad(scalar)(x), hvp(scalar, x))
+        last = (fn(xl, channel_axis=-1), jax.grad(lambda a: scalar(a, channel_axis=-1))(xl),
+                hvp(lambda a: scalar(a, channel_axis=-1), xl))
+        return first, last
+
+    with config.lowering(setting):
+        first, last = jax.jit(run)(x)
+    close(last, _cl_tree(first, rank), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_pools_channel_axis_errors():
+    with pytest.raises(ValueError, match=r"max_pool2d: channel_axis=-1 expects a batched .* got shape \(6, 7, 4\)"):
+        F.max_pool2d(_x((6, 7, 4)), 2, channel_axis=-1)
+    with pytest.raises(ValueError, match="avg_pool1d: channel_axis must be 1 .* or -1"):
+        F.avg_pool1d(X1, 2, channel_axis=0)
+
+
 def test_adaptive_avg_pool_channel_axis_needs_batched_input():
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: channel_axis=-1 expects a batched .* got shape \(6, 7, 4\)"):
         F.adaptive_avg_pool2d(_x((6, 7, 4)), 2, channel_axis=-1)

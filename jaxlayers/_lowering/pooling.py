@@ -50,13 +50,16 @@ def _phase_elements(t: jax.Array, win: Any) -> list:
     array per tap.
     """
     n, (k, s, p, d) = len(win.k), (win.k, win.s, win.p, win.d)
-    N, C = t.shape[:2]
-    spatial = t.shape[2:]
+    N, C = t.shape[0], t.shape[-1 if win.last else 1]
+    spatial = win.spatial(t)
     lp = [spatial[i] + sum(win.pads[i]) for i in range(n)]
     q = [max(-(-lp[i] // s[i]), win.outs[i] + (k[i] - 1) * d[i] // s[i]) for i in range(n)]
-    tp = jnp.pad(t, ((0, 0), (0, 0)) + tuple((p[i], q[i] * s[i] - spatial[i] - p[i]) for i in range(n)))
-    tp = tp.reshape((N, C) + tuple(a for i in range(n) for a in (q[i], s[i])))
-    tp = jnp.transpose(tp, tuple(3 + 2 * i for i in range(n)) + (0, 1) + tuple(2 + 2 * i for i in range(n)))
+    tp = jnp.pad(t, win.full([(p[i], q[i] * s[i] - spatial[i] - p[i]) for i in range(n)], (0, 0), (0, 0)))
+    tp = tp.reshape(win.full([a for i in range(n) for a in (q[i], s[i])], N, C))
+    # phase dims first, then the layout with each spatial dim replaced by its quotient
+    first = 1 if win.last else 2
+    quotients = win.full([first + 2 * i for i in range(n)], 0, 1 + 2 * n if win.last else 1)
+    tp = jnp.transpose(tp, tuple(first + 1 + 2 * i for i in range(n)) + quotients)
     # One split per phase dim (its transpose is a concatenation: each input
     # element's gradient then sums only its own phase's contributions).
     phases = [tp]
@@ -68,7 +71,7 @@ def _phase_elements(t: jax.Array, win: Any) -> list:
         e = [o * di for o, di in zip(off, d)]
         lo = tuple(ei // si for ei, si in zip(e, s))
         ph = phases[tuple(ei % si for ei, si in zip(e, s))]
-        values.append(lax.slice(ph, (0, 0) + lo, (N, C) + tuple(a + o for a, o in zip(lo, win.outs))))
+        values.append(lax.slice(ph, win.full(lo, 0, 0), win.full([a + o for a, o in zip(lo, win.outs)], N, C)))
     return values
 
 
@@ -85,12 +88,6 @@ def _as_bits(v: jax.Array) -> jax.Array:
     return v
 
 
-def _bcast(vec: np.ndarray, i: int, n: int) -> np.ndarray:
-    shape = [1, 1] + [1] * n
-    shape[2 + i] = vec.shape[0]
-    return vec.reshape(shape)
-
-
 # ----------------------------------------------------------------------------- max pool
 
 
@@ -105,13 +102,13 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
     # torch's index: the flat index of the window tap torch's loop ends on.
     n = len(win.k)
     itype = index_dtype()
-    spatial = x.shape[2:]
+    spatial = win.spatial(x)
     fs = [int(math.prod(spatial[i + 1:])) for i in range(n)]
     taps = _argmax_taps(x, best, win)
     flats = [jnp.full(taps.shape, sum(o * di * f for o, di, f in zip(off, win.d, fs)), itype)
              for off in win.offsets()]
     shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
-    base = sum(_bcast((np.arange(win.outs[i]) * win.s[i] - win.p[i]) * fs[i], i, n) for i in range(n))
+    base = sum(win.bcast((np.arange(win.outs[i]) * win.s[i] - win.p[i]) * fs[i], i) for i in range(n))
     return best, jnp.asarray(base, itype) + shift
 
 
@@ -167,13 +164,13 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
     else:
         taps = lax.cond(jnp.any(best != best), functools.partial(pick, with_nan=True),
                         functools.partial(pick, with_nan=False), src, best)
-    first = np.zeros((1, 1) + (1,) * n, np.int32)
-    spatial = x.shape[2:]
+    first = np.zeros((1,) * (n + 2), np.int32)
+    spatial = win.spatial(x)
     for i in range(n):
         starts = np.arange(win.outs[i]) * win.s[i] - win.p[i]
         inside = np.clip((win.d[i] - 1 - starts) // win.d[i], 0, win.k[i] - 1)
         inside = np.where(starts >= spatial[i], 0, inside)
-        first = first * win.k[i] + _bcast(inside.astype(np.int32), i, n)
+        first = first * win.k[i] + win.bcast(inside.astype(np.int32), i)
     return jnp.where(best == _lowest(x.dtype), jnp.asarray(first, jnp.int32), taps)
 
 

@@ -61,21 +61,35 @@ _LAYOUT = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)", 3: "(N, C, 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _batched(x: Any, n: int, name: str, empty_channels: bool = False) -> tuple[jax.Array, bool]:
+def _batched(x: Any, n: int, name: str, empty_channels: bool = False,
+             channel_axis: int = 1) -> tuple[jax.Array, bool]:
     """Check the rank and sizes; add a batch dim to an unbatched ``(C, *spatial)`` input.
 
     As torch: the batch may be empty, the spatial dims may not; empty channels
-    only where ``empty_channels`` (torch's adaptive average pools)."""
+    only where ``empty_channels`` (torch's adaptive average pools).  With
+    ``channel_axis=-1`` the input is ``(N, *spatial, C)``, batched only (an
+    unbatched ``(*spatial, C)`` would be ambiguous)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = jnp.asarray(x)
-    ndim = check_input_rank(name, x, (n + 1, n + 2), _LAYOUT[n])
-    if any(int(s) == 0 for s in x.shape[-n:]):
+    if _is_last(name, channel_axis, n):
+        if x.ndim != n + 2:
+            raise ValueError(f"{name}: channel_axis=-1 expects a batched (N, *{n} spatial dims, C) input "
+                             f"({n + 2}-D), got shape {shape_str(x)}")
+        unbatched, spatial, channels = False, x.shape[1:-1], x.shape[-1]
+    else:
+        unbatched = check_input_rank(name, x, (n + 1, n + 2), _LAYOUT[n]) == n + 1
+        spatial, channels = x.shape[-n:], x.shape[-n - 1]
+    if any(int(s) == 0 for s in spatial):
         raise ValueError(f"{name}: spatial dims of the input must be non-empty, got shape {shape_str(x)}")
-    if not empty_channels and int(x.shape[-n - 1]) == 0:
+    if not empty_channels and int(channels) == 0:
         raise ValueError(f"{name}: the channel dim of the input must be non-empty (only the batch may be empty), "
                          f"got shape {shape_str(x)}")
-    unbatched = ndim == n + 1
     return (x[None] if unbatched else x), unbatched
+
+
+def _is_last(name: str, channel_axis: Any, n: int) -> bool:
+    """Whether ``channel_axis`` (1 or -1, checked) puts the channels last."""
+    return channel_dim(name, channel_axis, n + 2) != 1
 
 
 def _unbatch(y: Any, unbatched: bool) -> Any:
@@ -114,28 +128,42 @@ class _Window(NamedTuple):
     d: tuple
     outs: tuple
     pads: tuple
+    last: bool = False  # channels last: (N, *spatial, C), else (N, C, *spatial)
 
     def offsets(self) -> list:
         """Window taps (in kernel units), in torch's row-major loop order."""
         return list(itertools.product(*[range(ki) for ki in self.k]))
 
+    def full(self, spatial: Sequence, batch: Any, channel: Any) -> tuple:
+        """A per-axis tuple of the input's layout from per-spatial-dim entries."""
+        return (batch, *spatial, channel) if self.last else (batch, channel, *spatial)
+
+    def spatial(self, x: jax.Array) -> tuple:
+        return tuple(int(v) for v in (x.shape[1:-1] if self.last else x.shape[2:]))
+
+    def bcast(self, vec: np.ndarray, i: int) -> np.ndarray:
+        """A per-position vector of spatial dim ``i``, shaped to broadcast against the output."""
+        shape = [1] * len(self.k)
+        shape[i] = vec.shape[0]
+        return vec.reshape(self.full(shape, 1, 1))
+
     def pad(self, x: jax.Array, value: Any) -> jax.Array:
-        return jnp.pad(x, ((0, 0), (0, 0)) + self.pads, constant_values=value)
+        return jnp.pad(x, self.full(self.pads, (0, 0), (0, 0)), constant_values=value)
 
     def elements(self, xp: jax.Array) -> list:
         """Every output's window elements from the padded input ``xp``: one
         strided slice per tap, each shaped like the output."""
-        N, C = xp.shape[:2]
+        N, C = xp.shape[0], xp.shape[-1 if self.last else 1]
         out = []
         for off in self.offsets():
-            start = (0, 0) + tuple(o * di for o, di in zip(off, self.d))
-            limit = (N, C) + tuple(st + (o - 1) * si + 1 for st, o, si in zip(start[2:], self.outs, self.s))
-            out.append(lax.slice(xp, start, limit, (1, 1) + self.s))
+            start = tuple(o * di for o, di in zip(off, self.d))
+            limit = tuple(st + (o - 1) * si + 1 for st, o, si in zip(start, self.outs, self.s))
+            out.append(lax.slice(xp, self.full(start, 0, 0), self.full(limit, N, C), self.full(self.s, 1, 1)))
         return out
 
 
-def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool) -> _Window:
-    """The window of a pool over ``x`` (batched), with torch's checks."""
+def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool, last: bool = False) -> _Window:
+    """The window of a pool over ``x`` (batched; channels last if ``last``), with torch's checks."""
     n = len(k)
     for i in range(n):
         if p[i] > k[i] // 2:
@@ -143,7 +171,7 @@ def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool) -> _Window:
                 f"{name}: padding should be at most half of kernel_size, got padding={p} "
                 f"and kernel_size={k} (dim {i}: {p[i]} > {k[i]} // 2)"
             )
-    spatial = tuple(int(v) for v in x.shape[2:])
+    spatial = tuple(int(v) for v in (x.shape[1:-1] if last else x.shape[2:]))
     outs = tuple(_pool_out_size(spatial[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(n))
     if any(o < 1 for o in outs):
         raise ValueError(
@@ -153,7 +181,7 @@ def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool) -> _Window:
     pads = tuple(
         (p[i], max(0, (outs[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - spatial[i] - p[i])) for i in range(n)
     )
-    return _Window(k, s, p, d, outs, pads)
+    return _Window(k, s, p, d, outs, pads, last)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -181,23 +209,16 @@ def _flat_strides(spatial: Sequence[int]) -> list[int]:
     return [int(math.prod(spatial[i + 1:])) for i in range(len(spatial))]
 
 
-def _bcast(vec: np.ndarray, i: int, n: int) -> np.ndarray:
-    """A 1-d per-dim vector shaped to broadcast against ``(N, C, *out)``."""
-    shape = [1, 1] + [1] * n
-    shape[2 + i] = vec.shape[0]
-    return vec.reshape(shape)
-
-
 # ----------------------------------------------------------------------------- max pool
 
 
 def _max_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
-                 return_indices: bool, num_spatial_dims: int, name: str) -> Any:
+                 return_indices: bool, num_spatial_dims: int, name: str, channel_axis: int = 1) -> Any:
     n = num_spatial_dims
     k, s, p = _window_args(kernel_size, stride, padding, n, name)
     d = ntuple(dilation, n, "dilation", name, min_value=1)
-    x, unbatched = _batched(input, n, name)
-    win = _window(name, x, k, s, p, d, ceil_mode)
+    x, unbatched = _batched(input, n, name, channel_axis=channel_axis)
+    win = _window(name, x, k, s, p, d, ceil_mode, _is_last(name, channel_axis, n))
     res = _compiled(_max_pool, (win, bool(return_indices)), x)
     return _unbatch(res, unbatched)
 
@@ -214,8 +235,7 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
     window of only ``-inf`` picks it); padding holds the lowest value and never
     wins.  The values are then read at the indices, so JAX's gradient goes to
     torch's pick (ties: the first maximum; NaN: the last)."""
-    N, C = x.shape[:2]
-    spatial = tuple(int(v) for v in x.shape[2:])
+    spatial = win.spatial(x)
     taps = win.elements(win.pad(lax.stop_gradient(x), _lowest(x.dtype)))
     first_tap, first_flat, tap_flat = _window_flat_indices(spatial, win)
     best = taps[0] if len(taps) == 1 else lax.select_n(jnp.broadcast_to(first_tap, taps[0].shape), *taps)
@@ -224,14 +244,16 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
         keep = (v > best) | _is_nan(v)
         best = jnp.where(keep, v, best)
         index = jnp.where(keep, jnp.asarray(tap_flat[t], index_dtype()), index)
-    values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(win.outs)),
-                                 axis=2, mode="fill", fill_value=_lowest(x.dtype))
+    N, C, axis = x.shape[0], x.shape[-1 if win.last else 1], 1 if win.last else 2
+    flat = win.full((math.prod(spatial),), N, C)
+    values = jnp.take_along_axis(x.reshape(flat), index.reshape(win.full((math.prod(win.outs),), N, C)),
+                                 axis=axis, mode="fill", fill_value=_lowest(x.dtype))
     values = values.reshape(index.shape)
     return (values, index) if return_indices else values
 
 
 def _window_flat_indices(spatial: Sequence[int], win: _Window) -> tuple[np.ndarray, np.ndarray, list]:
-    """Static (NumPy) indices, each shaped ``(1, 1, *outs)``: the tap number and
+    """Static (NumPy) indices, each shaped to broadcast against the output: the tap number and
     flat input index of torch's starting element (the window's first element
     inside the input), and every tap's flat input index."""
     n = len(win.k)
@@ -239,18 +261,19 @@ def _window_flat_indices(spatial: Sequence[int], win: _Window) -> tuple[np.ndarr
     starts = [np.arange(win.outs[i]) * win.s[i] - win.p[i] for i in range(n)]
     # the first tap inside the input: skip the taps in the left padding
     inside = [np.clip((win.d[i] - 1 - starts[i]) // win.d[i], 0, win.k[i] - 1) for i in range(n)]
-    first_tap = np.zeros((1, 1) + (1,) * n, np.int32)
-    first_flat = np.zeros((1, 1) + (1,) * n, np.int64)
+    first_tap = np.zeros((1,) * (n + 2), np.int32)
+    first_flat = np.zeros((1,) * (n + 2), np.int64)
     for i in range(n):
-        first_tap = first_tap * win.k[i] + _bcast(inside[i].astype(np.int32), i, n)
-        first_flat = first_flat + _bcast((starts[i] + inside[i] * win.d[i]) * fs[i], i, n)
-    base = sum(_bcast(starts[i] * fs[i], i, n) for i in range(n))
+        first_tap = first_tap * win.k[i] + win.bcast(inside[i].astype(np.int32), i)
+        first_flat = first_flat + win.bcast((starts[i] + inside[i] * win.d[i]) * fs[i], i)
+    base = sum(win.bcast(starts[i] * fs[i], i) for i in range(n))
     tap_flat = [base + sum(o * win.d[i] * fs[i] for i, o in enumerate(off)) for off in win.offsets()]
     return first_tap, first_flat, tap_flat
 
 
-@channels_last(spatial=1)
-def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+@channels_last(spatial=1, native=True)
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
+               channel_axis=1):
     """1-d max pooling, as ``torch.nn.functional.max_pool1d`` (see :func:`max_pool2d`).
 
     Shape: ``(N, C, L) -> (N, C, L_out)``, ``L_out = floor((L + 2p - d(k-1) - 1 [+ s-1 if ceil_mode]) / s) + 1``,
@@ -262,11 +285,13 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
       >>> F.max_pool1d(jnp.array([[[1., 3., 2., 5., 4.]]]), 2, return_indices=True)[1].tolist()
       [[[1, 3]]]
     """
-    return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d")
+    return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d",
+                        channel_axis)
 
 
-@channels_last(spatial=2)
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+@channels_last(spatial=2, native=True)
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
+               channel_axis=1):
     """2-d max pooling, as ``torch.nn.functional.max_pool2d``.
 
     Args:
@@ -280,6 +305,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
       return_indices: also return the argmax of each window as an index into the
         flattened ``H * W`` input plane (torch's layout; first maximum on ties,
         NaN wins), dtype ``index_dtype()`` (int64 with x64, else int32).
+      channel_axis: 1, or -1 for a batched ``(N, H, W, C)`` input (what
+        channels-last mode passes; the pooling runs in place).
 
     Shape: ``H_out = floor((H + 2p - d(k-1) - 1 [+ s-1 if ceil_mode]) / s) + 1``, likewise ``W_out``.
 
@@ -291,11 +318,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
       >>> F.max_pool2d(jnp.arange(16.).reshape(1, 4, 4), 2).tolist()
       [[[5.0, 7.0], [13.0, 15.0]]]
     """
-    return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
+    return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d",
+                        channel_axis)
 
 
-@channels_last(spatial=3)
-def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+@channels_last(spatial=3, native=True)
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
+               channel_axis=1):
     """3-d max pooling, as ``torch.nn.functional.max_pool3d`` (see :func:`max_pool2d`).
 
     Indices index the flattened ``D * H * W`` input volume.
@@ -306,7 +335,8 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
       >>> F.max_pool3d(jnp.ones((2, 3, 4, 5, 6)), 2, ceil_mode=True).shape
       (2, 3, 2, 3, 3)
     """
-    return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3, "max_pool3d")
+    return _max_pool_nd(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3, "max_pool3d",
+                        channel_axis)
 
 
 # ----------------------------------------------------------------------------- max unpool
@@ -440,7 +470,7 @@ def _avg_divisor(size: int, k: int, s: int, p: int, out: int, count_include_pad:
 
 
 def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool, count_include_pad: bool,
-                 divisor_override: Any, num_spatial_dims: int, name: str) -> jax.Array:
+                 divisor_override: Any, num_spatial_dims: int, name: str, channel_axis: int = 1) -> jax.Array:
     n = num_spatial_dims
     k, s, p = _window_args(kernel_size, stride, padding, n, name)
     if divisor_override is not None:
@@ -448,16 +478,16 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
             raise TypeError(f"{name}: divisor_override must be an int or None, got {divisor_override!r}")
         if divisor_override == 0:
             raise ValueError(f"{name}: divisor_override must be non-zero, got {divisor_override}")
-    x, unbatched = _batched(input, n, name)
+    x, unbatched = _batched(input, n, name, channel_axis=channel_axis)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    win = _window(name, x, k, s, p, (1,) * n, ceil_mode)
+    win = _window(name, x, k, s, p, (1,) * n, ceil_mode, _is_last(name, channel_axis, n))
     summed = _compiled(_window_sum_entry, (win,), x)
     if divisor_override is not None:
         divisor = np.float64(divisor_override)
     else:
-        spatial = x.shape[2:]
-        divisor = math.prod(_bcast(_avg_divisor(spatial[i], k[i], s[i], p[i], win.outs[i], count_include_pad), i, n)
+        spatial = win.spatial(x)
+        divisor = math.prod(win.bcast(_avg_divisor(spatial[i], k[i], s[i], p[i], win.outs[i], count_include_pad), i)
                             for i in range(n))
     return _unbatch(summed / jnp.asarray(divisor, x.dtype), unbatched)
 
@@ -469,13 +499,13 @@ def _window_sum_entry(x: jax.Array, win: _Window) -> jax.Array:
 def _window_sum(x: jax.Array, win: _Window) -> jax.Array:
     """Sum over each window (zero padding); ``reduce_window`` may return extra
     trailing windows where the right padding is clamped at zero."""
-    summed = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, 1) + win.k, (1, 1) + win.s,
-                               ((0, 0), (0, 0)) + win.pads)
-    return summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in win.outs)]
+    summed = lax.reduce_window(x, np.array(0, x.dtype), lax.add, win.full(win.k, 1, 1), win.full(win.s, 1, 1),
+                               win.full(win.pads, (0, 0), (0, 0)))
+    return summed[win.full([slice(0, o) for o in win.outs], slice(None), slice(None))]
 
 
-@channels_last(spatial=1)
-def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+@channels_last(spatial=1, native=True)
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, channel_axis=1):
     """1-d average pooling, as ``torch.nn.functional.avg_pool1d`` (see :func:`avg_pool2d`).
 
     Example:
@@ -484,12 +514,13 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
       >>> F.avg_pool1d(jnp.array([[[1., 2., 3., 4.]]]), 2).tolist()
       [[[1.5, 3.5]]]
     """
-    return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d")
+    return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d",
+                        channel_axis)
 
 
-@channels_last(spatial=2)
+@channels_last(spatial=2, native=True)
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+               divisor_override=None, *, channel_axis=1):
     """2-d average pooling, as ``torch.nn.functional.avg_pool2d``.
 
     Args:
@@ -501,6 +532,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
         input first (torch's divisor).  Otherwise divide by the number of input
         elements in the window.
       divisor_override: divide every window sum by this instead.
+      channel_axis: 1, or -1 for a batched ``(N, H, W, C)`` input (channels-last mode).
 
     Shape: ``H_out = floor((H + 2p - k [+ s-1 if ceil_mode]) / s) + 1``, likewise ``W_out``.
 
@@ -511,12 +543,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
       [[[2.5, 4.5], [10.5, 12.5]]]
     """
     return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2,
-                        "avg_pool2d")
+                        "avg_pool2d", channel_axis)
 
 
-@channels_last(spatial=3)
+@channels_last(spatial=3, native=True)
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+               divisor_override=None, *, channel_axis=1):
     """3-d average pooling, as ``torch.nn.functional.avg_pool3d`` (see :func:`avg_pool2d`).
 
     Example:
@@ -526,7 +558,7 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
       [8.0, 8.0]
     """
     return _avg_pool_nd(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3,
-                        "avg_pool3d")
+                        "avg_pool3d", channel_axis)
 
 
 # ----------------------------------------------------------------------------- adaptive pools
@@ -575,17 +607,8 @@ def _avg_matrix(size: int, out: int) -> np.ndarray:
 def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str,
                           channel_axis: int = 1) -> jax.Array:
     n = num_spatial_dims
-    if channel_axis == 1:
-        x, unbatched = _batched(input, n, name, empty_channels=True)
-        first = 2
-    else:  # (N, *spatial, C): batched only, an unbatched (*spatial, C) would be ambiguous
-        x, unbatched, first = jnp.asarray(input), False, 1
-        channel_dim(name, channel_axis, n + 2)
-        if x.ndim != n + 2:
-            raise ValueError(f"{name}: channel_axis=-1 expects a batched (N, *{n} spatial dims, C) input "
-                             f"({n + 2}-D), got shape {shape_str(x)}")
-        if any(int(v) == 0 for v in x.shape[1:-1]):
-            raise ValueError(f"{name}: spatial dims of the input must be non-empty, got shape {shape_str(x)}")
+    x, unbatched = _batched(input, n, name, empty_channels=True, channel_axis=channel_axis)
+    first = 1 if _is_last(name, channel_axis, n) else 2
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[first:first + n]), n, name)
@@ -745,7 +768,7 @@ for _n, _f in ((1, adaptive_max_pool1d), (2, adaptive_max_pool2d), (3, adaptive_
 
 
 def _lp_pool_nd(input: Any, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: bool, num_spatial_dims: int,
-                name: str) -> jax.Array:
+                name: str, channel_axis: int = 1) -> jax.Array:
     n = num_spatial_dims
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: norm_type must be a number, got {norm_type!r}")
@@ -753,11 +776,11 @@ def _lp_pool_nd(input: Any, norm_type: Any, kernel_size: Any, stride: Any, ceil_
         raise ValueError(f"{name}: norm_type must be non-zero, got {norm_type!r}")
     k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
     if norm_type == math.inf:
-        return _max_pool_nd(jnp.abs(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name)
+        return _max_pool_nd(jnp.abs(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name, channel_axis)
     if norm_type == -math.inf:
-        return -_max_pool_nd(-jnp.abs(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name)
+        return -_max_pool_nd(-jnp.abs(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name, channel_axis)
     x = jnp.asarray(input)
-    avg = _avg_pool_nd(jnp.power(x, norm_type), k, stride, 0, ceil_mode, True, None, n, name)
+    avg = _avg_pool_nd(jnp.power(x, norm_type), k, stride, 0, ceil_mode, True, None, n, name, channel_axis)
     # torch: (sign(avg) * relu(|avg|)) * prod(k), then ** (1/p); the gradient
     # is zero where the window's sum of x**p is zero.
     scale = jnp.asarray(math.prod(k), avg.dtype)
@@ -773,6 +796,7 @@ _LP_DOC = """Power-average pooling, as ``torch.nn.functional.lp_pool{n}d``.
       input: ``(N, C, *in)`` or ``(C, *in)``.
       norm_type: ``p`` (non-zero; ``inf`` is max pooling of ``|x|``, ``-inf`` min).
       kernel_size, stride (default ``kernel_size``), ceil_mode: as ``avg_pool{n}d``.
+      channel_axis: 1, or -1 for a batched ``(N, *in, C)`` input (channels-last mode).
 
     ``out = (sum over window of x**p) ** (1/p)`` computed as torch does:
     ``avg_pool{n}d(x**p, kernel_size, stride, 0, ceil_mode) * prod(kernel_size)``
@@ -791,19 +815,19 @@ _LP_DOC = """Power-average pooling, as ``torch.nn.functional.lp_pool{n}d``.
     """
 
 
-@channels_last(spatial=1)
-def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 1, "lp_pool1d")
+@channels_last(spatial=1, native=True)
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, channel_axis=1):
+    return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 1, "lp_pool1d", channel_axis)
 
 
-@channels_last(spatial=2)
-def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 2, "lp_pool2d")
+@channels_last(spatial=2, native=True)
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, channel_axis=1):
+    return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 2, "lp_pool2d", channel_axis)
 
 
-@channels_last(spatial=3)
-def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 3, "lp_pool3d")
+@channels_last(spatial=3, native=True)
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, channel_axis=1):
+    return _lp_pool_nd(input, norm_type, kernel_size, stride, ceil_mode, 3, "lp_pool3d", channel_axis)
 
 
 for _n, _f in ((1, lp_pool1d), (2, lp_pool2d), (3, lp_pool3d)):

@@ -64,10 +64,11 @@ class _MaxPoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride", "padding", "dilation"))
         super().__post_init__()
 
-    @channels_last
-    def __call__(self, input: Any) -> Any:
+    @channels_last(native=True)
+    def __call__(self, input: Any, *, channel_axis: int = 1) -> Any:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
         return _P._max_pool_nd(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                               self.return_indices, self.num_spatial_dims, type(self).__name__)
+                               self.return_indices, self.num_spatial_dims, type(self).__name__, channel_axis)
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -178,11 +179,12 @@ class _AvgPoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride", "padding"))
         super().__post_init__()
 
-    @channels_last
-    def __call__(self, input: Any) -> Any:
+    @channels_last(native=True)
+    def __call__(self, input: Any, *, channel_axis: int = 1) -> Any:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
         return _P._avg_pool_nd(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                self.count_include_pad, getattr(self, "divisor_override", None),
-                               self.num_spatial_dims, type(self).__name__)
+                               self.num_spatial_dims, type(self).__name__, channel_axis)
 
 
 class _AvgPoolNdOverride(_AvgPoolNd):
@@ -288,10 +290,11 @@ class _LPPoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride"))
         super().__post_init__()
 
-    @channels_last
-    def __call__(self, input: Any) -> Any:
+    @channels_last(native=True)
+    def __call__(self, input: Any, *, channel_axis: int = 1) -> Any:
+        """``channel_axis`` is set by channels-last mode (-1: ``(N, *spatial, C)``)."""
         return _P._lp_pool_nd(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode,
-                              self.num_spatial_dims, type(self).__name__)
+                              self.num_spatial_dims, type(self).__name__, channel_axis)
 
 
 _LP_DOC = """{n}-d power-average pooling, as ``torch.nn.LPPool{n}d``.
