@@ -8,9 +8,10 @@ it back to the end in every output of the input's rank.  Between two layers the
 pair of moves cancels, and inside XLA:CPU's convolutions, which run
 channels-last, so does the other pair: the network's activations stay
 channels-last without a second implementation of any layer.  Layers that reduce
-over the spatial dims (batch / instance / group norm, adaptive average pooling)
-are decorated ``native=True`` instead: they take ``channel_axis=-1`` and reduce
-in place, which XLA:CPU does ~3x faster than over a moved view.
+over the spatial dims or slide a window over them (batch / instance / group norm,
+max / average / LP / adaptive average pooling) are decorated ``native=True``
+instead: they take ``channel_axis=-1`` and compute in place, which XLA:CPU does
+~2-3x faster than over a moved view.
 """
 
 from __future__ import annotations
