@@ -1,5 +1,6 @@
 """Pooling benchmarks: jaxlayers vs flax.linen (NHWC) and torch, forward and
-forward+backward, compile times.
+forward+backward, compile times; the flax-comparable rows also in channels-last
+mode (``[channels_last]``: the NHWC input pooled in place).
 
 Also:
 * each CPU lowering (jaxlayers/_lowering/pooling.py) against the reference,
@@ -77,6 +78,12 @@ def _time_one(jf, tf, x, tx, mode, iters, rng):
         else:
             tt = time_torch(_torch_fb(tf), tx, torch.tensor(np.asarray(args[1])), iters=iters)
     return tj, c, tt
+
+
+def _channels_last(fn, a):
+    """``fn(a)`` traced in channels-last mode (``a`` is NHWC)."""
+    with config.memory_format("channels_last"):
+        return fn(a)
 
 
 def _interleaved_ratio(jf_a, jf_b, x, mode, iters, rng):
@@ -157,6 +164,9 @@ def run(table: Table, quick: bool) -> None:
                 tfl, cfl, _ = _time_one(ff, None, xh, None, mode, iters, rng)
             results[(name, mode)] = tj
             table.add(f"{name} {mode} {tag}", tj, tfl, tt, c, cfl, note="flax NHWC")
+            if ff is not None:  # channels-last mode: the pool runs in place on the NHWC input
+                tcl, ccl, _ = _time_one(lambda a, jf=jf: _channels_last(jf, a), None, xh, None, mode, iters, rng)
+                table.add(f"{name} {mode} {tag} [channels_last]", tcl, tfl, tt, ccl, cfl, note="flax NHWC")
     for mode in ("fwd", "fwd+bwd"):
         r = results[("MaxPool2d(3,2,1,return_indices)", mode)] / results[("MaxPool2d(3,2,1)", mode)]
         ri = _interleaved_ratio(cases[1][1], cases[0][1], x, mode, iters, rng)

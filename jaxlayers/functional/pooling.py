@@ -489,6 +489,8 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
         spatial = win.spatial(x)
         divisor = math.prod(win.bcast(_avg_divisor(spatial[i], k[i], s[i], p[i], win.outs[i], count_include_pad), i)
                             for i in range(n))
+        if np.all(divisor == divisor.flat[0]):  # one divisor everywhere: a scalar, not a broadcast array
+            divisor = divisor.flat[0]
     return _unbatch(summed / jnp.asarray(divisor, x.dtype), unbatched)
 
 
