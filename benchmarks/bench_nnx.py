@@ -56,6 +56,19 @@ def _linen_step_call(linen, variables, tx, x, y, key=None):
     return linen_call
 
 
+def _nnx_step(model, optimizer, x, y):
+    """One NNX training step (cross-entropy, ``optimizer`` updates ``model`` in place); returns the loss."""
+    import optax
+    from flax import nnx as fnnx
+
+    def loss_fn(model):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+    loss, grads = fnnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+
 def _train_rows(table, quick: bool) -> None:
     import jax
     import jax.numpy as jnp
@@ -79,24 +92,16 @@ def _train_rows(table, quick: bool) -> None:
 
     linen_call = _linen_step_call(linen, variables, tx, x, y, key)
 
-    def nnx_step(model, optimizer, x, y):
-        def loss_fn(model):
-            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-        loss, grads = fnnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
-
     calls = {"linen": linen_call}
     variants = ("nnx cached_partial", "nnx.jit", "nnx split/merge in jax.jit")
     for name in variants:
         model = nnx.from_linen(linen, variables, rngs=fnnx.Rngs(dropout=0))
         optimizer = fnnx.Optimizer(model, tx, wrt=fnnx.Param)
         if name == "nnx cached_partial":
-            bound = fnnx.cached_partial(fnnx.jit(nnx_step), model, optimizer)
+            bound = fnnx.cached_partial(fnnx.jit(_nnx_step), model, optimizer)
             calls[name] = lambda bound=bound: bound(x, y)
         elif name == "nnx.jit":
-            step = fnnx.jit(nnx_step)
+            step = fnnx.jit(_nnx_step)
             calls[name] = lambda step=step, model=model, optimizer=optimizer: step(model, optimizer, x, y)
         else:  # flax's functional API: one pytree of arrays in and out, as the linen step
             graphdef, nstate = fnnx.split((model, optimizer))
@@ -104,7 +109,7 @@ def _train_rows(table, quick: bool) -> None:
             @jax.jit
             def pure(nstate, x, y, graphdef=graphdef):
                 model, optimizer = fnnx.merge(graphdef, nstate)
-                loss = nnx_step(model, optimizer, x, y)
+                loss = _nnx_step(model, optimizer, x, y)
                 return fnnx.state((model, optimizer)), loss
 
             box = [nstate]
@@ -153,15 +158,7 @@ def resnet18_step_calls(batch: int = 32, width: int = 64, seed: int = 0) -> dict
     model.train()  # cached_partial freezes the mode it is given (examples/nnx_train.py)
     optimizer = fnnx.Optimizer(model, tx, wrt=fnnx.Param)
 
-    def nnx_step(model, optimizer, x, y):
-        def loss_fn(model):
-            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-        loss, grads = fnnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    bound = fnnx.cached_partial(fnnx.jit(nnx_step), model, optimizer)
+    bound = fnnx.cached_partial(fnnx.jit(_nnx_step), model, optimizer)
     return {"nnx": lambda: bound(x, y), "linen": linen_call}
 
 

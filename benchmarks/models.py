@@ -320,6 +320,23 @@ class FlaxLSTMLM(_LSTMLMFields):
 # =====================================================================================
 
 
+def _basic_block_forward(block: Any, x: Any) -> Any:
+    """torchvision's ``BasicBlock.forward`` over a block's attributes (the NNX and torch twins)."""
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    identity = x if block.downsample is None else block.downsample(x)
+    return block.relu(out + identity)
+
+
+def _bottleneck_forward(block: Any, x: Any) -> Any:
+    """torchvision's ``Bottleneck.forward`` over a block's attributes (the NNX and torch twins)."""
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.relu(block.bn2(block.conv2(out)))
+    out = block.bn3(block.conv3(out))
+    identity = x if block.downsample is None else block.downsample(x)
+    return block.relu(out + identity)
+
+
 def _nnx_downsample(inplanes: int, outplanes: int, stride: int, kw: dict) -> jnnx.Sequential:
     return jnnx.Sequential(jnnx.Conv2d(inplanes, outplanes, 1, stride, bias=False, **kw),
                            jnnx.BatchNorm2d(outplanes, **kw))
@@ -341,10 +358,7 @@ class NNXBasicBlock(jnnx.Module):
                            if stride != 1 or inplanes != planes else None)
 
     def __call__(self, x: Any) -> Any:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return _basic_block_forward(self, x)
 
 
 class NNXBottleneck(jnnx.Module):
@@ -366,11 +380,7 @@ class NNXBottleneck(jnnx.Module):
                            if stride != 1 or inplanes != out_c else None)
 
     def __call__(self, x: Any) -> Any:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return _bottleneck_forward(self, x)
 
 
 class NNXResNet(jnnx.Module):
@@ -434,10 +444,7 @@ class TorchBasicBlock(tnn.Module):
         self.downsample = _torch_downsample(inplanes, planes, stride) if stride != 1 or inplanes != planes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return _basic_block_forward(self, x)
 
 
 class TorchBottleneck(tnn.Module):
@@ -454,11 +461,7 @@ class TorchBottleneck(tnn.Module):
         self.downsample = _torch_downsample(inplanes, out_c, stride) if stride != 1 or inplanes != out_c else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return _bottleneck_forward(self, x)
 
 
 class TorchResNet(tnn.Module):
