@@ -53,9 +53,9 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
         ``num_spatial_dims`` is used when it has one.  Channels-last input must then
         be batched, ``(N, *spatial, C)``: an unbatched one is ambiguous and rejected.
       native: ``fn`` takes a ``channel_axis`` keyword and computes channels-last
-        itself (a reduction over the spatial dims in place, ~3x faster on XLA:CPU
-        than one over the moved array); it is called with ``channel_axis=-1`` and
-        nothing is moved.
+        itself (a reduction or window over the spatial dims in place, ~2-3x faster
+        on XLA:CPU than over the moved array); it is called with
+        ``channel_axis=-1`` and nothing is moved.
     """
     if fn is None:
         return functools.partial(channels_last, moved=moved, spatial=spatial, native=native)

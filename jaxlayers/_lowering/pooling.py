@@ -50,7 +50,7 @@ def _phase_elements(t: jax.Array, win: Any) -> list:
     array per tap.
     """
     n, (k, s, p, d) = len(win.k), (win.k, win.s, win.p, win.d)
-    N, C = t.shape[0], t.shape[-1 if win.last else 1]
+    N, C = win.batch_channels(t)
     spatial = win.spatial(t)
     lp = [spatial[i] + sum(win.pads[i]) for i in range(n)]
     q = [max(-(-lp[i] // s[i]), win.outs[i] + (k[i] - 1) * d[i] // s[i]) for i in range(n)]

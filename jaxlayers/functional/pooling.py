@@ -62,16 +62,17 @@ _LAYOUT = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)", 3: "(N, C, 
 
 
 def _batched(x: Any, n: int, name: str, empty_channels: bool = False,
-             channel_axis: int = 1) -> tuple[jax.Array, bool]:
+             last: bool = False) -> tuple[jax.Array, bool]:
     """Check the rank and sizes; add a batch dim to an unbatched ``(C, *spatial)`` input.
 
     As torch: the batch may be empty, the spatial dims may not; empty channels
     only where ``empty_channels`` (torch's adaptive average pools).  With
-    ``channel_axis=-1`` the input is ``(N, *spatial, C)``, batched only (an
-    unbatched ``(*spatial, C)`` would be ambiguous)."""
+    ``last`` (``channel_axis=-1``, see :func:`_is_last`) the input is
+    ``(N, *spatial, C)``, batched only (an unbatched ``(*spatial, C)`` would be
+    ambiguous)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = jnp.asarray(x)
-    if _is_last(name, channel_axis, n):
+    if last:
         if x.ndim != n + 2:
             raise ValueError(f"{name}: channel_axis=-1 expects a batched (N, *{n} spatial dims, C) input "
                              f"({n + 2}-D), got shape {shape_str(x)}")
@@ -141,6 +142,10 @@ class _Window(NamedTuple):
     def spatial(self, x: jax.Array) -> tuple:
         return tuple(int(v) for v in (x.shape[1:-1] if self.last else x.shape[2:]))
 
+    def batch_channels(self, x: jax.Array) -> tuple:
+        """``(N, C)`` of a batched array in this layout."""
+        return x.shape[0], x.shape[-1 if self.last else 1]
+
     def bcast(self, vec: np.ndarray, i: int) -> np.ndarray:
         """A per-position vector of spatial dim ``i``, shaped to broadcast against the output."""
         shape = [1] * len(self.k)
@@ -153,7 +158,7 @@ class _Window(NamedTuple):
     def elements(self, xp: jax.Array) -> list:
         """Every output's window elements from the padded input ``xp``: one
         strided slice per tap, each shaped like the output."""
-        N, C = xp.shape[0], xp.shape[-1 if self.last else 1]
+        N, C = self.batch_channels(xp)
         out = []
         for off in self.offsets():
             start = tuple(o * di for o, di in zip(off, self.d))
@@ -217,8 +222,9 @@ def _max_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, dilati
     n = num_spatial_dims
     k, s, p = _window_args(kernel_size, stride, padding, n, name)
     d = ntuple(dilation, n, "dilation", name, min_value=1)
-    x, unbatched = _batched(input, n, name, channel_axis=channel_axis)
-    win = _window(name, x, k, s, p, d, ceil_mode, _is_last(name, channel_axis, n))
+    last = _is_last(name, channel_axis, n)
+    x, unbatched = _batched(input, n, name, last=last)
+    win = _window(name, x, k, s, p, d, ceil_mode, last)
     res = _compiled(_max_pool, (win, bool(return_indices)), x)
     return _unbatch(res, unbatched)
 
@@ -244,10 +250,10 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
         keep = (v > best) | _is_nan(v)
         best = jnp.where(keep, v, best)
         index = jnp.where(keep, jnp.asarray(tap_flat[t], index_dtype()), index)
-    N, C, axis = x.shape[0], x.shape[-1 if win.last else 1], 1 if win.last else 2
+    N, C = win.batch_channels(x)
     flat = win.full((math.prod(spatial),), N, C)
     values = jnp.take_along_axis(x.reshape(flat), index.reshape(win.full((math.prod(win.outs),), N, C)),
-                                 axis=axis, mode="fill", fill_value=_lowest(x.dtype))
+                                 axis=1 if win.last else 2, mode="fill", fill_value=_lowest(x.dtype))
     values = values.reshape(index.shape)
     return (values, index) if return_indices else values
 
@@ -478,10 +484,11 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
             raise TypeError(f"{name}: divisor_override must be an int or None, got {divisor_override!r}")
         if divisor_override == 0:
             raise ValueError(f"{name}: divisor_override must be non-zero, got {divisor_override}")
-    x, unbatched = _batched(input, n, name, channel_axis=channel_axis)
+    last = _is_last(name, channel_axis, n)
+    x, unbatched = _batched(input, n, name, last=last)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    win = _window(name, x, k, s, p, (1,) * n, ceil_mode, _is_last(name, channel_axis, n))
+    win = _window(name, x, k, s, p, (1,) * n, ceil_mode, last)
     summed = _compiled(_window_sum_entry, (win,), x)
     if divisor_override is not None:
         divisor = np.float64(divisor_override)
@@ -609,8 +616,9 @@ def _avg_matrix(size: int, out: int) -> np.ndarray:
 def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str,
                           channel_axis: int = 1) -> jax.Array:
     n = num_spatial_dims
-    x, unbatched = _batched(input, n, name, empty_channels=True, channel_axis=channel_axis)
-    first = 1 if _is_last(name, channel_axis, n) else 2
+    last = _is_last(name, channel_axis, n)
+    x, unbatched = _batched(input, n, name, empty_channels=True, last=last)
+    first = 1 if last else 2
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[first:first + n]), n, name)
