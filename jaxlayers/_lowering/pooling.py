@@ -7,7 +7,9 @@ What they compute equals the reference (values, indices, every derivative
 mode); only the program differs.  Compile time does not grow with the input
 size: loops run over window taps and spatial dims only.
 
-* :func:`max_pool` — the derivative reads the tangent through stride phases,
+* :func:`max_pool` — the values are one ``reduce_window`` max per spatial dim
+  (separable; compiles and runs faster than the taps unrolled); the derivative
+  reads the tangent through stride phases,
   so JAX's transpose of it (the gradient) is one pass per phase instead of one
   interior-padded, input-sized array per window tap (an algorithmic saving:
   ``prod(kernel)`` input-sized buffers fewer); the index search compares every
@@ -81,13 +83,6 @@ def _lowest(dtype: Any) -> Any:
     return jnp.iinfo(dtype).min
 
 
-def _as_bits(v: jax.Array) -> jax.Array:
-    """Floats as unsigned integers of the same width (XLA:CPU compares them faster)."""
-    if jnp.issubdtype(v.dtype, jnp.inexact):
-        return lax.bitcast_convert_type(v, jnp.dtype(f"uint{8 * v.dtype.itemsize}"))
-    return v
-
-
 # ----------------------------------------------------------------------------- max pool
 
 
@@ -114,12 +109,23 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_values(x: jax.Array, win: Any) -> jax.Array:
-    """torch's loop over the window (keep an element when strictly larger or
-    NaN), unrolled over the taps; padding holds the lowest value."""
-    values = win.elements(win.pad(x, _lowest(x.dtype)))
-    best = values[0]
-    for v in values[1:]:
-        best = jnp.where((v > best) | (v != v), v, best)
+    """The window maxima (NaN if the window holds one), one ``lax.reduce_window``
+    per spatial dim: the maximum is separable, and XLA:CPU compiles and runs these
+    faster than the taps unrolled into one select chain (ResNet stem
+    MaxPool2d(3, 2, 1) on 4x112x112x64: compile 0.18 -> 0.04 s, forward 1.7 -> 1.0 ms).
+    Padding holds the lowest value.  A window holding both -0.0 and +0.0 may give
+    +0.0 where torch gives its first; the derivative still follows torch's pick."""
+    lowest = _lowest(x.dtype)
+    ones = win.full((1,) * len(win.k), 1, 1)
+    no_pad = win.full(((0, 0),) * len(win.k), (0, 0), (0, 0))
+    first = 1 if win.last else 2
+    best = x
+    for i in range(len(win.k)):
+        def along(per_dim, rest):
+            return tuple(per_dim if a == first + i else r for a, r in enumerate(rest))
+        best = lax.reduce_window(best, jnp.asarray(lowest, x.dtype), lax.max, along(win.k[i], ones),
+                                 along(win.s[i], ones), along(win.pads[i], no_pad),
+                                 window_dilation=along(win.d[i], ones))
     return best
 
 
@@ -134,8 +140,8 @@ def _max_values_jvp(win, primals, tangents):
 
 def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
     """Tap number (in ``win.offsets()`` order) of torch's pick given the
-    maximum ``best``: the first element equal to it (bitwise: the maximum
-    carries the bits of its first occurrence), or the last NaN; a window of
+    maximum ``best``: the first element equal to it (``==``, so -0.0 and +0.0
+    tie, as in torch's loop), or the last NaN; a window of
     only the lowest value picks its first element inside the input.
 
     Select chains compare with the final maximum only (a chain through the
@@ -150,10 +156,9 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
 
     def pick(src, best, with_nan):
         values = win.elements(src)
-        best_bits = _as_bits(best)
         out = jnp.zeros(best.shape, jnp.int32)
         for key, v in reversed(list(zip(keys, values))):
-            out = jnp.where(_as_bits(v) == best_bits, key, out)
+            out = jnp.where(v == best, key, out)
         for key, v in zip(keys, values) if with_nan else ():
             out = jnp.where(v != v, key, out)
         return out
