@@ -218,6 +218,7 @@ def test_conv_autotune_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
 NORM_CASES = [
     ("layer", (3, 4, 5), (2,), (5,)),
     ("batch", (4, 3, 5), (0, 2), (1, 3, 1)),
+    ("batch channels-last", (4, 3, 2, 5), (0, 1, 2), (1, 1, 1, 5)),
     ("group", (2, 2, 3, 4), (2, 3), (1, 2, 3, 1)),
 ]
 
@@ -273,11 +274,13 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
     with config.lowering("reference"):
         LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
         LN.scale_trailing(x, jnp.ones(3), reference=lambda y, w: calls.append("ref") or y * w)
-    with config.lowering("auto"):  # moments over a leading axis (batch norm): the reference
+    with config.lowering("auto"):  # interleaved axes (batch norm in torch's layout): the reference
         LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (0, 2), (1, 3, 1), reference=ref)
         assert calls == ["ref", "ref", "ref"]
         LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (1, 2), (1, 3, 5), reference=ref)
         assert calls == ["ref", "ref", "ref"]  # trailing axes: lowered
+        LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (0, 1), (1, 1, 5), reference=ref)
+        assert calls == ["ref", "ref", "ref"]  # leading axes (batch norm channels-last): lowered
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
     assert calls == ["ref", "ref", "ref", "ref"]

@@ -4,8 +4,8 @@ Two entry points, each taking the reference from
 :mod:`jaxlayers.functional.normalization` and returning it unchanged where the
 lowering does not apply (setting ``"reference"``, a backend other than CPU):
 
-* :func:`fused_norm` — ``(y, mean, var)`` of batch (single device), layer and
-  group norm.  The moments are the raw ``E[x]``, ``E[x²]`` where they are exact
+* :func:`fused_norm` — ``(y, mean, var)`` of layer, group and instance norm and
+  of batch norm (single device) over leading axes (channels-last, ``(N, C)``).  The moments are the raw ``E[x]``, ``E[x²]`` where they are exact
   enough, else a shifted one-pass variance (:func:`_guarded_moments`); the
   derivative is torch's analytic formula written as a **custom JVP**, so
   forward mode (``jvp``, ``jacfwd``, ``hessian``) works and reverse mode is its
@@ -228,8 +228,13 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
                pshape: tuple[int, ...], *, reference: Callable[..., Any]) -> tuple[Array, Array, Array]:
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
     biased moments over ``axes`` (kept); ``weight``/``bias`` reshape to ``pshape``.
-    Lowered on CPU when ``axes`` are the trailing axes (rows), else the reference."""
+    Lowered on CPU when ``axes`` are the trailing axes (rows: layer norm, group and
+    instance norm in torch's layout) or the leading ones (columns: batch norm
+    channels-last and over ``(N, C)``), else the reference (moments over interleaved
+    axes, such as batch norm's ``(0, 2, 3)`` in torch's layout, measured slower)."""
     axes = tuple(axes)
-    if not enabled("cpu") or x.size == 0 or axes != tuple(range(x.ndim - len(axes), x.ndim)):
+    k = len(axes)
+    rows, columns = axes == tuple(range(x.ndim - k, x.ndim)), axes == tuple(range(k))
+    if not enabled("cpu") or x.size == 0 or not (rows or columns):
         return reference(x, weight, bias, eps, axes, pshape)
     return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
