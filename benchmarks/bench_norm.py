@@ -90,6 +90,10 @@ def run(table: Table, quick: bool = False) -> None:
     _bench_pair(table, f"GroupNorm(8, C) {n}x{c}x{h}x{h}",
                 (nn.GroupNorm(8, c), {}, None), (fnn.GroupNorm(num_groups=8), {}, None),
                 torch.nn.GroupNorm(8, c).float(), x, x_last, x, iters)
+    _bench_pair(table, f"GroupNorm(8, C) {n}x{c}x{h}x{h} [channels_last]",
+                (ChannelsLast(nn.GroupNorm(8, c)), {}, None), (fnn.GroupNorm(num_groups=8), {}, None),
+                torch.nn.GroupNorm(8, c).float(), x_last, x_last,
+                torch.from_numpy(x).contiguous(memory_format=torch.channels_last), iters)
     _bench_pair(table, f"RMSNorm(W) {n}x{c}x{h}x{h}",
                 (nn.RMSNorm(h), {}, None), (fnn.RMSNorm(epsilon=float(np.finfo(np.float32).eps)), {}, None),
                 torch.nn.RMSNorm(h).float(), x, x, x, iters)

