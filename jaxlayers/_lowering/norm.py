@@ -4,10 +4,12 @@ Two entry points, each taking the reference from
 :mod:`jaxlayers.functional.normalization` and returning it unchanged where the
 lowering does not apply (setting ``"reference"``, a backend other than CPU):
 
-* :func:`fused_norm` — ``(y, mean, var)`` of layer, group and instance norm and
-  of batch norm (single device) over leading axes (channels-last, ``(N, C)``).  The moments are the raw ``E[x]``, ``E[x²]`` where they are exact
-  enough, else a shifted one-pass variance (:func:`_guarded_moments`); the
-  derivative is torch's analytic formula written as a **custom JVP**, so
+* :func:`fused_norm` — ``(y, mean, var)`` with moments over trailing axes (layer
+  norm; group norm in torch's layout) or leading axes (single-device batch norm
+  channels-last or over ``(N, C)``).  The moments are the raw ``E[x]``,
+  ``E[x²]`` where they are exact enough, else a shifted one-pass variance
+  (:func:`_guarded_moments`); the derivative is torch's analytic formula
+  written as a **custom JVP**, so
   forward mode (``jvp``, ``jacfwd``, ``hessian``) works and reverse mode is its
   transpose (one fused reduction pass and one elementwise pass).
 * :func:`scale_trailing` — ``y * weight`` for a weight over the trailing dims,
@@ -169,7 +171,7 @@ def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
     m = math.prod(x.shape[i] for i in axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
     xhat = (x.astype(sdt) - mean) * inv
-    # a weight constant along the reduced axes (instance norm) scales in the reduced shape, so the
+    # a weight constant along the reduced axes (channels-last batch norm) scales in the reduced shape, so the
     # transpose (reverse mode) reuses the sums Σg and Σg·x̂ of the weight and bias gradients
     per_slice = weight is not None and all(pshape[i - (x.ndim - len(pshape))] == 1 for i in axes
                                            if i >= x.ndim - len(pshape))
@@ -228,9 +230,9 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
                pshape: tuple[int, ...], *, reference: Callable[..., Any]) -> tuple[Array, Array, Array]:
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
     biased moments over ``axes`` (kept); ``weight``/``bias`` reshape to ``pshape``.
-    Lowered on CPU when ``axes`` are the trailing axes (rows: layer norm, group and
-    instance norm in torch's layout) or the leading ones (columns: batch norm
-    channels-last and over ``(N, C)``), else the reference (moments over interleaved
+    Lowered on CPU when ``axes`` are the trailing axes (rows: layer norm, group norm
+    in torch's layout) or the leading ones (columns: batch norm channels-last and
+    over ``(N, C)``), else the reference (moments over interleaved
     axes, such as batch norm's ``(0, 2, 3)`` in torch's layout, measured slower)."""
     axes = tuple(axes)
     k = len(axes)

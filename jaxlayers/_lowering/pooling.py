@@ -4,7 +4,10 @@ Each entry point takes the reference implementation from
 :mod:`jaxlayers.functional.pooling` and returns ``reference(...)`` unless
 :func:`jaxlayers._lowering.enabled` says ``"cpu"`` and the case is covered.
 What they compute equals the reference (values, indices, every derivative
-mode); only the program differs.  Compile time does not grow with the input
+mode) — except two bit-level details of max pooling's values: a window whose
+maximum is a zero of both signs may give +0.0 where torch gives its first, and a
+window with several NaNs gives one of them, not necessarily torch's last; only
+the program differs otherwise.  Compile time does not grow with the input
 size: loops run over window taps and spatial dims only.
 
 * :func:`max_pool` — the values are one ``reduce_window`` max per spatial dim
@@ -59,7 +62,7 @@ def _phase_elements(t: jax.Array, win: Any) -> list:
     tp = jnp.pad(t, win.full([(p[i], q[i] * s[i] - spatial[i] - p[i]) for i in range(n)], (0, 0), (0, 0)))
     tp = tp.reshape(win.full([a for i in range(n) for a in (q[i], s[i])], N, C))
     # phase dims first, then the layout with each spatial dim replaced by its quotient
-    first = 1 if win.last else 2
+    first = win.axis(0)
     quotients = win.full([first + 2 * i for i in range(n)], 0, 1 + 2 * n if win.last else 1)
     tp = jnp.transpose(tp, tuple(first + 1 + 2 * i for i in range(n)) + quotients)
     # One split per phase dim (its transpose is a concatenation: each input
@@ -109,23 +112,26 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_values(x: jax.Array, win: Any) -> jax.Array:
-    """The window maxima (NaN if the window holds one), one ``lax.reduce_window``
-    per spatial dim: the maximum is separable, and XLA:CPU compiles and runs these
-    faster than the taps unrolled into one select chain (ResNet stem
-    MaxPool2d(3, 2, 1) on 4x112x112x64: compile 0.18 -> 0.04 s, forward 1.7 -> 1.0 ms).
-    Padding holds the lowest value.  A window holding both -0.0 and +0.0 may give
-    +0.0 where torch gives its first; the derivative still follows torch's pick."""
-    lowest = _lowest(x.dtype)
-    ones = win.full((1,) * len(win.k), 1, 1)
-    no_pad = win.full(((0, 0),) * len(win.k), (0, 0), (0, 0))
-    first = 1 if win.last else 2
+    """The window maxima, one ``lax.reduce_window`` max per spatial dim: the maximum
+    is separable, and XLA:CPU compiles and runs these faster than the taps unrolled
+    into one select chain (ResNet stem MaxPool2d(3, 2, 1) on 4x112x112x64: compile
+    0.18 -> 0.04 s, forward 1.7 -> 1.0 ms).  Padding holds the lowest value.  A NaN in
+    a window gives a NaN because XLA's ``max`` propagates NaN (a fast-min-max XLA
+    flag would break that, and the index search with it).  Bit-level differences
+    from torch: a zero maximum of both signs may be +0.0 where torch keeps its
+    first, and of several NaNs any may come out; the derivative follows torch's pick."""
+    lowest = np.array(_lowest(x.dtype), x.dtype)  # a NumPy init: JAX emits its reduce_window_max
     best = x
     for i in range(len(win.k)):
-        def along(per_dim, rest):
-            return tuple(per_dim if a == first + i else r for a, r in enumerate(rest))
-        best = lax.reduce_window(best, jnp.asarray(lowest, x.dtype), lax.max, along(win.k[i], ones),
-                                 along(win.s[i], ones), along(win.pads[i], no_pad),
-                                 window_dilation=along(win.d[i], ones))
+        if win.k[i] == 1 and win.s[i] == 1 and win.pads[i] == (0, 0):
+            continue
+        axis = win.axis(i)
+
+        def along(value, default):
+            return tuple(value if a == axis else default for a in range(x.ndim))
+
+        best = lax.reduce_window(best, lowest, lax.max, along(win.k[i], 1), along(win.s[i], 1),
+                                 along(win.pads[i], (0, 0)), window_dilation=along(win.d[i], 1))
     return best
 
 

@@ -15,10 +15,13 @@ derivative mode works).  Statistics come from two helpers:
   trailing axes.
 
 :func:`_normalize` then applies ``(x − mean) · rsqrt(var + eps) · weight + bias``.
-Batch (single device), layer and group norm go through :func:`_norm_over`,
-which ``jaxlayers._lowering.norm`` lowers on CPU under the ``"auto"`` setting
-(guarded raw moments and torch's analytic derivative as a custom JVP); the
+Batch (single device), layer and group norm (torch's layout) go through
+:func:`_norm_over`, which ``jaxlayers._lowering.norm`` lowers on CPU under the
+``"auto"`` setting where the moments are over trailing or leading axes (guarded
+raw moments and torch's analytic derivative as a custom JVP); the
 ``"reference"`` setting (``jaxlayers.config``) runs the two-pass form here.
+Group norm on a channels-last input is :func:`_group_norm_channels_last` under
+both settings; instance norm is the reference under both.
 
 Functions that torch lets mutate buffers in place (``batch_norm``,
 ``instance_norm``, ``switch_norm``) are pure here: they return a
@@ -519,8 +522,9 @@ def _group_norm_channels_last(x, g, weight, bias, eps):
     """Group norm of ``(N, *spatial, C)`` in place: the two-pass moments as per-channel
     means over the positions (``(N, S, C) -> (N, C)``), then means over each group's
     channels.  The same statistics as one reduction over the grouped axes ``(S, C/G)``
-    of ``(N, S, G, C/G)``, which XLA:CPU runs 2-3x slower (32x32x32x64, GroupNorm(8):
-    forward 3.8 -> 1.5 ms, forward+backward 7.5 -> 4.5 ms; flax.linen 3.4 / 4.8 ms)."""
+    of ``(N, S, G, C/G)``, which XLA:CPU runs 2-3x slower (32x32x32x64, GroupNorm(8),
+    one interleaved run: forward 3.8 -> 1.5 ms, forward+backward 7.5 -> 4.5 ms;
+    flax.linen 3.4 / 4.8 ms)."""
     n, c = x.shape[0], x.shape[-1]
     rows = jnp.reshape(x, (n, math.prod(x.shape[1:-1]), c))
 

@@ -139,6 +139,10 @@ class _Window(NamedTuple):
         """A per-axis tuple of the input's layout from per-spatial-dim entries."""
         return (batch, *spatial, channel) if self.last else (batch, channel, *spatial)
 
+    def axis(self, i: int) -> int:
+        """The array axis of spatial dim ``i``."""
+        return i + (1 if self.last else 2)
+
     def spatial(self, x: jax.Array) -> tuple:
         return tuple(int(v) for v in (x.shape[1:-1] if self.last else x.shape[2:]))
 
@@ -253,7 +257,7 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
     N, C = win.batch_channels(x)
     flat = win.full((math.prod(spatial),), N, C)
     values = jnp.take_along_axis(x.reshape(flat), index.reshape(win.full((math.prod(win.outs),), N, C)),
-                                 axis=1 if win.last else 2, mode="fill", fill_value=_lowest(x.dtype))
+                                 axis=win.axis(0), mode="fill", fill_value=_lowest(x.dtype))
     values = values.reshape(index.shape)
     return (values, index) if return_indices else values
 
