@@ -319,11 +319,22 @@ def _ref_norm(x, axes):
     return (x - m) / np.sqrt(((x - m) ** 2).mean(axes, keepdims=True) + 1e-5)
 
 
-@pytest.mark.parametrize("name", ["batch", "layer", "group", "instance", "switch_bn"])
+@pytest.mark.parametrize("name", ["batch", "batch_channels_last", "batch_1d", "layer", "group",
+                                  "group_channels_last", "instance", "switch_bn"])
 def test_large_offset_float32(name):
+    """Each norm (and each lowering path: trailing axes, leading axes, channels-last group
+    norm) on 1e4 + N(0, 1) in float32 against float64."""
     x32, x64 = _offset_input((16, 8, 16, 16))
+    if name.endswith("channels_last"):
+        x32, x64 = x32.transpose(0, 2, 3, 1), x64.transpose(0, 2, 3, 1)
+    elif name == "batch_1d":
+        x32, x64 = x32.reshape(128, 256), x64.reshape(128, 256)
     fns = {
         "batch": (lambda x: F.batch_norm(x, None, None, training=True).output, (0, 2, 3)),
+        "batch_channels_last": (lambda x: F.batch_norm(x, None, None, training=True, channel_axis=-1).output,
+                                (0, 1, 2)),
+        "batch_1d": (lambda x: F.batch_norm(x, None, None, training=True).output, (0,)),
+        "group_channels_last": (lambda x: F.group_norm(x, 1, channel_axis=-1), (1, 2, 3)),
         "layer": (lambda x: F.layer_norm(x, (8, 16, 16)), (1, 2, 3)),
         "group": (lambda x: F.group_norm(x, 1), (1, 2, 3)),
         "instance": (lambda x: F.instance_norm(x).output, (2, 3)),
@@ -338,15 +349,18 @@ def test_large_offset_float32(name):
     np.testing.assert_allclose(y, _ref_norm(x64, axes), atol=1e-2)
 
 
-@pytest.mark.parametrize("shape,axes", [((32, 128, 768), (2,)), ((32, 64, 32, 32), (0, 2, 3))])
+@pytest.mark.parametrize("shape,axes", [((32, 128, 768), (2,)), ((32, 64, 32, 32), (0, 2, 3)),
+                                        ((32, 32, 32, 64), (0, 1, 2))])
 def test_large_offset_long_rows(shape, axes):
     """Long reductions (a transformer's LayerNorm over 768 features; a BatchNorm over
-    4096 positions): a mean taken as E[x] of the unshifted input errs by ~2e-2 here."""
+    4096 positions, in torch's layout and channels-last): a mean taken as E[x] of the
+    unshifted input errs by ~2e-2 here."""
     x32, x64 = _offset_input(shape)
     if axes == (2,):
         y = jax.jit(lambda x: F.layer_norm(x, (shape[-1],)))(x32)
     else:
-        y = jax.jit(lambda x: F.batch_norm(x, None, None, training=True).output)(x32)
+        channel_axis = 1 if axes == (0, 2, 3) else -1
+        y = jax.jit(lambda x: F.batch_norm(x, None, None, training=True, channel_axis=channel_axis).output)(x32)
     np.testing.assert_allclose(y, _ref_norm(x64, axes), atol=5e-3)
 
 
