@@ -572,6 +572,8 @@ LOWERED_CASES = [
     ("max2d_indices", lambda a: F.max_pool2d(a, (2, 3), (2, 1), 1, (2, 1), True, True), (2, 3, 9, 8)),
     ("avg2d", lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 3, 7, 6)),
     ("lp1d", lambda a: F.lp_pool1d(a, 2, 3, 2, ceil_mode=True), (2, 3, 11)),
+    ("adaptive_max2d", lambda a: F.adaptive_max_pool2d(a, (4, 3)), (2, 3, 9, 8)),
+    ("adaptive_max1d", lambda a: F.adaptive_max_pool1d(a, 4), (2, 3, 11)),
 ]
 
 
@@ -656,7 +658,7 @@ def test_vmap_checkpoint_scan(lowering):
         g_vmap = jax.grad(lambda v: jnp.sum(jnp.sin(jax.vmap(f)(v))))(xs_)
         return direct, mapped, scanned(xs_), g_scan, g_vmap
 
-    lowered = ("max_pool", "max_pool_indices", "avg_pool", "lp_pool")  # the others: one program under both
+    lowered = ("max_pool", "max_pool_indices", "avg_pool", "lp_pool", "adaptive_max_pool")  # others: one program
     cases = [(name, f) for name, f in TRANSFORM_CASES if lowering == "reference" or name in lowered]
     results = jax.jit(lambda: {name: per_function(name, f) for name, f in cases})()
     for name, (direct, mapped, scan_out, g_scan, g_vmap) in results.items():
@@ -672,6 +674,7 @@ SIZE_CASES = [
     ("adaptive_max_pool2d(1)", lambda a: F.adaptive_max_pool2d(a, 1, True)),
     ("adaptive_max_pool2d((7,7))", lambda a: F.adaptive_max_pool2d(a, (7, 7), True)),
     ("adaptive_max_pool2d((3,3))", lambda a: F.adaptive_max_pool2d(a, (3, 3), True)),
+    ("adaptive_max_pool2d((7,7)) values", lambda a: F.adaptive_max_pool2d(a, (7, 7))),
     ("adaptive_avg_pool2d(1)", lambda a: F.adaptive_avg_pool2d(a, 1)),
     ("adaptive_avg_pool2d((7,7))", lambda a: F.adaptive_avg_pool2d(a, (7, 7))),
     ("adaptive_avg_pool2d((3,3))", lambda a: F.adaptive_avg_pool2d(a, (3, 3))),

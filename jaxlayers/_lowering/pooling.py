@@ -17,6 +17,8 @@ size: loops run over window taps and spatial dims only.
   interior-padded, input-sized array per window tap (an algorithmic saving:
   ``prod(kernel)`` input-sized buffers fewer); the index search compares every
   tap with the final maximum only, its NaN pass under a ``lax.cond``.
+* :func:`adaptive_max_pool` — without indices, the values as a plain ``max`` over
+  each dim's bins; torch's ``(value, index)`` search runs only in the derivative.
 * :func:`window_sum` (average and LP pooling) — one ``reduce_window`` sum per
   spatial dim, and the same stride-phase tangent.
 
@@ -191,6 +193,40 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
         inside = np.where(starts >= spatial[i], 0, inside)
         first = first * win.k[i] + win.bcast(inside.astype(np.int32), i)
     return jnp.where(best == _lowest(x.dtype), jnp.asarray(first, jnp.int32), taps)
+
+
+# ----------------------------------------------------------------------------- adaptive max pool
+
+
+def adaptive_max_pool(x: jax.Array, outs: tuple, return_indices: bool, *, bin_elements: Callable,
+                      reference: Callable) -> Any:
+    """``reference(x, outs)`` is ``(values, indices)`` (torch's pick by a
+    ``(value, index)`` reduction); without indices on CPU, the values alone."""
+    if not enabled("cpu") or return_indices or x.size == 0 or 0 in outs:
+        values, indices = reference(x, outs)
+        return (values, indices) if return_indices else values
+    return _adaptive_max_values(x, outs, bin_elements, reference)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable, reference: Callable) -> jax.Array:
+    """The bin maxima, a plain ``max`` over each dim's bins in turn (NaN propagates;
+    the same bit-level caveats as :func:`_max_values`): AdaptiveMaxPool2d((7, 7)) on
+    32x64x33x17 forward 4.7 -> 2.1 ms.  The reference's ``(value, index)`` search
+    runs only in the derivative, which reads the tangent at torch's pick."""
+    lowest = np.array(_lowest(x.dtype), x.dtype)
+    for i in reversed(range(len(outs))):
+        x = jnp.max(bin_elements(x, i, outs[i], lowest), axis=2 + i + 1)
+    return x
+
+
+@_adaptive_max_values.defjvp
+def _adaptive_max_values_jvp(outs, bin_elements, reference, primals, tangents):
+    (x,), (tx,) = primals, tangents
+    values, index = reference(x, outs)
+    n, c = x.shape[:2]
+    flat = index.reshape(n, c, -1)
+    return values, jnp.take_along_axis(tx.reshape(n, c, -1), flat, axis=2).reshape(index.shape)
 
 
 # ----------------------------------------------------------------------------- window sum (avg, LP)

@@ -653,8 +653,12 @@ def _adaptive_max_pool_nd(input: Any, output_size: Any, return_indices: bool, nu
     n = num_spatial_dims
     x, unbatched = _batched(input, n, name, empty_channels=jnp.ndim(input) == n + 1)
     outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[2:]), n, name)
-    y, idx = _compiled(_adaptive_max_pool_reference, (outs,), x)
-    return _unbatch((y, idx) if return_indices else y, unbatched)
+    return _unbatch(_compiled(_adaptive_max_pool, (outs, bool(return_indices)), x), unbatched)
+
+
+def _adaptive_max_pool(x: jax.Array, outs: tuple[int, ...], return_indices: bool) -> Any:
+    return _lowering_pooling.adaptive_max_pool(x, outs, return_indices, bin_elements=_bin_elements,
+                                               reference=_adaptive_max_pool_reference)
 
 
 def _torch_max_pair(a: tuple, b: tuple) -> tuple:
@@ -666,6 +670,17 @@ def _torch_max_pair(a: tuple, b: tuple) -> tuple:
     a_nan, b_nan = _is_nan(av), _is_nan(bv)
     take_b = jnp.where(a_nan | b_nan, b_nan & (~a_nan | (bi > ai)), (bv > av) | ((bv == av) & (bi < ai)))
     return jnp.where(take_b, bv, av), jnp.where(take_b, bi, ai)
+
+
+def _bin_elements(v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
+    """Each of torch's ``out`` adaptive bins along spatial dim ``i`` of ``(N, C, *S)``:
+    axis ``2 + i`` becomes ``(out, K)`` (``K`` the widest bin; a NumPy index array at
+    trace time), and slots past a bin's end hold ``fill``."""
+    ax, size = 2 + i, v.shape[2 + i]
+    start, end = _bins(size, out)
+    sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
+    inside = (sel < end[:, None]).reshape(sel.shape + (1,) * (v.ndim - 1 - ax))
+    return jnp.where(inside, jnp.take(v, np.minimum(sel, size - 1), axis=ax), fill)
 
 
 def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
@@ -688,14 +703,8 @@ def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[j
     values = lax.stop_gradient(x)
     index = jnp.broadcast_to(jnp.arange(math.prod(spatial), dtype=itype).reshape(spatial), x.shape)
     for i in reversed(range(n)):
-        ax = 2 + i
-        start, end = _bins(spatial[i], outs[i])
-        sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
-        inside = (sel < end[:, None]).reshape(sel.shape + (1,) * (n - 1 - i))
-        sel = np.minimum(sel, spatial[i] - 1)
-        bins = (jnp.where(inside, jnp.take(values, sel, axis=ax), lowest),
-                jnp.where(inside, jnp.take(index, sel, axis=ax), last))
-        values, index = lax.reduce(bins, (lowest, last), _torch_max_pair, (ax + 1,))
+        bins = (_bin_elements(values, i, outs[i], lowest), _bin_elements(index, i, outs[i], last))
+        values, index = lax.reduce(bins, (lowest, last), _torch_max_pair, (2 + i + 1,))
     values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(outs)), axis=2)
     return values.reshape(index.shape), index
 
