@@ -572,6 +572,8 @@ LOWERED_CASES = [
     ("max2d_indices", lambda a: F.max_pool2d(a, (2, 3), (2, 1), 1, (2, 1), True, True), (2, 3, 9, 8)),
     ("avg2d", lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 3, 7, 6)),
     ("lp1d", lambda a: F.lp_pool1d(a, 2, 3, 2, ceil_mode=True), (2, 3, 11)),
+    ("max2d_disjoint", lambda a: F.max_pool2d(a, 2, ceil_mode=True), (2, 3, 7, 6)),  # windows as strided taps
+    ("avg2d_disjoint", lambda a: F.avg_pool2d(a, (2, 3), ceil_mode=True), (2, 3, 7, 8)),
     ("adaptive_max2d", lambda a: F.adaptive_max_pool2d(a, (4, 3)), (2, 3, 9, 8)),
     ("adaptive_max1d", lambda a: F.adaptive_max_pool1d(a, 4), (2, 3, 11)),
 ]
