@@ -118,6 +118,15 @@ def accepts_train(fn: Any) -> bool:
     return "train" in params
 
 
+def lowest_value(dtype: Any) -> Any:
+    """The lowest value of a float (``-inf``) or integer dtype: max pooling's padding."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return -jnp.inf
+    if jnp.issubdtype(dtype, jnp.integer):
+        return jnp.iinfo(dtype).min
+    raise TypeError(f"unsupported dtype {dtype}")
+
+
 def index_dtype() -> jnp.dtype:
     """int64 when ``jax_enable_x64`` is on, else int32 (torch always uses int64)."""
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32

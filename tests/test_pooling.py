@@ -576,6 +576,10 @@ LOWERED_CASES = [
     ("avg2d_disjoint", lambda a: F.avg_pool2d(a, (2, 3), ceil_mode=True), (2, 3, 7, 8)),
     ("adaptive_max2d", lambda a: F.adaptive_max_pool2d(a, (4, 3)), (2, 3, 9, 8)),
     ("adaptive_max1d", lambda a: F.adaptive_max_pool1d(a, 4), (2, 3, 11)),
+    ("adaptive_max3d_upsampling", lambda a: F.adaptive_max_pool3d(a, (5, 2, 7)), (1, 2, 3, 4, 5)),
+    ("max1d_gaps", lambda a: F.max_pool1d(a, 2, 3, 1, ceil_mode=True), (2, 3, 11)),  # kernel < stride
+    ("avg3d_disjoint", lambda a: F.avg_pool3d(a, 2, ceil_mode=True), (1, 2, 5, 4, 3)),
+    ("max2d_channels_last", lambda a: F.max_pool2d(a, 3, 2, 1, channel_axis=-1), (2, 7, 6, 3)),
 ]
 
 

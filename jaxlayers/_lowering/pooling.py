@@ -4,10 +4,12 @@ Each entry point takes the reference implementation from
 :mod:`jaxlayers.functional.pooling` and returns ``reference(...)`` unless
 :func:`jaxlayers._lowering.enabled` says ``"cpu"`` and the case is covered.
 What they compute equals the reference (values, indices, every derivative
-mode) — except two bit-level details of max pooling's values: a window whose
-maximum is a zero of both signs may give +0.0 where torch gives its first, and a
-window with several NaNs gives one of them, not necessarily torch's last; only
-the program differs otherwise.  Compile time does not grow with the input
+mode) up to rounding and two bit-level details: average and LP pooling sum
+overlapping windows one dim at a time (float rounding differs in the last bits);
+a max whose window holds a zero of both signs may give +0.0 where torch gives its
+first, and a window with several NaNs gives one of them, not necessarily torch's
+last (under differentiation adaptive max pooling returns the reference's values,
+torch's bits).  Compile time does not grow with the input
 size: loops run over window taps and spatial dims only.
 
 * :func:`max_pool` — the values are one strided slice per tap where windows do
@@ -41,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._utils import index_dtype
+from .._utils import index_dtype, lowest_value
 from . import enabled
 
 # ----------------------------------------------------------------------------- shared
@@ -82,12 +84,6 @@ def _phase_elements(t: jax.Array, win: Any) -> list:
         ph = phases[tuple(ei % si for ei, si in zip(e, s))]
         values.append(lax.slice(ph, win.full(lo, 0, 0), win.full([a + o for a, o in zip(lo, win.outs)], N, C)))
     return values
-
-
-def _lowest(dtype: Any) -> Any:
-    if jnp.issubdtype(dtype, jnp.floating):
-        return -jnp.inf
-    return jnp.iinfo(dtype).min
 
 
 # ----------------------------------------------------------------------------- max pool
@@ -153,7 +149,7 @@ def _max_values(x: jax.Array, win: Any) -> jax.Array:
     with it).  Bit-level differences from torch: a zero maximum of both signs may
     be +0.0 where torch keeps its first, and of several NaNs any may come out; the
     derivative follows torch's pick."""
-    return _window_reduce(x, win, _lowest(x.dtype), lax.max)
+    return _window_reduce(x, win, lowest_value(x.dtype), lax.max)
 
 
 @_max_values.defjvp
@@ -190,7 +186,7 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
             out = jnp.where(v != v, key, out)
         return out
 
-    src = win.pad(x, _lowest(x.dtype))
+    src = win.pad(x, lowest_value(x.dtype))
     if not jnp.issubdtype(best.dtype, jnp.inexact):
         taps = pick(src, best, False)
     else:
@@ -203,7 +199,7 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
         inside = np.clip((win.d[i] - 1 - starts) // win.d[i], 0, win.k[i] - 1)
         inside = np.where(starts >= spatial[i], 0, inside)
         first = first * win.k[i] + win.bcast(inside.astype(np.int32), i)
-    return jnp.where(best == _lowest(x.dtype), jnp.asarray(first, jnp.int32), taps)
+    return jnp.where(best == lowest_value(x.dtype), jnp.asarray(first, jnp.int32), taps)
 
 
 # ----------------------------------------------------------------------------- adaptive max pool
@@ -225,7 +221,7 @@ def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable, refe
     the same bit-level caveats as :func:`_max_values`): AdaptiveMaxPool2d((7, 7)) on
     32x64x33x17 forward 4.7 -> 2.1 ms.  The reference's ``(value, index)`` search
     runs only in the derivative, which reads the tangent at torch's pick."""
-    lowest = np.array(_lowest(x.dtype), x.dtype)
+    lowest = np.array(lowest_value(x.dtype), x.dtype)
     for i in reversed(range(len(outs))):
         x = jnp.max(bin_elements(x, i, outs[i], lowest), axis=2 + i + 1)
     return x
@@ -234,7 +230,7 @@ def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable, refe
 @_adaptive_max_values.defjvp
 def _adaptive_max_values_jvp(outs, bin_elements, reference, primals, tangents):
     (x,), (tx,) = primals, tangents
-    values, index = reference(x, outs)
+    values, index = reference(x, outs)  # the values read at torch's pick (they differ only in the bits)
     n, c = x.shape[:2]
     flat = index.reshape(n, c, -1)
     return values, jnp.take_along_axis(tx.reshape(n, c, -1), flat, axis=2).reshape(index.shape)

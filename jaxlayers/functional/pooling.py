@@ -32,7 +32,7 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import channel_dim, check_input_rank, index_dtype, ntuple, shape_str
+from .._utils import channel_dim, check_input_rank, index_dtype, lowest_value, ntuple, shape_str
 
 __all__ = [
     "max_pool1d",
@@ -200,13 +200,6 @@ def _compiled(fn: Any, static: tuple, *arrays: jax.Array) -> Any:
     return fn(*arrays, *static)
 
 
-def _lowest(dtype: Any) -> Any:
-    if jnp.issubdtype(dtype, jnp.floating):
-        return -jnp.inf
-    if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.iinfo(dtype).min
-    raise TypeError(f"unsupported dtype {dtype}")
-
 
 def _is_nan(v: jax.Array) -> jax.Array:
     if jnp.issubdtype(v.dtype, jnp.inexact):
@@ -246,7 +239,7 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
     wins.  The values are then read at the indices, so JAX's gradient goes to
     torch's pick (ties: the first maximum; NaN: the last)."""
     spatial = win.spatial(x)
-    taps = win.elements(win.pad(lax.stop_gradient(x), _lowest(x.dtype)))
+    taps = win.elements(win.pad(lax.stop_gradient(x), lowest_value(x.dtype)))
     first_tap, first_flat, tap_flat = _window_flat_indices(spatial, win)
     best = taps[0] if len(taps) == 1 else lax.select_n(jnp.broadcast_to(first_tap, taps[0].shape), *taps)
     index = jnp.broadcast_to(jnp.asarray(first_flat, index_dtype()), taps[0].shape)
@@ -257,7 +250,7 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
     N, C = win.batch_channels(x)
     flat = win.full((math.prod(spatial),), N, C)
     values = jnp.take_along_axis(x.reshape(flat), index.reshape(win.full((math.prod(win.outs),), N, C)),
-                                 axis=win.axis(0), mode="fill", fill_value=_lowest(x.dtype))
+                                 axis=win.axis(0), mode="fill", fill_value=lowest_value(x.dtype))
     values = values.reshape(index.shape)
     return (values, index) if return_indices else values
 
@@ -510,8 +503,8 @@ def _window_sum_entry(x: jax.Array, win: _Window) -> jax.Array:
 
 
 def _window_sum(x: jax.Array, win: _Window) -> jax.Array:
-    """Sum over each window (zero padding); ``reduce_window`` may return extra
-    trailing windows where the right padding is clamped at zero."""
+    """Sum over each window (zero padding), cropped to the output sizes (a guard:
+    the padding ``_window`` computes gives exactly them)."""
     summed = lax.reduce_window(x, np.array(0, x.dtype), lax.add, win.full(win.k, 1, 1), win.full(win.s, 1, 1),
                                win.full(win.pads, (0, 0), (0, 0)))
     return summed[win.full([slice(0, o) for o in win.outs], slice(None), slice(None))]
@@ -699,7 +692,7 @@ def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[j
     itype = index_dtype()
     if any(o == 0 for o in outs):
         return jnp.zeros((N, C) + outs, x.dtype), jnp.zeros((N, C) + outs, itype)
-    lowest, last = jnp.asarray(_lowest(x.dtype), x.dtype), jnp.asarray(jnp.iinfo(itype).max, itype)
+    lowest, last = jnp.asarray(lowest_value(x.dtype), x.dtype), jnp.asarray(jnp.iinfo(itype).max, itype)
     values = lax.stop_gradient(x)
     index = jnp.broadcast_to(jnp.arange(math.prod(spatial), dtype=itype).reshape(spatial), x.shape)
     for i in reversed(range(n)):
