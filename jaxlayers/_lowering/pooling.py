@@ -114,14 +114,16 @@ def _window_reduce(x: jax.Array, win: Any, init: Any, op: Callable) -> jax.Array
     """``op`` (``lax.max`` or ``lax.add``, both separable) over every window.
 
     Windows that do not overlap (``kernel <= stride``, no dilation: every input
-    element is read at most once, which nothing beats): one strided slice per tap,
-    folded with ``op``.  Overlapping windows: one ``lax.reduce_window`` per spatial
-    dim, which XLA:CPU compiles and runs faster than the taps unrolled (the stem's
-    MaxPool2d(3, 2, 1) on 4x112x112x64: compile 0.18 -> 0.04 s, forward 1.7 -> 1.0
-    ms; MaxPool2d(2) at 32x64x32x32 stays 0.3-0.4 ms as taps, 1.0 ms per dim).
-    Cropped to the output sizes."""
+    element is read at most once, which nothing beats), or a window over one dim
+    only (nothing to separate): one strided slice per tap, folded with ``op``.
+    Otherwise one ``lax.reduce_window`` per spatial dim, which XLA:CPU compiles and
+    runs faster than the taps unrolled (the stem's MaxPool2d(3, 2, 1) on
+    4x112x112x64: compile 0.18 -> 0.04 s, forward 1.7 -> 1.0 ms; MaxPool2d(2) at
+    32x64x32x32 stays 0.3-0.4 ms as taps, 1.0 ms per dim).  Cropped to the output
+    sizes."""
     init = np.array(init, x.dtype)  # a NumPy init: JAX emits its reduce_window_max / _sum
-    if all(k <= s and (d == 1 or k == 1) for k, s, d in zip(win.k, win.s, win.d)):
+    disjoint = all(k <= s and (d == 1 or k == 1) for k, s, d in zip(win.k, win.s, win.d))
+    if disjoint or sum(k > 1 for k in win.k) < 2:
         taps = win.elements(win.pad(x, init))
         out = taps[0]
         for v in taps[1:]:
