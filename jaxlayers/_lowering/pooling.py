@@ -106,7 +106,7 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
     flats = [jnp.full(taps.shape, sum(o * di * f for o, di, f in zip(off, win.d, fs)), itype)
              for off in win.offsets()]
     shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
-    base = sum(win.bcast((np.arange(win.outs[i]) * win.s[i] - win.p[i]) * fs[i], i) for i in range(n))
+    base = sum(win.bcast(start * f, i) for i, (start, f) in enumerate(zip(win.starts(), fs)))
     return best, jnp.asarray(base, itype) + shift
 
 
@@ -176,7 +176,6 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
     ``lax.cond`` only when some maximum is NaN; the cond also keeps XLA from
     fusing this search into the gradient's pass, which then redid it for every
     input element (MaxPool2d(3, 2, 1) on 32x64x32x32: 37-45 ms instead of 11)."""
-    n = len(win.k)
     keys = [jnp.asarray(t, jnp.int32) for t in range(len(win.offsets()))]
 
     def pick(src, best, with_nan):
@@ -194,14 +193,7 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
     else:
         taps = lax.cond(jnp.any(best != best), functools.partial(pick, with_nan=True),
                         functools.partial(pick, with_nan=False), src, best)
-    first = np.zeros((1,) * (n + 2), np.int32)
-    spatial = win.spatial(x)
-    for i in range(n):
-        starts = np.arange(win.outs[i]) * win.s[i] - win.p[i]
-        inside = np.clip((win.d[i] - 1 - starts) // win.d[i], 0, win.k[i] - 1)
-        inside = np.where(starts >= spatial[i], 0, inside)
-        first = first * win.k[i] + win.bcast(inside.astype(np.int32), i)
-    return jnp.where(best == lowest_value(x.dtype), jnp.asarray(first, jnp.int32), taps)
+    return jnp.where(best == lowest_value(x.dtype), jnp.asarray(win.first_tap()), taps)
 
 
 # ----------------------------------------------------------------------------- adaptive max pool

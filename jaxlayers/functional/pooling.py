@@ -93,6 +93,11 @@ def _is_last(name: str, channel_axis: Any, n: int) -> bool:
     return channel_dim(name, channel_axis, n + 2) != 1
 
 
+def _spatial_shape(x: jax.Array, last: bool) -> tuple[int, ...]:
+    """The spatial sizes of a batched ``(N, C, *S)`` or, with ``last``, ``(N, *S, C)`` array."""
+    return tuple(int(v) for v in (x.shape[1:-1] if last else x.shape[2:]))
+
+
 def _unbatch(y: Any, unbatched: bool) -> Any:
     if isinstance(y, tuple):
         return tuple(_unbatch(v, unbatched) for v in y)
@@ -144,7 +149,7 @@ class _Window(NamedTuple):
         return i + (1 if self.last else 2)
 
     def spatial(self, x: jax.Array) -> tuple:
-        return tuple(int(v) for v in (x.shape[1:-1] if self.last else x.shape[2:]))
+        return _spatial_shape(x, self.last)
 
     def batch_channels(self, x: jax.Array) -> tuple:
         """``(N, C)`` of a batched array in this layout."""
@@ -155,6 +160,23 @@ class _Window(NamedTuple):
         shape = [1] * len(self.k)
         shape[i] = vec.shape[0]
         return vec.reshape(self.full(shape, 1, 1))
+
+    def starts(self) -> list:
+        """Per spatial dim, where each output's window starts (negative in the left padding)."""
+        return [np.arange(o) * s - p for o, s, p in zip(self.outs, self.s, self.p)]
+
+    def first_inside(self) -> list:
+        """Per spatial dim, the kernel tap at which each output's window enters the input
+        (torch's loop starts there, so a window of only the lowest value picks it)."""
+        return [np.clip((d - 1 - st) // d, 0, k - 1) for st, d, k in zip(self.starts(), self.d, self.k)]
+
+    def first_tap(self) -> np.ndarray:
+        """The row-major tap number (``offsets()`` order) of torch's starting element,
+        shaped to broadcast against the output."""
+        tap = np.zeros((1,) * (len(self.k) + 2), np.int32)
+        for i, (k, inside) in enumerate(zip(self.k, self.first_inside())):
+            tap = tap * k + self.bcast(inside.astype(np.int32), i)
+        return tap
 
     def pad(self, x: jax.Array, value: Any) -> jax.Array:
         return jnp.pad(x, self.full(self.pads, (0, 0), (0, 0)), constant_values=value)
@@ -180,7 +202,7 @@ def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool, last: bool = F
                 f"{name}: padding should be at most half of kernel_size, got padding={p} "
                 f"and kernel_size={k} (dim {i}: {p[i]} > {k[i]} // 2)"
             )
-    spatial = tuple(int(v) for v in (x.shape[1:-1] if last else x.shape[2:]))
+    spatial = _spatial_shape(x, last)
     outs = tuple(_pool_out_size(spatial[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(n))
     if any(o < 1 for o in outs):
         raise ValueError(
@@ -198,7 +220,6 @@ def _compiled(fn: Any, static: tuple, *arrays: jax.Array) -> Any:
     """``fn(*arrays, *static)``, compiled once per shape and static arguments, so
     that calls outside ``jit`` run as one program (inside ``jit`` it is inlined)."""
     return fn(*arrays, *static)
-
 
 
 def _is_nan(v: jax.Array) -> jax.Array:
@@ -261,17 +282,13 @@ def _window_flat_indices(spatial: Sequence[int], win: _Window) -> tuple[np.ndarr
     inside the input), and every tap's flat input index."""
     n = len(win.k)
     fs = _flat_strides(spatial)
-    starts = [np.arange(win.outs[i]) * win.s[i] - win.p[i] for i in range(n)]
-    # the first tap inside the input: skip the taps in the left padding
-    inside = [np.clip((win.d[i] - 1 - starts[i]) // win.d[i], 0, win.k[i] - 1) for i in range(n)]
-    first_tap = np.zeros((1,) * (n + 2), np.int32)
+    starts, inside = win.starts(), win.first_inside()
     first_flat = np.zeros((1,) * (n + 2), np.int64)
     for i in range(n):
-        first_tap = first_tap * win.k[i] + win.bcast(inside[i].astype(np.int32), i)
         first_flat = first_flat + win.bcast((starts[i] + inside[i] * win.d[i]) * fs[i], i)
     base = sum(win.bcast(starts[i] * fs[i], i) for i in range(n))
     tap_flat = [base + sum(o * win.d[i] * fs[i] for i, o in enumerate(off)) for off in win.offsets()]
-    return first_tap, first_flat, tap_flat
+    return win.first_tap(), first_flat, tap_flat
 
 
 @channels_last(spatial=1, native=True)
@@ -618,7 +635,7 @@ def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, n
     first = 1 if last else 2
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[first:first + n]), n, name)
+    outs = _adaptive_sizes(output_size, _spatial_shape(x, last), n, name)
     y = _compiled(_adaptive_avg_pool_reference, (outs, first), x)
     return _unbatch(y, unbatched)
 
