@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 import jaxlayers.functional as F
 from jaxlayers import config, nn
@@ -144,7 +145,7 @@ def test_function_in_channels_last_equals_channels_first(name, fn, xs):
     close(got, _cl_tree(want, rank), rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-GRADIENT_ROWS = ("conv2d", "batch_norm", "max_unpool2d", "cross_entropy")
+GRADIENT_ROWS = ("conv2d", "batch_norm", "instance_norm", "group_norm", "max_unpool2d", "cross_entropy")
 
 
 @pytest.mark.parametrize("name", GRADIENT_ROWS)
@@ -179,18 +180,34 @@ def test_channels_last_needs_batched_input(call):
         call()
 
 
-@pytest.mark.parametrize("name,fn", [
+IN_PLACE_LAYERS = [
     ("batch_norm", lambda x, **k: F.batch_norm(x, C4 * 0, C4 ** 2, C4, C4, training=True, **k)),
     ("instance_norm", lambda x, **k: F.instance_norm(x, C4 * 0, C4 ** 2, C4, C4, **k)),
     ("group_norm", lambda x, **k: F.group_norm(x, 2, C4, C4, **k)),
     ("adaptive_avg_pool2d", lambda x, **k: F.adaptive_avg_pool2d(x, (3, 2), **k)),
-])
+]
+
+
+@pytest.mark.parametrize("name,fn", IN_PLACE_LAYERS, ids=[r[0] for r in IN_PLACE_LAYERS])
 def test_layers_compute_channels_last_in_place(name, fn):
     """batch/instance/group norm and adaptive average pooling take channel_axis=-1 (what the
     mode passes) and reduce in place."""
     close(fn(_last(X2), channel_axis=-1), _cl_tree(fn(X2), 4), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=f"{name}: channel_axis must be 1 .* or -1"):
         fn(X2, channel_axis=2)
+
+
+
+@pytest.mark.both_settings
+@pytest.mark.parametrize("name,fn", IN_PLACE_LAYERS[:3], ids=[r[0] for r in IN_PLACE_LAYERS[:3]])
+def test_in_place_norms_under_check_grads(name, fn):
+    """The in-place norms (channels-last batch norm's lowering, group norm's per-channel
+    moments) differentiate correctly in forward and reverse mode, to second order."""
+    def out(x):
+        y = fn(x, channel_axis=-1)
+        return y.output if hasattr(y, "output") else y
+
+    check_grads(out, (_last(X2),), order=2, modes=("fwd", "rev"))
 
 
 # pooling runs channels-last in place through the window code and its lowering (values,
