@@ -131,3 +131,37 @@ def index_dtype() -> jnp.dtype:
     """int64 when ``jax_enable_x64`` is on, else int32 (torch always uses int64)."""
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
 
+
+
+def always_indices(fn: Any, example: str) -> Any:
+    """torch's ``F.<fn>_with_indices``: ``fn`` returning ``(output, indices)`` whatever ``return_indices`` says.
+
+    ``example`` is the docstring's doctest body (lines after ``>>>``-prompted imports).
+    """
+    signature = inspect.signature(fn)
+    name = f"{fn.__name__}_with_indices"
+
+    def with_indices(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}: {e}") from None
+        bound.arguments["return_indices"] = True
+        return fn(*bound.args, **bound.kwargs)
+
+    with_indices.__name__ = with_indices.__qualname__ = name
+    with_indices.__module__ = fn.__module__
+    with_indices.__signature__ = signature
+    with_indices.__doc__ = f"""{fn.__name__} that always returns ``(output, indices)``, as ``torch.nn.functional.{name}``.
+
+    Args:
+      as :func:`{fn.__name__}`; ``return_indices`` is accepted and ignored, as in torch.
+
+    Shape: as :func:`{fn.__name__}`; ``indices`` has the output's shape.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+{example}
+    """
+    return with_indices

@@ -304,6 +304,29 @@ def test_adaptive_max_pool_parity(n, shape, out, rng):
         np.testing.assert_array_equal(np.asarray(y), _np_adaptive(x, outs, np.max))
 
 
+@pytest.mark.parametrize("name,args,shape", [
+    ("max_pool1d_with_indices", (3, 2, 1, 1, True, False), (2, 3, 8)),  # return_indices=False positionally
+    ("max_pool2d_with_indices", (3, 2, 1), (2, 3, 7, 6)),
+    ("max_pool3d_with_indices", (2,), (1, 2, 4, 5, 4)),
+    ("adaptive_max_pool1d_with_indices", (3, False), (3, 7)),
+    ("adaptive_max_pool2d_with_indices", ((3, 2),), (2, 3, 7, 5)),
+    ("adaptive_max_pool3d_with_indices", (2,), (1, 2, 3, 5, 4)),
+    ("fractional_max_pool2d_with_indices", (2, (3, 3), None, False, np.array([[[0.3, 0.7]]] * 2).repeat(3, 1)),
+     (2, 3, 6, 7)),
+    ("fractional_max_pool3d_with_indices", (2, 2, None, False, np.full((1, 2, 3), 0.4)), (1, 2, 4, 5, 4)),
+])
+def test_with_indices_twins_always_return_indices(name, args, shape, rng):
+    """torch's ``F.*_with_indices`` return ``(output, indices)`` even with ``return_indices=False``."""
+    x = rng.normal(size=shape)
+    (y, i), (yt, it) = getattr(F, name)(x, *args), getattr(TF, name)(
+        torch.tensor(x), *[torch.tensor(a) if isinstance(a, np.ndarray) else a for a in args])
+    np.testing.assert_array_equal(np.asarray(y), yt.numpy())
+    np.testing.assert_array_equal(np.asarray(i), it.numpy())
+    assert inspect.signature(getattr(F, name)) == inspect.signature(getattr(F, name.removesuffix("_with_indices")))
+    with pytest.raises(TypeError, match=name):
+        getattr(F, name)(x, *args, bogus=1)
+
+
 def test_adaptive_max_nan():
     x = np.array([[[1.0, np.nan, 3.0, np.nan, 2.0, 5.0, 5.0]]])
     v, i = F.adaptive_max_pool1d(x, 3, True)

@@ -121,6 +121,12 @@ ROWS = [
     ("adaptive_max_pool1d", (lambda x: F.adaptive_max_pool1d(x, 3), (_x(1, 2, 7),))),
     ("adaptive_max_pool2d", (lambda x: F.adaptive_max_pool2d(x, (3, 2)), (_x(1, 2, 5, 5),))),
     ("adaptive_max_pool3d", (lambda x: F.adaptive_max_pool3d(x, 2), (_x(1, 1, 3, 3, 3),))),
+    # torch's *_with_indices twins: the output, differentiated (the indices are integers)
+    *[(f"{n}_with_indices", (lambda x, n=n, a=a: getattr(F, f"{n}_with_indices")(x, *a)[0], (_x(*shape),)))
+      for n, a, shape in (("max_pool1d", (2, 1), (1, 2, 5)), ("max_pool2d", (3, 2, 1), (1, 2, 5, 5)),
+                          ("max_pool3d", (2,), (1, 1, 4, 4, 4)), ("adaptive_max_pool1d", (3,), (1, 2, 7)),
+                          ("adaptive_max_pool2d", ((3, 2),), (1, 2, 5, 5)),
+                          ("adaptive_max_pool3d", (2,), (1, 1, 3, 3, 3)))],
     ("lp_pool1d", (lambda x: F.lp_pool1d(x, 2, 2), (_x(1, 2, 6, positive=True),))),
     ("lp_pool2d", (lambda x: F.lp_pool2d(x, 3, 2), (_x(1, 2, 4, 4, positive=True),))),
     ("lp_pool3d", (lambda x: F.lp_pool3d(x, 2, 2), (_x(1, 1, 2, 2, 2, positive=True),))),
@@ -210,6 +216,10 @@ ROWS = [
                                (_x(1, 2, 5, 5),))),
     ("fractional_max_pool3d", (lambda x: F.fractional_max_pool3d(x, 2, output_size=2, _random_samples=_U3),
                                (_x(1, 1, 4, 4, 4),))),
+    *[(f"fractional_max_pool{d}d_with_indices", (
+        lambda x, d=d, u=u: getattr(F, f"fractional_max_pool{d}d_with_indices")(x, 2, output_size=2,
+                                                                                _random_samples=u)[0],
+        (_x(*(1, u.shape[1]) + (4,) * d),))) for d, u in ((2, _U2), (3, _U3))],
     ("rrelu", (lambda x: F.rrelu(x, training=True, key=KEY), (_x(2, 5),))),
 ]
 TABLE = dict(ROWS)

@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._memory_format import channels_last
-from .._utils import index_dtype, ntuple, shape_str
+from .._utils import always_indices, index_dtype, ntuple, shape_str
 
-__all__ = ["fractional_max_pool2d", "fractional_max_pool3d"]
+__all__ = ["fractional_max_pool2d", "fractional_max_pool3d", "fractional_max_pool2d_with_indices",
+           "fractional_max_pool3d_with_indices"]
 
 Array = jax.Array
 
@@ -202,3 +203,13 @@ def fractional_max_pool3d(input: Any, kernel_size: Any, output_size: Any = None,
     """
     return _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices, _random_samples,
                                 key, 3, "fractional_max_pool3d")
+
+
+fractional_max_pool2d_with_indices = always_indices(fractional_max_pool2d, """\
+      >>> x = jnp.arange(16.).reshape(1, 4, 4)
+      >>> F.fractional_max_pool2d_with_indices(x, 2, output_size=2, key=jax.random.key(0))[1].shape
+      (1, 2, 2)""")
+fractional_max_pool3d_with_indices = always_indices(fractional_max_pool3d, """\
+      >>> x = jnp.arange(27.).reshape(1, 3, 3, 3)
+      >>> F.fractional_max_pool3d_with_indices(x, 2, output_size=1, key=jax.random.key(0))[1].tolist()
+      [[[[26]]]]""")

@@ -32,12 +32,15 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import channel_dim, check_input_rank, index_dtype, lowest_value, ntuple, shape_str
+from .._utils import always_indices, channel_dim, check_input_rank, index_dtype, lowest_value, ntuple, shape_str
 
 __all__ = [
     "max_pool1d",
     "max_pool2d",
     "max_pool3d",
+    "max_pool1d_with_indices",
+    "max_pool2d_with_indices",
+    "max_pool3d_with_indices",
     "max_unpool1d",
     "max_unpool2d",
     "max_unpool3d",
@@ -50,6 +53,9 @@ __all__ = [
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
     "adaptive_max_pool3d",
+    "adaptive_max_pool1d_with_indices",
+    "adaptive_max_pool2d_with_indices",
+    "adaptive_max_pool3d_with_indices",
     "lp_pool1d",
     "lp_pool2d",
     "lp_pool3d",
@@ -866,3 +872,24 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, ch
 for _n, _f in ((1, lp_pool1d), (2, lp_pool2d), (3, lp_pool3d)):
     _f.__doc__ = _LP_DOC.format(n=_n)
 del _n, _f
+
+
+# ----------------------------------------------------------------------------- *_with_indices
+max_pool1d_with_indices = always_indices(max_pool1d, """\
+      >>> F.max_pool1d_with_indices(jnp.array([[[1., 3., 2., 5.]]]), 2)[1].tolist()
+      [[[1, 3]]]""")
+max_pool2d_with_indices = always_indices(max_pool2d, """\
+      >>> F.max_pool2d_with_indices(jnp.arange(16.).reshape(1, 4, 4), 2)[1].tolist()
+      [[[5, 7], [13, 15]]]""")
+max_pool3d_with_indices = always_indices(max_pool3d, """\
+      >>> F.max_pool3d_with_indices(jnp.arange(8.).reshape(1, 2, 2, 2), 2)[1].tolist()
+      [[[[7]]]]""")
+adaptive_max_pool1d_with_indices = always_indices(adaptive_max_pool1d, """\
+      >>> F.adaptive_max_pool1d_with_indices(jnp.array([[[1., 3., 2., 5., 4.]]]), 2)[1].tolist()
+      [[[1, 3]]]""")
+adaptive_max_pool2d_with_indices = always_indices(adaptive_max_pool2d, """\
+      >>> F.adaptive_max_pool2d_with_indices(jnp.arange(16.).reshape(1, 4, 4), 1)[1].tolist()
+      [[[15]]]""")
+adaptive_max_pool3d_with_indices = always_indices(adaptive_max_pool3d, """\
+      >>> F.adaptive_max_pool3d_with_indices(jnp.arange(8.).reshape(1, 2, 2, 2), 1)[1].tolist()
+      [[[[7]]]]""")
