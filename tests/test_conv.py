@@ -102,6 +102,23 @@ def test_conv_functional_vs_torch(n, xs, ws, kw, rng):
     _compare(lambda x, w, b: OUR_CONV[n](x, w, b, **kw), lambda x, w, b: TORCH_CONV[n](x, w, b, **kw), rng, x, w, b)
 
 
+
+@pytest.mark.parametrize("t,k,pad", [(6, 3, 1), (6, 3, -1), (4, 1, 0), (2, 5, 2), (3, 3, 0)])
+def test_conv_tbc_vs_torch(t, k, pad, rng):
+    x, w, b = rng.standard_normal((t, 2, 3)), rng.standard_normal((k, 3, 4)), rng.standard_normal(4)
+    _compare(lambda x, w, b: F.conv_tbc(x, w, b, pad), lambda x, w, b: TF.conv_tbc(x, w, b, pad), rng, x, w, b)
+
+
+@pytest.mark.parametrize("shapes,pad,match", [
+    (((5, 3), (3, 3, 4), (4,)), 0, "input must be"),
+    (((5, 2, 3), (3, 2, 4), (4,)), 0, r"weight must be \(kernel_width, 3, out_channels\)"),
+    (((5, 2, 3), (3, 3, 4), (3,)), 0, r"bias must have shape \(4,\)"),
+    (((3, 2, 3), (5, 3, 4), (4,)), 0, "larger than the padded input length 3"),
+])
+def test_conv_tbc_errors(shapes, pad, match):
+    with pytest.raises(ValueError, match=match):
+        F.conv_tbc(*(jnp.ones(s) for s in shapes), pad)
+
 CONVT_CASES = [
     (1, (2, 4, 5), (4, 3, 3), dict(stride=2, padding=1, output_padding=1)),
     (1, (2, 4, 5), (4, 2, 3), dict(groups=2, dilation=2, output_padding=1, bias=False)),  # op < dilation

@@ -79,6 +79,7 @@ ROWS = [
     ("conv1d", (lambda x, w, b: F.conv1d(x, w, b, padding=1), (_x(1, 2, 5), _x(3, 2, 3, seed=1), _x(3, seed=2)))),
     ("conv2d", (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=1), (_x(1, 2, 4, 4), _x(2, 2, 3, 3, seed=1)))),
     ("conv3d", (lambda x, w: F.conv3d(x, w, padding=1), (_x(1, 1, 3, 3, 3), _x(2, 1, 2, 2, 2, seed=1)))),
+    ("conv_tbc", (lambda x, w, b: F.conv_tbc(x, w, b, 1), (_x(5, 2, 3), _x(3, 3, 4, seed=1), _x(4, seed=2)))),
     ("conv_transpose1d", (lambda x, w: F.conv_transpose1d(x, w, stride=2, padding=1),
                           (_x(1, 2, 4), _x(2, 3, 3, seed=1)))),
     ("conv_transpose2d", (lambda x, w: F.conv_transpose2d(x, w, stride=2),

@@ -26,6 +26,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "conv_tbc",
 ]
 
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
@@ -374,3 +375,39 @@ for _n, _f in ((1, conv1d), (2, conv2d), (3, conv3d)):
 for _n, _f in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):
     _f.__doc__ = _CONVT_DOC.format(n=_n, layout=_layouts(_n))
 del _n, _f
+
+
+def conv_tbc(input, weight, bias, pad=0):
+    """1-d convolution over a ``(time, batch, channels)`` sequence, as ``torch.nn.functional.conv_tbc``.
+
+    Args:
+      input: ``(T, B, C_in)``.
+      weight: ``(kernel_width, C_in, C_out)``.
+      bias: ``(C_out,)``.
+      pad: time steps of zeros added on both ends; negative crops, as in torch.
+
+    Shape: ``(T, B, C_in) -> (T + 2 * pad - kernel_width + 1, B, C_out)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxlayers import functional as F
+      >>> F.conv_tbc(jnp.ones((5, 2, 3)), jnp.ones((3, 3, 4)), jnp.zeros(4), 1)[:, 0, 0].tolist()
+      [6.0, 9.0, 9.0, 9.0, 6.0]
+    """
+    x, weight, bias = _promote(input, weight, bias)
+    if x.ndim != 3:
+        raise ValueError(f"conv_tbc: input must be (time, batch, in_channels), got shape {shape_str(x)}")
+    if weight.ndim != 3 or weight.shape[1] != x.shape[2]:
+        raise ValueError(f"conv_tbc: weight must be (kernel_width, {x.shape[2]}, out_channels) for input of shape "
+                         f"{shape_str(x)}, got {shape_str(weight)}")
+    if bias is None or bias.shape != weight.shape[2:]:
+        raise ValueError(f"conv_tbc: bias must have shape ({weight.shape[2]},) (out_channels of weight "
+                         f"{shape_str(weight)}), got {None if bias is None else shape_str(bias)}")
+    if not _is_int(pad):
+        raise TypeError(f"conv_tbc: pad must be an int, got {pad!r}")
+    out = x.shape[0] + 2 * int(pad) - weight.shape[0] + 1
+    if out < 0:
+        raise ValueError(f"conv_tbc: kernel width {weight.shape[0]} is larger than the padded input length "
+                         f"{x.shape[0] + 2 * int(pad)} (input {shape_str(x)}, pad={pad})")
+    y = lax.conv_general_dilated(x, weight, (1,), [(int(pad), int(pad))], dimension_numbers=("HNC", "HIO", "HNC"))
+    return y + bias
