@@ -62,8 +62,9 @@ def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str =
         for i, (u, v) in enumerate(zip(a, b)):
             close(u, v, rtol, atol, f"{err_msg}[{i}]", equal_nan)
         return
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=err_msg,
-                               equal_nan=equal_nan)
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"{err_msg}: shape {a.shape} != {b.shape}"
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=err_msg, equal_nan=equal_nan)
 
 
 def torch_fwd_bwd(fn: Callable, cotangent: Any, *arrays: Any) -> tuple[Any, list]:
