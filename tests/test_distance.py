@@ -69,6 +69,9 @@ def test_pairwise_distance_matches_torch():
     cases.append((lambda a, b: F.pairwise_distance(a, b, keepdim=True),
                   lambda a, b: TF.pairwise_distance(a, b, keepdim=True), (A, B[:1])))
     cases.append((lambda a, b: F.pairwise_distance(a, b), lambda a, b: TF.pairwise_distance(a, b), (A[0], B[0])))
+    # 0-d inputs stay 0-d with keepdim
+    cases.append((lambda a, b: F.pairwise_distance(a, b, keepdim=True),
+                  lambda a, b: TF.pairwise_distance(a, b, keepdim=True), (np.array(A[0, 0]), np.array(B[0, 0]))))
     _parity_many(cases)
 
 
@@ -164,7 +167,10 @@ def test_gumbel_softmax_argmax_frequencies_follow_softmax():
     (lambda: F.gumbel_softmax(A, dim=2, key=jax.random.key(0)), IndexError, "gumbel_softmax: dim 2"),
     (lambda: nn.CosineSimilarity(dim=5).apply({}, A, B), IndexError, "CosineSimilarity: dim 5"),
     (lambda: nn.PairwiseDistance().apply({}, A, B[:3]), ValueError, "PairwiseDistance: x1 of shape"),
-], ids=range(17))
+    (lambda: F.cosine_similarity(A, B, eps=-1.0), ValueError, "cosine_similarity: eps must be non-negative"),
+    (lambda: F.pairwise_distance(np.zeros((2, 0)), np.zeros((2, 0)), p=np.inf), ValueError,
+     "pairwise_distance: the inf norm of an empty last dim"),
+], ids=range(19))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

@@ -272,6 +272,59 @@ def test_bce_with_logits_stable_float32():
           rtol=1e-6)
 
 
+def test_bce_derivatives_are_torchs_at_zero_and_one():
+    """torch's ``(x - t) / max(x (1 - x), 1e-12)`` and ``-logit(x)``, not the clamped logs' (NaN at 0 and 1)."""
+    x, t = np.array([0.0, 1.0, 1e-50, 0.3, 1 - 1e-14]), np.array([0.5, 0.5, 0.2, 0.7, 0.1])
+    xt, tt = to_torch(x, requires_grad=True), to_torch(t, requires_grad=True)
+    TF.binary_cross_entropy(xt, tt, reduction="sum").backward()
+    gx, gt = jax.grad(lambda x, t: F.binary_cross_entropy(x, t, reduction="sum"), (0, 1))(x, t)
+    close(gx, xt.grad)
+    close(gt, tt.grad)  # +-inf at 0 and 1, as torch
+    assert np.abs(np.asarray(gx)[:2]).min() > 1e11
+    # second order: the derivative of torch's first derivative
+    x, t = np.array([0.2, 0.6, 0.9]), np.array([0.1, 0.5, 1.0])
+    xt, tt = to_torch(x, requires_grad=True), to_torch(t, requires_grad=True)
+    (g,) = torch.autograd.grad(TF.binary_cross_entropy(xt, tt, reduction="sum"), xt, create_graph=True)
+    close(jax.grad(lambda x, t: jax.grad(lambda x: F.binary_cross_entropy(x, t, reduction="sum"))(x).sum(), (0, 1))(
+        x, t), torch.autograd.grad(g.sum(), (xt, tt)))
+
+
+def test_bce_through_a_saturated_float32_sigmoid_has_torchs_finite_gradient():
+    z, t = np.array([20.0, -28.0, 0.3], np.float32), np.ones(3, np.float32)  # sigmoid(20) == 1.0 in float32
+    zt = torch.tensor(z, requires_grad=True)
+    TF.binary_cross_entropy(torch.sigmoid(zt), torch.tensor(t), reduction="sum").backward()
+    g = jax.grad(lambda z: F.binary_cross_entropy(jax.nn.sigmoid(z), t, reduction="sum"))(z)
+    close(g, zt.grad, rtol=1e-5, atol=1e-7)
+    assert np.isfinite(g).all() and g[1] < -0.5
+
+
+@pytest.mark.parametrize("target", ["index", "probs", "smoothed"])
+def test_cross_entropy_large_logit_offset_loses_no_precision(target):
+    """log_softmax as ``(x - max) - lse``, as torch: a common offset of 1e4 costs no float32 digits."""
+    x = (1e4 + R.normal(size=(6, 5))).astype(np.float32)
+    t = _idx(5, 6) if target != "probs" else _probs(6, 5).astype(np.float32)
+    kw = dict(label_smoothing=0.2) if target == "smoothed" else {}
+    exact = TF.cross_entropy(torch.tensor(x, dtype=torch.float64), torch.tensor(t).to(
+        torch.float64 if target == "probs" else torch.int64), reduction="none", **kw).numpy()
+    ours = F.cross_entropy(jnp.asarray(x), jnp.asarray(t), reduction="none", **kw)
+    assert ours.dtype == jnp.float32
+    close(ours, exact, rtol=2e-6, atol=2e-6)
+
+
+def test_cross_entropy_edge_reductions_like_torch():
+    # all-zero class weights with label smoothing: NaN (0/0), not inf
+    x, t, w = _n(2, 3), np.array([0, 0]), np.array([0.0, 1.0, 1.0])
+    for red in REDUCTIONS:
+        close(F.cross_entropy(x, t, weight=w, label_smoothing=0.1, reduction=red),
+              TF.cross_entropy(to_torch(x), torch.tensor(t), weight=to_torch(w), label_smoothing=0.1, reduction=red))
+    # no classes: empty sums, NaN means
+    e = np.zeros((2, 0))
+    for red in REDUCTIONS:
+        close(F.cross_entropy(e, e, reduction=red), TF.cross_entropy(to_torch(e), to_torch(e), reduction=red))
+        close(F.cross_entropy(e, np.array([-100, -100]), reduction=red),
+              TF.cross_entropy(to_torch(e), torch.tensor([-100, -100]), reduction=red))
+
+
 def test_half_precision_computed_in_float32():
     x = jnp.asarray(_n(4, 5), jnp.bfloat16)
     t = jnp.array([0, 4, 2, 1])
@@ -494,7 +547,25 @@ ERRORS = [
     (lambda: F.multi_margin_loss(X34, np.array([[0], [1], [2]])), ValueError, r"multi_margin_loss: expected target"),
     (lambda: F.multi_margin_loss(_n(2, 3, 4), T3), ValueError, r"multi_margin_loss: expected input of shape"),
     (lambda: F.multilabel_margin_loss(X34, np.array([[4, -1, 0, 0]] * 3)), IndexError,
-     r"multilabel_margin_loss: target index 4"),
+     r"multilabel_margin_loss: target value 4"),
+    (lambda: F.multilabel_margin_loss(X34, np.array([[3, 0, -1, 7]] * 3)), IndexError,  # after the -1 too
+     r"multilabel_margin_loss: target value 7 .*\[-1, 3\]"),
+    (lambda: F.multilabel_margin_loss(X34, np.array([[3, -2, 0, 1]] * 3)), IndexError,
+     r"multilabel_margin_loss: target value -2"),
+    (lambda: F.multilabel_margin_loss(_n(2, 0), np.zeros((2, 0), np.int64)), ValueError,
+     r"multilabel_margin_loss: expected input with at least one class"),
+    (lambda: F.cross_entropy(X34, _probs(3, 4), ignore_index=1), ValueError,
+     r"cross_entropy: ignore_index=1 is not supported for a target of class probabilities"),
+    (lambda: F.binary_cross_entropy(_u(3), _u(3), weight=np.ones((2, 3))), ValueError,
+     r"binary_cross_entropy: weight of shape \(2, 3\) does not broadcast to the input's shape \(3,\)"),
+    (lambda: F.binary_cross_entropy_with_logits(_n(3), _u(3), pos_weight=np.ones((2, 3))), ValueError,
+     r"binary_cross_entropy_with_logits: pos_weight of shape \(2, 3\)"),
+    (lambda: F.triplet_margin_loss(X34, X34, X34, margin=0.0), ValueError,
+     r"triplet_margin_loss: margin must be greater than 0"),
+    (lambda: nn.TripletMarginLoss(margin=-1.0), ValueError, r"TripletMarginLoss: margin must be greater than 0"),
+    (lambda: F.ctc_loss(np.zeros((4, 3)), [1, 2, 1], 4, 2), ValueError, r"ctc_loss: .*sum must be len\(targets\)"),
+    (lambda: F.ctc_loss(np.zeros((4, 0, 3)), np.zeros((0, 2), np.int64), [], []), ValueError,
+     r"ctc_loss: log_probs must not be empty"),
     (lambda: F.multilabel_margin_loss(X34, X34), TypeError, r"multilabel_margin_loss: .*integer"),
     (lambda: F.l1_loss(X34, X34, weight=np.ones(4)), ValueError, r"l1_loss: weight and input must have the same size"),
     (lambda: F.mse_loss(X34, _n(2, 4)), ValueError, r"mse_loss: target of shape \(2, 4\) does not broadcast"),
@@ -527,7 +598,7 @@ CTC_ERRORS = [
     (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [1.0, 1.0]), TypeError, r"ctc_loss: target_lengths must hold integers"),
     (lambda: F.ctc_loss(LP, [[1], [1]], [6, 5], [1, 1]), ValueError, r"ctc_loss: input_lengths must be in \[0, 5\]"),
     (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [2, 1]), ValueError, r"ctc_loss: target_lengths \[2, 1\] do not fit"),
-    (lambda: F.ctc_loss(LP, [1, 2], [5, 5], [2, 1]), ValueError, r"ctc_loss: .*sum must be <= len"),
+    (lambda: F.ctc_loss(LP, [1, 2], [5, 5], [2, 1]), ValueError, r"ctc_loss: .*sum must be len\(targets\)"),
     (lambda: F.ctc_loss(LP, [[1], [3]], [5, 5], [1, 1]), IndexError, r"ctc_loss: target index 3 .*3 classes"),
     (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [1, 1], blank=3), IndexError, r"ctc_loss: blank 3"),
     (lambda: F.ctc_loss(LP, [[[1]], [[1]]], [5, 5], [1, 1]), ValueError, r"ctc_loss: targets must be padded"),

@@ -123,6 +123,8 @@ def _clamp_jvp(lo, primals, tangents):
 
 
 def _cosine_similarity(x1: Any, x2: Any, dim: int, eps: float, name: str) -> jax.Array:
+    if not eps >= 0:
+        raise ValueError(f"{name}: eps must be non-negative, got {eps}")
     a, b = _float(x1), _float(x2)
     try:
         shape = jnp.broadcast_shapes(a.shape, b.shape)
@@ -168,8 +170,11 @@ def _pairwise_distance(x1: Any, x2: Any, p: float, eps: float, keepdim: bool, na
     except ValueError:
         raise ValueError(f"{name}: x1 of shape {shape_str(a)} and x2 of shape {shape_str(b)} do not broadcast")
     d = a - b + jnp.asarray(eps, jnp.result_type(a.dtype, b.dtype))
-    if d.ndim == 0:
-        d = d[None]
+    if abs(p) == math.inf and d.ndim and d.shape[-1] == 0:
+        raise ValueError(f"{name}: the inf norm of an empty last dim is undefined (x1 {shape_str(a)}, "
+                         f"x2 {shape_str(b)})")
+    if d.ndim == 0:  # a scalar is one element; the result stays 0-d, also with keepdim (torch)
+        return _norm(d[None], p, 0, False, False)
     return _norm(d, p, d.ndim - 1, bool(keepdim), False)
 
 

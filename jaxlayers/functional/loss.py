@@ -237,11 +237,16 @@ def _class_broadcast(weight: jax.Array, ndim: int) -> jax.Array:
     return weight.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _logsumexp_axis(x: jax.Array, axis: int) -> jax.Array:
-    """``log(sum(exp(x)))`` over ``axis`` (max-shifted; the shift carries no gradient)."""
+def _shifted_logits(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+    """``(x - m, log(sum(exp(x - m))))`` over ``axis`` with ``m`` the (finite) max, as torch's
+    log_softmax: ``log_softmax(x) = (x - m) - lse`` never adds ``m`` back, so a large common
+    offset of the logits costs no precision.  The shift carries no gradient (the loss does not
+    depend on it); with no classes the sum is 0 and ``lse`` is taken as 0."""
+    if x.shape[axis] == 0:
+        return x, jnp.zeros(x.shape[:axis] + x.shape[axis + 1:], x.dtype)
     m = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return jnp.log(jnp.sum(jnp.exp(x - m), axis=axis)) + jnp.squeeze(m, axis)
+    xs = x - jnp.where(jnp.isfinite(m), m, 0.0)
+    return xs, jnp.log(jnp.sum(jnp.exp(xs), axis=axis))
 
 
 def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, reduction: str,
@@ -256,9 +261,9 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         x, t = x[None], t[None]
     num_classes = x.shape[1]
     w = _class_weight(name, weight, num_classes)
-    # log_softmax(x)[c] = x[c] - lse is never materialised: sums over classes of a * logp are
-    # sum(a * x) - lse * sum(a), and the index path gathers x[y] - lse (as optax; cheaper backward)
-    lse = 0.0 if log_probs else _logsumexp_axis(x, axis=1)
+    # log_softmax(x)[c] = xs[c] - lse (xs: the max-shifted logits) is never materialised: sums over
+    # classes of a * logp are sum(a * xs) - lse * sum(a), and the index path gathers xs[y] - lse
+    x, lse = (x, 0.0) if log_probs else _shifted_logits(x, axis=1)
     wb = None if w is None else _class_broadcast(w.astype(x.dtype), x.ndim)
 
     def class_sum(a: Any) -> jax.Array:  # sum_c a_c * logp_c
@@ -267,6 +272,9 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         return jnp.sum(a * x, axis=1) - lse * jnp.sum(jnp.broadcast_to(a, x.shape), axis=1)
 
     if probs:
+        if ignore_index >= 0:
+            raise ValueError(f"{name}: ignore_index={ignore_index} is not supported for a target of class "
+                             f"probabilities (shape {shape_str(t)}); only index targets can be ignored")
         t = t.astype(x.dtype)
         if label_smoothing > 0:
             t = t * (1 - label_smoothing) + label_smoothing / num_classes
@@ -275,13 +283,15 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
     else:
         _check_index_target(name, t, num_classes, ignore_index)
         loss, wy = _nll_terms(x, t, w, ignore_index, lse)
-        if label_smoothing > 0:
-            smooth = -class_sum(wb)
-            smooth = jnp.where(t == ignore_index, 0.0, smooth)
-            loss = (1 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
         weight_sum = jnp.sum(wy)
+        if label_smoothing > 0:  # reduced apart, as torch: all-zero weights give NaN, not inf
+            smooth = jnp.where(t == ignore_index, 0.0, -class_sum(wb))
+            parts = [(1 - label_smoothing, loss), (label_smoothing / num_classes, smooth)]
+            return sum(c * _reduce(v if batched else v[0], reduction, weight_sum) for c, v in parts).astype(out_dtype)
     if not batched:
         loss = loss[0]
+    if probs and num_classes == 0 and reduction == "mean":  # torch divides by numel / C = 0 / 0
+        return jnp.full((), jnp.nan, out_dtype)
     return _reduce(loss, reduction, weight_sum).astype(out_dtype)
 
 
@@ -341,15 +351,32 @@ def nll_loss(input: Any, target: Any, weight: Any = None, size_average: Any = No
 # --------------------------------------------------------------------------- binary losses
 
 
+@jax.custom_jvp
+def _bce_terms(x: jax.Array, t: jax.Array) -> jax.Array:
+    """``-(t * log(x) + (1 - t) * log(1 - x))``, both logs clamped at ``-100`` (torch)."""
+    return (t - 1) * jnp.maximum(jnp.log1p(-x), -100.0) - t * jnp.maximum(jnp.log(x), -100.0)
+
+
+_BCE_EPS = float(np.float32(1e-12))  # torch's clamp of x(1 - x) in the input derivative (a C float)
+
+
+@_bce_terms.defjvp
+def _bce_terms_jvp(primals, tangents):
+    """torch's derivatives, not the clamped logs': ``(x - t) / max(x(1 - x), 1e-12)`` for the input
+    (finite at 0 and 1, so a saturated sigmoid gives 0, not NaN) and ``-logit(x)`` for the target."""
+    x, t = primals
+    dx, dt = tangents
+    d_input = (x - t) / jnp.maximum(x * (1 - x), _BCE_EPS)
+    return _bce_terms(x, t), d_input * dx + (jnp.log1p(-x) - jnp.log(x)) * dt
+
+
 def _binary_cross_entropy(input: Any, target: Any, weight: Any, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t, w) = _floats(input, target, weight)
     _check_same_shape(name, x, t)
     xc = _concrete(input)
     if xc is not None and xc.size and not ((xc >= 0) & (xc <= 1)).all():
         raise ValueError(f"{name}: all elements of input should be between 0 and 1")
-    log_x = jnp.maximum(jnp.log(x), -100.0)
-    log_1mx = jnp.maximum(jnp.log1p(-x), -100.0)
-    loss = (t - 1) * log_1mx - t * log_x
+    loss = _bce_terms(x, t)
     if w is not None:
         loss = loss * _broadcast_to(name, w, loss.shape, "weight")
     return _reduce(loss, reduction).astype(out_dtype)
@@ -357,9 +384,9 @@ def _binary_cross_entropy(input: Any, target: Any, weight: Any, reduction: str, 
 
 def _broadcast_to(name: str, a: jax.Array, shape: tuple, what: str) -> jax.Array:
     try:
-        return jnp.broadcast_to(a, jnp.broadcast_shapes(a.shape, shape))
+        return jnp.broadcast_to(a, shape)
     except ValueError:
-        raise ValueError(f"{name}: {what} of shape {shape_str(a)} does not broadcast with input of shape "
+        raise ValueError(f"{name}: {what} of shape {shape_str(a)} does not broadcast to the input's shape "
                          f"{shape_str(shape)}") from None
 
 
@@ -482,14 +509,16 @@ def _multilabel_margin_loss(input: Any, target: Any, reduction: str, name: str) 
     num_classes = x.shape[-1]
     if not jnp.issubdtype(t.dtype, jnp.integer):
         raise TypeError(f"{name}: expected target of class indices with an integer dtype, got {t.dtype}")
+    if num_classes == 0:
+        raise ValueError(f"{name}: expected input with at least one class, got shape {shape_str(x)}")
     # the targets of a row are its entries before the first negative one
     listed = jnp.cumprod((t >= 0).astype(jnp.int32), axis=-1).astype(bool)
     tc = _concrete(target)
     if tc is not None and tc.size:
-        lc = np.cumprod(tc >= 0, axis=-1).astype(bool)
-        if (lc & (tc >= num_classes)).any():
-            raise IndexError(f"{name}: target index {int(tc[lc & (tc >= num_classes)][0])} is out of range for "
-                             f"{num_classes} classes (expected values in [0, {num_classes - 1}], -1 ends a row)")
+        bad = (tc < -1) | (tc >= num_classes)  # every entry, also after the -1 that ends a row (torch)
+        if bad.any():
+            raise IndexError(f"{name}: target value {int(tc[bad][0])} is out of range for {num_classes} classes "
+                             f"(expected values in [-1, {num_classes - 1}]; -1 ends a row)")
     valid = (t >= 0) & (t < num_classes)
     x_y = jnp.take_along_axis(x, jnp.where(valid, t, 0), axis=-1)  # x_y[..., j] = x[..., t_j]
     is_target = jnp.any(listed[..., :, None] & (t[..., :, None] == jnp.arange(num_classes)), axis=-2)
@@ -990,6 +1019,8 @@ def _check_triplet(name: str, a: jax.Array, p: jax.Array, n: jax.Array) -> None:
 
 def _triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any, distance_function: Any,
                                        margin: float, swap: bool, reduction: str, name: str) -> jax.Array:
+    if margin <= 0:
+        raise ValueError(f"{name}: margin must be greater than 0, got {margin}")
     out_dtype, (a, p, n) = _floats(anchor, positive, negative)
     _check_triplet(name, a, p, n)
     dist = distance_function if distance_function is not None else _pairwise_distance
@@ -1018,7 +1049,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float
 
     Args:
         anchor, positive, negative: ``(N, D)`` or ``(D,)`` (same rank).
-        margin: default 1.
+        margin: > 0, default 1.
         p: norm degree (> 0 or ``inf``). Default 2.
         eps: added to the difference. Default 1e-6.
         swap: use ``min(d(a, n), d(p, n))`` as the negative distance.
@@ -1061,8 +1092,6 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     """
     name = "triplet_margin_with_distance_loss"
     reduction = _legacy_reduction(None, None, reduction, name)
-    if margin <= 0:
-        raise ValueError(f"{name}: margin must be greater than 0, got {margin}")
     return _triplet_margin_with_distance_loss(anchor, positive, negative, distance_function, margin, swap,
                                               reduction, name)
 
@@ -1102,8 +1131,8 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     if unbatched:
         lp = lp[:, None]
     T, N, C = lp.shape
-    if T == 0:
-        raise ValueError(f"{name}: log_probs must not be empty in time, got {shape_str(log_probs)}")
+    if T == 0 or N == 0:
+        raise ValueError(f"{name}: log_probs must not be empty, got {shape_str(log_probs)}")
     if not 0 <= blank < C:
         raise IndexError(f"{name}: blank {blank} is out of range for {C} classes")
     tg = jnp.asarray(targets)
@@ -1111,10 +1140,8 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
         raise TypeError(f"{name}: targets must hold integer class indices, got {tg.dtype}")
     il = _lengths(name, "input_lengths", input_lengths, N, unbatched)
     tl = _lengths(name, "target_lengths", target_lengths, N, unbatched)
-    if unbatched:
-        if tg.ndim != 1:
-            raise ValueError(f"{name}: unbatched log_probs {shape_str(lp[:, 0])} need 1-D targets, got {shape_str(tg)}")
-        tg = tg[None]
+    if unbatched and tg.ndim != 1:  # read as concatenated, as torch: their length is the target length
+        raise ValueError(f"{name}: unbatched log_probs {shape_str(lp[:, 0])} need 1-D targets, got {shape_str(tg)}")
     if tg.ndim not in (1, 2) or (tg.ndim == 2 and tg.shape[0] != N):
         raise ValueError(f"{name}: targets must be padded (N, S) = ({N}, S) or concatenated 1-D, got "
                          f"{shape_str(tg)} for log_probs {shape_str(log_probs)}")
@@ -1125,9 +1152,9 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     if tlc is not None:
         limit = tg.shape[1] if tg.ndim == 2 else tg.shape[0]
         total = tlc.max(initial=0) if tg.ndim == 2 else tlc.sum()
-        if (tlc < 0).any() or total > limit:
+        if (tlc < 0).any() or (total > limit if tg.ndim == 2 else total != limit):
             raise ValueError(f"{name}: target_lengths {tlc.tolist()} do not fit targets of shape {shape_str(tg)} "
-                             + ("(each must be <= S)" if tg.ndim == 2 else "(their sum must be <= len(targets))"))
+                             + ("(each must be <= S)" if tg.ndim == 2 else "(their sum must be len(targets))"))
     if tg.ndim == 1:  # concatenated -> padded
         S = int(tlc.max(initial=0)) if tlc is not None else tg.shape[0]
         offsets = jnp.cumsum(tl) - tl
@@ -1195,7 +1222,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
 
     The gradient is the true derivative with respect to ``log_probs``.  torch's backward returns
     ``exp(log_probs) * g`` more (it assumes ``log_probs`` comes from ``log_softmax``); through a
-    ``log_softmax`` both give the same gradient.  Concrete lengths and targets are checked
+    ``log_softmax`` both give the same gradient.  An impossible alignment (loss ``inf``) without
+    ``zero_infinity`` has gradient 0 here, NaN in torch.  Concrete lengths and targets are checked
     (ValueError / IndexError); under ``jit`` an out-of-range length or label gives NaN for that
     entry, and with traced concatenated targets the padded width is ``len(targets)``.
 

@@ -348,11 +348,18 @@ class CosineEmbeddingLoss(_Loss):
     _fn = _static(L._cosine_embedding_loss)
 
 
-class TripletMarginLoss(_Loss):
+class _TripletLoss(_Loss):
+    def __post_init__(self) -> None:
+        if self.margin <= 0:
+            raise ValueError(f"{type(self).__name__}: margin must be greater than 0, got {self.margin}")
+        super().__post_init__()
+
+
+class TripletMarginLoss(_TripletLoss):
     """As ``torch.nn.TripletMarginLoss``, called ``(anchor, positive, negative)``; see
     :func:`jaxlayers.functional.triplet_margin_loss`.
 
-    Args: margin (1), p (2), eps (1e-6), swap (False), size_average, reduce, reduction.
+    Args: margin (> 0, default 1), p (2), eps (1e-6), swap (False), size_average, reduce, reduction.
 
     Shape: ``(N, D)`` or ``(D,)`` each; output scalar, or ``(N,)`` with ``'none'``.
     """
@@ -368,7 +375,7 @@ class TripletMarginLoss(_Loss):
     _fn = _static(L._triplet_margin_loss)
 
 
-class TripletMarginWithDistanceLoss(_Loss):
+class TripletMarginWithDistanceLoss(_TripletLoss):
     """As ``torch.nn.TripletMarginWithDistanceLoss`` (keyword-only arguments), called ``(anchor, positive,
     negative)``; see :func:`jaxlayers.functional.triplet_margin_with_distance_loss`.
 
@@ -383,11 +390,6 @@ class TripletMarginWithDistanceLoss(_Loss):
     reduction: str = kw_only("mean")
     _args = ("distance_function", "margin", "swap")
     _fn = _static(L._triplet_margin_with_distance_loss)
-
-    def __post_init__(self) -> None:
-        if self.margin <= 0:
-            raise ValueError(f"TripletMarginWithDistanceLoss: margin must be greater than 0, got {self.margin}")
-        super().__post_init__()
 
 
 class PoissonNLLLoss(_Loss):
