@@ -139,3 +139,22 @@ def test_affine_grid_then_grid_sample_identity():
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("mode,padding_mode", itertools.product(("nearest", "bilinear", "bicubic"),
+                                                                  ("zeros", "border", "reflection")))
+def test_non_finite_grid_points_like_torch(mode, padding_mode):
+    """NaN clips to 0 (border/reflection) or samples nothing (zeros); a reflected infinity clips to 0."""
+    x = np.arange(1, 13.0).reshape(1, 1, 3, 4)
+    g = np.array([[[[np.nan, 0.2], [0.3, np.nan], [np.inf, 0.1], [-np.inf, 0.5], [np.nan, np.nan],
+                    [0.2, -np.inf], [0.1, 0.3]]]])
+    for ac in (False, True):
+        close(F.grid_sample(x, g, mode=mode, padding_mode=padding_mode, align_corners=ac),
+              TF.grid_sample(torch.tensor(x), torch.tensor(g), mode=mode, padding_mode=padding_mode, align_corners=ac))
+
+
+@pytest.mark.parametrize("xs,gs", [((0, 1, 3, 3), (0, 2, 2, 2)), ((1, 0, 3, 3), (1, 2, 2, 2)),
+                                   ((2, 1, 3, 3, 3), (2, 0, 2, 2, 3))])
+def test_empty_batch_channels_or_grid(xs, gs):
+    close(F.grid_sample(np.zeros(xs), np.zeros(gs), align_corners=False),
+          TF.grid_sample(torch.zeros(xs, dtype=torch.float64), torch.zeros(gs, dtype=torch.float64), align_corners=False))

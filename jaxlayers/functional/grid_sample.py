@@ -71,9 +71,10 @@ def _unnormalize(c: jax.Array, size: int, align_corners: bool) -> jax.Array:
 
 
 def _clip(c: jax.Array, size: int) -> jax.Array:
-    """``clip_coordinates`` with torch's gradient: 1 strictly inside (0, size - 1), 0 elsewhere."""
+    """``clip_coordinates`` with torch's gradient: 1 strictly inside (0, size - 1), 0 elsewhere;
+    NaN (also a reflected infinity) goes to 0, as in torch."""
     hi = jnp.asarray(size - 1, c.dtype)
-    return jnp.where(c <= 0, jnp.zeros_like(c), jnp.where(c >= hi, hi, c))
+    return jnp.where(~(c > 0), jnp.zeros_like(c), jnp.where(c >= hi, hi, c))
 
 
 def _reflect(c: jax.Array, twice_low: int, twice_high: int) -> jax.Array:
@@ -159,6 +160,8 @@ def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corn
     n = x.ndim - 2
     nb, ch = x.shape[:2]
     out_shape = (nb, ch) + tuple(g.shape[1:-1])
+    if 0 in out_shape:
+        return jnp.zeros(out_shape, dtype)
     # grid[..., k] indexes spatial dim -1 - k: (x, y[, z]) -> (W, H[, D])
     sizes = [int(x.shape[-1 - k]) for k in range(n)]
     xf = x.reshape(nb, ch, -1)
@@ -174,7 +177,9 @@ def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corn
         return _sample(xf, idx, w, sizes).reshape(out_shape)
     coords = [_pad_coordinates(c, s, padding_mode, align_corners) for c, s in zip(coords, sizes)]
     if mode == "nearest":
-        idx = [jnp.round(jax.lax.stop_gradient(c)).astype(jnp.int32)[None] for c in coords]
+        # a NaN coordinate (zeros padding) samples nothing, as torch's out-of-range integer cast
+        idx = [jnp.where(jnp.isnan(c), -1, jnp.round(jax.lax.stop_gradient(c))).astype(jnp.int32)[None]
+               for c in coords]
         return _sample(xf, idx, [None] * n, sizes).reshape(out_shape)
     idx, w = [], []
     for c in coords:
