@@ -164,6 +164,11 @@ def test_pad_module_fields_like_torch():
         ((1, 1, 1, 1, 4), (1, 1), "circular", ValueError, r"pad: mode='circular'.*2-D or 3-D"),
         ((1, 2, 4), (1, 1), "wrap", ValueError, r"pad: mode must be one of"),
         ((1, 2, 4), 2, "constant", TypeError, r"pad: pad must be a sequence of ints"),
+        # torch: only the batch dim may be empty (reflect/replicate); a left wrap past the cropped data
+        ((1, 0, 3), (1, 1), "reflect", ValueError, r"pad: mode='reflect' needs non-empty dims apart from the batch"),
+        ((0, 3), (1, 1), "replicate", ValueError, r"pad: mode='replicate' needs non-empty dims"),
+        ((2, 3, 0), (0, 0), "replicate", ValueError, r"pad: mode='replicate' needs non-empty dims"),
+        ((1, 4, 3), (3, -2), "circular", ValueError, r"pad: circular padding \(3, -2\) wraps the left side"),
         ((1, 2, 4), (1.0, 1), "constant", TypeError, r"pad: pad must be a sequence of ints"),
     ],
 )
@@ -218,3 +223,10 @@ def test_pad_shape_and_errors_match_torch(n, batched, mode, sizes, pads):
                    zip(shape[::-1], pad[0::2], pad[1::2]))
         return
     assert ours == torch_shape
+
+
+def test_empty_inputs_like_torch():
+    for shape, pad, mode in (((0, 2, 3), (1, 1), "reflect"), ((2, 3, 0), (0, 0), "circular"),
+                             ((0, 2, 3), (2, 1), "replicate")):
+        y = F.pad(jnp.zeros(shape), pad, mode)
+        assert y.shape == tuple(TF.pad(torch.zeros(shape), pad, mode=mode).shape)

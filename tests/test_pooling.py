@@ -465,8 +465,19 @@ def test_errors():
         nn.MaxPool2d(3, padding=2).apply({}, x)
     with pytest.raises(ValueError, match="max_pool2d: kernel_size=.*larger than the padded input.*too small"):
         F.max_pool2d(x, 6)
-    with pytest.raises(ValueError, match="avg_pool3d: kernel_size=.*larger than the padded input"):
+    with pytest.raises(ValueError, match=r"avg_pool3d: input of spatial size \(2, 3, 3\) is smaller than kernel_size"):
         F.avg_pool3d(jnp.zeros((1, 2, 3, 3)), 4)
+    # torch's 3-d average pools need input >= kernel whatever the padding (its 1-d/2-d ones and max_pool3d don't)
+    with pytest.raises(ValueError, match=r"avg_pool3d: input of spatial size \(1, 4, 4\) is smaller"):
+        F.avg_pool3d(jnp.zeros((1, 1, 1, 4, 4)), 3, padding=1)
+    with pytest.raises(ValueError, match=r"lp_pool3d: input of spatial size \(2, 2, 5\) is smaller"):
+        F.lp_pool3d(jnp.ones((1, 1, 2, 2, 5)), 2, (4, 4, 1), 3, ceil_mode=True)
+    with pytest.raises(TypeError, match=r"adaptive_avg_pool2d: output_size must be an int or a sequence of 2"):
+        F.adaptive_avg_pool2d(jnp.zeros((1, 1, 2, 3)), None)
+    with pytest.raises(TypeError, match=r"adaptive_max_pool1d: output_size entries must be ints,"):
+        F.adaptive_max_pool1d(jnp.zeros((1, 1, 3)), (None,))
+    with pytest.raises(ValueError, match=r"max_unpool2d: output_size should have 2 or 4 elements"):
+        F.max_unpool2d(jnp.zeros((2, 3, 1)), jnp.zeros((2, 3, 1), int), 2, padding=1, output_size=[2, 5, 1])
     with pytest.raises(ValueError, match="lp_pool1d: kernel_size=.*larger"):
         F.lp_pool1d(jnp.zeros((1, 2, 3)), 2, 4)
     with pytest.raises(ValueError, match="max_pool2d: kernel_size must be >= 1"):
@@ -489,7 +500,7 @@ def test_errors():
         F.max_pool1d(jnp.zeros((1, 2, 0)), 1)
     with pytest.raises(ValueError, match="adaptive_avg_pool2d: output_size must be >= 0"):
         F.adaptive_avg_pool2d(x, (-1, 2))
-    with pytest.raises(ValueError, match="adaptive_max_pool2d: output_size must be an int, None or a sequence of 2"):
+    with pytest.raises(ValueError, match="adaptive_max_pool2d: output_size must be an int or a sequence of 2"):
         F.adaptive_max_pool2d(x, (1, 2, 3))
     with pytest.raises(TypeError, match="AdaptiveMaxPool2d: output_size entries must be ints or None"):
         nn.AdaptiveMaxPool2d((2.0, 2)).apply({}, x)

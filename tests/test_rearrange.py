@@ -147,7 +147,18 @@ X = np.zeros((1, 5, 3, 4))
     (lambda: nn.Unfold(kernel_size=0), ValueError, "Unfold: kernel_size must be >= 1"),
     (lambda: nn.Fold(output_size=(2, 2, 2), kernel_size=2), ValueError, "Fold: output_size must be"),
     (lambda: nn.Fold(output_size=4, kernel_size=2).apply({}, np.zeros((1, 7, 9))), ValueError, "Fold: expected"),
-], ids=range(24))
+    (lambda: F.unfold(np.zeros((1, 0, 3, 3)), 2), ValueError, r"unfold: dims other than the batch dim must be non-empty"),
+    (lambda: F.fold(np.zeros((1, 4, 0)), 3, 2), ValueError, r"fold: dims other than the batch dim must be non-empty"),
+], ids=range(26))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_empty_inputs_like_torch():
+    cases = [(F.pixel_unshuffle, TF.pixel_unshuffle, (0, 1, 2, 2), (2,)),  # torch returns an empty input as is
+             (F.pixel_unshuffle, TF.pixel_unshuffle, (1, 1, 0, 2), (2,)),
+             (F.pixel_shuffle, TF.pixel_shuffle, (0, 4, 2, 2), (2,)),
+             (F.unfold, TF.unfold, (0, 2, 3, 3), (2,)), (F.fold, TF.fold, (0, 4, 4), (3, 2))]
+    for ours, theirs, shape, args in cases:
+        assert ours(jnp.zeros(shape), *args).shape == tuple(theirs(torch.zeros(shape), *args).shape)

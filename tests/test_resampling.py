@@ -131,7 +131,7 @@ def _torch_size(shape, kw):
 def test_output_size_rule_matches_torch(h, w, sh, sw, recompute, mode):
     shape = (1, 1, h, w)
     kw = dict(scale_factor=(sh, sw), mode=mode, recompute_scale_factor=recompute)
-    if min(int(np.floor(h * sh)), int(np.floor(w * sw))) < 1:
+    if min(int(np.floor(h * sh)), int(np.floor(w * sw))) < 1 and mode != "area":  # area: torch gives empty
         with pytest.raises(ValueError, match="interpolate: input and output sizes should be greater than 0"):
             jax.eval_shape(lambda a: F.interpolate(a, **kw), jnp.zeros(shape))
         return
@@ -169,11 +169,12 @@ def test_given_scale_is_used_unless_recomputed():
     (lambda: F.interpolate(X4, size=3, recompute_scale_factor=True), ValueError,
      "not meaningful with an explicit size"),
     (lambda: F.interpolate(X4, size=0), ValueError, "sizes should be greater than 0"),
+    (lambda: F.interpolate(X4[:, :, :0], size=2, mode="area"), ValueError, "sizes should be greater than 0"),
     (lambda: F.interpolate(X4, scale_factor=-1.0), ValueError, "sizes should be greater than 0"),
     (lambda: nn.Upsample(size=3, mode="bogus"), ValueError, "Upsample: unknown mode 'bogus'"),
     (lambda: nn.Upsample(size=3, mode="bilinear").apply({}, X3), ValueError, "Upsample: mode 'bilinear' needs 4-D"),
     (lambda: nn.UpsamplingBilinear2d().apply({}, X4), ValueError, "UpsamplingBilinear2d: either size or scale_factor"),
-], ids=range(21))
+], ids=range(22))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
@@ -209,3 +210,9 @@ def test_lowered_size_does_not_grow_with_input():
 
     small, big = lines(16), lines(224)
     assert abs(big - small) <= 3, (small, big)
+
+
+def test_area_to_zero_size_is_empty_like_torch():
+    for shape, kw in (((1, 1, 5), dict(size=0)), ((1, 1, 2, 3, 1), dict(scale_factor=0.3))):
+        ours = F.interpolate(jnp.zeros(shape), mode="area", **kw)
+        assert ours.shape == tuple(TF.interpolate(torch.zeros(shape), mode="area", **kw).shape) and ours.size == 0

@@ -66,6 +66,9 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
             )
         if value not in (None, 0, 0.0):
             raise ValueError(f"{name}: padding mode {mode!r} does not take a value, got value={value!r}")
+        if mode != "circular" and 0 in x.shape[ndim - npairs - 1:]:  # torch: only the batch dim may be empty
+            raise ValueError(f"{name}: mode={mode!r} needs non-empty dims apart from the batch dim, got input of "
+                             f"shape {shape_str(x)}")
     for i, (left, right) in enumerate(pairs):
         dim = ndim - 1 - i
         size = x.shape[dim]
@@ -86,13 +89,17 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
                     f"{name}: circular padding must be at most the size of the padded dim (it may wrap around "
                     f"only once), got padding ({left}, {right}) for dim {dim} of size {size} (input shape {shape_str(x)})"
                 )
-            if size + min(left, 0) + min(right, 0) <= 0:
+            kept = size + min(left, 0) + min(right, 0)
+            if kept <= 0 and (left, right) != (0, 0):
                 raise ValueError(
                     f"{name}: negative circular padding ({left}, {right}) leaves an empty dim {dim} "
                     f"(input shape {shape_str(x)})"
                 )
-        if mode == "replicate" and size == 0 and out > 0:
-            raise ValueError(f"{name}: cannot replicate-pad the empty dim {dim} of input {shape_str(x)}")
+            if left > kept:  # torch's left wrap would read its own unwritten output (uninitialised memory)
+                raise ValueError(
+                    f"{name}: circular padding ({left}, {right}) wraps the left side around more than once the "
+                    f"{kept} elements that the cropping leaves of dim {dim} (input shape {shape_str(x)})"
+                )
 
     if mode == "constant":
         config = [(0, 0, 0)] * ndim

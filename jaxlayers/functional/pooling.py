@@ -393,7 +393,7 @@ def _max_unpool_nd(input: Any, indices: Any, kernel_size: Any, stride: Any, padd
             out = tuple(int(v) for v in output_size)
         except TypeError:
             raise TypeError(f"{name}: output_size must be a sequence of ints, got {output_size!r}") from None
-        if len(out) == n + 2 or (unbatched and len(out) == n + 1):
+        if len(out) == n + 2:
             out = out[-n:]
         if len(out) != n:
             raise ValueError(f"{name}: output_size should have {n} or {n + 2} elements, got {output_size!r}")
@@ -508,12 +508,15 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
     x, unbatched = _batched(input, n, name, last=last)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
+    spatial = _spatial_shape(x, last)
+    if n == 3 and any(a < b for a, b in zip(spatial, k)):  # torch's 3-d average pool checks this, whatever the padding
+        raise ValueError(f"{name}: input of spatial size {spatial} is smaller than kernel_size {k} "
+                         f"(input of shape {shape_str(input)})")
     win = _window(name, x, k, s, p, (1,) * n, ceil_mode, last)
     summed = _compiled(_window_sum_entry, (win,), x)
     if divisor_override is not None:
         divisor = np.float64(divisor_override)
     else:
-        spatial = win.spatial(x)
         divisor = math.prod(win.bcast(_avg_divisor(spatial[i], k[i], s[i], p[i], win.outs[i], count_include_pad), i)
                             for i in range(n))
         if np.all(divisor == divisor.flat[0]):  # one divisor everywhere: a scalar, not a broadcast array
@@ -594,28 +597,30 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 def _adaptive_sizes(output_size: Any, spatial: tuple[int, ...], n: int, name: str) -> tuple[int, ...]:
-    if output_size is None or isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+    """The output size: an int, or a sequence of n entries (1 is repeated), each an int or, for 2-d and
+    3-d pools, None (keep that dim) — torch's accepted forms."""
+    entries = "ints or None" if n > 1 else "ints"
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
         sizes = (output_size,) * n
     elif isinstance(output_size, (tuple, list)):
         sizes = tuple(output_size)
         if len(sizes) == 1 and n > 1:
             sizes = sizes * n
         if len(sizes) != n:
-            raise ValueError(f"{name}: output_size must be an int, None or a sequence of {n} ints/None, "
+            raise ValueError(f"{name}: output_size must be an int or a sequence of {n} {entries}, "
                              f"got {output_size!r}")
     else:
-        raise TypeError(f"{name}: output_size must be an int, None or a sequence of {n} ints/None, "
-                        f"got {output_size!r}")
+        raise TypeError(f"{name}: output_size must be an int or a sequence of {n} {entries}, got {output_size!r}")
     out = []
     for i, v in enumerate(sizes):
-        if v is None:
+        if v is None and n > 1:
             out.append(spatial[i])
         elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
             if v < 0:
                 raise ValueError(f"{name}: output_size must be >= 0 everywhere, got {output_size!r}")
             out.append(int(v))
         else:
-            raise TypeError(f"{name}: output_size entries must be ints or None, got {output_size!r}")
+            raise TypeError(f"{name}: output_size entries must be {entries}, got {output_size!r}")
     return tuple(out)
 
 
@@ -729,7 +734,7 @@ _ADAPTIVE_AVG_DOC = """Adaptive average pooling to ``output_size``, as ``torch.n
 
     Args:
       input: ``(N, C, *in)`` or ``(C, *in)``, floating point.
-      output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim.
+      output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim (2-d and 3-d).
       channel_axis: ``1``, or ``-1`` for ``(N, *in, C)`` (what channels-last mode passes).
 
     Output cell ``i`` along a dim of size ``in`` averages input
@@ -750,7 +755,7 @@ _ADAPTIVE_MAX_DOC = """Adaptive max pooling to ``output_size``, as ``torch.nn.fu
 
     Args:
       input: ``(N, C, *in)`` or ``(C, *in)``.
-      output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim.
+      output_size: an int or a sequence of {n} ints, where ``None`` keeps that dim (2-d and 3-d).
       return_indices: also return torch's flat indices into the input's spatial
         plane (first maximum on ties, NaN wins), dtype ``index_dtype()``.
 

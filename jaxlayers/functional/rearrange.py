@@ -79,6 +79,8 @@ def _pixel_unshuffle(input: Any, downscale_factor: int, name: str) -> jax.Array:
             raise ValueError(
                 f"{name}: the {what} must be divisible by downscale_factor={r}, got input of shape {shape_str(x)}"
             )
+    if x.size == 0:  # torch returns an empty input as it is, unshuffled shape or not
+        return x
     k = len(lead)
     y = x.reshape(*lead, c, h // r, r, w // r, r)
     y = jnp.transpose(y, tuple(range(k)) + (k, k + 2, k + 4, k + 1, k + 3))
@@ -173,6 +175,13 @@ def _check_blocks(blocks, spatial, k, d, p, s, what: str, name: str) -> None:
         )
 
 
+def _check_non_empty(batched: jax.Array, input: Any, name: str) -> None:
+    """torch's fold/unfold take an empty batch but no other empty dim."""
+    if 0 in batched.shape[1:]:
+        raise ValueError(f"{name}: dims other than the batch dim must be non-empty, got input of shape "
+                         f"{shape_str(input)}")
+
+
 def _unfold(input: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any, name: str) -> jax.Array:
     x = jnp.asarray(input)
     k, d, p, s = _block_args(kernel_size, dilation, padding, stride, name)
@@ -184,6 +193,7 @@ def _unfold(input: Any, kernel_size: Any, dilation: Any, padding: Any, stride: A
     unbatched = x.ndim == 3
     if unbatched:
         x = x[None]
+    _check_non_empty(x, input, name)
     n, c, h, w = x.shape
     oh, ow = _blocks((h, w), k, d, p, s)
     _check_blocks((oh, ow), (h, w), k, d, p, s, "input of spatial size", name)
@@ -232,6 +242,7 @@ def _fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any, padding
     unbatched = x.ndim == 2
     if unbatched:
         x = x[None]
+    _check_non_empty(x, input, name)
     n, ck, length = x.shape
     kk = k[0] * k[1]
     if ck % kk:

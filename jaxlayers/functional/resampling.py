@@ -136,7 +136,7 @@ def parse_interpolate(
         # from the output size (always so for "area").
         recompute = bool(recompute_scale_factor) or mode == "area"
         scales = (None,) * n if recompute else factors
-    if min(spatial) <= 0 or min(out) <= 0:
+    if min(spatial) <= 0 or min(out) < (0 if mode == "area" else 1):  # "area" is adaptive pooling: size 0 is empty
         raise ValueError(
             f"{name}: input and output sizes should be greater than 0, got input of shape {shape_str(shape)} and "
             f"output size {out}"
