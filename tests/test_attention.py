@@ -433,6 +433,8 @@ def test_functional_errors(rng):
         sdpa(q, k, k, np.zeros((L, S + 1), bool))
     with pytest.raises(ValueError, match=r"enable_gqa needs the number of query heads \(2\) to be a multiple"):
         sdpa(q, np.zeros((3, S, 4)), np.zeros((3, S, 4)), enable_gqa=True)
+    with pytest.raises(ValueError, match=r"enable_gqa needs a heads dim \(-3\)"):
+        sdpa(q[0], k[0], k[0], enable_gqa=True)
     with pytest.raises(ValueError, match="dropout_p=0.5 needs a PRNG key"):
         sdpa(q, k, k, dropout_p=0.5)
     with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\]"):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from jax.test_util import check_grads
 
 from jaxlayers import ops
 from jaxlayers._utils import index_dtype
@@ -196,6 +197,14 @@ def test_var_std(dim):
     _many(pairs, X)
 
 
+def test_std_gradient_is_zero_where_the_std_is():
+    """torch's std_backward masks grad / (2 std) where std == 0 (sqrt's derivative would give inf * 0)."""
+    x = np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]])
+    _check_vs_torch(lambda x: ops.std(x, 1), lambda x: torch.std(x, 1), x)
+    _check_vs_torch(lambda x: ops.std(x[:1], correction=0), lambda x: torch.std(x[:1], correction=0), x)
+    check_grads(lambda x: ops.std(x, 1), (jnp.asarray(x[1:] * [[1.0, -2.0, 0.5]]),), order=2, modes=("fwd", "rev"))
+
+
 def test_var_default_is_unbiased_and_degenerate_divisor():
     x = jnp.array([1.0, 2.0, 4.0])
     _close(ops.var(x), np.var(np.asarray(x), ddof=1))
@@ -236,6 +245,8 @@ def test_max_min_nan_and_0d_and_elementwise():
         np.testing.assert_array_equal(v, t2n(tv))
         np.testing.assert_array_equal(i, t2n(ti))
         np.testing.assert_array_equal(getattr(ops, op)(x), t2n(getattr(torch, op)(torch.from_numpy(x))))
+        # the global reduction's gradient is split evenly over the NaNs (torch), not NaN everywhere
+        _check_vs_torch(lambda x, op=op: getattr(ops, op)(x), lambda x, op=op: getattr(torch, op)(x), x)
     s = np.array(2.5)
     _check_vs_torch(lambda s: ops.max(s, 0), lambda s: torch.max(s, 0), s)
     a, b = np.array([1.0, 4.0]), np.array([3.0, 2.0])

@@ -350,6 +350,8 @@ H2 = (2, 2, HID)  # 2 layers, batch 2
      r"RNN: expected h_0 of shape \(2, 2, 4\) \(num_layers\*num_directions=2"),
     (nn.RNN(IN, HID), (5, IN), np.zeros((1, 2, HID)), r"RNN: for unbatched 2-D input, h_0 should be 2-D, got 3-D"),
     (nn.RNN(IN, HID), (5, 2, IN), np.zeros((1, HID)), r"RNN: for batched 3-D input, h_0 should be 3-D"),
+    (nn.GRU(IN, HID), (0, 2, IN), None, r"GRU: expected a sequence length larger than 0"),
+    (nn.LSTM(IN, HID, batch_first=True), (2, 0, IN), None, r"LSTM: expected a sequence length larger than 0"),
     (nn.LSTM(IN, HID, num_layers=2, proj_size=2), (5, 2, IN), (np.zeros(H2), np.zeros(H2)),
      r"LSTM: expected h_0 of shape \(2, 2, 2\) .*proj_size=2\), got \(2, 2, 4\)"),
     (nn.LSTM(IN, HID, num_layers=2, proj_size=2), (5, 2, IN), (np.zeros((2, 2, 2)), np.zeros((2, 2, 2))),

@@ -167,7 +167,10 @@ def scaled_dot_product_attention(
             f"{shape_str(key)} and value {shape_str(value)}"
         )
     dropout_p = _check_p(dropout_p, layer)
-    if enable_gqa and query.ndim >= 3 and key.ndim >= 3:
+    if enable_gqa and min(query.ndim, key.ndim, value.ndim) < 3:
+        raise ValueError(f"{layer}: enable_gqa needs a heads dim (-3) in query, key and value, got query "
+                         f"{shape_str(query)}, key {shape_str(key)} and value {shape_str(value)}")
+    if enable_gqa:
         hq, hk, hv = query.shape[-3], key.shape[-3], value.shape[-3]
         if hq % hk or hq % hv:
             raise ValueError(

@@ -314,6 +314,8 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
         raise ValueError(f"{name}: expected a 3-D input {layout} or a 2-D unbatched input (L, H_in), "
                          f"got {input.ndim}-D input of shape {shape_str(input)}")
     batched = input.ndim == 3
+    if input.shape[1 if batch_first and batched else 0] == 0:
+        raise ValueError(f"{name}: expected a sequence length larger than 0, got input of shape {shape_str(input)}")
     w0 = flat["weight_ih_l0"]
     if w0.ndim != 2 or w0.shape[0] % gates or w0.shape[0] == 0:
         raise ValueError(f"{name}: weight_ih_l0 must have shape ({gates}*hidden_size, input_size), "

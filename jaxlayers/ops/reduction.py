@@ -203,7 +203,38 @@ def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
         >>> round(float(ops.std(jnp.array([1.0, 3.0]))), 4)
         1.4142
     """
-    return jnp.sqrt(_var(x, dim, unbiased, keepdim, correction, "std"))
+    return _sqrt_zero_grad(_var(x, dim, unbiased, keepdim, correction, "std"))
+
+
+@jax.custom_jvp
+def _sqrt_zero_grad(v):
+    """``sqrt`` whose derivative at 0 is 0, as torch's ``std_backward`` (which masks ``grad / (2 std)``
+    where ``std == 0``): a constant slice gets a zero gradient, not ``inf * 0 = NaN``."""
+    return jnp.sqrt(v)
+
+
+@_sqrt_zero_grad.defjvp
+def _sqrt_zero_grad_jvp(primals, tangents):
+    (v,), (dv,) = primals, tangents
+    r = _sqrt_zero_grad(v)
+    zero = r == 0
+    return r, jnp.where(zero, jnp.zeros_like(dv), dv / (2 * jnp.where(zero, jnp.ones_like(r), r)))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _all_reduce(x, op, keepdim):
+    return (jnp.max if op == "max" else jnp.min)(x, keepdims=keepdim)
+
+
+@_all_reduce.defjvp
+def _all_reduce_jvp(op, keepdim, primals, tangents):
+    """torch's ``evenly_distribute_backward``: the gradient split evenly over the elements equal to
+    the result, NaN counting as equal to a NaN result (``jnp.max``'s own rule finds no NaN)."""
+    (x,), (dx,) = primals, tangents
+    m = _all_reduce(x, op, True)
+    mask = (x == m) | (jnp.isnan(x) & jnp.isnan(m))
+    dm = jnp.sum(jnp.where(mask, dx, jnp.zeros_like(dx)), keepdims=True) / jnp.sum(mask).astype(dx.dtype)
+    return (m, dm) if keepdim else (m.reshape(()), dm.reshape(()))
 
 
 def _extremum(x, dim, keepdim, op, result_type):
@@ -215,8 +246,9 @@ def _extremum(x, dim, keepdim, op, result_type):
                 f"{op}(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction "
                 "dim with the 'dim' argument."
             )
-        # Gradient split evenly between ties, as torch's all-reduce max/min.
-        return reduce_fn(x, keepdims=keepdim)
+        # Gradient split evenly between ties (NaNs included), as torch's all-reduce max/min.
+        return _all_reduce(x, op, bool(keepdim)) if jnp.issubdtype(x.dtype, jnp.inexact) else reduce_fn(
+            x, keepdims=keepdim)
     if isinstance(dim, (tuple, list)):
         raise TypeError(f"{op}(): dim must be an int (use amax/amin-style reductions for several dims), got {dim!r}")
     if hasattr(dim, "shape"):  # torch.max(input, other): elementwise
