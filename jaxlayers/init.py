@@ -94,6 +94,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
     """U(low, high), as ``torch.nn.init.uniform_``."""
+    if not low <= high:
+        raise ValueError(f"init.uniform_: expects a [from, to) range, but found from={low} > to={high}")
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, tuple(shape), dtype, minval=low, maxval=high)
@@ -103,6 +105,8 @@ def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
 
 def normal(mean: float = 0.0, std: float = 1.0) -> Initializer:
     """N(mean, std²), as ``torch.nn.init.normal_``."""
+    if not std >= 0:
+        raise ValueError(f"init.normal_: expects std >= 0.0, got std={std}")
 
     def init(key, shape, dtype=jnp.float32):
         return mean + std * jax.random.normal(key, tuple(shape), dtype)
@@ -130,6 +134,7 @@ def _fan(fn: str, shape: Sequence[int], mode: str) -> int:
 def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                     *, _name: str = "kaiming_uniform") -> Initializer:
     """``torch.nn.init.kaiming_uniform_``: U(±gain·sqrt(3/fan))."""
+    mode = _check_mode(_name, mode, nonlinearity, a)
 
     def init(key, shape, dtype=jnp.float32):
         fan = _fan(_name, shape, mode)
@@ -142,6 +147,7 @@ def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "l
 def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                    *, _name: str = "kaiming_normal") -> Initializer:
     """``torch.nn.init.kaiming_normal_``: N(0, (gain/sqrt(fan))²)."""
+    mode = _check_mode(_name, mode, nonlinearity, a)
 
     def init(key, shape, dtype=jnp.float32):
         fan = _fan(_name, shape, mode)
@@ -283,10 +289,12 @@ def xavier_normal_(gain: float = 1.0) -> Initializer:
     return xavier_normal(gain, _name="xavier_normal_")
 
 
-def _check_mode(fn: str, mode: str, nonlinearity: str, a: float) -> None:
-    if mode not in ("fan_in", "fan_out"):
+def _check_mode(fn: str, mode: str, nonlinearity: str, a: float) -> str:
+    """The mode, lower-cased as torch does; validates it, the nonlinearity and the slope."""
+    if not isinstance(mode, str) or mode.lower() not in ("fan_in", "fan_out"):
         raise ValueError(f"{fn}: mode {mode!r} not supported, please use one of fan_in, fan_out")
-    calculate_gain(nonlinearity, a)  # validates the name and the slope
+    calculate_gain(nonlinearity, a)
+    return mode.lower()
 
 
 def kaiming_uniform_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
@@ -299,13 +307,11 @@ def kaiming_uniform_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "
       >>> bool((abs(w) <= 0.25).all())
       True
     """
-    _check_mode("kaiming_uniform_", mode, nonlinearity, a)
     return kaiming_uniform(a, mode, nonlinearity, _name="kaiming_uniform_")
 
 
 def kaiming_normal_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
     """``torch.nn.init.kaiming_normal_``: N(0, (gain/sqrt(fan))²)."""
-    _check_mode("kaiming_normal_", mode, nonlinearity, a)
     return kaiming_normal(a, mode, nonlinearity, _name="kaiming_normal_")
 
 

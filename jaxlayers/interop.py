@@ -71,6 +71,8 @@ def _nest(flat: Mapping[str, np.ndarray]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"state_dict_to_variables: key {key!r} nests under a tensor")
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"state_dict_to_variables: key {key!r} is a tensor and a prefix of other keys")
         node[leaf] = value
     return tree
 
@@ -125,7 +127,18 @@ def variables_to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarra
     for col in _COLLECTIONS:
         if col in variables:
             merged = _merge(merged, variables[col])
-    return {k: to_numpy(v) for k, v in flatten_variables(merged).items()}
+    return {k: to_numpy(v) for k, v in flatten_variables(_torch_order(merged)).items()}
+
+
+def _torch_order(tree: Mapping) -> dict:
+    """torch's ``state_dict`` order per module: its own parameters, then its own buffers, then its
+    children — by index for ``Sequential``/``ModuleList`` (all-digit names), else as first created
+    (a buffer-only child, e.g. an affine-free BatchNorm, is otherwise merged in after the rest)."""
+    leaves = {k: v for k, v in tree.items() if not isinstance(v, Mapping)}
+    children = [k for k in tree if isinstance(tree[k], Mapping)]
+    if children and all(str(k).isdigit() for k in children):
+        children.sort(key=int)
+    return {**leaves, **{k: _torch_order(tree[k]) for k in children}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,12 +177,28 @@ def check_state_dict(state_dict: Mapping[str, Any], variables: Mapping[str, Any]
 
     Reports every missing key, unexpected key and shape mismatch at once.
     """
+    state_dict = _torch_compatible(state_dict, variables)
     expected = {k: tuple(np.shape(v)) for k, v in variables_to_state_dict_shapes(variables).items()}
     got = {k: tuple(np.shape(v)) for k, v in state_dict.items()}
     missing = tuple(k for k in expected if k not in got)
     unexpected = tuple(k for k in got if k not in expected)
     mismatched = tuple((k, expected[k], got[k]) for k in expected if k in got and expected[k] != got[k])
     return StateDictReport(missing, unexpected, mismatched)
+
+
+def _torch_compatible(state_dict: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+    """What torch's ``load_state_dict`` accepts from old checkpoints: a 1-element ``(1,)`` tensor for a
+    0-d buffer, and no ``num_batches_tracked`` (BatchNorm before torch 0.4.1) — the module keeps its own."""
+    expected = variables_to_state_dict_shapes(variables)
+    out = dict(state_dict)
+    for key, leaf in expected.items():
+        value = out.get(key)
+        if value is None:
+            if key.rsplit(".", 1)[-1] == "num_batches_tracked":
+                out[key] = np.zeros((), _leaf_dtype(leaf)) if _is_abstract(leaf) else np.asarray(leaf)
+        elif np.shape(leaf) == () and tuple(np.shape(value)) == (1,):
+            out[key] = to_numpy(value).reshape(())
+    return out
 
 
 def variables_to_state_dict_shapes(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,6 +237,7 @@ def load_state_dict(
       ValueError: with ``strict=False``, a key missing from the state_dict whose
         template leaf is abstract (there is no value to keep).
     """
+    state_dict = _torch_compatible(state_dict, variables)
     report = check_state_dict(state_dict, variables)
     if (strict and not report.ok) or report.mismatched:
         raise StateDictMismatchError(report if strict else StateDictReport(mismatched=report.mismatched))

@@ -202,6 +202,12 @@ def test_init_errors():
         init.kaiming_normal_(mode="fan_avg")
     with pytest.raises(ValueError, match="unsupported nonlinearity 'gelu'"):
         init.kaiming_uniform_(nonlinearity="gelu")
+    with pytest.raises(ValueError, match="kaiming_uniform: mode 'bogus' not supported"):  # the legacy name too
+        init.kaiming_uniform(mode="bogus")
+    with pytest.raises(ValueError, match=r"init.uniform_: expects a \[from, to\) range, but found from=1 > to=-1"):
+        init.uniform_(1, -1)
+    with pytest.raises(ValueError, match="init.normal_: expects std >= 0.0"):
+        init.normal_(0.0, -1.0)
     with pytest.raises(ValueError, match=r"eye_: only tensors with 2 dimensions are supported, got shape \(2, 2, 2\)"):
         init.eye_()(key, (2, 2, 2))
     with pytest.raises(ValueError, match=r"dirac_: only tensors with 3, 4, or 5 dimensions"):
@@ -214,3 +220,12 @@ def test_init_errors():
         init.sparse_(0.1)(key, (4, 2, 2))
     with pytest.raises(ValueError, match="trunc_normal_: expected a < b"):
         init.trunc_normal_(a=1.0, b=0.0)
+
+
+def test_kaiming_mode_is_case_insensitive_as_torch():
+    w = torch.empty(400, 4)
+    torch.nn.init.kaiming_uniform_(w, mode="FAN_IN")  # torch lower-cases the mode
+    bound = math.sqrt(3.0) * init.calculate_gain("leaky_relu", 0.0) / math.sqrt(4)
+    for f in (init.kaiming_uniform_, init.kaiming_uniform):
+        ours = np.abs(np.asarray(f(mode="FAN_IN")(jax.random.key(0), (400, 4))))
+        assert ours.max() <= bound and ours.max() > 0.9 * bound and np.abs(w.numpy()).max() <= bound

@@ -55,6 +55,53 @@ def test_round_trip_is_exact_and_keeps_torch_order(rng):
         assert back[k].dtype == sd[k].dtype
 
 
+def test_buffer_only_and_parametrized_modules_keep_torch_order():
+    """Own parameters, own buffers, then children (by index in Sequential) — also when a child has
+    only buffers (affine-free BatchNorm) or a parametrized module has buffers of its own."""
+    import jax.numpy as jnp
+    import torch.nn.utils.parametrizations as TP
+
+    from jaxlayers import nn
+    from jaxlayers.nn.utils import parametrizations as P
+
+    x = jnp.ones((1, 2, 4, 4))
+    cases = [(nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, affine=False), nn.Conv2d(3, 2, 1)),
+              torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3, affine=False),
+                                  torch.nn.Conv2d(3, 2, 1)), x),
+             (P.weight_norm(nn.BatchNorm1d(3)), TP.weight_norm(torch.nn.BatchNorm1d(3)), jnp.ones((2, 3)))]
+    for ours, theirs, x in cases:
+        v = ours.init(jax.random.key(0), x, train=False)
+        assert list(interop.variables_to_state_dict(v)) == list(theirs.state_dict())
+
+
+def test_old_checkpoints_load_as_in_torch():
+    """torch accepts a BatchNorm state_dict without num_batches_tracked (the module keeps its own) and a
+    (1,) tensor for a 0-d buffer; so do the linen and NNX loaders."""
+    import jax.numpy as jnp
+    from flax import nnx as fnnx
+
+    from jaxlayers import nn, nnx
+
+    theirs = torch.nn.BatchNorm1d(3)
+    no_count = {k: v for k, v in theirs.state_dict().items() if k != "num_batches_tracked"}
+    one_elem = {**theirs.state_dict(), "num_batches_tracked": torch.tensor([5])}
+    for sd in (no_count, one_elem):
+        assert str(torch.nn.BatchNorm1d(3).load_state_dict(dict(sd))) == "<All keys matched successfully>"
+    v = nn.BatchNorm1d(3).init(jax.random.key(0), jnp.ones((2, 3)), train=False)
+    assert interop.check_state_dict(no_count, v).ok
+    assert int(interop.load_state_dict(v, no_count)["batch_stats"]["num_batches_tracked"]) == 0
+    loaded = interop.load_state_dict(v, one_elem)["batch_stats"]["num_batches_tracked"]
+    assert loaded.shape == () and int(loaded) == 5
+    m = nnx.BatchNorm1d(3, rngs=fnnx.Rngs(0))
+    assert m.load_state_dict(one_elem).ok and int(m.state_dict()["num_batches_tracked"]) == 5
+
+
+def test_a_key_that_is_also_a_prefix_is_an_error():
+    for sd in ({"a.b": np.ones(1), "a": np.ones(1)}, {"a": np.ones(1), "a.b": np.ones(1)}):
+        with pytest.raises(ValueError, match="state_dict_to_variables: key 'a"):
+            interop.state_dict_to_variables(sd)
+
+
 def test_torch_tensors_including_bfloat16():
     lin = torch.nn.Linear(3, 2)
     sd = dict(lin.state_dict())

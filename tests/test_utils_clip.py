@@ -76,6 +76,18 @@ def test_optax_transformations_use_torchs_numbers(rng):
     assert not np.allclose(ours, theirs, rtol=1e-9, atol=0)
 
 
+def test_half_precision_norms_accumulate_in_float32_as_torch():
+    """Squares of 300 overflow float16 and of 1e-4 underflow: torch's vector_norm accumulates in float32."""
+    for value, n in ((300.0, 3), (1e-4, 100)):
+        q = torch.nn.Parameter(torch.zeros(n, dtype=torch.float16))
+        q.grad = torch.full((n,), value, dtype=torch.float16)
+        total_t = TU.clip_grad_norm_([q], 1.0)
+        clipped, total = U.clip_grad_norm_([jnp.full((n,), value, jnp.float16)], 1.0)
+        assert total.dtype == jnp.float16 and clipped[0].dtype == jnp.float16
+        close(np.float32(total), total_t.float(), rtol=1e-3)
+        close(np.asarray(clipped[0], np.float32), q.grad.float(), rtol=1e-3)
+
+
 def test_nonfinite_and_empty():
     g = [jnp.array([1.0, jnp.inf])]
     with pytest.raises(RuntimeError, match="get_total_norm: the total norm of order 2.0 .* is non-finite"):

@@ -248,6 +248,8 @@ def test_errors():
         P.spectral_norm(nn.Conv1d(3, 4, 2), dim=-4).init(jax.random.key(0), x, train=False)
     with pytest.raises(ValueError, match="spectral_norm: expected n_power_iterations to be positive"):
         U.spectral_norm(nn.Conv1d(3, 4, 2), n_power_iterations=0)
+    with pytest.raises(ValueError, match="spectral_norm: expected n_power_iterations to be positive"):
+        P.spectral_norm(nn.Conv1d(3, 4, 2), n_power_iterations=0)
     with pytest.raises(ValueError, match="spectral_norm: `train` must be given"):
         P.spectral_norm(nn.Conv1d(3, 4, 2)).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="spectral_norm: expected a tensor with at least 2 dimensions"):

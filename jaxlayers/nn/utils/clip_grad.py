@@ -29,19 +29,23 @@ __all__ = [
 
 
 def _vector_norm(x: jax.Array, p: float) -> jax.Array:
-    """``torch.linalg.vector_norm(x, p)`` over every element."""
+    """``torch.linalg.vector_norm(x, p)`` over every element: accumulated in at least float32 and
+    returned in ``x``'s dtype, as torch (float16 squares of 300 would overflow)."""
     a = jnp.abs(jnp.ravel(x))
+    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
     if p == math.inf:
-        return jnp.max(a)
-    if p == -math.inf:
-        return jnp.min(a)
-    if p == 0:
-        return jnp.sum(a != 0).astype(a.dtype)
-    if p == 1:
-        return jnp.sum(a)
-    if p == 2:
-        return jnp.sqrt(jnp.sum(a * a))
-    return jnp.sum(a ** p) ** (1.0 / p)
+        norm = jnp.max(a)
+    elif p == -math.inf:
+        norm = jnp.min(a)
+    elif p == 0:
+        norm = jnp.sum(a != 0).astype(a.dtype)
+    elif p == 1:
+        norm = jnp.sum(a)
+    elif p == 2:
+        norm = jnp.sqrt(jnp.sum(a * a))
+    else:
+        norm = jnp.sum(a ** p) ** (1.0 / p)
+    return norm.astype(x.dtype)
 
 
 def _leaves(tensors: Any) -> list:

@@ -383,6 +383,9 @@ def _register_spectral_norm(module: fnn.Module, name: str, n_power_iterations: i
                             module_name: str | None, legacy: bool = False) -> fnn.Module:
     """Both ``spectral_norm`` APIs: the default ``dim`` (1 for ConvTranspose*, else 0) and the
     :class:`SpectralNorm` parametrization (``legacy``: the old hook's variable names)."""
+    if int(n_power_iterations) <= 0:
+        raise ValueError(f"spectral_norm: expected n_power_iterations to be positive, but got "
+                         f"n_power_iterations={n_power_iterations}")
     if dim is None:
         dim = 1 if _is_conv_transpose(module) else 0
     return register_parametrization(

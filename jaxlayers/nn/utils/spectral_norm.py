@@ -42,9 +42,6 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
       >>> list(interop.variables_to_state_dict(v))
       ['bias', 'weight_orig', 'weight_u', 'weight_v']
     """
-    if int(n_power_iterations) <= 0:
-        raise ValueError(f"spectral_norm: expected n_power_iterations to be positive, but got "
-                         f"n_power_iterations={n_power_iterations}")
     return _register_spectral_norm(module, name, n_power_iterations, eps, dim, module_name, legacy=True)
 
 
