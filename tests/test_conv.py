@@ -128,6 +128,9 @@ CONVT_CASES = [
     (2, (2, 6, 3, 4), (6, 2, 3, 3), dict(stride=2, padding=1, groups=3, dilation=(2, 1), output_padding=(1, 0))),
     (2, (3, 4, 4), (3, 2, 3, 3), dict(bias=False)),  # unbatched
     (3, (1, 2, 3, 3, 2), (2, 3, 2, 2, 2), dict(stride=2, padding=(0, 1, 0), output_padding=(1, 0, 1))),
+    # stride 1, padding > dilation * (k - 1): negative padding of the equivalent convolution, tiny output
+    (1, (1, 1, 4), (1, 1, 1), dict(padding=1)),
+    (2, (1, 2, 4, 3), (2, 1, 2, 2), dict(padding=(2, 1))),
 ]
 
 

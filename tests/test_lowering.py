@@ -185,6 +185,18 @@ def test_conv_path_choice(monkeypatch):
     assert seen == []
 
 
+def test_conv_candidates_crop_negative_padding():
+    """A stride-1 transposed convolution with padding > dilation * (kernel - 1) reaches the lowering
+    as a convolution with negative padding; the GEMM candidates crop, as the reference does."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 3, 6, 5)))
+    w = jnp.asarray(rng.standard_normal((4, 3, 2, 3)))
+    pairs = ((-1, 1), (1, -2))
+    want = _ref_conv(x, w, (1, 1), pairs, None, (1, 1))
+    close(LC._stacked_taps_conv(x, w, (1, 1), pairs, (1, 1), None), want)
+    close(LC._tap_conv(x, w, pairs, (1, 1), None), want)
+
+
 def test_conv_autotune_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
     """With autotuning on, a k x k convolution is timed against its candidates once per key; the
     decision is kept per process and in the cache file, and the result is the convolution."""

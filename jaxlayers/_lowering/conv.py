@@ -62,6 +62,13 @@ def _out_sizes(spatial, kernel, pairs, lhs_dilation, dilation) -> tuple[int, ...
                  for s, k, (lo, hi), st, d in zip(spatial, kernel, pairs, lhs_dilation, dilation))
 
 
+def _pad_spatial(x: Any, pairs: Sequence[tuple[int, int]]) -> Any:
+    """Zero-pad the spatial dims; a negative entry crops (a stride-1 transposed convolution's
+    padding beyond ``dilation * (kernel - 1)``)."""
+    config = [(0, 0, 0)] * 2 + [(int(lo), int(hi), 0) for lo, hi in pairs]
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
 def _tap_conv(x: Any, w: Any, pairs: Sequence[tuple[int, int]], dilation: Sequence[int], precision: Any) -> Any:
     """Stride-1, groups-1 cross-correlation as one GEMM per kernel tap (linear in ``w``).
 
@@ -72,7 +79,7 @@ def _tap_conv(x: Any, w: Any, pairs: Sequence[tuple[int, int]], dilation: Sequen
     n = x.ndim - 2
     batch, chans = x.shape[:2]
     out_ch, kernel = w.shape[0], tuple(w.shape[2:])
-    xp = jnp.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pairs])
+    xp = _pad_spatial(x, pairs)
     padded = xp.shape[2:]
     out = _out_sizes(x.shape[2:], kernel, pairs, (1,) * n, dilation)
     xf = jnp.moveaxis(xp, 1, 0).reshape(chans, -1)  # (C, M)
@@ -221,7 +228,7 @@ def _stacked_taps_conv(x, w, stride, pairs, dilation, precision):
     per tap a strided slice of the padded input, then ``einsum`` with the weight."""
     batch, chans = x.shape[:2]
     kernel = tuple(w.shape[2:])
-    xp = jnp.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pairs])
+    xp = _pad_spatial(x, pairs)
     out = tuple((p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(xp.shape[2:], kernel, dilation, stride))
     cols = []
     for tap in itertools.product(*(range(k) for k in kernel)):
