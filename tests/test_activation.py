@@ -186,6 +186,15 @@ def test_no_nan_gradient_from_unselected_branch():
     assert np.all(np.isfinite(np.asarray(g)))
 
 
+def test_hardswish_at_infinities_like_torch():
+    """Value NaN at -inf (torch's ``x * clamp(x + 3, 0, 6) / 6``), gradients 0 and 1 (not 0 * inf)."""
+    x = np.array([-np.inf, np.inf, -1e300, 1e300])
+    y_t, g_t = _torch_out_grad(TF.hardswish, x, np.ones_like(x))
+    y_j, g_j = _jax_out_grad(F.hardswish, x, np.ones_like(x))
+    np.testing.assert_array_equal(y_j, y_t)
+    np.testing.assert_array_equal(g_j, g_t)
+
+
 def test_nan_propagates_like_torch():
     x = np.array([np.nan, 1.0, -1.0])
     for name in ("relu", "relu6", "leaky_relu", "hardtanh", "hardshrink", "softshrink", "threshold",

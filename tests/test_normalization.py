@@ -494,6 +494,19 @@ def test_constructor_and_functional_errors(rng):
         F.layer_norm(np.zeros((2, 3)), 3.5)
     with pytest.raises(ValueError, match="layer_norm: weight must have shape"):
         F.layer_norm(np.zeros((2, 3)), 3, np.ones(4))
+    # integer input: torch has no integer kernels; the result would be truncated to int
+    ints = np.arange(24).reshape(2, 3, 4)
+    for call in (lambda: F.layer_norm(ints, (4,)), lambda: F.rms_norm(ints, (4,)), lambda: F.group_norm(ints, 3),
+                 lambda: F.batch_norm(ints, None, None, training=True), lambda: F.instance_norm(ints),
+                 lambda: F.local_response_norm(ints, 2)):
+        with pytest.raises(TypeError, match=r"_norm: expected a floating-point input, got dtype int"):
+            call()
+    # BatchNorm without affine and running statistics takes any channel count, as torch
+    x = rng.standard_normal((2, 3, 5))
+    np.testing.assert_allclose(nn.BatchNorm1d(4, affine=False, track_running_stats=False).apply({}, x, train=False),
+                               torch.nn.BatchNorm1d(4, affine=False, track_running_stats=False)(_t(x)), **TOL)
+    with pytest.raises(TypeError, match="instance_norm: momentum must be a float, got None"):
+        F.instance_norm(np.zeros((2, 3, 4)), np.zeros(3), np.ones(3), momentum=None)
     with pytest.raises(ValueError, match="BatchNorm1d: expected more than 1 value per channel when training"):
         _init(nn.BatchNorm1d(3), np.zeros((1, 3)), train=True)
     with pytest.raises(ValueError, match="InstanceNorm1d: expected more than 1 spatial element"):

@@ -602,8 +602,21 @@ def hardswish(input: Any, inplace: bool = False) -> jax.Array:
         >>> F.hardswish(jnp.array([-3.0, 1.5, 4.0])).tolist()
         [0.0, 1.125, 4.0]
     """
-    x = _float(input)
-    return jnp.where(x <= -3, jnp.zeros_like(x), jnp.where(x >= 3, x, x * (x + 3) / 6))
+    return _hardswish(_float(input))
+
+
+@jax.custom_jvp
+def _hardswish(x: jax.Array) -> jax.Array:
+    return x * jnp.clip(x + 3, 0, 6) / 6  # torch's formula: NaN at -inf (-inf * 0), as torch
+
+
+@_hardswish.defjvp
+def _hardswish_jvp(primals: tuple, tangents: tuple) -> tuple:
+    # torch's backward: 0 up to -3, x/3 + 1/2 inside, 1 from 3 on (finite at +-inf, where autodiff of
+    # the formula gives NaN)
+    (x,), (t,) = primals, tangents
+    d = jnp.where(x <= -3, jnp.zeros_like(x), jnp.where(x < 3, x / 3 + 0.5, jnp.ones_like(x)))
+    return _hardswish(x), d * t
 
 
 def _hardshrink(input: Any, lambd: float) -> jax.Array:

@@ -153,6 +153,14 @@ def _check_vector(name: str, arg: str, v: Array | None, channels: int, x: Array)
 def _check_min_rank(name: str, x: Array, rank: int, what: str) -> None:
     if jnp.ndim(x) < rank:
         raise ValueError(f"{name}: expected {what} input, got {jnp.ndim(x)}-D input of shape {shape_str(x)}")
+    _check_floating(name, x)
+
+
+def _check_floating(name: str, x: Array) -> None:
+    """torch's norms have no integer kernels; the result cast back to int would be silently truncated."""
+    if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        raise TypeError(f"{name}: expected a floating-point input, got dtype {jnp.result_type(x)} "
+                        f"(shape {shape_str(x)})")
 
 
 def _update(running: Array, batch: Array, factor: Any) -> Array:
@@ -360,6 +368,8 @@ def _instance_norm(
 ) -> NormOutput:
     x = input
     _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
+    if momentum is None:  # torch's instance_norm takes a float (its modules map None to 0 themselves)
+        raise TypeError(f"{name}: momentum must be a float, got None")
     axis = channel_dim(name, channel_axis, x.ndim)
     c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not use_input_stats:
@@ -452,6 +462,7 @@ def _normalized_shape(name: str, normalized_shape: Any) -> tuple[int, ...]:
 
 
 def _check_trailing(name: str, x: Array, shape: tuple[int, ...]) -> None:
+    _check_floating(name, x)
     k = len(shape)
     if jnp.ndim(x) < k or tuple(jnp.shape(x)[jnp.ndim(x) - k:]) != shape:
         raise ValueError(

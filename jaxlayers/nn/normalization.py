@@ -148,7 +148,8 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         _check_rank(name, x, self.ranks, self.layout)
         axis = channel_dim(name, channel_axis, x.ndim)
         c = self._num_features(x, axis)
-        _check_channels(name, x, c, axis)
+        if self.affine or self.track_running_stats:  # else nothing has num_features' shape: torch takes any C
+            _check_channels(name, x, c, axis)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
