@@ -600,7 +600,7 @@ def hardswish(input: Any, inplace: bool = False) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> from jaxlayers import functional as F
         >>> F.hardswish(jnp.array([-3.0, 1.5, 4.0])).tolist()
-        [0.0, 1.125, 4.0]
+        [-0.0, 1.125, 4.0]
     """
     return _hardswish(_float(input))
 

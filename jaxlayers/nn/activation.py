@@ -369,7 +369,7 @@ class Hardswish(_Activation):
         >>> import jax.numpy as jnp
         >>> from jaxlayers import nn
         >>> nn.Hardswish().apply({}, jnp.array([-3.0, 1.5, 4.0])).tolist()
-        [0.0, 1.125, 4.0]
+        [-0.0, 1.125, 4.0]
     """
 
     inplace: bool = False
