@@ -184,6 +184,8 @@ def test_errors():
         nn.Dropout1d().apply({}, jnp.ones(3), train=False)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"dropout2d: feature dropout requires at least 2 dimensions .*\(4,\)"):
         F.dropout2d(jnp.ones(4), key=KEY)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"dropout3d: feature dropout .*got input of shape \(\)"):
+        F.dropout3d(jnp.ones(()), key=KEY)  # the shape given, not the unsqueezed (1,)
     with pytest.raises(ValueError, match="feature_alpha_dropout: feature dropout requires at least 2 dimensions"):
         F.feature_alpha_dropout(jnp.ones(4), 0.5, True, key=KEY)
     with pytest.raises(ValueError, match="FeatureAlphaDropout: feature dropout requires"):

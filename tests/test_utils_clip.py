@@ -168,7 +168,7 @@ def test_fusion_matches_torch(kind, rng):
 def test_fusion_errors():
     conv = {"params": {"weight": jnp.ones((4, 3, 2))}}
     bn = {"batch_stats": {"running_mean": jnp.zeros(5), "running_var": jnp.ones(5)}}
-    with pytest.raises(ValueError, match="fuse_conv_bn_eval: the conv has 4 output channels but the BatchNorm has 5"):
+    with pytest.raises(ValueError, match=r"fuse_conv_bn_eval: the conv weight.s output-channel dim \(0\) has 4 entries but the BatchNorm has 5"):
         U.fuse_conv_bn_eval(conv, bn)
     with pytest.raises(ValueError, match="fuse_conv_bn_eval: the BatchNorm variables have no running statistics"):
         U.fuse_conv_bn_eval(conv, {"params": {}})

@@ -198,6 +198,9 @@ def _dropout_nd(input: Any, p: float, training: bool, key: Any, num_spatial_dims
     if not _active(p, training):
         return x
     if not batched:
+        if x.ndim == 0:  # named with the shape given, not the unsqueezed one
+            raise ValueError(f"{name}: feature dropout requires at least 2 dimensions (N, C, *), got input of "
+                             f"shape {shape_str(x)}")
         return _feature(x[None], p, key, alpha, name)[0]
     return _feature(x, p, key, alpha, name)
 

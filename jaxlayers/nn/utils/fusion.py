@@ -100,8 +100,9 @@ def fuse_conv_bn_eval(conv_vars: Mapping, bn_vars: Mapping, transpose: bool = Fa
     rm, rv, g, beta = _bn(fn, bn_vars)
     out_ch = jnp.shape(w)[1 if transpose else 0]
     if jnp.shape(rm)[0] != out_ch:
-        raise ValueError(f"{fn}: the conv has {out_ch} output channels but the BatchNorm has {jnp.shape(rm)[0]} "
-                         f"features (weight {tuple(jnp.shape(w))}, transpose={transpose})")
+        raise ValueError(f"{fn}: the conv weight's output-channel dim ({1 if transpose else 0}) has {out_ch} "
+                         f"entries but the BatchNorm has {jnp.shape(rm)[0]} features (weight {tuple(jnp.shape(w))}, "
+                         f"transpose={transpose}; a grouped transposed conv cannot be fused, as in torch)")
     w, b = fuse_conv_bn_weights(w, b, rm, rv, eps, g, beta, transpose)
     return {"params": {"weight": w, "bias": b}}
 
