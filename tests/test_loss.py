@@ -311,6 +311,12 @@ def test_cross_entropy_large_logit_offset_loses_no_precision(target):
     close(ours, exact, rtol=2e-6, atol=2e-6)
 
 
+def test_negative_label_smoothing_is_none_as_in_torch():
+    x, t = _n(4, 5), np.array([0, 1, 2, 3])
+    close(F.cross_entropy(x, t, label_smoothing=-0.1), TF.cross_entropy(to_torch(x), torch.tensor(t), label_smoothing=-0.1))
+    close(F.cross_entropy(x, t, label_smoothing=-0.1), F.cross_entropy(x, t))
+
+
 def test_cross_entropy_edge_reductions_like_torch():
     # all-zero class weights with label smoothing: NaN (0/0), not inf
     x, t, w = _n(2, 3), np.array([0, 0]), np.array([0.0, 1.0, 1.0])

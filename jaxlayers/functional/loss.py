@@ -255,8 +255,8 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
     out_dtype, (x,) = _floats(input)
     t = jnp.asarray(target)
     batched, probs = _class_layout(name, x, t, probs_allowed=not log_probs)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{name}: label_smoothing must be in [0.0, 1.0], got {label_smoothing}")
+    if not label_smoothing <= 1.0:  # a negative value means no smoothing, as in torch
+        raise ValueError(f"{name}: label_smoothing must be at most 1.0, got {label_smoothing}")
     if not batched:
         x, t = x[None], t[None]
     num_classes = x.shape[1]
@@ -309,7 +309,8 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, size_average: Any
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``; with indices the mean is
             ``sum(w[y] * l) / sum(w[y])`` over targets that are not ignored (NaN if none);
             with probabilities it divides by ``N * d1 * ... * dK``.
-        label_smoothing: ``eps`` in [0, 1]: targets become ``(1 - eps) * target + eps / C``.
+        label_smoothing: ``eps`` <= 1: targets become ``(1 - eps) * target + eps / C`` (a negative
+            ``eps`` smooths nothing, as in torch).
         size_average, reduce: legacy torch arguments (mapped to ``reduction``, with a warning).
 
     Shape: ``'none'``: ``(N, d1, ..., dK)`` (``()`` unbatched); otherwise a scalar.
