@@ -125,6 +125,16 @@ def test_linear_cross_entropy_vs_torch(case):
     close(vjp(jnp.asarray(cot)), (xt.grad, wt.grad, bt.grad))
 
 
+def test_linear_cross_entropy_zero_weight_sum_is_nan_as_torch():
+    """torch divides the loss and the smoothing term by the weight sum apart: 0/0 is NaN (not inf)."""
+    x, w, t, cw = R.normal(size=(2, 3)), np.eye(3), np.array([0, 0]), np.array([0.0, 1.0, 1.0])
+    for ls in (0.0, 0.1):
+        out = F.linear_cross_entropy(x, w, t, weight=cw, label_smoothing=ls)
+        close(out, TF.linear_cross_entropy(to_torch(x), to_torch(w), torch.tensor(t), weight=to_torch(cw),
+                                           label_smoothing=ls))
+        assert np.isnan(out)
+
+
 def test_linear_cross_entropy_kdim_unbatched_and_module():
     torch.manual_seed(1)
     tm = torch.nn.LinearCrossEntropyLoss(H, C, out_features=(2,), bias=True, label_smoothing=0.1)

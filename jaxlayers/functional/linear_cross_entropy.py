@@ -104,7 +104,10 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
     wy = jnp.ones(t.shape, per_row.dtype) if weight is None else jnp.asarray(weight, per_row.dtype)[
         jnp.where(valid, t, 0)]
     wy = jnp.where(t == ignore_index, 0.0, jnp.where(valid, wy, jnp.nan))
-    return _reduce(per_row, reduction, jnp.sum(wy))
+    total = jnp.sum(wy)
+    # torch divides the loss and the smoothing term by the weight sum apart: no weight is 0/0 = NaN
+    # (one division of their sum would give inf when only the smoothing term is non-zero)
+    return jnp.where(total == 0, jnp.nan, _reduce(per_row, reduction, total))
 
 
 def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, *, linear_bias: Any = None, weight: Any = None,
