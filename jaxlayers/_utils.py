@@ -132,7 +132,6 @@ def index_dtype() -> jnp.dtype:
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
 
 
-
 def always_indices(fn: Any, example: str) -> Any:
     """torch's ``F.<fn>_with_indices``: ``fn`` returning ``(output, indices)`` whatever ``return_indices`` says.
 

@@ -177,7 +177,11 @@ def check_state_dict(state_dict: Mapping[str, Any], variables: Mapping[str, Any]
 
     Reports every missing key, unexpected key and shape mismatch at once.
     """
-    state_dict = _torch_compatible(state_dict, variables)
+    return _report(_torch_compatible(state_dict, variables), variables)
+
+
+def _report(state_dict: Mapping[str, Any], variables: Mapping[str, Any]) -> StateDictReport:
+    """:func:`check_state_dict` of a state_dict already made :func:`_torch_compatible`."""
     expected = {k: tuple(np.shape(v)) for k, v in variables_to_state_dict_shapes(variables).items()}
     got = {k: tuple(np.shape(v)) for k, v in state_dict.items()}
     missing = tuple(k for k in expected if k not in got)
@@ -238,7 +242,7 @@ def load_state_dict(
         template leaf is abstract (there is no value to keep).
     """
     state_dict = _torch_compatible(state_dict, variables)
-    report = check_state_dict(state_dict, variables)
+    report = _report(state_dict, variables)
     if (strict and not report.ok) or report.mismatched:
         raise StateDictMismatchError(report if strict else StateDictReport(mismatched=report.mismatched))
     out: dict[str, dict] = {}

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from .._utils import shape_str
-from .loss import _check_index_target, _cross_entropy, _legacy_reduction, _reduce
+from .loss import _check_index_target, _check_label_smoothing, _cross_entropy, _legacy_reduction, _reduce
 
 __all__ = ["linear_cross_entropy"]
 
@@ -81,8 +81,7 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
         raise TypeError(f"{name}: class-probability targets must be floating point, got {t.dtype}")
     if weight is not None and jnp.shape(weight) != (num_classes,):
         raise ValueError(f"{name}: weight must have shape ({num_classes},), got {shape_str(jnp.shape(weight))}")
-    if not label_smoothing <= 1.0:  # a negative value means no smoothing, as in torch
-        raise ValueError(f"{name}: label_smoothing must be at most 1.0, got {label_smoothing}")
+    _check_label_smoothing(name, label_smoothing)
 
     rows = _chunk_rows(num_classes, n, chunk_size, options)
     chunks = math.ceil(n / rows) if n else 0

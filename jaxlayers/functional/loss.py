@@ -237,6 +237,11 @@ def _class_broadcast(weight: jax.Array, ndim: int) -> jax.Array:
     return weight.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+def _check_label_smoothing(name: str, label_smoothing: float) -> None:
+    if not label_smoothing <= 1.0:  # a negative value means no smoothing, as in torch's functions
+        raise ValueError(f"{name}: label_smoothing must be at most 1.0, got {label_smoothing}")
+
+
 def _shifted_logits(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
     """``(x - m, log(sum(exp(x - m))))`` over ``axis`` with ``m`` the (finite) max, as torch's
     log_softmax: ``log_softmax(x) = (x - m) - lse`` never adds ``m`` back, so a large common
@@ -255,8 +260,7 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
     out_dtype, (x,) = _floats(input)
     t = jnp.asarray(target)
     batched, probs = _class_layout(name, x, t, probs_allowed=not log_probs)
-    if not label_smoothing <= 1.0:  # a negative value means no smoothing, as in torch
-        raise ValueError(f"{name}: label_smoothing must be at most 1.0, got {label_smoothing}")
+    _check_label_smoothing(name, label_smoothing)
     if not batched:
         x, t = x[None], t[None]
     num_classes = x.shape[1]

@@ -150,7 +150,8 @@ def _check_vector(name: str, arg: str, v: Array | None, channels: int, x: Array)
         )
 
 
-def _check_min_rank(name: str, x: Array, rank: int, what: str) -> None:
+def _check_input(name: str, x: Array, rank: int, what: str) -> None:
+    """At least ``rank`` dims and a floating dtype."""
     if jnp.ndim(x) < rank:
         raise ValueError(f"{name}: expected {what} input, got {jnp.ndim(x)}-D input of shape {shape_str(x)}")
     _check_floating(name, x)
@@ -259,7 +260,7 @@ def _batch_norm(
     channel_axis: int = 1,
 ) -> NormOutput:
     x = input
-    _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
+    _check_input(name, x, 2, "(N, C) or (N, C, *spatial)")
     axis = channel_dim(name, channel_axis, x.ndim)
     c, pshape = _check_channel_args(name, x, running_mean, running_var, weight, bias, axis)
     if not training:
@@ -367,7 +368,7 @@ def _instance_norm(
     channel_axis: int = 1,
 ) -> NormOutput:
     x = input
-    _check_min_rank(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
+    _check_input(name, x, 3, "(N, C, *spatial) with at least one spatial dim")
     if momentum is None:  # torch's instance_norm takes a float (its modules map None to 0 themselves)
         raise TypeError(f"{name}: momentum must be a float, got None")
     axis = channel_dim(name, channel_axis, x.ndim)
@@ -510,7 +511,7 @@ def layer_norm(
 
 def _group_norm(input, num_groups, weight, bias, eps, *, name, channel_axis=1):
     x = input
-    _check_min_rank(name, x, 2, "(N, C, *)")
+    _check_input(name, x, 2, "(N, C, *)")
     last = channel_dim(name, channel_axis, x.ndim) == x.ndim - 1 and x.ndim > 2  # (N, *spatial, C)
     n, c = x.shape[0], x.shape[-1 if last else 1]
     if num_groups <= 0 or c % num_groups:
@@ -612,7 +613,7 @@ def rms_norm(
 
 def _local_response_norm(input, size, alpha, beta, k, *, name):
     x = input
-    _check_min_rank(name, x, 3, "3-D or higher (N, C, *)")
+    _check_input(name, x, 3, "3-D or higher (N, C, *)")
     if int(size) < 1:
         raise ValueError(f"{name}: size must be >= 1, got {size}")
     size = int(size)
@@ -715,7 +716,7 @@ def _switch_norm(
     x = input
     if variance not in _SWITCH_VARIANCES:
         raise ValueError(f"{name}: variance must be one of {_SWITCH_VARIANCES}, got {variance!r}")
-    _check_min_rank(name, x, 2, "(N, C) or (N, C, *spatial)")
+    _check_input(name, x, 2, "(N, C) or (N, C, *spatial)")
     _check_stats_pair(name, running_mean, running_var)
     c = x.shape[1]
     flat = x.ndim == 2

@@ -673,7 +673,7 @@ def _adaptive_max_pool_nd(input: Any, output_size: Any, return_indices: bool, nu
                           name: str) -> Any:
     n = num_spatial_dims
     x, unbatched = _batched(input, n, name, empty_channels=jnp.ndim(input) == n + 1)
-    outs = _adaptive_sizes(output_size, tuple(int(v) for v in x.shape[2:]), n, name)
+    outs = _adaptive_sizes(output_size, _spatial_shape(x, False), n, name)
     return _unbatch(_compiled(_adaptive_max_pool, (outs, bool(return_indices)), x), unbatched)
 
 
