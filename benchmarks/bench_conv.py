@@ -87,6 +87,11 @@ def run(table: Table, quick: bool) -> None:
           nn.Conv2d(64, 64, 3, padding=1), fnn.Conv(64, (3, 3), padding=1),
           torch.nn.Conv2d(64, 64, 3, padding=1), x, jnp.transpose(x, (0, 2, 3, 1)), iters)
 
+    xp = jnp.asarray(rng.standard_normal((batch // 4, 256, 28, 28)), jnp.float32)
+    _case(table, f"Conv2d 1x1 256->64 28x28 b{batch // 4}",
+          nn.Conv2d(256, 64, 1), fnn.Conv(64, (1, 1)),
+          torch.nn.Conv2d(256, 64, 1), xp, jnp.transpose(xp, (0, 2, 3, 1)), iters)
+
     x1 = jnp.asarray(rng.standard_normal((batch, 64, 256)), jnp.float32)
     _case(table, f"Conv1d k3 64->64 L256 b{batch}",
           nn.Conv1d(64, 64, 3, padding=1), fnn.Conv(64, (3,), padding=1),

@@ -96,6 +96,11 @@ CONV_CASES = [
     ("stacked", (1, 3, 7, 5), (2, 3, 3, 2), (2, 3), ((1, 0), (0, 1)), (1, 1), (2, 1)),
     ("stacked", (2, 3, 4), (2, 3, 2), (2,), ((0, 1),), (1,), (1,)),
     ("stacked", (1, 2, 3, 3, 3), (2, 2, 2, 2, 2), (2, 2, 2), ((0, 0), (0, 0), (0, 0)), (1, 1, 1), (1, 1, 1)),
+    # pointwise (1x1) GEMM: strides, zero and cropping padding, 1-d to 3-d
+    ("pointwise", (2, 5, 4, 3), (3, 5, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), (1, 1)),
+    ("pointwise", (2, 3, 7, 6), (4, 3, 1, 1), (2, 3), ((1, 0), (-1, 2)), (1, 1), (2, 1)),
+    ("pointwise", (3, 4, 5), (2, 4, 1), (2,), ((1, 1),), (1,), (1,)),
+    ("pointwise", (1, 2, 3, 4, 2), (3, 2, 1, 1, 1), (1, 2, 1), ((0, 0), (0, 1), (0, 0)), (1, 1, 1), (1, 1, 1)),
 ]
 
 
@@ -110,6 +115,9 @@ def test_conv_lowerings_match_the_reference(kind, xs, ws, stride, pairs, lhs, di
     if kind == "taps":
         def new(x, w):
             return LC._cpu_conv(x, w, pairs, lhs, dil, None, reference_conv)
+    elif kind == "pointwise":
+        def new(x, w):
+            return LC._pointwise_conv(x, w, stride, pairs, None)
     else:
         def new(x, w):
             return LC._stacked_taps_conv(x, w, stride, pairs, dil, None)
@@ -117,7 +125,7 @@ def test_conv_lowerings_match_the_reference(kind, xs, ws, stride, pairs, lhs, di
     y = ref(x, w)
     g = jnp.asarray(rng.standard_normal(y.shape))
     t = (jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws)))
-    full = CONV_CASES.index((kind, xs, ws, stride, pairs, lhs, dil)) in (0, 4, 8)  # second order: a few cases
+    full = CONV_CASES.index((kind, xs, ws, stride, pairs, lhs, dil)) in (0, 4, 8, 13)  # second order: a few cases
     close(_conv_derivatives(new, full)(x, w, g, t), _conv_derivatives(ref, full)(x, w, g, t),
           rtol=1e-9, atol=1e-10)
 
@@ -146,6 +154,8 @@ def _spy(monkeypatch):
         a[0], a[1], (1,) * (a[0].ndim - 2), a[2], a[3], a[4]))
     monkeypatch.setattr(LC, "_stacked_taps_conv", lambda x, w, s, p, d, prec: seen.append("stacked") or _ref_conv(
         x, w, s, p, None, d))
+    monkeypatch.setattr(LC, "_pointwise_conv", lambda x, w, s, p, prec: seen.append("pointwise") or _ref_conv(
+        x, w, s, p, None, (1,) * len(s)))
     return seen
 
 
@@ -175,7 +185,12 @@ def test_conv_path_choice(monkeypatch):
     assert _call((8, 16, 16, 16), (32, 16, 3, 3), (1, 1), p1) == ["reference"]  # measured only: autotune off
     assert _call((8, 16, 2, 2), (32, 8, 3, 3), (1, 1), p1, groups=2) == ["reference"]  # grouped
     assert _call((2, 2, 5, 5), (3, 2, 7, 7), (1, 1), ((3, 3), (3, 3))) == ["reference"]  # 49 taps
+    assert _call((8, 16, 8, 8), (32, 8, 1, 1), (1, 1), ((0, 0), (0, 0)), groups=2) == ["reference"]  # grouped 1x1
     assert seen == []
+    for xs, ws, stride in [((8, 16, 16, 16), (32, 16, 1, 1), (2, 2)), ((8, 64, 2, 2), (64, 64, 1, 1), (1, 1)),
+                           ((4, 8, 9), (3, 8, 1), (1,))]:  # 1x1, on any map size
+        assert _call(xs, ws, stride, ((0, 0),) * len(stride)) + seen == (["pointwise"] if cpu else ["reference"])
+        seen.clear()
     assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) + seen == (
         ["taps"] if cpu else ["reference"])  # transposed: skips the dilated input's zeros
     seen.clear()
@@ -183,6 +198,23 @@ def test_conv_path_choice(monkeypatch):
         assert _call((8, 64, 2, 2), (64, 64, 3, 3), (1, 1), p1) == ["reference"]
         assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) == ["reference"]
     assert seen == []
+
+
+def test_pointwise_conv_in_channels_last_mode_moves_nothing():
+    """A 1x1 convolution in channels-last mode compiles to the GEMM alone: the lowering's channel
+    moves cancel against the memory-format wrapper's, and the OIHW kernel is not relaid out
+    (XLA's convolution needs the kernel HWIO)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU lowering")
+    rng = np.random.default_rng(5)
+    x, w = jnp.asarray(rng.standard_normal((2, 7, 6, 16))), jnp.asarray(rng.standard_normal((8, 16, 1, 1)))
+    with config.memory_format("channels_last"):
+        compiled = jax.jit(lambda x, w: F.conv2d(x, w, stride=2, padding=(1, 0))).lower(x, w).compile()
+    hlo = compiled.as_text()
+    assert " dot(" in hlo and " convolution(" not in hlo
+    assert " transpose(" not in hlo and " copy(" not in hlo
+    want = _ref_conv(jnp.moveaxis(x, -1, 1), w, (2, 2), ((1, 1), (0, 0)), None, (1, 1))
+    close(compiled(x, w), jnp.moveaxis(want, 1, -1))
 
 
 def test_conv_candidates_crop_negative_padding():

@@ -13,6 +13,14 @@ grouped convolutions, shapes not covered).  On CPU it picks one of:
   output phase).  Measured against XLA's convolution of the dilated input:
   3-d ``k2 s2`` 56 -> 1.0 ms forward; weight gradients 3-16x faster (docs/conv.md).
   In 2-d the sub-pixel forward measured slower on one CPU, so 2-d keeps XLA's forward.
+* **Pointwise (1x1) convolutions** — by construction: :func:`_pointwise_conv`,
+  one GEMM over the channels of the channels-last view of the input.  A 1x1
+  convolution is a GEMM; as one it needs no relayout of the kernel, and in
+  channels-last mode (:mod:`jaxlayers._memory_format`) its channel moves cancel
+  against the wrapper's, so it moves nothing at all.  In torch layout it moves
+  the activations as XLA's convolution does (NC* -> N*C and back).  Forward and
+  forward + backward 1.1-3.3x faster than XLA's convolution at ResNet-50's
+  1x1 shapes, in either layout (AMD EPYC, AVX-512; docs/conv.md).
 * **Tiny maps** (at most ``_TINY_POSITIONS`` output positions per image) — by
   construction: :func:`_stacked_taps_conv`, one GEMM over the stacked kernel
   taps (im2col).  XLA:CPU's convolution is pathological there: a 3x3 512->512
@@ -62,10 +70,11 @@ def _out_sizes(spatial, kernel, pairs, lhs_dilation, dilation) -> tuple[int, ...
                  for s, k, (lo, hi), st, d in zip(spatial, kernel, pairs, lhs_dilation, dilation))
 
 
-def _pad_spatial(x: Any, pairs: Sequence[tuple[int, int]]) -> Any:
-    """Zero-pad the spatial dims; a negative entry crops (a stride-1 transposed convolution's
-    padding beyond ``dilation * (kernel - 1)``)."""
-    config = [(0, 0, 0)] * 2 + [(int(lo), int(hi), 0) for lo, hi in pairs]
+def _pad_spatial(x: Any, pairs: Sequence[tuple[int, int]], first: int = 2) -> Any:
+    """Zero-pad the spatial dims (``first`` onwards); a negative entry crops (a stride-1
+    transposed convolution's padding beyond ``dilation * (kernel - 1)``)."""
+    config = [(0, 0, 0)] * first + [(int(lo), int(hi), 0) for lo, hi in pairs]
+    config += [(0, 0, 0)] * (x.ndim - len(config))
     return lax.pad(x, jnp.zeros((), x.dtype), config)
 
 
@@ -223,6 +232,16 @@ def _make_cpu_conv():
 _cpu_conv = _make_cpu_conv()
 
 
+def _pointwise_conv(x, w, stride, pairs, precision):
+    """Groups-1 convolution with a kernel of ones ``(O, C, 1, ..., 1)`` as one GEMM: the padded,
+    strided input channels-last ``(N, *out, C)`` times the ``(O, C)`` weight, contracted over C.
+    The input is moved first, so that in channels-last mode the move cancels the wrapper's."""
+    xc = _pad_spatial(jnp.moveaxis(x, 1, -1), pairs, first=1)
+    xc = xc[(slice(None),) + tuple(slice(None, None, s) for s in stride)]
+    y = lax.dot_general(xc, w.reshape(w.shape[:2]), (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
+    return jnp.moveaxis(y, -1, 1)
+
+
 def _stacked_taps_conv(x, w, stride, pairs, dilation, precision):
     """Groups-1 convolution as one GEMM over the stacked kernel taps (im2col):
     per tap a strided slice of the padded input, then ``einsum`` with the weight."""
@@ -271,6 +290,8 @@ def conv(
         if any(s != 1 for s in stride):
             return ref(x, w)
         return _cpu_conv(x, w, pairs, lhs, dilation, precision, reference)
+    if taps == 1:
+        return _pointwise_conv(x, w, stride, pairs, precision)
     positions = math.prod(out)
     if positions <= _TINY_POSITIONS:
         return _stacked_taps_conv(x, w, stride, pairs, dilation, precision)
