@@ -1,4 +1,4 @@
-"""Conv1d/Conv2d/ConvTranspose2d: jaxlayers (NCHW) vs flax.linen (NHWC, its natural layout) vs torch.
+"""Conv1d/Conv2d (3x3, 1x1, depthwise)/ConvTranspose2d: jaxlayers (NCHW) vs flax.linen (NHWC, its natural layout) vs torch.
 
 Forward and forward+backward (grad w.r.t. parameters and input), all jit-compiled, float32.
 The backward pulls back a fixed random cotangent ``g`` of the output's shape (``jax.vjp`` /
@@ -91,6 +91,11 @@ def run(table: Table, quick: bool) -> None:
     _case(table, f"Conv2d 1x1 256->64 28x28 b{batch // 4}",
           nn.Conv2d(256, 64, 1), fnn.Conv(64, (1, 1)),
           torch.nn.Conv2d(256, 64, 1), xp, jnp.transpose(xp, (0, 2, 3, 1)), iters)
+
+    xd = jnp.asarray(rng.standard_normal((batch // 4, 96, 56, 56)), jnp.float32)
+    _case(table, f"Conv2d 3x3 depthwise 96 56x56 b{batch // 4}",
+          nn.Conv2d(96, 96, 3, padding=1, groups=96), fnn.Conv(96, (3, 3), padding=1, feature_group_count=96),
+          torch.nn.Conv2d(96, 96, 3, padding=1, groups=96), xd, jnp.transpose(xd, (0, 2, 3, 1)), iters)
 
     x1 = jnp.asarray(rng.standard_normal((batch, 64, 256)), jnp.float32)
     _case(table, f"Conv1d k3 64->64 L256 b{batch}",

@@ -16,6 +16,7 @@ instead: they take ``channel_axis=-1`` and compute in place, which XLA:CPU does
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from typing import Any, Callable
@@ -24,6 +25,18 @@ import jax.numpy as jnp
 
 from . import config
 from ._utils import shape_str
+
+
+_MOVED = contextvars.ContextVar("jaxlayers_moved_from_channels_last", default=False)
+
+
+def moved() -> bool:
+    """Whether the running layer's activations arrived channels-last and were moved by :func:`channels_last`.
+
+    A hint for lowerings with a channels-last form (:mod:`jaxlayers._lowering.conv`): computed
+    in that form, their own channel moves cancel against the wrapper's.  Values never depend on it.
+    """
+    return _MOVED.get()
 
 
 def _to_first(x: Any) -> Any:
@@ -88,8 +101,12 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
                 rank = x.ndim if rank is None else rank
         if native:
             bound.arguments["channel_axis"] = -1
-        with config.memory_format("contiguous"):
-            out = fn(*bound.args, **bound.kwargs)
+        token = _MOVED.set(rank is not None)
+        try:
+            with config.memory_format("contiguous"):
+                out = fn(*bound.args, **bound.kwargs)
+        finally:
+            _MOVED.reset(token)
         return out if rank is None else _to_last(out, rank)
 
     return wrapper

@@ -89,6 +89,9 @@ CONV_CASES = [
     (2, (2, 2, 5, 5), (3, 2, 5, 5), dict()),  # kernel == input
     (3, (1, 2, 5, 6, 4), (3, 2, 2, 3, 2), dict(stride=(1, 2, 1), padding=1)),
     (3, (2, 4, 4, 3), (4, 1, 3, 2, 2), dict(groups=2, padding="same", dilation=(1, 1, 2), bias=False)),  # unbatched
+    # depthwise: the sum-over-taps lowering
+    (1, (2, 3, 10), (6, 1, 5), dict(stride=2, padding=2, groups=3)),
+    (3, (1, 2, 4, 5, 4), (2, 1, 3, 2, 3), dict(padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)),
     # pointwise (1x1): the GEMM lowering
     (1, (4, 9), (3, 4, 1), dict(padding="same", dilation=2)),  # unbatched
     (2, (2, 5, 6, 7), (3, 5, 1, 1), dict(stride=(2, 3), padding=(1, 0))),

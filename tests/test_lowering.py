@@ -147,6 +147,52 @@ def _conv_derivatives(fn, full):
     return jax.jit(run)
 
 
+DEPTHWISE_CASES = [
+    # x shape, channel multiplier, kernel, stride, padding pairs, dilation
+    ((2, 3, 7, 6), 1, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((2, 3, 8, 7), 2, (3, 2), (2, 3), ((1, 0), (-1, 2)), (2, 1)),
+    ((3, 4, 9), 3, (5,), (2,), ((2, 2),), (1,)),
+    ((1, 2, 4, 5, 3), 1, (2, 3, 1), (1, 2, 1), ((0, 1), (1, 1), (0, 0)), (2, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("xs,mult,kernel,stride,pairs,dil", DEPTHWISE_CASES)
+def test_depthwise_conv_matches_the_reference(xs, mult, kernel, stride, pairs, dil, channels_last, rng):
+    """The sum over taps equals XLA's grouped convolution (groups = in_channels): values, vjp, jvp,
+    and for two cases grad of grad and vmap(grad); computed channels-first or on the channels-last view."""
+    chans = xs[1]
+    x = jnp.asarray(rng.standard_normal(xs))
+    w = jnp.asarray(rng.standard_normal((chans * mult, 1, *kernel)))
+
+    def ref(x, w):
+        return lax.conv_general_dilated(x, w, stride, pairs, rhs_dilation=dil, feature_group_count=chans)
+
+    def new(x, w):
+        return LC._depthwise_conv(x, w, stride, pairs, dil, channels_last)
+
+    y = ref(x, w)
+    g = jnp.asarray(rng.standard_normal(y.shape))
+    t = (jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(w.shape)))
+    full = DEPTHWISE_CASES.index((xs, mult, kernel, stride, pairs, dil)) in (1, 3)
+    close(_conv_derivatives(new, full)(x, w, g, t), _conv_derivatives(ref, full)(x, w, g, t),
+          rtol=1e-9, atol=1e-10)
+
+
+def test_depthwise_conv_low_precision_accumulates_in_float32():
+    """bfloat16 in, bfloat16 out, but the 27 taps are summed in float32: the result is the float32
+    reference rounded once (summing in bfloat16 is off by several of its ulps)."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((2, 4, 5, 5, 5)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((4, 1, 3, 3, 3)), jnp.bfloat16)
+    pairs = ((1, 1),) * 3
+    y = LC._depthwise_conv(x, w, (1, 1, 1), pairs, (1, 1, 1))
+    want = lax.conv_general_dilated(x.astype(jnp.float32), w.astype(jnp.float32), (1, 1, 1), pairs,
+                                    feature_group_count=4, precision=lax.Precision.HIGHEST)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(want.astype(jnp.bfloat16), np.float32))
+
+
 def _spy(monkeypatch):
     """Record which path :func:`LC.conv` takes."""
     seen = []
@@ -156,6 +202,9 @@ def _spy(monkeypatch):
         x, w, s, p, None, d))
     monkeypatch.setattr(LC, "_pointwise_conv", lambda x, w, s, p, prec: seen.append("pointwise") or _ref_conv(
         x, w, s, p, None, (1,) * len(s)))
+    monkeypatch.setattr(LC, "_depthwise_conv", lambda x, w, s, p, d, channels_last: seen.append(
+        ("depthwise", channels_last)) or lax.conv_general_dilated(x, w, s, p, rhs_dilation=d,
+                                                                  feature_group_count=x.shape[1]))
     return seen
 
 
@@ -191,6 +240,13 @@ def test_conv_path_choice(monkeypatch):
                            ((4, 8, 9), (3, 8, 1), (1,))]:  # 1x1, on any map size
         assert _call(xs, ws, stride, ((0, 0),) * len(stride)) + seen == (["pointwise"] if cpu else ["reference"])
         seen.clear()
+    for ws in [(16, 1, 3, 3), (32, 1, 7, 7), (16, 1, 1, 1)]:  # depthwise (multiplier 1 or 2), up to 7x7
+        assert _call((2, 16, 9, 9), ws, (1, 1), p1, groups=16) + seen == (
+            [("depthwise", False)] if cpu else ["reference"])
+        seen.clear()
+    assert _call((2, 16, 9, 9), (16, 1, 9, 9), (1, 1), p1, groups=16) == ["reference"]  # 81 taps
+    assert _call((2, 16, 9, 9), (16, 2, 3, 3), (1, 1), p1, groups=8) == ["reference"]  # 2 channels per group
+    assert seen == []
     assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) + seen == (
         ["taps"] if cpu else ["reference"])  # transposed: skips the dilated input's zeros
     seen.clear()
@@ -214,6 +270,28 @@ def test_pointwise_conv_in_channels_last_mode_moves_nothing():
     assert " dot(" in hlo and " convolution(" not in hlo
     assert " transpose(" not in hlo and " copy(" not in hlo
     want = _ref_conv(jnp.moveaxis(x, -1, 1), w, (2, 2), ((1, 1), (0, 0)), None, (1, 1))
+    close(compiled(x, w), jnp.moveaxis(want, 1, -1))
+
+
+def test_depthwise_conv_in_channels_last_mode_moves_nothing(monkeypatch):
+    """In channels-last mode the depthwise lowering computes on the channels-last view (the
+    memory-format wrapper says the activations were moved): its moves cancel against the wrapper's."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU lowering")
+    seen = _spy(monkeypatch)
+    x, w = jnp.zeros((2, 7, 6, 16)), jnp.zeros((32, 1, 3, 3))
+    with config.memory_format("channels_last"):
+        jax.eval_shape(lambda x, w: F.conv2d(x, w, padding=1, groups=16), x, w)
+    jax.eval_shape(lambda x, w: F.conv2d(x, w, padding=1, groups=16), jnp.moveaxis(x, -1, 1), w)
+    assert seen == [("depthwise", True), ("depthwise", False)]
+    monkeypatch.undo()
+    rng = np.random.default_rng(6)
+    x, w = jnp.asarray(rng.standard_normal(x.shape)), jnp.asarray(rng.standard_normal(w.shape))
+    with config.memory_format("channels_last"):
+        compiled = jax.jit(lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=16)).lower(x, w).compile()
+    hlo = compiled.as_text()
+    assert " convolution(" not in hlo and " transpose(" not in hlo and " copy(" not in hlo
+    want = lax.conv_general_dilated(jnp.moveaxis(x, -1, 1), w, (2, 2), ((1, 1), (1, 1)), feature_group_count=16)
     close(compiled(x, w), jnp.moveaxis(want, 1, -1))
 
 
