@@ -195,6 +195,18 @@ def test_hardswish_at_infinities_like_torch():
     np.testing.assert_array_equal(g_j, g_t)
 
 
+def test_softplus_beta_zero_like_torch():
+    """beta = 0: the value is log(2) / 0 = inf and torch's derivative sigmoid(0) = 0.5 (autodiff of the
+    formula gives 0 / 0); second order through the derivative is 0, as torch's double backward."""
+    x = np.array([-2.0, 0.0, 3.0])
+    y_t, g_t = _torch_out_grad(lambda t: TF.softplus(t, 0.0), x, np.ones_like(x))
+    y_j, g_j = _jax_out_grad(lambda v: F.softplus(v, 0.0), x, np.ones_like(x))
+    np.testing.assert_array_equal(y_j, y_t)
+    np.testing.assert_array_equal(g_j, g_t)
+    h = jax.grad(lambda v: jax.grad(lambda u: F.softplus(u, 0.0))(v))(1.0)
+    assert float(h) == 0.0
+
+
 def test_nan_propagates_like_torch():
     x = np.array([np.nan, 1.0, -1.0])
     for name in ("relu", "relu6", "leaky_relu", "hardtanh", "hardshrink", "softshrink", "threshold",

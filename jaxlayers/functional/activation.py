@@ -504,11 +504,27 @@ def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> jax.Arra
         >>> round(float(F.softplus(jnp.array(1.0))), 4), float(F.softplus(jnp.array(30.0)))
         (1.3133, 30.0)
     """
-    x = _float(input)
+    return _softplus(_float(input), float(beta), float(threshold))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _softplus(x: jax.Array, beta: float, threshold: float) -> jax.Array:
     xb = x * _scalar(beta, x)
     linear = xb > _scalar(threshold, x)
     safe = jnp.where(linear, jnp.zeros_like(xb), xb)
     return jnp.where(linear, x, jnp.logaddexp(safe, jnp.zeros_like(safe)) / _scalar(beta, x))
+
+
+@_softplus.defjvp
+def _softplus_jvp(beta: float, threshold: float, primals: tuple, tangents: tuple) -> tuple:
+    # torch's backward: z / (z + 1) with z = exp(beta x), 1 where beta x > threshold (finite for
+    # beta = 0, where autodiff of the formula gives 0 / 0)
+    (x,), (t,) = primals, tangents
+    xb = x * _scalar(beta, x)
+    linear = xb > _scalar(threshold, x)
+    z = jnp.exp(jnp.where(linear, jnp.zeros_like(xb), xb))
+    d = jnp.where(linear, jnp.ones_like(x), z / (z + 1))
+    return _softplus(x, beta, threshold), d * t
 
 
 def softsign(input: Any) -> jax.Array:
