@@ -72,8 +72,22 @@ def test_eval_p0_identity_and_p1_zeros():
         y, vjp = jax.vjp(lambda v: fn(v, 1.0, training=True), x)
         np.testing.assert_array_equal(y, np.zeros(x.shape))
         np.testing.assert_array_equal(vjp(jnp.ones_like(x))[0], np.zeros(x.shape))
-    inf = jnp.full((3,), jnp.inf)
-    assert not np.isnan(np.asarray(F.dropout(inf, 1.0))).any()
+    # torch's p == 1 shortcut is input * 0: -0 for negatives, NaN for NaN and inf; feature dropout
+    # takes it before checking the rank, so a 1-D or 0-D input is zeroed too
+    special = np.array([1.0, -2.0, np.nan, np.inf])
+    for fn, tfn, shape in [(F.dropout, TF.dropout, (4,)), (F.alpha_dropout, TF.alpha_dropout, (4,)),
+                           (F.dropout2d, TF.dropout2d, (4,)), (F.dropout3d, TF.dropout3d, (4,)),
+                           (F.feature_alpha_dropout, TF.feature_alpha_dropout, (4,)),
+                           (F.dropout2d, TF.dropout2d, (2, 2, 1, 1))]:
+        with warnings.catch_warnings():  # both warn that a 1-D input to dropout3d is deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            want = tfn(torch.tensor(special).reshape(shape), 1.0, True).numpy()
+            got = np.asarray(fn(jnp.asarray(special).reshape(shape), 1.0, training=True))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(F.dropout2d(jnp.asarray(3.0), 1.0, training=True), 0.0)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        F.dropout2d(jnp.ones(3), 0.5, training=True, key=KEY)
     np.testing.assert_array_equal(nn.Dropout(0.5).apply({}, x, train=False), x)
 
 

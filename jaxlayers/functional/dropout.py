@@ -82,8 +82,8 @@ def _apply(x: jax.Array, p: float, key: Any, noise_shape: tuple[int, ...], alpha
     """The shared kernel (torch's ``_dropout_impl``) for an active layer."""
     if x.size == 0:
         return x
-    if p == 1.0:
-        return jnp.zeros_like(x)
+    if p == 1.0:  # torch's input * 0: -0 for negatives, NaN for NaN and inf
+        return x * jnp.zeros((), x.dtype)
     _need_key(key, name, p)
     keep = jax.random.bernoulli(key, 1.0 - p, noise_shape)
     if not alpha:
@@ -94,8 +94,9 @@ def _apply(x: jax.Array, p: float, key: Any, noise_shape: tuple[int, ...], alpha
 
 
 def _feature(x: jax.Array, p: float, key: Any, alpha: bool, name: str) -> jax.Array:
-    """Channel dropout on a batched ``(N, C, *)`` input: one mask entry per ``(n, c)``."""
-    if x.ndim < 2:
+    """Channel dropout on a batched ``(N, C, *)`` input: one mask entry per ``(n, c)``; ``p == 1``
+    zeroes any input, as torch's shortcut does before it checks the rank."""
+    if x.ndim < 2 and p < 1.0:
         raise ValueError(
             f"{name}: feature dropout requires at least 2 dimensions (N, C, *), got input of shape {shape_str(x)}"
         )
@@ -198,7 +199,7 @@ def _dropout_nd(input: Any, p: float, training: bool, key: Any, num_spatial_dims
     if not _active(p, training):
         return x
     if not batched:
-        if x.ndim == 0:  # named with the shape given, not the unsqueezed one
+        if x.ndim == 0 and p < 1.0:  # named with the shape given, not the unsqueezed one
             raise ValueError(f"{name}: feature dropout requires at least 2 dimensions (N, C, *), got input of "
                              f"shape {shape_str(x)}")
         return _feature(x[None], p, key, alpha, name)[0]
