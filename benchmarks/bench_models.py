@@ -8,8 +8,11 @@ Models (``benchmarks/models.py``; the same architecture three ways):
   vocab 1000, sequence 128, batch 16 (quick: 4) — train step with Adam;
 * LSTM LM, 2 layers, hidden 512, embedding 128, vocab 1000, sequence 64,
   batch 16 (quick: 4, sequence 32) — train step with Adam;
-* ResNet-18 and ResNet-50 eval forward at 3x224x224 (ImageNet stem, 1000
-  classes), batch 4 (quick: 1).
+* ResNet-18, ResNet-50 and MobileNetV2 (torchvision's, without dropout) eval
+  forward at 3x224x224 (ImageNet stem, 1000 classes), batch 4 (quick: 1).
+  (A MobileNetV2 training step is not a row: torch took 7.4 s per step at
+  64x64, batch 16, its depthwise backward being pathological on CPU, and both
+  JAX programs 17-24 s to compile; docs/benchmarks.md.)
 
 A train step is forward, cross-entropy loss, backward and the optimizer update:
 one ``jax.jit`` program for jaxlayers and flax (optax), eager torch with the
@@ -259,9 +262,11 @@ def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
                optax.adam(1e-3), lambda p: torch.optim.Adam(p, 1e-3), iters, rounds,
                "Adam, flax = nn.RNN(OptimizedLSTMCell)")
 
-    # ResNet-18 / ResNet-50 eval forward at 224x224
+    # ResNet-18 / ResNet-50 / MobileNetV2 eval forward at 224x224
     batch = 1 if quick else 4
     x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
     for depth in (18, 50):
         models = {k: M.resnet(k, depth, num_classes=1000, small_input=False) for k in ("jaxlayers", "flax", "torch")}
         _eval_row(table, f"models: ResNet-{depth} eval 224x224 N={batch}", models, x, iters, rounds)
+    models = {k: M.mobilenet_v2(k) for k in ("jaxlayers", "flax", "torch")}
+    _eval_row(table, f"models: MobileNetV2 eval 224x224 N={batch}", models, x, iters, rounds)

@@ -8,6 +8,10 @@
   pre-norm encoder layers (GELU, no dropout) under a causal mask, a final
   LayerNorm and a linear head.
 * An LSTM LM: embedding, stacked LSTM (batch-first), linear head.
+* MobileNetV2 (torchvision's: inverted residual blocks of 1x1 expansion,
+  3x3 depthwise and 1x1 projection convolutions with BatchNorm and ReLU6),
+  without the classifier's dropout; ``settings`` (expansion, channels, blocks,
+  stride per stage) and ``width_mult`` shrink it for tests.
 
 Three sections, one per framework:
 
@@ -55,15 +59,18 @@ from jaxlayers import nnx as jnnx
 __all__ = [
     "RESNET_LAYERS",
     # jaxlayers
-    "JLBasicBlock", "JLBottleneck", "JLResNet", "JLTransformerLM", "JLLSTMLM",
+    "JLBasicBlock", "JLBottleneck", "JLResNet", "JLTransformerLM", "JLLSTMLM", "JLInvertedResidual",
+    "JLMobileNetV2",
     # flax.linen
     "FlaxBasicBlock", "FlaxBottleneck", "FlaxResNet", "FlaxEncoderBlock", "FlaxTransformerLM", "FlaxLSTMLM",
+    "FlaxInvertedResidual", "FlaxMobileNetV2",
     # jaxlayers.nnx
     "NNXBasicBlock", "NNXBottleneck", "NNXResNet",
     # torch
     "TorchBasicBlock", "TorchBottleneck", "TorchResNet", "TorchTransformerLM", "TorchLSTMLM",
+    "TorchInvertedResidual", "TorchMobileNetV2",
     # builders
-    "resnet", "transformer_lm", "lstm_lm", "causal_mask",
+    "resnet", "transformer_lm", "lstm_lm", "mobilenet_v2", "causal_mask", "MOBILENET_V2_SETTINGS",
 ]
 
 #: depth -> (block kind, blocks per stage), as torchvision.
@@ -99,6 +106,37 @@ class _LSTMLMFields(fnn.Module):
     embed_dim: int = 128
     hidden_size: int = 512
     num_layers: int = 2
+
+
+#: MobileNetV2's stages (torchvision): expansion t, output channels c, blocks n, first stride s.
+MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                         (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def _divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible``: round to a multiple of 8, never below 90 % of ``v``."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+def _mobilenet_v2_plan(width_mult: float, settings: Sequence) -> tuple[int, list, int]:
+    """(stem channels, [(in, out, stride, expansion)] per block, last channels)."""
+    inp = _divisible(32 * width_mult)
+    blocks = []
+    for t, c, n, s in settings:
+        out = _divisible(c * width_mult)
+        for i in range(n):
+            blocks.append((inp, out, s if i == 0 else 1, t))
+            inp = out
+    return _divisible(32 * width_mult), blocks, _divisible(1280 * max(1.0, width_mult))
+
+
+class _MobileNetV2Fields(fnn.Module):
+    """MobileNetV2's hyperparameters and defaults (jaxlayers and flax)."""
+
+    num_classes: int = 1000
+    width_mult: float = 1.0
+    settings: Sequence = MOBILENET_V2_SETTINGS
 
 
 def causal_mask(seq_len: int) -> np.ndarray:
@@ -213,6 +251,40 @@ class JLLSTMLM(_LSTMLMFields):
         return self.head(out)
 
 
+class JLInvertedResidual(fnn.Module):
+    """MobileNetV2's block: [1x1 expand-BN-ReLU6], 3x3 depthwise-BN-ReLU6, 1x1 project-BN, [+ x]."""
+
+    inp: int
+    oup: int
+    stride: int
+    expand: int
+
+    @fnn.compact
+    def __call__(self, x: Any, *, train: bool) -> Any:
+        hidden = self.inp * self.expand
+        layers = []
+        if self.expand != 1:
+            layers += [nn.Conv2d(self.inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        layers += [nn.Conv2d(hidden, hidden, 3, self.stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(), nn.Conv2d(hidden, self.oup, 1, bias=False), nn.BatchNorm2d(self.oup)]
+        out = nn.Sequential(*layers, name="conv")(x, train=train)
+        return x + out if self.stride == 1 and self.inp == self.oup else out
+
+
+class JLMobileNetV2(_MobileNetV2Fields):
+    """MobileNetV2 from ``jaxlayers.nn`` on NCHW input; variables = the torch twin's ``state_dict``."""
+
+    @fnn.compact
+    def __call__(self, x: Any, *, train: bool) -> Any:
+        stem, blocks, last = _mobilenet_v2_plan(self.width_mult, self.settings)
+        layers = [nn.Sequential(nn.Conv2d(3, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU6())]
+        layers += [JLInvertedResidual(*b) for b in blocks]
+        layers += [nn.Sequential(nn.Conv2d(blocks[-1][1], last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU6())]
+        x = nn.Sequential(*layers, name="features")(x, train=train)
+        x = nn.AdaptiveAvgPool2d(1)(x).reshape(x.shape[0], -1)
+        return nn.Linear(last, self.num_classes, name="classifier")(x)
+
+
 # =====================================================================================
 # flax.linen (idiomatic: NHWC, flax's own layers and names)
 # =====================================================================================
@@ -274,6 +346,38 @@ class FlaxResNet(_ResNetFields):
                 x = block(w * 2 ** i, 2 if (j == 0 and i > 0) else 1)(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return fnn.Dense(self.num_classes)(x)
+
+
+class FlaxInvertedResidual(fnn.Module):
+    inp: int
+    oup: int
+    stride: int
+    expand: int
+
+    @fnn.compact
+    def __call__(self, x: Any, train: bool) -> Any:
+        hidden = self.inp * self.expand
+        h = x
+        if self.expand != 1:
+            h = fnn.relu6(_flax_bn(train)(fnn.Conv(hidden, (1, 1), use_bias=False)(h)))
+        h = fnn.Conv(hidden, (3, 3), (self.stride, self.stride), padding=1, feature_group_count=hidden,
+                     use_bias=False)(h)
+        h = fnn.relu6(_flax_bn(train)(h))
+        h = _flax_bn(train)(fnn.Conv(self.oup, (1, 1), use_bias=False)(h))
+        return x + h if self.stride == 1 and self.inp == self.oup else h
+
+
+class FlaxMobileNetV2(_MobileNetV2Fields):
+    """The same MobileNetV2 with flax.linen's layers on NHWC input."""
+
+    @fnn.compact
+    def __call__(self, x: Any, train: bool) -> Any:
+        stem, blocks, last = _mobilenet_v2_plan(self.width_mult, self.settings)
+        x = fnn.relu6(_flax_bn(train)(fnn.Conv(stem, (3, 3), (2, 2), padding=1, use_bias=False)(x)))
+        for b in blocks:
+            x = FlaxInvertedResidual(*b)(x, train)
+        x = fnn.relu6(_flax_bn(train)(fnn.Conv(last, (1, 1), use_bias=False)(x)))
+        return fnn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
 
 
 class FlaxEncoderBlock(fnn.Module):
@@ -495,6 +599,38 @@ class TorchResNet(tnn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+class TorchInvertedResidual(tnn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = inp * expand
+        layers: list = []
+        if expand != 1:
+            layers += [tnn.Conv2d(inp, hidden, 1, bias=False), tnn.BatchNorm2d(hidden), tnn.ReLU6()]
+        layers += [tnn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), tnn.BatchNorm2d(hidden),
+                   tnn.ReLU6(), tnn.Conv2d(hidden, oup, 1, bias=False), tnn.BatchNorm2d(oup)]
+        self.conv = tnn.Sequential(*layers)
+        self.use_res = stride == 1 and inp == oup
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+
+class TorchMobileNetV2(tnn.Module):
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0,
+                 settings: Sequence = MOBILENET_V2_SETTINGS) -> None:
+        super().__init__()
+        stem, blocks, last = _mobilenet_v2_plan(width_mult, settings)
+        layers = [tnn.Sequential(tnn.Conv2d(3, stem, 3, 2, 1, bias=False), tnn.BatchNorm2d(stem), tnn.ReLU6())]
+        layers += [TorchInvertedResidual(*b) for b in blocks]
+        layers += [tnn.Sequential(tnn.Conv2d(blocks[-1][1], last, 1, bias=False), tnn.BatchNorm2d(last),
+                                  tnn.ReLU6())]
+        self.features = tnn.Sequential(*layers)
+        self.classifier = tnn.Linear(last, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
 class TorchTransformerLM(tnn.Module):
     def __init__(self, vocab_size: int = 1000, d_model: int = 256, nhead: int = 4, num_layers: int = 4,
                  dim_feedforward: int = 1024, max_len: int = 128) -> None:
@@ -563,3 +699,8 @@ def transformer_lm(framework: str, **kw: Any) -> Any:
 def lstm_lm(framework: str, **kw: Any) -> Any:
     """LSTM LM (``vocab_size, embed_dim, hidden_size, num_layers``)."""
     return _pick(framework, (JLLSTMLM, FlaxLSTMLM, TorchLSTMLM), **kw)
+
+
+def mobilenet_v2(framework: str, **kw: Any) -> Any:
+    """MobileNetV2 (``num_classes, width_mult, settings``) for "jaxlayers", "flax" or "torch"."""
+    return _pick(framework, (JLMobileNetV2, FlaxMobileNetV2, TorchMobileNetV2), **kw)

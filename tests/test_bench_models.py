@@ -36,13 +36,16 @@ def _build(name, framework):
     if name == "bottleneck_imagenet_stem":  # ResNet-50's pieces, two stages (cheaper to compile)
         cls = {"jaxlayers": M.JLResNet, "flax": M.FlaxResNet, "torch": M.TorchResNet}[framework]
         return cls(block="bottleneck", layers=(1, 1), num_classes=5, width=4, small_input=False)
+    if name == "mobilenet_v2":  # three stages at a quarter width: every block kind, strides 1 and 2
+        return M.mobilenet_v2(framework, num_classes=5, width_mult=0.25,
+                              settings=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 1, 2)))
     return (M.transformer_lm if name == "transformer" else M.lstm_lm)(framework, **LM_KW[name])
 
 
 def _input(name, rng):
     if name == "resnet18":
         return rng.normal(size=(N, 3, 16, 16))
-    if name == "bottleneck_imagenet_stem":
+    if name in ("bottleneck_imagenet_stem", "mobilenet_v2"):
         return rng.normal(size=(N, 3, 32, 32))
     return rng.integers(0, V, (N, S))
 
@@ -93,7 +96,7 @@ def _jax_train_grads(j_model, variables, x, cot):
     return out, interop.flatten_variables(stats), grads
 
 
-@pytest.mark.parametrize("name", ["resnet18", "bottleneck_imagenet_stem", "transformer", "lstm"])
+@pytest.mark.parametrize("name", ["resnet18", "bottleneck_imagenet_stem", "mobilenet_v2", "transformer", "lstm"])
 def test_jaxlayers_model_eval_matches_torch(name, rng):
     """The whole model in eval mode from the torch twin's weights (float64)."""
     torch.manual_seed(0)
@@ -134,16 +137,19 @@ def test_jaxlayers_lm_training_matches_torch(name, rng):
     close(grads, t_grads, rtol=1e-9)
 
 
-@pytest.mark.parametrize("block", ["basic", "bottleneck"])
-def test_jaxlayers_resnet_block_training_matches_torch(block, rng):
-    """A strided block with its downsample shortcut in training mode: output, BatchNorm
-    buffer updates, gradients w.r.t. the input and every parameter."""
+@pytest.mark.parametrize("block", ["basic", "bottleneck", "inverted_residual"])
+def test_jaxlayers_block_training_matches_torch(block, rng):
+    """A ResNet block (strided, with its downsample shortcut) and a MobileNetV2 block (residual,
+    depthwise) in training mode: output, BatchNorm buffer updates, gradients w.r.t. the input and
+    every parameter."""
     torch.manual_seed(0)
     if block == "basic":
         t_model, j_model = M.TorchBasicBlock(4, 8, 2), M.JLBasicBlock(4, 8, 2)
-    else:
+    elif block == "bottleneck":
         t_model, j_model = M.TorchBottleneck(8, 4, 2), M.JLBottleneck(8, 4, 2)
-    x = rng.normal(size=(N, t_model.conv1.in_channels, 6, 6))
+    else:
+        t_model, j_model = M.TorchInvertedResidual(4, 4, 1, 3), M.JLInvertedResidual(4, 4, 1, 3)
+    x = rng.normal(size=(N, 4 if block == "inverted_residual" else t_model.conv1.in_channels, 6, 6))
     variables = variables_from_torch(t_model)
     t_out, cot, t_grads = _torch_train_grads(t_model, x, rng)
     out, stats, grads = jax.jit(partial(_jax_train_grads, j_model))(variables, jnp.asarray(x), jnp.asarray(cot))
@@ -156,7 +162,7 @@ def _num_params(tree):
     return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "bottleneck_imagenet_stem", "transformer", "lstm"])
+@pytest.mark.parametrize("name", ["resnet18", "bottleneck_imagenet_stem", "mobilenet_v2", "transformer", "lstm"])
 def test_same_architecture_in_three_frameworks(name, rng):
     x = _input(name, rng)
     t_count = sum(p.numel() for p in _build(name, "torch").parameters())
