@@ -320,4 +320,8 @@ def test_nnx_model_in_channels_last():
     want = bn(conv(x))
     with config.memory_format(CL):
         got = bn(conv(_last(x)))
+        # built inside the block: the parameters come from a torch-layout probe all the same
+        conv_in, bn_in = jnnx.Conv2d(4, 3, 3, rngs=nnx.Rngs(0)), jnnx.BatchNorm2d(3, rngs=nnx.Rngs(0))
+        got_in = bn_in(conv_in(_last(x)))
     close(got, _last(want))
+    close(got_in, got)

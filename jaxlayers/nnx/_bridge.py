@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx import variablelib
 
+from .. import config
 from .._utils import accepts_train, ntuple
 from .module import Module, Submodule
 
@@ -209,8 +210,9 @@ class LinenLayer(Module):
         self._setup(module, rngs if (accepts_train(module) or (variables is None and probe is None)) else None)
         if variables is not None:
             self._store_variables(variables)
-        elif probe is not None:
-            self._create_variables(probe, {}, rngs)
+        elif probe is not None:  # the probe is torch-layout, whatever memory format is in effect
+            with config.memory_format("contiguous"):
+                self._create_variables(probe, {}, rngs)
 
     def _setup(self, module: fnn.Module, rngs: nnx.Rngs | None) -> None:
         self._init_mode()
