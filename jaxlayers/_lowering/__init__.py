@@ -10,8 +10,9 @@ mode, ``vmap``); it never changes a result beyond float rounding.
 
 Rules for a lowering to be on by default (see docs/engine.md): it wins by
 construction on any machine of its backend (skipping multiplications by the
-zeros of a stride-dilated input; one GEMM where XLA's convolution is
-pathological), or it is measured on the running machine first
+zeros of a stride-dilated input; one GEMM for a 1x1 convolution or where XLA's
+convolution is pathological, on tiny maps; a sum over taps for a depthwise
+convolution, where XLA's grouped convolution is), or it is measured on the running machine first
 (:mod:`jaxlayers._lowering.autotune`).
 """
 
