@@ -726,6 +726,9 @@ SIZE_CASES = [
     ("lp_pool2d", lambda a: F.lp_pool2d(a, 2, 3, 2)),
     ("lp_pool2d(inf)", lambda a: F.lp_pool2d(a, float("inf"), 3, 2)),
     ("embedding_bag", lambda a: F.embedding_bag(jnp.zeros(a.shape[2:], jnp.int32), a[0, 0], mode="max")),
+    # the convolution lowerings that unroll over kernel taps or move channels (jaxlayers/_lowering/conv.py)
+    ("conv2d depthwise 3x3", lambda a: F.conv2d(a, jnp.ones((6, 1, 3, 3)), stride=2, padding=1, groups=3)),
+    ("conv2d pointwise", lambda a: F.conv2d(a, jnp.ones((4, 3, 1, 1)), stride=2)),
 ]
 
 

@@ -255,6 +255,22 @@ def _pointwise_conv(x, w, stride, pairs, precision):
     return jnp.moveaxis(y, -1, 1)
 
 
+def _tap_slices(xp, kernel, stride, dilation, first=2):
+    """For each kernel tap (row-major), ``(tap, the strided slice of the padded input xp that it
+    reads)``: the output-sized view of a stride/dilation convolution; spatial dims ``first`` onwards."""
+    n = len(kernel)
+    spatial = xp.shape[first:first + n]
+    out = tuple((p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(spatial, kernel, dilation, stride))
+    steps = [1] * xp.ndim
+    steps[first:first + n] = stride
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        start, limit = [0] * xp.ndim, list(xp.shape)
+        for i, (t, d, o, s) in enumerate(zip(tap, dilation, out, stride)):
+            start[first + i] = t * d
+            limit[first + i] = t * d + (o - 1) * s + 1
+        yield tap, lax.slice(xp, start, limit, steps)
+
+
 def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
     """Depthwise convolution, ``w`` of shape ``(C * m, 1, *K)`` for ``C`` input channels (output
     channel ``o`` reads input channel ``o // m``): per kernel tap a strided slice of the padded input
@@ -265,7 +281,6 @@ def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
     if channels_last:
         x = jnp.moveaxis(x, 1, -1)
     chan, first = (n + 1, 1) if channels_last else (1, 2)
-    kernel = tuple(w.shape[2:])
     dtype = x.dtype
     acc_dtype = jnp.promote_types(dtype, jnp.float32)
     xp = _pad_spatial(x, pairs, first=first).astype(acc_dtype)
@@ -273,19 +288,11 @@ def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
     if mult > 1:
         xp = jnp.repeat(xp, mult, axis=chan)
     w = w.astype(acc_dtype)
-    spatial = xp.shape[first:first + n]
-    out = tuple((p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(spatial, kernel, dilation, stride))
-    steps = [1] * xp.ndim
-    steps[first:first + n] = stride
     wshape = [1] * xp.ndim
     wshape[chan] = -1
     acc = None
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        start, limit = [0] * xp.ndim, list(xp.shape)
-        for i, (t, d, o, s) in enumerate(zip(tap, dilation, out, stride)):
-            start[first + i] = t * d
-            limit[first + i] = t * d + (o - 1) * s + 1
-        term = lax.slice(xp, start, limit, steps) * w[(slice(None), 0) + tap].reshape(wshape)
+    for tap, sl in _tap_slices(xp, tuple(w.shape[2:]), stride, dilation, first):
+        term = sl * w[(slice(None), 0) + tap].reshape(wshape)
         acc = term if acc is None else acc + term
     y = acc.astype(dtype)
     return jnp.moveaxis(y, -1, 1) if channels_last else y
@@ -294,17 +301,9 @@ def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
 def _stacked_taps_conv(x, w, stride, pairs, dilation, precision):
     """Groups-1 convolution as one GEMM over the stacked kernel taps (im2col):
     per tap a strided slice of the padded input, then ``einsum`` with the weight."""
-    batch, chans = x.shape[:2]
-    kernel = tuple(w.shape[2:])
-    xp = _pad_spatial(x, pairs)
-    out = tuple((p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(xp.shape[2:], kernel, dilation, stride))
-    cols = []
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        start = [t * d for t, d in zip(tap, dilation)]
-        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out, stride)]
-        cols.append(lax.slice(xp, (0, 0, *start), (batch, chans, *limit), (1, 1, *stride)))
-    cols = jnp.stack(cols, axis=2)  # (N, C, taps, *out)
-    w3 = w.reshape(w.shape[0], chans, -1)
+    taps = _tap_slices(_pad_spatial(x, pairs), tuple(w.shape[2:]), stride, dilation)
+    cols = jnp.stack([sl for _, sl in taps], axis=2)  # (N, C, taps, *out)
+    w3 = w.reshape(w.shape[0], x.shape[1], -1)
     return jnp.einsum("nct...,oct->no...", cols, w3, precision=precision)
 
 
