@@ -121,14 +121,14 @@ def _divisible(v: float, divisor: int = 8) -> int:
 
 def _mobilenet_v2_plan(width_mult: float, settings: Sequence) -> tuple[int, list, int]:
     """(stem channels, [(in, out, stride, expansion)] per block, last channels)."""
-    inp = _divisible(32 * width_mult)
+    stem = inp = _divisible(32 * width_mult)
     blocks = []
     for t, c, n, s in settings:
         out = _divisible(c * width_mult)
         for i in range(n):
             blocks.append((inp, out, s if i == 0 else 1, t))
             inp = out
-    return _divisible(32 * width_mult), blocks, _divisible(1280 * max(1.0, width_mult))
+    return stem, blocks, _divisible(1280 * max(1.0, width_mult))
 
 
 class _MobileNetV2Fields(fnn.Module):
