@@ -340,6 +340,7 @@ def test_conv_autotune_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
 NORM_CASES = [
     ("layer", (3, 4, 5), (2,), (5,)),
     ("batch", (4, 3, 5), (0, 2), (1, 3, 1)),
+    ("batch 2-d", (3, 2, 4, 3), (0, 2, 3), (1, 2, 1, 1)),
     ("batch channels-last", (4, 3, 2, 5), (0, 1, 2), (1, 1, 1, 5)),
     ("group", (2, 2, 3, 4), (2, 3), (1, 2, 3, 1)),
 ]
@@ -396,13 +397,12 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
     with config.lowering("reference"):
         LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
         LN.scale_trailing(x, jnp.ones(3), reference=lambda y, w: calls.append("ref") or y * w)
-    with config.lowering("auto"):  # interleaved axes (batch norm in torch's layout): the reference
-        LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (0, 2), (1, 3, 1), reference=ref)
-        assert calls == ["ref", "ref", "ref"]
-        LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (1, 2), (1, 3, 5), reference=ref)
-        assert calls == ["ref", "ref", "ref"]  # trailing axes: lowered
-        LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (0, 1), (1, 1, 5), reference=ref)
-        assert calls == ["ref", "ref", "ref"]  # leading axes (batch norm channels-last): lowered
+    assert calls == ["ref", "ref"]
+    with config.lowering("auto"):  # trailing, interleaved (batch norm in torch's layout), leading axes: lowered
+        for axes, pshape in (((1, 2), (1, 3, 5)), ((0, 2), (1, 3, 1)), ((0, 1), (1, 1, 5))):
+            LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, axes, pshape, reference=ref)
+        LN.fused_norm(jnp.ones((0, 3, 5)), None, None, 1e-5, (0, 2), (1, 3, 1), reference=ref)
+        assert calls == ["ref", "ref", "ref"]  # an empty input: the reference
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
     assert calls == ["ref", "ref", "ref", "ref"]

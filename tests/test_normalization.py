@@ -584,14 +584,18 @@ def test_guarded_moments_under_vmap():
         np.testing.assert_allclose(batched[i], _ref_norm(xs[i].astype(np.float64), (1,)), atol=2e-3)
 
 
-def test_guarded_moments_equal_shifted_and_two_pass():
-    """Both branches of the CPU lowering's guard give the two-pass moments (float64)."""
+@pytest.mark.parametrize("offset", [1.0, 50.0])
+@pytest.mark.parametrize("axes", [(0, 2), (1, 2), (0, 1)])
+def test_guarded_moments_equal_shifted_and_two_pass(offset, axes):
+    """Both branches of the CPU lowering's guard (offset 1: raw moments, 50: shifted) give the
+    two-pass moments (float64), for interleaved (the branch's operand transposed), trailing and
+    leading axes."""
     from jaxlayers._lowering import norm as N
 
-    x = jnp.asarray(np.random.default_rng(15).normal(size=(4, 6, 5)) * 2 + 1)
-    guarded = N._guarded_moments(x, (0, 2))
-    chex.assert_trees_all_close(guarded, N._shifted_moments(x, (0, 2)), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(guarded[1], np.var(np.asarray(x), (0, 2), keepdims=True), rtol=1e-12)
+    x = jnp.asarray(np.random.default_rng(15).normal(size=(4, 6, 5)) * 2 + offset)
+    guarded = N._guarded_moments(x, axes)
+    chex.assert_trees_all_close(guarded, N._shifted_moments(x, axes), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(guarded[1], np.var(np.asarray(x), axes, keepdims=True), rtol=1e-12)
 
 
 # ------------------------------------------- axis_name outside a mapped context

@@ -5,8 +5,9 @@ Two entry points, each taking the reference from
 lowering does not apply (setting ``"reference"``, a backend other than CPU):
 
 * :func:`fused_norm` — ``(y, mean, var)`` with moments over trailing axes (layer
-  norm; group norm in torch's layout) or leading axes (single-device batch norm
-  channels-last or over ``(N, C)``).  The moments are the raw ``E[x]``,
+  norm; group norm in torch's layout), leading axes (single-device batch norm
+  channels-last or over ``(N, C)``) or interleaved ones (batch norm in torch's
+  layout).  The moments are the raw ``E[x]``,
   ``E[x²]`` where they are exact enough, else a shifted one-pass variance
   (:func:`_guarded_moments`); the derivative is torch's analytic formula
   written as a **custom JVP**, so
@@ -71,7 +72,20 @@ def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     mean = jnp.sum(x, axes, keepdims=True) / m
     var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
     ok = jnp.all(mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var)
-    return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
+    k = len(axes)
+    if axes in (tuple(range(k)), tuple(range(x.ndim - k, x.ndim))):
+        return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
+    # Interleaved axes (batch norm's (0, 2, 3)): the conditional's operand is x with the reduced
+    # axes leading, which is how XLA:CPU lays out a convolution's output, so that inside a network
+    # the operand is not relaid out to enter the conditional (a single layer pays the transpose
+    # only in the branch that needs it).
+    perm = axes + tuple(i for i in range(x.ndim) if i not in axes)
+    back = tuple(perm.index(i) for i in range(x.ndim))
+
+    def shifted(xt):
+        return tuple(jnp.transpose(s, back) for s in _shifted_moments(xt, tuple(range(k))))
+
+    return lax.cond(ok, lambda xt: (mean, var), shifted, jnp.transpose(x, perm))
 
 
 # XLA:CPU sums over leading axes ("column" reductions) slowly when many columns are
@@ -171,10 +185,12 @@ def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
     m = math.prod(x.shape[i] for i in axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
     xhat = (x.astype(sdt) - mean) * inv
-    # a weight constant along the reduced axes (channels-last batch norm) scales in the reduced shape, so the
-    # transpose (reverse mode) reuses the sums Σg and Σg·x̂ of the weight and bias gradients
+    # a weight constant along the reduced axes (batch norm) scales in the reduced shape, so the
+    # transpose (reverse mode) takes Σg and Σg·x̂ once each, for dx and the weight and bias gradients
     per_slice = weight is not None and all(pshape[i - (x.ndim - len(pshape))] == 1 for i in axes
                                            if i >= x.ndim - len(pshape))
+    # per-slice coefficients (reduced shape) of x̂ and of 1 in dy; each is one sum in reverse mode
+    slope = shift = None
     if _is_zero(dx):
         dmean = dvar = jnp.zeros_like(mean)
         dy = jnp.zeros(x.shape, sdt)
@@ -185,21 +201,28 @@ def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
         dvar = 2.0 * dxhat_mean / inv
         if per_slice:
             scale = inv * jnp.reshape(weight, pshape).astype(sdt)
-            dy = scale * dx - scale * dmean - xhat * (scale * dxhat_mean)
+            dy, shift, slope = scale * dx, -scale * dmean, -scale * dxhat_mean
         else:
             dy = inv * (dx - dmean - xhat * dxhat_mean)
             if weight is not None:
                 dy = dy * jnp.reshape(weight, pshape).astype(sdt)
+    trailing = _trailing_weight(x.shape, pshape)
     if weight is not None and not _is_zero(dweight):
         dw = jnp.reshape(dweight, pshape).astype(sdt)
-        if _trailing_weight(x.shape, pshape):
-            dw = _broadcast_leading(dw, x.shape)
-        dy = dy + xhat * dw
+        if trailing:
+            dy = dy + xhat * _broadcast_leading(dw, x.shape)
+        else:
+            slope = dw if slope is None else slope + dw
     if bias is not None and not _is_zero(dbias):
         db = jnp.reshape(dbias, pshape).astype(sdt)
-        if _trailing_weight(x.shape, pshape):
-            db = _broadcast_leading(db, x.shape)
-        dy = dy + db
+        if trailing:
+            dy = dy + _broadcast_leading(db, x.shape)
+        else:
+            shift = db if shift is None else shift + db
+    if slope is not None:
+        dy = dy + xhat * slope
+    if shift is not None:
+        dy = dy + shift
     return dy.astype(x.dtype), dmean, dvar
 
 
@@ -230,13 +253,9 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
                pshape: tuple[int, ...], *, reference: Callable[..., Any]) -> tuple[Array, Array, Array]:
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
     biased moments over ``axes`` (kept); ``weight``/``bias`` reshape to ``pshape``.
-    Lowered on CPU when ``axes`` are the trailing axes (rows: layer norm, group norm
-    in torch's layout) or the leading ones (columns: batch norm channels-last and
-    over ``(N, C)``), else the reference (moments over interleaved
-    axes, such as batch norm's ``(0, 2, 3)`` in torch's layout, measured slower)."""
-    axes = tuple(axes)
-    k = len(axes)
-    rows, columns = axes == tuple(range(x.ndim - k, x.ndim)), axes == tuple(range(k))
-    if not enabled("cpu") or x.size == 0 or not (rows or columns):
-        return reference(x, weight, bias, eps, axes, pshape)
-    return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
+    Lowered on CPU for any ``axes``: trailing (layer norm, group norm in torch's
+    layout), leading (batch norm channels-last and over ``(N, C)``) or interleaved
+    (batch norm's ``(0, 2, 3)`` in torch's layout)."""
+    if not enabled("cpu") or x.size == 0:
+        return reference(x, weight, bias, eps, tuple(axes), pshape)
+    return _fused_norm(x, weight, bias, eps, tuple(axes), tuple(pshape))
