@@ -127,6 +127,49 @@ def lowest_value(dtype: Any) -> Any:
     raise TypeError(f"unsupported dtype {dtype}")
 
 
+def extreme(x: Any, axis: Any = None, keepdims: bool = False, *, op: str = "max", nan: bool = True) -> jax.Array:
+    """``jnp.max``/``jnp.min`` (``op``) over ``axis``; with ``nan``, a slice holding a NaN gives NaN
+    (torch's max and min propagate NaN).  XLA:CPU (jaxlib 0.10) drops NaNs in the max/min reductions
+    it hands to its YNNPACK fusion (arrays of a few thousand elements and more: ``jnp.max`` over
+    axis 0 of an ``(8, 1000)`` array holding one NaN returns a number), so the NaN is put back by a
+    second reduction; :func:`when_nan` runs that only for inputs that hold a NaN."""
+    x = jnp.asarray(x)
+    r = (jnp.max if op == "max" else jnp.min)(x, axis=axis, keepdims=keepdims)
+    if nan and jnp.issubdtype(x.dtype, jnp.floating):
+        r = jnp.where(jnp.any(jnp.isnan(x), axis=axis, keepdims=keepdims), jnp.asarray(jnp.nan, r.dtype), r)
+    return r
+
+
+def holds_nan(x: Any) -> Any:
+    """Whether ``x`` holds a NaN, as a traced bool (``None`` for a dtype without NaN): NaN of
+    the sum of ``x`` (one fast reduction; also true for ``+inf`` with ``-inf`` or an overflow,
+    which only sends :func:`when_nan` to the slower branch)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.size == 0:
+        return None
+    return jnp.isnan(jnp.sum(x))
+
+
+def when_nan(x: Any, fn: Any, flag: Any = False) -> Any:
+    """``fn(x, nan)``, with ``nan=True`` only when ``x`` holds a NaN (``lax.cond`` on
+    :func:`holds_nan`, or on ``flag`` when given: the cond also keeps XLA from fusing the
+    branch with what is computed outside it)."""
+    flag = holds_nan(x) if flag is False else flag
+    if flag is None:
+        return fn(x, False)
+    return jax.lax.cond(flag, lambda x: fn(x, True), lambda x: fn(x, False), x)
+
+
+def nan_max(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
+    """``jnp.max`` that propagates NaN on every backend (see :func:`extreme`)."""
+    return when_nan(x, lambda x, nan: extreme(x, axis, keepdims, op="max", nan=nan))
+
+
+def nan_min(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
+    """``jnp.min`` that propagates NaN on every backend (see :func:`extreme`)."""
+    return when_nan(x, lambda x, nan: extreme(x, axis, keepdims, op="min", nan=nan))
+
+
 def index_dtype() -> jnp.dtype:
     """int64 when ``jax_enable_x64`` is on, else int32 (torch always uses int64)."""
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32

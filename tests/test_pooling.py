@@ -327,6 +327,48 @@ def test_with_indices_twins_always_return_indices(name, args, shape, rng):
         getattr(F, name)(x, *args, bogus=1)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_adaptive_max_indices_ties_nan_zeros_match_torch(seed, lowering):
+    """torch's pick on random bins full of ties, -inf, signed zeros and NaNs (1-d to 3-d,
+    overlapping and repeated bins): indices, value bits and the gradient."""
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(6):
+        nd = int(rng.integers(1, 4))
+        spatial, outs = tuple(rng.integers(1, 8, nd).tolist()), tuple(rng.integers(1, 6, nd).tolist())
+        x = rng.integers(-2, 2, (2, 2) + spatial).astype(np.float64)
+        x[x == 0] = rng.choice([0.0, -0.0], size=int((x == 0).sum()))
+        if rng.random() < 0.5:
+            x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+        if rng.random() < 0.3:
+            x.reshape(-1)[rng.integers(0, x.size, x.size // 2)] = -np.inf
+        f, tf = getattr(F, f"adaptive_max_pool{nd}d"), getattr(TF, f"adaptive_max_pool{nd}d")
+        v, i = f(x, outs, True)
+        tv, ti = tf(torch.tensor(x), outs, True)
+        np.testing.assert_array_equal(np.asarray(i), ti.numpy())
+        np.testing.assert_array_equal(np.asarray(v), tv.numpy())
+        np.testing.assert_array_equal(np.signbit(np.asarray(v)), np.signbit(tv.numpy()))
+        w = rng.normal(size=tv.shape)
+        g = jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, outs)) * w))(jnp.asarray(x))
+        xt = torch.tensor(x, requires_grad=True)
+        (torch.nan_to_num(tf(xt, outs)) * torch.tensor(w)).sum().backward()
+        np.testing.assert_array_equal(np.asarray(g), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_max_nan_at_real_sizes(dtype, lowering):
+    """A NaN reaches its bin at sizes where XLA:CPU's max reduction (its YNNPACK fusion)
+    drops NaNs: global and (7, 7) pooling of 2x8x64x64, with and without indices."""
+    x = np.random.default_rng(3).normal(size=(2, 8, 64, 64)).astype(dtype)
+    x[1, 5, 40, 9] = np.nan
+    for out in (1, (7, 7)):
+        want_v, want_i = TF.adaptive_max_pool2d(torch.tensor(x), out, True)
+        got = jax.jit(lambda a: F.adaptive_max_pool2d(a, out))(x)
+        v, i = jax.jit(lambda a: F.adaptive_max_pool2d(a, out, True))(x)
+        for y in (got, v):
+            np.testing.assert_array_equal(np.asarray(y), want_v.numpy())
+        np.testing.assert_array_equal(np.asarray(i), want_i.numpy())
+
+
 def test_adaptive_max_nan():
     x = np.array([[[1.0, np.nan, 3.0, np.nan, 2.0, 5.0, 5.0]]])
     v, i = F.adaptive_max_pool1d(x, 3, True)
@@ -611,6 +653,7 @@ LOWERED_CASES = [
     ("adaptive_max2d", lambda a: F.adaptive_max_pool2d(a, (4, 3)), (2, 3, 9, 8)),
     ("adaptive_max1d", lambda a: F.adaptive_max_pool1d(a, 4), (2, 3, 11)),
     ("adaptive_max3d_upsampling", lambda a: F.adaptive_max_pool3d(a, (5, 2, 7)), (1, 2, 3, 4, 5)),
+    ("adaptive_max2d_indices", lambda a: F.adaptive_max_pool2d(a, (3, 5), True), (2, 3, 7, 9)),
     ("max1d_gaps", lambda a: F.max_pool1d(a, 2, 3, 1, ceil_mode=True), (2, 3, 11)),  # kernel < stride
     ("avg3d_disjoint", lambda a: F.avg_pool3d(a, 2, ceil_mode=True), (1, 2, 5, 4, 3)),
     ("max2d_channels_last", lambda a: F.max_pool2d(a, 3, 2, 1, channel_axis=-1), (2, 7, 6, 3)),

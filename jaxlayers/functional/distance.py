@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import _is_int, index_dtype, shape_str
+from .._utils import _is_int, index_dtype, nan_max, nan_min, shape_str
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
@@ -54,9 +54,9 @@ def _norm_value(x: jax.Array, p: float, axis: int, keepdims: bool) -> jax.Array:
     if p == 0:
         return jnp.sum((x != 0).astype(x.dtype), axis, keepdims=keepdims)
     if p == math.inf:
-        return jnp.max(a, axis, keepdims=keepdims)
+        return nan_max(a, axis, keepdims=keepdims)
     if p == -math.inf:
-        return jnp.min(a, axis, keepdims=keepdims)
+        return nan_min(a, axis, keepdims=keepdims)
     if p == 1:
         return jnp.sum(a, axis, keepdims=keepdims)
     if p == 2:

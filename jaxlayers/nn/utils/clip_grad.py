@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..._utils import nan_max, nan_min
+
 __all__ = [
     "get_total_norm",
     "clip_grads_with_norm_",
@@ -34,9 +36,9 @@ def _vector_norm(x: jax.Array, p: float) -> jax.Array:
     a = jnp.abs(jnp.ravel(x))
     a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
     if p == math.inf:
-        norm = jnp.max(a)
+        norm = nan_max(a)
     elif p == -math.inf:
-        norm = jnp.min(a)
+        norm = nan_min(a)
     elif p == 0:
         norm = jnp.sum(a != 0).astype(a.dtype)
     elif p == 1:
