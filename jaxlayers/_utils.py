@@ -151,9 +151,10 @@ def holds_nan(x: Any) -> Any:
 
 
 def when_nan(x: Any, fn: Any, flag: Any = False) -> Any:
-    """``fn(x, nan)``, with ``nan=True`` only when ``x`` holds a NaN (``lax.cond`` on
-    :func:`holds_nan`, or on ``flag`` when given: the cond also keeps XLA from fusing the
-    branch with what is computed outside it)."""
+    """``fn(x, nan)``, with ``nan=True`` only when ``x`` holds a NaN: a ``lax.cond`` on
+    :func:`holds_nan` of ``x``, or on ``flag``, a :func:`holds_nan` computed before (then ``x``
+    may be any pytree; ``None``: no NaN possible).  The cond also keeps XLA from fusing the
+    branch with what is computed outside it."""
     flag = holds_nan(x) if flag is False else flag
     if flag is None:
         return fn(x, False)

@@ -21,8 +21,8 @@ size: loops run over window taps and spatial dims only.
   ``prod(kernel)`` input-sized buffers fewer); the index search compares every
   tap with the final maximum only, its NaN pass under a ``lax.cond``.
 * :func:`adaptive_max_pool` — the values as a plain ``max`` over each dim's bins;
-  torch's index (asked for, or in the derivative) as the first element of the
-  gathered bins equal to that maximum (or the last NaN), instead of the
+  torch's index (asked for, or in the derivative) as a search, dim by dim, for
+  the first slot holding each bin's maximum (or its last NaN), instead of the
   reference's ``(value, index)`` reduction.
 * :func:`window_sum` (average and LP pooling) — the sums as the maxima above,
   and the same stride-phase tangent.
@@ -275,9 +275,7 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable) -> jax.A
             offset = new
         return offset
 
-    if flag is None:
-        return search(maxima, False)
-    return lax.cond(flag, functools.partial(search, nan=True), functools.partial(search, nan=False), maxima)
+    return when_nan(maxima, search, flag)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
