@@ -327,12 +327,12 @@ def test_with_indices_twins_always_return_indices(name, args, shape, rng):
         getattr(F, name)(x, *args, bogus=1)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(3))
 def test_adaptive_max_indices_ties_nan_zeros_match_torch(seed, lowering):
     """torch's pick on random bins full of ties, -inf, signed zeros and NaNs (1-d to 3-d,
     overlapping and repeated bins): indices, value bits and the gradient."""
     rng = np.random.default_rng(100 + seed)
-    for _ in range(6):
+    for _ in range(4):
         nd = int(rng.integers(1, 4))
         spatial, outs = tuple(rng.integers(1, 8, nd).tolist()), tuple(rng.integers(1, 6, nd).tolist())
         x = rng.integers(-2, 2, (2, 2) + spatial).astype(np.float64)
