@@ -588,8 +588,7 @@ def test_guarded_moments_under_vmap():
 @pytest.mark.parametrize("axes", [(0, 2), (1, 2), (0, 1)])
 def test_guarded_moments_equal_shifted_and_two_pass(offset, axes):
     """Both branches of the CPU lowering's guard (offset 1: raw moments, 50: shifted) give the
-    two-pass moments (float64), for interleaved (the branch's operand transposed), trailing and
-    leading axes."""
+    two-pass moments (float64), for interleaved, trailing and leading axes."""
     from jaxlayers._lowering import norm as N
 
     x = jnp.asarray(np.random.default_rng(15).normal(size=(4, 6, 5)) * 2 + offset)

@@ -5,9 +5,8 @@ Two entry points, each taking the reference from
 lowering does not apply (setting ``"reference"``, a backend other than CPU):
 
 * :func:`fused_norm` — ``(y, mean, var)`` with moments over trailing axes (layer
-  norm; group norm in torch's layout), leading axes (single-device batch norm
-  channels-last or over ``(N, C)``) or interleaved ones (batch norm in torch's
-  layout).  The moments are the raw ``E[x]``,
+  norm; group norm in torch's layout) or leading axes (single-device batch norm
+  channels-last or over ``(N, C)``).  The moments are the raw ``E[x]``,
   ``E[x²]`` where they are exact enough, else a shifted one-pass variance
   (:func:`_guarded_moments`); the derivative is torch's analytic formula
   written as a **custom JVP**, so
@@ -72,20 +71,7 @@ def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     mean = jnp.sum(x, axes, keepdims=True) / m
     var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
     ok = jnp.all(mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var)
-    k = len(axes)
-    if axes in (tuple(range(k)), tuple(range(x.ndim - k, x.ndim))):
-        return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
-    # Interleaved axes (batch norm's (0, 2, 3)): the conditional's operand is x with the reduced
-    # axes leading, which is how XLA:CPU lays out a convolution's output, so that inside a network
-    # the operand is not relaid out to enter the conditional (a single layer pays the transpose
-    # only in the branch that needs it).
-    perm = axes + tuple(i for i in range(x.ndim) if i not in axes)
-    back = tuple(perm.index(i) for i in range(x.ndim))
-
-    def shifted(xt):
-        return tuple(jnp.transpose(s, back) for s in _shifted_moments(xt, tuple(range(k))))
-
-    return lax.cond(ok, lambda xt: (mean, var), shifted, jnp.transpose(x, perm))
+    return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
 
 
 # XLA:CPU sums over leading axes ("column" reductions) slowly when many columns are
@@ -185,7 +171,7 @@ def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
     m = math.prod(x.shape[i] for i in axes)
     inv = lax.rsqrt(var + jnp.asarray(eps, sdt))
     xhat = (x.astype(sdt) - mean) * inv
-    # a weight constant along the reduced axes (batch norm) scales in the reduced shape, so the
+    # a weight constant along the reduced axes (batch norm channels-last) scales in the reduced shape, so the
     # transpose (reverse mode) takes Σg and Σg·x̂ once each, for dx and the weight and bias gradients
     per_slice = weight is not None and all(pshape[i - (x.ndim - len(pshape))] == 1 for i in axes
                                            if i >= x.ndim - len(pshape))
@@ -253,9 +239,14 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
                pshape: tuple[int, ...], *, reference: Callable[..., Any]) -> tuple[Array, Array, Array]:
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
     biased moments over ``axes`` (kept); ``weight``/``bias`` reshape to ``pshape``.
-    Lowered on CPU for any ``axes``: trailing (layer norm, group norm in torch's
-    layout), leading (batch norm channels-last and over ``(N, C)``) or interleaved
-    (batch norm's ``(0, 2, 3)`` in torch's layout)."""
-    if not enabled("cpu") or x.size == 0:
-        return reference(x, weight, bias, eps, tuple(axes), pshape)
-    return _fused_norm(x, weight, bias, eps, tuple(axes), tuple(pshape))
+    Lowered on CPU when ``axes`` are the trailing axes (rows: layer norm, group norm
+    in torch's layout) or the leading ones (columns: batch norm channels-last and
+    over ``(N, C)``), else the reference: batch norm's interleaved ``(0, 2, 3)`` in
+    torch's layout, where the lowering wins alone but not inside networks
+    (docs/normalization.md)."""
+    axes = tuple(axes)
+    k = len(axes)
+    rows, columns = axes == tuple(range(x.ndim - k, x.ndim)), axes == tuple(range(k))
+    if not enabled("cpu") or x.size == 0 or not (rows or columns):
+        return reference(x, weight, bias, eps, axes, pshape)
+    return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
