@@ -3,7 +3,8 @@
 XLA:CPU (jaxlib 0.10) drops NaNs in the max/min reductions it hands to its YNNPACK fusion
 (arrays of a few thousand elements and more); ``jaxlayers._utils.nan_max``/``nan_min`` put them
 back, and every max/min reduction of the library goes through them (adaptive max pooling,
-the inf-norms of ``pairwise_distance`` and of ``clip_grad_norm_``)."""
+the inf-norms of ``pairwise_distance`` and of ``clip_grad_norm_``, ``ops.max``/``ops.min`` over
+all elements)."""
 
 import math
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as TF
 
 from jaxlayers import functional as F
+from jaxlayers import ops
 from jaxlayers._utils import nan_max, nan_min
 from jaxlayers.nn.utils import get_total_norm
 
@@ -74,3 +76,15 @@ def test_inf_norms_propagate_nan_as_torch():
         want_norm = torch.nn.utils.get_total_norm(tg, p)
         np.testing.assert_array_equal(np.asarray(jax.jit(lambda g, p=p: get_total_norm([g], p))(a)),
                                       want_norm.numpy())
+
+
+def test_ops_max_min_over_all_elements_propagate_nan():
+    """``ops.max(x)`` / ``ops.min(x)`` (torch.max/min without dim): NaN, and the gradient split
+    over the NaNs as torch's evenly_distribute_backward."""
+    x = np.random.default_rng(5).normal(size=(8, 1000)).astype(np.float32)
+    x[3, 1] = np.nan
+    for ours, theirs in ((ops.max, torch.max), (ops.min, torch.min)):
+        assert np.isnan(float(jax.jit(ours)(x)))
+        xt = torch.tensor(x, requires_grad=True)
+        theirs(xt).backward()
+        np.testing.assert_array_equal(np.asarray(jax.jit(jax.grad(ours))(x)), xt.grad.numpy())

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._utils import index_dtype, shape_str
+from .._utils import index_dtype, nan_max, nan_min, shape_str
 from .shape import _dim, _dims
 
 __all__ = ["mean", "sum", "var", "std", "max", "min", "MaxResult", "MinResult"]
@@ -223,7 +223,7 @@ def _sqrt_zero_grad_jvp(primals, tangents):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _all_reduce(x, op, keepdim):
-    return (jnp.max if op == "max" else jnp.min)(x, keepdims=keepdim)
+    return (nan_max if op == "max" else nan_min)(x, None, keepdim)  # XLA:CPU's own can drop a NaN
 
 
 @_all_reduce.defjvp
