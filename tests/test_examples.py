@@ -137,7 +137,7 @@ def test_channels_last_trainer_matches_torch_layout(trainer):
     chex_close(s2["params"], s1["params"])
     order = trainer.epoch_order(0)
     x0, y0 = (jax.device_put(a[order[:32]], trainer.batch_sharding) for a in (trainer.x_train, trainer.y_train))
-    # the batch argument moved to (N, H, W, C) (inside, torch-layout BatchNorm's guard also transposes so)
+    # the batch argument moved to (N, H, W, C) (transposes of intermediates, e.g. inside a layer, do not count)
     to_nhwc = re.compile(r"transpose %arg\d+, dims = \[0, 2, 3, 1\]")
     assert to_nhwc.search(cl.train_step.lower(s2, x0, y0).as_text())
     assert not to_nhwc.search(trainer.train_step.lower(s1, x0, y0).as_text())

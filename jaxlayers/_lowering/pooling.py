@@ -190,11 +190,8 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
         return out
 
     src = win.pad(x, lowest_value(x.dtype))
-    if not jnp.issubdtype(best.dtype, jnp.inexact):
-        taps = pick(src, best, False)
-    else:
-        taps = lax.cond(jnp.any(best != best), functools.partial(pick, with_nan=True),
-                        functools.partial(pick, with_nan=False), src, best)
+    some_nan = jnp.any(best != best) if jnp.issubdtype(best.dtype, jnp.inexact) else None
+    taps = when_nan((src, best), lambda a, nan: pick(*a, nan), some_nan)
     return jnp.where(best == lowest_value(x.dtype), jnp.asarray(win.first_tap()), taps)
 
 
