@@ -139,6 +139,8 @@ def _conv_nd(
     x, weight, bias, rank, groups, stride, dilation, kernel = _common_args(
         x, weight, bias, groups, stride, dilation, n, name, "(out_channels, in_channels/groups, *kernel_size)")
     out_ch, in_per_group = int(weight.shape[0]), int(weight.shape[1])
+    if out_ch == 0:
+        raise ValueError(f"{name}: weight has no output channels (shape {shape_str(weight)})")
     if out_ch % groups:
         raise ValueError(
             f"{name}: groups={groups} must divide out_channels={out_ch} (weight of shape {shape_str(weight)})"
@@ -252,6 +254,9 @@ def _conv_transpose_nd(
     output_padding = ntuple(output_padding, n, "output_padding", name)
     _check_output_padding(output_padding, stride, dilation, name)
     in_ch, out_per_group = int(weight.shape[0]), int(weight.shape[1])
+    if in_ch == 0 or out_per_group == 0:
+        raise ValueError(f"{name}: weight has no {'input' if in_ch == 0 else 'output'} channels "
+                         f"(shape {shape_str(weight)}, (in_channels, out_channels/groups, *kernel_size))")
     if in_ch % groups:
         raise ValueError(f"{name}: groups={groups} must divide in_channels={in_ch} (weight of shape {shape_str(weight)})")
     if int(x.shape[-n - 1]) != in_ch:
