@@ -203,6 +203,28 @@ class EmbeddingBagTorchTest(chex.TestCase):
             _close(gp, pt.grad.numpy())
 
 
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding_bag_max_picks_rows_as_torch(jit, padding_idx):
+    # torch keeps a bag's first row, then each later row greater than its pick: the
+    # first of tied maxima takes the gradient, a NaN counts only as the first row,
+    # and an all -inf column stays -inf.  Rows 0/1/3 tie, row 4 holds -inf and NaNs.
+    nan, inf = np.nan, np.inf
+    w = np.array([[1.0, 2.0, -0.0, 5.0], [1.0, 2.0, 0.0, 5.0], [3.0, 9.0, 9.0, 9.0], [1.0, -1.0, 0.0, 5.0],
+                  [nan, -inf, nan, -inf], [-inf, -inf, 4.0, nan], [0.5, nan, -2.0, 1.0]])
+    flat = np.array([0, 1, 3, 4, 0, 2, 1, 5, 4, 4, 5, 6, 0, 2, 2, 6, 1, 4])
+    offsets = np.array([0, 3, 6, 8, 10, 12, 14, 16])
+    wt = _t(w).requires_grad_()
+    out_t = TF.embedding_bag(_t(flat), wt, _t(offsets), mode="max", padding_idx=padding_idx)
+    g = np.random.default_rng(0).normal(size=tuple(out_t.shape))
+    out_t.backward(_t(g))
+    fn = lambda w: F.embedding_bag(flat, w, offsets, mode="max", padding_idx=padding_idx)
+    out, vjp = jax.vjp(jax.jit(fn) if jit else fn, jnp.asarray(w))
+    np.testing.assert_array_equal(np.asarray(out), out_t.detach().numpy())  # NaN where torch has NaN
+    np.testing.assert_array_equal(np.signbit(np.asarray(out)), np.signbit(out_t.detach().numpy()))
+    _close(vjp(jnp.asarray(g))[0], wt.grad.numpy(), rtol=0, atol=0)
+
+
 def test_embedding_bag_empty_bags_and_padding_only_bags_are_zero():
     w = _table()
     for mode in ("sum", "mean", "max"):

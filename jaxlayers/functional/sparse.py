@@ -348,11 +348,7 @@ def _embedding_bag(
     rows = _lookup(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
     keep = None if padding_idx is None else (flat != padding_idx)
     if mode == "max":
-        neg = jnp.asarray(-jnp.inf, rows.dtype)
-        vals = rows if keep is None else jnp.where(keep[:, None], rows, neg)
-        out = jax.ops.segment_max(vals, segments, num_segments=num_bags)
-        # Empty bags (or bags of padding only) give zeros, as torch.
-        return jnp.where(jnp.isneginf(out), jnp.zeros((), out.dtype), out)
+        return _bag_max(rows, segments, num_bags, keep)
     if per_sample_weights is not None:
         rows = rows * per_sample_weights.astype(rows.dtype)[:, None]
     if keep is not None:
@@ -363,6 +359,33 @@ def _embedding_bag(
         counts = jax.ops.segment_sum(ones, segments, num_segments=num_bags)
         out = out / jnp.maximum(counts, 1)[:, None]
     return out
+
+
+def _bag_max(rows: jax.Array, segments: jax.Array, num_bags: int, keep: jax.Array | None) -> jax.Array:
+    """Each bag's maximum per column, picked as torch picks it: the bag's first row
+    (padding skipped), then every later row greater than the current pick (``>``:
+    the first of equal maxima wins, and a NaN counts only as the first row).  The
+    result is a gather of the picked rows, so the gradient goes to those alone.
+    Empty bags (or bags of padding only) give zeros."""
+    length = rows.shape[0]
+    if length == 0 or num_bags == 0:
+        return jnp.zeros((num_bags, rows.shape[1]), rows.dtype)
+    pos = jnp.arange(length)
+    valid = segments < num_bags  # positions past include_last_offset's last bag
+    if keep is not None:
+        valid = valid & keep
+    first = jax.ops.segment_min(jnp.where(valid, pos, length), segments, num_segments=num_bags)
+    empty = first >= length
+    first = jnp.minimum(first, length - 1)
+    first_nan = jnp.isnan(rows[first])                                        # (bags, D)
+    neg = jnp.asarray(-jnp.inf, rows.dtype)
+    vals = jax.lax.stop_gradient(jnp.where(valid[:, None] & ~jnp.isnan(rows), rows, neg))
+    best = jax.ops.segment_max(vals, segments, num_segments=num_bags)          # (bags, D)
+    hit = valid[:, None] & (vals == best[jnp.minimum(segments, num_bags - 1)])
+    pick = jax.ops.segment_min(jnp.where(hit, pos[:, None], length), segments, num_segments=num_bags)
+    pick = jnp.where(first_nan, first[:, None], jnp.minimum(pick, length - 1))
+    out = jnp.take_along_axis(rows, pick, axis=0)
+    return jnp.where(empty[:, None], jnp.zeros((), out.dtype), out)
 
 
 def embedding_bag(
@@ -391,7 +414,8 @@ def embedding_bag(
         non-decreasing); ``None`` for 2-D input.
       max_norm, norm_type, scale_grad_by_freq: as :func:`embedding` (not with
         ``mode="max"`` for ``scale_grad_by_freq``).
-      mode: ``"sum"``, ``"mean"`` or ``"max"`` (per feature).
+      mode: ``"sum"``, ``"mean"`` or ``"max"`` (per feature; as torch, the first of
+        tied maxima takes the gradient and a NaN counts only as the bag's first row).
       sparse: accepted for compatibility; JAX gradients are dense.
       per_sample_weights: float weights of ``input``'s shape, ``mode="sum"`` only.
       include_last_offset: ``offsets`` has one more entry than bags, the last being
