@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 IN, HID = 3, 4
@@ -24,11 +25,6 @@ IN, HID = 3, 4
 
 def _t(a):
     return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
-
-
-def _close(a, b, what):
-    np.testing.assert_allclose(np.asarray(a), b.detach().numpy() if hasattr(b, "detach") else b, **TOL,
-                               err_msg=what)
 
 
 def _flatten_states(states):
@@ -61,16 +57,16 @@ def _check(tmod, jmod, x, hx, rng, *, apply=None, call_kw=None, jit=True):
     (_, jouts), grads = (jax.jit(vg) if jit else vg)(
         variables["params"], jnp.asarray(x), jhx)
     for i, (a, b) in enumerate(zip(jouts, touts)):
-        _close(a, b, f"output {i}")
+        close(a, b, **TOL, err_msg=f"output {i}")
     gp, gx, ghx = grads
-    _close(gx, tx.grad, "grad input")
+    close(gx, tx.grad, **TOL, err_msg="grad input")
     if thx is not None:
         for a, b in zip(_flatten_states(ghx), _flatten_states(thx)):
-            _close(a, b.grad, "grad hx")
+            close(a, b.grad, **TOL, err_msg="grad hx")
     tparams = dict(tmod.named_parameters())
     assert set(gp) == set(tparams)
     for name, p in tparams.items():
-        _close(gp[name], p.grad, f"grad {name}")
+        close(gp[name], p.grad, **TOL, err_msg=f"grad {name}")
 
 
 # ----------------------------------------------------------------------------- layers
@@ -137,9 +133,9 @@ def test_state_dict_roundtrip_and_keys():
     out, (h, c) = jax.jit(lambda v, x: jmod.apply(v, x, train=False))(
         jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), ours), xt)
     tout, (th, tc) = tmod(torch.tensor(xt))
-    _close(out, tout, "out")
-    _close(h, th, "h_n")
-    _close(c, tc, "c_n")
+    close(out, tout, **TOL, err_msg="out")
+    close(h, th, **TOL, err_msg="h_n")
+    close(c, tc, **TOL, err_msg="c_n")
 
 
 def test_default_init_matches_torch_distribution():
@@ -172,15 +168,15 @@ def test_dropout_between_layers():
 
     f = jax.jit(run, static_argnums=(0, 1))
     out, h = f(1.0, True, jax.random.key(0))
-    _close(out, tout, "out")
-    _close(h, th, "h_n")
+    close(out, tout, **TOL, err_msg="out")
+    close(h, th, **TOL, err_msg="h_n")
     # p=0.5: random, reproducible per key, off in evaluation
     a, b, c = (f(0.5, True, jax.random.key(k))[0] for k in (1, 1, 2))
     ev = f(0.5, False, jax.random.key(0))[0]
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c) and not np.allclose(a, ev)
     # evaluation ignores dropout
-    _close(ev, tmod.eval()(torch.tensor(x))[0], "eval out")
+    close(ev, tmod.eval()(torch.tensor(x))[0], **TOL, err_msg="eval out")
     # single layer: dropout has no effect (as torch, with a warning), no rng needed
     with pytest.warns(UserWarning, match="LSTM: dropout=0.5 has no effect"):
         one = nn.LSTM(IN, HID, dropout=0.5)
@@ -280,8 +276,8 @@ def test_functional_matches_module_and_cells():
     flat = [jnp.asarray(p.detach().numpy()) for p in t._flat_weights]
     out, (h, c) = F.lstm(x, None, flat, num_layers=2, proj_size=2)
     tout, (th, tc) = t(torch.tensor(x))
-    _close(out, tout, "out")
-    _close(c, tc, "c_n")
+    close(out, tout, **TOL, err_msg="out")
+    close(c, tc, **TOL, err_msg="c_n")
     # one step of the layer function == the cell function
     w = {k: jnp.asarray(v.numpy()) for k, v in torch.nn.GRU(IN, HID).state_dict().items()}
     o1, _ = F.gru(x[:1], None, w)
@@ -291,7 +287,7 @@ def test_functional_matches_module_and_cells():
         w["weight_ih_l0"][:HID], w["weight_hh_l0"][:HID, :], w["bias_ih_l0"][:HID], w["bias_hh_l0"][:HID])])
     jc = F.rnn_relu_cell(x[0], np.ones((2, HID)), w["weight_ih_l0"][:HID], w["weight_hh_l0"][:HID],
                          w["bias_ih_l0"][:HID], w["bias_hh_l0"][:HID])
-    _close(jc, tc_, "rnn_relu_cell")
+    close(jc, tc_, **TOL, err_msg="rnn_relu_cell")
     assert F.rnn_weight_names(1, True, True, 2) == [n for n, _ in torch.nn.LSTM(1, 3, bidirectional=True,
                                                                               proj_size=2).named_parameters()]
 

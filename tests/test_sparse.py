@@ -14,6 +14,7 @@ from hypothesis import given
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
+from oracle import close
 
 TF = torch.nn.functional
 V, D = 7, 4
@@ -25,10 +26,6 @@ def _table(seed=0, num=V, dim=D):
 
 def _t(x):
     return torch.tensor(np.asarray(x))
-
-
-def _close(a, b, rtol=1e-10, atol=1e-12):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
 
 
 # --------------------------------------------------------------- embedding
@@ -62,11 +59,11 @@ class EmbeddingTorchTest(chex.TestCase):
         fn = self.variant(lambda w, i: F.embedding(i, w, **kw))
         out, vjp = jax.vjp(lambda w: fn(w, jnp.asarray(IDX)), jnp.asarray(w))
         (gw,) = vjp(jnp.asarray(g))
-        _close(out, out_t.detach().numpy())
-        _close(gw, wt.grad.numpy())
+        close(out, out_t.detach().numpy())
+        close(gw, wt.grad.numpy())
         if "max_norm" in kw:
             nt = kw.get("norm_type", 2.0)
-            _close(F.embedding_renorm(w, IDX, kw["max_norm"], nt), renormed_t)
+            close(F.embedding_renorm(w, IDX, kw["max_norm"], nt), renormed_t)
             assert not np.allclose(renormed_t, w)  # the case does renormalise something
 
 
@@ -75,16 +72,16 @@ def test_embedding_float32_jit_vmap_and_forward_mode():
     fn = jax.jit(lambda w, i: F.embedding(i, w, padding_idx=0, scale_grad_by_freq=True))
     out = fn(w, IDX)
     assert out.dtype == jnp.float32
-    _close(out, w[IDX], rtol=0, atol=0)
+    close(out, w[IDX], rtol=0, atol=0)
     vm = jax.vmap(lambda i: F.embedding(i, w))(jnp.asarray(IDX))
-    _close(vm, w[IDX], rtol=0, atol=0)
+    close(vm, w[IDX], rtol=0, atol=0)
     # forward mode works (stop_gradient arithmetic, no custom_vjp)
     tangent = np.ones_like(w)
     _, jvp = jax.jvp(lambda w: F.embedding(IDX, w, padding_idx=0, max_norm=1.0, scale_grad_by_freq=True),
                      (jnp.asarray(w),), (jnp.asarray(tangent),))
     counts = np.bincount(IDX.ravel(), minlength=V)[IDX]
     expected = np.where(IDX[..., None] == 0, 0.0, 1.0 / counts[..., None]) * np.ones(D)
-    _close(jvp, expected, rtol=1e-6)
+    close(jvp, expected, rtol=1e-6)
 
 
 def test_embedding_out_of_range_eager_raises():
@@ -108,11 +105,11 @@ def test_embedding_out_of_range_under_jit_gives_nan():
     idx = jnp.array([0, 7, -1, 100, 6])
     out = jax.jit(lambda i: F.embedding(i, w))(idx)
     assert np.isnan(np.asarray(out[1:4])).all()
-    _close(out[0], w[0], rtol=0, atol=0)
-    _close(out[4], w[6], rtol=0, atol=0)
+    close(out[0], w[0], rtol=0, atol=0)
+    close(out[4], w[6], rtol=0, atol=0)
     bag = jax.jit(lambda i: F.embedding_bag(i, w, jnp.array([0, 2]), mode="sum"))(jnp.array([0, 1, 2, 9]))
     assert np.isnan(np.asarray(bag[1])).all()
-    _close(bag[0], w[0] + w[1])
+    close(bag[0], w[0] + w[1])
 
 
 # ----------------------------------------------------------- embedding_bag
@@ -157,11 +154,11 @@ def test_embedding_bag_include_last_offset_ignores_trailing_indices():
     # sum leaves them out, mean counts them, max includes them).
     w = _table()
     flat, offsets = np.array([0, 1, 1, 2, 5]), np.array([0, 2, 3])
-    _close(F.embedding_bag(flat, w, offsets, mode="sum", include_last_offset=True), [w[[0, 1]].sum(0), w[1]])
-    _close(F.embedding_bag(flat, w, offsets, mode="mean", include_last_offset=True), [w[[0, 1]].mean(0), w[1]])
-    _close(F.embedding_bag(flat, w, offsets, mode="max", include_last_offset=True), [w[[0, 1]].max(0), w[1]])
+    close(F.embedding_bag(flat, w, offsets, mode="sum", include_last_offset=True), [w[[0, 1]].sum(0), w[1]])
+    close(F.embedding_bag(flat, w, offsets, mode="mean", include_last_offset=True), [w[[0, 1]].mean(0), w[1]])
+    close(F.embedding_bag(flat, w, offsets, mode="max", include_last_offset=True), [w[[0, 1]].max(0), w[1]])
     grad = jax.grad(lambda w: F.embedding_bag(flat, w, offsets, mode="sum", include_last_offset=True).sum())(w)
-    _close(grad[:, 0], [1, 2, 0, 0, 0, 0, 0], rtol=0, atol=0)
+    close(grad[:, 0], [1, 2, 0, 0, 0, 0, 0], rtol=0, atol=0)
 
 
 class EmbeddingBagTorchTest(chex.TestCase):
@@ -197,10 +194,10 @@ class EmbeddingBagTorchTest(chex.TestCase):
         fn = self.variant(f)
         out, vjp = jax.vjp(lambda w, p: fn(w, p, inp, offsets), jnp.asarray(w), None if p is None else jnp.asarray(p))
         gw, gp = vjp(jnp.asarray(g))
-        _close(out, out_t.detach().numpy())
-        _close(gw, wt.grad.numpy())
+        close(out, out_t.detach().numpy())
+        close(gw, wt.grad.numpy())
         if psw:
-            _close(gp, pt.grad.numpy())
+            close(gp, pt.grad.numpy())
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -222,15 +219,15 @@ def test_embedding_bag_max_picks_rows_as_torch(jit, padding_idx):
     out, vjp = jax.vjp(jax.jit(fn) if jit else fn, jnp.asarray(w))
     np.testing.assert_array_equal(np.asarray(out), out_t.detach().numpy())  # NaN where torch has NaN
     np.testing.assert_array_equal(np.signbit(np.asarray(out)), np.signbit(out_t.detach().numpy()))
-    _close(vjp(jnp.asarray(g))[0], wt.grad.numpy(), rtol=0, atol=0)
+    close(vjp(jnp.asarray(g))[0], wt.grad.numpy(), rtol=0, atol=0)
 
 
 def test_embedding_bag_empty_bags_and_padding_only_bags_are_zero():
     w = _table()
     for mode in ("sum", "mean", "max"):
         out = F.embedding_bag(np.array([2, 2, 3]), w, np.array([0, 0, 2, 3, 3]), mode=mode, padding_idx=2)
-        _close(out[np.array([0, 1, 3, 4])], np.zeros((4, D)), rtol=0, atol=0)
-        _close(out[2], w[3], rtol=0, atol=0)
+        close(out[np.array([0, 1, 3, 4])], np.zeros((4, D)), rtol=0, atol=0)
+        close(out[2], w[3], rtol=0, atol=0)
     out = F.embedding_bag(np.zeros((0,), np.int32), w, np.array([0, 0]))
     assert out.shape == (2, D) and not np.asarray(out).any()
 
@@ -240,7 +237,7 @@ def test_embedding_bag_float32_vmap():
     idx = jnp.asarray(np.random.default_rng(0).integers(0, V, size=(3, 2, 5)))
     out = jax.jit(jax.vmap(lambda i: F.embedding_bag(i, w, mode="sum")))(idx)
     assert out.dtype == jnp.float32 and out.shape == (3, 2, D)
-    _close(out, w[np.asarray(idx)].sum(-2), rtol=1e-6, atol=1e-6)
+    close(out, w[np.asarray(idx)].sum(-2), rtol=1e-6, atol=1e-6)
 
 
 # --------------------------------------------------------------- modules
@@ -254,8 +251,8 @@ def test_embedding_module_matches_torch():
     tm(_t(IDX)).backward(_t(g))
     out, vjp = jax.vjp(lambda v: m.apply(v, IDX), variables)
     (gv,) = vjp(jnp.asarray(g))
-    _close(out, tm(_t(IDX)).detach().numpy())
-    _close(gv["params"]["weight"], tm.weight.grad.numpy())
+    close(out, tm(_t(IDX)).detach().numpy())
+    close(gv["params"]["weight"], tm.weight.grad.numpy())
     assert interop.variables_to_state_dict(m.init(jax.random.key(0), IDX)).keys() == tm.state_dict().keys()
 
 
@@ -268,7 +265,7 @@ def test_embedding_module_init():
     assert abs(rest.mean()) < 0.02 and abs(rest.std() - 1.0) < 0.02  # N(0, 1), as torch
     given_w = _table()
     m2 = nn.EmbeddingBag(V, D, _weight=given_w, param_dtype=jnp.float64)
-    _close(m2.init(jax.random.key(0), IDX)["params"]["weight"], given_w, rtol=0, atol=0)
+    close(m2.init(jax.random.key(0), IDX)["params"]["weight"], given_w, rtol=0, atol=0)
     m3 = nn.Embedding(V, D, weight_init=lambda k, s, d: jnp.ones(s, d), padding_idx=0)
     w3 = np.asarray(m3.init(jax.random.key(0), IDX)["params"]["weight"])
     assert not w3[0].any() and (w3[1:] == 1).all()
@@ -280,7 +277,7 @@ def test_embedding_module_dtype_bfloat16():
     assert v["params"]["weight"].dtype == jnp.float32
     out = m.apply(v, IDX)
     assert out.dtype == jnp.bfloat16
-    _close(out.astype(np.float32), np.asarray(v["params"]["weight"]).astype(jnp.bfloat16).astype(np.float32)[IDX])
+    close(out.astype(np.float32), np.asarray(v["params"]["weight"]).astype(jnp.bfloat16).astype(np.float32)[IDX])
 
 
 @pytest.mark.parametrize("freeze", [True, False])
@@ -288,18 +285,18 @@ def test_from_pretrained_freeze(freeze):
     w = _table()
     m, v = nn.Embedding.from_pretrained(w, freeze=freeze, padding_idx=2)
     assert m.padding_idx == 2 and m.num_embeddings == V and m.embedding_dim == D
-    _close(v["params"]["weight"], w, rtol=0, atol=0)
+    close(v["params"]["weight"], w, rtol=0, atol=0)
     tm = torch.nn.Embedding.from_pretrained(_t(w), freeze=freeze, padding_idx=2)
-    _close(m.apply(v, IDX), tm(_t(IDX)).detach().numpy())
+    close(m.apply(v, IDX), tm(_t(IDX)).detach().numpy())
     grad = jax.grad(lambda v: (m.apply(v, IDX) ** 2).sum())(v)["params"]["weight"]
     if freeze:
         assert not np.asarray(grad).any()
     else:
         (tm(_t(IDX)) ** 2).sum().backward()
-        _close(grad, tm.weight.grad.numpy())
+        close(grad, tm.weight.grad.numpy())
     mb, vb = nn.EmbeddingBag.from_pretrained(w, freeze=freeze, mode="max")
     tb = torch.nn.EmbeddingBag.from_pretrained(_t(w), freeze=freeze, mode="max")
-    _close(mb.apply(vb, IDX), tb(_t(IDX)).detach().numpy())
+    close(mb.apply(vb, IDX), tb(_t(IDX)).detach().numpy())
     gb = jax.grad(lambda v: mb.apply(vb | v, IDX).sum())(vb)["params"]["weight"]
     assert bool(np.asarray(gb).any()) != freeze
 
@@ -315,9 +312,9 @@ def test_embedding_bag_module_matches_torch():
     out_t.sum().backward()
     out, vjp = jax.vjp(lambda v, p: m.apply(v, FLAT, offsets, per_sample_weights=p), variables, jnp.asarray(p))
     gv, gp = vjp(jnp.ones(out.shape))
-    _close(out, out_t.detach().numpy())
-    _close(gv["params"]["weight"], tm.weight.grad.numpy())
-    _close(gp, pt.grad.numpy())
+    close(out, out_t.detach().numpy())
+    close(gv["params"]["weight"], tm.weight.grad.numpy())
+    close(gp, pt.grad.numpy())
 
 
 @pytest.mark.parametrize("bag", [False, True])
@@ -330,10 +327,10 @@ def test_module_max_norm_updates_weight_only_when_params_mutable(bag):
     m = nn.EmbeddingBag(V, D, max_norm=1.0, mode="sum") if bag else nn.Embedding(V, D, max_norm=1.0)
     v = {"params": {"weight": jnp.asarray(w)}}
     out_t = tm(_t(IDX)).detach().numpy()
-    _close(m.apply(v, IDX), out_t)
+    close(m.apply(v, IDX), out_t)
     out, new = m.apply(v, IDX, mutable=["params"])
-    _close(out, out_t)
-    _close(new["params"]["weight"], tm.weight.detach().numpy())
+    close(out, out_t)
+    close(new["params"]["weight"], tm.weight.detach().numpy())
     assert not np.allclose(new["params"]["weight"], w)
     # init does not renormalise
     m.init(jax.random.key(0), IDX)
@@ -475,7 +472,7 @@ def test_embedding_bag_hypothesis_offsets_vs_numpy(cuts, mode, include_last_offs
     psw = rng.uniform(size=L_BAG)
     out = _bag_fn(mode, include_last_offset, padding_idx)(w, flat, offsets, psw)
     assert out.shape == (B_BAG, D)
-    _close(out, _numpy_bags(w, flat, starts, ends, mode, padding_idx, psw if mode == "sum" else None))
+    close(out, _numpy_bags(w, flat, starts, ends, mode, padding_idx, psw if mode == "sum" else None))
 
 
 _EMB_JIT = jax.jit(lambda idx, w: F.embedding(idx, w))
@@ -488,4 +485,4 @@ def test_embedding_hypothesis_shapes_vs_torch(shape, seed):
     out = _EMB_JIT(idx, w)
     expected = TF.embedding(_t(idx), _t(w)).numpy()
     assert out.shape == expected.shape == tuple(shape) + (D,)
-    _close(out, expected, rtol=0, atol=0)
+    close(out, expected, rtol=0, atol=0)
