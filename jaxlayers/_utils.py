@@ -171,6 +171,14 @@ def nan_min(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
     return when_nan(x, lambda x, nan: extreme(x, axis, keepdims, op="min", nan=nan))
 
 
+def concrete(x: Any) -> np.ndarray | None:
+    """``x`` as NumPy when its values are known (not a tracer under jit/vmap/grad), else None:
+    value checks (offsets, lengths, targets) run only when the values are there to check."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
 def index_dtype() -> jnp.dtype:
     """int64 when ``jax_enable_x64`` is on, else int32 (torch always uses int64)."""
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import _is_int, index_dtype, nan_max, nan_min, shape_str
+from .._utils import _is_int, concrete, index_dtype, nan_max, nan_min, shape_str
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
@@ -284,9 +284,9 @@ def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
         raise TypeError(f"{name}: expected an integer tensor of class indices, got dtype {x.dtype}")
     if not _is_int(num_classes):
         raise TypeError(f"{name}: num_classes must be an int, got {num_classes!r}")
-    concrete = not isinstance(tensor, jax.core.Tracer)
+    known = concrete(tensor) is not None
     if num_classes == -1:
-        if not concrete:
+        if not known:
             raise ValueError(
                 f"{name}: num_classes=-1 infers the number of classes from the values, which are not known under "
                 f"jit/vmap/grad; pass num_classes explicitly (tensor of shape {shape_str(x)})"
@@ -296,7 +296,7 @@ def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
         num_classes = int(np.asarray(x).max()) + 1
     elif num_classes < 0:
         raise ValueError(f"{name}: num_classes must be -1 or non-negative, got {num_classes}")
-    if concrete and x.size:
+    if known and x.size:
         v = np.asarray(x)
         if v.min() < 0:
             raise ValueError(f"{name}: class values must be non-negative, got min {v.min()}")

@@ -33,7 +33,7 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import shape_str
+from .._utils import concrete, shape_str
 
 __all__ = [
     "LegacyReductionWarning",
@@ -107,13 +107,6 @@ def _floats(*arrays: Any) -> tuple[Any, list]:
     return out, [None if a is None else a.astype(comp) for a in arrs]
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    """``x`` as NumPy when its values are known (not a tracer), else None."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
-
-
 def _check_same_shape(name: str, input: jax.Array, target: jax.Array, what: str = "target") -> None:
     if input.shape != target.shape:
         raise ValueError(f"{name}: expected {what} of the input's shape {shape_str(input)}, got {shape_str(target)}")
@@ -158,7 +151,7 @@ def _check_index_target(name: str, target: jax.Array, num_classes: int, ignore_i
     if not jnp.issubdtype(target.dtype, jnp.integer):
         raise TypeError(f"{name}: expected {what} of class indices with an integer dtype, got {target.dtype} "
                         f"(shape {shape_str(target)})")
-    t = _concrete(target)
+    t = concrete(target)
     if t is None or t.size == 0:
         return
     bad = (t < 0) | (t >= num_classes)
@@ -378,7 +371,7 @@ def _bce_terms_jvp(primals, tangents):
 def _binary_cross_entropy(input: Any, target: Any, weight: Any, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t, w) = _floats(input, target, weight)
     _check_same_shape(name, x, t)
-    xc = _concrete(input)
+    xc = concrete(input)
     if xc is not None and xc.size and not ((xc >= 0) & (xc <= 1)).all():
         raise ValueError(f"{name}: all elements of input should be between 0 and 1")
     loss = _bce_terms(x, t)
@@ -518,7 +511,7 @@ def _multilabel_margin_loss(input: Any, target: Any, reduction: str, name: str) 
         raise ValueError(f"{name}: expected input with at least one class, got shape {shape_str(x)}")
     # the targets of a row are its entries before the first negative one
     listed = jnp.cumprod((t >= 0).astype(jnp.int32), axis=-1).astype(bool)
-    tc = _concrete(target)
+    tc = concrete(target)
     if tc is not None and tc.size:
         bad = (tc < -1) | (tc >= num_classes)  # every entry, also after the -1 that ends a row (torch)
         if bad.any():
@@ -850,7 +843,7 @@ def _gaussian_nll_loss(input: Any, target: Any, var: Any, full: bool, eps: float
             raise ValueError(f"{name}: var has negative entry/entries (var={var})")
         var = jnp.full(jnp.shape(input), var, jnp.result_type(input))
     out_dtype, (x, t, v) = _floats(input, target, var)
-    vc = _concrete(var)
+    vc = concrete(var)
     if vc is not None and (vc < 0).any():
         raise ValueError(f"{name}: var has negative entry/entries")
     if v.shape != x.shape:
@@ -1150,7 +1143,7 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     if tg.ndim not in (1, 2) or (tg.ndim == 2 and tg.shape[0] != N):
         raise ValueError(f"{name}: targets must be padded (N, S) = ({N}, S) or concatenated 1-D, got "
                          f"{shape_str(tg)} for log_probs {shape_str(log_probs)}")
-    ilc, tlc = _concrete(il), _concrete(tl)
+    ilc, tlc = concrete(il), concrete(tl)
     if ilc is not None and ((ilc < 0) | (ilc > T)).any():
         raise ValueError(f"{name}: input_lengths must be in [0, {T}] (T of log_probs {shape_str(log_probs)}), "
                          f"got {ilc.tolist()}")
@@ -1167,7 +1160,7 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
         tg = tg[idx] if tg.shape[0] else jnp.zeros((N, S), tg.dtype)
     S = tg.shape[1]
     used = jnp.arange(S) < tl[:, None]
-    tgc, usedc = _concrete(tg), _concrete(used)
+    tgc, usedc = concrete(tg), concrete(used)
     if tgc is not None and usedc is not None:
         bad = usedc & ((tgc < 0) | (tgc >= C))
         if bad.any():

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import shape_str
+from .._utils import concrete, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -49,15 +49,11 @@ def _check_indices(name: str, arg: str, x: Any) -> jax.Array:
     return x
 
 
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _check_range(name: str, indices: jax.Array, num: int) -> None:
     """IndexError for out-of-range indices when their values are known."""
-    if not _is_concrete(indices) or indices.size == 0:
+    values = concrete(indices)
+    if values is None or values.size == 0:
         return
-    values = np.asarray(indices)
     bad = (values < 0) | (values >= num)
     if bad.any():
         first = int(values[bad].ravel()[0])
@@ -283,8 +279,8 @@ def _bag_segments(name: str, input: jax.Array, offsets: Any, include_last_offset
     if include_last_offset and offsets.shape[0] == 0:
         raise ValueError(f"{name}: include_last_offset=True needs at least one offset, got offsets of shape (0,)")
     num_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
-    if _is_concrete(offsets) and offsets.shape[0] > 0:
-        values = np.asarray(offsets)
+    values = concrete(offsets)
+    if values is not None and values.size > 0:
         if values[0] != 0:
             raise ValueError(
                 f"{name}: offsets[0] has to be 0, i.e. the first bag has to start at position 0, got {int(values[0])}"

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..._utils import nan_max, nan_min
+from ..._utils import concrete, nan_max, nan_min
 
 __all__ = [
     "get_total_norm",
@@ -78,7 +78,7 @@ def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: boo
     if not leaves:
         return jnp.asarray(0.0)
     total = _vector_norm(jnp.stack([_vector_norm(g, p) for g in leaves]), p)
-    if error_if_nonfinite and not isinstance(total, jax.core.Tracer) and not bool(jnp.isfinite(total)):
+    if error_if_nonfinite and concrete(total) is not None and not bool(jnp.isfinite(total)):
         raise RuntimeError(
             f"get_total_norm: the total norm of order {p} for gradients from `parameters` is non-finite, so it "
             "cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, "

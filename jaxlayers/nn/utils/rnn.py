@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..._utils import index_dtype, shape_str
+from ..._utils import concrete, index_dtype, shape_str
 
 __all__ = [
     "PackedSequence",
@@ -73,10 +73,11 @@ class PackedSequence(NamedTuple):
             return self
         if self.data is None or self.batch_sizes is None:
             raise ValueError("PackedSequence: needs (data, batch_sizes) or (padded, lengths)")
-        if isinstance(self.batch_sizes, jax.core.Tracer):
+        bs = concrete(self.batch_sizes)
+        if bs is None:
             raise ValueError("PackedSequence: building the padded view from data needs concrete batch_sizes "
                              "(build it outside jit, or with pack_padded_sequence)")
-        bs = np.asarray(self.batch_sizes).astype(np.int64)
+        bs = bs.astype(np.int64)
         lengths = (bs[None, :] > np.arange(bs[0])[:, None]).sum(1)
         t_idx, b_idx = _packed_positions(bs)
         data = jnp.asarray(self.data)
@@ -108,18 +109,15 @@ def _packed_positions(batch_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _gather_packed(padded: jax.Array, batch_sizes: Any, n: int) -> jax.Array:
     """torch's packed ``data`` (``n`` rows) from the padded view; jit-safe given a static ``n``."""
-    if not isinstance(batch_sizes, jax.core.Tracer):
-        t, b = _packed_positions(np.asarray(batch_sizes).astype(np.int64))
+    known = concrete(batch_sizes)
+    if known is not None:
+        t, b = _packed_positions(known.astype(np.int64))
         return padded[t, b]
     offsets = jnp.cumsum(batch_sizes)
     j = jnp.arange(n)
     t = jnp.searchsorted(offsets, j, side="right")
     b = j - jnp.where(t > 0, offsets[jnp.maximum(t - 1, 0)], 0)
     return padded[t, b]
-
-
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
@@ -146,12 +144,13 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
         raise ValueError(f"{fn}: expected input of at least 2 dims (T, B, *), got shape {shape_str(input)}")
     x = jnp.swapaxes(input, 0, 1) if batch_first else input
     t_max, batch = x.shape[0], x.shape[1]
-    concrete = _is_concrete(lengths)
-    lengths = np.asarray(lengths).astype(np.int64) if concrete else jnp.asarray(lengths)
+    known = concrete(lengths)
+    lengths = known.astype(np.int64) if known is not None else jnp.asarray(lengths)
+    concrete_lengths = known is not None
     if lengths.ndim != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{fn}: expected lengths of shape ({batch},) (one per batch element), got "
                          f"{shape_str(lengths.shape)} for input {shape_str(input)} (batch_first={batch_first})")
-    if concrete:
+    if concrete_lengths:
         if batch and lengths.min() <= 0:
             raise ValueError(f"{fn}: every length must be positive, got lengths {lengths.tolist()}")
         if batch and lengths.max() > t_max:
@@ -163,7 +162,7 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
                              "sequences")
     sorted_indices = unsorted_indices = None
     if not enforce_sorted:  # stable, as torch's CPU sort
-        if concrete:
+        if concrete_lengths:
             order = np.argsort(-lengths, kind="stable")
             lengths = lengths[order]
             sorted_indices = jnp.asarray(order, index_dtype())
@@ -173,15 +172,15 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
             unsorted_indices = invert_permutation(sorted_indices)
             lengths = lengths[sorted_indices]
         x = jnp.take(x, sorted_indices, axis=1)
-    if concrete:
+    if concrete_lengths:
         t_max = int(lengths.max()) if batch else 0
         x = x[:t_max]
-    xp = np if concrete else jnp  # concrete lengths: sizes as NumPy, even while tracing x
+    xp = np if concrete_lengths else jnp  # concrete lengths: sizes as NumPy, even while tracing x
     valid = xp.arange(t_max)[:, None] < lengths[None, :]  # (T, B)
     padded = jnp.where(jnp.asarray(valid).reshape(valid.shape + (1,) * (x.ndim - 2)), x, jnp.zeros((), x.dtype))
     batch_sizes = valid.sum(1)
     data = None
-    if concrete:
+    if concrete_lengths:
         data = _gather_packed(padded, batch_sizes, int(lengths.sum()))
     batch_sizes = jnp.asarray(batch_sizes, index_dtype())
     return PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices, padded,
@@ -268,7 +267,7 @@ def unpad_sequence(padded_sequences: Any, lengths: Any, batch_first: bool = Fals
     """Split a padded batch into a list of ``(L_i, *)`` arrays, as
     ``torch.nn.utils.rnn.unpad_sequence`` (``lengths`` must be concrete)."""
     fn = "unpad_sequence"
-    if not _is_concrete(lengths):
+    if concrete(lengths) is None:
         raise ValueError(f"{fn}: needs concrete lengths (the outputs' shapes depend on them)")
     x = jnp.asarray(padded_sequences)
     if not batch_first:
