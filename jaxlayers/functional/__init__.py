@@ -12,6 +12,7 @@ from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .fractional_pool import *  # noqa: F401,F403
 from .grid_sample import *  # noqa: F401,F403
+from .grouped_mm import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .linear_cross_entropy import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
