@@ -55,7 +55,10 @@ def test_pixel_unshuffle_inverts_shuffle():
 
 
 BLOCKS = [dict(kernel_size=2), dict(kernel_size=(2, 3), dilation=(2, 1), padding=(1, 2), stride=(2, 3)),
-          dict(kernel_size=3, padding=1, stride=2), dict(kernel_size=(1, 4), stride=(3, 1), dilation=2)]
+          dict(kernel_size=3, padding=1, stride=2), dict(kernel_size=(1, 4), stride=(3, 1), dilation=2),
+          # more than 9 taps: one spatial dim at a time; windows that tile a dim: a reshape
+          dict(kernel_size=(4, 3), stride=(1, 2), dilation=(1, 2), padding=(1, 0)),
+          dict(kernel_size=(2, 4), stride=(2, 4)), dict(kernel_size=(3, 4), stride=(3, 2))]
 
 
 def test_unfold_and_fold_match_torch():
@@ -72,6 +75,15 @@ def test_unfold_and_fold_match_torch():
               (lambda a: F.fold(a, (7, 8), **kw), lambda t: TF.fold(t, (7, 8), **kw),
                RNG.normal(size=tuple(TF.unfold(torch.from_numpy(x[0]), **kw).shape)))]
     _parity_many(cases)
+
+
+@pytest.mark.parametrize("kw,most_slices", [(dict(kernel_size=3, padding=1), 9), (dict(kernel_size=7), 14),
+                                              (dict(kernel_size=16, stride=16), 2), (dict(kernel_size=16, stride=8), 32)])
+def test_unfold_program_grows_with_kernel_sides_not_taps(kw, most_slices):
+    # kh * kw slices compiled for seconds beyond a few dozen taps (16x16 patches: 12 s)
+    for fn in (lambda a: F.unfold(a, **kw), lambda a: jnp.sum(jnp.sin(F.unfold(a, **kw)))):
+        text = jax.jit(fn).lower(jnp.zeros((1, 3, 64, 64))).as_text()
+        assert text.count("stablehlo.slice") <= most_slices, text.count("stablehlo.slice")
 
 
 def test_fold_is_the_transpose_of_unfold():
