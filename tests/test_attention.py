@@ -559,3 +559,10 @@ def test_mha_forward_bias_kv_short_shapes_match_torch(shape, batched, rng):
     close(out, out_t)
     close(g, g_t)
     assert g[5].shape == shape
+
+
+def test_causal_mask_program_does_not_grow_with_the_sequence():
+    # the (L, S) mask is built from iotas: as an embedded constant it was 8 MB of program at 2048
+    sizes = [len(jax.jit(lambda q: F.scaled_dot_product_attention(q, q, q, is_causal=True))
+                 .lower(jax.ShapeDtypeStruct((1, 2, n, 8), jnp.float32)).as_text()) for n in (16, 2048)]
+    assert sizes[1] < sizes[0] * 1.05, sizes

@@ -158,3 +158,9 @@ def test_non_finite_grid_points_like_torch(mode, padding_mode):
 def test_empty_batch_channels_or_grid(xs, gs):
     close(F.grid_sample(np.zeros(xs), np.zeros(gs), align_corners=False),
           TF.grid_sample(torch.zeros(xs, dtype=torch.float64), torch.zeros(gs, dtype=torch.float64), align_corners=False))
+
+
+def test_affine_grid_program_grows_with_the_sides_not_the_area():
+    # the base grid is broadcast in the program from its 1-d axes (as a constant: 1.2 MB at 224x224)
+    lower = lambda s: len(jax.jit(lambda t: F.affine_grid(t, (2, 3, s, s))).lower(jnp.ones((2, 2, 3))).as_text())
+    assert lower(224) < 20_000, lower(224)

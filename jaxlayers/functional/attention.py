@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from .._utils import shape_str
 
@@ -81,9 +82,10 @@ def _softmax(scores: jax.Array, safe: bool) -> jax.Array:
 
 
 def _causal_bias(L: int, S: int, dtype: Any) -> jax.Array:
-    """torch's ``is_causal``: top-left aligned ``tril(ones(L, S))``."""
-    allowed = np.tril(np.ones((L, S), dtype=bool))
-    return jnp.where(jnp.asarray(allowed), jnp.asarray(0.0, dtype), jnp.asarray(-jnp.inf, dtype))
+    """torch's ``is_causal``: top-left aligned ``tril(ones(L, S))``, from iotas (an ``(L, S)``
+    constant in the program would grow it with the sequence: 8 MB at 2048)."""
+    allowed = lax.broadcasted_iota(jnp.int32, (L, S), 1) <= lax.broadcasted_iota(jnp.int32, (L, S), 0)
+    return jnp.where(allowed, jnp.asarray(0.0, dtype), jnp.asarray(-jnp.inf, dtype))
 
 
 def _attend(q, k, v, bias, *, scale, dropout_p, dropout_key, safe, precision, layer):

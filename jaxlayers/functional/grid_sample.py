@@ -254,9 +254,10 @@ def _affine_grid(theta: Any, size: Any, align_corners: Optional[bool], name: str
     spatial = size[2:]
     # base[..., k] = coordinate along spatial dim -1 - k (x, y[, z]); last entry 1
     axes = [_base_coords(spatial[-1 - k], align_corners) for k in range(n)]
-    mesh = np.meshgrid(*reversed(axes), indexing="ij")  # over (D,) H, W
-    base = np.stack(list(reversed(mesh)) + [np.ones(mesh[0].shape)], axis=-1)  # (*spatial, n + 1)
-    base = jnp.asarray(base.reshape(-1, n + 1), t.dtype)
+    # broadcast in the program from the 1-d axes: a (*spatial, n + 1) constant grows it with the size
+    cols = [jnp.broadcast_to(jnp.asarray(a, t.dtype).reshape([-1 if d == n - 1 - k else 1 for d in range(n)]),
+                             spatial) for k, a in enumerate(axes)]
+    base = jnp.stack(cols + [jnp.ones(spatial, t.dtype)], axis=-1).reshape(-1, n + 1)  # (*spatial, n + 1)
     grid = jnp.einsum("pk,bjk->bpj", base, t, precision=jax.lax.Precision.HIGHEST)
     return grid.reshape((size[0],) + tuple(spatial) + (n,))
 
