@@ -354,6 +354,40 @@ def test_adaptive_max_indices_ties_nan_zeros_match_torch(seed, lowering):
         np.testing.assert_array_equal(np.asarray(g), xt.grad.numpy())
 
 
+LARGE_WINDOWS = [  # more taps than the window code unrolls: the bins path (values, indices, gradient)
+    ((2, 3, 14, 14), dict(kernel_size=14), False),  # global, as max_pool2d(x, x.shape[2:])
+    ((1, 2, 20, 17), dict(kernel_size=(8, 7), stride=(3, 2), padding=(4, 3), dilation=(2, 1), ceil_mode=True), True),
+    ((1, 2, 30), dict(kernel_size=25, stride=1, padding=12), False),
+    ((1, 1, 4, 10, 12), dict(kernel_size=(2, 5, 6), stride=2, padding=(1, 2, 3), dilation=(1, 2, 1)), False),
+]
+
+
+@pytest.mark.parametrize("shape,kw,channels_last", LARGE_WINDOWS)
+def test_large_window_max_pool_matches_torch(shape, kw, channels_last, lowering):
+    rng = np.random.default_rng(5)
+    n = len(shape) - 2
+    f, tf = getattr(F, f"max_pool{n}d"), getattr(TF, f"max_pool{n}d")
+    if channels_last:
+        g = f
+        f = lambda a, **k: jax.tree.map(lambda r: jnp.moveaxis(r, -1, 1),
+                                        g(jnp.moveaxis(a, 1, -1), channel_axis=-1, **k))
+    for kind in ("ties", "nan", "ninf"):
+        x = np.round(rng.normal(size=shape) * 2) / 2
+        if kind == "nan":
+            x[rng.random(shape) < 0.02] = np.nan
+        if kind == "ninf":
+            x[rng.random(shape) < 0.7] = -np.inf
+        xt = torch.tensor(x, requires_grad=True)
+        tv, ti = tf(xt, return_indices=True, **kw)
+        w = rng.normal(size=tv.shape)
+        (torch.nan_to_num(tv) * torch.tensor(w)).sum().backward()
+        v, i = f(jnp.asarray(x), return_indices=True, **kw)
+        np.testing.assert_array_equal(np.asarray(v), tv.detach().numpy(), err_msg=kind)
+        np.testing.assert_array_equal(np.asarray(i), ti.numpy(), err_msg=kind)
+        grad = jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, **kw)) * w))(jnp.asarray(x))
+        np.testing.assert_array_equal(np.asarray(grad), xt.grad.numpy(), err_msg=kind)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adaptive_max_nan_at_real_sizes(dtype, lowering):
     """A NaN reaches its bin at sizes where XLA:CPU's max reduction (its YNNPACK fusion)
@@ -765,6 +799,11 @@ SIZE_CASES = [
     ("max_pool2d(3,2,1)", lambda a: F.max_pool2d(a, 3, 2, 1)),
     ("max_pool2d(2) channels-last", lambda a: F.max_pool2d(a, 2, channel_axis=-1)),
     ("avg_pool2d(3,2,1)", lambda a: F.avg_pool2d(a, 3, 2, 1)),
+    # windows that grow with the input (global pooling written as a pool over the whole map)
+    ("max_pool2d(x, x.shape[2:], return_indices)", lambda a: F.max_pool2d(a, a.shape[2:], return_indices=True)),
+    ("max_pool2d(x, x.shape[2:])", lambda a: F.max_pool2d(a, a.shape[2:])),
+    ("avg_pool2d(x, x.shape[2:])", lambda a: F.avg_pool2d(a, a.shape[2:])),
+    ("lp_pool2d(x, 2, x.shape[2:])", lambda a: F.lp_pool2d(a, 2, a.shape[2:])),
     ("max_unpool2d", lambda a: F.max_unpool2d(a, jnp.zeros(a.shape, index_dtype()), 2)),
     ("lp_pool2d", lambda a: F.lp_pool2d(a, 2, 3, 2)),
     ("lp_pool2d(inf)", lambda a: F.lp_pool2d(a, float("inf"), 3, 2)),

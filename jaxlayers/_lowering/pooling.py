@@ -50,6 +50,12 @@ from . import enabled
 
 # ----------------------------------------------------------------------------- shared
 
+# The window code below unrolls one slice (and select) per tap, and XLA:CPU's compile time
+# grows with it: a global MaxPool2d over 14x14 compiled forward+backward in 10 s, over 28x28
+# in 80 s.  Larger windows take the bins path (max pooling, as adaptive max pooling: a gather
+# per spatial dim) or the reference's ``reduce_window`` (sums).
+MAX_UNROLLED_TAPS = 49
+
 
 def _phase_elements(t: jax.Array, win: Any) -> list:
     """The window taps of ``t`` padded with zeros (as ``win.elements``), read
@@ -199,17 +205,23 @@ def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
 
 
 def adaptive_max_pool(x: jax.Array, outs: tuple, return_indices: bool, *, bin_elements: Callable,
-                      reference: Callable) -> Any:
+                      reference: Callable, steps: tuple | None = None) -> Any:
     """``reference(x, outs)`` is ``(values, indices)`` (torch's pick by a
     ``(value, index)`` reduction); on CPU the values are a plain ``max`` and the
-    indices (asked for, or for the derivative) a search for that maximum."""
+    indices (asked for, or for the derivative) a search for that maximum.
+
+    ``bin_elements(v, i, out, fill)`` lays out the bins of spatial dim ``i`` (its
+    ``out`` axis followed by a slot axis, slots past a bin's end holding ``fill``);
+    slot ``j`` of a bin is its first element plus ``j * steps[i]`` (default 1; a
+    dilated max pool window's dilation)."""
     if not enabled("cpu") or x.size == 0 or 0 in outs:
         values, indices = reference(x, outs)
         return (values, indices) if return_indices else values
+    steps = tuple(steps or (1,) * len(outs))
     if return_indices:
-        index = _adaptive_argmax(lax.stop_gradient(x), outs, bin_elements)
+        index = _adaptive_argmax(lax.stop_gradient(x), outs, bin_elements, steps)
         return _read_at(x, index), index
-    return _adaptive_max_values(x, outs, bin_elements)
+    return _adaptive_max_values(x, outs, bin_elements, steps)
 
 
 def _bin_maxima(x: jax.Array, outs: tuple, bin_elements: Callable, flag: Any = False) -> list:
@@ -233,7 +245,7 @@ def _read_at(v: jax.Array, index: jax.Array) -> jax.Array:
     return flat.reshape(index.shape)
 
 
-def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable) -> jax.Array:
+def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable, steps: tuple) -> jax.Array:
     """torch's flat spatial index of each bin's maximum: the first element in row-major
     order equal to it (``==``: -0.0 and +0.0 tie, as in torch's loop; a bin of only the
     lowest value picks its first element), or the last NaN.
@@ -265,7 +277,8 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable) -> jax.A
                                  jnp.max(jnp.where(bins != bins, slot, -1), axis=ax), pick)
             positions = lax.broadcasted_iota(itype, (1,) * (2 + i) + (spatial[i],), 2 + i)
             start = bin_elements(positions, i, outs[i], zero)[..., 0]  # each bin's first position
-            new = (start.reshape(start.shape + (1,) * (bins.ndim - 1 - ax)) + pick) * math.prod(spatial[i + 1:])
+            new = (start.reshape(start.shape + (1,) * (bins.ndim - 1 - ax)) + pick * steps[i]) \
+                * math.prod(spatial[i + 1:])
             if offset is not None:
                 chosen = slot == jnp.expand_dims(pick, ax)
                 new = new + jnp.sum(jnp.where(chosen, bin_elements(offset, i, outs[i], zero), 0), axis=ax)
@@ -275,8 +288,8 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable) -> jax.A
     return when_nan(maxima, search, flag)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable, steps: tuple) -> jax.Array:
     """The bin maxima, a plain ``max`` over each dim's bins in turn (NaN propagates;
     the same bit-level caveats as :func:`_max_values`): AdaptiveMaxPool2d((7, 7)) on
     32x64x33x17 forward 4.7 -> 2.1 ms.  The derivative reads the tangent at torch's
@@ -285,9 +298,9 @@ def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable) -> j
 
 
 @_adaptive_max_values.defjvp
-def _adaptive_max_values_jvp(outs, bin_elements, primals, tangents):
+def _adaptive_max_values_jvp(outs, bin_elements, steps, primals, tangents):
     (x,), (tx,) = primals, tangents
-    index = _adaptive_argmax(x, outs, bin_elements)
+    index = _adaptive_argmax(x, outs, bin_elements, steps)
     return _read_at(x, index), _read_at(tx, index)  # the values read at torch's pick: torch's bits
 
 
@@ -295,8 +308,9 @@ def _adaptive_max_values_jvp(outs, bin_elements, primals, tangents):
 
 
 def window_sum(x: jax.Array, win: Any, *, reference: Callable) -> jax.Array:
-    """``reference(x, win)``: the sum over each window (zero padding)."""
-    if not enabled("cpu"):
+    """``reference(x, win)``: the sum over each window (zero padding).  Windows of more
+    than ``MAX_UNROLLED_TAPS`` taps stay on the reference (one ``reduce_window``)."""
+    if not enabled("cpu") or math.prod(win.k) > MAX_UNROLLED_TAPS:
         return reference(x, win)
     return _window_sum(x, win)
 

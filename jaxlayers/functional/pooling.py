@@ -254,7 +254,48 @@ def _max_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, dilati
 
 
 def _max_pool(x: jax.Array, win: _Window, return_indices: bool) -> Any:
+    if math.prod(win.k) > _lowering_pooling.MAX_UNROLLED_TAPS:
+        return _max_pool_by_bins(x, win, return_indices)
     return _lowering_pooling.max_pool(x, win, return_indices, reference=_max_pool_reference)
+
+
+class _WindowBins(NamedTuple):
+    """``bin_elements`` (as :func:`_bin_elements`) for max pooling windows: along spatial dim
+    ``i``, each output's window elements inside the input, from the first (where torch's
+    loop starts) at ``dilation`` spacing; the slots past the last hold ``fill``."""
+
+    win: _Window
+    spatial: tuple
+
+    def table(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        w = self.win
+        first_tap = w.first_inside()[i]
+        first = w.starts()[i] + first_tap * w.d[i]
+        slot = np.arange(w.k[i])
+        pos = first[:, None] + slot[None, :] * w.d[i]
+        inside = (first_tap[:, None] + slot[None, :] < w.k[i]) & (pos < self.spatial[i])
+        return np.clip(pos, 0, self.spatial[i] - 1), inside
+
+    def __call__(self, v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
+        sel, inside = self.table(i)
+        ax = 2 + i
+        inside = inside.reshape(inside.shape + (1,) * (v.ndim - 1 - ax))
+        return jnp.where(inside, jnp.take(v, sel, axis=ax), fill)
+
+
+def _max_pool_by_bins(x: jax.Array, win: _Window, return_indices: bool) -> Any:
+    """Max pooling over large windows (more taps than the window code unrolls) as adaptive
+    max pooling over the windows: one gather per spatial dim, so the program does not grow
+    with the kernel (a global ``max_pool2d(x, x.shape[2:])`` is a common idiom).  The same
+    values, indices and gradient rule (first maximum, last NaN) as :func:`_max_pool_reference`."""
+    xc = jnp.moveaxis(x, -1, 1) if win.last else x
+    bins = _WindowBins(win, tuple(int(v) for v in xc.shape[2:]))
+    res = _lowering_pooling.adaptive_max_pool(
+        xc, win.outs, return_indices, bin_elements=bins, steps=win.d,
+        reference=lambda x, outs: _bins_max_reference(x, outs, bins))
+    if win.last:
+        res = tuple(jnp.moveaxis(r, 1, -1) for r in res) if return_indices else jnp.moveaxis(res, 1, -1)
+    return res
 
 
 def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any:
@@ -682,6 +723,10 @@ def _adaptive_max_pool(x: jax.Array, outs: tuple[int, ...], return_indices: bool
                                                reference=_adaptive_max_pool_reference)
 
 
+def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    return _bins_max_reference(x, outs, _bin_elements)
+
+
 def _torch_max_pair(a: tuple, b: tuple) -> tuple:
     """torch's choice between two ``(value, flat index)`` pairs: a NaN wins
     (the later of two NaNs), else the larger value, else the earlier element.
@@ -704,10 +749,11 @@ def _bin_elements(v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
     return jnp.where(inside, jnp.take(v, np.minimum(sel, size - 1), axis=ax), fill)
 
 
-def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+def _bins_max_reference(x: jax.Array, outs: tuple[int, ...], bin_elements: Any) -> tuple[jax.Array, jax.Array]:
     """Separable over dims, innermost first, on ``(value, flat input index)``
     pairs.  Along a dim of size ``L``, the ``(out, K)`` index array of torch's
-    bins (``K`` the widest bin; NumPy at trace time) gathers each bin's
+    bins (adaptive bins, or max pooling windows: ``bin_elements``; ``K`` the widest
+    bin; NumPy at trace time) gathers each bin's
     elements; slots past a bin's end hold the lowest value and an index that
     loses every tie; a reduction over ``K`` with torch's choice
     (:func:`_torch_max_pair`) keeps one pair per bin.  The choice orders
@@ -724,7 +770,7 @@ def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[j
     values = lax.stop_gradient(x)
     index = jnp.broadcast_to(jnp.arange(math.prod(spatial), dtype=itype).reshape(spatial), x.shape)
     for i in reversed(range(n)):
-        bins = (_bin_elements(values, i, outs[i], lowest), _bin_elements(index, i, outs[i], last))
+        bins = (bin_elements(values, i, outs[i], lowest), bin_elements(index, i, outs[i], last))
         values, index = lax.reduce(bins, (lowest, last), _torch_max_pair, (2 + i + 1,))
     values = jnp.take_along_axis(x.reshape(N, C, math.prod(spatial)), index.reshape(N, C, math.prod(outs)), axis=2)
     return values.reshape(index.shape), index
