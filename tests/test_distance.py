@@ -174,3 +174,17 @@ def test_gumbel_softmax_argmax_frequencies_follow_softmax():
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("p", [float("inf"), 1.0, 2.0, 0.5])
+def test_pdist_non_finite_rows_match_torch(p):
+    # the distance matrix is one fused reduction; p = inf puts NaNs back (XLA:CPU's max
+    # reduction drops them) when the input holds a NaN or an infinity (inf - inf)
+    x = np.random.default_rng(4).normal(size=(64, 48))
+    x[3, 7] = np.nan
+    x[10, 2] = x[20, 2] = np.inf
+    x[30, 5] = -np.inf
+    got = np.asarray(jax.jit(lambda a: F.pdist(a, p))(x))
+    want = TF.pdist(torch.tensor(x), p).numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    close(got, want)

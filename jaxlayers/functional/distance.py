@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import _is_int, concrete, index_dtype, nan_max, nan_min, shape_str
+from .._utils import _is_int, concrete, extreme, holds_nan, index_dtype, nan_max, nan_min, shape_str, when_nan
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
@@ -222,9 +222,44 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
         raise ValueError(f"{name}: expected 2-D input (N, M), got {x.ndim}-D input of shape {shape_str(x)}")
     if p < 0:
         raise ValueError(f"{name}: p must be non-negative, got {p}")
+    return _pdist(x, p)
+
+
+def _distance_matrix(x: jax.Array, p: float) -> jax.Array:
+    """``(N, N)`` p-norm distances of all pairs of rows, each a reduction of the broadcast
+    difference that XLA fuses (the ``(N, N, M)`` differences are never stored).  ``p = ±inf``
+    takes its NaN-propagating pass (a ``lax.cond``) only when ``x`` holds a non-finite value."""
+    def pairwise(x):
+        return x[:, None, :] - x[None, :, :]
+
+    if math.isinf(p):
+        op = "max" if p > 0 else "min"
+        return when_nan(x, lambda x, nan: extreme(jnp.abs(pairwise(x)), 2, op=op, nan=nan), holds_nan(x * 0))
+    return _norm_value(pairwise(x), p, 2, False)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _pdist(x: jax.Array, p: float) -> jax.Array:
+    """The upper triangle of :func:`_distance_matrix` (twice the arithmetic of the pairs alone,
+    but no ``(N (N - 1) / 2, M)`` gather of their differences: 2048x64, 560 -> 45 ms)."""
+    n = x.shape[0]
+    i, j = np.triu_indices(n, 1)
+    return _distance_matrix(x, p).reshape(-1)[i * n + j]
+
+
+@_pdist.defjvp
+def _pdist_jvp(p, primals, tangents):
+    """The derivative from the pairs' differences (exact for close points, where an expansion
+    through Gram matrices would cancel), torch's rule at zero distance (:func:`_norm_grad`).
+    The distances come from the same differences here: once they are stored for the
+    derivative, that is cheaper than the fused matrix (and the derivative built on the full
+    matrix instead measured no faster)."""
+    (x,), (t,) = primals, tangents
     i, j = np.triu_indices(x.shape[0], 1)
     diff = jnp.take(x, i, axis=0) - jnp.take(x, j, axis=0)
-    return _norm(diff, p, 1, False, True)
+    dist = _norm_value(diff, p, 1, False)
+    grad = _norm_grad(diff, dist[:, None], p, 1, True)
+    return dist, jnp.sum(grad * (jnp.take(t, i, axis=0) - jnp.take(t, j, axis=0)), 1)
 
 
 def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> jax.Array:
