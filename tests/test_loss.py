@@ -618,3 +618,23 @@ def test_errors(call, exc, match):
         warnings.simplefilter("ignore")
         with pytest.raises(exc, match=match):
             call()
+
+
+@pytest.mark.parametrize("n,c,most", [(4, 100, 90), (6, 40, 3)])
+def test_multilabel_margin_long_target_lists_match_torch(n, c, most):
+    # target lists longer than one scan block (32 slots), duplicates, entries after the -1, ties
+    rng = np.random.default_rng(n)
+    x = np.round(rng.normal(size=(n, c)) * 3) / 3
+    t = np.full((n, c), -1)
+    for r in range(n):
+        k = int(rng.integers(0, most + 1))
+        t[r, :k] = rng.integers(0, c, k)
+        if c > k + 2:
+            t[r, k + 1] = rng.integers(0, c)
+    xt = torch.tensor(x, requires_grad=True)
+    want = torch.nn.functional.multilabel_margin_loss(xt, torch.tensor(t), reduction="none")
+    g = rng.normal(size=n)
+    want.backward(torch.tensor(g))
+    got, vjp = jax.vjp(lambda a: F.multilabel_margin_loss(a, jnp.asarray(t), reduction="none"), jnp.asarray(x))
+    close(got, want)
+    close(vjp(jnp.asarray(g))[0], xt.grad)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from .._memory_format import channels_last
@@ -518,14 +519,49 @@ def _multilabel_margin_loss(input: Any, target: Any, reduction: str, name: str) 
             raise IndexError(f"{name}: target value {int(tc[bad][0])} is out of range for {num_classes} classes "
                              f"(expected values in [-1, {num_classes - 1}]; -1 ends a row)")
     valid = (t >= 0) & (t < num_classes)
-    x_y = jnp.take_along_axis(x, jnp.where(valid, t, 0), axis=-1)  # x_y[..., j] = x[..., t_j]
-    is_target = jnp.any(listed[..., :, None] & (t[..., :, None] == jnp.arange(num_classes)), axis=-2)
-    z = 1 - x_y[..., :, None] + x[..., None, :]
-    keep = listed[..., :, None] & ~is_target[..., None, :]
-    h = jnp.where(keep, _hinge_gt(z), 0.0)
-    loss = jnp.sum(h, axis=(-2, -1)) / num_classes
+    safe = jnp.where(valid, t, 0)
+    x_y = jnp.take_along_axis(x, safe, axis=-1)  # x_y[..., j] = x[..., t_j]
+    # is_target[..., i]: class i is listed (a scatter of the listed slots; no (C, C) one-hot)
+    rows = x.shape[:-1]
+    lead = tuple(jnp.broadcast_to(jnp.arange(r).reshape((-1,) + (1,) * (len(rows) - k)), t.shape)
+                 for k, r in enumerate(rows))
+    is_target = jnp.zeros(x.shape, bool).at[lead + (safe,)].max(listed & valid)
+    loss = _multilabel_hinge_sum(x, x_y, listed, is_target) / num_classes
     loss = jnp.where(jnp.any(listed & ~valid, axis=-1), jnp.nan, loss)
     return _reduce(loss, reduction).astype(out_dtype)
+
+
+# Target slots per step of multilabel_margin_loss's scan (a (..., slots, C) block each).
+_MLM_SLOTS = 32
+
+
+def _multilabel_hinge_sum(x: jax.Array, x_y: jax.Array, listed: jax.Array, is_target: jax.Array) -> jax.Array:
+    """``sum_{j listed} sum_{i not a target} max(0, 1 - x_y[j] + x[i])`` per row: a scan over
+    blocks of target slots, each block's ``(..., slots, C)`` hinges summed in one fused pass and
+    skipped (``lax.cond``) once no row lists a target there, so memory is ``O(C)`` per row (the
+    pairs of all slots and classes took ``C²``: 2 GB at 32x4000) and time follows the longest
+    target list; the body is rematerialised, so the gradient stores no block either."""
+    c = x.shape[-1]
+    nb = -(-c // _MLM_SLOTS)
+    width = nb * _MLM_SLOTS
+
+    def blocks(a, fill):  # (..., C) -> (nb, ..., slots)
+        a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - c)], constant_values=fill)
+        return jnp.moveaxis(a.reshape(a.shape[:-1] + (nb, _MLM_SLOTS)), -2, 0)
+
+    def body(acc, blk):
+        xy, lst = blk
+
+        def add(acc):
+            z = 1 - xy[..., :, None] + x[..., None, :]
+            keep = lst[..., :, None] & ~is_target[..., None, :]
+            return acc + jnp.sum(jnp.where(keep, _hinge_gt(z), jnp.zeros((), z.dtype)), axis=(-2, -1))
+
+        return lax.cond(jnp.any(lst), add, lambda acc: acc, acc), None
+
+    acc0 = jnp.zeros(x.shape[:-1], x.dtype)
+    total, _ = lax.scan(jax.checkpoint(body), acc0, (blocks(x_y, 0), blocks(listed, False)))
+    return total
 
 
 def multilabel_margin_loss(input: Any, target: Any, size_average: Any = None, reduce: Any = None,
