@@ -1,6 +1,8 @@
 """Resampling (F.interpolate, Upsample*) against torch (float64): outputs and input
 gradients for every mode and option, the output-size rule, errors, compile size."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -216,3 +218,12 @@ def test_area_to_zero_size_is_empty_like_torch():
     for shape, kw in (((1, 1, 5), dict(size=0)), ((1, 1, 2, 3, 1), dict(scale_factor=0.3))):
         ours = F.interpolate(jnp.zeros(shape), mode="area", **kw)
         assert ours.shape == tuple(TF.interpolate(torch.zeros(shape), mode="area", **kw).shape) and ours.size == 0
+
+
+def test_nearest_gradient_of_a_sum_is_not_constant_folded():
+    # grad(sum(interpolate(x))) is a constant; XLA folded its scatter at compile time (13-22 s
+    # at 224 -> 299): the indices sit behind an optimization barrier, the scatter stays a scatter
+    x = jnp.zeros((8, 3, 64, 64))
+    fn = jax.jit(jax.grad(lambda a: jnp.sum(F.interpolate(a, size=(85, 83), mode="nearest-exact"))))
+    folded = re.findall(r"= \S+\[8,3,64,64\]\S* constant\(", fn.lower(x).compile().as_text())
+    assert not folded, folded  # the gradient as a constant array
