@@ -464,8 +464,14 @@ def test_max_unpool_parity(n, shape, kw, out, rng):
         np.testing.assert_array_equal(np.asarray(y), TF.max_unpool2d(tv, ti, **kw, output_size=out).detach().numpy())
 
 
-def test_max_unpool_drops_out_of_range_indices():
-    y = F.max_unpool1d(jnp.ones((1, 1, 2)), jnp.array([[[1, 99]]]), 2)
+def test_max_unpool_out_of_range_indices_raise_or_drop_under_jit():
+    # known values: torch's error; traced (jit) values cannot be checked: dropped
+    for bad in (99, -1):
+        with pytest.raises(IndexError, match=rf"max_unpool1d: found an invalid max index {bad} .* = 4"):
+            F.max_unpool1d(jnp.ones((1, 1, 2)), jnp.array([[[1, bad]]]), 2)
+        with pytest.raises(RuntimeError, match="invalid max index"):
+            TF.max_unpool1d(torch.ones(1, 1, 2), torch.tensor([[[1, bad]]]), 2)
+    y = jax.jit(lambda i: F.max_unpool1d(jnp.ones((1, 1, 2)), i, 2))(jnp.array([[[1, 99]]]))
     np.testing.assert_array_equal(np.asarray(y), [[[0, 1, 0, 0]]])
 
 

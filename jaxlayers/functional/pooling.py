@@ -32,7 +32,7 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import always_indices, channel_dim, check_input_rank, index_dtype, lowest_value, ntuple, shape_str
+from .._utils import always_indices, channel_dim, check_input_rank, concrete, index_dtype, lowest_value, ntuple, shape_str
 
 __all__ = [
     "max_pool1d",
@@ -450,6 +450,11 @@ def _max_unpool_nd(input: Any, indices: Any, kernel_size: Any, stride: Any, padd
                          f"stride={s}, padding={p})")
     N, C = x.shape[:2]
     total = int(math.prod(out))
+    known = concrete(indices)
+    if known is not None and known.size and ((known < 0) | (known >= total)).any():
+        bad = int(known[(known < 0) | (known >= total)].ravel()[0])
+        raise IndexError(f"{name}: found an invalid max index {bad} (the output's spatial size is "
+                         f"{' x '.join(map(str, out))} = {total}; indices as returned with return_indices=True)")
     flat_i = ind.reshape(N, C, math.prod(spatial))
     flat_i = jnp.where((flat_i < 0) | (flat_i >= total), total, flat_i)  # out of range: dropped
     y = _compiled(_scatter_planes, (total,), x.reshape(N, C, math.prod(spatial)), flat_i)
