@@ -171,6 +171,11 @@ def nan_min(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
     return when_nan(x, lambda x, nan: extreme(x, axis, keepdims, op="min", nan=nan))
 
 
+def abs_sign_grad(x: Any) -> jax.Array:
+    """``|x|`` with torch's derivative ``sign(x)``: 0 at 0 (JAX's ``abs`` has slope 1 there)."""
+    return x * jax.lax.stop_gradient(jnp.sign(x))
+
+
 def concrete(x: Any) -> np.ndarray | None:
     """``x`` as NumPy when its values are known (not a tracer under jit/vmap/grad), else None:
     value checks (offsets, lengths, targets) run only when the values are there to check."""

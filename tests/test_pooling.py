@@ -421,6 +421,15 @@ LP_CASES = [
 ]
 
 
+def test_lp_pool_inf_gradient_of_a_zero_window_matches_torch():
+    # |x|'s slope at 0 is sign(0) = 0 in torch (JAX's abs: 1); windows of zeros are common after ReLU
+    x = np.array([[[0.0, -0.0, 0.0, 0.5, -2.5, 1.0]]])
+    xt = torch.tensor(x, requires_grad=True)
+    TF.lp_pool1d(xt, float("inf"), 3, 3).sum().backward()
+    g = jax.grad(lambda a: F.lp_pool1d(a, float("inf"), 3, 3).sum())(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(g), xt.grad.numpy())
+
+
 @pytest.mark.parametrize("n,shape,p,kw", LP_CASES)
 def test_lp_pool_parity(n, shape, p, kw, rng, lowering):
     x = rng.normal(size=shape)

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import concrete, shape_str
+from .._utils import abs_sign_grad, concrete, shape_str
 
 __all__ = [
     "LegacyReductionWarning",
@@ -180,11 +180,6 @@ def _clamp_min0(z: jax.Array) -> jax.Array:
 def _hinge_gt(z: jax.Array) -> jax.Array:
     """``z if z > 0 else 0`` with derivative 0 at ``z == 0`` (torch's margin-loss loops)."""
     return jnp.where(z > 0, z, jnp.zeros_like(z))
-
-
-def _abs(d: jax.Array) -> jax.Array:
-    """``|d|`` with torch's derivative ``sign(d)`` (0 at 0)."""
-    return d * jax.lax.stop_gradient(jnp.sign(d))
 
 
 # --------------------------------------------------------------------------- class-index losses
@@ -684,11 +679,11 @@ def _pointwise(kind: str, input: Any, target: Any, reduction: str, weight: Any, 
     if kind == "huber" and param <= 0:
         raise ValueError(f"{name}: delta must be > 0, got {param}")
     if kind == "l1" or (kind == "smooth_l1" and param == 0):
-        loss = _abs(d)
+        loss = abs_sign_grad(d)
     elif kind == "mse":
         loss = d * d
     else:
-        z = _abs(d)
+        z = abs_sign_grad(d)
         if kind == "huber":
             loss = jnp.where(z < param, 0.5 * d * d, param * (z - 0.5 * param))
         else:

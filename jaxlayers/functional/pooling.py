@@ -32,7 +32,7 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import always_indices, channel_dim, check_input_rank, concrete, index_dtype, lowest_value, ntuple, shape_str
+from .._utils import abs_sign_grad, always_indices, channel_dim, check_input_rank, concrete, index_dtype, lowest_value, ntuple, shape_str
 
 __all__ = [
     "max_pool1d",
@@ -870,10 +870,12 @@ def _lp_pool_nd(input: Any, norm_type: Any, kernel_size: Any, stride: Any, ceil_
     if norm_type == 0:
         raise ValueError(f"{name}: norm_type must be non-zero, got {norm_type!r}")
     k = ntuple(kernel_size, n, "kernel_size", name, min_value=1)
-    if norm_type == math.inf:
-        return _max_pool_nd(jnp.abs(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name, channel_axis)
+    if norm_type == math.inf:  # |x| with torch's slope sign(x): a window of zeros passes no gradient
+        return _max_pool_nd(abs_sign_grad(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name,
+                            channel_axis)
     if norm_type == -math.inf:
-        return -_max_pool_nd(-jnp.abs(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name, channel_axis)
+        return -_max_pool_nd(-abs_sign_grad(jnp.asarray(input)), k, stride, 0, 1, ceil_mode, False, n, name,
+                             channel_axis)
     x = jnp.asarray(input)
     avg = _avg_pool_nd(jnp.power(x, norm_type), k, stride, 0, ceil_mode, True, None, n, name, channel_axis)
     # torch: (sign(avg) * relu(|avg|)) * prod(k), then ** (1/p); the gradient
