@@ -277,10 +277,7 @@ class _WindowBins(NamedTuple):
         return np.clip(pos, 0, self.spatial[i] - 1), inside
 
     def __call__(self, v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
-        sel, inside = self.table(i)
-        ax = 2 + i
-        inside = inside.reshape(inside.shape + (1,) * (v.ndim - 1 - ax))
-        return jnp.where(inside, jnp.take(v, sel, axis=ax), fill)
+        return _take_bins(v, 2 + i, *self.table(i), fill)
 
 
 def _max_pool_by_bins(x: jax.Array, win: _Window, return_indices: bool) -> Any:
@@ -747,11 +744,17 @@ def _bin_elements(v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
     """Each of torch's ``out`` adaptive bins along spatial dim ``i`` of ``(N, C, *S)``:
     axis ``2 + i`` becomes ``(out, K)`` (``K`` the widest bin; a NumPy index array at
     trace time), and slots past a bin's end hold ``fill``."""
-    ax, size = 2 + i, v.shape[2 + i]
+    size = v.shape[2 + i]
     start, end = _bins(size, out)
     sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
-    inside = (sel < end[:, None]).reshape(sel.shape + (1,) * (v.ndim - 1 - ax))
-    return jnp.where(inside, jnp.take(v, np.minimum(sel, size - 1), axis=ax), fill)
+    return _take_bins(v, 2 + i, np.minimum(sel, size - 1), sel < end[:, None], fill)
+
+
+def _take_bins(v: jax.Array, ax: int, sel: np.ndarray, inside: np.ndarray, fill: Any) -> jax.Array:
+    """Axis ``ax`` of ``v`` gathered as ``(out, K)`` bins by the static index table ``sel``,
+    with ``fill`` where ``inside`` is false."""
+    inside = inside.reshape(inside.shape + (1,) * (v.ndim - 1 - ax))
+    return jnp.where(inside, jnp.take(v, sel, axis=ax), fill)
 
 
 def _bins_max_reference(x: jax.Array, outs: tuple[int, ...], bin_elements: Any) -> tuple[jax.Array, jax.Array]:
