@@ -271,7 +271,7 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable, steps: t
             ax = 2 + i + 1  # the slot axis of the bins along spatial dim i
             bins, m = bin_elements(maxima[step], i, outs[i], lowest), jnp.expand_dims(maxima[step + 1], ax)
             slot = lax.broadcasted_iota(itype, bins.shape, ax)
-            pick = jnp.min(jnp.where(bins == m, slot, bins.shape[ax]), axis=ax)
+            pick = jnp.argmax(bins == m, axis=ax).astype(itype)
             if nan:
                 pick = jnp.where(jnp.squeeze(m != m, ax),
                                  jnp.max(jnp.where(bins != bins, slot, -1), axis=ax), pick)
@@ -280,8 +280,8 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable, steps: t
             new = (start.reshape(start.shape + (1,) * (bins.ndim - 1 - ax)) + pick * steps[i]) \
                 * math.prod(spatial[i + 1:])
             if offset is not None:
-                chosen = slot == jnp.expand_dims(pick, ax)
-                new = new + jnp.sum(jnp.where(chosen, bin_elements(offset, i, outs[i], zero), 0), axis=ax)
+                carried = bin_elements(offset, i, outs[i], zero)
+                new = new + jnp.take_along_axis(carried, jnp.expand_dims(pick, ax), axis=ax).squeeze(ax)
             offset = new
         return offset
 

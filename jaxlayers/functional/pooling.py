@@ -752,7 +752,15 @@ def _bin_elements(v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
 
 def _take_bins(v: jax.Array, ax: int, sel: np.ndarray, inside: np.ndarray, fill: Any) -> jax.Array:
     """Axis ``ax`` of ``v`` gathered as ``(out, K)`` bins by the static index table ``sel``,
-    with ``fill`` where ``inside`` is false."""
+    with ``fill`` where ``inside`` is false.  Bins that tile a stretch of the axis (an
+    adaptive pool whose output divides the input, a global pool, windows with stride ==
+    kernel) are a slice and a reshape: a gather of the whole input is several times slower
+    on XLA:CPU (global max over 8x64x224x224: 459 -> 9 ms forward, AMD EPYC AVX-512)."""
+    out, k = sel.shape
+    first = int(sel[0, 0])
+    if inside.all() and np.array_equal(sel, first + np.arange(out * k).reshape(out, k)):
+        tiles = lax.slice_in_dim(v, first, first + out * k, axis=ax)
+        return tiles.reshape(v.shape[:ax] + (out, k) + v.shape[ax + 1:])
     inside = inside.reshape(inside.shape + (1,) * (v.ndim - 1 - ax))
     return jnp.where(inside, jnp.take(v, sel, axis=ax), fill)
 
