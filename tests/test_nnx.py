@@ -339,6 +339,25 @@ def test_embedding_from_pretrained_and_from_linen():
     np.testing.assert_array_equal(wrapped(x), linen.apply(variables, x))
 
 
+def test_fractional_max_pool_draws_windows_in_every_mode():
+    """torch's FractionalMaxPool draws random windows in training and eval alike: the keys
+    come from the constructor's rngs (advancing, under nnx.jit too) or the call's rngs=key,
+    and equal the linen layer's with the same key."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 9, 9)))
+    pool = jnnx.FractionalMaxPool2d(2, output_size=4, rngs=fnnx.Rngs(0))
+    first, second = pool(x), fnnx.jit(lambda m, a: m(a))(pool, x)
+    assert first.shape == (2, 3, 4, 4) and not np.array_equal(first, second)
+    assert pool.eval()(x).shape == (2, 3, 4, 4)
+    key = jax.random.key(3)
+    got = jnnx.FractionalMaxPool3d(2, output_ratio=0.5, return_indices=True)(x[:, :, None].repeat(4, 2), rngs=key)
+    want = nn.FractionalMaxPool3d(2, output_ratio=0.5, return_indices=True).apply(
+        {}, x[:, :, None].repeat(4, 2), rngs={"dropout": key})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match="FractionalMaxPool2d: needs randomness in every call"):
+        jnnx.FractionalMaxPool2d(2, output_size=4)(x)
+
+
 def test_containers_use_torch_keys():
     class Net(jnnx.Module):
         def __init__(self, rngs):

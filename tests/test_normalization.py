@@ -462,7 +462,10 @@ def test_train_missing(cls):
     (nn.BatchNorm2d(3), (2, 3, 4), r"BatchNorm2d: expected 4-D \(N, C, H, W\) input, got 3-D"),
     (nn.BatchNorm1d(3), (2, 3, 4, 4), r"BatchNorm1d: expected 2-D \(N, C\) or 3-D \(N, C, L\) input"),
     (nn.BatchNorm3d(3), (2, 3, 4, 4), r"BatchNorm3d: expected 5-D"),
-    (nn.InstanceNorm2d(3, affine=True), (2, 4, 4, 4), r"InstanceNorm2d: expected input with 3 channels"),
+    (nn.InstanceNorm2d(3, affine=True), (2, 4, 4, 4),
+     r"InstanceNorm2d: expected input with 3 channels \(num_features=3\) at dim 1, got shape \(2, 4, 4, 4\)"),
+    (nn.InstanceNorm1d(3, track_running_stats=True), (4, 5),
+     r"InstanceNorm1d: expected input with 3 channels \(num_features=3\) at dim 0, got shape \(4, 5\)"),
     (nn.InstanceNorm1d(3), (2, 3, 4, 4), r"InstanceNorm1d: expected 2-D \(C, \*spatial\) or 3-D"),
     (nn.SwitchNorm2d(3), (2, 3, 4), r"SwitchNorm2d: expected 4-D"),
     (nn.SwitchNorm1d(3), (2, 4), r"SwitchNorm1d: expected input with 3 channels"),
@@ -470,6 +473,16 @@ def test_train_missing(cls):
 def test_wrong_channels_and_rank(module, shape, match):
     with pytest.raises(ValueError, match=match):
         _init(module, np.zeros(shape), train=True)
+
+
+def test_instance_norm_without_parameters_warns_on_channels_as_torch():
+    """Without affine parameters or running statistics nothing has num_features' shape:
+    torch runs and warns, naming the caller's channel dim."""
+    x = np.random.default_rng(0).normal(size=(2, 4, 3))
+    for given, dim in ((x, 1), (x[0], 0)):
+        with pytest.warns(UserWarning, match=rf"InstanceNorm1d: input's size at dim={dim} does not match num_features"):
+            y = nn.InstanceNorm1d(3).apply({}, given, train=True)
+        np.testing.assert_allclose(y, torch.nn.InstanceNorm1d(3)(_t(given)).numpy(), **TOL)
 
 
 @pytest.mark.parametrize("module,shape,match", [

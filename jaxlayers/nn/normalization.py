@@ -13,6 +13,7 @@ float32 and parameters/buffers stay in ``param_dtype``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as fnn
@@ -218,13 +219,18 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
         x = jnp.asarray(input)
         d = self.num_spatial_dims
         _check_rank(name, x, (d + 1, d + 2), f"{d + 1}-D (C, *spatial) or {d + 2}-D (N, C, *spatial)")
-        unbatched = x.ndim == d + 1
+        given, unbatched = x, x.ndim == d + 1
         if unbatched:
             x = x[None]
         axis = channel_dim(name, channel_axis, x.ndim)
         c = x.shape[axis]
+        given_axis = axis - 1 if unbatched else axis  # the channel dim of the caller's input
         if self.affine or self.track_running_stats:
-            _check_channels(name, x[0], self._num_features(x, axis), axis=axis - 1)
+            _check_channels(name, given, self._num_features(x, axis), axis=given_axis)
+        elif c != self._num_features(x, axis):  # nothing has num_features' shape: torch warns and runs
+            warnings.warn(f"{name}: input's size at dim={given_axis} does not match num_features. You can "
+                          "silence this warning by not passing in num_features, which is not used because "
+                          "affine=False", stacklevel=2)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
         x = x.astype(_compute_dtype(self, x, self.affine))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)

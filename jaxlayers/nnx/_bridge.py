@@ -53,6 +53,11 @@ class _Static:
         return f"{type(self.module).__name__}(linen)"
 
 
+def _draws_keys(module: fnn.Module) -> bool:
+    """Whether the layer draws random keys (dropout in training, or random windows)."""
+    return accepts_train(module) or hasattr(module, "rng_collection")
+
+
 def _var_type(collection: str) -> type[nnx.Variable]:
     if collection == "params":
         return nnx.Param
@@ -205,9 +210,9 @@ class LinenLayer(Module):
             module, variables = _linen_state
         rngs = _to_rngs(rngs, cls.__name__)
         probe = _probe_inputs(module) if variables is None else None
-        # The stream is kept only where it is used later: dropout keys (layers that take
-        # `train`) or variables created at the first call.
-        self._setup(module, rngs if (accepts_train(module) or (variables is None and probe is None)) else None)
+        # The stream is kept only where it is used later: random keys (layers that take
+        # `train`, or draw in every call) or variables created at the first call.
+        self._setup(module, rngs if (_draws_keys(module) or (variables is None and probe is None)) else None)
         if variables is not None:
             self._store_variables(variables)
         elif probe is not None:  # the probe is torch-layout, whatever memory format is in effect
@@ -218,6 +223,8 @@ class LinenLayer(Module):
         self._init_mode()
         self._linen = _Static(module)
         self._accepts_train = accepts_train(module)
+        # torch's FractionalMaxPool draws random windows in every call, training or not
+        self._always_random = _draws_keys(module) and not self._accepts_train
         collection = getattr(module, "rng_collection", "dropout")
         self._rng_streams = tuple(dict.fromkeys(("dropout", collection)))
         self._paths: tuple = ()
@@ -226,19 +233,24 @@ class LinenLayer(Module):
         self.rngs = rngs
 
     # variables ----------------------------------------------------------------
-    def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | None = None) -> None:
+    def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | None = None,
+                          call_rngs: Any = None) -> None:
         module = self._linen.module
         name = type(module).__name__
         if self._accepts_train:
             kwargs = {**kwargs, "train": False}
         rngs = self.rngs if rngs is None else rngs
         key = {"params": rngs.params()} if rngs is not None else {}
+        if self._always_random:  # its forward (run by init) draws keys too
+            key.update(self._stream_keys(rngs if call_rngs is None else call_rngs))
         init = module.init
         if not kwargs or list(kwargs) == ["train"]:
             init = _cached_init(module) or init
         try:
             variables = init(key, *args, **kwargs)
         except flax.errors.InvalidRngError:
+            if self._always_random:
+                raise self._no_key_error() from None
             raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
                             "to the constructor") from None
         self._store_variables(variables)
@@ -295,9 +307,12 @@ class LinenLayer(Module):
 
     # call ---------------------------------------------------------------------
     def _call_rngs(self, rngs: Any, train: bool) -> dict:
-        if not (train and self._accepts_train):
+        if not ((train and self._accepts_train) or self._always_random):
             return {}
-        source = self.rngs if rngs is None else rngs
+        return self._stream_keys(self.rngs if rngs is None else rngs)
+
+    def _stream_keys(self, source: Any) -> dict:
+        """One key per rng stream the layer reads, from an ``nnx.Rngs``, an ``RngStream`` or a key."""
         if source is None:
             return {}
         if isinstance(source, nnx.Rngs):
@@ -313,7 +328,7 @@ class LinenLayer(Module):
     def __call__(self, *args: Any, rngs: Any = None, **kwargs: Any) -> Any:
         module = self._linen.module
         if not (self._initialized or self._linen.stateless):
-            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"})
+            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, call_rngs=rngs)
         train = False
         if self._accepts_train:
             train = kwargs.setdefault("train", self.training)
@@ -328,9 +343,15 @@ class LinenLayer(Module):
                 self._write_back(updates)
                 return out
             return module.apply(variables, *args, rngs=self._call_rngs(rngs, train), **kwargs)
-        except flax.errors.InvalidRngError as e:
-            raise ValueError(f"{type(module).__name__}: training mode needs randomness: "
-                             "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()") from None
+        except flax.errors.InvalidRngError:
+            raise self._no_key_error() from None
+
+    def _no_key_error(self) -> ValueError:
+        if self._always_random:
+            return ValueError(f"{type(self._linen.module).__name__}: needs randomness in every call: "
+                              "construct it with rngs=nnx.Rngs(seed) or call it with rngs=key")
+        return ValueError(f"{type(self._linen.module).__name__}: training mode needs randomness: "
+                          "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()")
 
 
 def _record(node: Module, name: str) -> None:
