@@ -53,7 +53,7 @@ CASES = {
     "Dropout": ((0.5,), {}, [(3, 4)]),
     "Embedding": ((10, 3), {"padding_idx": 0}, [("int", (2, 3), 10)]),
     "LSTM": ((3, 4), {"batch_first": True}, [(2, 3, 3)]),
-    "MultiheadAttention": ((4, 2), {}, [(3, 2, 4)] * 3),
+    "MultiheadAttention": ((4, 2), {"add_bias_kv": True}, [(3, 2, 4)] * 3),  # own bias_k before out_proj
     "TransformerEncoderLayer": ((4, 2, 8), {}, [(3, 2, 4)]),
     "PReLU": ((), {}, [(2, 3)]),
     "Sequential": (None, {}, [(2, 4)]),

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx import variablelib
 
-from .. import config
+from .. import config, interop
 from .._utils import accepts_train, ntuple
 from .module import Module, Submodule
 
@@ -262,18 +262,16 @@ class LinenLayer(Module):
             self._linen.stateless = True
             return
         paths = []
-        for collection, tree in variables.items():
-            vtype = _var_type(collection)
-            for path, value in _flatten(tree):
-                node = self
-                for part in path[:-1]:
-                    if not hasattr(node, part):
-                        setattr(node, part, Submodule())
-                        _record(node, part)
-                    node = getattr(node, part)
-                setattr(node, path[-1], vtype(jnp.asarray(value)))
-                _record(node, path[-1])
-                paths.append((collection, path))
+        for collection, path, value in _torch_ordered(variables):
+            node = self
+            for part in path[:-1]:
+                if not hasattr(node, part):
+                    setattr(node, part, Submodule())
+                    _record(node, part)
+                node = getattr(node, part)
+            setattr(node, path[-1], _var_type(collection)(jnp.asarray(value)))
+            _record(node, path[-1])
+            paths.append((collection, path))
         self._paths = tuple(paths)
         self._initialized = True
 
@@ -357,6 +355,25 @@ class LinenLayer(Module):
 def _record(node: Module, name: str) -> None:
     if isinstance(node, Submodule) and name not in node._order:
         node._order = node._order + (name,)
+
+
+def _torch_ordered(variables: Any) -> list[tuple[str, tuple, Any]]:
+    """``(collection, path, value)`` in torch's ``state_dict`` order: per module its own
+    parameters, its own buffers, then its children (``interop``'s rule; linen's creation
+    order puts MultiheadAttention's ``bias_k`` after its ``out_proj`` child)."""
+    tree: dict = {}
+    for collection in sorted(variables, key=lambda c: c != "params"):
+        for path, value in _flatten(variables[collection]):
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = (collection, path, value)
+
+    def leaves(node: dict) -> Any:
+        for v in node.values():
+            yield from leaves(v) if isinstance(v, dict) else (v,)
+
+    return list(leaves(interop._torch_order(tree)))
 
 
 def _flatten(tree: Any, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
