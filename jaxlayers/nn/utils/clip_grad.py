@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..._utils import concrete, nan_max, nan_min
+from ..._utils import concrete, extreme
 
 __all__ = [
     "get_total_norm",
@@ -35,10 +35,10 @@ def _vector_norm(x: jax.Array, p: float) -> jax.Array:
     returned in ``x``'s dtype, as torch (float16 squares of 300 would overflow)."""
     a = jnp.abs(jnp.ravel(x))
     a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
-    if p == math.inf:
-        norm = nan_max(a)
-    elif p == -math.inf:
-        norm = nan_min(a)
+    if abs(p) == math.inf:
+        # NaN kept by a second reduction, not `nan_max`'s lax.cond: a cond per leaf of a
+        # ResNet-50 tree compiled in 2.7-4.9 s against 0.6-1.2 s for p=2
+        norm = extreme(a, op="max" if p > 0 else "min")
     elif p == 0:
         norm = jnp.sum(a != 0).astype(a.dtype)
     elif p == 1:
