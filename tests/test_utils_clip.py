@@ -100,6 +100,12 @@ def test_nonfinite_and_empty():
     # under jit the check cannot run: no error, the norm is returned
     assert np.isinf(jax.jit(lambda g: U.get_total_norm(g, error_if_nonfinite=True))(g))
     assert float(U.get_total_norm([])) == 0.0
+    # a NaN in a large leaf (where XLA:CPU's max reduction drops NaNs) gives a NaN max norm, as torch
+    big = np.random.default_rng(0).normal(size=(8, 4096)).astype(np.float32)
+    big[3, 100] = np.nan
+    for p in (math.inf, -math.inf):
+        want = torch.nn.utils.get_total_norm([torch.tensor(big)], p)
+        assert np.isnan(want) and np.isnan(jax.jit(lambda g: U.get_total_norm(g, p))([big, big[:2]]))
 
 
 def test_parameters_to_vector_in_torchs_order(rng):
