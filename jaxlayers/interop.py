@@ -18,7 +18,10 @@ Nothing here imports torch: torch tensors are recognised by duck typing, and
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
+import struct
 from collections.abc import Mapping
 from typing import Any, Iterable
 
@@ -255,7 +258,7 @@ def load_state_dict(
         for key, old in flat.items():
             if key in state_dict:
                 value = to_numpy(state_dict[key])
-                new[key] = value.astype(_leaf_dtype(old)) if cast else value
+                new[key] = value.astype(_leaf_dtype(old), copy=False) if cast else value  # value: a copy
             elif _is_abstract(old):
                 raise ValueError(
                     f"load_state_dict: {key!r} is missing from the state_dict and the template has no value to keep "
@@ -350,23 +353,27 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         reversed or missing offsets, data that do not match the shapes, unknown
         dtype ...), naming the file and, where the package tells, the tensor.
     """
-    from safetensors import SafetensorError, deserialize
+    from safetensors import SafetensorError, safe_open
 
-    with open(path, "rb") as f:
-        buf = f.read()
     try:
-        entries = deserialize(buf)
+        with safe_open(os.fspath(path), framework="numpy"):  # validates the header against the file
+            pass
     except SafetensorError as e:
         raise _safetensors_error("load_safetensors", path, e) from None
     table = _st_dtype_table()
     out = {}
-    for key, info in sorted(entries, key=lambda kv: kv[0]):
-        if info["dtype"] not in table:
-            raise ValueError(f"load_safetensors: {os.fspath(path)}: tensor {key!r} has dtype {info['dtype']}, "
-                             f"which NumPy cannot hold (supported: {', '.join(table)})")
-        dtype = table[info["dtype"]].newbyteorder("<")
-        arr = np.frombuffer(info["data"], dtype=dtype).reshape(tuple(info["shape"]))
-        out[key] = arr.astype(arr.dtype.newbyteorder("="))
+    with open(path, "rb") as f:  # each tensor read once, straight into its array (peak: the file's size)
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        for key in sorted(k for k in header if k != "__metadata__"):
+            info = header[key]
+            if info["dtype"] not in table:
+                raise ValueError(f"load_safetensors: {os.fspath(path)}: tensor {key!r} has dtype {info['dtype']}, "
+                                 f"which NumPy cannot hold (supported: {', '.join(table)})")
+            dtype, shape = table[info["dtype"]].newbyteorder("<"), tuple(info["shape"])
+            f.seek(8 + size + info["data_offsets"][0])
+            arr = np.fromfile(f, dtype=dtype, count=math.prod(shape)).reshape(shape)
+            out[key] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
     return out
 
 
