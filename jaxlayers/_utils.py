@@ -8,6 +8,7 @@ never on traced values.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Iterable
 
@@ -221,3 +222,22 @@ def always_indices(fn: Any, example: str) -> Any:
 {example}
     """
     return with_indices
+
+
+def compiled(fn: Any, static: tuple, *arrays: Any) -> Any:
+    """``fn(*arrays, *static)`` as one program compiled once per shape and ``static``
+    arguments (hashable), so that calls outside ``jit`` do not trace, and compile, the
+    function's ``lax.cond``/``lax.scan``/custom-derivative closures again on every call
+    (``F.layer_norm`` eagerly: 62-85 ms a call instead of ~1).  Inside ``jit`` it is
+    inlined.  ``fn`` must be a module-level function (it is part of the cache key);
+    unhashable ``static`` values (an array ``eps``) run ``fn`` directly."""
+    try:
+        hash(static)
+    except TypeError:
+        return fn(*arrays, *static)
+    return _compiled_call(fn, static, *arrays)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _compiled_call(fn: Any, static: tuple, *arrays: Any) -> Any:
+    return fn(*arrays, *static)

@@ -291,3 +291,30 @@ def test_every_transform(name, setting):
         check_grads(jax.jit(fn), args, order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
         transformed, plain = _bundle(fn, len(args))(*args)
         close(transformed, plain, rtol=1e-9, atol=1e-12)
+
+
+# functions whose code holds control flow or custom derivatives (lax.cond / scan / map, custom_jvp):
+# called outside jit, these must not trace and compile their closures again on every call
+EAGER_ROWS = ["layer_norm", "group_norm", "batch_norm", "instance_norm", "ctc_loss", "multilabel_margin_loss",
+              "linear_cross_entropy", "adaptive_max_pool2d", "max_pool2d", "pdist"]
+
+
+def test_eager_calls_compile_once():
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        again = {}
+        for name in EAGER_ROWS:
+            fn, args = TABLE[name]
+            jax.block_until_ready(fn(*args))
+            before = len(compiles)
+            jax.block_until_ready(fn(*args))
+            again[name] = len(compiles) - before
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert not any(again.values()), again

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._utils import shape_str
+from .._utils import compiled, shape_str
 from .loss import _check_index_target, _check_label_smoothing, _cross_entropy, _legacy_reduction, _reduce
 
 __all__ = ["linear_cross_entropy"]
@@ -31,6 +31,22 @@ def _chunk_rows(num_classes: int, rows: int, chunk_size: int | None, options: An
     if chunk_size is None:
         chunk_size = max(1, CHUNK_ELEMENTS // max(num_classes, 1))
     return max(1, min(int(chunk_size), max(rows, 1)))
+
+
+def _logits(xs: jax.Array, w: jax.Array, b: jax.Array | None, precision: Any) -> jax.Array:
+    y = jnp.einsum("ni,c...i->nc...", xs, w, precision=precision)
+    return y if b is None else y + b
+
+
+def _chunk_losses(xp: jax.Array, tp: jax.Array, w: jax.Array, b: Any, weight: Any, ignore_index: int,
+                  label_smoothing: float, name: str, precision: Any) -> jax.Array:
+    """Per-row losses of ``(chunks, rows, in)`` inputs, one chunk's logits alive at a time."""
+    @jax.checkpoint
+    def chunk_loss(args: tuple) -> jax.Array:
+        xc, tc = args
+        return _cross_entropy(_logits(xc, w, b, precision), tc, weight, ignore_index, "none", label_smoothing, name)
+
+    return jax.lax.map(chunk_loss, (xp, tp))
 
 
 def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bias: Any, weight: Any,
@@ -59,13 +75,9 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
                          f"(target {shape_str(t)})")
     ignore_index = -100 if ignore_index is None else ignore_index
 
-    def logits_of(xs: jax.Array) -> jax.Array:
-        y = jnp.einsum("ni,c...i->nc...", xs, w, precision=precision)
-        return y if b is None else y + b
-
     if out_features or x.ndim == 1:  # unfused, as torch for K-dim
         xs = x if x.ndim == 2 else x[None]
-        logits = logits_of(xs)
+        logits = _logits(xs, w, b, precision)
         return _cross_entropy(logits if x.ndim == 2 else logits[0], t, weight, ignore_index, reduction,
                               label_smoothing, name)
 
@@ -91,12 +103,8 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
     tp = jnp.pad(t, ((0, pad),) + ((0, 0),) * (t.ndim - 1), constant_values=fill)
     tp = tp.reshape((chunks, rows) + t.shape[1:])
 
-    @jax.checkpoint
-    def chunk_loss(args: tuple) -> jax.Array:
-        xc, tc = args
-        return _cross_entropy(logits_of(xc), tc, weight, ignore_index, "none", label_smoothing, name)
-
-    per_row = jax.lax.map(chunk_loss, (xp, tp)).reshape(-1)[:n]
+    per_row = compiled(_chunk_losses, (ignore_index, label_smoothing, name, precision), xp, tp, w, b,
+                       None if weight is None else jnp.asarray(weight)).reshape(-1)[:n]
     if reduction != "mean" or probs:
         return _reduce(per_row, reduction)
     valid = (t >= 0) & (t < num_classes)

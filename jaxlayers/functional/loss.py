@@ -34,7 +34,7 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import abs_sign_grad, concrete, shape_str
+from .._utils import abs_sign_grad, compiled, concrete, shape_str
 
 __all__ = [
     "LegacyReductionWarning",
@@ -521,7 +521,7 @@ def _multilabel_margin_loss(input: Any, target: Any, reduction: str, name: str) 
     lead = tuple(jnp.broadcast_to(jnp.arange(r).reshape((-1,) + (1,) * (len(rows) - k)), t.shape)
                  for k, r in enumerate(rows))
     is_target = jnp.zeros(x.shape, bool).at[lead + (safe,)].max(listed & valid)
-    loss = _multilabel_hinge_sum(x, x_y, listed, is_target) / num_classes
+    loss = compiled(_multilabel_hinge_sum, (), x, x_y, listed, is_target) / num_classes
     loss = jnp.where(jnp.any(listed & ~valid, axis=-1), jnp.nan, loss)
     return _reduce(loss, reduction).astype(out_dtype)
 
@@ -1205,17 +1205,7 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     skip = jnp.zeros((N, L), bool)  # s -> s + 2 allowed between two different labels
     if S > 1:
         skip = skip.at[:, 3::2].set(labels[:, 1:] != labels[:, :-1])
-    neg = jnp.full((N, 1), -jnp.inf, lp.dtype)
-    alpha0 = jnp.where(jnp.arange(L) < 2, lp_ext[0], -jnp.inf)
-
-    def step(alpha: jax.Array, inp: tuple) -> tuple:
-        lpt, t = inp
-        a1 = jnp.concatenate([neg, alpha[:, :-1]], axis=1)
-        a2 = jnp.where(skip, jnp.concatenate([neg, neg, alpha[:, :-2]], axis=1)[:, :L], -jnp.inf)
-        new = lpt + _logsumexp(alpha, a1, a2)
-        return jnp.where((t < il)[:, None], new, alpha), None
-
-    alpha, _ = jax.lax.scan(step, alpha0, (lp_ext[1:], jnp.arange(1, T)))
+    alpha = compiled(_ctc_alpha, (), lp_ext, skip, il)
     end = jnp.take_along_axis(alpha, 2 * tl[:, None], axis=1)[:, 0]
     before = jnp.where(tl > 0, jnp.take_along_axis(alpha, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0], -jnp.inf)
     nll = -_logsumexp(end, before)
@@ -1228,6 +1218,24 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     if unbatched:
         nll = nll[0]
     return _reduce(nll, reduction).astype(out_dtype)
+
+
+def _ctc_alpha(lp_ext: jax.Array, skip: jax.Array, il: jax.Array) -> jax.Array:
+    """The forward variables after each row's last input step: ``lp_ext`` ``(T, N, L)`` holds the
+    log-probabilities of the blank-extended labels, ``skip`` ``(N, L)`` where ``s -> s + 2`` is allowed."""
+    T, N, L = lp_ext.shape
+    neg = jnp.full((N, 1), -jnp.inf, lp_ext.dtype)
+    alpha0 = jnp.where(jnp.arange(L) < 2, lp_ext[0], -jnp.inf)
+
+    def step(alpha: jax.Array, inp: tuple) -> tuple:
+        lpt, t = inp
+        a1 = jnp.concatenate([neg, alpha[:, :-1]], axis=1)
+        a2 = jnp.where(skip, jnp.concatenate([neg, neg, alpha[:, :-2]], axis=1)[:, :L], -jnp.inf)
+        new = lpt + _logsumexp(alpha, a1, a2)
+        return jnp.where((t < il)[:, None], new, alpha), None
+
+    alpha, _ = jax.lax.scan(step, alpha0, (lp_ext[1:], jnp.arange(1, T)))
+    return alpha
 
 
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int = 0,

@@ -39,7 +39,7 @@ from jax import lax
 
 from .._lowering import norm as _lowering_norm
 from .._memory_format import channels_last
-from .._utils import channel_dim, shape_str
+from .._utils import channel_dim, compiled, shape_str
 
 __all__ = [
     "NormOutput",
@@ -210,7 +210,11 @@ def _norm_over(x, weight, bias, eps, axes, pshape):
     """``(y, mean, var)`` of ``(x − mean) · rsqrt(var + eps) · weight + bias`` with the
     biased moments over ``axes``; ``weight``/``bias`` (or ``None``) reshape to ``pshape``.
     The reference is :func:`_reference_norm`; ``jaxlayers._lowering.norm`` may lower it."""
-    return _lowering_norm.fused_norm(x, weight, bias, eps, tuple(axes), tuple(pshape), reference=_reference_norm)
+    return compiled(_fused_norm, (eps, tuple(axes), tuple(pshape)), x, weight, bias)
+
+
+def _fused_norm(x, weight, bias, eps, axes, pshape):
+    return _lowering_norm.fused_norm(x, weight, bias, eps, axes, pshape, reference=_reference_norm)
 
 
 def _multiply(y, weight):

@@ -32,7 +32,8 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import abs_sign_grad, always_indices, channel_dim, check_input_rank, concrete, index_dtype, lowest_value, ntuple, shape_str
+from .._utils import (abs_sign_grad, always_indices, channel_dim, check_input_rank, compiled, concrete, index_dtype,
+                      lowest_value, ntuple, shape_str)
 
 __all__ = [
     "max_pool1d",
@@ -221,13 +222,6 @@ def _window(name: str, x: jax.Array, k, s, p, d, ceil_mode: bool, last: bool = F
     return _Window(k, s, p, d, outs, pads, last)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _compiled(fn: Any, static: tuple, *arrays: jax.Array) -> Any:
-    """``fn(*arrays, *static)``, compiled once per shape and static arguments, so
-    that calls outside ``jit`` run as one program (inside ``jit`` it is inlined)."""
-    return fn(*arrays, *static)
-
-
 def _is_nan(v: jax.Array) -> jax.Array:
     if jnp.issubdtype(v.dtype, jnp.inexact):
         return jnp.isnan(v)
@@ -249,7 +243,7 @@ def _max_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, dilati
     last = _is_last(name, channel_axis, n)
     x, unbatched = _batched(input, n, name, last=last)
     win = _window(name, x, k, s, p, d, ceil_mode, last)
-    res = _compiled(_max_pool, (win, bool(return_indices)), x)
+    res = compiled(_max_pool, (win, bool(return_indices)), x)
     return _unbatch(res, unbatched)
 
 
@@ -454,7 +448,7 @@ def _max_unpool_nd(input: Any, indices: Any, kernel_size: Any, stride: Any, padd
                          f"{' x '.join(map(str, out))} = {total}; indices as returned with return_indices=True)")
     flat_i = ind.reshape(N, C, math.prod(spatial))
     flat_i = jnp.where((flat_i < 0) | (flat_i >= total), total, flat_i)  # out of range: dropped
-    y = _compiled(_scatter_planes, (total,), x.reshape(N, C, math.prod(spatial)), flat_i)
+    y = compiled(_scatter_planes, (total,), x.reshape(N, C, math.prod(spatial)), flat_i)
     return _unbatch(y.reshape((N, C) + out), unbatched)
 
 
@@ -556,7 +550,7 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
         raise ValueError(f"{name}: input of spatial size {spatial} is smaller than kernel_size {k} "
                          f"(input of shape {shape_str(input)})")
     win = _window(name, x, k, s, p, (1,) * n, ceil_mode, last)
-    summed = _compiled(_window_sum_entry, (win,), x)
+    summed = compiled(_window_sum_entry, (win,), x)
     if divisor_override is not None:
         divisor = np.float64(divisor_override)
     else:
@@ -690,7 +684,7 @@ def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, n
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     outs = _adaptive_sizes(output_size, _spatial_shape(x, last), n, name)
-    y = _compiled(_adaptive_avg_pool_reference, (outs, first), x)
+    y = compiled(_adaptive_avg_pool_reference, (outs, first), x)
     return _unbatch(y, unbatched)
 
 
@@ -717,7 +711,7 @@ def _adaptive_max_pool_nd(input: Any, output_size: Any, return_indices: bool, nu
     n = num_spatial_dims
     x, unbatched = _batched(input, n, name, empty_channels=jnp.ndim(input) == n + 1)
     outs = _adaptive_sizes(output_size, _spatial_shape(x, False), n, name)
-    return _unbatch(_compiled(_adaptive_max_pool, (outs, bool(return_indices)), x), unbatched)
+    return _unbatch(compiled(_adaptive_max_pool, (outs, bool(return_indices)), x), unbatched)
 
 
 def _adaptive_max_pool(x: jax.Array, outs: tuple[int, ...], return_indices: bool) -> Any:
