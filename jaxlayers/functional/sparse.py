@@ -247,9 +247,9 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
     _check_max_norm(name, max_norm, norm_type)
     num = weight.shape[0]
     _check_range(name, indices, num)
-    used = jnp.zeros((num,), bool).at[indices.ravel()].set(True, mode="drop")
-    scale = _renorm_scale(weight, max_norm, norm_type)
-    return jnp.where(used[:, None], weight * scale, weight)
+    flat = indices.ravel()  # only these rows are read and written, as torch (not the whole table)
+    rows = weight[flat]
+    return weight.at[flat].set(rows * _renorm_scale(rows, max_norm, norm_type), mode="drop")
 
 
 # -------------------------------------------------------------- embedding_bag
