@@ -296,7 +296,7 @@ def test_every_transform(name, setting):
 # functions whose code holds control flow or custom derivatives (lax.cond / scan / map, custom_jvp):
 # called outside jit, these must not trace and compile their closures again on every call
 EAGER_ROWS = ["layer_norm", "group_norm", "batch_norm", "instance_norm", "ctc_loss", "multilabel_margin_loss",
-              "linear_cross_entropy", "adaptive_max_pool2d", "max_pool2d", "pdist"]
+              "linear_cross_entropy", "adaptive_max_pool2d", "max_pool2d", "pdist", "lstm", "gru"]
 
 
 def test_eager_calls_compile_once():

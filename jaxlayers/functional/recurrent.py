@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._utils import shape_str
+from .._utils import compiled, shape_str
 
 __all__ = [
     "rnn_tanh_cell",
@@ -248,6 +248,10 @@ def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision:
     return out, finals
 
 
+def _compiled_layer(x, states, ws, valid, mode, precision):
+    return _run_layer(mode, x, states, ws, precision, valid)
+
+
 def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias: bool = True,
         batch_first: bool = False, dropout: float = 0.0, train: bool = False, bidirectional: bool = False,
         proj_size: int = 0, key: jax.Array | None = None, precision: Any = None, name: str | None = None,
@@ -398,7 +402,7 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
             ws.append({k: flat.get(f"{k}_l{layer}{suffix}") for k in kinds})
             idx = layer * num_dir + d
             states.append((states0[0][idx], states0[1][idx]) if mode == "LSTM" else states0[0][idx])
-        x, finals = _run_layer(mode, x, states, ws, precision, valid)
+        x, finals = compiled(_compiled_layer, (mode, precision), x, states, ws, valid)
         for f in finals:
             if mode == "LSTM":
                 h_n.append(f[0])
