@@ -111,12 +111,17 @@ def require_train(layer: str, train: bool | None) -> bool:
 
 def accepts_train(fn: Any) -> bool:
     """Whether a module or callable takes a ``train`` keyword in ``__call__``."""
+    return accepts(fn, "train")
+
+
+def accepts(fn: Any, keyword: str) -> bool:
+    """Whether a module or callable takes the keyword ``keyword`` in ``__call__``."""
     target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
-    return "train" in params
+    return keyword in params
 
 
 def lowest_value(dtype: Any) -> Any:

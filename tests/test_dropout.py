@@ -206,3 +206,22 @@ def test_errors():
         nn.FeatureAlphaDropout().apply({}, jnp.ones(4), train=True, rngs={"dropout": KEY})
     with pytest.raises(TypeError, match="Dropout: `train` must be a Python bool"):
         nn.Dropout().apply({}, x, train="yes")
+
+
+def test_layers_drawing_one_key_take_it_as_rng():
+    """``rng=key`` (as flax.linen.Dropout) is the functional call's key; without it the key
+    comes from the ``dropout`` stream (``make_rng``), a different one."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 9, 9)))
+    key = jax.random.key(4)
+    cases = [
+        (nn.Dropout(0.4), {"train": True}, lambda: F.dropout(x, 0.4, key=key)),
+        (nn.Dropout2d(0.4), {"train": True}, lambda: F.dropout2d(x, 0.4, key=key)),
+        (nn.AlphaDropout(0.4), {"train": True}, lambda: F.alpha_dropout(x, 0.4, True, key=key)),
+        (nn.RReLU(), {"train": True}, lambda: F.rrelu(x, training=True, key=key)),
+        (nn.FractionalMaxPool2d(2, output_size=4), {}, lambda: F.fractional_max_pool2d(x, 2, 4, key=key)),
+    ]
+    for layer, kw, want in cases:
+        got = layer.apply({}, x, rng=key, **kw)
+        np.testing.assert_array_equal(got, want(), err_msg=type(layer).__name__)
+        assert not np.array_equal(layer.apply({}, x, rngs={"dropout": key}, **kw), got)
+    np.testing.assert_array_equal(nn.Dropout(0.4).apply({}, x, train=False, rng=key), x)

@@ -129,10 +129,13 @@ def test_layer_matches_torch_and_linen(name):
         kwargs = {"train": False}
     mutable = ["batch_stats"] if kwargs.get("train") else False
 
+    # layers drawing one key take it as `rng=` (the NNX call passes its key there)
+    keys = {"rng": key} if "rng" in _call_params(linen) else {"rngs": {"dropout": key}}
+
     @fnnx.jit  # both in one compile, the variables as arguments on both sides
     def both(m, v, *xs):
         got = m(*xs, rngs=key) if kwargs.get("train") else m(*xs)
-        return got, linen.apply(v, *xs, rngs={"dropout": key}, mutable=mutable, **kwargs)
+        return got, linen.apply(v, *xs, mutable=mutable, **keys, **kwargs)
 
     got, want = both(ours, variables, *inputs)
     if not mutable:
@@ -351,7 +354,7 @@ def test_fractional_max_pool_draws_windows_in_every_mode():
     key = jax.random.key(3)
     got = jnnx.FractionalMaxPool3d(2, output_ratio=0.5, return_indices=True)(x[:, :, None].repeat(4, 2), rngs=key)
     want = nn.FractionalMaxPool3d(2, output_ratio=0.5, return_indices=True).apply(
-        {}, x[:, :, None].repeat(4, 2), rngs={"dropout": key})
+        {}, x[:, :, None].repeat(4, 2), rng=key)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
     with pytest.raises(ValueError, match="FractionalMaxPool2d: needs randomness in every call"):

@@ -722,9 +722,10 @@ class RReLU(fnn.Module):
                              f"bound ({self.upper})")
         super().__post_init__()
 
-    def __call__(self, input: Any, *, train: bool | None = None) -> jax.Array:
+    def __call__(self, input: Any, *, train: bool | None = None, rng: jax.Array | None = None) -> jax.Array:
+        """``rng``: the slopes' key, instead of one drawn from ``rng_collection``."""
         train = require_train("RReLU", train)
-        key = self.make_rng(self.rng_collection) if train else None
+        key = (self.make_rng(self.rng_collection) if rng is None else rng) if train else None
         return A._rrelu(input, self.lower, self.upper, train, key, "RReLU")
 
     def extra_repr(self) -> str:

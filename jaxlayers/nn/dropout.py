@@ -5,6 +5,7 @@ keyword in ``__call__`` (missing ``train`` is an error) and draws its mask from 
 ``"dropout"`` rng stream::
 
     y = model.apply(variables, x, train=True, rngs={"dropout": key})
+    y = model.apply(variables, x, train=True, rng=key)  # or the key itself, as flax.linen.Dropout
     y = model.apply(variables, x, train=False)      # identity, no rng needed
 """
 
@@ -49,11 +50,13 @@ class _DropoutBase(fnn.Module):
         check_p(self.p, type(self).__name__)
         super().__post_init__()
 
-    def __call__(self, input: Any, *, train: bool | None = None) -> jax.Array:
+    def __call__(self, input: Any, *, train: bool | None = None, rng: jax.Array | None = None) -> jax.Array:
+        """``rng``: the mask's key, instead of one drawn from ``rng_collection`` (as flax.linen.Dropout)."""
         name = type(self).__name__
         train = require_train(name, train)
         p = float(self.p)
-        key = self.make_rng(self.rng_collection) if train and 0.0 < p < 1.0 else None
+        use_key = train and 0.0 < p < 1.0
+        key = (self.make_rng(self.rng_collection) if rng is None else rng) if use_key else None
         return type(self)._fn(input, p, train, key, name)
 
     def extra_repr(self) -> str:

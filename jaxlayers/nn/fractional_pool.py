@@ -27,7 +27,7 @@ class _FractionalMaxPoolNd(fnn.Module):
       rng_collection: Flax rng stream of the samples. Default ``"dropout"``.
 
     Call: ``module(x)``; as torch, the windows are random in training and evaluation alike, so
-    ``apply`` needs ``rngs={"dropout": key}`` unless ``_random_samples`` is given.
+    ``apply`` needs ``rngs={"dropout": key}`` (or the call's ``rng=key``) unless ``_random_samples`` is given.
 
     Shape: ``(N, C, *spatial)`` or ``(C, *spatial)`` ``-> (N, C, *output_size)``; needs
     ``output_size + kernel_size - 1 <= size`` in every spatial dim (``<`` in 3-d, as torch).
@@ -50,8 +50,9 @@ class _FractionalMaxPoolNd(fnn.Module):
         super().__post_init__()
 
     @channels_last
-    def __call__(self, input: Any) -> jax.Array | tuple[jax.Array, jax.Array]:
-        key = self.make_rng(self.rng_collection) if self._random_samples is None else None
+    def __call__(self, input: Any, *, rng: jax.Array | None = None) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """``rng``: the windows' key, instead of one drawn from ``rng_collection``."""
+        key = (self.make_rng(self.rng_collection) if rng is None else rng) if self._random_samples is None else None
         return _fractional_max_pool(input, self.kernel_size, self.output_size, self.output_ratio,
                                     self.return_indices, self._random_samples, key, self.num_spatial_dims,
                                     type(self).__name__, module=True)

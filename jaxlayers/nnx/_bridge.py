@@ -33,7 +33,7 @@ from flax import nnx
 from flax.nnx import variablelib
 
 from .. import config, interop
-from .._utils import accepts_train, ntuple
+from .._utils import accepts, accepts_train, ntuple
 from .module import Module, Submodule
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
@@ -227,6 +227,9 @@ class LinenLayer(Module):
         self._always_random = _draws_keys(module) and not self._accepts_train
         collection = getattr(module, "rng_collection", "dropout")
         self._rng_streams = tuple(dict.fromkeys(("dropout", collection)))
+        # a layer drawing one key (Dropout, RReLU, FractionalMaxPool) takes it as `rng=`: through
+        # `rngs=` linen derives another key from it, a second hash per call in the compiled step
+        self._key_keyword = collection if accepts(module, "rng") else None
         self._paths: tuple = ()
         self._initialized = False
         self._mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
@@ -234,25 +237,33 @@ class LinenLayer(Module):
 
     # variables ----------------------------------------------------------------
     def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | None = None,
-                          call_rngs: Any = None) -> None:
+                          call_rngs: Any = None, at_call: bool = False) -> None:
         module = self._linen.module
         name = type(module).__name__
         if self._accepts_train:
             kwargs = {**kwargs, "train": False}
         rngs = self.rngs if rngs is None else rngs
-        key = {"params": rngs.params()} if rngs is not None else {}
+        key = {}
         if self._always_random:  # its forward (run by init) draws keys too
             key.update(self._stream_keys(rngs if call_rngs is None else call_rngs))
         init = module.init
         if not kwargs or list(kwargs) == ["train"]:
             init = _cached_init(module) or init
-        try:
-            variables = init(key, *args, **kwargs)
-        except flax.errors.InvalidRngError:
-            if self._always_random:
-                raise self._no_key_error() from None
-            raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
-                            "to the constructor") from None
+        variables = None
+        if at_call:
+            # at the first call (often inside nnx.jit) a layer without parameters (Dropout) draws
+            # no params key: drawn, it put a key derivation into the traced step for nothing
+            try:
+                variables = init(key, *args, **kwargs)
+            except flax.errors.InvalidRngError:
+                pass
+        if variables is None:
+            if rngs is None:
+                if self._always_random:
+                    raise self._no_key_error()
+                raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
+                                "to the constructor")
+            variables = init({**key, "params": rngs.params()}, *args, **kwargs)
         self._store_variables(variables)
 
     def _store_variables(self, variables: Any) -> None:
@@ -326,7 +337,8 @@ class LinenLayer(Module):
     def __call__(self, *args: Any, rngs: Any = None, **kwargs: Any) -> Any:
         module = self._linen.module
         if not (self._initialized or self._linen.stateless):
-            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, call_rngs=rngs)
+            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, call_rngs=rngs,
+                                   at_call=True)
         train = False
         if self._accepts_train:
             train = kwargs.setdefault("train", self.training)
@@ -334,13 +346,15 @@ class LinenLayer(Module):
         mutable = [c for c in variables if c != "params"] if train else []
         if self._mutable_params:
             mutable.append("params")
+        keys = self._call_rngs(rngs, train)
+        if keys and self._key_keyword is not None and "rng" not in kwargs:
+            kwargs["rng"], keys = keys[self._key_keyword], {}
         try:
             if mutable:
-                out, updates = module.apply(variables, *args, rngs=self._call_rngs(rngs, train),
-                                            mutable=mutable, **kwargs)
+                out, updates = module.apply(variables, *args, rngs=keys, mutable=mutable, **kwargs)
                 self._write_back(updates)
                 return out
-            return module.apply(variables, *args, rngs=self._call_rngs(rngs, train), **kwargs)
+            return module.apply(variables, *args, rngs=keys, **kwargs)
         except flax.errors.InvalidRngError:
             raise self._no_key_error() from None
 
