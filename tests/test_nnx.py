@@ -366,6 +366,11 @@ def test_eager_calls_trace_nothing_after_the_first():
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert float(layers[1].num_batches_tracked.get_value()) == 2  # the running statistics were written back
+    # calls whose values are checked eagerly (indices, losses) keep their errors: not traced
+    with pytest.raises(IndexError, match="Embedding: index 12 is out of range"):
+        jnnx.Embedding(10, 3, rngs=fnnx.Rngs(0))(jnp.array([12]))
+    with pytest.raises(ValueError, match="BCELoss: all elements of input should be between 0 and 1"):
+        jnnx.BCELoss()(jnp.array([1.5]), jnp.array([1.0]))
 
 
 def test_fractional_max_pool_draws_windows_in_every_mode():

@@ -376,14 +376,24 @@ def _arrays_only(tree: Any) -> bool:
     return all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in jax.tree_util.tree_leaves(tree))
 
 
+def _values_unchecked(module: fnn.Module, args: tuple, dynamic: dict) -> bool:
+    """Whether the call may trace its array arguments: eagerly, losses and layers taking indices
+    (Embedding, MaxUnpool, targets, lengths) check concrete values (torch's IndexError, BCE's
+    input range), which a traced argument would skip."""
+    leaves = jax.tree_util.tree_leaves((args, dynamic))
+    return (type(module).__module__ != "jaxlayers.nn.loss"
+            and all(jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves))
+
+
 def _apply(module: fnn.Module, variables: dict, args: tuple, rngs: dict, mutable: tuple, kwargs: dict) -> Any:
     """``module.apply(...)`` as one program compiled per layer configuration, shapes and
     non-array call arguments: linen's ``apply`` traces every parameter's initializer again to
     check its shape, so an eager call of a Linear took 1.2 ms (flax.nnx.Linear 0.16 ms).  Array
-    arguments are traced; other arguments are static; anything unhashable runs ``apply`` as is."""
+    arguments are traced; other arguments are static; anything unhashable, and calls whose
+    values are checked (:func:`_values_unchecked`), run ``apply`` as is."""
     static = tuple((k, v) for k, v in kwargs.items() if not _arrays_only(v))
     dynamic = {k: v for k, v in kwargs.items() if _arrays_only(v)}
-    if _arrays_only(args):
+    if _arrays_only(args) and _values_unchecked(module, args, dynamic):
         try:
             run = _jit_apply(module, static, mutable)
         except TypeError:  # an unhashable layer field or call argument
