@@ -270,9 +270,9 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable, steps: t
         for step, i in enumerate(reversed(range(len(outs)))):
             ax = 2 + i + 1  # the slot axis of the bins along spatial dim i
             bins, m = bin_elements(maxima[step], i, outs[i], lowest), jnp.expand_dims(maxima[step + 1], ax)
-            slot = lax.broadcasted_iota(itype, bins.shape, ax)
             pick = jnp.argmax(bins == m, axis=ax).astype(itype)
             if nan:
+                slot = lax.broadcasted_iota(itype, bins.shape, ax)
                 pick = jnp.where(jnp.squeeze(m != m, ax),
                                  jnp.max(jnp.where(bins != bins, slot, -1), axis=ax), pick)
             positions = lax.broadcasted_iota(itype, (1,) * (2 + i) + (spatial[i],), 2 + i)

@@ -320,24 +320,24 @@ def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
         raise TypeError(f"{name}: expected an integer tensor of class indices, got dtype {x.dtype}")
     if not _is_int(num_classes):
         raise TypeError(f"{name}: num_classes must be an int, got {num_classes!r}")
-    known = concrete(tensor) is not None
+    values = concrete(x)
     if num_classes == -1:
-        if not known:
+        if values is None:
             raise ValueError(
                 f"{name}: num_classes=-1 infers the number of classes from the values, which are not known under "
                 f"jit/vmap/grad; pass num_classes explicitly (tensor of shape {shape_str(x)})"
             )
         if x.size == 0:
             raise ValueError(f"{name}: cannot infer the number of classes from an empty tensor; pass num_classes")
-        num_classes = int(np.asarray(x).max()) + 1
+        num_classes = int(values.max()) + 1
     elif num_classes < 0:
         raise ValueError(f"{name}: num_classes must be -1 or non-negative, got {num_classes}")
-    if known and x.size:
-        v = np.asarray(x)
-        if v.min() < 0:
-            raise ValueError(f"{name}: class values must be non-negative, got min {v.min()}")
-        if v.max() >= num_classes:
-            raise ValueError(f"{name}: class values must be smaller than num_classes={num_classes}, got max {v.max()}")
+    if values is not None and values.size:
+        if values.min() < 0:
+            raise ValueError(f"{name}: class values must be non-negative, got min {values.min()}")
+        if values.max() >= num_classes:
+            raise ValueError(f"{name}: class values must be smaller than num_classes={num_classes}, "
+                             f"got max {values.max()}")
     return (x[..., None] == jnp.arange(num_classes, dtype=x.dtype)).astype(index_dtype())
 
 

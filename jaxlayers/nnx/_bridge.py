@@ -34,7 +34,7 @@ from flax import nnx
 from flax.nnx import variablelib
 
 from .. import config, interop
-from .._utils import accepts, accepts_train, ntuple
+from .._utils import accepts, accepts_train, compiled, ntuple
 from .module import Module, Submodule
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
@@ -394,21 +394,13 @@ def _apply(module: fnn.Module, variables: dict, args: tuple, rngs: dict, mutable
     static = tuple((k, v) for k, v in kwargs.items() if not _arrays_only(v))
     dynamic = {k: v for k, v in kwargs.items() if _arrays_only(v)}
     if _arrays_only(args) and _values_unchecked(module, args, dynamic):
-        try:
-            run = _jit_apply(module, static, mutable)
-        except TypeError:  # an unhashable layer field or call argument
-            run = None
-        if run is not None:
-            return run(variables, rngs, args, dynamic)
-    return module.apply(variables, *args, rngs=rngs, mutable=list(mutable) or False, **kwargs)
+        return compiled(_apply_with, (module, static, mutable), variables, rngs, args, dynamic)
+    return _apply_with(variables, rngs, args, kwargs, module, (), mutable)
 
 
-@functools.lru_cache(maxsize=512)
-def _jit_apply(module: fnn.Module, static: tuple, mutable: tuple) -> Any:
-    def run(variables: dict, rngs: dict, args: tuple, dynamic: dict) -> Any:
-        return module.apply(variables, *args, rngs=rngs, mutable=list(mutable) or False, **dict(static), **dynamic)
-
-    return jax.jit(run)
+def _apply_with(variables: dict, rngs: dict, args: tuple, dynamic: dict, module: fnn.Module, static: tuple,
+                mutable: tuple) -> Any:
+    return module.apply(variables, *args, rngs=rngs, mutable=list(mutable) or False, **dict(static), **dynamic)
 
 
 def _torch_ordered(variables: Any) -> list[tuple[str, tuple, Any]]:
