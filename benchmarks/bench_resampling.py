@@ -1,4 +1,5 @@
-"""Resampling benchmarks: F.interpolate (bilinear 2x) against torch and
+"""Resampling benchmarks: F.interpolate (bilinear x2, a x8 segmentation head,
+bicubic x2; forward, and forward+backward) against torch and
 jax.image.resize, F.grid_sample (bilinear, zeros) against torch and
 jax.scipy.ndimage.map_coordinates; forward+backward, contenders taking turns
 (``harness.time_interleaved``).  The "flax" column holds the JAX alternative.
@@ -35,16 +36,22 @@ def _torch_fb(fn, tensors, ct):
     return run
 
 
-def _row(table, name, jf, af, tf, args, tag, iters, rng, note):
+def _row(table, name, jf, af, tf, args, tag, iters, rng, note, backward=True):
     out = jax.eval_shape(jf, *args)
     ct = jnp.asarray(rng.normal(size=out.shape), out.dtype)
-    j, a = _fb(jf), _fb(af)
-    comp = compile_seconds(j, args, ct)
-    tts = [torch.tensor(np.asarray(v), requires_grad=True) for v in args]
-    calls = {"jl": lambda: j(args, ct), "alt": lambda: a(args, ct),
-             "torch": _torch_fb(tf, tts, torch.tensor(np.asarray(ct)))}
+    if backward:
+        j, a = _fb(jf), _fb(af)
+        comp = compile_seconds(j, args, ct)
+        tts = [torch.tensor(np.asarray(v), requires_grad=True) for v in args]
+        calls = {"jl": lambda: j(args, ct), "alt": lambda: a(args, ct),
+                 "torch": _torch_fb(tf, tts, torch.tensor(np.asarray(ct)))}
+    else:
+        j, a = jax.jit(jf), jax.jit(af)
+        comp = compile_seconds(j, *args)
+        tts = [torch.tensor(np.asarray(v)) for v in args]
+        calls = {"jl": lambda: j(*args), "alt": lambda: a(*args), "torch": lambda: tf(*tts)}
     t = time_interleaved(calls, iters=iters, rounds=max(2, iters // 4))
-    table.add(f"{name} fwd+bwd {tag}", t["jl"], t["alt"], t["torch"], comp, note=note)
+    table.add(f"{name} {'fwd+bwd' if backward else 'fwd'} {tag}", t["jl"], t["alt"], t["torch"], comp, note=note)
 
 
 def run(table: Table, quick: bool) -> None:
@@ -53,12 +60,23 @@ def run(table: Table, quick: bool) -> None:
 
     shape = (32, 64, 32, 32)
     x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-    n, c, h, w = shape
-    _row(table, "interpolate bilinear x2",
-         lambda a: F.interpolate(a, scale_factor=2, mode="bilinear"),
-         lambda a: jax.image.resize(a, (n, c, 2 * h, 2 * w), "bilinear"),
-         lambda t: TF.interpolate(t, scale_factor=2, mode="bilinear"),
-         (x,), "x".join(map(str, shape)), iters, rng, "alt: jax.image.resize")
+    for backward in (False, True):
+        _row(table, "interpolate bilinear x2",
+             lambda a: F.interpolate(a, scale_factor=2, mode="bilinear"),
+             lambda a: jax.image.resize(a, (a.shape[0], a.shape[1], 2 * a.shape[2], 2 * a.shape[3]), "bilinear"),
+             lambda t: TF.interpolate(t, scale_factor=2, mode="bilinear"),
+             (x,), "x".join(map(str, shape)), iters, rng, "alt: jax.image.resize", backward)
+    # a segmentation head: class scores at stride 8 up to the 224x224 input, and a bicubic x2
+    for mode, sshape, size in (("bilinear", (8, 21, 28, 28), 224), ("bicubic", (4, 3, 224, 224), 448)):
+        xs = jnp.asarray(rng.normal(size=sshape), jnp.float32)
+        for backward in (False, True):
+            _row(table, f"interpolate {mode} to {size}",
+                 lambda a, mode=mode, size=size: F.interpolate(a, size=size, mode=mode),
+                 lambda a, mode=mode, size=size: jax.image.resize(a, a.shape[:2] + (size, size), mode),
+                 lambda t, mode=mode, size=size: TF.interpolate(t, size=size, mode=mode),
+                 (xs,), "x".join(map(str, sshape)), iters, rng,
+                 "alt: jax.image.resize" + (" (Keys a=-0.5, not torch's -0.75)" if mode == "bicubic" else ""),
+                 backward)
 
     gshape = (8, 16, 64, 64)
     xg = jnp.asarray(rng.normal(size=gshape), jnp.float32)

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 from oracle import close, jax_fwd_bwd, torch_fwd_bwd
 
+from jaxlayers import config
 from jaxlayers import functional as F
 from jaxlayers import nn
+from jaxlayers._lowering import resampling as LR
 from jaxlayers.functional import resampling
 
 RNG = np.random.default_rng(0)
@@ -57,6 +59,7 @@ def _interp_case(kw, x):
     return (lambda a: F.interpolate(a, **kw), lambda t: TF.interpolate(t, **kw), x)
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("mode", list(MODE_RANKS))
 def test_interpolate_matches_torch(mode):
     """Up, down, given and recomputed scales (per-dim in 2-d), every rank and align_corners."""
@@ -227,3 +230,122 @@ def test_nearest_gradient_of_a_sum_is_not_constant_folded():
     fn = jax.jit(jax.grad(lambda a: jnp.sum(F.interpolate(a, size=(85, 83), mode="nearest-exact"))))
     folded = re.findall(r"= \S+\[8,3,64,64\]\S* constant\(", fn.lower(x).compile().as_text())
     assert not folded, folded  # the gradient as a constant array
+
+
+# ------------------------------------------ the phased lowering (jaxlayers._lowering.resampling)
+
+PHASE_PLANS = [  # mode, in, out, align_corners, antialias -> (period, stride, slices) or None
+    ("bilinear", 56, 112, False, False, (2, 1, 4)),
+    ("bilinear", 224, 112, False, False, (1, 2, 2)),
+    ("bicubic", 224, 448, False, False, (2, 1, 8)),
+    ("bilinear", 28, 224, False, False, (8, 1, 16)),
+    ("bilinear", 56, 111, True, False, (2, 1, 3)),  # align_corners: the (in - 1) / (out - 1) period
+    ("bilinear", 112, 56, False, True, (1, 2, 4)),
+    ("bicubic", 112, 28, False, True, (1, 4, 16)),
+    ("linear", 5, 13, True, False, (3, 1, 5)),
+    ("bilinear", 224, 299, False, False, None),  # no short period: the matrix
+    ("bilinear", 224, 7, False, True, None),  # a filter 64 taps wide: the matrix
+    ("bicubic", 3, 6, True, False, None),  # more slices than the matrix has columns
+]
+
+
+def _matrix(mode, n_in, n_out, align, aa, ot=np.float64):
+    kind, m = resampling._axis_operator(mode, n_in, n_out, None, align, aa, ot, True)
+    assert kind == "matrix"
+    return m
+
+
+@pytest.mark.parametrize("mode,n_in,n_out,align,aa,want", PHASE_PLANS)
+def test_phase_plan_rebuilds_the_interpolation_matrix(mode, n_in, n_out, align, aa, want):
+    m = _matrix(mode, n_in, n_out, align, aa, np.float32)
+    plan = LR.phase_plan(m)
+    if want is None:
+        assert plan is None
+        return
+    slices = sum(ph.weights.shape[0] for ph in plan.phases)
+    assert (plan.period, plan.stride, slices) == want and slices <= LR.MAX_TAPS
+    rebuilt = np.zeros((n_out + plan.period, n_in + 64))  # room for taps in the zero padding
+    for r, ph in enumerate(plan.phases):
+        for k, w in enumerate(ph.weights):
+            for j, v in enumerate(w):
+                rebuilt[r + plan.period * j, 32 + ph.start + plan.stride * j + k] += v
+    np.testing.assert_array_equal(rebuilt[:n_out, 32:32 + n_in], m)  # the same float32 weights, bit for bit
+    assert not rebuilt[:, :32].any() and not rebuilt[:, 32 + n_in:].any() and not rebuilt[n_out:].any()
+
+
+PHASED_CASES = [  # mode, input shape, axis, out, align_corners, antialias
+    ("bilinear", (2, 3, 6), 2, 12, False, False),
+    ("bicubic", (2, 8, 3), 1, 16, False, False),
+    ("bilinear", (2, 3, 12), 2, 6, False, True),
+    ("bicubic", (1, 16, 2), 1, 8, False, True),
+    ("linear", (2, 2, 5), 2, 13, True, False),
+]
+
+
+@pytest.mark.parametrize("tangent", ["matrix", "phased transpose"])
+@pytest.mark.parametrize("mode,shape,axis,out,align,aa", PHASED_CASES)
+def test_phased_resize_matches_the_matrix(mode, shape, axis, out, align, aa, tangent, rng):
+    """Values, vjp, jvp, grad of grad and vmap(grad) of the taps form equal the
+    reference's contraction, with either derivative (autotuning's two candidates)."""
+    m = _matrix(mode, shape[axis], out, align, aa)
+    plan, plan_t = LR.phase_plan(m), LR.phase_plan(np.ascontiguousarray(m.T))
+    assert plan is not None and plan_t is not None
+
+    def ref(v):
+        return resampling._contract(v, axis, m)
+
+    if tangent == "matrix":
+        def new(v):
+            return LR._phased_resize(v, axis, m, plan, ref)
+    else:
+        def new(v):
+            return LR._phased_resize(v, axis, m, plan, lambda t: LR._transposed_phases(t, axis, m, plan_t))
+
+    def bundle(fn):
+        def run(x, g, t):
+            loss = lambda v: jnp.sum(jnp.sin(fn(v)))  # noqa: E731
+            second = jax.grad(lambda v: jnp.sum(jax.grad(loss)(v) ** 2))(x)
+            return (fn(x), jax.vjp(fn, x)[1](g), jax.jvp(fn, (x,), (t,))[1], second,
+                    jax.vmap(jax.grad(loss))(jnp.stack([x, 2 * x])), jax.jacfwd(jax.grad(loss))(x))
+        return jax.jit(run)
+
+    x = jnp.asarray(rng.standard_normal(shape))
+    y_shape = shape[:axis] + (out,) + shape[axis + 1:]
+    g, t = jnp.asarray(rng.standard_normal(y_shape)), jnp.asarray(rng.standard_normal(shape))
+    close(bundle(new)(x, g, t), bundle(ref)(x, g, t), rtol=1e-12, atol=1e-12)
+
+
+def test_interpolate_takes_the_taps_under_auto_on_cpu(monkeypatch):
+    def program(setting, grad=False, shape=(1, 3, 16, 16)):
+        x = jax.ShapeDtypeStruct(shape, jnp.float32)
+        f = lambda a: F.interpolate(a, scale_factor=2, mode="bilinear")  # noqa: E731
+        if grad:
+            f = jax.grad(lambda a: jnp.sum(jnp.sin(F.interpolate(a, scale_factor=2, mode="bilinear"))))
+        with config.lowering(setting):
+            return jax.jit(f).lower(x).as_text()
+
+    assert "dot_general" in program("reference") and "dot_general" not in program("auto")
+    assert "dot_general" in program("auto", grad=True)  # the derivative is the matrix's by default
+    seen = []
+
+    def choose(key, candidates, shapes):
+        seen.append(list(candidates))
+        return "phased derivative"
+
+    monkeypatch.setattr(LR.autotune, "choose", choose)
+    assert "dot_general" not in program("auto", grad=True, shape=(1, 3, 16, 20))  # a shape not traced yet
+    assert seen and all(c == ["matrix derivative", "phased derivative"] for c in seen)
+
+
+def test_non_finite_input_stays_in_its_taps_like_torch():
+    """torch reads 2 (4) taps per output, so an inf reaches only its neighbours; the
+    taps form does the same (the reference's matrix multiplies it by zero weights)."""
+    x = RNG.normal(size=(1, 1, 10, 12))
+    x[0, 0, 4, 5] = np.inf
+    for kw in (dict(scale_factor=2, mode="bilinear"), dict(size=(5, 6), mode="bilinear", antialias=True),
+               dict(scale_factor=2, mode="bicubic")):
+        with config.lowering("auto"):
+            ours = np.asarray(F.interpolate(jnp.asarray(x), **kw))
+        want = TF.interpolate(torch.from_numpy(x), **kw).numpy()
+        assert np.isfinite(want).sum() > want.size // 2
+        np.testing.assert_allclose(ours, want, rtol=1e-12, atol=1e-12)  # inf and NaN where torch has them

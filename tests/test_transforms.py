@@ -31,7 +31,7 @@ import jaxlayers.functional as F
 from jaxlayers import config
 from oracle import close, public_functions
 
-LOWERED_FAMILIES = {"conv", "normalization", "pooling"}  # families with a jaxlayers/_lowering module
+LOWERED_FAMILIES = {"conv", "normalization", "pooling", "resampling"}  # families with a jaxlayers/_lowering module
 KEY = jax.random.key(0)
 
 # points where some function has a kink: inputs keep away from them
@@ -209,6 +209,8 @@ ROWS = [
     # resampling and rearrangement
     ("interpolate", (lambda x: F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=True),
                      (_x(1, 2, 3, 3),))),
+    ("interpolate[phased]", (lambda x: F.interpolate(x, size=(16, 6), mode="bicubic", antialias=True),
+                             (_x(1, 2, 8, 12),))),  # x2 and antialiased /2: taps, not matrices, under "auto"
     ("upsample", (lambda x: F.upsample(x, size=5, mode="linear"), (_x(1, 2, 3),))),
     ("upsample_nearest", (lambda x: F.upsample_nearest(x, scale_factor=2), (_x(1, 1, 2, 2),))),
     ("upsample_bilinear", (lambda x: F.upsample_bilinear(x, size=(3, 4)), (_x(1, 1, 2, 2),))),
@@ -296,7 +298,8 @@ def test_every_transform(name, setting):
 # functions whose code holds control flow or custom derivatives (lax.cond / scan / map, custom_jvp):
 # called outside jit, these must not trace and compile their closures again on every call
 EAGER_ROWS = ["layer_norm", "group_norm", "batch_norm", "instance_norm", "ctc_loss", "multilabel_margin_loss",
-              "linear_cross_entropy", "adaptive_max_pool2d", "max_pool2d", "pdist", "lstm", "gru"]
+              "linear_cross_entropy", "adaptive_max_pool2d", "max_pool2d", "pdist", "lstm", "gru",
+              "interpolate[phased]"]
 
 
 def test_eager_calls_compile_once():

@@ -8,7 +8,9 @@ compile time does not depend on the input size:
   (``jnp.take``; its gradient is torch's scatter-add);
 * ``linear`` / ``bilinear`` / ``trilinear`` / ``bicubic`` and the antialiased
   kernels: a dense ``(out, in)`` interpolation matrix contracted with
-  ``jnp.tensordot`` (its transpose is the gradient);
+  ``jnp.tensordot`` (its transpose is the gradient); on CPU, where the sampling
+  positions repeat with a short period, the value is computed from the taps
+  (:mod:`jaxlayers._lowering.resampling`);
 * ``area``: :func:`jaxlayers.functional.adaptive_avg_pool1d` / ``2d`` / ``3d``.
 
 Indices and weights follow ATen's CPU kernels (``UpSample.h``,
@@ -35,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._lowering import resampling as _lowering_resampling
 from .._memory_format import channels_last
-from .._utils import shape_str
+from .._utils import compiled, shape_str
 from .pooling import _adaptive_avg_pool_nd
 
 __all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear"]
@@ -289,7 +292,12 @@ def _resize_axis(x: jax.Array, axis: int, op: tuple[str, np.ndarray]) -> jax.Arr
         # the indices behind a barrier: XLA would otherwise constant-fold the gradient's scatter
         # when the cotangent is constant too (grad of a sum: 13-22 s compiling 224 -> 299)
         return jnp.take(x, lax.optimization_barrier(jnp.asarray(a)), axis=axis, mode="clip")
-    y = jnp.tensordot(x, jnp.asarray(a, x.dtype), axes=((axis,), (1,)), precision=lax.Precision.HIGHEST)
+    return _lowering_resampling.resize_axis(x, axis, a, reference=functools.partial(_contract, axis=axis, m=a))
+
+
+def _contract(x: jax.Array, axis: int, m: np.ndarray) -> jax.Array:
+    """``x`` resized along ``axis`` by the dense ``(out, in)`` matrix ``m`` (the reference)."""
+    y = jnp.tensordot(x, jnp.asarray(m, x.dtype), axes=((axis,), (1,)), precision=lax.Precision.HIGHEST)
     return jnp.moveaxis(y, -1, axis)
 
 
@@ -311,10 +319,16 @@ def _interpolate(
         return _adaptive_avg_pool_nd(x, spec.out, n, name)
     if spec.mode not in ("nearest", "nearest-exact") and not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: mode {spec.mode!r} needs a floating-point input, got dtype {x.dtype}")
+    if spec.antialias and tuple(x.shape[2:]) == spec.out:
+        return x
+    return compiled(_resize, (spec,), x)
+
+
+def _resize(x: jax.Array, spec: InterpSpec) -> jax.Array:
+    """``x`` resized by ``spec``'s mode, one spatial dim at a time (any mode but ``area``)."""
+    n = x.ndim - 2
     ot = _opmath(x.dtype)
     spatial = tuple(int(s) for s in x.shape[2:])
-    if spec.antialias and spatial == spec.out:
-        return x
     y = x
     if spec.mode in ("nearest", "nearest-exact"):
         cdtype = x.dtype
