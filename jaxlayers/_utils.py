@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import config
+
 __all__ = [
     "ntuple",
     "check_input_rank",
@@ -240,9 +242,10 @@ def compiled(fn: Any, static: tuple, *arrays: Any) -> Any:
         hash(static)
     except TypeError:
         return fn(*arrays, *static)
-    return _compiled_call(fn, static, *arrays)
+    return _compiled_call(fn, static, config.get_autotune(), *arrays)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _compiled_call(fn: Any, static: tuple, *arrays: Any) -> Any:
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _compiled_call(fn: Any, static: tuple, autotune: bool, *arrays: Any) -> Any:
+    # ``autotune`` is part of the cache key: a lowering may measure its candidates while tracing
     return fn(*arrays, *static)

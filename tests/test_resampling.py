@@ -282,11 +282,11 @@ PHASED_CASES = [  # mode, input shape, axis, out, align_corners, antialias
 ]
 
 
-@pytest.mark.parametrize("tangent", ["matrix", "phased transpose"])
+@pytest.mark.parametrize("variant", ["reference derivative", "taps value", "taps value and derivative"])
 @pytest.mark.parametrize("mode,shape,axis,out,align,aa", PHASED_CASES)
-def test_phased_resize_matches_the_matrix(mode, shape, axis, out, align, aa, tangent, rng):
-    """Values, vjp, jvp, grad of grad and vmap(grad) of the taps form equal the
-    reference's contraction, with either derivative (autotuning's two candidates)."""
+def test_taps_resize_matches_the_matrix(mode, shape, axis, out, align, aa, variant, rng):
+    """Values, vjp, jvp, grad of grad, vmap(grad) and jacfwd(grad) of the taps form equal
+    the reference's contraction, in each variant autotuning chooses from."""
     m = _matrix(mode, shape[axis], out, align, aa)
     plan, plan_t = LR.phase_plan(m), LR.phase_plan(np.ascontiguousarray(m.T))
     assert plan is not None and plan_t is not None
@@ -294,18 +294,17 @@ def test_phased_resize_matches_the_matrix(mode, shape, axis, out, align, aa, tan
     def ref(v):
         return resampling._contract(v, axis, m)
 
-    if tangent == "matrix":
-        def new(v):
-            return LR._phased_resize(v, axis, m, plan, ref)
-    else:
-        def new(v):
-            return LR._phased_resize(v, axis, m, plan, lambda t: LR._transposed_phases(t, axis, m, plan_t))
+    derivative = {"reference derivative": None, "taps value": ref,
+                  "taps value and derivative": lambda t: LR._transposed_phases(t, axis, out, plan_t)}[variant]
+
+    def new(v):
+        return LR._taps_resize(v, axis=axis, n_out=out, plan=plan, reference=ref, derivative=derivative)
 
     def bundle(fn):
         def run(x, g, t):
             loss = lambda v: jnp.sum(jnp.sin(fn(v)))  # noqa: E731
             second = jax.grad(lambda v: jnp.sum(jax.grad(loss)(v) ** 2))(x)
-            return (fn(x), jax.vjp(fn, x)[1](g), jax.jvp(fn, (x,), (t,))[1], second,
+            return (fn(x), jax.vjp(fn, x)[1](g), jax.jvp(fn, (x,), (t,)), second,
                     jax.vmap(jax.grad(loss))(jnp.stack([x, 2 * x])), jax.jacfwd(jax.grad(loss))(x))
         return jax.jit(run)
 
@@ -315,31 +314,40 @@ def test_phased_resize_matches_the_matrix(mode, shape, axis, out, align, aa, tan
     close(bundle(new)(x, g, t), bundle(ref)(x, g, t), rtol=1e-12, atol=1e-12)
 
 
-def test_interpolate_takes_the_taps_under_auto_on_cpu(monkeypatch):
-    def program(setting, grad=False, shape=(1, 3, 16, 16)):
-        x = jax.ShapeDtypeStruct(shape, jnp.float32)
-        f = lambda a: F.interpolate(a, scale_factor=2, mode="bilinear")  # noqa: E731
-        if grad:
-            f = jax.grad(lambda a: jnp.sum(jnp.sin(F.interpolate(a, scale_factor=2, mode="bilinear"))))
-        with config.lowering(setting):
-            return jax.jit(f).lower(x).as_text()
+def test_interpolate_reads_the_taps_for_values_under_auto_on_cpu(monkeypatch):
+    """Values from the taps; differentiated, the reference's program; with autotuning on,
+    its choice (which is part of the compiled cache key of eager calls too)."""
+    x = jax.ShapeDtypeStruct((1, 3, 16, 16), jnp.float32)
 
-    assert "dot_general" in program("reference") and "dot_general" not in program("auto")
-    assert "dot_general" in program("auto", grad=True)  # the derivative is the matrix's by default
+    def f(a):
+        return F.interpolate(a, scale_factor=2, mode="bilinear")
+
+    def program(setting, fn):
+        with config.lowering(setting):
+            return jax.jit(fn).lower(x).as_text()
+
+    def grad(a):
+        return jax.grad(lambda a: jnp.sum(jnp.sin(f(a))))(a)
+
+    assert "dot_general" in program("reference", f) and "dot_general" not in program("auto", f)
+    ops = lambda text: sorted(re.findall(r"stablehlo\.\w+", text))  # noqa: E731
+    assert ops(program("auto", grad)) == ops(program("reference", grad))  # the reference's program
     seen = []
 
     def choose(key, candidates, shapes):
         seen.append(list(candidates))
-        return "phased derivative"
+        return "taps value and derivative"
 
     monkeypatch.setattr(LR.autotune, "choose", choose)
-    assert "dot_general" not in program("auto", grad=True, shape=(1, 3, 16, 20))  # a shape not traced yet
-    assert seen and all(c == ["matrix derivative", "phased derivative"] for c in seen)
+    monkeypatch.setattr(config, "get_autotune", lambda: True)
+    # a new function of the same shape: interpolate's compiled core was traced with autotuning off
+    assert "dot_general" not in program("auto", lambda a: grad(a))
+    assert seen and all(c == ["reference derivative", "taps value", "taps value and derivative"] for c in seen)
 
 
 def test_non_finite_input_stays_in_its_taps_like_torch():
-    """torch reads 2 (4) taps per output, so an inf reaches only its neighbours; the
-    taps form does the same (the reference's matrix multiplies it by zero weights)."""
+    """torch reads 2 (4) taps per output, so an interior inf reaches only its neighbours;
+    the taps form does the same (the reference's matrix multiplies it by zero weights)."""
     x = RNG.normal(size=(1, 1, 10, 12))
     x[0, 0, 4, 5] = np.inf
     for kw in (dict(scale_factor=2, mode="bilinear"), dict(size=(5, 6), mode="bilinear", antialias=True),

@@ -9,29 +9,33 @@ ratios (``x2``, ``x4``, ``/2``, ``align_corners`` between ``n`` and ``k(n-1)+1``
 any machine): output ``p·m + r`` (phase ``r``) reads input ``q·m + a_r + k`` for
 ``k < K_r``, so each phase is ``K_r`` strided slices times per-output weights,
 and the phases interleave.  The weights are the reference matrix's entries, so
-values agree with it up to the order of the float additions, and a non-finite input
-stays in its taps (as torch) instead of spreading along the row.
+values agree with it up to the order of the float additions, and a non-finite
+input reaches only the outputs whose taps hold it (the matrix multiplies it by
+the zero weights of a whole row; torch reads its taps, but its border-clamped
+cubic taps and zero-weight taps give NaN at a few outputs where the taps give inf).
 
-Its derivative is the reference's (a ``custom_jvp`` whose tangent is the matrix
-contraction), so reverse mode transposes that contraction as before: JAX's
-transpose of the strided slices is one input-sized padded buffer per tap, which
-XLA:CPU does not fuse, and lost to the matrix's transpose at 224 -> 448 bicubic.
+Under differentiation the reference's program runs, value and derivative (a
+``custom_jvp``), so a training step is unchanged: with the taps' value and the
+matrix's derivative, forward+backward won 1.5-2x at some real sizes and lost
+5-15 % at others, and JAX's transpose of the strided slices (one input-sized
+padded buffer per tap, which XLA:CPU does not fuse) lost to the matrix's
+transpose.  Autotuning, when turned on, measures those variants per shape.
 Compile time is bounded: at most :data:`MAX_TAPS` slices per dim, whatever the
-input size; other ratios keep the matrix.
+input size; other ratios keep the matrix.  The plans are found once per matrix.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Hashable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .. import config
 from . import autotune, enabled
 
 # Slices per resized dim (sum over phases of the taps): x2 bilinear needs 4, x4 bicubic 16,
@@ -66,7 +70,7 @@ def _periods(n_in: int, n_out: int) -> list[tuple[int, int]]:
 def phase_plan(m: np.ndarray, max_taps: int = MAX_TAPS) -> Optional[PhasePlan]:
     """The cheapest :class:`PhasePlan` reproducing the ``(out, in)`` matrix ``m``
     (every non-zero inside a phase's tap window), or ``None`` when every candidate
-    needs more than ``max_taps`` slices or as many as the matrix has columns."""
+    needs more than ``max_taps`` slices, or more than the matrix has columns."""
     n_out, n_in = m.shape
     nz = m != 0
     has = nz.any(1)
@@ -96,33 +100,32 @@ def phase_plan(m: np.ndarray, max_taps: int = MAX_TAPS) -> Optional[PhasePlan]:
     return best
 
 
+def _pad_axis(v: jax.Array, axis: int, low: int, high: int) -> jax.Array:
+    if not (low or high):
+        return v
+    config_ = [(0, 0, 0)] * v.ndim
+    config_[axis] = (low, high, 0)
+    return lax.pad(v, jnp.zeros((), v.dtype), config_)
+
+
 def _phased(x: jax.Array, axis: int, plan: PhasePlan, n_out: int) -> jax.Array:
     """The phases' tap sums, interleaved along ``axis``."""
     n_in, q = x.shape[axis], plan.stride
-    counts = [ph.weights.shape[1] for ph in plan.phases]
+    counts = [ph.weights.shape[1] for ph in plan.phases]  # outputs per phase: full, or one fewer
     left = max(0, -min(ph.start for ph in plan.phases))
     right = max(0, max(ph.start + q * (c - 1) + ph.weights.shape[0] for ph, c in zip(plan.phases, counts)) - n_in)
-    pad = [(0, 0, 0)] * x.ndim
-    pad[axis] = (left, right, 0)
-    xp = lax.pad(x, jnp.zeros((), x.dtype), pad) if left or right else x
-    shape = [1] * x.ndim
+    xp = _pad_axis(x, axis, left, right)  # taps outside the input have zero weights
     full = counts[0]
     ys = []
     for ph, c in zip(plan.phases, counts):
-        shape[axis] = c
-        acc = None
+        along = (1,) * axis + (c,) + (1,) * (x.ndim - axis - 1)  # the weights broadcast along axis
+        acc = jnp.zeros(x.shape[:axis] + (c,) + x.shape[axis + 1:], x.dtype)
         for k, w in enumerate(ph.weights):
-            if not w.any():
-                continue
-            s = left + ph.start + k
-            term = lax.slice_in_dim(xp, s, s + q * (c - 1) + 1, q, axis) * jnp.asarray(w.reshape(shape), x.dtype)
-            acc = term if acc is None else acc + term
-        if acc is None:
-            acc = jnp.zeros(x.shape[:axis] + (c,) + x.shape[axis + 1:], x.dtype)
-        if c < full:  # the last phases have one output fewer when p does not divide out
-            pad[axis] = (0, full - c, 0)
-            acc = lax.pad(acc, jnp.zeros((), x.dtype), pad)
-        ys.append(acc)
+            if w.any():  # a tap of zero weight for every output of the phase is not read
+                s = left + ph.start + k
+                acc = acc + lax.slice_in_dim(xp, s, s + q * (c - 1) + 1, q, axis) * jnp.asarray(w.reshape(along),
+                                                                                               x.dtype)
+        ys.append(_pad_axis(acc, axis, 0, full - c))
     if len(ys) == 1:
         y = ys[0]
     else:
@@ -130,51 +133,75 @@ def _phased(x: jax.Array, axis: int, plan: PhasePlan, n_out: int) -> jax.Array:
     return lax.slice_in_dim(y, 0, n_out, 1, axis) if y.shape[axis] != n_out else y
 
 
-def _phased_resize(x: jax.Array, axis: int, m: np.ndarray, plan: PhasePlan,
-                   tangent: Callable[[jax.Array], jax.Array]) -> jax.Array:
-    """:func:`_phased` with ``tangent`` (a linear map equal to ``m``) as its derivative."""
+def _taps_resize(x: jax.Array, axis: int, n_out: int, plan: PhasePlan, *,
+                 reference: Callable[[jax.Array], jax.Array],
+                 derivative: Optional[Callable[[jax.Array], jax.Array]]) -> jax.Array:
+    """:func:`_phased` as the value; differentiated, ``reference`` gives value and
+    tangent (the reference's program) unless ``derivative`` is given: then the value
+    stays the taps' and ``derivative`` (a linear map equal to the matrix) is the tangent."""
 
     @jax.custom_jvp
     def resize(v):
-        return _phased(v, axis, plan, m.shape[0])
+        return _phased(v, axis, plan, n_out)
 
     @resize.defjvp
     def _(primals, tangents):
-        return resize(primals[0]), tangent(tangents[0])
+        (v,), (t,) = primals, tangents
+        if derivative is None:
+            return reference(v), reference(t)
+        return resize(v), derivative(t)
 
     return resize(x)
 
 
-def _transposed_phases(t: jax.Array, axis: int, m: np.ndarray, plan_t: PhasePlan) -> jax.Array:
-    """``m`` applied to ``t`` as JAX's transpose of the phased ``m^T`` (``plan_t``), so
-    that reverse mode, transposing it back, runs the phased ``m^T``: strided slices of
-    the padded cotangent instead of a contraction with the matrix."""
-    out = jax.ShapeDtypeStruct(t.shape[:axis] + (m.shape[0],) + t.shape[axis + 1:], t.dtype)
-    return jax.linear_transpose(lambda c: _phased(c, axis, plan_t, m.shape[1]), out)(t)[0]
+def _transposed_phases(t: jax.Array, axis: int, n_out: int, plan_t: PhasePlan) -> jax.Array:
+    """The matrix applied to ``t`` as JAX's transpose of the phased ``m^T`` (``plan_t``),
+    so that reverse mode, transposing it back, runs the phased ``m^T``: strided slices
+    of the padded cotangent instead of a contraction with the matrix."""
+    out = jax.ShapeDtypeStruct(t.shape[:axis] + (n_out,) + t.shape[axis + 1:], t.dtype)
+    return jax.linear_transpose(lambda c: _phased(c, axis, plan_t, t.shape[axis]), out)(t)[0]
 
 
-def resize_axis(x: jax.Array, axis: int, m: np.ndarray, *,
+_PLANS: dict = {}
+
+
+def _plan(key: Hashable, m: np.ndarray, transposed: bool = False) -> Optional[PhasePlan]:
+    """:func:`phase_plan` of ``m`` (or ``m^T``), found once per matrix ``key``."""
+    k = (key, transposed)
+    if k not in _PLANS:
+        if len(_PLANS) >= 1024:
+            _PLANS.clear()
+        _PLANS[k] = phase_plan(np.ascontiguousarray(m.T) if transposed else m)
+    return _PLANS[k]
+
+
+def resize_axis(x: jax.Array, axis: int, m: np.ndarray, *, key: Hashable,
                 reference: Callable[[jax.Array], jax.Array]) -> jax.Array:
-    """``reference(x)``: ``x`` resized along ``axis`` by the ``(out, in)`` matrix ``m``.
+    """``reference(x)``: ``x`` resized along ``axis`` by the ``(out, in)`` matrix ``m``,
+    which ``key`` (hashable) identifies.
 
-    On CPU with lowerings on, the value is computed from the taps where
-    :func:`phase_plan` finds a short period.  Its derivative is the reference's
-    contraction; with autotuning on, the phased transpose (:func:`_transposed_phases`)
-    is measured against it for each shape: it won 2-4x when downsampling or at
-    3 x 224 x 224 -> 448 and lost 1.3-1.8x at 64 x 56 x 56 -> 112 / 224 (AMD EPYC,
-    AVX-512, 2 cores), which is no rule for every machine.
+    On CPU with lowerings on, where :func:`phase_plan` finds a short period, the value is
+    computed from the taps; under differentiation the reference's program runs (value and
+    derivative), so training costs what it cost.  With autotuning on, two more candidates
+    are measured (forward + backward) per shape: the taps' value with the matrix's
+    derivative, and the taps' value with the phased transpose as derivative
+    (:func:`_transposed_phases`).  Against the reference they won 1.5-4x at some shapes
+    and lost 5-15 % at others (AMD EPYC, AVX-512, 2 cores), which is no rule for every
+    machine.
     """
     if not enabled("cpu"):
         return reference(x)
-    plan = phase_plan(m)
+    plan = _plan(key, m)
     if plan is None:
         return reference(x)
-    candidates = {"matrix derivative": functools.partial(_phased_resize, axis=axis, m=m, plan=plan,
-                                                         tangent=reference)}
-    plan_t = phase_plan(np.ascontiguousarray(m.T))
-    if plan_t is not None:
-        candidates["phased derivative"] = functools.partial(
-            _phased_resize, axis=axis, m=m, plan=plan,
-            tangent=functools.partial(_transposed_phases, axis=axis, m=m, plan_t=plan_t))
-    key = ("interpolate", tuple(x.shape), str(x.dtype), axis, hashlib.sha1(m.tobytes()).hexdigest()[:16])
-    return candidates[autotune.choose(key, candidates, [(x.shape, x.dtype)])](x)
+    taps = functools.partial(_taps_resize, axis=axis, n_out=m.shape[0], plan=plan, reference=reference)
+    candidates = {"reference derivative": functools.partial(taps, derivative=None)}
+    if config.get_autotune():
+        candidates["taps value"] = functools.partial(taps, derivative=reference)
+        plan_t = _plan(key, m, transposed=True)
+        if plan_t is not None:
+            candidates["taps value and derivative"] = functools.partial(
+                taps, derivative=functools.partial(_transposed_phases, axis=axis, n_out=m.shape[0], plan_t=plan_t))
+    choice = autotune.choose(("interpolate", tuple(x.shape), str(x.dtype), axis, key), candidates,
+                             [(x.shape, x.dtype)])
+    return candidates[choice](x)

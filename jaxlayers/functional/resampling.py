@@ -278,7 +278,8 @@ def _axis_operator(
     return "matrix", m
 
 
-def _resize_axis(x: jax.Array, axis: int, op: tuple[str, np.ndarray]) -> jax.Array:
+def _resize_axis(x: jax.Array, axis: int, op: tuple[str, np.ndarray], key: tuple) -> jax.Array:
+    """``x`` resized along ``axis`` by ``op`` (from :func:`_axis_operator`, whose arguments are ``key``)."""
     kind, a = op
     if kind == "take":
         n_in, n_out = x.shape[axis], len(a)
@@ -292,7 +293,8 @@ def _resize_axis(x: jax.Array, axis: int, op: tuple[str, np.ndarray]) -> jax.Arr
         # the indices behind a barrier: XLA would otherwise constant-fold the gradient's scatter
         # when the cotangent is constant too (grad of a sum: 13-22 s compiling 224 -> 299)
         return jnp.take(x, lax.optimization_barrier(jnp.asarray(a)), axis=axis, mode="clip")
-    return _lowering_resampling.resize_axis(x, axis, a, reference=functools.partial(_contract, axis=axis, m=a))
+    return _lowering_resampling.resize_axis(x, axis, a, key=key,
+                                            reference=functools.partial(_contract, axis=axis, m=a))
 
 
 def _contract(x: jax.Array, axis: int, m: np.ndarray) -> jax.Array:
@@ -338,9 +340,8 @@ def _resize(x: jax.Array, spec: InterpSpec) -> jax.Array:
     for i in reversed(range(n)):  # innermost dim first, as torch's separable kernels
         if spec.antialias and spatial[i] == spec.out[i]:
             continue
-        op = _axis_operator(spec.mode, spatial[i], spec.out[i], spec.scales[i], spec.align_corners,
-                            spec.antialias, ot, n == 2)
-        y = _resize_axis(y, 2 + i, op)
+        key = (spec.mode, spatial[i], spec.out[i], spec.scales[i], spec.align_corners, spec.antialias, ot, n == 2)
+        y = _resize_axis(y, 2 + i, _axis_operator(*key), key)
     return y.astype(x.dtype)
 
 
@@ -377,8 +378,10 @@ def interpolate(
 
     Differences from torch: integer inputs work in the nearest modes only; in
     the interpolating modes a non-finite input value spreads NaN along its row
-    (a dense interpolation matrix multiplies it by zero weights). torch 2.13's
-    ``"lanczos"`` mode is not implemented.
+    where a dense interpolation matrix is used (it multiplies the value by zero
+    weights: the ``"reference"`` setting, differentiated calls, and ratios without
+    a short period; otherwise it reaches only the outputs whose taps hold it).
+    torch 2.13's ``"lanczos"`` mode is not implemented.
 
     Example:
         >>> import jax.numpy as jnp
