@@ -186,8 +186,8 @@ def resize_axis(x: jax.Array, axis: int, m: np.ndarray, *, key: Hashable,
     are measured (forward + backward) per shape: the taps' value with the matrix's
     derivative, and the taps' value with the phased transpose as derivative
     (:func:`_transposed_phases`).  Against the reference they won 1.5-4x at some shapes
-    and lost 5-15 % at others (AMD EPYC, AVX-512, 2 cores), which is no rule for every
-    machine.
+    and lost 5 % to 1.8x at others (AMD EPYC, AVX-512, 2 cores), which is no rule for
+    every machine.
     """
     if not enabled("cpu"):
         return reference(x)
