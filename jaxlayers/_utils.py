@@ -126,6 +126,11 @@ def accepts(fn: Any, keyword: str) -> bool:
     return keyword in params
 
 
+def stream_key(module: Any, rng: Any) -> Any:
+    """The call's ``rng`` key, or one drawn from the module's ``rng_collection`` stream."""
+    return module.make_rng(module.rng_collection) if rng is None else rng
+
+
 def lowest_value(dtype: Any) -> Any:
     """The lowest value of a float (``-inf``) or integer dtype: max pooling's padding."""
     if jnp.issubdtype(dtype, jnp.floating):

@@ -37,6 +37,7 @@ from jax import lax
 
 from .. import config
 from . import autotune, enabled
+from .conv import _pad_spatial
 
 # Slices per resized dim (sum over phases of the taps): x2 bilinear needs 4, x4 bicubic 16,
 # x8 bilinear 16, antialiased /2 bilinear 5-6, /4 bicubic about 34 (so the matrix).
@@ -100,21 +101,13 @@ def phase_plan(m: np.ndarray, max_taps: int = MAX_TAPS) -> Optional[PhasePlan]:
     return best
 
 
-def _pad_axis(v: jax.Array, axis: int, low: int, high: int) -> jax.Array:
-    if not (low or high):
-        return v
-    config_ = [(0, 0, 0)] * v.ndim
-    config_[axis] = (low, high, 0)
-    return lax.pad(v, jnp.zeros((), v.dtype), config_)
-
-
 def _phased(x: jax.Array, axis: int, plan: PhasePlan, n_out: int) -> jax.Array:
     """The phases' tap sums, interleaved along ``axis``."""
     n_in, q = x.shape[axis], plan.stride
     counts = [ph.weights.shape[1] for ph in plan.phases]  # outputs per phase: full, or one fewer
     left = max(0, -min(ph.start for ph in plan.phases))
     right = max(0, max(ph.start + q * (c - 1) + ph.weights.shape[0] for ph, c in zip(plan.phases, counts)) - n_in)
-    xp = _pad_axis(x, axis, left, right)  # taps outside the input have zero weights
+    xp = _pad_spatial(x, [(left, right)], first=axis)  # taps outside the input have zero weights
     full = counts[0]
     ys = []
     for ph, c in zip(plan.phases, counts):
@@ -125,7 +118,7 @@ def _phased(x: jax.Array, axis: int, plan: PhasePlan, n_out: int) -> jax.Array:
                 s = left + ph.start + k
                 acc = acc + lax.slice_in_dim(xp, s, s + q * (c - 1) + 1, q, axis) * jnp.asarray(w.reshape(along),
                                                                                                x.dtype)
-        ys.append(_pad_axis(acc, axis, 0, full - c))
+        ys.append(_pad_spatial(acc, [(0, full - c)], first=axis))
     if len(ys) == 1:
         y = ys[0]
     else:

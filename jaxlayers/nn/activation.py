@@ -17,7 +17,7 @@ from flax.linen.dtypes import promote_dtype
 
 from .._memory_format import channels_last
 from .. import init as jinit
-from .._utils import require_train
+from .._utils import require_train, stream_key
 from ..functional import activation as A
 from ._options import InitOptions
 
@@ -725,7 +725,7 @@ class RReLU(fnn.Module):
     def __call__(self, input: Any, *, train: bool | None = None, rng: jax.Array | None = None) -> jax.Array:
         """``rng``: the slopes' key, instead of one drawn from ``rng_collection``."""
         train = require_train("RReLU", train)
-        key = (self.make_rng(self.rng_collection) if rng is None else rng) if train else None
+        key = stream_key(self, rng) if train else None
         return A._rrelu(input, self.lower, self.upper, train, key, "RReLU")
 
     def extra_repr(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar
 import flax.linen as fnn
 import jax
 
-from .._utils import require_train
+from .._utils import require_train, stream_key
 from .._memory_format import channels_last
 from ..functional.dropout import _dropout, _dropout_nd, _feature_alpha_dropout, check_p
 
@@ -56,7 +56,7 @@ class _DropoutBase(fnn.Module):
         train = require_train(name, train)
         p = float(self.p)
         use_key = train and 0.0 < p < 1.0
-        key = (self.make_rng(self.rng_collection) if rng is None else rng) if use_key else None
+        key = stream_key(self, rng) if use_key else None
         return type(self)._fn(input, p, train, key, name)
 
     def extra_repr(self) -> str:

@@ -8,6 +8,7 @@ import flax.linen as fnn
 import jax
 
 from .._memory_format import channels_last
+from .._utils import stream_key
 from ..functional.fractional_pool import _fractional_args, _fractional_max_pool
 
 __all__ = ["FractionalMaxPool2d", "FractionalMaxPool3d"]
@@ -52,7 +53,7 @@ class _FractionalMaxPoolNd(fnn.Module):
     @channels_last
     def __call__(self, input: Any, *, rng: jax.Array | None = None) -> jax.Array | tuple[jax.Array, jax.Array]:
         """``rng``: the windows' key, instead of one drawn from ``rng_collection``."""
-        key = (self.make_rng(self.rng_collection) if rng is None else rng) if self._random_samples is None else None
+        key = stream_key(self, rng) if self._random_samples is None else None
         return _fractional_max_pool(input, self.kernel_size, self.output_size, self.output_ratio,
                                     self.return_indices, self._random_samples, key, self.num_spatial_dims,
                                     type(self).__name__, module=True)
