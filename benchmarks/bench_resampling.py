@@ -1,7 +1,8 @@
 """Resampling benchmarks: F.interpolate (bilinear x2, a x8 segmentation head,
 bicubic x2; forward, and forward+backward) against torch and
-jax.image.resize, F.grid_sample (bilinear, zeros) against torch and
-jax.scipy.ndimage.map_coordinates; forward+backward, contenders taking turns
+jax.image.resize, F.grid_sample (bilinear and bicubic, zeros; forward, and
+forward+backward) against torch and jax.scipy.ndimage.map_coordinates (bicubic:
+jaxlayers' reference setting), contenders taking turns
 (``harness.time_interleaved``).  The "flax" column holds the JAX alternative.
 """
 
@@ -15,6 +16,7 @@ import torch.nn.functional as TF
 from jax.scipy.ndimage import map_coordinates
 
 from harness import Table, compile_seconds, time_interleaved
+from jaxlayers import config
 from jaxlayers import functional as F
 
 
@@ -90,7 +92,14 @@ def run(table: Table, quick: bool) -> None:
         one = lambda img, yy, xx: map_coordinates(img, [yy, xx], order=1, mode="constant", cval=0.0)  # noqa
         return jax.vmap(jax.vmap(one, (0, None, None)), (0, 0, 0))(a, cy, cx)
 
-    _row(table, "grid_sample bilinear zeros",
-         lambda a, g: F.grid_sample(a, g, align_corners=False), mapc,
-         lambda t, g: TF.grid_sample(t, g, align_corners=False),
-         (xg, grid), "x".join(map(str, gshape)) + " grid 64x64", iters, rng, "alt: vmap(map_coordinates)")
+    def reference_bicubic(a, g):  # map_coordinates has no cubic order: jaxlayers' reference setting instead
+        with config.lowering("reference"):
+            return F.grid_sample(a, g, mode="bicubic", align_corners=False)
+
+    for mode, alt, note in (("bilinear", mapc, "alt: vmap(map_coordinates)"),
+                            ("bicubic", reference_bicubic, "alt: jaxlayers, lowering 'reference'")):
+        for backward in (False, True):
+            _row(table, f"grid_sample {mode} zeros",
+                 lambda a, g, mode=mode: F.grid_sample(a, g, mode=mode, align_corners=False), alt,
+                 lambda t, g, mode=mode: TF.grid_sample(t, g, mode=mode, align_corners=False),
+                 (xg, grid), "x".join(map(str, gshape)) + " grid 64x64", iters, rng, note, backward)

@@ -1,7 +1,9 @@
 """grid_sample / affine_grid against torch (float64): outputs and gradients with
 respect to input AND grid for every mode, padding mode and align_corners, 4-D and 5-D."""
 
+import functools
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ import torch.nn.functional as TF
 from jax.test_util import check_grads
 from oracle import close, jax_fwd_bwd, torch_fwd_bwd
 
+from jaxlayers import config
 from jaxlayers import functional as F
 
 RNG = np.random.default_rng(0)
@@ -141,6 +144,7 @@ def test_errors(call, exc, match):
         call()
 
 
+@pytest.mark.both_settings
 @pytest.mark.parametrize("mode,padding_mode", itertools.product(("nearest", "bilinear", "bicubic"),
                                                                   ("zeros", "border", "reflection")))
 def test_non_finite_grid_points_like_torch(mode, padding_mode):
@@ -164,3 +168,67 @@ def test_affine_grid_program_grows_with_the_sides_not_the_area():
     # the base grid is broadcast in the program from its 1-d axes (as a constant: 1.2 MB at 224x224)
     lower = lambda s: len(jax.jit(lambda t: F.affine_grid(t, (2, 3, s, s))).lower(jnp.ones((2, 2, 3))).as_text())
     assert lower(224) < 20_000, lower(224)
+
+
+FORWARD_CASES = [(4, "bilinear"), (4, "bicubic"), (4, "nearest"), (5, "bilinear")]
+
+
+@pytest.mark.both_settings
+@pytest.mark.parametrize("nd,mode", FORWARD_CASES)
+def test_forward_alone_matches_torch(nd, mode):
+    """The undifferentiated value (the lowered taps under "auto"), with an inf and a NaN in
+    the input: they reach the outputs whose taps hold them, as in torch."""
+    x, g = (X4.copy(), G4) if nd == 4 else (X5.copy(), G5)
+    x[0, 0, 1, 2], x[1, 1, 2, 3] = np.inf, np.nan
+    opts = [("zeros", False), ("border", True), ("reflection", False), ("reflection", True)]
+    run = jax.jit(lambda a, b: [F.grid_sample(a, b, mode, pm, ac) for pm, ac in opts])
+    for (pm, ac), ours in zip(opts, run(jnp.asarray(x), jnp.asarray(g))):
+        want = TF.grid_sample(torch.from_numpy(x), torch.from_numpy(g), mode=mode, padding_mode=pm,
+                              align_corners=ac).numpy()
+        assert 0 < np.isfinite(want).sum() < want.size
+        np.testing.assert_allclose(np.asarray(ours), want, rtol=1e-12, atol=1e-12, err_msg=f"{pm} {ac}")
+
+
+@pytest.mark.parametrize("nd,mode", FORWARD_CASES[:2] + FORWARD_CASES[3:])
+def test_lowered_taps_equal_the_reference(nd, mode):
+    """Under "auto" the value, ``vmap``, ``jvp``, ``vjp`` and grad of grad equal the reference's."""
+    x, g = (X4, G4) if nd == 4 else (X5, G5)
+    y_shape = x.shape[:2] + g.shape[1:-1]
+    ct, tx, tg = RNG.normal(size=y_shape), RNG.normal(size=x.shape), RNG.normal(size=g.shape)
+
+    def f(a, b):
+        return F.grid_sample(a, b, mode, "border", False)
+
+    def run(a, b):
+        loss = lambda u, v: jnp.sum(jnp.sin(f(u, v)))  # noqa: E731
+        second = jax.grad(lambda u, v: jnp.sum(jax.grad(loss, (0, 1))(u, v)[1] ** 2), (0, 1))(a, b)
+        return (f(a, b), jax.vmap(f)(jnp.stack([a, 2 * a]), jnp.stack([b, -b])), jax.jvp(f, (a, b), (tx, tg)),
+                jax.vjp(f, a, b)[1](ct), second)
+
+    out = {}
+    for setting in ("reference", "auto"):
+        with config.lowering(setting):
+            out[setting] = jax.jit(run).lower(x, g).compile()(x, g)
+    close(out["auto"], out["reference"], rtol=1e-12, atol=1e-12)
+
+
+def test_grid_sample_gathers_taps_in_place_under_auto_on_cpu():
+    """Values from per-tap gathers on the input in place (no relayout); differentiated, the
+    reference's program; one tap (nearest) keeps the reference."""
+    x, g = jax.ShapeDtypeStruct((2, 3, 8, 8), jnp.float32), jax.ShapeDtypeStruct((2, 5, 5, 2), jnp.float32)
+
+    def program(setting, fn):
+        with config.lowering(setting):
+            return jax.jit(fn).lower(x, g).as_text()
+
+    def f(a, b, mode="bilinear"):
+        return F.grid_sample(a, b, mode, "zeros", False)
+
+    def grad(a, b):
+        return jax.grad(lambda a, b: jnp.sum(jnp.sin(f(a, b))), (0, 1))(a, b)
+
+    ops = lambda text: sorted(re.findall(r"stablehlo\.\w+", text))  # noqa: E731
+    assert "stablehlo.transpose" in program("reference", f) and "stablehlo.transpose" not in program("auto", f)
+    assert ops(program("auto", grad)) == ops(program("reference", grad))
+    nearest = functools.partial(f, mode="nearest")
+    assert program("auto", nearest) == program("reference", nearest)

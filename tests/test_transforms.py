@@ -31,7 +31,7 @@ import jaxlayers.functional as F
 from jaxlayers import config
 from oracle import close, public_functions
 
-LOWERED_FAMILIES = {"conv", "normalization", "pooling", "resampling"}  # families with a jaxlayers/_lowering module
+LOWERED_FAMILIES = {"conv", "grid_sample", "normalization", "pooling", "resampling"}  # families with a jaxlayers/_lowering module
 KEY = jax.random.key(0)
 
 # points where some function has a kink: inputs keep away from them
@@ -280,8 +280,10 @@ def _bundle(fn, n_args):
 
 
 def _program(fn, args, setting):
+    """The forward and the gradient programs (lowerings may apply to either alone)."""
     with config.lowering(setting):
-        return jax.jit(jax.grad(lambda *a: jnp.sum(jnp.sin(fn(*a))))).lower(*args).as_text()
+        return (jax.jit(fn).lower(*args).as_text(),
+                jax.jit(jax.grad(lambda *a: jnp.sum(jnp.sin(fn(*a))))).lower(*args).as_text())
 
 
 @pytest.mark.parametrize("name,setting", list(_cases()))
@@ -299,7 +301,7 @@ def test_every_transform(name, setting):
 # called outside jit, these must not trace and compile their closures again on every call
 EAGER_ROWS = ["layer_norm", "group_norm", "batch_norm", "instance_norm", "ctc_loss", "multilabel_margin_loss",
               "linear_cross_entropy", "adaptive_max_pool2d", "max_pool2d", "pdist", "lstm", "gru",
-              "interpolate[phased]"]
+              "interpolate[phased]", "grid_sample"]
 
 
 def test_eager_calls_compile_once():

@@ -1,9 +1,9 @@
 """Sampling grids: ``grid_sample`` and ``affine_grid``.
 
-``grid_sample`` reads the input at the grid's points with vectorised gathers
-(``take_along_axis`` on the flattened spatial dims, one per interpolation tap:
-4 or 8 for bilinear/trilinear, 1 for nearest, 16 for bicubic), so compile time
-does not depend on the input or grid size.  The coordinate maths is torch's
+``grid_sample`` reads the input at the grid's points with one vectorised gather
+of channel rows for all interpolation taps (4 or 8 for bilinear/trilinear, 1 for
+nearest, 16 for bicubic; ``jaxlayers._lowering.grid_sample`` reads them in place
+on CPU), so compile time does not depend on the input or grid size.  The coordinate maths is torch's
 (``GridSampler.h``): unnormalisation with or without ``align_corners``,
 ``border`` clipping and ``reflection`` about the borders (or the border pixel
 centres with ``align_corners``), nearest rounding half to even (``nearbyint``),
@@ -16,12 +16,14 @@ reflection's (+1 at the reflection point).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._lowering import grid_sample as _lowering_grid_sample
 from .._memory_format import channels_last
 from .._utils import shape_str
 
@@ -113,39 +115,52 @@ def _cubic_coeffs(t: jax.Array) -> list[jax.Array]:
     return [c2(t + 1), c1(t), c1(1 - t), c2(2 - t)]
 
 
-def _sample(xf: jax.Array, idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[int]) -> jax.Array:
-    """``sum_taps prod_k w[k] * xf[n, c, idx]`` with zeros outside the input, in ONE gather.
+def _tap_table(idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[int],
+               dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(flat, valid, scale)``, each ``(taps, N, P)``: every tap's flat index into the
+    ``prod(sizes)`` spatial elements (clamped in range), whether it lies inside the input,
+    and its weight ``prod_k w[k]`` times that validity.  Taps run over the combinations
+    of the coordinates' taps, the first coordinate slowest.
 
     ``idx[k]`` / ``w[k]``: ``(t_k, N, P)`` integer taps and weights along coordinate
-    ``k`` (spatial dim ``-1 - k``); ``w[k] = None`` means weight 1.  Result ``(N, C, P)``.
+    ``k`` (spatial dim ``-1 - k``); ``w[k] = None`` means weight 1.
     """
-    n = len(idx)
-    nb, p = idx[0].shape[1:]
+    flats, valids, scales = [], [], []
+    for combo in itertools.product(*(range(i.shape[0]) for i in idx)):
+        flat, valid, weight, stride = 0, True, None, 1
+        for k, j in enumerate(combo):
+            i = idx[k][j]
+            valid = valid & (i >= 0) & (i < sizes[k])
+            flat = flat + jnp.clip(i, 0, sizes[k] - 1) * stride
+            stride *= sizes[k]
+            if w[k] is not None:
+                weight = w[k][j] if weight is None else weight * w[k][j]
+        scale = valid.astype(dtype)
+        flats.append(flat)
+        valids.append(valid)
+        scales.append(scale if weight is None else scale * weight)
+    return jnp.stack(flats), jnp.stack(valids), jnp.stack(scales)
 
-    def spread(a, k):  # (t_k, N, P) -> (1.., t_k, 1.., N, P) with t_k at axis k
-        return a.reshape((1,) * k + (a.shape[0],) + (1,) * (n - 1 - k) + (nb, p))
 
-    flat, valid, weight, stride = 0, True, 1, 1
-    for k in range(n):
-        i = spread(idx[k], k)
-        valid = valid & (i >= 0) & (i < sizes[k])
-        flat = flat + jnp.clip(i, 0, sizes[k] - 1) * stride
-        stride *= sizes[k]
-        if w[k] is not None:
-            weight = weight * spread(w[k], k)
-    taps = int(np.prod([a.shape[0] for a in idx]))
-    shape = (taps, nb, p)
-    flat, valid = flat.reshape(shape), valid.reshape(shape)  # every coordinate spreads its own tap axis
-    # Gather whole channel rows: (N, H*W, C)[n, flat] -> (N, taps * P, C); the index
-    # array then has one entry per point and tap, not per channel.
+def _sample(xf: jax.Array, idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[int]) -> jax.Array:
+    """``sum_taps prod_k w[k] * xf[n, c, idx]`` with zeros outside the input, ``(N, C, P)``
+    from ``xf`` ``(N, C, prod(sizes))`` (taps as in :func:`_tap_table`): the reference is
+    :func:`_weighted_rows`, which ``jaxlayers._lowering.grid_sample`` may lower."""
+    flat, valid, scale = _tap_table(idx, w, sizes, xf.dtype)
+    return _lowering_grid_sample.weighted_taps(xf, flat, valid, scale, reference=_weighted_rows)
+
+
+def _weighted_rows(xf: jax.Array, flat: jax.Array, valid: jax.Array, scale: jax.Array) -> jax.Array:
+    """``sum_t where(valid[t], xf[n, c, flat[t]], 0) * scale[t]`` in ONE gather of whole
+    channel rows: ``(N, H*W, C)[n, flat] -> (N, taps * P, C)``, so that the index array has
+    one entry per point and tap, not per channel."""
+    taps, nb, p = flat.shape
     xt = jnp.swapaxes(xf, 1, 2)
     rows = jnp.moveaxis(flat, 0, 1).reshape(nb, taps * p)
     v = jax.vmap(lambda a, i: a.at[i].get(mode="promise_in_bounds"))(xt, rows)
     v = v.reshape(nb, taps, p, xf.shape[1])
-    scale = jnp.moveaxis(valid, 0, 1).astype(v.dtype)
-    if not isinstance(weight, int):  # all or no coordinates are weighted
-        scale = scale * jnp.moveaxis(weight.reshape(shape), 0, 1)
     v = jnp.where(jnp.moveaxis(valid, 0, 1)[..., None], v, jnp.zeros((), v.dtype))
+    scale = jnp.moveaxis(scale, 0, 1)
     # the taps summed one by one: XLA:CPU handed a multiply-and-reduce over them to a library (YNNPACK)
     # fusion, a reduction of 4 per point and channel (bilinear 8x16x64x64 forward+backward 24 -> 8 ms)
     y = v[:, 0] * scale[:, 0, :, None]
