@@ -53,6 +53,10 @@ __all__ = [
     "trunc_normal_",
     "orthogonal_",
     "sparse_",
+    "eye",
+    "dirac",
+    "orthogonal",
+    "sparse",
 ]
 
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
@@ -397,3 +401,11 @@ def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
         return jnp.where(rank < num_zeros, jnp.zeros((), dtype), w)
 
     return init
+
+
+# torch's deprecated names without the underscore (``torch.nn.init.orthogonal`` etc.); torch warns,
+# these do not, as ``uniform``/``normal``/``xavier_*``/``kaiming_*`` here do not
+eye = eye_
+dirac = dirac_
+orthogonal = orthogonal_
+sparse = sparse_

@@ -229,3 +229,13 @@ def test_kaiming_mode_is_case_insensitive_as_torch():
     for f in (init.kaiming_uniform_, init.kaiming_uniform):
         ours = np.abs(np.asarray(f(mode="FAN_IN")(jax.random.key(0), (400, 4))))
         assert ours.max() <= bound and ours.max() > 0.9 * bound and np.abs(w.numpy()).max() <= bound
+
+
+def test_every_torch_init_name_exists():
+    """torch.nn.init's public functions, its deprecated underscore-less names included."""
+    names = [n for n in dir(torch.nn.init) if not n.startswith("_") and callable(getattr(torch.nn.init, n))
+             and getattr(getattr(torch.nn.init, n), "__module__", None) == "torch.nn.init"]
+    assert len(names) > 20
+    assert not [n for n in names if not hasattr(init, n)]
+    for name in ("eye", "dirac", "orthogonal", "sparse"):
+        assert getattr(init, name) is getattr(init, name + "_")
