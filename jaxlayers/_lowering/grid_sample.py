@@ -27,6 +27,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from . import enabled
 
@@ -64,8 +65,21 @@ def weighted_taps(xf: Array, flat: Array, valid: Array, scale: Array, *,
     def taps(xf, flat, valid, scale):
         return _gathered_sum(xf, flat, valid, scale)
 
-    @taps.defjvp
-    def _(primals, tangents):
-        return jax.jvp(reference, primals, tangents)
+    def rule(primals, tangents):
+        xf, flat, valid, scale = primals
+        # only the live arguments: a zero tangent times an infinite tap would be NaN
+        live = [i for i in (0, 3) if not isinstance(tangents[i], SymbolicZero)]
+        if not live:
+            y = reference(*primals)
+            return y, jnp.zeros_like(y)
 
+        def f(*args):
+            full = list(primals)
+            for i, a in zip(live, args):
+                full[i] = a
+            return reference(*full)
+
+        return jax.jvp(f, [primals[i] for i in live], [tangents[i] for i in live])
+
+    taps.defjvp(rule, symbolic_zeros=True)
     return taps(xf, flat, valid, scale)

@@ -119,7 +119,8 @@ def _tap_table(idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[i
                dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(flat, valid, scale)``, each ``(taps, N, P)``: every tap's flat index into the
     ``prod(sizes)`` spatial elements (clamped in range), whether it lies inside the input,
-    and its weight ``prod_k w[k]`` times that validity.  Taps run over the combinations
+    and its weight ``prod_k w[k]`` (``0 * weight`` outside the input, so that a NaN or
+    infinite weight gives NaN, as in torch).  Taps run over the combinations
     of the coordinates' taps, the first coordinate slowest.
 
     ``idx[k]`` / ``w[k]``: ``(t_k, N, P)`` integer taps and weights along coordinate
@@ -135,10 +136,13 @@ def _tap_table(idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[i
             stride *= sizes[k]
             if w[k] is not None:
                 weight = w[k][j] if weight is None else weight * w[k][j]
-        scale = valid.astype(dtype)
+        if weight is None:
+            scale = valid.astype(dtype)
+        else:  # 0 * weight, not 0: XLA turns a multiply by the converted mask into a select, losing NaN
+            scale = jnp.where(valid, weight, weight * 0)
         flats.append(flat)
         valids.append(valid)
-        scales.append(scale if weight is None else scale * weight)
+        scales.append(scale)
     return jnp.stack(flats), jnp.stack(valids), jnp.stack(scales)
 
 
