@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
-from oracle import close, to_numpy
+from oracle import close, jax_fwd_bwd, to_numpy, torch_fwd_bwd
 
 RTOL, ATOL = 1e-10, 1e-11
 
@@ -575,3 +575,64 @@ def test_output_size_rule_matches_torch(size, kernel, stride, padding, extra):
     except ValueError:
         got = None
     assert got == expected
+
+
+# Convolutions whose compilation, or their gradients', aborted XLA:CPU (its operand swapper built an invalid
+# convolution): input, weight, call.  The guard computes them without a convolution op.
+XLA_ABORTS = [
+    ((1, 1, 3, 4), (1, 1, 2, 2), lambda x, w: F.conv2d(x, w, stride=2, padding=(0, 1))),
+    ((1, 2, 3, 2, 6), (1, 2, 2, 2, 2), lambda x, w: F.conv3d(x, w, stride=(3, 2, 2), padding=(0, 0, 1))),
+    ((1, 2, 3, 5, 1), (2, 1, 2, 2, 2), lambda x, w: F.conv_transpose3d(
+        x, w, stride=2, padding=1, output_padding=(2, 0, 1), groups=2, dilation=(3, 1, 2))),
+]
+TORCH_OF = {F.conv2d: TF.conv2d, F.conv3d: TF.conv3d, F.conv_transpose3d: TF.conv_transpose3d}
+
+
+@pytest.mark.both_settings
+@pytest.mark.parametrize("case", range(len(XLA_ABORTS)))
+def test_convolutions_xla_aborts_on_are_computed_by_taps(case, rng):
+    """Value, gradients and a second derivative compile (the process survives) and match torch."""
+    xs, ws, fn = XLA_ABORTS[case]
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    ct = rng.standard_normal(jax.eval_shape(fn, x, w).shape)
+
+    def run(x, w):
+        second = jax.grad(lambda x, w: jnp.sum(jax.grad(lambda u, v: jnp.sum(jnp.sin(fn(u, v))), (0, 1))(x, w)[0] ** 2),
+                          (0, 1))(x, w)
+        return jax_fwd_bwd(fn, ct, x, w), second
+
+    (out, grads), second = jax.jit(run)(x, w)
+    t_out, t_grads = torch_fwd_bwd(lambda a, b: _torch_twin(fn)(a, b), ct, x, w)
+    _close(out, t_out)
+    _close(grads, t_grads)
+    assert all(np.isfinite(np.asarray(s)).all() and np.abs(np.asarray(s)).sum() > 0 for s in second)
+
+
+def _torch_twin(fn):
+    """The torch call of an ``XLA_ABORTS`` lambda: the same code with torch's functional module."""
+    import types
+
+    return types.FunctionType(fn.__code__, {**fn.__globals__, "F": TF}, closure=fn.__closure__)
+
+
+def test_swap_hazard_flags_the_aborting_convolutions_not_common_ones():
+    from jaxlayers.functional.conv import swap_hazard
+
+    def conv(spatial, kernel, stride, pad, dilation=None):
+        n = len(spatial)
+        return swap_hazard(spatial, kernel, stride, [(p, p) for p in pad], (1,) * n, dilation or (1,) * n)
+
+    def convt(spatial, kernel, stride, pad, output_padding, dilation):  # as _conv_transpose_nd builds it
+        pairs = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(kernel, dilation, pad, output_padding)]
+        return swap_hazard(spatial, kernel, (1,) * len(spatial), pairs, stride, dilation)
+
+    assert conv((3, 4), (2, 2), (2, 2), (0, 1))
+    assert conv((3, 2, 6), (2, 2, 2), (3, 2, 2), (0, 0, 1))
+    assert convt((3, 5, 1), (2, 2, 2), (2, 2, 2), (1, 1, 1), (2, 0, 1), (3, 1, 2))
+    assert not conv((56, 56), (3, 3), (2, 2), (1, 1))  # ResNet's strided 3x3
+    assert not conv((56, 56), (1, 1), (2, 2), (0, 0))  # its 1x1 shortcut
+    assert not conv((224, 224), (2, 2), (2, 2), (0, 0))  # patchify
+    assert not conv((7, 7), (7, 7), (1, 1), (3, 3))
+    assert not convt((28, 28), (2, 2), (2, 2), (0, 0), (0, 0), (1, 1))  # U-Net's up-convolution
+    assert not convt((14, 14), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1))
+    assert not conv((8,), (2,), (2,), (1,))  # one spatial dim: never swapped
