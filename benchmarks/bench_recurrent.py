@@ -1,4 +1,4 @@
-"""LSTM forward+backward: jaxlayers ``nn.LSTM`` vs flax.linen's own ``nn.RNN(nn.LSTMCell)``
+"""LSTM forward, and forward+backward: jaxlayers ``nn.LSTM`` vs flax.linen's own ``nn.RNN(nn.LSTMCell)``
 (stacked) vs torch ``nn.LSTM`` (2 layers, hidden 256, sequence 128, batch 32, float32;
 ``--quick``: hidden 64, sequence 32, batch 8).  Loss = sum of squared outputs; gradients
 w.r.t. every parameter and the input.  Compile time = trace + lower + compile of the step.
@@ -71,4 +71,18 @@ def run(table: Table, quick: bool = False) -> None:
 
     tt = time_torch(torch_step, warmup=1, iters=iters)
     table.add(f"LSTM {layers}x{hidden} L={seq} N={batch} fwd+bwd", jl_t, fl_t, tt, jl_c, fl_c,
+              note="flax = nn.RNN(nn.LSTMCell) stacked")
+
+    jl_fwd = jax.jit(lambda v, x: jl.apply(v, x, train=False)[0])
+    fl_fwd = jax.jit(fl.apply)
+    jl_c, fl_c = compile_seconds(jl_fwd, vj, xj), compile_seconds(fl_fwd, vf, xj)
+    jl_t = time_jax(jl_fwd, vj, xj, warmup=1, iters=iters)
+    fl_t = time_jax(fl_fwd, vf, xj, warmup=1, iters=iters)
+
+    def torch_fwd():
+        with torch.inference_mode():
+            return tl(xt)[0]
+
+    tt = time_torch(torch_fwd, warmup=1, iters=iters)
+    table.add(f"LSTM {layers}x{hidden} L={seq} N={batch} fwd", jl_t, fl_t, tt, jl_c, fl_c,
               note="flax = nn.RNN(nn.LSTMCell) stacked")
