@@ -616,15 +616,15 @@ def _torch_twin(fn):
 
 
 def test_swap_hazard_flags_the_aborting_convolutions_not_common_ones():
-    from jaxlayers.functional.conv import swap_hazard
+    from jaxlayers.functional.conv import _swap_hazard
 
     def conv(spatial, kernel, stride, pad, dilation=None):
         n = len(spatial)
-        return swap_hazard(spatial, kernel, stride, [(p, p) for p in pad], (1,) * n, dilation or (1,) * n)
+        return _swap_hazard(spatial, kernel, stride, [(p, p) for p in pad], (1,) * n, dilation or (1,) * n)
 
     def convt(spatial, kernel, stride, pad, output_padding, dilation):  # as _conv_transpose_nd builds it
         pairs = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(kernel, dilation, pad, output_padding)]
-        return swap_hazard(spatial, kernel, (1,) * len(spatial), pairs, stride, dilation)
+        return _swap_hazard(spatial, kernel, (1,) * len(spatial), pairs, stride, dilation)
 
     assert conv((3, 4), (2, 2), (2, 2), (0, 1))
     assert conv((3, 2, 6), (2, 2, 2), (3, 2, 2), (0, 0, 1))

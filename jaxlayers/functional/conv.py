@@ -35,10 +35,10 @@ _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 def _reference_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precision):
     """Cross-correlation of ``x`` (N, C, *S) with ``w`` (O, C/groups, *K), torch layout: XLA's
-    convolution, or :func:`_taps_conv` where XLA would abort on it (:func:`swap_hazard`)."""
+    convolution, or :func:`_taps_conv` where XLA would abort on it (:func:`_swap_hazard`)."""
     n = x.ndim - 2
     lhs = (1,) * n if lhs_dilation is None else tuple(lhs_dilation)
-    if swap_hazard(x.shape[2:], w.shape[2:], stride, pairs, lhs, dilation):
+    if _swap_hazard(x.shape[2:], w.shape[2:], stride, pairs, lhs, dilation):
         return _taps_conv(x, w, stride, pairs, lhs, dilation, groups, precision)
     spec = "NC" + "DHW"[3 - n:]
     return lax.conv_general_dilated(
@@ -51,16 +51,16 @@ def _dilated(size: int, d: int) -> int:
     return 0 if size == 0 else 1 + d * (size - 1)
 
 
-def swap_hazard(spatial, kernel, stride, pairs, lhs_dilation, dilation, depth: int = 2) -> bool:
+def _swap_hazard(spatial, kernel, stride, pairs, lhs_dilation, dilation, depth: int = 2) -> bool:
     """Whether XLA would abort the process compiling this convolution or, to ``depth`` orders of
     differentiation, the convolutions JAX's transpose rules derive from it (``jax.grad``, and
     its grad for hessians).
 
-    XLA's ``ConvOperandSwapper`` (run by the algebraic simplifier, jaxlib 0.10.2) swaps the operands of
-    an ungrouped convolution (grouped ones are expanded on CPU first) with 2 or more spatial dims when
-    the input is smaller than the kernel, and
-    copies unchanged any dim it reads as a "group" dim: no padding, no window dilation, base dilation
-    equal to the window size and window stride one less.  The copied window no longer matches the
+    XLA's ``ConvOperandSwapper`` (run by the algebraic simplifier, jaxlib 0.10.2) swaps the operands
+    of an ungrouped convolution (grouped ones are expanded on CPU first) with 2 or more spatial dims
+    when the input is smaller than the kernel, and copies unchanged any dim it reads as a "group"
+    dim: no padding, no window dilation, base dilation equal to the window size and window stride
+    one less.  The copied window no longer matches the
     swapped kernel, and a CHECK aborts: "Window dimensions do not match RHS shape"
     (``algebraic_simplifier.cc``).  The input gradient of ``conv2d(x (1, 1, 3, 4), w (1, 1, 2, 2),
     stride=2, padding=(0, 1))`` is one: its last dim has kernel 2, base dilation 2 (the stride),
@@ -83,14 +83,13 @@ def swap_hazard(spatial, kernel, stride, pairs, lhs_dilation, dilation, depth: i
                  for b, s, l, k, d, o, st in zip(pad_lo, spatial, lhs_dilation, kernel, dilation, out, stride)]
     rhs_pairs = [(lo, _dilated(o, st) - _dilated(s, l) + _dilated(k, d) - lo - 1)
                  for (lo, _), o, st, s, l, k, d in zip(pairs, out, stride, spatial, lhs_dilation, kernel, dilation)]
-    return (swap_hazard(out, kernel, lhs_dilation, lhs_pairs, stride, dilation, depth - 1)
-            or swap_hazard(spatial, out, dilation, rhs_pairs, lhs_dilation, stride, depth - 1))
+    return (_swap_hazard(out, kernel, lhs_dilation, lhs_pairs, stride, dilation, depth - 1)
+            or _swap_hazard(spatial, out, dilation, rhs_pairs, lhs_dilation, stride, depth - 1))
 
 
 def _taps_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precision):
     """:func:`_reference_conv` without a convolution op: the input dilated and padded by ``lax.pad``,
     then one strided slice per kernel tap, contracted with that tap's weights."""
-    n = x.ndim - 2
     zero = jnp.zeros((), x.dtype)
     xp = lax.pad(x, zero, [(0, 0, 0)] * 2 + [(lo, hi, l - 1) for (lo, hi), l in zip(pairs, lhs_dilation)])
     kernel = w.shape[2:]
