@@ -188,3 +188,11 @@ def test_pdist_non_finite_rows_match_torch(p):
     want = TF.pdist(torch.tensor(x), p).numpy()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     close(got, want)
+
+
+def test_pdist_gradient_stores_no_pair_differences():
+    """Reverse mode keeps (N, N) matrices: no (N, N, M) or (N (N - 1) / 2, M) array of differences."""
+    x = jax.ShapeDtypeStruct((64, 8), jnp.float32)
+    text = jax.jit(jax.grad(lambda a: jnp.sum(jnp.sin(F.pdist(a))))).lower(x).compile().as_text()
+    entry = text[text.index("ENTRY"):]
+    assert "[64,64,8]" not in entry and "[2016,8]" not in entry, entry
