@@ -578,21 +578,21 @@ def test_output_size_rule_matches_torch(size, kernel, stride, padding, extra):
 
 
 # Convolutions whose compilation, or their gradients', aborted XLA:CPU (its operand swapper built an invalid
-# convolution): input, weight, call.  The guard computes them without a convolution op.
+# convolution): input, weight, function name, keywords.  The guard computes them without a convolution op.
 XLA_ABORTS = [
-    ((1, 1, 3, 4), (1, 1, 2, 2), lambda x, w: F.conv2d(x, w, stride=2, padding=(0, 1))),
-    ((1, 2, 3, 2, 6), (1, 2, 2, 2, 2), lambda x, w: F.conv3d(x, w, stride=(3, 2, 2), padding=(0, 0, 1))),
-    ((1, 2, 3, 5, 1), (2, 1, 2, 2, 2), lambda x, w: F.conv_transpose3d(
-        x, w, stride=2, padding=1, output_padding=(2, 0, 1), groups=2, dilation=(3, 1, 2))),
+    ((1, 1, 3, 4), (1, 1, 2, 2), "conv2d", dict(stride=2, padding=(0, 1))),
+    ((1, 2, 3, 2, 6), (1, 2, 2, 2, 2), "conv3d", dict(stride=(3, 2, 2), padding=(0, 0, 1))),
+    ((1, 2, 3, 5, 1), (2, 1, 2, 2, 2), "conv_transpose3d",
+     dict(stride=2, padding=1, output_padding=(2, 0, 1), groups=2, dilation=(3, 1, 2))),
 ]
-TORCH_OF = {F.conv2d: TF.conv2d, F.conv3d: TF.conv3d, F.conv_transpose3d: TF.conv_transpose3d}
 
 
 @pytest.mark.both_settings
 @pytest.mark.parametrize("case", range(len(XLA_ABORTS)))
 def test_convolutions_xla_aborts_on_are_computed_by_taps(case, rng):
     """Value, gradients and a second derivative compile (the process survives) and match torch."""
-    xs, ws, fn = XLA_ABORTS[case]
+    xs, ws, name, kw = XLA_ABORTS[case]
+    fn = functools.partial(getattr(F, name), **kw)
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     ct = rng.standard_normal(jax.eval_shape(fn, x, w).shape)
 
@@ -602,17 +602,10 @@ def test_convolutions_xla_aborts_on_are_computed_by_taps(case, rng):
         return jax_fwd_bwd(fn, ct, x, w), second
 
     (out, grads), second = jax.jit(run)(x, w)
-    t_out, t_grads = torch_fwd_bwd(lambda a, b: _torch_twin(fn)(a, b), ct, x, w)
+    t_out, t_grads = torch_fwd_bwd(functools.partial(getattr(TF, name), **kw), ct, x, w)
     _close(out, t_out)
     _close(grads, t_grads)
     assert all(np.isfinite(np.asarray(s)).all() and np.abs(np.asarray(s)).sum() > 0 for s in second)
-
-
-def _torch_twin(fn):
-    """The torch call of an ``XLA_ABORTS`` lambda: the same code with torch's functional module."""
-    import types
-
-    return types.FunctionType(fn.__code__, {**fn.__globals__, "F": TF}, closure=fn.__closure__)
 
 
 def test_swap_hazard_flags_the_aborting_convolutions_not_common_ones():

@@ -191,6 +191,15 @@ def test_forward_alone_matches_torch(nd, mode):
         np.testing.assert_allclose(np.asarray(ours), want, rtol=1e-12, atol=1e-12, err_msg=f"{pm} {ac}")
 
 
+def _per_setting(run, *args):
+    """``jax.jit(run)(*args)`` traced under each lowering setting: ``{setting: result}``."""
+    out = {}
+    for setting in ("reference", "auto"):
+        with config.lowering(setting):
+            out[setting] = jax.jit(run).lower(*args).compile()(*args)
+    return out
+
+
 @pytest.mark.parametrize("nd,mode", FORWARD_CASES[:2] + FORWARD_CASES[3:])
 def test_lowered_taps_equal_the_reference(nd, mode):
     """Under "auto" the value, ``vmap``, ``jvp``, ``vjp`` and grad of grad equal the reference's."""
@@ -207,10 +216,7 @@ def test_lowered_taps_equal_the_reference(nd, mode):
         return (f(a, b), jax.vmap(f)(jnp.stack([a, 2 * a]), jnp.stack([b, -b])), jax.jvp(f, (a, b), (tx, tg)),
                 jax.vjp(f, a, b)[1](ct), second)
 
-    out = {}
-    for setting in ("reference", "auto"):
-        with config.lowering(setting):
-            out[setting] = jax.jit(run).lower(x, g).compile()(x, g)
+    out = _per_setting(run, x, g)
     close(out["auto"], out["reference"], rtol=1e-12, atol=1e-12)
 
 
@@ -246,10 +252,7 @@ def test_forward_mode_in_the_input_alone_is_the_references():
     def f(a):
         return F.grid_sample(a, g, "bilinear", "zeros", False)
 
-    out = {}
-    for setting in ("reference", "auto"):
-        with config.lowering(setting):
-            out[setting] = jax.jit(lambda a: (jax.jvp(f, (a,), (jnp.ones_like(a),)), jax.jacfwd(f)(a)))(x)
+    out = _per_setting(lambda a: (jax.jvp(f, (a,), (jnp.ones_like(a),)), jax.jacfwd(f)(a)), x)
     np.testing.assert_array_equal(np.asarray(out["auto"][0][1]), np.asarray(out["reference"][0][1]))
     np.testing.assert_array_equal(np.asarray(out["auto"][1]), np.asarray(out["reference"][1]))
     assert np.isfinite(np.asarray(out["auto"][0][1])).all()

@@ -10,7 +10,6 @@ weight ``(out, in/groups, *k)`` (transposed: ``(in, out/groups, *k)``).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Sequence
 
 import jax.numpy as jnp
@@ -89,22 +88,19 @@ def _swap_hazard(spatial, kernel, stride, pairs, lhs_dilation, dilation, depth: 
 
 def _taps_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precision):
     """:func:`_reference_conv` without a convolution op: the input dilated and padded by ``lax.pad``,
-    then one strided slice per kernel tap, contracted with that tap's weights."""
+    then one strided slice per kernel tap (the lowering's ``_tap_slices``), contracted with that
+    tap's weights."""
     zero = jnp.zeros((), x.dtype)
     xp = lax.pad(x, zero, [(0, 0, 0)] * 2 + [(lo, hi, l - 1) for (lo, hi), l in zip(pairs, lhs_dilation)])
     kernel = w.shape[2:]
-    out = [(s - _dilated(k, d)) // st + 1 for s, k, st, d in zip(xp.shape[2:], kernel, stride, dilation)]
     nb, ch, o = x.shape[0], x.shape[1], w.shape[0]
     xg = xp.reshape((nb, groups, ch // groups) + xp.shape[2:])
     wg = w.reshape((groups, o // groups, ch // groups) + kernel)
     y = None
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        start = (0, 0, 0) + tuple(t * d for t, d in zip(tap, dilation))
-        limit = xg.shape[:3] + tuple(b + (m - 1) * st + 1 for b, m, st in zip(start[3:], out, stride))
-        cols = lax.slice(xg, start, limit, (1, 1, 1) + tuple(stride))
+    for tap, cols in _lowering._tap_slices(xg, kernel, stride, dilation, first=3):
         term = jnp.einsum("ngc...,goc->ngo...", cols, wg[(Ellipsis,) + tap], precision=precision)
         y = term if y is None else y + term
-    return y.reshape((nb, o) + tuple(out))
+    return y.reshape((nb, o) + y.shape[3:])
 
 
 def _layouts(n: int) -> str:

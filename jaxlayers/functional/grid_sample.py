@@ -3,8 +3,8 @@
 ``grid_sample`` reads the input at the grid's points with one vectorised gather
 of channel rows for all interpolation taps (4 or 8 for bilinear/trilinear, 1 for
 nearest, 16 for bicubic; ``jaxlayers._lowering.grid_sample`` reads them in place
-on CPU), so compile time does not depend on the input or grid size.  The coordinate maths is torch's
-(``GridSampler.h``): unnormalisation with or without ``align_corners``,
+on CPU), so compile time does not depend on the input or grid size.  The coordinate
+maths is torch's (``GridSampler.h``): unnormalisation with or without ``align_corners``,
 ``border`` clipping and ``reflection`` about the borders (or the border pixel
 centres with ``align_corners``), nearest rounding half to even (``nearbyint``),
 bicubic with ``A = -0.75`` and padding applied to every tap's integer
