@@ -109,16 +109,35 @@ def relu(input: Any, inplace: bool = False) -> jax.Array:
         >>> F.relu(jnp.array([-1.0, 2.0])).tolist()
         [0.0, 2.0]
     """
-    x = _arr(input)
-    return jnp.where(x <= 0, jnp.zeros_like(x), x)
+    return _clamp(_arr(input), 0.0, None)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _clamp(x: jax.Array, lo: float, hi: float | None) -> jax.Array:
+    """``min(max(x, lo), hi)`` (``hi=None``: no upper bound) with torch's derivative (its
+    ``threshold_backward`` and scalar ``hardtanh_backward``): the tangent is 0 where
+    ``x <= lo`` or ``x >= hi`` and passes elsewhere, NaN included.  (torch's vectorised
+    ``hardtanh_backward`` stops it at NaN, so torch's own gradient there depends on the
+    element's position.)  XLA's ``max``/``min`` keep NaN and, unlike ``where``, join
+    XLA:CPU's fusion of the convolution before them (ResNet-18 eval in torch layout:
+    57 -> 28 relayouts, 0.75 -> 0.66 s to compile)."""
+    x = jnp.maximum(x, _scalar(lo, x))
+    return x if hi is None else jnp.minimum(x, _scalar(hi, x))
+
+
+@_clamp.defjvp
+def _clamp_jvp(lo, hi, primals, tangents):
+    (x,), (t,) = primals, tangents
+    stop = x <= _scalar(lo, x)
+    if hi is not None:
+        stop = stop | (x >= _scalar(hi, x))
+    return _clamp(x, lo, hi), jnp.where(stop, jnp.zeros_like(t), t)
 
 
 def _hardtanh(input: Any, min_val: float, max_val: float, name: str) -> jax.Array:
     if max_val < min_val:
         raise ValueError(f"{name}: max_val ({max_val}) must be greater than or equal to min_val ({min_val})")
-    x = _arr(input)
-    lo, hi = _scalar(min_val, x), _scalar(max_val, x)
-    return jnp.where(x <= lo, lo, jnp.where(x >= hi, hi, x))
+    return _clamp(_arr(input), min_val, max_val)
 
 
 def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> jax.Array:
@@ -272,8 +291,9 @@ def prelu(input: Any, weight: Any) -> jax.Array:
 
 
 def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
-    """``x if x > 0 else alpha * expm1(x * input_scale)``; derivative at 0 from the negative branch."""
-    pos = x > 0
+    """``x if x > 0 else alpha * expm1(x * input_scale)``; derivative at 0 from the negative branch,
+    NaN on the positive one (derivative 1, as torch's ``elu_backward``)."""
+    pos = ~(x <= 0)
     safe = jnp.where(pos, jnp.zeros_like(x), x)
     return jnp.where(pos, x, _scalar(alpha, x) * jnp.expm1(safe * _scalar(input_scale, x)))
 
@@ -328,7 +348,7 @@ def _celu_jvp(alpha: float, primals: tuple, tangents: tuple) -> tuple:
     # torch's backward (derivatives.yaml) uses input_scale = 1.0 / float32(alpha).
     (x,), (t,) = primals, tangents
     s = _scalar(1.0 / float(np.float32(alpha)), x)
-    pos = x > 0
+    pos = ~(x <= 0)  # NaN on the positive branch, as torch
     safe = jnp.where(pos, jnp.zeros_like(x), x)
     d = jnp.where(pos, jnp.ones_like(x), s * _scalar(alpha, x) * jnp.exp(safe * s))
     return _celu(x, alpha), d * t
@@ -568,7 +588,7 @@ def tanhshrink(input: Any) -> jax.Array:
 
 @jax.custom_jvp
 def _hardsigmoid(x: jax.Array) -> jax.Array:
-    return jnp.where(x <= -3, jnp.zeros_like(x), jnp.where(x >= 3, jnp.ones_like(x), x / 6 + 0.5))
+    return jnp.clip(x + 3, 0, 6) / 6  # torch's formula
 
 
 @_hardsigmoid.defjvp
