@@ -292,6 +292,28 @@ def test_functional_matches_module_and_cells():
                                                                               proj_size=2).named_parameters()]
 
 
+@pytest.mark.parametrize("mode,gates", [("LSTM", 4), ("GRU", 3), ("RNN_TANH", 1)])
+def test_time_loop_reads_whole_gate_arrays(mode, gates):
+    """The scan's per-step inputs are one (T, N, H) projection per gate, not slices of a (T, N, G*H)
+    one (which made XLA:CPU's loop 1.3-1.6x slower; docs/recurrent.md)."""
+    T, N, H = 5, 2, 3
+    w = {k: jnp.asarray(v.numpy()) for k, v in torch.nn.LSTM(IN, H).state_dict().items()}
+    if mode != "LSTM":
+        w = {k: v[: gates * H] for k, v in w.items()}
+    jaxpr = jax.make_jaxpr(lambda x: F.rnn(x, None, w, mode=mode))(jnp.ones((T, N, IN)))
+
+    def scans(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "scan":
+                yield eqn
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                yield from scans(sub)
+
+    (scan,) = scans(jaxpr.jaxpr)
+    xs = [v.aval.shape for v in scan.invars[scan.params["num_consts"] + scan.params["num_carry"]:]]
+    assert xs == [(T, N, H)] * gates, xs
+
+
 @given(L=st.integers(1, 4), N=st.integers(1, 3), layers=st.integers(1, 3), bi=st.booleans(),
        bf=st.booleans(), proj=st.integers(0, 3), batched=st.booleans())
 def test_output_shapes_match_torch(L, N, layers, bi, bf, proj, batched):
