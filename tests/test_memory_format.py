@@ -165,6 +165,34 @@ def test_gradients_in_channels_last_equal_channels_first(name):
     close(got, _last(want), rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_transposed_conv_weight_gradient_in_channels_last(n):
+    """The weight gradient of a strided transposed convolution (per-tap GEMMs) in channels-last
+    mode: the same values as in torch's layout, from a program that slices the output gradient
+    in place instead of relaying it per tap (here 1-d: 10 -> 5 relayouts, 2-d: 16 -> 3)."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_models import count_relayouts
+
+    rng = np.random.default_rng(n)
+    x = jnp.asarray(rng.standard_normal((2, 6) + (5,) * n))
+    w = jnp.asarray(rng.standard_normal((6, 4) + (4,) * n))
+    conv = getattr(F, f"conv_transpose{n}d")
+
+    def loss(x, w):  # a sum over all outputs: the same in either layout
+        return jnp.sum(jnp.sin(conv(x, w, stride=2, padding=1)))
+
+    want = jax.grad(loss, (0, 1))(x, w)
+    with config.memory_format(CL):
+        got = jax.grad(loss, (0, 1))(_last(x, n + 2), w)
+        program = jax.jit(jax.grad(loss, 1)).lower(_last(x, n + 2), w).compile().as_text()
+    close(got[0], _last(want[0], n + 2), rtol=1e-10, atol=1e-12)
+    close(got[1], want[1], rtol=1e-10, atol=1e-12)
+    assert count_relayouts(program) <= 5, count_relayouts(program)
+
+
 def test_channels_last_under_jit_is_part_of_the_cache_key():
     f = jax.jit(lambda x: F.avg_pool2d(x, 2))
     assert f(X2).shape == (2, 4, 3, 3)
