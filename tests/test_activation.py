@@ -229,6 +229,18 @@ def test_clamping_activations_lower_to_max_min(name):
     assert "maximum" in hlo and "select" not in hlo, hlo
 
 
+@pytest.mark.parametrize("name", ["elu", "selu", "celu"])
+def test_exponential_units_keep_tiny_gradients_like_torch(name):
+    """Far left the derivative alpha*exp(x) is tiny; computed as expm1(x) + 1 (JAX's rule) it was
+    0 in float32 from x = -17 on.  torch's elu_backward uses exp(x)."""
+    x = np.array([-20.0, -50.0, -80.0, -1.0], np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    getattr(TF, name)(xt).sum().backward()
+    g = jax.grad(lambda v: getattr(F, name)(v).sum())(jnp.asarray(x))
+    assert np.all(np.asarray(g) > 0)
+    np.testing.assert_allclose(np.asarray(g), xt.grad.numpy(), rtol=1e-6)
+
+
 def test_float32_jit_and_vmap():
     x = np.random.default_rng(8).normal(size=(5, 6)).astype(np.float32)
     for name in ("gelu", "silu", "softplus", "mish", "hardswish"):
