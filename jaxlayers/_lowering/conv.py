@@ -133,7 +133,7 @@ def _scatter_tap_conv(
     the GEMMs run on channels-last rows ``(N*S, C)`` (``x`` moved there and the result
     back, both moves cancelling the memory-format wrapper's), so that the transpose's
     slices of the output gradient keep whole channel vectors: ConvTranspose2d(64, 32, 4,
-    2, 1) forward+backward in channels-last mode 25 -> 17 ms (docs/conv.md).
+    2, 1) forward+backward in channels-last mode 25 -> 15 ms (docs/conv.md).
     """
     batch, chans = x.shape[:2]
     spatial = tuple(x.shape[2:])
