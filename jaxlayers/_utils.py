@@ -185,8 +185,35 @@ def nan_min(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
 
 
 def abs_sign_grad(x: Any) -> jax.Array:
-    """``|x|`` with torch's derivative ``sign(x)``: 0 at 0 (JAX's ``abs`` has slope 1 there)."""
-    return x * jax.lax.stop_gradient(jnp.sign(x))
+    """``|x|`` with torch's derivative ``sgn(x)``: 0 at 0 (JAX's ``abs`` has slope 1 there) and at NaN."""
+    return x * jax.lax.stop_gradient(jnp.where(jnp.isnan(x), jnp.zeros_like(x), jnp.sign(x)))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def clamp_min(x: jax.Array, lo: float) -> jax.Array:
+    """``torch.clamp_min(x, lo)``: NaN stays NaN (XLA's ``max``; ``where(x >= lo, x, lo)`` made it
+    ``lo``), with torch's derivative: 1 where ``x >= lo``, the bound included, else 0 (NaN too)."""
+    return jnp.maximum(x, jnp.asarray(lo, x.dtype))
+
+
+@clamp_min.defjvp
+def _clamp_min_jvp(lo: float, primals: tuple, tangents: tuple) -> tuple:
+    (x,), (t,) = primals, tangents
+    return clamp_min(x, lo), jnp.where(x >= jnp.asarray(lo, x.dtype), t, jnp.zeros_like(t))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def clamp_min_straight_through(x: jax.Array, lo: float) -> jax.Array:
+    """``max(x, lo)`` whose derivative is 1 everywhere: torch clamps under ``no_grad`` (the norms of
+    ``cosine_similarity``, the variance of ``gaussian_nll_loss``).  ``x + stop_gradient(max(x, lo) - x)``
+    gave NaN at ``x = inf``."""
+    return jnp.maximum(x, jnp.asarray(lo, x.dtype))
+
+
+@clamp_min_straight_through.defjvp
+def _clamp_min_straight_through_jvp(lo: float, primals: tuple, tangents: tuple) -> tuple:
+    (x,), (t,) = primals, tangents
+    return clamp_min_straight_through(x, lo), t
 
 
 def concrete(x: Any) -> np.ndarray | None:

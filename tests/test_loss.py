@@ -638,3 +638,55 @@ def test_multilabel_margin_long_target_lists_match_torch(n, c, most):
     got, vjp = jax.vjp(lambda a: F.multilabel_margin_loss(a, jnp.asarray(t), reduction="none"), jnp.asarray(x))
     close(got, want)
     close(vjp(jnp.asarray(g))[0], xt.grad)
+
+
+# --------------------------------------------------------------------------- special values
+
+
+_NAN, _INF = float("nan"), float("inf")
+_ONES2 = np.ones(2)
+SPECIAL_CASES = [  # (id, name, positional arrays (the float ones differentiated), keywords)
+    ("margin_ranking_nan", "margin_ranking_loss", ([_NAN, 0.5], [0.0, 0.0], [1.0, -1.0]), {"reduction": "none"}),
+    ("hinge_embedding_nan", "hinge_embedding_loss", ([_NAN, 0.5], [-1.0, -1.0]), {"reduction": "none"}),
+    ("triplet_nan", "triplet_margin_loss", ([[0.0, 0.0]], [[_NAN, 1.0]], [[0.0, 0.0]]), {}),
+    ("cosine_embedding_inf", "cosine_embedding_loss", ([[0.0, 0.0]], [[_INF, 0.0]], [-1.0]), {}),
+    ("cross_entropy_inf_logit", "cross_entropy", ([[_INF, 0.0], [1.0, 2.0]], np.array([1, 0])), {}),
+    ("gaussian_nll_inf_var", "gaussian_nll_loss", ([0.0, 1.0], [0.0, 0.0], [_INF, 2.0]), {}),
+    ("huber_inf_difference", "huber_loss", ([_INF, -_INF, 0.5], [0.0, 0.0, 0.0]), {"reduction": "sum"}),
+    ("huber_inf_delta", "huber_loss", ([3.0, -2.0], [0.0, 0.0]), {"delta": _INF, "reduction": "sum"}),
+    ("smooth_l1_inf_difference", "smooth_l1_loss", ([-_INF, 0.5], [0.0, 0.0]), {"reduction": "sum"}),
+    ("l1_nan", "l1_loss", ([_NAN, 0.5], [0.0, 0.0]), {"reduction": "sum"}),
+    ("bce_logits_far_left", "binary_cross_entropy_with_logits", ([-30.0, -100.0, 40.0], [0.0, 0.0, 1.0]),
+     {"reduction": "sum"}),
+    ("bce_logits_pos_weight", "binary_cross_entropy_with_logits", ([-30.0, 2.0, 40.0], [0.0, 0.5, 1.0]),
+     {"pos_weight": np.array([3.0, 3.0, 3.0]), "reduction": "sum"}),
+    ("normalize_nan", "normalize", ([[_NAN, 1.0], [3.0, 4.0]],), {}),
+    ("pairwise_distance_p1_nan", "pairwise_distance", ([[_NAN, 1.0]], [[0.0, 0.0]]), {"p": 1.0}),
+    ("pairwise_distance_pinf_nan", "pairwise_distance", ([[_NAN, 1.0, 3.0]], [[0.0, 0.0, 0.0]]), {"p": _INF}),
+]
+
+
+@pytest.mark.parametrize("name,arrays,kw", [c[1:] for c in SPECIAL_CASES], ids=[c[0] for c in SPECIAL_CASES])
+def test_special_values_like_torch(name, arrays, kw):
+    """NaN and infinities (values and gradients) as torch, one element per case where torch's
+    clamp_min keeps NaN, sgn(NaN) is 0, and an unused branch's 0 * inf stays out of the gradient;
+    BCE with logits keeps sigmoid(x) - t exact far from 0 (autodiff's 1 - sigmoid(-x) cancels)."""
+    arrays = [np.asarray(a, np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a) for a in arrays]
+    kw_t = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    kw_j = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    diff = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
+    ts = [torch.tensor(a, requires_grad=i in diff) for i, a in enumerate(arrays)]
+    y_t = getattr(TF, name)(*ts, **kw_t)
+    y_t.backward(torch.ones_like(y_t))
+
+    def fn(*floats):
+        args = [jnp.asarray(a) for a in arrays]
+        for i, v in zip(diff, floats):
+            args[i] = v
+        return getattr(F, name)(*args, **kw_j)
+
+    y_j, vjp = jax.vjp(fn, *(jnp.asarray(arrays[i]) for i in diff))
+    close(y_j, y_t.detach(), rtol=1e-12, atol=0, err_msg="value")
+    for i, g in zip(diff, vjp(jnp.ones_like(y_j))):
+        if ts[i].grad is not None:  # torch has no derivative for some targets
+            close(g, ts[i].grad, rtol=1e-12, atol=0, err_msg=f"gradient {i}")

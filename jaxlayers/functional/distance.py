@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import _is_int, concrete, extreme, holds_nan, index_dtype, nan_max, nan_min, shape_str, when_nan
+from .._utils import _is_int, clamp_min, clamp_min_straight_through, concrete, extreme, holds_nan, index_dtype, nan_max, nan_min, shape_str, when_nan
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
@@ -77,13 +77,14 @@ def _norm_grad(x: jax.Array, norm: jax.Array, p: float, axis: int, inf_full: boo
     safe_norm = jnp.where(nz, norm, 1)
     if p == 0:
         return jnp.zeros_like(x)
+    sgn = jnp.where(jnp.isnan(x), zero, jnp.sign(x))  # torch's sgn: 0 at NaN
     if p == 1:
-        return jnp.sign(x)
+        return sgn
     if p == 2:
         return jnp.where(nz, x / safe_norm, zero)
     if math.isinf(p):
         mask = (a == norm) | jnp.isnan(a)
-        g = jnp.sign(x) * mask
+        g = sgn * mask
         return g if inf_full else g / jnp.sum(mask, axis, keepdims=True)
     if p < 1:
         nonzero = x != 0
@@ -106,19 +107,6 @@ def _norm_jvp(p, axis, keepdims, inf_full, primals, tangents):
     return norm, dot
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _clamp_min_straight_through(x: jax.Array, lo: float) -> jax.Array:
-    """``max(x, lo)`` whose derivative is 1 everywhere (torch clamps the norms
-    in cosine_similarity under ``no_grad``)."""
-    return jnp.maximum(x, jnp.asarray(lo, x.dtype))
-
-
-@_clamp_min_straight_through.defjvp
-def _clamp_jvp(lo, primals, tangents):
-    (x,), (t,) = primals, tangents
-    return _clamp_min_straight_through(x, lo), t
-
-
 # ----------------------------------------------------------------------------- public functions
 
 
@@ -135,8 +123,8 @@ def _cosine_similarity(x1: Any, x2: Any, dim: int, eps: float, name: str) -> jax
     d = _wrap_dim(dim, len(shape), name)
     if len(shape) == 0:
         a, b = a[None], b[None]
-    na = _clamp_min_straight_through(_norm(a, 2.0, d, True, False), eps)
-    nb = _clamp_min_straight_through(_norm(b, 2.0, d, True, False), eps)
+    na = clamp_min_straight_through(_norm(a, 2.0, d, True, False), eps)
+    nb = clamp_min_straight_through(_norm(b, 2.0, d, True, False), eps)
     return jnp.sum((a / na) * (b / nb), axis=d)
 
 
@@ -305,8 +293,7 @@ def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out:
     d = _wrap_dim(dim, x.ndim, name)
     y = x[None] if x.ndim == 0 else x
     n = _norm(y, p, d, True, False)
-    denom = jnp.where(n >= eps, n, jnp.asarray(eps, n.dtype))
-    r = y / denom
+    r = y / clamp_min(n, float(eps))
     return r[0] if x.ndim == 0 else r
 
 

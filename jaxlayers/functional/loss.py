@@ -34,7 +34,7 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import abs_sign_grad, compiled, concrete, shape_str
+from .._utils import abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, concrete, shape_str
 
 __all__ = [
     "LegacyReductionWarning",
@@ -172,11 +172,6 @@ def _pick(values: jax.Array, index: jax.Array, axis: int, num_classes: int) -> t
     return jnp.squeeze(picked, axis), valid
 
 
-def _clamp_min0(z: jax.Array) -> jax.Array:
-    """``clamp_min(z, 0)`` with torch's derivative 1 at ``z == 0``."""
-    return jnp.where(z >= 0, z, jnp.zeros_like(z))
-
-
 def _hinge_gt(z: jax.Array) -> jax.Array:
     """``z if z > 0 else 0`` with derivative 0 at ``z == 0`` (torch's margin-loss loops)."""
     return jnp.where(z > 0, z, jnp.zeros_like(z))
@@ -239,7 +234,7 @@ def _shifted_logits(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
     if x.shape[axis] == 0:
         return x, jnp.zeros(x.shape[:axis] + x.shape[axis + 1:], x.dtype)
     m = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    xs = x - jnp.where(jnp.isfinite(m), m, 0.0)
+    xs = x - jnp.where(m == -jnp.inf, 0.0, m)  # a +inf or NaN max gives NaN everywhere, as torch
     return xs, jnp.log(jnp.sum(jnp.exp(xs), axis=axis))
 
 
@@ -408,16 +403,32 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None, size_avera
     return _binary_cross_entropy(input, target, weight, reduction, "binary_cross_entropy")
 
 
+@jax.custom_jvp
+def _logit_bce(x: jax.Array, t: jax.Array, log_weight: jax.Array) -> jax.Array:
+    """``(1 - t) x - log_weight * log_sigmoid(x)`` (``log_weight = 1 + (pos_weight - 1) t``) with torch's
+    derivative in ``x``, ``log_weight * sigmoid(x) - (log_weight - 1 + t)`` (``sigmoid(x) - t`` without
+    ``pos_weight``): autodiff's ``(1 - t) - log_weight * sigmoid(-x)`` cancels, to 0 from ``x = -17``
+    in float32 (torch: 4e-8)."""
+    return (1 - t) * x - log_weight * jax.nn.log_sigmoid(x)
+
+
+@_logit_bce.defjvp
+def _logit_bce_jvp(primals: tuple, tangents: tuple) -> tuple:
+    (x, t, lw), (dx, dt, dlw) = primals, tangents
+    log_sig = jax.nn.log_sigmoid(x)
+    slope = lw * jax.nn.sigmoid(x) - (lw - 1 + t)
+    return (1 - t) * x - lw * log_sig, slope * dx - x * dt - log_sig * dlw
+
+
 def _binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any, reduction: str, pos_weight: Any,
                                       name: str) -> jax.Array:
     out_dtype, (x, t, w, pw) = _floats(input, target, weight, pos_weight)
     _check_same_shape(name, x, t)
-    log_sig = jax.nn.log_sigmoid(x)
     if pw is not None:
         log_weight = (_broadcast_to(name, pw, x.shape, "pos_weight") - 1) * t + 1
-        loss = (1 - t) * x - log_weight * log_sig
     else:
-        loss = (1 - t) * x - log_sig
+        log_weight = jnp.ones_like(x)
+    loss = _logit_bce(x, t, log_weight)
     if w is not None:
         loss = loss * _broadcast_to(name, w, loss.shape, "weight")
     return _reduce(loss, reduction).astype(out_dtype)
@@ -684,10 +695,14 @@ def _pointwise(kind: str, input: Any, target: Any, reduction: str, weight: Any, 
         loss = d * d
     else:
         z = abs_sign_grad(d)
+        inner = z < param
+        # each branch on inputs safe for it, so that the other's derivative (0 * inf) stays out of the
+        # gradient at an infinite difference or an infinite delta
+        dq, zl = jnp.where(inner, d, 0.0), jnp.where(inner, param, z)
         if kind == "huber":
-            loss = jnp.where(z < param, 0.5 * d * d, param * (z - 0.5 * param))
+            loss = jnp.where(inner, 0.5 * dq * dq, param * (zl - 0.5 * param))
         else:
-            loss = jnp.where(z < param, 0.5 * d * d / param, z - 0.5 * param)
+            loss = jnp.where(inner, 0.5 * dq * dq / param, zl - 0.5 * param)
     weight_sum = None
     if w is not None:
         loss = loss * w.astype(loss.dtype)
@@ -886,7 +901,7 @@ def _gaussian_nll_loss(input: Any, target: Any, var: Any, full: bool, eps: float
                              "dim, or the input's shape with one dim of size 1)")
     negative = v < 0
     # clamp at eps as torch does under no_grad: the value is clamped, the gradient passes unchanged
-    v = v + jax.lax.stop_gradient(jnp.maximum(v, eps) - v)
+    v = clamp_min_straight_through(v, float(eps))
     loss = 0.5 * (jnp.log(v) + (x - t) ** 2 / v)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
@@ -931,7 +946,7 @@ def _margin_ranking_loss(input1: Any, input2: Any, target: Any, margin: float, r
     if not x1.ndim == x2.ndim == t.ndim:
         raise ValueError(f"{name}: all input tensors should have the same dimension, got input1 {shape_str(x1)}, "
                          f"input2 {shape_str(x2)} and target {shape_str(t)}")
-    loss = _clamp_min0(-t * (x1 - x2) + margin)
+    loss = clamp_min(-t * (x1 - x2) + margin, 0.0)
     return _reduce(loss, reduction).astype(out_dtype)
 
 
@@ -959,7 +974,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, margin: float = 0
 
 def _hinge_embedding_loss(input: Any, target: Any, margin: float, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
-    margin_term = jnp.where(t != 1, _clamp_min0(margin - x), 0.0)
+    margin_term = jnp.where(t != 1, clamp_min(margin - x, 0.0), 0.0)
     self_term = jnp.where(t != -1, x, 0.0)
     return _reduce(margin_term + self_term, reduction).astype(out_dtype)
 
@@ -1003,7 +1018,7 @@ def _cosine_embedding_loss(input1: Any, input2: Any, target: Any, margin: float,
     mag1 = jnp.sum(x1 * x1, axis=-1) + eps
     mag2 = jnp.sum(x2 * x2, axis=-1) + eps
     cos = prod / jnp.sqrt(mag1 * mag2)
-    loss = jnp.where(t == 1, 1 - cos, 0.0) + jnp.where(t == -1, _clamp_min0(cos - margin), 0.0)
+    loss = jnp.where(t == 1, 1 - cos, 0.0) + jnp.where(t == -1, clamp_min(cos - margin, 0.0), 0.0)
     return _reduce(loss, reduction).astype(out_dtype)
 
 
@@ -1056,7 +1071,7 @@ def _triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any
     d_pos, d_neg = dist(a, p), dist(a, n)
     if swap:
         d_neg = jnp.minimum(d_neg, dist(p, n))
-    loss = _clamp_min0(margin + d_pos - d_neg)
+    loss = clamp_min(margin + d_pos - d_neg, 0.0)
     return _reduce(loss, reduction).astype(out_dtype)
 
 
