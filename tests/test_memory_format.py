@@ -169,7 +169,7 @@ def test_gradients_in_channels_last_equal_channels_first(name):
 def test_transposed_conv_weight_gradient_in_channels_last(n):
     """The weight gradient of a strided transposed convolution (per-tap GEMMs) in channels-last
     mode: the same values as in torch's layout, from a program that slices the output gradient
-    in place instead of relaying it per tap (here 1-d: 10 -> 5 relayouts, 2-d: 16 -> 3)."""
+    in place instead of relaying it per tap (with the input gradient here: 1-d 12 -> 7 relayouts, 2-d 18 -> 5)."""
     import pathlib
     import sys
 
@@ -184,13 +184,13 @@ def test_transposed_conv_weight_gradient_in_channels_last(n):
     def loss(x, w):  # a sum over all outputs: the same in either layout
         return jnp.sum(jnp.sin(conv(x, w, stride=2, padding=1)))
 
-    want = jax.grad(loss, (0, 1))(x, w)
+    want = jax.jit(jax.grad(loss, (0, 1)))(x, w)
     with config.memory_format(CL):
-        got = jax.grad(loss, (0, 1))(_last(x, n + 2), w)
-        program = jax.jit(jax.grad(loss, 1)).lower(_last(x, n + 2), w).compile().as_text()
+        program = jax.jit(jax.grad(loss, (0, 1))).lower(_last(x, n + 2), w).compile()
+    got = program(_last(x, n + 2), w)
     close(got[0], _last(want[0], n + 2), rtol=1e-10, atol=1e-12)
     close(got[1], want[1], rtol=1e-10, atol=1e-12)
-    assert count_relayouts(program) <= 5, count_relayouts(program)
+    assert count_relayouts(program.as_text()) <= 7, count_relayouts(program.as_text())
 
 
 def test_channels_last_under_jit_is_part_of_the_cache_key():
