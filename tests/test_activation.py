@@ -241,6 +241,13 @@ def test_exponential_units_keep_tiny_gradients_like_torch(name):
     np.testing.assert_allclose(np.asarray(g), xt.grad.numpy(), rtol=1e-6)
 
 
+def test_tanhshrink_gradient_is_tanh_squared():
+    """tanhshrink' = tanh^2 >= 0; autodiff's 1 - (1 + y)(1 - y) was -1e-8 at x = 1e-8 in float32."""
+    x = np.array([1e-8, -1e-4, 0.3, -2.0, 9.0], np.float32)
+    g = jax.grad(lambda v: F.tanhshrink(v).sum())(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(g), np.tanh(x.astype(np.float64)) ** 2, rtol=2e-6, atol=0)
+
+
 def test_float32_jit_and_vmap():
     x = np.random.default_rng(8).normal(size=(5, 6)).astype(np.float32)
     for name in ("gelu", "silu", "softplus", "mish", "hardswish"):
