@@ -91,6 +91,25 @@ def test_eval_p0_identity_and_p1_zeros():
     np.testing.assert_array_equal(nn.Dropout(0.5).apply({}, x, train=False), x)
 
 
+@pytest.mark.parametrize("fn,tfn", [(F.dropout, TF.dropout), (F.alpha_dropout, TF.alpha_dropout),
+                                    (F.dropout2d, TF.dropout2d), (F.feature_alpha_dropout, TF.feature_alpha_dropout)])
+def test_every_outcome_is_one_of_torchs(fn, tfn):
+    """The masks differ (torch's generator), so compare the sets of outcomes per input value: the
+    mask multiplies, as torch's, so a dropped inf or NaN is NaN and a dropped negative -0; float32
+    values to the last bit."""
+    values = np.array([1.0, 3.0, -2.0, np.inf, -np.inf, np.nan], np.float32)
+    x = np.tile(values, (64, 1))[:, :, None, None]  # (N, C, 1, 1): feature dropout masks per (n, c)
+    torch.manual_seed(0)
+    want = tfn(torch.tensor(x), 0.3, True).numpy()
+    got = np.asarray(fn(jnp.asarray(x), 0.3, training=True, key=KEY))
+
+    def outcomes(y, c):  # the distinct values of column c, with their sign; NaN as one outcome
+        return {"nan" if np.isnan(v) else f"{float(v)!r}/{np.signbit(v)}" for v in y[:, c].ravel()}
+
+    for c, v in enumerate(values):
+        assert outcomes(got, c) == outcomes(want, c), v
+
+
 @pytest.mark.parametrize("shape,fn,chan_axes", [
     ((8, 16, 5), F.dropout1d, (0, 1)),
     ((16, 5), F.dropout1d, (0,)),

@@ -85,12 +85,14 @@ def _apply(x: jax.Array, p: float, key: Any, noise_shape: tuple[int, ...], alpha
     if p == 1.0:  # torch's input * 0: -0 for negatives, NaN for NaN and inf
         return x * jnp.zeros((), x.dtype)
     _need_key(key, name, p)
-    keep = jax.random.bernoulli(key, 1.0 - p, noise_shape)
+    # torch's input * noise (+ b): the mask multiplies, so a dropped inf or NaN gives NaN and a dropped
+    # negative -0, as in torch (a select gave 0)
+    noise = jax.random.bernoulli(key, 1.0 - p, noise_shape).astype(x.dtype)
     if not alpha:
-        return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - p), x.dtype), jnp.zeros((), x.dtype))
+        return x * (noise * jnp.asarray(1.0 / (1.0 - p), x.dtype))
     a = 1.0 / math.sqrt((1.0 - p) * (1.0 + p * ALPHA_PRIME**2))
-    b = -a * ALPHA_PRIME * p
-    return jnp.where(keep, x, jnp.asarray(ALPHA_PRIME, x.dtype)) * jnp.asarray(a, x.dtype) + jnp.asarray(b, x.dtype)
+    b = (noise - 1) * jnp.asarray(-ALPHA_PRIME * a, x.dtype) + jnp.asarray(-ALPHA_PRIME * a * p, x.dtype)
+    return x * (noise * jnp.asarray(a, x.dtype)) + b
 
 
 def _feature(x: jax.Array, p: float, key: Any, alpha: bool, name: str) -> jax.Array:
