@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import _is_int, clamp_min, clamp_min_straight_through, concrete, extreme, holds_nan, index_dtype, nan_max, nan_min, shape_str, when_nan
+from .._utils import (_is_int, clamp_min, clamp_min_straight_through, concrete, extreme, holds_nan, index_dtype,
+                      nan_max, nan_min, shape_str, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
