@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import interop, nn
-from oracle import close, jax_fwd_bwd, to_numpy, torch_fwd_bwd
+from oracle import close, jax_fwd_bwd, torch_fwd_bwd
 
 RTOL, ATOL = 1e-10, 1e-11
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 
 import chex
-import flax.linen as fnn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -479,10 +478,10 @@ def test_instance_norm_without_parameters_warns_on_channels_as_torch():
     """Without affine parameters or running statistics nothing has num_features' shape:
     torch runs and warns, naming the caller's channel dim."""
     x = np.random.default_rng(0).normal(size=(2, 4, 3))
-    for given, dim in ((x, 1), (x[0], 0)):
+    for arr, dim in ((x, 1), (x[0], 0)):
         with pytest.warns(UserWarning, match=rf"InstanceNorm1d: input's size at dim={dim} does not match num_features"):
-            y = nn.InstanceNorm1d(3).apply({}, given, train=True)
-        np.testing.assert_allclose(y, torch.nn.InstanceNorm1d(3)(_t(given)).numpy(), **TOL)
+            y = nn.InstanceNorm1d(3).apply({}, arr, train=True)
+        np.testing.assert_allclose(y, torch.nn.InstanceNorm1d(3)(_t(arr)).numpy(), **TOL)
 
 
 @pytest.mark.parametrize("module,shape,match", [

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jaxlayers import functional as F
 from jaxlayers import nn
-from oracle import close, to_numpy
+from oracle import close
 
 RTOL, ATOL = 1e-12, 1e-13
 MODES = ["constant", "reflect", "replicate", "circular"]

@@ -17,8 +17,6 @@ the two settings run the same code.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 
 import jax
 import jax.numpy as jnp
