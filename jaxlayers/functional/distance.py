@@ -78,11 +78,11 @@ def _norm_grad(x: jax.Array, norm: jax.Array, p: float, axis: int, inf_full: boo
     safe_norm = jnp.where(nz, norm, 1)
     if p == 0:
         return jnp.zeros_like(x)
+    if p == 2:
+        return jnp.where(nz, x / safe_norm, zero)
     sgn = jnp.where(jnp.isnan(x), zero, jnp.sign(x))  # torch's sgn: 0 at NaN
     if p == 1:
         return sgn
-    if p == 2:
-        return jnp.where(nz, x / safe_norm, zero)
     if math.isinf(p):
         mask = (a == norm) | jnp.isnan(a)
         g = sgn * mask

@@ -126,14 +126,16 @@ def _tap_table(idx: list[jax.Array], w: list[Optional[jax.Array]], sizes: list[i
     ``idx[k]`` / ``w[k]``: ``(t_k, N, P)`` integer taps and weights along coordinate
     ``k`` (spatial dim ``-1 - k``); ``w[k] = None`` means weight 1.
     """
+    # per coordinate, for all its taps at once: inside the input, and the clamped index times its stride
+    strides = [int(np.prod(sizes[:k])) for k in range(len(sizes))]
+    inside = [(i >= 0) & (i < size) for i, size in zip(idx, sizes)]
+    offset = [jnp.clip(i, 0, size - 1) * stride for i, size, stride in zip(idx, sizes, strides)]
     flats, valids, scales = [], [], []
     for combo in itertools.product(*(range(i.shape[0]) for i in idx)):
-        flat, valid, weight, stride = 0, True, None, 1
+        flat, valid, weight = 0, True, None
         for k, j in enumerate(combo):
-            i = idx[k][j]
-            valid = valid & (i >= 0) & (i < sizes[k])
-            flat = flat + jnp.clip(i, 0, sizes[k] - 1) * stride
-            stride *= sizes[k]
+            valid = valid & inside[k][j]
+            flat = flat + offset[k][j]
             if w[k] is not None:
                 weight = w[k][j] if weight is None else weight * w[k][j]
         if weight is None:
