@@ -14,7 +14,7 @@ import torch.nn.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
-from oracle import close, to_numpy, to_torch
+from oracle import close, jax_fwd_bwd, to_numpy, to_torch, torch_fwd_bwd
 
 from jaxlayers import functional as F
 from jaxlayers import nn
@@ -673,19 +673,10 @@ def test_special_values_like_torch(name, arrays, kw):
     arrays = [np.asarray(a, np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a) for a in arrays]
     kw_t = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
     kw_j = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
-    diff = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
-    ts = [torch.tensor(a, requires_grad=i in diff) for i, a in enumerate(arrays)]
-    y_t = getattr(TF, name)(*ts, **kw_t)
-    y_t.backward(torch.ones_like(y_t))
-
-    def fn(*floats):
-        args = [jnp.asarray(a) for a in arrays]
-        for i, v in zip(diff, floats):
-            args[i] = v
-        return getattr(F, name)(*args, **kw_j)
-
-    y_j, vjp = jax.vjp(fn, *(jnp.asarray(arrays[i]) for i in diff))
-    close(y_j, y_t.detach(), rtol=1e-12, atol=0, err_msg="value")
-    for i, g in zip(diff, vjp(jnp.ones_like(y_j))):
-        if ts[i].grad is not None:  # torch has no derivative for some targets
-            close(g, ts[i].grad, rtol=1e-12, atol=0, err_msg=f"gradient {i}")
+    want, want_grads = torch_fwd_bwd(lambda *ts: getattr(TF, name)(*ts, **kw_t), np.ones(()), *arrays)
+    got, got_grads = jax_fwd_bwd(lambda *xs: getattr(F, name)(*xs, **kw_j), np.ones(np.shape(want)),
+                                 *(jnp.asarray(a) for a in arrays))
+    close(got, want, rtol=1e-12, atol=0, err_msg="value")
+    for i, (g, w) in enumerate(zip(got_grads, want_grads)):
+        if w is not None:  # torch has no derivative for some targets
+            close(g, w, rtol=1e-12, atol=0, err_msg=f"gradient {i}")
