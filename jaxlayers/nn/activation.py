@@ -20,6 +20,7 @@ from .. import init as jinit
 from .._utils import require_train, stream_key
 from ..functional import activation as A
 from ._options import InitOptions
+from ._param import param
 
 __all__ = [
     "ReLU",
@@ -668,7 +669,7 @@ class PReLU(InitOptions):
     @fnn.compact
     def __call__(self, input: Any) -> jax.Array:
         init_fn = self.weight_init if self.weight_init is not None else jinit.constant(self.init_value)
-        weight = self.param("weight", init_fn, (self.num_parameters,), self.param_dtype)
+        weight = param(self, "weight", init_fn, (self.num_parameters,), self.param_dtype)
         x, weight = promote_dtype(jnp.asarray(input), weight, dtype=self.dtype)
         return A._prelu(x, weight, "PReLU")
 

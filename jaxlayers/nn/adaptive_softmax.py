@@ -12,6 +12,7 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from ..functional import adaptive_softmax as A
 from ._options import AffineOptions
+from ._param import param
 
 __all__ = ["AdaptiveLogSoftmaxWithLoss"]
 
@@ -25,12 +26,12 @@ class _LinearParams(AffineOptions):
 
     @fnn.compact
     def __call__(self) -> tuple[jax.Array, jax.Array | None]:
-        w = self.param("weight", self.weight_init or jinit.torch_weight_default(),
-                       (self.out_features, self.in_features), self.param_dtype)
+        w = param(self, "weight", self.weight_init or jinit.torch_weight_default(),
+                  (self.out_features, self.in_features), self.param_dtype)
         b = None
         if self.bias:
-            b = self.param("bias", self.bias_init or jinit.uniform_fan_in(self.in_features), (self.out_features,),
-                           self.param_dtype)
+            b = param(self, "bias", self.bias_init or jinit.uniform_fan_in(self.in_features), (self.out_features,),
+                      self.param_dtype)
         return w, b
 
 

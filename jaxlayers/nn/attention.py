@@ -12,6 +12,7 @@ from .. import init as jinit
 from .._utils import require_train
 from ..functional.attention import multi_head_attention_forward
 from ._options import PrecisionOptions, kw_only
+from ._param import param
 
 __all__ = ["MultiheadAttention"]
 
@@ -29,9 +30,9 @@ class _OutProj(fnn.Module):
 
     @fnn.compact
     def __call__(self):
-        w = self.param("weight", self.weight_init or jinit.torch_weight_default(),
-                       (self.features, self.features), self.param_dtype)
-        b = self.param("bias", self.bias_init or jinit.zeros, (self.features,), self.param_dtype) if self.bias else None
+        w = param(self, "weight", self.weight_init or jinit.torch_weight_default(),
+                  (self.features, self.features), self.param_dtype)
+        b = param(self, "bias", self.bias_init or jinit.zeros, (self.features,), self.param_dtype) if self.bias else None
         return w, b
 
 
@@ -144,19 +145,19 @@ class MultiheadAttention(PrecisionOptions):
         E, pd = self.embed_dim, self.param_dtype
         w_init = self.in_proj_weight_init or jinit.xavier_uniform()
         if self._qkv_same_embed_dim:
-            in_w = self.param("in_proj_weight", w_init, (3 * E, E), pd)
+            in_w = param(self, "in_proj_weight", w_init, (3 * E, E), pd)
             qw = kw = vw = None
         else:
             in_w = None
-            qw = self.param("q_proj_weight", w_init, (E, E), pd)
-            kw = self.param("k_proj_weight", w_init, (E, self._kdim), pd)
-            vw = self.param("v_proj_weight", w_init, (E, self._vdim), pd)
-        in_b = self.param("in_proj_bias", self.in_proj_bias_init or jinit.zeros, (3 * E,), pd) if self.bias else None
+            qw = param(self, "q_proj_weight", w_init, (E, E), pd)
+            kw = param(self, "k_proj_weight", w_init, (E, self._kdim), pd)
+            vw = param(self, "v_proj_weight", w_init, (E, self._vdim), pd)
+        in_b = param(self, "in_proj_bias", self.in_proj_bias_init or jinit.zeros, (3 * E,), pd) if self.bias else None
         out_w, out_b = _OutProj(E, self.bias, pd, self.out_proj_weight_init, name="out_proj")()
         if self.add_bias_kv:
             kv_init = self.bias_kv_init or jinit.xavier_normal()
-            bias_k = self.param("bias_k", kv_init, (1, 1, E), pd)
-            bias_v = self.param("bias_v", kv_init, (1, 1, E), pd)
+            bias_k = param(self, "bias_k", kv_init, (1, 1, E), pd)
+            bias_v = param(self, "bias_v", kv_init, (1, 1, E), pd)
         else:
             bias_k = bias_v = None
 

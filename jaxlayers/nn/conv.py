@@ -29,6 +29,7 @@ from ..functional.conv import (
 )
 from ..functional.padding import _pad
 from ._options import LayerOptions, kw_only
+from ._param import param
 
 __all__ = [
     "Conv1d", "Conv2d", "Conv3d",
@@ -123,12 +124,12 @@ class _ConvBase(LayerOptions):
         in_channels = self._check_input(x)
         shape = self._weight_shape(in_channels)
         w_init = self.weight_init if self.weight_init is not None else jl_init.torch_weight_default()
-        weight = self.param("weight", w_init, shape, self.param_dtype)
+        weight = param(self, "weight", w_init, shape, self.param_dtype)
         bias = None
         if self.bias:
             fan_in = jl_init.fan_in_and_fan_out(shape)[0]
             b_init = self.bias_init if self.bias_init is not None else jl_init.uniform_fan_in(fan_in)
-            bias = self.param("bias", b_init, (self.out_channels,), self.param_dtype)
+            bias = param(self, "bias", b_init, (self.out_channels,), self.param_dtype)
         return promote_dtype(x, weight, bias, dtype=self.dtype)
 
 

@@ -12,6 +12,7 @@ from .. import init as jinit
 from .._utils import shape_str
 from ..functional.linear import _bilinear, _linear
 from ._options import LayerOptions
+from ._param import param
 
 __all__ = ["Identity", "Linear", "LazyLinear", "Bilinear"]
 
@@ -52,11 +53,11 @@ Identity.__init__ = _identity_init
 def _dense(module: fnn.Module, x, in_features: int, layer: str):
     """The parameters and the call shared by Linear and LazyLinear."""
     w_init = module.weight_init or jinit.torch_weight_default()
-    weight = module.param("weight", w_init, (module.out_features, in_features), module.param_dtype)
+    weight = param(module, "weight", w_init, (module.out_features, in_features), module.param_dtype)
     bias = None
     if module.bias:
         b_init = module.bias_init or jinit.uniform_fan_in(in_features)
-        bias = module.param("bias", b_init, (module.out_features,), module.param_dtype)
+        bias = param(module, "bias", b_init, (module.out_features,), module.param_dtype)
     x, weight, bias = promote_dtype(x, weight, bias, dtype=module.dtype)
     return _linear(x, weight, bias, name=layer, in_desc=f"in_features={in_features}", precision=module.precision)
 
@@ -175,10 +176,10 @@ class Bilinear(LayerOptions):
     def __call__(self, input1, input2):
         layer = type(self).__name__
         default = jinit.uniform_fan_in(self.in1_features)
-        weight = self.param("weight", self.weight_init or default,
-                            (self.out_features, self.in1_features, self.in2_features), self.param_dtype)
+        weight = param(self, "weight", self.weight_init or default,
+                       (self.out_features, self.in1_features, self.in2_features), self.param_dtype)
         bias = None
         if self.bias:
-            bias = self.param("bias", self.bias_init or default, (self.out_features,), self.param_dtype)
+            bias = param(self, "bias", self.bias_init or default, (self.out_features,), self.param_dtype)
         input1, input2, weight, bias = promote_dtype(input1, input2, weight, bias, dtype=self.dtype)
         return _bilinear(input1, input2, weight, bias, name=layer, precision=self.precision)

@@ -25,6 +25,7 @@ from .. import init as jinit
 from .._utils import channel_dim, index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
 from ._options import AffineOptions, InitOptions, StatsOptions, kw_only
+from ._param import param
 
 __all__ = [
     "BatchNorm1d",
@@ -97,8 +98,8 @@ class _StatsMixin:
 
 
 def _affine_params(module, c_shape, weight: bool, bias: bool):
-    w = module.param("weight", module.weight_init or jinit.ones, c_shape, module.param_dtype) if weight else None
-    b = module.param("bias", module.bias_init or jinit.zeros, c_shape, module.param_dtype) if bias else None
+    w = param(module, "weight", module.weight_init or jinit.ones, c_shape, module.param_dtype) if weight else None
+    b = param(module, "bias", module.bias_init or jinit.zeros, c_shape, module.param_dtype) if bias else None
     return w, b
 
 
@@ -356,7 +357,7 @@ class RMSNorm(InitOptions):
         Fn._check_trailing(name, x, shape)
         weight = None
         if self.elementwise_affine:
-            weight = self.param("weight", self.weight_init or jinit.ones, shape, self.param_dtype)
+            weight = param(self, "weight", self.weight_init or jinit.ones, shape, self.param_dtype)
         x = x.astype(_compute_dtype(self, x, self.elementwise_affine))
         return Fn._rms_norm(x, shape, weight, self.eps, name=name)
 
@@ -443,11 +444,11 @@ class _SwitchNorm(_StatsMixin, StatsOptions):
         using_bn = self.using_bn or d == 0
         pshape = (1, c) + (1,) * d
         w_init = self.weight_init or (jinit.zeros if self.last_gamma else jinit.ones)
-        weight = self.param("weight", w_init, pshape, self.param_dtype)
-        bias = self.param("bias", self.bias_init or jinit.zeros, pshape, self.param_dtype)
+        weight = param(self, "weight", w_init, pshape, self.param_dtype)
+        bias = param(self, "bias", self.bias_init or jinit.zeros, pshape, self.param_dtype)
         k = 3 if using_bn and d else 2
-        mean_weight = self.param("mean_weight", jinit.ones, (k,), self.param_dtype)
-        var_weight = self.param("var_weight", jinit.ones, (k,), self.param_dtype)
+        mean_weight = param(self, "mean_weight", jinit.ones, (k,), self.param_dtype)
+        var_weight = param(self, "var_weight", jinit.ones, (k,), self.param_dtype)
         x = x.astype(_compute_dtype(self, x, True))
         axis_name, groups = self._device_axis()
         rm = rv = None

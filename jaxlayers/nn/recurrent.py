@@ -22,6 +22,7 @@ from .._utils import require_train
 from ..functional import recurrent as R
 from ._options import LayerOptions
 from .utils.rnn import PackedSequence
+from ._param import param
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
@@ -59,10 +60,10 @@ class _CellBase(LayerOptions):
         mode = self._mode()
         g = R._GATES[mode] * self.hidden_size
         w_init, b_init = _inits(self)
-        w_ih = self.param("weight_ih", w_init, (g, self.input_size), self.param_dtype)
-        w_hh = self.param("weight_hh", w_init, (g, self.hidden_size), self.param_dtype)
-        b_ih = self.param("bias_ih", b_init, (g,), self.param_dtype) if self.bias else None
-        b_hh = self.param("bias_hh", b_init, (g,), self.param_dtype) if self.bias else None
+        w_ih = param(self, "weight_ih", w_init, (g, self.input_size), self.param_dtype)
+        w_hh = param(self, "weight_hh", w_init, (g, self.hidden_size), self.param_dtype)
+        b_ih = param(self, "bias_ih", b_init, (g,), self.param_dtype) if self.bias else None
+        b_hh = param(self, "bias_hh", b_init, (g,), self.param_dtype) if self.bias else None
         input, w_ih, w_hh, b_ih, b_hh = promote_dtype(input, w_ih, w_hh, b_ih, b_hh, dtype=self.dtype)
         if hx is not None:
             hx = tuple(jnp.asarray(h, input.dtype) for h in hx) if isinstance(hx, (tuple, list)) \
@@ -177,7 +178,7 @@ class _RNNBase(LayerOptions):
                                f"bias_ih_l{k}{sfx}": (g,), f"bias_hh_l{k}{sfx}": (g,),
                                f"weight_hr_l{k}{sfx}": (proj, self.hidden_size)})
         names = R.rnn_weight_names(self.num_layers, self.bias, self.bidirectional, proj)
-        weights = [self.param(n, b_init if n.startswith("bias") else w_init, shapes[n], self.param_dtype)
+        weights = [param(self, n, b_init if n.startswith("bias") else w_init, shapes[n], self.param_dtype)
                    for n in names]
         packed = input if isinstance(input, PackedSequence) else None
         lengths = None

@@ -26,6 +26,7 @@ from .. import init as jinit
 from .._utils import shape_str
 from ..functional.sparse import _MODES, _embedding, _embedding_bag, _normalise_padding_idx, embedding_renorm
 from ._options import InitOptions
+from ._param import param
 
 __all__ = ["Embedding", "EmbeddingBag"]
 
@@ -66,7 +67,8 @@ def _pretrained(layer: str, embeddings: Any) -> jax.Array:
 
 class _EmbeddingBase(InitOptions):
     def _table(self) -> jax.Array:
-        w = self.param(
+        w = param(
+            self,
             "weight",
             _weight_init(self.num_embeddings, self.padding_idx, self._weight, self.weight_init),
             (self.num_embeddings, self.embedding_dim),
