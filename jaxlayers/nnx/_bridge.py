@@ -387,8 +387,8 @@ def _values_unchecked(module: fnn.Module, args: tuple, dynamic: dict) -> bool:
 
 def _apply(module: fnn.Module, variables: dict, args: tuple, rngs: dict, mutable: tuple, kwargs: dict) -> Any:
     """``module.apply(...)`` as one program compiled per layer configuration, shapes and
-    non-array call arguments: linen's ``apply`` traces every parameter's initializer again to
-    check its shape, so an eager call of a Linear took 1.2 ms (flax.nnx.Linear 0.16 ms).  Array
+    non-array call arguments: an eager linen ``apply`` dispatches op by op through flax's scope
+    machinery, so an eager call of a Linear takes 0.39 ms (here 0.08, flax.nnx.Linear 0.19).  Array
     arguments are traced; other arguments are static; anything unhashable, and calls whose
     values are checked (:func:`_values_unchecked`), run ``apply`` as is."""
     dynamic = {k: v for k, v in kwargs.items() if _arrays_only(v)}
