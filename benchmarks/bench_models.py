@@ -18,7 +18,10 @@ A train step is forward, cross-entropy loss, backward and the optimizer update:
 one ``jax.jit`` program for jaxlayers and flax (optax), eager torch with the
 ``torch.optim`` equivalent (2 threads, float32).  The contenders take turns
 (``harness.time_interleaved``); the table gives medians, jl/flax and jl/torch
-ratios, and trace + lower + compile seconds of each JAX program.  The CNN rows
+ratios, and trace + lower + compile seconds of each JAX program: the median of
+``COMPILE_ROUNDS`` compiles of a fresh function, the contenders taking turns (the
+first compile in a process also pays one-time start-up costs, which would fall on
+whichever contender went first).  The CNN rows
 run jaxlayers twice, in torch's layout and in channels-last mode
 (``config.memory_format("channels_last")``, NHWC input, the same parameters),
 each a row beside the same flax and torch timings.  The note gives each compiled
@@ -39,6 +42,7 @@ import numpy as np
 from harness import Table, time_interleaved
 
 TORCH_THREADS = 2
+COMPILE_ROUNDS = 3
 
 
 _HLO_DEF = re.compile(r"^\s*(?:ROOT )?%(\S+) = \w+\[([0-9,]*)\](?:\{([0-9,]*)[^}]*\})? ([\w-]+)\((.*)$")
@@ -143,6 +147,18 @@ def _compile_in(memory_format: str, fn: Callable, *args: Any) -> tuple[Any, floa
         return _compile(fn, *args)
 
 
+def _compile_turns(contenders: dict, rounds: int) -> tuple[dict, dict, dict]:
+    """``{key: (memory_format, make_fn, args)}`` compiled ``rounds`` times each, taking turns,
+    ``make_fn()`` giving a fresh function every time (no cache hit): (executables, median
+    seconds, relayouts), each keyed as ``contenders``."""
+    exes, seconds, relayouts = {}, {k: [] for k in contenders}, {}
+    for _ in range(rounds):
+        for k, (fmt, make_fn, args) in contenders.items():
+            exes[k], s, relayouts[k] = _compile_in(fmt, make_fn(), *args)
+            seconds[k].append(s)
+    return exes, {k: float(np.median(v)) for k, v in seconds.items()}, relayouts
+
+
 def _add_rows(table: Table, name: str, t: dict, comp: dict, relayouts: dict, note: str) -> None:
     """One row per jaxlayers contender, each beside the same flax and torch timings."""
     for k in t:
@@ -154,20 +170,21 @@ def _add_rows(table: Table, name: str, t: dict, comp: dict, relayouts: dict, not
 
 
 def _train_row(table: Table, name: str, models: dict, inputs: dict, y: np.ndarray, tx: Any,
-               torch_opt: Callable, iters: int, rounds: int, note: str, channels_last: bool = False) -> None:
+               torch_opt: Callable, iters: int, rounds: int, note: str, channels_last: bool = False,
+               compile_rounds: int = COMPILE_ROUNDS) -> None:
     import jax.numpy as jnp
     import torch
 
-    calls, comp, relayouts = {}, {}, {}
     yj = jnp.asarray(y)
     jl = _jl_variables(models["torch"])
     contenders = {k: (jl, models["jaxlayers"], x, fmt) for k, (x, fmt) in _jl_contenders(inputs, channels_last).items()}
     contenders["flax"] = (_flax_variables(models["flax"], jnp.asarray(inputs["flax"][:1])), models["flax"],
                           inputs["flax"], "contiguous")
-    for k, (v, model, x, fmt) in contenders.items():
-        args = (v["params"], v.get("batch_stats"), tx.init(v["params"]), jnp.asarray(x), yj)
-        exe, comp[k], relayouts[k] = _compile_in(fmt, _train_step(model, tx), *args)
-        calls[k] = lambda exe=exe, args=args: exe(*args)
+    jobs = {k: (fmt, lambda model=model: _train_step(model, tx),
+                (v["params"], v.get("batch_stats"), tx.init(v["params"]), jnp.asarray(x), yj))
+            for k, (v, model, x, fmt) in contenders.items()}
+    exes, comp, relayouts = _compile_turns(jobs, compile_rounds)
+    calls = {k: lambda exe=exe, args=jobs[k][2]: exe(*args) for k, exe in exes.items()}
 
     tm = models["torch"].float().train()
     opt = torch_opt(tm.parameters())
@@ -186,7 +203,8 @@ def _train_row(table: Table, name: str, models: dict, inputs: dict, y: np.ndarra
     _add_rows(table, name, t, comp, relayouts, f"{note}; ")
 
 
-def _eval_row(table: Table, name: str, models: dict, x: np.ndarray, iters: int, rounds: int) -> None:
+def _eval_row(table: Table, name: str, models: dict, x: np.ndarray, iters: int, rounds: int,
+              compile_rounds: int = COMPILE_ROUNDS) -> None:
     import jax.numpy as jnp
     import torch
 
@@ -195,10 +213,10 @@ def _eval_row(table: Table, name: str, models: dict, x: np.ndarray, iters: int, 
     contenders = {k: (jl, models["jaxlayers"], xk, fmt) for k, (xk, fmt) in _jl_contenders(inputs, True).items()}
     contenders["flax"] = (_flax_variables(models["flax"], inputs["flax"][:1, :64, :64]), models["flax"],
                           inputs["flax"], "contiguous")
-    calls, comp, relayouts = {}, {}, {}
-    for k, (v, model, xk, fmt) in contenders.items():
-        exe, comp[k], relayouts[k] = _compile_in(fmt, lambda v, x, model=model: model.apply(v, x, train=False), v, xk)
-        calls[k] = lambda exe=exe, v=v, x=xk: exe(v, x)
+    jobs = {k: (fmt, lambda model=model: lambda v, x: model.apply(v, x, train=False), (v, xk))
+            for k, (v, model, xk, fmt) in contenders.items()}
+    exes, comp, relayouts = _compile_turns(jobs, compile_rounds)
+    calls = {k: lambda exe=exe, args=jobs[k][2]: exe(*args) for k, exe in exes.items()}
     tm = models["torch"].float().eval()
     xt = torch.from_numpy(x)
 
@@ -228,6 +246,7 @@ def run(table: Table, quick: bool = False) -> None:
 def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
     rng = np.random.default_rng(0)
     iters, rounds = (4, 2) if quick else (10, 5)
+    cr = 1 if quick else COMPILE_ROUNDS
     torch.manual_seed(0)
 
     # ResNet-18 (CIFAR) train step, SGD with momentum
@@ -238,7 +257,7 @@ def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
     _train_row(table, f"models: ResNet-18 train step 32x32 N={batch}", models,
                {"jaxlayers": x, "torch": x, "flax": x.transpose(0, 2, 3, 1)}, y,
                optax.sgd(0.1, momentum=0.9), lambda p: torch.optim.SGD(p, 0.1, momentum=0.9),
-               iters, rounds, "SGD-m, BN train", channels_last=True)
+               iters, rounds, "SGD-m, BN train", channels_last=True, compile_rounds=cr)
 
     # Transformer LM train step, Adam
     vocab, seq = 1000, 128
@@ -249,7 +268,8 @@ def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
     models = {k: M.transformer_lm(k, **kw) for k in ("jaxlayers", "flax", "torch")}
     _train_row(table, f"models: Transformer LM 4x256 train L={seq} N={batch}", models,
                {"jaxlayers": x.astype(np.int32), "flax": x.astype(np.int32), "torch": x}, y,
-               optax.adam(1e-3), lambda p: torch.optim.Adam(p, 1e-3), iters, rounds, "Adam, causal, 4 heads")
+               optax.adam(1e-3), lambda p: torch.optim.Adam(p, 1e-3), iters, rounds, "Adam, causal, 4 heads",
+               compile_rounds=cr)
 
     # LSTM LM train step, Adam
     seq, batch = (32, 4) if quick else (64, 16)
@@ -260,13 +280,13 @@ def _run(table: Table, quick: bool, M: Any, optax: Any, torch: Any) -> None:
     _train_row(table, f"models: LSTM LM 2x512 train L={seq} N={batch}", models,
                {"jaxlayers": x.astype(np.int32), "flax": x.astype(np.int32), "torch": x}, y,
                optax.adam(1e-3), lambda p: torch.optim.Adam(p, 1e-3), iters, rounds,
-               "Adam, flax = nn.RNN(OptimizedLSTMCell)")
+               "Adam, flax = nn.RNN(OptimizedLSTMCell)", compile_rounds=cr)
 
     # ResNet-18 / ResNet-50 / MobileNetV2 eval forward at 224x224
     batch = 1 if quick else 4
     x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
     for depth in (18, 50):
         models = {k: M.resnet(k, depth, num_classes=1000, small_input=False) for k in ("jaxlayers", "flax", "torch")}
-        _eval_row(table, f"models: ResNet-{depth} eval 224x224 N={batch}", models, x, iters, rounds)
+        _eval_row(table, f"models: ResNet-{depth} eval 224x224 N={batch}", models, x, iters, rounds, cr)
     models = {k: M.mobilenet_v2(k) for k in ("jaxlayers", "flax", "torch")}
-    _eval_row(table, f"models: MobileNetV2 eval 224x224 N={batch}", models, x, iters, rounds)
+    _eval_row(table, f"models: MobileNetV2 eval 224x224 N={batch}", models, x, iters, rounds, cr)
