@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxlayers import config
 from jaxlayers_examples.checkpoint import Checkpointer, CheckpointMismatchError
 from jaxlayers_examples.config import ConfigError, load_config
 
@@ -116,13 +117,17 @@ def test_four_devices_match_one_device_on_the_same_global_batch(trainer):
     assert four.batch_sharding.mesh.devices.size == 4
     s1, s4 = trainer.init_state(), four.init_state()
     order = trainer.epoch_order(0)
-    for i in range(3):
-        idx = order[i * 32:(i + 1) * 32]
-        s1, m1 = trainer.train_step(s1, jax.device_put(trainer.x_train[idx], trainer.batch_sharding),
-                                    jax.device_put(trainer.y_train[idx], trainer.batch_sharding))
-        s4, m4 = four.train_step(s4, jax.device_put(four.x_train[idx], four.batch_sharding),
-                                 jax.device_put(four.y_train[idx], four.batch_sharding))
-        np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-5, err_msg=f"step {i}")
+    # the reference setting: under this suite's fast-compile XLA flags (../conftest.py), XLA:CPU
+    # miscompiles the 4-device program of BatchNorm's lowered guarded moments (a lax.cond); with
+    # XLA's default flags both settings match one device to ~1e-7 (docs/normalization.md)
+    with config.lowering("reference"):
+        for i in range(3):
+            idx = order[i * 32:(i + 1) * 32]
+            s1, m1 = trainer.train_step(s1, jax.device_put(trainer.x_train[idx], trainer.batch_sharding),
+                                        jax.device_put(trainer.y_train[idx], trainer.batch_sharding))
+            s4, m4 = four.train_step(s4, jax.device_put(four.x_train[idx], four.batch_sharding),
+                                     jax.device_put(four.y_train[idx], four.batch_sharding))
+            np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-5, err_msg=f"step {i}")
     np.testing.assert_allclose(jax.device_get(s4["batch_stats"]["bn1_0"]["running_mean"]),
                                jax.device_get(s1["batch_stats"]["bn1_0"]["running_mean"]), rtol=1e-4, atol=1e-6)
 
@@ -137,10 +142,15 @@ def test_channels_last_trainer_matches_torch_layout(trainer):
     chex_close(s2["params"], s1["params"])
     order = trainer.epoch_order(0)
     x0, y0 = (jax.device_put(a[order[:32]], trainer.batch_sharding) for a in (trainer.x_train, trainer.y_train))
-    # the batch argument moved to (N, H, W, C) (transposes of intermediates, e.g. inside a layer, do not count)
+    # the batch argument of the step moved to (N, H, W, C) (transposes of intermediates, e.g. inside a
+    # layer or of a nested function's argument, do not count)
     to_nhwc = re.compile(r"transpose %arg\d+, dims = \[0, 2, 3, 1\]")
-    assert to_nhwc.search(cl.train_step.lower(s2, x0, y0).as_text())
-    assert not to_nhwc.search(trainer.train_step.lower(s1, x0, y0).as_text())
+
+    def main(lowered):
+        return lowered.as_text().split("func.func public @main")[1].split("func.func ")[0]
+
+    assert to_nhwc.search(main(cl.train_step.lower(s2, x0, y0)))
+    assert not to_nhwc.search(main(trainer.train_step.lower(s1, x0, y0)))
     for i in range(2):
         idx = order[i * 32:(i + 1) * 32]
         batch = [jax.device_put(a[idx], trainer.batch_sharding) for a in (trainer.x_train, trainer.y_train)]

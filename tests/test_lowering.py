@@ -349,8 +349,9 @@ NORM_CASES = [
 @pytest.mark.parametrize("kind,shape,axes,pshape", NORM_CASES)
 @pytest.mark.parametrize("offset", [0.0, 50.0])
 def test_fused_norm_matches_the_reference(kind, shape, axes, pshape, offset, rng):
-    """The CPU custom-JVP norm (guarded moments, both branches) equals the two-pass reference:
-    values, moments, vjp, jvp, second order, vmap."""
+    """The CPU custom-JVP norm (guarded moments, both branches; batch norm in torch's layout on
+    the channels-last view) equals the two-pass reference: values, moments, vjp, jvp, second
+    order, vmap."""
     from jaxlayers.functional import normalization as N
 
     x = jnp.asarray(offset + rng.standard_normal(shape))
@@ -358,7 +359,8 @@ def test_fused_norm_matches_the_reference(kind, shape, axes, pshape, offset, rng
     b = jnp.asarray(rng.standard_normal(int(np.prod(pshape))))
 
     def new(x, w, b):
-        return LN._fused_norm(x, w, b, 1e-5, axes, pshape)
+        assert config.get_lowering() == "auto"
+        return LN.fused_norm(x, w, b, 1e-5, axes, pshape, reference=_no_reference)
 
     def ref(x, w, b):
         return N._reference_norm(x, w, b, 1e-5, axes, pshape)
@@ -377,6 +379,39 @@ def test_fused_norm_matches_the_reference(kind, shape, axes, pshape, offset, rng
         return jax.jit(run)
 
     close(bundle(new)(x, w, b, g, t), bundle(ref)(x, w, b, g, t), rtol=1e-8, atol=1e-9)
+
+
+def _no_reference(*args):
+    raise AssertionError("the lowering fell back to the reference")
+
+
+def test_batch_norm_in_torch_layout_keeps_the_convolutions_layout():
+    """conv -> BatchNorm (training) -> relu -> conv in torch's layout, differentiated: XLA:CPU
+    computes the convolutions channels-last; on the channels-last view the norm's elementwise
+    passes keep that layout, over the interleaved axes they were relaid to NCHW and back (here
+    21 relayouts -> 12).  The values equal the reference setting's."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_models import count_relayouts
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, 16, 8, 8)), jnp.float32)
+    w1, w2 = (jnp.asarray(rng.standard_normal((16, 16, 3, 3)) / 12, jnp.float32) for _ in range(2))
+
+    def loss(x, w1, w2):
+        h = F.conv2d(x, w1, padding=1)
+        h = F.relu(F.batch_norm(h, None, None, training=True).output)
+        return jnp.sum(jnp.sin(F.conv2d(h, w2, padding=1)))
+
+    grad = jax.grad(loss, (0, 1, 2))
+    programs = {}
+    for setting in ("reference", "auto"):
+        with config.lowering(setting):
+            programs[setting] = jax.jit(grad).lower(x, w1, w2).compile()
+    close(programs["auto"](x, w1, w2), programs["reference"](x, w1, w2), rtol=2e-4, atol=2e-5)
+    assert count_relayouts(programs["auto"].as_text()) <= 13, count_relayouts(programs["auto"].as_text())
 
 
 def test_fused_norm_keeps_only_its_input_for_reverse_mode(capsys):
@@ -402,8 +437,11 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
         for axes, pshape in (((1, 2), (1, 3, 5)), ((0, 1), (1, 1, 5))):
             LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, axes, pshape, reference=ref)
         assert calls == ["ref", "ref"]
-        # interleaved axes (batch norm in torch's layout) and an empty input: the reference
+        # all but the channel at 1 (batch norm in torch's layout): lowered on the channels-last view
         LN.fused_norm(jnp.ones((4, 3, 5)), None, None, 1e-5, (0, 2), (1, 3, 1), reference=ref)
+        assert calls == ["ref", "ref"]
+        # other interleaved axes and an empty input: the reference
+        LN.fused_norm(jnp.ones((4, 3, 5, 2)), None, None, 1e-5, (1, 3), (4, 1, 5, 1), reference=ref)
         LN.fused_norm(jnp.ones((0, 3)), None, None, 1e-5, (0,), (1, 3), reference=ref)
         assert calls == ["ref", "ref", "ref", "ref"]
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")

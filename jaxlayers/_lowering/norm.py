@@ -247,6 +247,22 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
     axes = tuple(axes)
     k = len(axes)
     rows, columns = axes == tuple(range(x.ndim - k, x.ndim)), axes == tuple(range(k))
-    if not enabled("cpu") or x.size == 0 or not (rows or columns):
+    if not enabled("cpu") or x.size == 0:
         return reference(x, weight, bias, eps, axes, pshape)
-    return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
+    if rows or columns:
+        return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
+    if x.ndim > 2 and axes == (0,) + tuple(range(2, x.ndim)):
+        return _channel_second(x, weight, bias, eps, pshape)
+    return reference(x, weight, bias, eps, axes, pshape)
+
+
+def _channel_second(x, weight, bias, eps, pshape):
+    """Batch norm in torch's layout, ``(N, C, *S)`` with the moments over all but ``C``: the
+    column lowering on the channels-last view, moved back.  Inside a CNN the view is a bitcast
+    of the convolution's channels-last output, and the normalised result feeds the next
+    convolution channels-last; over the interleaved axes XLA:CPU relaid the activations around
+    every norm instead (docs/normalization.md)."""
+    k = x.ndim - 1
+    y, mean, var = _fused_norm(jnp.moveaxis(x, 1, -1), weight, bias, eps, tuple(range(k)),
+                               (1,) * k + (x.shape[1],))
+    return jnp.moveaxis(y, -1, 1), jnp.reshape(mean, pshape), jnp.reshape(var, pshape)
