@@ -17,8 +17,9 @@ derivative mode works).  Statistics come from two helpers:
 :func:`_normalize` then applies ``(x − mean) · rsqrt(var + eps) · weight + bias``.
 Batch (single device), layer and group norm (torch's layout) go through
 :func:`_norm_over`, which ``jaxlayers._lowering.norm`` lowers on CPU under the
-``"auto"`` setting where the moments are over trailing or leading axes (guarded
-raw moments and torch's analytic derivative as a custom JVP); the
+``"auto"`` setting where the moments are over trailing or leading axes, or over all but
+the channel of torch's layout (guarded raw moments and torch's analytic derivative as a
+custom JVP); the
 ``"reference"`` setting (``jaxlayers.config``) runs the two-pass form here.
 Group norm on a channels-last input is :func:`_group_norm_channels_last` under
 both settings; instance norm is the reference under both.
