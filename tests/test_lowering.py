@@ -414,6 +414,40 @@ def test_batch_norm_in_torch_layout_keeps_the_convolutions_layout():
     assert count_relayouts(programs["auto"].as_text()) <= 13, count_relayouts(programs["auto"].as_text())
 
 
+def test_max_pool_in_torch_layout_keeps_the_convolutions_layout():
+    """conv -> relu -> MaxPool2d(3, 2, 1) -> conv (+ the pooled residual) in torch's layout, as
+    a ResNet's stem and first block: pooled on the channels-last view, the pool's output stays in
+    the convolutions' layout (here 7 relayouts -> 5; pooled as NCHW the result and the add after
+    it were relaid).  Values, indices and the gradient equal the reference setting's."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_models import count_relayouts
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 8, 16, 16)), jnp.float32)
+    w1, w2 = (jnp.asarray(rng.standard_normal((8, 8, 3, 3)) / 8, jnp.float32) for _ in range(2))
+
+    def forward(x, w1, w2):
+        h, idx = F.max_pool2d(F.relu(F.conv2d(x, w1, padding=1)), 3, 2, 1, return_indices=True)
+        return F.conv2d(h, w2, padding=1) + h, idx
+
+    def grad(x, w1, w2):
+        return jax.grad(lambda *a: jnp.sum(jnp.sin(forward(*a)[0])), (0, 1, 2))(x, w1, w2)
+
+    programs, grads = {}, {}
+    for setting in ("reference", "auto"):
+        with config.lowering(setting):
+            programs[setting] = jax.jit(forward).lower(x, w1, w2).compile()
+            grads[setting] = jax.jit(grad)(x, w1, w2)
+    (y, idx), (y_ref, idx_ref) = programs["auto"](x, w1, w2), programs["reference"](x, w1, w2)
+    close(y, y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(idx_ref))
+    close(grads["auto"], grads["reference"], rtol=1e-4, atol=1e-5)
+    assert count_relayouts(programs["auto"].as_text()) <= 5, count_relayouts(programs["auto"].as_text())
+
+
 def test_fused_norm_keeps_only_its_input_for_reverse_mode(capsys):
     """Reverse mode through the lowered layer norm keeps x and the per-row moments, not
     x̂ or other full-size products (x̂ is recomputed in the backward pass, as torch does)."""

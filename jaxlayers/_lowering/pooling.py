@@ -12,11 +12,12 @@ last (under differentiation adaptive max pooling returns the reference's values,
 torch's bits).  Compile time does not grow with the input
 size: loops run over window taps and spatial dims only.
 
-* :func:`max_pool` — the values are one strided slice per tap where windows do
-  not overlap, else one ``reduce_window`` max per spatial dim (separable; compiles
-  and runs faster than the taps unrolled); the derivative
-  reads the tangent through stride phases,
-  so JAX's transpose of it (the gradient) is one pass per phase instead of one
+* :func:`max_pool` — on the channels-last view (torch's layout moved there and back,
+  as :func:`jaxlayers._lowering.norm._channel_second` for batch norm); the values
+  are one strided slice per tap where windows do not overlap, else one
+  ``reduce_window`` max per spatial dim (separable; compiles and runs faster than
+  the taps unrolled); the derivative reads the tangent through stride phases, so
+  JAX's transpose of it (the gradient) is one pass per phase instead of one
   interior-padded, input-sized array per window tap (an algorithmic saving:
   ``prod(kernel)`` input-sized buffers fewer); the index search compares every
   tap with the final maximum only, its NaN pass under a ``lax.cond``.
@@ -102,6 +103,19 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
     indices and gradient rule), faster on CPU."""
     if not enabled("cpu"):
         return reference(x, win, return_indices)
+    if not win.last:
+        # torch's layout: pool the channels-last view.  In a CNN the pool's input is a convolution's
+        # output, which XLA:CPU computes channels-last, so the view is a bitcast and the next
+        # convolution reads the result as it wants it; pooled as NCHW, the result and the layers
+        # after it were relaid (ResNet-18 eval 135 -> 121 ms; alone on an NCHW-stored array the two
+        # transposes cost 2x, docs/pooling.md).  Indices are per plane, the same in either layout.
+        out = _max_pool_last(jnp.moveaxis(x, 1, -1), win._replace(last=True), return_indices)
+        return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 1), out)
+    return _max_pool_last(x, win, return_indices)
+
+
+def _max_pool_last(x: jax.Array, win: Any, return_indices: bool) -> Any:
+    """:func:`max_pool` of a channels-last ``x``."""
     best = _max_values(x, win)
     if not return_indices:
         return best
