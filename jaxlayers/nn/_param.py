@@ -1,8 +1,8 @@
 """One parameter of a linen module, as ``module.param`` without its trace-time cost.
 
 flax's ``Module.param`` checks an existing parameter's shape by tracing the initialiser
-(``jax.eval_shape``) on every ``apply``: about a millisecond per parameter, a fifth of the
-time to trace a MobileNetV2.  Here the initialiser runs only when the parameter is created
+(``jax.eval_shape``) on every ``apply``: about a millisecond per parameter, a third of
+MobileNetV2's trace + lower (0.47 -> 0.30 s without it).  Here the initialiser runs only when the parameter is created
 (``init``), from the same ``params`` rng stream in the same order, so the initial values are
 ``Module.param``'s; an existing parameter's shape is compared with the one the module expects,
 with flax's own error.
