@@ -184,9 +184,14 @@ def nan_min(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
     return when_nan(x, lambda x, nan: extreme(x, axis, keepdims, op="min", nan=nan))
 
 
+def sgn(x: Any) -> jax.Array:
+    """torch's ``sgn``: ``sign(x)``, but 0 at NaN (``jnp.sign`` gives NaN)."""
+    return jnp.where(jnp.isnan(x), jnp.zeros_like(x), jnp.sign(x))
+
+
 def abs_sign_grad(x: Any) -> jax.Array:
     """``|x|`` with torch's derivative ``sgn(x)``: 0 at 0 (JAX's ``abs`` has slope 1 there) and at NaN."""
-    return x * jax.lax.stop_gradient(jnp.where(jnp.isnan(x), jnp.zeros_like(x), jnp.sign(x)))
+    return x * jax.lax.stop_gradient(sgn(x))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._utils import (_is_int, clamp_min, clamp_min_straight_through, concrete, extreme, holds_nan, index_dtype,
-                      nan_max, nan_min, shape_str, when_nan)
+                      nan_max, nan_min, sgn, shape_str, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
@@ -80,12 +80,11 @@ def _norm_grad(x: jax.Array, norm: jax.Array, p: float, axis: int, inf_full: boo
         return jnp.zeros_like(x)
     if p == 2:
         return jnp.where(nz, x / safe_norm, zero)
-    sgn = jnp.where(jnp.isnan(x), zero, jnp.sign(x))  # torch's sgn: 0 at NaN
     if p == 1:
-        return sgn
+        return sgn(x)
     if math.isinf(p):
         mask = (a == norm) | jnp.isnan(a)
-        g = sgn * mask
+        g = sgn(x) * mask
         return g if inf_full else g / jnp.sum(mask, axis, keepdims=True)
     if p < 1:
         nonzero = x != 0
