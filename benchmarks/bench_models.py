@@ -140,21 +140,17 @@ def _jl_contenders(inputs: dict, channels_last: bool) -> dict:
     return out
 
 
-def _compile_in(memory_format: str, fn: Callable, *args: Any) -> tuple[Any, float, int]:
-    from jaxlayers import config
-
-    with config.memory_format(memory_format):
-        return _compile(fn, *args)
-
-
 def _compile_turns(contenders: dict, rounds: int) -> tuple[dict, dict, dict]:
     """``{key: (memory_format, make_fn, args)}`` compiled ``rounds`` times each, taking turns,
     ``make_fn()`` giving a fresh function every time (no cache hit): (executables, median
     seconds, relayouts), each keyed as ``contenders``."""
+    from jaxlayers import config
+
     exes, seconds, relayouts = {}, {k: [] for k in contenders}, {}
     for _ in range(rounds):
         for k, (fmt, make_fn, args) in contenders.items():
-            exes[k], s, relayouts[k] = _compile_in(fmt, make_fn(), *args)
+            with config.memory_format(fmt):
+                exes[k], s, relayouts[k] = _compile(make_fn(), *args)
             seconds[k].append(s)
     return exes, {k: float(np.median(v)) for k, v in seconds.items()}, relayouts
 

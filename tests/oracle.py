@@ -115,3 +115,17 @@ def public_functions() -> dict[str, str]:
         for n in getattr(mod, "__all__", ()):
             names[n] = m.name
     return names
+
+
+def relayouts(compiled: Any) -> int:
+    """The data-moving transposes and copies of a compiled JAX program
+    (``benchmarks/bench_models.count_relayouts`` of its optimised HLO)."""
+    import pathlib
+    import sys
+
+    benchmarks = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    from bench_models import count_relayouts
+
+    return count_relayouts(compiled.as_text())
