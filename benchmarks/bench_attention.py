@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness import Table, compile_seconds, time_jax, time_torch
+from harness import Table, compile_seconds, time_row
 
 from jaxlayers import nn
 
@@ -34,7 +34,7 @@ def run(table: Table, quick: bool = False) -> None:
 
     d, h, ff = 256, 4, 1024
     seq, batch = (32, 8) if quick else (128, 32)
-    iters = 3 if quick else 10
+    iters = 10
     x = np.random.default_rng(0).normal(size=(batch, seq, d)).astype(np.float32)
     xj = jnp.asarray(x)
 
@@ -65,8 +65,6 @@ def run(table: Table, quick: bool = False) -> None:
         (out ** 2).sum().backward()
         return out
 
-    t_jl = time_jax(jl_step, vj, xj, warmup=1, iters=iters)
-    t_fl = time_jax(fl_step, vf, xj, warmup=1, iters=iters)
-    t_t = time_torch(torch_step, warmup=1, iters=iters)
+    t_jl, t_fl, t_t = time_row(lambda: jl_step(vj, xj), lambda: fl_step(vf, xj), torch_step, iters=iters)
     table.add(f"TransformerEncoderLayer fwd+bwd E{d} H{h} L{seq} N{batch}", t_jl, t_fl, t_t, jl_c, fl_c,
               note="float32, dropout 0")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as TF
 
-from harness import Table, compile_seconds, time_interleaved, time_jax, time_torch
+from harness import Table, compile_seconds, time_interleaved, time_row
 from jaxlayers import config
 from jaxlayers import functional as F
 
@@ -65,19 +65,22 @@ def _jitted(jf, x, mode, rng):
     return _fb(jf, has_aux), (x, ct)
 
 
-def _time_one(jf, tf, x, tx, mode, iters, rng):
-    """(jax median s, jax compile s, torch median s or None) for one function."""
+def _prepare(jf, tf, x, tx, mode, rng):
+    """(zero-argument jax call, its compile s, zero-argument torch call or None) for one function."""
     j, args = _jitted(jf, x, mode, rng)
     c = compile_seconds(j, *args)
-    tj = time_jax(j, *args, iters=iters)
-    tt = None
-    if tf is not None:
-        if mode == "fwd":
+    if tf is None:
+        return (lambda: j(*args)), c, None
+    if mode == "fwd":
+        def torch_call():
             with torch.no_grad():
-                tt = time_torch(tf, tx, iters=iters)
-        else:
-            tt = time_torch(_torch_fb(tf), tx, torch.tensor(np.asarray(args[1])), iters=iters)
-    return tj, c, tt
+                return tf(tx)
+    else:
+        fb, tct = _torch_fb(tf), torch.tensor(np.asarray(args[1]))
+
+        def torch_call():
+            return fb(tx, tct)
+    return (lambda: j(*args)), c, torch_call
 
 
 def _channels_last(fn, a):
@@ -158,15 +161,20 @@ def run(table: Table, quick: bool) -> None:
     results = {}
     for name, jf, ff, tf in cases:
         for mode in ("fwd", "fwd+bwd"):
-            tj, c, tt = _time_one(jf, tf, x, tx, mode, iters, rng)
-            tfl = cfl = None
-            if ff is not None:
-                tfl, cfl, _ = _time_one(ff, None, xh, None, mode, iters, rng)
-            results[(name, mode)] = tj
-            table.add(f"{name} {mode} {tag}", tj, tfl, tt, c, cfl, note="flax NHWC")
+            calls, comp = {}, {}
+            calls["jl"], comp["jl"], calls["torch"] = _prepare(jf, tf, x, tx, mode, rng)
             if ff is not None:  # channels-last mode: the pool runs in place on the NHWC input
-                tcl, ccl, _ = _time_one(lambda a, jf=jf: _channels_last(jf, a), None, xh, None, mode, iters, rng)
-                table.add(f"{name} {mode} {tag} [channels_last]", tcl, tfl, tt, ccl, cfl, note="flax NHWC")
+                calls["flax"], comp["flax"], _ = _prepare(ff, None, xh, None, mode, rng)
+                calls["cl"], comp["cl"], _ = _prepare(lambda a, jf=jf: _channels_last(jf, a), None, xh, None,
+                                                      mode, rng)
+            t = time_interleaved({k: fn for k, fn in calls.items() if fn is not None}, iters=iters,
+                                 rounds=min(5, iters))
+            results[(name, mode)] = t["jl"]
+            table.add(f"{name} {mode} {tag}", t["jl"], t.get("flax"), t.get("torch"), comp["jl"],
+                      comp.get("flax"), note="flax NHWC")
+            if ff is not None:
+                table.add(f"{name} {mode} {tag} [channels_last]", t["cl"], t["flax"], t.get("torch"), comp["cl"],
+                          comp["flax"], note="flax NHWC")
     for mode in ("fwd", "fwd+bwd"):
         r = results[("MaxPool2d(3,2,1,return_indices)", mode)] / results[("MaxPool2d(3,2,1)", mode)]
         ri = _interleaved_ratio(cases[1][1], cases[0][1], x, mode, iters, rng)
@@ -189,7 +197,8 @@ def run(table: Table, quick: bool) -> None:
     aresults = {}
     for name, jf, tf in acases:
         for mode in ("fwd", "fwd+bwd"):
-            tj, c, tt = _time_one(jf, tf, xa, txa, mode, iters, rng)
+            jcall, c, tcall = _prepare(jf, tf, xa, txa, mode, rng)
+            tj, _, tt = time_row(jcall, torch=tcall, iters=iters)
             aresults[(name, mode)] = (tj, c)
             table.add(f"{name} {mode} {atag}", tj, None, tt, c)
     for mode in ("fwd", "fwd+bwd"):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness import Table, compile_seconds, time_jax, time_torch
+from harness import Table, compile_seconds, time_row
 
 from jaxlayers import nn
 
@@ -35,7 +35,7 @@ def run(table: Table, quick: bool = False) -> None:
     layers = 2
     hidden, seq, batch = (64, 32, 8) if quick else (256, 128, 32)
     feat = hidden
-    iters = 3 if quick else 10
+    iters = 10
     x = np.random.default_rng(0).normal(size=(batch, seq, feat)).astype(np.float32)
     xj = jnp.asarray(x)
 
@@ -47,7 +47,6 @@ def run(table: Table, quick: bool = False) -> None:
 
     jl_step = jax.jit(jax.value_and_grad(jl_loss, argnums=(0, 1)))
     jl_c = compile_seconds(jl_step, vj, xj)
-    jl_t = time_jax(jl_step, vj, xj, warmup=1, iters=iters)
 
     fl = FlaxLSTM(hidden, layers)
     vf = jax.jit(lambda k: fl.init(k, xj))(jax.random.key(0))
@@ -57,7 +56,6 @@ def run(table: Table, quick: bool = False) -> None:
 
     fl_step = jax.jit(jax.value_and_grad(fl_loss, argnums=(0, 1)))
     fl_c = compile_seconds(fl_step, vf, xj)
-    fl_t = time_jax(fl_step, vf, xj, warmup=1, iters=iters)
 
     tl = torch.nn.LSTM(feat, hidden, num_layers=layers, batch_first=True, dtype=torch.float32)
     xt = torch.tensor(x, requires_grad=True)
@@ -69,20 +67,18 @@ def run(table: Table, quick: bool = False) -> None:
         loss.backward()
         return loss
 
-    tt = time_torch(torch_step, warmup=1, iters=iters)
+    jl_t, fl_t, tt = time_row(lambda: jl_step(vj, xj), lambda: fl_step(vf, xj), torch_step, iters=iters)
     table.add(f"LSTM {layers}x{hidden} L={seq} N={batch} fwd+bwd", jl_t, fl_t, tt, jl_c, fl_c,
               note="flax = nn.RNN(nn.LSTMCell) stacked")
 
     jl_fwd = jax.jit(lambda v, x: jl.apply(v, x, train=False)[0])
     fl_fwd = jax.jit(fl.apply)
     jl_c, fl_c = compile_seconds(jl_fwd, vj, xj), compile_seconds(fl_fwd, vf, xj)
-    jl_t = time_jax(jl_fwd, vj, xj, warmup=1, iters=iters)
-    fl_t = time_jax(fl_fwd, vf, xj, warmup=1, iters=iters)
 
     def torch_fwd():
         with torch.inference_mode():
             return tl(xt)[0]
 
-    tt = time_torch(torch_fwd, warmup=1, iters=iters)
+    jl_t, fl_t, tt = time_row(lambda: jl_fwd(vj, xj), lambda: fl_fwd(vf, xj), torch_fwd, iters=iters)
     table.add(f"LSTM {layers}x{hidden} L={seq} N={batch} fwd", jl_t, fl_t, tt, jl_c, fl_c,
               note="flax = nn.RNN(nn.LSTMCell) stacked")

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from harness import Table, compile_seconds, time_jax, time_torch
+from harness import Table, compile_seconds, time_row
 
 from jaxlayers import nn
 
@@ -57,9 +57,10 @@ def run(table: Table, quick: bool) -> None:
     with torch.no_grad():
         tm.weight.copy_(torch.from_numpy(weight))
     t_idx = torch.from_numpy(idx.astype(np.int64))
+    step = _torch_step(tm, t_idx)
     table.add(f"Embedding {num}x{dim} idx {batch}x{seq} fwd+bwd",
-              time_jax(f_ours, *a_ours, iters=iters), time_jax(f_flax, *a_flax, iters=iters),
-              time_torch(_torch_step(tm, t_idx), t_idx, iters=iters), c_ours, c_flax)
+              *time_row(lambda: f_ours(*a_ours), lambda: f_flax(*a_flax), lambda: step(t_idx), iters=iters),
+              c_ours, c_flax)
 
     # ---- Embedding with padding_idx and scale_grad_by_freq (no flax equivalent)
     ours = nn.Embedding(num, dim, padding_idx=0, scale_grad_by_freq=True)
@@ -68,8 +69,9 @@ def run(table: Table, quick: bool) -> None:
     tm = torch.nn.Embedding(num, dim, padding_idx=0, scale_grad_by_freq=True)
     with torch.no_grad():
         tm.weight.copy_(torch.from_numpy(weight))
-    table.add("Embedding padding_idx+scale_grad_by_freq fwd+bwd", time_jax(f_ours, *a_ours, iters=iters), None,
-              time_torch(_torch_step(tm, t_idx), t_idx, iters=iters), c_ours,
+    step = _torch_step(tm, t_idx)
+    table.add("Embedding padding_idx+scale_grad_by_freq fwd+bwd",
+              *time_row(lambda: f_ours(*a_ours), torch=lambda: step(t_idx), iters=iters), c_ours,
               note="no flax equivalent")
 
     # ---- EmbeddingBag with offsets (variable bag sizes)
@@ -84,7 +86,7 @@ def run(table: Table, quick: bool) -> None:
         tm = torch.nn.EmbeddingBag(num, dim, mode=mode)
         with torch.no_grad():
             tm.weight.copy_(torch.from_numpy(weight))
+        step = _torch_step(tm, t_flat, t_off)
         table.add(f"EmbeddingBag {mode} {batch} bags ({flat.size} idx) fwd+bwd",
-                  time_jax(f_ours, *a_ours, iters=iters), None,
-                  time_torch(_torch_step(tm, t_flat, t_off), t_flat, t_off, iters=iters), c_ours,
+                  *time_row(lambda: f_ours(*a_ours), torch=lambda: step(t_flat, t_off), iters=iters), c_ours,
                   note="offsets; no flax equivalent")

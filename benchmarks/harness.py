@@ -45,18 +45,6 @@ def _block(out: Any) -> Any:
     return jax.block_until_ready(out)
 
 
-def time_jax(fn: Callable, *args: Any, warmup: int = 2, iters: int = 20) -> float:
-    """Median wall time (s) of ``fn(*args)`` (already jitted), results blocked."""
-    for _ in range(warmup):
-        _block(fn(*args))
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        _block(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def time_interleaved(calls: dict[str, Callable[[], Any]], iters: int = 20, rounds: int = 5,
                      best_round: bool = False) -> dict[str, float]:
     """Median wall time (s) per call of each zero-argument callable, taking turns.
@@ -113,16 +101,14 @@ def compile_seconds(fn: Callable, *args: Any) -> float:
     return time.perf_counter() - t0
 
 
-def time_torch(fn: Callable, *args: Any, warmup: int = 2, iters: int = 20) -> float:
-    """Median wall time (s) of a torch callable (CPU: synchronous)."""
-    for _ in range(warmup):
-        fn(*args)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def time_row(jaxlayers: Callable[[], Any], flax: Callable[[], Any] | None = None,
+             torch: Callable[[], Any] | None = None, iters: int = 20,
+             rounds: int = 5) -> tuple[float, float | None, float | None]:
+    """(jaxlayers, flax, torch) median seconds of one row's zero-argument calls, taking turns
+    (:func:`time_interleaved`); ``None`` for a contender not given."""
+    calls = {k: fn for k, fn in (("jaxlayers", jaxlayers), ("flax", flax), ("torch", torch)) if fn is not None}
+    t = time_interleaved(calls, iters=iters, rounds=min(rounds, iters))
+    return t["jaxlayers"], t.get("flax"), t.get("torch")
 
 
 @dataclasses.dataclass
