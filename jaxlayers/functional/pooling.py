@@ -254,7 +254,7 @@ def _max_pool(x: jax.Array, win: _Window, return_indices: bool) -> Any:
 
 
 class _WindowBins(NamedTuple):
-    """``bin_elements`` (as :func:`_bin_elements`) for max pooling windows: along spatial dim
+    """``bin_elements`` (as :class:`_AdaptiveBins`) for max pooling windows: along spatial dim
     ``i``, each output's window elements inside the input, from the first (where torch's
     loop starts) at ``dilation`` spacing; the slots past the last hold ``fill``."""
 
@@ -715,12 +715,9 @@ def _adaptive_max_pool_nd(input: Any, output_size: Any, return_indices: bool, nu
 
 
 def _adaptive_max_pool(x: jax.Array, outs: tuple[int, ...], return_indices: bool) -> Any:
-    return _lowering_pooling.adaptive_max_pool(x, outs, return_indices, bin_elements=_bin_elements,
-                                               reference=_adaptive_max_pool_reference)
-
-
-def _adaptive_max_pool_reference(x: jax.Array, outs: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    return _bins_max_reference(x, outs, _bin_elements)
+    bins = _AdaptiveBins(tuple(int(v) for v in x.shape[2:]), outs)
+    return _lowering_pooling.adaptive_max_pool(x, outs, return_indices, bin_elements=bins,
+                                               reference=lambda x, outs: _bins_max_reference(x, outs, bins))
 
 
 def _torch_max_pair(a: tuple, b: tuple) -> tuple:
@@ -734,14 +731,22 @@ def _torch_max_pair(a: tuple, b: tuple) -> tuple:
     return jnp.where(take_b, bv, av), jnp.where(take_b, bi, ai)
 
 
-def _bin_elements(v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
-    """Each of torch's ``out`` adaptive bins along spatial dim ``i`` of ``(N, C, *S)``:
-    axis ``2 + i`` becomes ``(out, K)`` (``K`` the widest bin; a NumPy index array at
-    trace time), and slots past a bin's end hold ``fill``."""
-    size = v.shape[2 + i]
-    start, end = _bins(size, out)
-    sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
-    return _take_bins(v, 2 + i, np.minimum(sel, size - 1), sel < end[:, None], fill)
+class _AdaptiveBins(NamedTuple):
+    """``bin_elements`` for torch's adaptive bins of a ``(N, C, *spatial)`` input: along
+    spatial dim ``i``, axis ``2 + i`` becomes ``(out, K)`` (``K`` the widest bin) and slots
+    past a bin's end hold ``fill``.  ``table(i)``: the NumPy index table and its mask."""
+
+    spatial: tuple
+    outs: tuple
+
+    def table(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        size = self.spatial[i]
+        start, end = _bins(size, self.outs[i])
+        sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
+        return np.minimum(sel, size - 1), sel < end[:, None]
+
+    def __call__(self, v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
+        return _take_bins(v, 2 + i, *self.table(i), fill)
 
 
 def _take_bins(v: jax.Array, ax: int, sel: np.ndarray, inside: np.ndarray, fill: Any) -> jax.Array:
