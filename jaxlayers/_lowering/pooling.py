@@ -22,8 +22,8 @@ size: loops run over window taps and spatial dims only.
   ``prod(kernel)`` input-sized buffers fewer); the index search compares every
   tap with the final maximum only, its NaN pass under a ``lax.cond``.
 * :func:`adaptive_max_pool` — the values as a plain ``max`` over each dim's bins,
-  outermost dim first, bins up to ``MAX_UNROLLED_TAPS`` wide an elementwise ``max`` of
-  one slice (or gather) of ``out`` positions per slot;
+  outermost dim first, bins that do not tile the dim an elementwise ``max`` folded over
+  their slots (one gather of ``out`` positions per slot, in a loop);
   torch's index (asked for, or in the derivative) as a search, dim by dim, for
   the first slot holding each bin's maximum (or its last NaN), instead of the
   reference's ``(value, index)`` reduction.
@@ -240,6 +240,62 @@ def adaptive_max_pool(x: jax.Array, outs: tuple, return_indices: bool, *, bin_el
     return _adaptive_max_values(x, outs, bin_elements, steps)
 
 
+def _slotted(table: tuple) -> bool:
+    """Whether a dim's bins (its ``(out, K)`` index table and mask) are read slot by slot
+    (:func:`_slot_fold`): bins that do not tile the dim.  Tiling bins (``out`` divides the
+    size: global pooling, 224 -> 7) are a reshape, reduced in one pass."""
+    sel, inside = table
+    return not (inside.all() and np.array_equal(sel, sel[0, 0] + np.arange(sel.size).reshape(sel.shape)))
+
+
+# slots read per iteration of :func:`_slot_fold`'s loop; the slot count is padded to a multiple
+_SLOT_UNROLL = 8
+
+
+def _slot_fold(table: tuple, ax: int, operands: list, init: Any, body: Callable) -> Any:
+    """``body(carry, j, inside, *reads)`` folded over the slots ``j`` of a dim's bins, in
+    order: ``reads`` are the ``out`` entries of each operand that slot ``j`` of the bins
+    reads along axis ``ax`` (axis ``ax`` becomes ``out``; slots past a bin's end read its
+    first element), ``inside`` whether they are in their bins (broadcastable).  A
+    ``while_loop`` over chunks of ``_SLOT_UNROLL`` slots (the slots padded to a multiple),
+    so the program does not grow with the bins' width: each slot is one gather of ``out``
+    positions, and no ``(out, K)`` array of bins is built.  Not reverse-differentiable (a
+    ``while_loop``): the values it folds are a custom JVP's primal."""
+    sel, inside = table
+    k = sel.shape[1]
+    pad = -k % _SLOT_UNROLL
+    rows = np.where(inside, sel, sel[:, :1]).T
+    rows = jnp.asarray(np.concatenate([rows, np.repeat(rows[:1], pad, 0)]).astype(np.int32))
+    mask = jnp.asarray(np.concatenate([inside.T, np.zeros((pad, sel.shape[0]), bool)]))
+    shape = (-1,) + (1,) * (operands[0].ndim - 1 - ax)
+
+    def chunk(state):
+        c, carry = state
+        for u in range(_SLOT_UNROLL):
+            j = c * _SLOT_UNROLL + u
+            reads = [v.at[(slice(None),) * ax + (rows[j],)].get(mode="promise_in_bounds") for v in operands]
+            carry = body(carry, j, mask[j].reshape(shape), *reads)
+        return c + 1, carry
+
+    chunks = (k + pad) // _SLOT_UNROLL
+    return lax.while_loop(lambda state: state[0] < chunks, chunk, (jnp.int32(0), init))[1]
+
+
+def _bins_max(v: jax.Array, i: int, table: tuple, bin_elements: Callable, out: int, nan: bool) -> jax.Array:
+    """The maxima over the bins of spatial dim ``i``: an elementwise ``max`` over the slots
+    (:func:`_slot_fold`; it propagates NaN), or tiling bins reduced (``nan``: NaN put back)."""
+    lowest = np.array(lowest_value(v.dtype), v.dtype)
+    if _slotted(table):
+        shape = v.shape[:2 + i] + (out,) + v.shape[3 + i:]
+        return _slot_fold(table, 2 + i, [v], jnp.full(shape, lowest), lambda acc, j, inside, r: lax.max(acc, r))
+    return extreme(bin_elements(v, i, out, lowest), 2 + i + 1, nan=nan)
+
+
+def _maybe_nan(x: jax.Array, tables: list, fn: Callable) -> Any:
+    """``fn(x, nan)``: through :func:`when_nan` unless every dim is read slot by slot."""
+    return fn(x, False) if all(map(_slotted, tables)) else when_nan(x, fn)
+
+
 def _bin_maxima(x: jax.Array, outs: tuple, bin_elements: Callable, flag: Any = False) -> list:
     """``[x, m_(n-1), ..., m_0]``: the maxima over each adaptive bin, one spatial dim at a
     time, innermost first (``m_0`` is the pool's values; NaN propagates: :func:`extreme`)."""
@@ -306,44 +362,22 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable, steps: t
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable, steps: tuple) -> jax.Array:
-    """The bin maxima, one spatial dim at a time, outermost first: reducing the innermost
-    (contiguous) dim first, over the whole input, ran 1.7-2.3x slower.  Along a dim whose bins
-    are at most ``MAX_UNROLLED_TAPS`` wide the maxima are an elementwise ``max`` of one slice per
-    slot (:func:`_slot_max`), which propagates NaN by itself; wider bins are gathered and
-    reduced (NaN put back by :func:`when_nan`; the same bit-level caveats as
-    :func:`_max_values`).  AdaptiveMaxPool2d((7, 7)) forward, Intel Xeon (AVX-512): 32x64x33x17
-    2.5 -> 0.7 ms, 8x64x225x225 54 -> 5 ms (torch 2.7 and 20).  The derivative reads the
-    tangent at torch's pick (:func:`_adaptive_argmax`)."""
-    lowest = np.array(lowest_value(x.dtype), x.dtype)
+    """The bin maxima, one spatial dim at a time (:func:`_bins_max`), outermost first:
+    reducing the innermost (contiguous) dim first, over the whole input, ran 1.7-2.3x
+    slower.  Bins that do not tile the dim are read slot by slot, an elementwise ``max``
+    that propagates NaN by itself; tiling bins are reduced (NaN put back by
+    :func:`when_nan`; the same bit-level caveats as :func:`_max_values`).
+    AdaptiveMaxPool2d((7, 7)) forward, Intel Xeon (AVX-512): 32x64x33x17 2.5 -> 0.8 ms,
+    8x64x225x225 54 -> 6.5 ms (torch 2.7 and 16).  The derivative reads the tangent at
+    torch's pick (:func:`_adaptive_argmax`)."""
     tables = [bin_elements.table(i) for i in range(len(outs))]
 
     def maxima(x, nan):
-        for i, (sel, inside) in enumerate(tables):
-            if sel.shape[1] <= MAX_UNROLLED_TAPS:
-                x = _slot_max(x, 2 + i, np.where(inside, sel, sel[:, :1]))
-            else:
-                x = extreme(bin_elements(x, i, outs[i], lowest), 2 + i + 1, nan=nan)
+        for i in range(len(outs)):
+            x = _bins_max(x, i, tables[i], bin_elements, outs[i], nan)
         return x
 
-    if all(sel.shape[1] <= MAX_UNROLLED_TAPS for sel, _ in tables):
-        return maxima(x, False)
-    return when_nan(x, maxima)
-
-
-def _slot_max(v: jax.Array, ax: int, sel: np.ndarray) -> jax.Array:
-    """``max`` over the slots of the ``(out, K)`` static index table ``sel`` along axis ``ax``
-    (slots past a bin's end repeat one of its elements: ``max`` is idempotent): per slot, the
-    ``out`` positions it reads, as a strided slice where they are evenly spaced, else a gather."""
-    acc = None
-    for rows in sel.T:
-        steps = np.diff(rows)
-        if rows.size == 1 or (steps[0] > 0 and (steps == steps[0]).all()):
-            step = int(steps[0]) if rows.size > 1 else 1
-            part = lax.slice_in_dim(v, int(rows[0]), int(rows[-1]) + 1, step, axis=ax)
-        else:
-            part = v.at[(slice(None),) * ax + (rows,)].get(mode="promise_in_bounds")
-        acc = part if acc is None else lax.max(acc, part)
-    return acc
+    return _maybe_nan(x, tables, maxima)
 
 
 @_adaptive_max_values.defjvp
