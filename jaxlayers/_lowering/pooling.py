@@ -19,8 +19,9 @@ size: loops run over window taps and spatial dims only.
   the taps unrolled); the derivative reads the tangent through stride phases, so
   JAX's transpose of it (the gradient) is one pass per phase instead of one
   interior-padded, input-sized array per window tap (an algorithmic saving:
-  ``prod(kernel)`` input-sized buffers fewer); the index search compares every
-  tap with the final maximum only, its NaN pass under a ``lax.cond``.
+  ``prod(kernel)`` input-sized buffers fewer), at the tap found by a search that
+  compares every tap with the final maximum only, its NaN pass under a ``lax.cond``.
+  Indices asked for, not differentiated: the reference's single pass.
 * :func:`adaptive_max_pool` — the values as a plain ``max`` over each dim's bins,
   outermost dim first, bins that do not tile the dim an elementwise ``max`` folded over
   their slots (one gather of ``out`` positions per slot, in a loop);
@@ -105,33 +106,48 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
     indices and gradient rule), faster on CPU."""
     if not enabled("cpu"):
         return reference(x, win, return_indices)
-    if not win.last:
-        # torch's layout: pool the channels-last view.  In a CNN the pool's input is a convolution's
-        # output, which XLA:CPU computes channels-last, so the view is a bitcast and the next
-        # convolution reads the result as it wants it; pooled as NCHW, the result and the layers
-        # after it were relaid (ResNet-18 eval 135 -> 121 ms; alone on an NCHW-stored array the two
-        # transposes cost 1.1-1.3x, docs/pooling.md).  Indices are per plane, the same in either layout.
-        out = _max_pool_last(jnp.moveaxis(x, 1, -1), win._replace(last=True), return_indices)
-        return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 1), out)
-    return _max_pool_last(x, win, return_indices)
+    if win.last:
+        return _max_and_index(x, win, reference) if return_indices else _max_values(x, win)
+    # torch's layout: pool the channels-last view.  In a CNN the pool's input is a convolution's
+    # output, which XLA:CPU computes channels-last, so the view is a bitcast and the next
+    # convolution reads the result as it wants it; pooled as NCHW, the result and the layers
+    # after it were relaid (ResNet-18 eval 135 -> 121 ms; alone on an NCHW-stored array the two
+    # transposes cost 1.1-1.3x, docs/pooling.md).  Indices are per plane, the same in either layout.
+    out = max_pool(jnp.moveaxis(x, 1, -1), win._replace(last=True), return_indices, reference=reference)
+    return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 1), out)
 
 
-def _max_pool_last(x: jax.Array, win: Any, return_indices: bool) -> Any:
-    """:func:`max_pool` of a channels-last ``x``."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _max_and_index(x: jax.Array, win: Any, reference: Callable) -> tuple[jax.Array, jax.Array]:
+    """Values and torch's indices of a channels-last ``x`` by the reference's single pass over
+    the taps (a select of ``(value, index)`` per tap).  Computing the maxima first and then
+    searching the taps for them (:func:`_argmax_taps`) ran that forward 1.3-3x slower (MaxPool2d(3, 2, 1) with
+    indices on 8x112x112x64: 13.6 against 4.3 ms; Intel Xeon, AVX-512), but it is what the
+    derivative uses: the reference's derivative is a scatter at the indices, the search's
+    reads the tangent through stride phases (:func:`_max_values_jvp`; forward+backward at
+    32x64x32x32 14 -> 9 ms).  Decoding the tap from the reference's index instead let XLA
+    fuse the reference's pass, and integer division, into the gradient's (15 ms)."""
+    return reference(x, win, True)
+
+
+@_max_and_index.defjvp
+def _max_and_index_jvp(win, reference, primals, tangents):
+    """The maxima, torch's tap found for them (:func:`_argmax_taps`), its flat index, and the
+    tangent read through stride phases at that tap (channels-last ``x``)."""
+    (x,), (tx,) = primals, tangents
     best = _max_values(x, win)
-    if not return_indices:
-        return best
-    # torch's index: the flat index of the window tap torch's loop ends on.
-    n = len(win.k)
+    taps = _argmax_taps(x, best, win)
+    # torch's index: the flat index of the window tap torch's loop ends on
     itype = index_dtype()
     spatial = win.spatial(x)
-    fs = [int(math.prod(spatial[i + 1:])) for i in range(n)]
-    taps = _argmax_taps(x, best, win)
+    fs = [int(math.prod(spatial[i + 1:])) for i in range(len(win.k))]
     flats = [jnp.full(taps.shape, sum(o * di * f for o, di, f in zip(off, win.d, fs)), itype)
              for off in win.offsets()]
     shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
     base = sum(win.bcast(start * f, i) for i, (start, f) in enumerate(zip(win.starts(), fs)))
-    return best, jnp.asarray(base, itype) + shift
+    phases = _phase_elements(tx, win)
+    tangent = lax.select_n(taps, *phases) if len(phases) > 1 else phases[0]
+    return (best, jnp.asarray(base, itype) + shift), (tangent, np.zeros(taps.shape, jax.dtypes.float0))
 
 
 def _window_reduce(x: jax.Array, win: Any, init: Any, op: Callable) -> jax.Array:
