@@ -298,6 +298,8 @@ def test_adaptive_max_pool_parity(n, shape, out, rng):
     x = _ties(rng, shape) if n != 1 else rng.normal(size=shape)
     jf, tf = getattr(F, f"adaptive_max_pool{n}d"), getattr(TF, f"adaptive_max_pool{n}d")
     (y, _) = _parity(lambda a: jf(a, out, True), lambda a: tf(a, out, True), x, rng, 2)
+    # no indices, not differentiated: the values' own path (the bins' slots folded, outermost dim first)
+    np.testing.assert_array_equal(np.asarray(jf(jnp.asarray(x), out)), tf(torch.tensor(x), out).numpy())
     if len(shape) == n + 2:
         outs = tuple(s if o is None else o for o, s in zip((out,) * n if not isinstance(out, tuple) else out,
                                                             shape[2:]))
@@ -384,6 +386,8 @@ def test_large_window_max_pool_matches_torch(shape, kw, channels_last, lowering)
         v, i = f(jnp.asarray(x), return_indices=True, **kw)
         np.testing.assert_array_equal(np.asarray(v), tv.detach().numpy(), err_msg=kind)
         np.testing.assert_array_equal(np.asarray(i), ti.numpy(), err_msg=kind)
+        values = f(jnp.asarray(x), **kw)  # no indices, not differentiated: the values' own path
+        np.testing.assert_array_equal(np.asarray(values), tv.detach().numpy(), err_msg=kind)
         grad = jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, **kw)) * w))(jnp.asarray(x))
         np.testing.assert_array_equal(np.asarray(grad), xt.grad.numpy(), err_msg=kind)
 
