@@ -121,12 +121,13 @@ def max_pool(x: jax.Array, win: Any, return_indices: bool, *, reference: Callabl
 def _max_and_index(x: jax.Array, win: Any, reference: Callable) -> tuple[jax.Array, jax.Array]:
     """Values and torch's indices of a channels-last ``x`` by the reference's single pass over
     the taps (a select of ``(value, index)`` per tap).  Computing the maxima first and then
-    searching the taps for them (:func:`_argmax_taps`) ran that forward 1.3-3x slower (MaxPool2d(3, 2, 1) with
-    indices on 8x112x112x64: 13.6 against 4.3 ms; Intel Xeon, AVX-512), but it is what the
-    derivative uses: the reference's derivative is a scatter at the indices, the search's
-    reads the tangent through stride phases (:func:`_max_values_jvp`; forward+backward at
-    32x64x32x32 14 -> 9 ms).  Decoding the tap from the reference's index instead let XLA
-    fuse the reference's pass, and integer division, into the gradient's (15 ms)."""
+    searching the taps for them (:func:`_argmax_taps`) ran that forward 1.3-3x slower
+    (MaxPool2d(3, 2, 1) with indices on 8x112x112x64: 13.6 against 4.3 ms; Intel Xeon,
+    AVX-512), but it is what the derivative uses: the reference's derivative is a scatter at
+    the indices, the search's reads the tangent through stride phases (as
+    :func:`_max_values_jvp`; forward+backward at 32x64x32x32 14 -> 9 ms).  Decoding the tap
+    from the reference's index instead let XLA fuse the reference's pass, and integer
+    divisions, into the gradient's (15 ms)."""
     return reference(x, win, True)
 
 
