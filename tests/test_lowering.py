@@ -337,6 +337,52 @@ def test_conv_autotune_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------- normalisation lowerings
 
+
+@pytest.mark.parametrize("faster", ["reference", "fused"])
+def test_norm_forward_autotunes_forward_only(monkeypatch, faster):
+    """Not differentiated, a lowered norm's forward is the fused one by default and, with
+    autotuning on, whichever of it and the reference is timed faster, forward only: the
+    program is then that setting's.  Differentiated calls keep torch's analytic derivative."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU lowering")
+    x = jax.ShapeDtypeStruct((6, 32), jnp.float32)
+
+    def ln(a):
+        return F.layer_norm(a, (32,))
+
+    def program(setting):
+        with config.lowering(setting):
+            return jax.jit(ln).lower(x).as_text(debug_info=False)
+
+    assert "stablehlo.case" in program("auto")  # autotuning off: the fused forward (its guard's cond)
+    monkeypatch.setattr(config, "_autotune", {"on": True, "cache_file": None})
+    autotune.clear()
+    jax.clear_caches()  # the norm's inner jit was traced with autotuning off
+    asked, real_choose = [], autotune.choose
+
+    def choose(key, candidates, shapes, repeats=5, forward_only=False):
+        asked.append((key[0], forward_only))
+        return real_choose(key, candidates, shapes, repeats, forward_only)
+
+    def timed(fn, args, repeats):  # the candidate named by `faster` takes 1 s, the other 2 s
+        fused = "stablehlo.case" in fn.lower(*args).as_text()
+        return 1.0 if fused == (faster == "fused") else 2.0
+
+    monkeypatch.setattr(autotune, "choose", choose)
+    monkeypatch.setattr(autotune, "_time", timed)
+    got = program("auto")
+    assert asked == [("norm forward", True)]
+    assert ("stablehlo.case" in got) == (faster == "fused")
+    if faster == "reference":
+        assert got == program("reference")
+    grads = {}
+    for setting in ("auto", "reference"):  # differentiated: torch's analytic derivative, not autodiff's
+        with config.lowering(setting):
+            grads[setting] = jax.jit(jax.grad(lambda a: jnp.sum(ln(a) ** 2))).lower(x).as_text(debug_info=False)
+    assert grads["auto"] != grads["reference"]
+    autotune.clear()
+    jax.clear_caches()
+
 NORM_CASES = [
     ("layer", (3, 4, 5), (2,), (5,)),
     ("batch", (4, 3, 5), (0, 2), (1, 3, 1)),

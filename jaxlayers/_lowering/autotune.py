@@ -77,12 +77,15 @@ def _fwd_bwd(fn: Callable) -> Callable:
 
 
 def choose(key: Sequence[Any], candidates: dict[str, Callable], shapes: Sequence[tuple[tuple[int, ...], Any]],
-           repeats: int = 5) -> str:
+           repeats: int = 5, forward_only: bool = False) -> str:
     """The name of the fastest of ``candidates`` (each ``fn(*arrays) -> array``) on
-    inputs of ``shapes`` (``(shape, dtype)`` pairs), timed forward + backward.
+    inputs of ``shapes`` (``(shape, dtype)`` pairs), timed forward + backward, or with
+    ``forward_only`` the forward alone (for a custom JVP's primal, which runs only when
+    not differentiated).
 
-    The first candidate is the reference: it is chosen without measuring when
-    autotuning is off, and it wins ties (another must be at least 10 % faster).
+    The first candidate is the default (the reference, except where the lowering is the
+    default, such as the norms' forward): it is chosen without measuring when autotuning
+    is off, and it wins ties (another must be at least 10 % faster).
     """
     names = list(candidates)
     if not config.get_autotune() or len(names) == 1:
@@ -97,7 +100,8 @@ def choose(key: Sequence[Any], candidates: dict[str, Callable], shapes: Sequence
     rng = np.random.default_rng(0)
     with jax.ensure_compile_time_eval():
         args = [jnp.asarray(rng.standard_normal(s), d) for s, d in shapes]
-        times = {name: _time(_fwd_bwd(fn), args, repeats) for name, fn in candidates.items()}
+        times = {name: _time(jax.jit(fn) if forward_only else _fwd_bwd(fn), args, repeats)
+                 for name, fn in candidates.items()}
     best = names[0]
     for name in names[1:]:
         if times[name] < 0.9 * times[best]:

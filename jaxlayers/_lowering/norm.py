@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import enabled
+from . import autotune, enabled
 
 Array = jax.Array
 
@@ -154,9 +154,31 @@ def _fused_primal(x, weight, bias, eps, axes, pshape):
     return y.astype(x.dtype), mean, var
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
-def _fused_norm(x, weight, bias, eps, axes, pshape):
-    return _fused_primal(x, weight, bias, eps, axes, pshape)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5, 6))
+def _fused_norm(x, weight, bias, eps, axes, pshape, reference):
+    """Not differentiated: :func:`_fused_primal`, or, when autotuning picks it, the reference.
+    XLA:CPU puts the reference's whole norm into one library (YNNPACK) fusion, and the two
+    forwards win or lose by shape (Intel Xeon, AVX-512: the fused one takes 0.82x the
+    reference's time for LayerNorm (16, 128, 256), 1.16-1.20x at (4096, 768) and (8, 512,
+    1024), 0.59x for GroupNorm 16x256x28x28; docs/normalization.md).  Differentiated, the
+    fused moments and torch's analytic derivative (:func:`_fused_norm_jvp`) win."""
+    present = (weight is not None, bias is not None)
+
+    def call(fn):
+        def run(x, *given):
+            it = iter(given)
+            return fn(x, next(it) if present[0] else None, next(it) if present[1] else None, eps, axes, pshape)
+        return run
+
+    arrays = [a for a in (x, weight, bias) if a is not None]
+    candidates = {"fused": call(_fused_primal), "reference": call(reference)}
+    # timed as used: layer and group norm (trailing axes) return y alone, which lets XLA fuse the
+    # reference whole; batch norm's moments also update the running statistics
+    rows = axes == tuple(range(x.ndim - len(axes), x.ndim))
+    timed = {k: (lambda *a, fn=fn: fn(*a)[0]) if rows else fn for k, fn in candidates.items()}
+    choice = autotune.choose(("norm forward", x.shape, str(x.dtype), axes, pshape, present), timed,
+                             [(a.shape, a.dtype) for a in arrays], forward_only=True)
+    return candidates[choice](*arrays)
 
 
 def _is_zero(t: Any) -> bool:
@@ -213,7 +235,7 @@ def _norm_tangents(eps, axes, pshape, x, weight, bias, mean, var, tangents):
     return dy.astype(x.dtype), dmean, dvar
 
 
-def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
+def _fused_norm_jvp(eps, axes, pshape, reference, primals, tangents):
     """The primal outputs and :func:`_norm_tangents`, the latter under
     ``jax.checkpoint``: reverse mode then keeps ``x`` and the moments and recomputes
     ``x̂`` in the backward pass (as torch's backward does) instead of storing it,
@@ -221,7 +243,7 @@ def _fused_norm_jvp(eps, axes, pshape, primals, tangents):
     layouts of its neighbours (Transformer LM step 564 -> 382 ms, see
     docs/normalization.md)."""
     x, weight, bias = primals
-    y, mean, var = _fused_norm(x, weight, bias, eps, axes, pshape)
+    y, mean, var = _fused_norm(x, weight, bias, eps, axes, pshape, reference)
     zero = tuple(_is_zero(t) for t in tangents)
 
     def tangent_map(x, weight, bias, mean, var, *live):
@@ -250,13 +272,13 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
     if not enabled("cpu") or x.size == 0:
         return reference(x, weight, bias, eps, axes, pshape)
     if rows or columns:
-        return _fused_norm(x, weight, bias, eps, axes, tuple(pshape))
+        return _fused_norm(x, weight, bias, eps, axes, tuple(pshape), reference)
     if x.ndim > 2 and axes == (0,) + tuple(range(2, x.ndim)):
-        return _channel_second(x, weight, bias, eps, pshape)
+        return _channel_second(x, weight, bias, eps, pshape, reference)
     return reference(x, weight, bias, eps, axes, pshape)
 
 
-def _channel_second(x, weight, bias, eps, pshape):
+def _channel_second(x, weight, bias, eps, pshape, reference):
     """Batch norm in torch's layout, ``(N, C, *S)`` with the moments over all but ``C``: the
     column lowering on the channels-last view, moved back.  Inside a CNN the view is a bitcast
     of the convolution's output, which XLA:CPU computes channels-last, and the normalised result
@@ -266,5 +288,5 @@ def _channel_second(x, weight, bias, eps, pshape):
     transposes instead (about 2x; docs/normalization.md)."""
     k = x.ndim - 1
     y, mean, var = _fused_norm(jnp.moveaxis(x, 1, -1), weight, bias, eps, tuple(range(k)),
-                               (1,) * k + (x.shape[1],))
+                               (1,) * k + (x.shape[1],), reference)
     return jnp.moveaxis(y, -1, 1), jnp.reshape(mean, pshape), jnp.reshape(var, pshape)
