@@ -184,6 +184,13 @@ def nan_min(x: Any, axis: Any = None, keepdims: bool = False) -> jax.Array:
     return when_nan(x, lambda x, nan: extreme(x, axis, keepdims, op="min", nan=nan))
 
 
+def bins_tile(sel: np.ndarray, inside: np.ndarray) -> bool:
+    """Whether the ``(out, K)`` static index table ``sel`` (with mask ``inside``) of a pool's bins
+    along a dim tiles one stretch of it: ``out`` disjoint runs of ``K`` consecutive elements, so
+    that the bins are a slice and a reshape of the input."""
+    return bool(inside.all()) and np.array_equal(sel, sel[0, 0] + np.arange(sel.size).reshape(sel.shape))
+
+
 def sgn(x: Any) -> jax.Array:
     """torch's ``sgn``: ``sign(x)``, but 0 at NaN (``jnp.sign`` gives NaN)."""
     return jnp.where(jnp.isnan(x), jnp.zeros_like(x), jnp.sign(x))

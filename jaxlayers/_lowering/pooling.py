@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._utils import extreme, holds_nan, index_dtype, lowest_value, when_nan
+from .._utils import bins_tile, extreme, holds_nan, index_dtype, lowest_value, when_nan
 from . import enabled
 
 # ----------------------------------------------------------------------------- shared
@@ -136,8 +136,7 @@ def _max_and_index_jvp(win, reference, primals, tangents):
     """The maxima, torch's tap found for them (:func:`_argmax_taps`), its flat index, and the
     tangent read through stride phases at that tap (channels-last ``x``)."""
     (x,), (tx,) = primals, tangents
-    best = _max_values(x, win)
-    taps = _argmax_taps(x, best, win)
+    best, taps, tangent = _max_tangent(x, tx, win)
     # torch's index: the flat index of the window tap torch's loop ends on
     itype = index_dtype()
     spatial = win.spatial(x)
@@ -146,8 +145,6 @@ def _max_and_index_jvp(win, reference, primals, tangents):
              for off in win.offsets()]
     shift = lax.select_n(taps, *flats) if len(flats) > 1 else flats[0]
     base = sum(win.bcast(start * f, i) for i, (start, f) in enumerate(zip(win.starts(), fs)))
-    phases = _phase_elements(tx, win)
-    tangent = lax.select_n(taps, *phases) if len(phases) > 1 else phases[0]
     return (best, jnp.asarray(base, itype) + shift), (tangent, np.zeros(taps.shape, jax.dtypes.float0))
 
 
@@ -198,10 +195,16 @@ def _max_values(x: jax.Array, win: Any) -> jax.Array:
 @_max_values.defjvp
 def _max_values_jvp(win, primals, tangents):
     (x,), (tx,) = primals, tangents
+    best, _, tangent = _max_tangent(x, tx, win)
+    return best, tangent
+
+
+def _max_tangent(x: jax.Array, tx: jax.Array, win: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(maxima, torch's tap for each, the tangent read at that tap through stride phases)``."""
     best = _max_values(x, win)
     taps = _argmax_taps(x, best, win)
-    values = _phase_elements(tx, win)
-    return best, (lax.select_n(taps, *values) if len(values) > 1 else values[0])
+    phases = _phase_elements(tx, win)
+    return best, taps, (lax.select_n(taps, *phases) if len(phases) > 1 else phases[0])
 
 
 def _argmax_taps(x: jax.Array, best: jax.Array, win: Any) -> jax.Array:
@@ -257,60 +260,31 @@ def adaptive_max_pool(x: jax.Array, outs: tuple, return_indices: bool, *, bin_el
     return _adaptive_max_values(x, outs, bin_elements, steps)
 
 
-def _slotted(table: tuple) -> bool:
-    """Whether a dim's bins (its ``(out, K)`` index table and mask) are read slot by slot
-    (:func:`_slot_fold`): bins that do not tile the dim.  Tiling bins (``out`` divides the
-    size: global pooling, 224 -> 7) are a reshape, reduced in one pass."""
-    sel, inside = table
-    return not (inside.all() and np.array_equal(sel, sel[0, 0] + np.arange(sel.size).reshape(sel.shape)))
-
-
-# slots read per iteration of :func:`_slot_fold`'s loop; the slot count is padded to a multiple
+# slots read per iteration of :func:`_slot_max`'s loop; the slot count is padded to a multiple
 _SLOT_UNROLL = 8
 
 
-def _slot_fold(table: tuple, ax: int, operands: list, init: Any, body: Callable) -> Any:
-    """``body(carry, j, inside, *reads)`` folded over the slots ``j`` of a dim's bins, in
-    order: ``reads`` are the ``out`` entries of each operand that slot ``j`` of the bins
-    reads along axis ``ax`` (axis ``ax`` becomes ``out``; slots past a bin's end read its
-    first element), ``inside`` whether they are in their bins (broadcastable).  A
-    ``while_loop`` over chunks of ``_SLOT_UNROLL`` slots (the slots padded to a multiple),
-    so the program does not grow with the bins' width: each slot is one gather of ``out``
-    positions, and no ``(out, K)`` array of bins is built.  Not reverse-differentiable (a
-    ``while_loop``): the values it folds are a custom JVP's primal."""
-    sel, inside = table
-    k = sel.shape[1]
-    pad = -k % _SLOT_UNROLL
+def _slot_max(v: jax.Array, ax: int, sel: np.ndarray, inside: np.ndarray) -> jax.Array:
+    """The maxima over the bins of the ``(out, K)`` static index table ``sel`` (mask ``inside``)
+    along axis ``ax`` (which becomes ``out``), an elementwise ``max`` folded over the slots:
+    slot ``j`` reads position ``sel[:, j]`` of every bin (a bin's first element once past its
+    end: ``max`` is idempotent), one gather of ``out`` positions.  A ``while_loop`` over chunks
+    of ``_SLOT_UNROLL`` slots (padded with repeats of the first), so the program does not grow
+    with the bins' width, and no ``(out, K)`` array of bins is built.  An elementwise ``max``
+    propagates NaN.  Not reverse-differentiable (a ``while_loop``): it computes a custom JVP's
+    primal."""
     rows = np.where(inside, sel, sel[:, :1]).T
-    rows = jnp.asarray(np.concatenate([rows, np.repeat(rows[:1], pad, 0)]).astype(np.int32))
-    mask = jnp.asarray(np.concatenate([inside.T, np.zeros((pad, sel.shape[0]), bool)]))
-    shape = (-1,) + (1,) * (operands[0].ndim - 1 - ax)
+    rows = jnp.asarray(np.concatenate([rows, np.repeat(rows[:1], -len(rows) % _SLOT_UNROLL, 0)]).astype(np.int32))
 
     def chunk(state):
-        c, carry = state
+        c, acc = state
         for u in range(_SLOT_UNROLL):
-            j = c * _SLOT_UNROLL + u
-            reads = [v.at[(slice(None),) * ax + (rows[j],)].get(mode="promise_in_bounds") for v in operands]
-            carry = body(carry, j, mask[j].reshape(shape), *reads)
-        return c + 1, carry
+            acc = lax.max(acc, v.at[(slice(None),) * ax + (rows[c * _SLOT_UNROLL + u],)].get(mode="promise_in_bounds"))
+        return c + 1, acc
 
-    chunks = (k + pad) // _SLOT_UNROLL
+    init = jnp.full(v.shape[:ax] + (sel.shape[0],) + v.shape[ax + 1:], lowest_value(v.dtype), v.dtype)
+    chunks = rows.shape[0] // _SLOT_UNROLL
     return lax.while_loop(lambda state: state[0] < chunks, chunk, (jnp.int32(0), init))[1]
-
-
-def _bins_max(v: jax.Array, i: int, table: tuple, bin_elements: Callable, out: int, nan: bool) -> jax.Array:
-    """The maxima over the bins of spatial dim ``i``: an elementwise ``max`` over the slots
-    (:func:`_slot_fold`; it propagates NaN), or tiling bins reduced (``nan``: NaN put back)."""
-    lowest = np.array(lowest_value(v.dtype), v.dtype)
-    if _slotted(table):
-        shape = v.shape[:2 + i] + (out,) + v.shape[3 + i:]
-        return _slot_fold(table, 2 + i, [v], jnp.full(shape, lowest), lambda acc, j, inside, r: lax.max(acc, r))
-    return extreme(bin_elements(v, i, out, lowest), 2 + i + 1, nan=nan)
-
-
-def _maybe_nan(x: jax.Array, tables: list, fn: Callable) -> Any:
-    """``fn(x, nan)``: through :func:`when_nan` unless every dim is read slot by slot."""
-    return fn(x, False) if all(map(_slotted, tables)) else when_nan(x, fn)
 
 
 def _bin_maxima(x: jax.Array, outs: tuple, bin_elements: Callable, flag: Any = False) -> list:
@@ -379,22 +353,29 @@ def _adaptive_argmax(x: jax.Array, outs: tuple, bin_elements: Callable, steps: t
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _adaptive_max_values(x: jax.Array, outs: tuple, bin_elements: Callable, steps: tuple) -> jax.Array:
-    """The bin maxima, one spatial dim at a time (:func:`_bins_max`), outermost first:
+    """The bin maxima, one spatial dim at a time, outermost first:
     reducing the innermost (contiguous) dim first, over the whole input, ran 1.7-2.3x
-    slower.  Bins that do not tile the dim are read slot by slot, an elementwise ``max``
-    that propagates NaN by itself; tiling bins are reduced (NaN put back by
+    slower.  Bins that do not tile the dim are read slot by slot (:func:`_slot_max`), an
+    elementwise ``max`` that propagates NaN by itself; tiling bins are reduced (NaN put back by
     :func:`when_nan`; the same bit-level caveats as :func:`_max_values`).
     AdaptiveMaxPool2d((7, 7)) forward, Intel Xeon (AVX-512): 32x64x33x17 2.5 -> 0.8 ms,
     8x64x225x225 54 -> 6.5 ms (torch 2.7 and 16).  The derivative reads the tangent at
     torch's pick (:func:`_adaptive_argmax`)."""
     tables = [bin_elements.table(i) for i in range(len(outs))]
+    lowest = np.array(lowest_value(x.dtype), x.dtype)
 
     def maxima(x, nan):
-        for i in range(len(outs)):
-            x = _bins_max(x, i, tables[i], bin_elements, outs[i], nan)
+        for i, (sel, inside) in enumerate(tables):
+            if bins_tile(sel, inside):
+                x = extreme(bin_elements(x, i, outs[i], lowest), 2 + i + 1, nan=nan)
+            else:
+                x = _slot_max(x, 2 + i, sel, inside)
         return x
 
-    return _maybe_nan(x, tables, maxima)
+    # the slot folds propagate NaN themselves; a reduction over tiling bins needs the NaN pass
+    if not any(bins_tile(*t) for t in tables):
+        return maxima(x, False)
+    return when_nan(x, maxima)
 
 
 @_adaptive_max_values.defjvp

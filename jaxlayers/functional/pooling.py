@@ -32,7 +32,7 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import (abs_sign_grad, always_indices, channel_dim, check_input_rank, compiled, concrete, index_dtype,
+from .._utils import (abs_sign_grad, always_indices, bins_tile, channel_dim, check_input_rank, compiled, concrete, index_dtype,
                       lowest_value, ntuple, shape_str)
 
 __all__ = [
@@ -761,7 +761,7 @@ def _take_bins(v: jax.Array, ax: int, sel: np.ndarray, inside: np.ndarray, fill:
     163 -> 120 (Intel Xeon AVX-512; the gradient is slices and pads, not a scatter)."""
     out, k = sel.shape
     first = int(sel[0, 0])
-    if inside.all() and np.array_equal(sel, first + np.arange(out * k).reshape(out, k)):
+    if bins_tile(sel, inside):
         tiles = lax.slice_in_dim(v, first, first + out * k, axis=ax)
         return tiles.reshape(v.shape[:ax] + (out, k) + v.shape[ax + 1:])
     widths = inside.sum(axis=1)
