@@ -21,6 +21,7 @@ from jaxlayers import config
 from jaxlayers import functional as F
 from jaxlayers._lowering import autotune, enabled
 from jaxlayers._lowering import conv as LC
+from jaxlayers._lowering import distance as LD
 from jaxlayers._lowering import norm as LN
 from jaxlayers.functional.conv import _reference_conv as reference_conv
 from oracle import close, relayouts
@@ -535,3 +536,68 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     LN.fused_norm(x, None, None, 1e-5, (1,), (3,), reference=ref)
     assert calls == ["ref", "ref", "ref", "ref", "ref"]
+
+
+# ------------------------------------------------------------------------- pdist
+
+
+def _pdist_bundle(fn):
+    """Values, vjp, jvp, hessian and vmap of grad of ``fn`` (x -> pairs), one program."""
+    def run(x, g, t):
+        hess = jax.hessian(lambda x: jnp.sum(jnp.sin(fn(x))))(x)
+        vg = jax.vmap(jax.grad(lambda x: jnp.sum(fn(x) * g)))(jnp.stack([x, 2 * x + 1]))
+        return fn(x), jax.vjp(fn, x)[1](g), jax.jvp(fn, (x,), (t,))[1], hess, vg
+
+    return jax.jit(run)
+
+
+def test_pdist_gram_form_matches_the_reference(rng):
+    """pdist p=2 from GEMMs (separated rows, with a common offset the centring removes) equals
+    the exact pair differences: values, vjp, jvp, second order, vmap."""
+    from jaxlayers.functional import distance as D
+
+    x = jnp.asarray(10 + rng.standard_normal((7, 5)))
+    assert LD._separated(x, LD._gram_distances(x))  # the GEMM branch is the one taken
+    i, j = np.triu_indices(7, 1)
+    g, t = jnp.asarray(rng.standard_normal(21)), jnp.asarray(rng.standard_normal((7, 5)))
+    want = _pdist_bundle(lambda x: D._pdist(x, 2.0))(x, g, t)
+    close(_pdist_bundle(lambda x: LD._gram_distances(x)[i, j])(x, g, t), want, rtol=1e-9, atol=1e-10)
+    with config.lowering("auto"):
+        close(_pdist_bundle(lambda x: F.pdist(x))(x, g, t), want, rtol=1e-9, atol=1e-10)
+
+
+def test_pdist_close_points_take_the_exact_form():
+    """Two float32 rows 1e-4 apart: the GEMM form cancels (its distance is off by more than 10%),
+    so the guard runs the reference, which keeps torch's accuracy (values and gradient)."""
+    import torch
+
+    x = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    x[5] = x[0] + np.float32(1e-4) * np.arange(8, dtype=np.float32) / 8
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    want = torch.pdist(xt)
+    (want_grad,) = torch.autograd.grad(want.sum(), xt)
+    gram = np.asarray(LD._gram_distances(jnp.asarray(x)))[0, 5]
+    assert abs(gram - want[4].item()) > 0.1 * want[4].item()
+    assert not LD._separated(jnp.asarray(x), LD._gram_distances(jnp.asarray(x)))
+    with config.lowering("auto"):
+        got = jax.jit(F.pdist)(x)
+        grad = jax.jit(jax.grad(lambda a: jnp.sum(F.pdist(a))))(x)
+    close(got, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    close(grad, want_grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_pdist_lowering_applies_to_p2_float32_and_float64_on_the_cpu(monkeypatch):
+    """The GEMM form (a dot in the program) for p = 2 in float32/float64 with two rows or more;
+    the reference otherwise, and in the reference setting or off the CPU."""
+    def gemm(x, p=2.0):
+        return "dot_general" in str(jax.make_jaxpr(lambda a: F.pdist(a, p))(x))
+
+    x = jnp.ones((4, 3), jnp.float32)
+    with config.lowering("auto"):
+        assert gemm(x) and gemm(x.astype(jnp.float64))
+        assert not gemm(x, 1.0) and not gemm(x.astype(jnp.float16)) and not gemm(x[:1])
+    with config.lowering("reference"):
+        assert not gemm(x)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with config.lowering("auto"):
+        assert LD.pdist(x, 2.0, reference=lambda x, p: "reference") == "reference"

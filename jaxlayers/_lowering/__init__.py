@@ -1,7 +1,7 @@
 """Backend- and machine-specific lowerings (private).
 
 Each module here holds the fast paths of one family (``conv``, ``norm``,
-``pooling``, ``resampling``, ``grid_sample``) behind one function per operation
+``pooling``, ``resampling``, ``grid_sample``, ``distance``) behind one function per operation
 that takes the family's reference implementation and falls back to it wherever the lowering does not
 apply.  A lowering is used only when :func:`enabled` says so: the setting
 ``jaxlayers.config`` ``"auto"`` and a backend it was written for.  What a
@@ -13,7 +13,8 @@ construction on any machine of its backend (skipping multiplications by the
 zeros of a stride-dilated input; one GEMM for a 1x1 convolution or where XLA's
 convolution is pathological, on tiny maps; a sum over taps for a depthwise
 convolution, where XLA's grouped convolution is; an interpolation's taps instead of a
-dense matrix; grid_sample's taps read in place, their arithmetic once per point), or it
+dense matrix; grid_sample's taps read in place, their arithmetic once per point; pdist's
+distances as GEMMs), or it
 is measured on the running machine first (:mod:`jaxlayers._lowering.autotune`).
 """
 

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import (_is_int, clamp_min, clamp_min_straight_through, concrete, extreme, holds_nan, index_dtype,
-                      nan_max, nan_min, sgn, shape_str, when_nan)
+from .._lowering import distance as _lowering
+from .._utils import (_is_int, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
+                      index_dtype, nan_max, nan_min, sgn, shape_str, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
 
@@ -210,7 +211,12 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
         raise ValueError(f"{name}: expected 2-D input (N, M), got {x.ndim}-D input of shape {shape_str(x)}")
     if p < 0:
         raise ValueError(f"{name}: p must be non-negative, got {p}")
-    return _pdist(x, p)
+    return compiled(_lowered_pdist, (p,), x)
+
+
+def _lowered_pdist(x: jax.Array, p: float) -> jax.Array:
+    """:func:`_pdist`, the reference, or ``jaxlayers._lowering.distance``'s GEMM form where it applies."""
+    return _lowering.pdist(x, p, reference=_pdist)
 
 
 def _distance_matrix(x: jax.Array, p: float) -> jax.Array:

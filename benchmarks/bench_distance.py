@@ -1,0 +1,51 @@
+"""pdist: forward and forward+backward vs torch (flax.linen has no pdist).
+
+``python benchmarks/run.py distance [--quick]``.  Rows of standard normal points
+(``p = 2`` then takes the GEMM form of ``jaxlayers._lowering.distance``), the
+same points with one duplicated row (the exact reference behind the guard) and
+``p = 1`` (the reference).  Forward+backward is a jitted ``vjp`` of the
+distances with a fixed cotangent; torch does ``autograd.grad`` with it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from harness import Table, compile_seconds, time_row
+
+from jaxlayers import functional as F
+
+
+def _row(table: Table, name: str, x: np.ndarray, p: float, iters: int) -> None:
+    pairs = x.shape[0] * (x.shape[0] - 1) // 2
+    ct = np.random.default_rng(1).normal(size=pairs).astype(np.float32)
+    xj, ctj = jnp.asarray(x), jnp.asarray(ct)
+    fwd = jax.jit(lambda a: F.pdist(a, p))
+    fb = jax.jit(lambda a, c: jax.vjp(lambda a: F.pdist(a, p), a)[1](c)[0])
+    c_fwd, c_fb = compile_seconds(fwd, xj), compile_seconds(fb, xj, ctj)
+    xt, ctt = torch.from_numpy(x), torch.from_numpy(ct)
+    xg = xt.clone().requires_grad_(True)
+
+    def torch_fb():
+        return torch.autograd.grad(torch.pdist(xg, p), xg, ctt)
+
+    t = time_row(lambda: fwd(xj).block_until_ready(), None, lambda: torch.pdist(xt, p), iters=iters)
+    table.add(f"{name} fwd", t[0], None, t[2], c_fwd)
+    t = time_row(lambda: fb(xj, ctj).block_until_ready(), None, torch_fb, iters=iters)
+    table.add(f"{name} fwd+bwd", t[0], None, t[2], c_fb)
+
+
+def run(table: Table, quick: bool) -> None:
+    sizes = [(512, 32)] if quick else [(1024, 64), (2048, 64)]
+    iters = 3 if quick else 10
+    rng = np.random.default_rng(0)
+    for n, m in sizes:
+        x = rng.normal(size=(n, m)).astype(np.float32)
+        _row(table, f"pdist p=2 {n}x{m}", x, 2.0, iters)
+        dup = x.copy()
+        dup[-1] = dup[0]
+        _row(table, f"pdist p=2 {n}x{m} (a duplicate row: exact form)", dup, 2.0, iters)
+        _row(table, f"pdist p=1 {n}x{m}", x, 1.0, iters)
