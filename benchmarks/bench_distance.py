@@ -2,8 +2,9 @@
 
 ``python benchmarks/run.py distance [--quick]``.  Rows of standard normal points
 (``p = 2`` then takes the GEMM form of ``jaxlayers._lowering.distance``), the
-same points with one duplicated row (the exact reference behind the guard) and
-``p = 1`` (the reference).  Forward+backward is a jitted ``vjp`` of the
+same points with one duplicated row (its pair patched from the exact difference),
+a cluster of three equal rows (the exact reference behind the guard) and ``p = 1``
+(the reference).  Forward+backward is a jitted ``vjp`` of the
 distances with a fixed cotangent; torch does ``autograd.grad`` with it.
 """
 
@@ -47,5 +48,7 @@ def run(table: Table, quick: bool) -> None:
         _row(table, f"pdist p=2 {n}x{m}", x, 2.0, iters)
         dup = x.copy()
         dup[-1] = dup[0]
-        _row(table, f"pdist p=2 {n}x{m} (a duplicate row: exact form)", dup, 2.0, iters)
+        _row(table, f"pdist p=2 {n}x{m} (a duplicated row)", dup, 2.0, iters)
+        dup[-2] = dup[0]
+        _row(table, f"pdist p=2 {n}x{m} (three equal rows: exact form)", dup, 2.0, iters)
         _row(table, f"pdist p=1 {n}x{m}", x, 1.0, iters)

@@ -551,39 +551,50 @@ def _pdist_bundle(fn):
     return jax.jit(run)
 
 
-def test_pdist_gram_form_matches_the_reference(rng):
-    """pdist p=2 from GEMMs (separated rows, with a common offset the centring removes) equals
-    the exact pair differences: values, vjp, jvp, second order, vmap."""
+def test_pdist_gram_forms_match_the_reference(rng):
+    """pdist p=2 from GEMMs equals the exact pair differences (values, vjp, jvp, second order,
+    vmap): separated rows with a common offset (the centring removes it), then a duplicated row
+    and a near pair, patched from their exact differences; each form alone and through pdist."""
     from jaxlayers.functional import distance as D
 
-    x = jnp.asarray(10 + rng.standard_normal((7, 5)))
-    assert LD._separated(x, LD._gram_distances(x))  # the GEMM branch is the one taken
-    i, j = np.triu_indices(7, 1)
+    x = 10 + rng.standard_normal((7, 5))
+    patched = x.copy()
+    patched[4], patched[6] = x[1], x[2] + 1e-7 * rng.standard_normal(5)
+    assert int(LD._classify(x)[0]) == LD._SEPARATED and int(LD._classify(patched)[0]) == LD._PATCHED
+    count, partner = LD._partners(patched)
+    assert count.tolist() == [0, 1, 1, 0, 1, 0, 1] and np.asarray(partner)[[1, 2, 4, 6]].tolist() == [4, 6, 1, 2]
     g, t = jnp.asarray(rng.standard_normal(21)), jnp.asarray(rng.standard_normal((7, 5)))
-    want = _pdist_bundle(lambda x: D._pdist(x, 2.0))(x, g, t)
-    close(_pdist_bundle(lambda x: LD._gram_distances(x)[i, j])(x, g, t), want, rtol=1e-9, atol=1e-10)
-    with config.lowering("auto"):
-        close(_pdist_bundle(lambda x: F.pdist(x))(x, g, t), want, rtol=1e-9, atol=1e-10)
+    for a, form in ((x, LD._gram_pairs), (patched, LD._patched_pairs)):
+        want = _pdist_bundle(lambda x: D._pdist(x, 2.0))(a, g, t)
+        close(_pdist_bundle(form)(a, g, t), want, rtol=1e-7, atol=1e-9)
+        with config.lowering("auto"):
+            close(_pdist_bundle(F.pdist)(a, g, t), want, rtol=1e-7, atol=1e-9)
 
 
-def test_pdist_close_points_take_the_exact_form():
-    """Two float32 rows 1e-4 apart: the GEMM form cancels (its distance is off by more than 10%),
-    so the guard runs the reference, which keeps torch's accuracy (values and gradient)."""
+def test_pdist_close_points_keep_torchs_accuracy():
+    """float32 rows 1e-4 apart, where the GEMM form's distance is off by more than 10%: a near pair
+    (patched from its difference) and a cluster of three (the reference) keep torch's accuracy,
+    values and gradient."""
     import torch
 
-    x = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
-    x[5] = x[0] + np.float32(1e-4) * np.arange(8, dtype=np.float32) / 8
-    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
-    want = torch.pdist(xt)
-    (want_grad,) = torch.autograd.grad(want.sum(), xt)
-    gram = np.asarray(LD._gram_distances(jnp.asarray(x)))[0, 5]
-    assert abs(gram - want[4].item()) > 0.1 * want[4].item()
-    assert not LD._separated(jnp.asarray(x), LD._gram_distances(jnp.asarray(x)))
-    with config.lowering("auto"):
-        got = jax.jit(F.pdist)(x)
-        grad = jax.jit(jax.grad(lambda a: jnp.sum(F.pdist(a))))(x)
-    close(got, want.detach().numpy(), rtol=1e-5, atol=1e-6)
-    close(grad, want_grad.numpy(), rtol=1e-4, atol=1e-4)
+    base = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    step = np.float32(1e-4) * np.arange(8, dtype=np.float32) / 8
+    pair, cluster = base.copy(), base.copy()
+    pair[5] = pair[0] + step
+    cluster[4], cluster[5] = cluster[0] + step, cluster[0] - step
+    gram = np.asarray(LD._gram_distances(jnp.asarray(pair)))[0, 5]
+    exact = np.linalg.norm(step.astype(np.float64))
+    assert abs(gram - exact) > 0.1 * exact
+    for x, case in ((pair, LD._PATCHED), (cluster, LD._REFERENCE)):
+        assert int(LD._classify(jnp.asarray(x))[0]) == case
+        xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+        want = torch.pdist(xt)
+        (want_grad,) = torch.autograd.grad(want.sum(), xt)
+        with config.lowering("auto"):
+            got = jax.jit(F.pdist)(x)
+            grad = jax.jit(jax.grad(lambda a: jnp.sum(F.pdist(a))))(x)
+        close(got, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+        close(grad, want_grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_pdist_lowering_applies_to_p2_float32_and_float64_on_the_cpu(monkeypatch):
