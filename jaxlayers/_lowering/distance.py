@@ -129,10 +129,11 @@ _SEPARATED, _PATCHED, _REFERENCE = 0, 1, 2
 
 
 def _classify(x: Array) -> tuple[Array, Array]:
-    """``(case, partner)``: which form computes the distances (the GEMM form where no pair is
-    near; the patched one where each row has at most one near partner, its partner given (else
-    0); else the reference).  The partners are counted only when some pair is near (a
-    ``lax.cond``)."""
+    """``(case, partner)``: the form that computes the distances, the GEMM form where no pair is
+    near, the patched one where each row has at most one near partner (``partner``, else 0),
+    else the reference.  The partners are counted only when some pair is near (a ``lax.cond``).
+    Rounding can make the Gram matrix, so ``near``, slightly asymmetric; a pair then near from
+    one side only is on the separation bound, where the GEMM form is still accurate."""
     def some_near(x):
         count, partner = _partners(x)
         return jnp.where(jnp.all(count <= 1), _PATCHED, _REFERENCE), partner
