@@ -276,7 +276,8 @@ def test_pointwise_conv_in_channels_last_mode_moves_nothing():
 
 def test_depthwise_conv_in_channels_last_mode_moves_nothing(monkeypatch):
     """In channels-last mode the depthwise lowering computes on the channels-last view (the
-    memory-format wrapper says the activations were moved): its moves cancel against the wrapper's."""
+    memory-format wrapper says the activations were moved): its moves cancel against the wrapper's,
+    and each tap's weights are read as a contiguous vector."""
     if jax.default_backend() != "cpu":
         pytest.skip("CPU lowering")
     seen = _spy(monkeypatch)
@@ -292,6 +293,9 @@ def test_depthwise_conv_in_channels_last_mode_moves_nothing(monkeypatch):
         compiled = jax.jit(lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=16)).lower(x, w).compile()
     hlo = compiled.as_text()
     assert " convolution(" not in hlo and " transpose(" not in hlo and " copy(" not in hlo
+    # each tap's weights are one contiguous vector of a (taps, C) array, not a strided slice of the
+    # (C, 1, kh, kw) kernel that the loop would load channel by channel
+    assert "[32,1,1,1]" not in hlo
     want = lax.conv_general_dilated(jnp.moveaxis(x, -1, 1), w, (2, 2), ((1, 1), (1, 1)), feature_group_count=16)
     close(compiled(x, w), jnp.moveaxis(want, 1, -1))
 

@@ -299,12 +299,20 @@ def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
     mult = w.shape[0] // x.shape[chan]
     if mult > 1:
         xp = jnp.repeat(xp, mult, axis=chan)
+    kernel = tuple(w.shape[2:])
     w = w.astype(acc_dtype)
+    if channels_last:
+        # taps major, channels contiguous, as a product with the identity: a transpose would be fused
+        # back into the loop, which then loads each tap's weights strided by the taps' count
+        # (8x56x56x96 3x3 forward 4.6-5.3 -> 1.7-2.8 ms)
+        per_tap = jnp.einsum("ct,ts->sc", w.reshape(w.shape[0], -1), jnp.eye(math.prod(kernel), dtype=acc_dtype),
+                             precision=lax.Precision.HIGHEST)
     wshape = [1] * xp.ndim
     wshape[chan] = -1
     acc = None
-    for tap, sl in _tap_slices(xp, tuple(w.shape[2:]), stride, dilation, first):
-        term = sl * w[(slice(None), 0) + tap].reshape(wshape)
+    for k, (tap, sl) in enumerate(_tap_slices(xp, kernel, stride, dilation, first)):
+        weight = per_tap[k] if channels_last else w[(slice(None), 0) + tap]
+        term = sl * weight.reshape(wshape)
         acc = term if acc is None else acc + term
     y = acc.astype(dtype)
     return jnp.moveaxis(y, -1, 1) if channels_last else y
