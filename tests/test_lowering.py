@@ -548,11 +548,13 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
 
 
 def _pdist_bundle(fn):
-    """Values, vjp, jvp, hessian and vmap of grad of ``fn`` (x -> pairs), one program."""
+    """Values, vjp, jvp, hessian, vmap of grad and grad of vmap of ``fn`` (x -> pairs), one program."""
     def run(x, g, t):
         hess = jax.hessian(lambda x: jnp.sum(jnp.sin(fn(x))))(x)
-        vg = jax.vmap(jax.grad(lambda x: jnp.sum(fn(x) * g)))(jnp.stack([x, 2 * x + 1]))
-        return fn(x), jax.vjp(fn, x)[1](g), jax.jvp(fn, (x,), (t,))[1], hess, vg
+        xs = jnp.stack([x, 2 * x + 1])
+        vg = jax.vmap(jax.grad(lambda x: jnp.sum(fn(x) * g)))(xs)
+        gv = jax.grad(lambda xs: jnp.sum(jax.vmap(fn)(xs) * g))(xs)
+        return fn(x), jax.vjp(fn, x)[1](g), jax.jvp(fn, (x,), (t,))[1], hess, vg, gv
 
     return jax.jit(run)
 
@@ -570,7 +572,10 @@ def test_pdist_gram_forms_match_the_reference(rng):
     count, partner = LD._partners(patched)
     assert count.tolist() == [0, 1, 1, 0, 1, 0, 1] and np.asarray(partner)[[1, 2, 4, 6]].tolist() == [4, 6, 1, 2]
     g, t = jnp.asarray(rng.standard_normal(21)), jnp.asarray(rng.standard_normal((7, 5)))
-    for a, form in ((x, LD._gram_pairs), (patched, LD._patched_pairs)):
+    def patched_form(a):
+        return LD._patch(a, LD._gram_pairs(a), LD._classify(a)[1])
+
+    for a, form in ((x, LD._gram_pairs), (patched, patched_form)):
         want = _pdist_bundle(lambda x: D._pdist(x, 2.0))(a, g, t)
         close(_pdist_bundle(form)(a, g, t), want, rtol=1e-7, atol=1e-9)
         with config.lowering("auto"):

@@ -6,7 +6,7 @@ kinks and ties.  For each entry and setting:
 * ``jax.test_util.check_grads(..., order=2, modes=("fwd", "rev"))`` — reverse
   and forward mode (so ``jvp``, ``linearize``, ``jacfwd``, ``hessian``) to second
   order, against finite differences;
-* one jitted bundle of ``vmap``, ``vmap(grad)``, ``jax.checkpoint`` and a
+* one jitted bundle of ``vmap``, ``vmap(grad)``, ``grad(vmap)``, ``jax.checkpoint`` and a
   ``lax.scan`` body, each compared with plain calls.
 
 ``test_table_covers_the_public_surface`` fails when a public function has no
@@ -256,7 +256,7 @@ def _cases():
 
 
 def _bundle(fn, n_args):
-    """One jit of: ``vmap``, ``vmap(grad)``, ``jax.checkpoint``, ``grad(checkpoint)`` and a ``lax.scan``
+    """One jit of: ``vmap``, ``vmap(grad)``, ``grad(vmap)``, ``jax.checkpoint``, ``grad(checkpoint)`` and a ``lax.scan``
     body of ``fn``, beside the plain calls they must equal."""
     argnums = tuple(range(n_args))
 
@@ -267,11 +267,13 @@ def _bundle(fn, n_args):
         second = [0.5 * a + 0.03 for a in args]
         batched = [jnp.stack([a, b]) for a, b in zip(args, second)]
         _, scanned = lax.scan(lambda c, _: (c, fn(*args)), 0.0, None, length=2)
+        batched_loss = lambda *b: jnp.sum(jnp.sin(jax.vmap(fn)(*b)))  # noqa: E731
         transformed = (jax.vmap(fn)(*batched), jax.vmap(jax.grad(loss, argnums))(*batched),
+                       jax.grad(batched_loss, argnums)(*batched),
                        jax.checkpoint(fn)(*args), jax.grad(jax.checkpoint(loss), argnums)(*args), scanned[1])
         g1, g2 = jax.grad(loss, argnums)(*args), jax.grad(loss, argnums)(*second)
-        plain = (jnp.stack([fn(*args), fn(*second)]), [jnp.stack([u, v]) for u, v in zip(g1, g2)],
-                 fn(*args), g1, fn(*args))
+        stacked = [jnp.stack([u, v]) for u, v in zip(g1, g2)]
+        plain = (jnp.stack([fn(*args), fn(*second)]), stacked, stacked, fn(*args), g1, fn(*args))
         return transformed, plain
 
     return jax.jit(run)

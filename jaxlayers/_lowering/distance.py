@@ -20,16 +20,14 @@ about 8 times the exact form's.  A pair that is not (a duplicated or
 near-duplicated row) takes its distance from its exact difference, as long as
 each row has at most one such partner.  Otherwise (clusters of close points,
 NaN or infinite values) the reference runs.  A ``lax.switch`` picks the form
-(under ``vmap`` all run and the result is selected); the derivative is the
-chosen form's, each under ``jax.checkpoint`` so that reverse mode keeps only
-``x`` (:func:`_lowered_jvp`).  2048x64: 7-9 ms forward, 28-31 ms forward +
-backward (torch 5-7 and 22-25; a duplicated row 11 and 43-47; Intel Xeon,
-AVX-512, 2 cores; docs/distance.md).
+(under ``vmap`` all run and the result is selected); JAX differentiates
+it, the patched and reference forms under ``jax.checkpoint`` (:func:`pdist`).
+2048x64: 6.6-9 ms forward, 29-31 ms forward + backward (torch 5-7 and 22-25; a
+duplicated row 9.5-11 and 36-47; Intel Xeon, AVX-512, 2 cores; docs/distance.md).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import jax
@@ -93,7 +91,7 @@ def _near(x: Array) -> Array:
     ``2 eps (|c_i|**2 + |c_j|**2)``, is at most ``8 eps D_ij**2``.  A NaN or infinite value (or an
     overflowing square) makes its column's mean, so the centred rows and the distances, NaN, and
     NaN fails the comparison: near."""
-    _, sq, g = _gram(lax.stop_gradient(x))
+    _, sq, g = _gram(x)
     total = sq[:, None] + sq[None, :]
     far = (total - 2 * g >= _MIN_SEPARATION * total) | jnp.eye(x.shape[0], dtype=bool)
     return ~far
@@ -154,38 +152,21 @@ def _patch(x: Array, pairs: Array, partner: Array) -> Array:
     return pairs.at[k].set(_exact_distances(x, partner), mode="drop")
 
 
-def _patched_pairs(x: Array) -> Array:
-    """The patched form as a function of ``x`` (a duplicated or near-duplicated row's pair from
-    its exact difference)."""
-    return _patch(x, _gram_pairs(x), _classify(x)[1])
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _lowered(x: Array, p: float, reference: Callable[[Array, float], Array]) -> tuple[Array, Array]:
-    """``(pairs, case)``: the pairs by :func:`_classify`'s form, the GEMM form's pairs computed
-    once for the separated and patched cases."""
-    pairs, (case, partner) = _gram_pairs(x), _classify(x)
-    return lax.switch(case, [lambda x, pairs, partner: pairs, _patch,
-                             lambda x, pairs, partner: reference(x, p)], x, pairs, partner), case
-
-
-@_lowered.defjvp
-def _lowered_jvp(p, reference, primals, tangents):
-    """The tangent of the chosen form, each under ``jax.checkpoint``: reverse mode keeps ``x`` alone
-    for any of them, where a ``lax.cond`` over the differentiated forms would keep, zero-filled,
-    the ``(N, N)`` residuals of every form (2048x64 forward+backward 33 -> 28 ms)."""
-    (x,), (t,) = primals, tangents
-    pairs, case = _lowered(x, p, reference)
-    forms = [jax.checkpoint(lambda x, t, f=f: jax.jvp(f, (x,), (t,))[1])
-             for f in (_gram_pairs, _patched_pairs, lambda x: reference(x, p))]
-    return (pairs, case), (lax.switch(case, forms, x, t), np.zeros(case.shape, jax.dtypes.float0))
-
-
 def pdist(x: Array, p: float, *, reference: Callable[[Array, float], Array]) -> Array:
     """``reference(x, p)``, the upper triangle of the distance matrix of the rows of ``x``
     ``(N, M)``, from GEMMs for ``p = 2`` in float32/float64 where the rows are separated (each
-    near pair, at most one per row, from its exact difference)."""
+    near pair, at most one per row, from its exact difference).
+
+    A ``lax.switch`` picks the form; JAX differentiates it.  The patched and reference forms run
+    under ``jax.checkpoint``, so reverse mode keeps their input alone: differentiated as they
+    are, the untaken forms' ``(N, N)`` residuals were stored, zero-filled (2048x64 forward +
+    backward 33 -> 29-31 ms).  The GEMM form's pairs are computed once, beside the test, and
+    handed to the first two forms."""
     if (p != 2 or x.shape[0] < 2 or x.dtype not in (jnp.float32, jnp.float64)
             or not enabled("cpu")):
         return reference(x, p)
-    return _lowered(x, p, reference)[0]
+    pairs = _gram_pairs(x)
+    case, partner = _classify(lax.stop_gradient(x))
+    forms = [lambda x, pairs, partner: pairs, jax.checkpoint(_patch),
+             jax.checkpoint(lambda x, pairs, partner: reference(x, p))]
+    return lax.switch(case, forms, x, pairs, partner)
