@@ -3,8 +3,8 @@
 ``python benchmarks/run.py distance [--quick]``.  Rows of standard normal points
 (``p = 2`` then takes the GEMM form of ``jaxlayers._lowering.distance``), the
 same points with one duplicated row (its pair patched from the exact difference),
-a cluster of three equal rows (the exact reference behind the guard) and ``p = 1``
-(the reference).  Forward+backward is a jitted ``vjp`` of the
+a cluster of three equal rows (the exact reference behind the guard), ``p = 1``
+(the reference), and a batch of point sets through ``vmap``.  Forward+backward is a jitted ``vjp`` of the
 distances with a fixed cotangent; torch does ``autograd.grad`` with it.
 """
 
@@ -39,6 +39,28 @@ def _row(table: Table, name: str, x: np.ndarray, p: float, iters: int) -> None:
     table.add(f"{name} fwd+bwd", t[0], None, t[2], c_fb)
 
 
+def _vmap_row(table: Table, name: str, xs: np.ndarray, iters: int) -> None:
+    """A batch of point sets through ``vmap`` (jaxlayers) against one ``torch.pdist`` per set (torch
+    has no batched pdist)."""
+    pairs = xs.shape[1] * (xs.shape[1] - 1) // 2
+    ct = np.random.default_rng(1).normal(size=(xs.shape[0], pairs)).astype(np.float32)
+    xj, ctj = jnp.asarray(xs), jnp.asarray(ct)
+    fwd = jax.jit(jax.vmap(F.pdist))
+    fb = jax.jit(lambda a, c: jax.vjp(jax.vmap(F.pdist), a)[1](c)[0])
+    c_fwd, c_fb = compile_seconds(fwd, xj), compile_seconds(fb, xj, ctj)
+    xts = [torch.from_numpy(a) for a in xs]
+    xgs = [a.clone().requires_grad_(True) for a in xts]
+    cts = [torch.from_numpy(c) for c in ct]
+
+    def torch_fb():
+        return [torch.autograd.grad(torch.pdist(a), a, c) for a, c in zip(xgs, cts)]
+
+    t = time_row(lambda: fwd(xj).block_until_ready(), None, lambda: [torch.pdist(a) for a in xts], iters=iters)
+    table.add(f"{name} fwd", t[0], None, t[2], c_fwd, note="torch: one pdist per set")
+    t = time_row(lambda: fb(xj, ctj).block_until_ready(), None, torch_fb, iters=iters)
+    table.add(f"{name} fwd+bwd", t[0], None, t[2], c_fb, note="torch: one pdist per set")
+
+
 def run(table: Table, quick: bool) -> None:
     sizes = [(512, 32)] if quick else [(1024, 64), (2048, 64)]
     iters = 3 if quick else 10
@@ -52,3 +74,5 @@ def run(table: Table, quick: bool) -> None:
         dup[-2] = dup[0]
         _row(table, f"pdist p=2 {n}x{m} (three equal rows: exact form)", dup, 2.0, iters)
         _row(table, f"pdist p=1 {n}x{m}", x, 1.0, iters)
+    sets = (4, 128, 32) if quick else (8, 512, 64)
+    _vmap_row(table, "vmap(pdist) p=2 {}x{}x{}".format(*sets), rng.normal(size=sets).astype(np.float32), iters)

@@ -608,6 +608,32 @@ def test_pdist_close_points_keep_torchs_accuracy():
         close(grad, want_grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_pdist_under_vmap_runs_the_batchs_most_general_form():
+    """Under vmap the switch index is the batch's most general case, unbatched (one form runs for
+    every element; each form is exact for the cases before it): batches mixing separated rows, a
+    near pair and a cluster give each element's own values and gradient."""
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((6, 16))
+    pair, cluster = base.copy(), base.copy()
+    pair[5] = pair[0] + 1e-6
+    cluster[4], cluster[5] = cluster[0] + 1e-6, cluster[0] - 1e-6
+    cases = [int(LD._classify(jnp.asarray(a))[0]) for a in (base, pair, cluster)]
+    assert cases == [LD._SEPARATED, LD._PATCHED, LD._REFERENCE]
+    g = jnp.asarray(rng.standard_normal(15))
+
+    def value_and_grad(a):
+        return jax.value_and_grad(lambda a: jnp.sum(F.pdist(a) * g))(a)
+
+    with config.lowering("auto"):
+        one = jax.jit(value_and_grad)
+        batched = jax.jit(jax.vmap(value_and_grad))
+        for batch in ((base, pair), (base, cluster), (pair, cluster, base)):
+            close(batched(jnp.stack(batch)), [jnp.stack(t) for t in zip(*[one(a) for a in batch])],
+                  rtol=1e-9, atol=1e-12)
+        # one form runs: the switch stays a branch instead of a select over every form's result
+        assert " conditional(" in jax.jit(jax.vmap(F.pdist)).lower(jnp.stack([base, pair])).compile().as_text()
+
+
 def test_pdist_lowering_applies_to_p2_float32_and_float64_on_the_cpu(monkeypatch):
     """The GEMM form (a dot in the program) for p = 2 in float32/float64 with two rows or more;
     the reference otherwise, and in the reference setting or off the CPU."""
