@@ -20,45 +20,30 @@ from harness import Table, compile_seconds, time_row
 from jaxlayers import functional as F
 
 
-def _row(table: Table, name: str, x: np.ndarray, p: float, iters: int) -> None:
-    pairs = x.shape[0] * (x.shape[0] - 1) // 2
-    ct = np.random.default_rng(1).normal(size=pairs).astype(np.float32)
-    xj, ctj = jnp.asarray(x), jnp.asarray(ct)
-    fwd = jax.jit(lambda a: F.pdist(a, p))
-    fb = jax.jit(lambda a, c: jax.vjp(lambda a: F.pdist(a, p), a)[1](c)[0])
-    c_fwd, c_fb = compile_seconds(fwd, xj), compile_seconds(fb, xj, ctj)
-    xt, ctt = torch.from_numpy(x), torch.from_numpy(ct)
-    xg = xt.clone().requires_grad_(True)
-
-    def torch_fb():
-        return torch.autograd.grad(torch.pdist(xg, p), xg, ctt)
-
-    t = time_row(lambda: fwd(xj).block_until_ready(), None, lambda: torch.pdist(xt, p), iters=iters)
-    table.add(f"{name} fwd", t[0], None, t[2], c_fwd)
-    t = time_row(lambda: fb(xj, ctj).block_until_ready(), None, torch_fb, iters=iters)
-    table.add(f"{name} fwd+bwd", t[0], None, t[2], c_fb)
-
-
-def _vmap_row(table: Table, name: str, xs: np.ndarray, iters: int) -> None:
-    """A batch of point sets through ``vmap`` (jaxlayers) against one ``torch.pdist`` per set (torch
+def _row(table: Table, name: str, x: np.ndarray, p: float, iters: int, batched: bool = False) -> None:
+    """Forward and forward+backward rows of ``F.pdist`` on ``x`` ``(N, M)``, or with ``batched`` on
+    a batch of point sets ``(B, N, M)`` through ``vmap`` against one ``torch.pdist`` per set (torch
     has no batched pdist)."""
-    pairs = xs.shape[1] * (xs.shape[1] - 1) // 2
-    ct = np.random.default_rng(1).normal(size=(xs.shape[0], pairs)).astype(np.float32)
-    xj, ctj = jnp.asarray(xs), jnp.asarray(ct)
-    fwd = jax.jit(jax.vmap(F.pdist))
-    fb = jax.jit(lambda a, c: jax.vjp(jax.vmap(F.pdist), a)[1](c)[0])
+    pairs = x.shape[-2] * (x.shape[-2] - 1) // 2
+    ct = np.random.default_rng(1).normal(size=x.shape[:-2] + (pairs,)).astype(np.float32)
+    xj, ctj = jnp.asarray(x), jnp.asarray(ct)
+    fn = jax.vmap(lambda a: F.pdist(a, p)) if batched else (lambda a: F.pdist(a, p))
+    fwd = jax.jit(fn)
+    fb = jax.jit(lambda a, c: jax.vjp(fn, a)[1](c)[0])
     c_fwd, c_fb = compile_seconds(fwd, xj), compile_seconds(fb, xj, ctj)
-    xts = [torch.from_numpy(a) for a in xs]
+    sets, cts = (x, ct) if batched else (x[None], ct[None])
+    xts = [torch.from_numpy(a) for a in sets]
     xgs = [a.clone().requires_grad_(True) for a in xts]
-    cts = [torch.from_numpy(c) for c in ct]
+    tcts = [torch.from_numpy(c) for c in cts]
 
     def torch_fb():
-        return [torch.autograd.grad(torch.pdist(a), a, c) for a, c in zip(xgs, cts)]
+        return [torch.autograd.grad(torch.pdist(a, p), a, c) for a, c in zip(xgs, tcts)]
 
-    t = time_row(lambda: fwd(xj).block_until_ready(), None, lambda: [torch.pdist(a) for a in xts], iters=iters)
-    table.add(f"{name} fwd", t[0], None, t[2], c_fwd, note="torch: one pdist per set")
+    note = "torch: one pdist per set" if batched else ""
+    t = time_row(lambda: fwd(xj).block_until_ready(), None, lambda: [torch.pdist(a, p) for a in xts], iters=iters)
+    table.add(f"{name} fwd", t[0], None, t[2], c_fwd, note=note)
     t = time_row(lambda: fb(xj, ctj).block_until_ready(), None, torch_fb, iters=iters)
-    table.add(f"{name} fwd+bwd", t[0], None, t[2], c_fb, note="torch: one pdist per set")
+    table.add(f"{name} fwd+bwd", t[0], None, t[2], c_fb, note=note)
 
 
 def run(table: Table, quick: bool) -> None:
@@ -75,4 +60,5 @@ def run(table: Table, quick: bool) -> None:
         _row(table, f"pdist p=2 {n}x{m} (three equal rows: exact form)", dup, 2.0, iters)
         _row(table, f"pdist p=1 {n}x{m}", x, 1.0, iters)
     sets = (4, 128, 32) if quick else (8, 512, 64)
-    _vmap_row(table, "vmap(pdist) p=2 {}x{}x{}".format(*sets), rng.normal(size=sets).astype(np.float32), iters)
+    _row(table, "vmap(pdist) p=2 {}x{}x{}".format(*sets), rng.normal(size=sets).astype(np.float32), 2.0, iters,
+         batched=True)

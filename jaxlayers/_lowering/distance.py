@@ -50,22 +50,20 @@ def _centred(x: Array) -> Array:
     return x - jnp.mean(x, 0, keepdims=True)
 
 
-def _squared_norms(c: Array) -> Array:
-    return jnp.sum(c * c, 1)
-
-
-def _gram(x: Array) -> tuple[Array, Array, Array]:
-    """The centred rows ``c``, their squared norms and their Gram matrix ``c c^T``."""
+def _squared_distances(x: Array) -> tuple[Array, Array]:
+    """``(|c_i|**2 + |c_j|**2, D_ij**2)`` of the centred rows ``c``, the squared distances from
+    their Gram matrix: ``|c_i|**2 + |c_j|**2 - 2 c_i.c_j``."""
     c = _centred(x)
-    return c, _squared_norms(c), lax.dot(c, c.T, precision=_HIGHEST)
+    sq = jnp.sum(c * c, 1)
+    total = sq[:, None] + sq[None, :]
+    return total, total - 2 * lax.dot(c, c.T, precision=_HIGHEST)
 
 
 @jax.custom_jvp
 def _gram_distances(x: Array) -> Array:
     """``(N, N)`` Euclidean distances of the rows of ``x`` from the Gram matrix of the centred
     rows, ``|c_i|**2 + |c_j|**2 - 2 c_i.c_j``; the diagonal is exactly zero."""
-    _, sq, g = _gram(x)
-    d2 = sq[:, None] + sq[None, :] - 2 * g
+    _, d2 = _squared_distances(x)
     eye = jnp.eye(x.shape[0], dtype=bool)
     return jnp.where(eye, jnp.zeros((), x.dtype), jnp.sqrt(jnp.maximum(d2, 0)))
 
@@ -92,9 +90,8 @@ def _near(x: Array) -> Array:
     ``2 eps (|c_i|**2 + |c_j|**2)``, is at most ``8 eps D_ij**2``.  A NaN or infinite value (or an
     overflowing square) makes its column's mean, so the centred rows and the distances, NaN, and
     NaN fails the comparison: near."""
-    _, sq, g = _gram(x)
-    total = sq[:, None] + sq[None, :]
-    far = (total - 2 * g >= _MIN_SEPARATION * total) | jnp.eye(x.shape[0], dtype=bool)
+    total, d2 = _squared_distances(x)
+    far = (d2 >= _MIN_SEPARATION * total) | jnp.eye(x.shape[0], dtype=bool)
     return ~far
 
 
