@@ -99,6 +99,8 @@ def test_check_grads():
     # forward mode checks the custom JVP rule, reverse mode its transpose and second order
     check_grads(jax.jit(lambda a, b: F.cosine_similarity(a, b)), (A[:2, :3], B[:2, :3]), order=1, modes=("fwd",))
     check_grads(jax.jit(lambda a: F.pdist(a, 3.0)), (A[:3, :2],), order=2, modes=("rev",))
+    for p in (1.0, math.inf):  # the full-matrix derivative of the reference
+        check_grads(jax.jit(lambda a, p=p: F.pdist(a, p)), (A[:3, :2],), order=2, modes=("fwd", "rev"))
 
 
 def test_modules_match_torch():
