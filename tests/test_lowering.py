@@ -294,12 +294,24 @@ def test_depthwise_conv_in_channels_last_mode_moves_nothing(monkeypatch):
     with config.memory_format("channels_last"):
         compiled = jax.jit(lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=16)).lower(x, w).compile()
     hlo = compiled.as_text()
-    assert " convolution(" not in hlo and " transpose(" not in hlo and " copy(" not in hlo
+    assert " convolution(" not in hlo
+    # nothing moves but the weights, taken taps-major by a transpose where they are not all finite
+    moves = [line for line in hlo.splitlines() if " transpose(" in line or " copy(" in line]
+    assert all("[9,32]" in line for line in moves), moves
     # each tap's weights are one contiguous vector of a (taps, C) array, not a strided slice of the
     # (C, 1, kh, kw) kernel that the loop would load channel by channel
     assert "[32,1,1,1]" not in hlo
     want = lax.conv_general_dilated(jnp.moveaxis(x, -1, 1), w, (2, 2), ((1, 1), (1, 1)), feature_group_count=16)
     close(compiled(x, w), jnp.moveaxis(want, 1, -1))
+    # an infinite weight gives inf (and NaN only where it meets the zero padding), as the
+    # reference: the identity product behind the taps-major weights made its whole channel NaN
+    w = w.at[3, 0, 1, 1].set(jnp.inf)
+    want = jnp.moveaxis(lax.conv_general_dilated(jnp.moveaxis(x, -1, 1), w, (2, 2), ((1, 1), (1, 1)),
+                                                 feature_group_count=16), 1, -1)
+    got = compiled(x, w)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isinf(np.asarray(got)[..., 3]).any()
+    close(np.where(np.isfinite(want), got, 0), np.where(np.isfinite(want), want, 0))
 
 
 def test_conv_candidates_crop_negative_padding():
@@ -547,6 +559,16 @@ def test_norm_lowering_off_the_cpu_and_in_the_reference_setting(monkeypatch):
 # ------------------------------------------------------------------------- pdist
 
 
+def _gram_case(x):
+    """The form the pdist lowering picks for ``x``, and each row's near partner."""
+    return LD._classify(LD._near(*LD._squared_distances(jnp.asarray(x))))
+
+
+def _gram_pairs(x):
+    """The pairs of the GEMM form alone, with its derivative."""
+    return LD._gram_pairs(x, LD._upper(LD._distances(LD._squared_distances(lax.stop_gradient(x))[1])))
+
+
 def _pdist_bundle(fn):
     """Values, vjp, jvp, hessian, vmap of grad and grad of vmap of ``fn`` (x -> pairs), one program."""
     def run(x, g, t):
@@ -568,14 +590,14 @@ def test_pdist_gram_forms_match_the_reference(rng):
     x = 10 + rng.standard_normal((7, 5))
     patched = x.copy()
     patched[4], patched[6] = x[1], x[2] + 1e-7 * rng.standard_normal(5)
-    assert int(LD._classify(x)[0]) == LD._SEPARATED and int(LD._classify(patched)[0]) == LD._PATCHED
-    count, partner = LD._partners(patched)
+    assert int(_gram_case(x)[0]) == LD._SEPARATED and int(_gram_case(patched)[0]) == LD._PATCHED
+    count, partner = LD._partners(LD._near(*LD._squared_distances(jnp.asarray(patched))))
     assert count.tolist() == [0, 1, 1, 0, 1, 0, 1] and np.asarray(partner)[[1, 2, 4, 6]].tolist() == [4, 6, 1, 2]
     g, t = jnp.asarray(rng.standard_normal(21)), jnp.asarray(rng.standard_normal((7, 5)))
     def patched_form(a):
-        return LD._patch(a, LD._gram_pairs(a), LD._classify(a)[1])
+        return LD._patch(a, _gram_pairs(a), _gram_case(lax.stop_gradient(a))[1])
 
-    for a, form in ((x, LD._gram_pairs), (patched, patched_form)):
+    for a, form in ((x, _gram_pairs), (patched, patched_form)):
         want = _pdist_bundle(lambda x: D._pdist(x, 2.0))(a, g, t)
         close(_pdist_bundle(form)(a, g, t), want, rtol=1e-7, atol=1e-9)
         with config.lowering("auto"):
@@ -593,11 +615,11 @@ def test_pdist_close_points_keep_torchs_accuracy():
     pair, cluster = base.copy(), base.copy()
     pair[5] = pair[0] + step
     cluster[4], cluster[5] = cluster[0] + step, cluster[0] - step
-    gram = np.asarray(LD._gram_distances(jnp.asarray(pair)))[0, 5]
+    gram = np.asarray(LD._distances(LD._squared_distances(jnp.asarray(pair))[1]))[0, 5]
     exact = np.linalg.norm(step.astype(np.float64))
     assert abs(gram - exact) > 0.1 * exact
     for x, case in ((pair, LD._PATCHED), (cluster, LD._REFERENCE)):
-        assert int(LD._classify(jnp.asarray(x))[0]) == case
+        assert int(_gram_case(x)[0]) == case
         xt = torch.tensor(x.astype(np.float64), requires_grad=True)
         want = torch.pdist(xt)
         (want_grad,) = torch.autograd.grad(want.sum(), xt)
@@ -617,7 +639,7 @@ def test_pdist_under_vmap_runs_the_batchs_most_general_form():
     pair, cluster = base.copy(), base.copy()
     pair[5] = pair[0] + 1e-6
     cluster[4], cluster[5] = cluster[0] + 1e-6, cluster[0] - 1e-6
-    cases = [int(LD._classify(jnp.asarray(a))[0]) for a in (base, pair, cluster)]
+    cases = [int(_gram_case(a)[0]) for a in (base, pair, cluster)]
     assert cases == [LD._SEPARATED, LD._PATCHED, LD._REFERENCE]
     g = jnp.asarray(rng.standard_normal(15))
 
@@ -652,6 +674,38 @@ def test_pdist_lowering_applies_to_p2_float32_and_float64_on_the_cpu(monkeypatch
 
 
 _PDIST_VALUE_AND_GRAD = jax.jit(jax.value_and_grad(lambda a, g: jnp.sum(F.pdist(a) * g)))
+
+
+def test_pdist_lowering_where_the_expansion_breaks():
+    """float32 cases a review found: one column at an offset of 1e6 (the centred rows must be the
+    same in every term of the expansion: its gradient was off by 0.02), an infinite entry (the
+    GEMM form's derivative, taken outside the switch, made every gradient NaN), and squares that
+    overflow (``inf >= inf`` passed the guard: inf where the distance is finite).  The lowering
+    gives the reference's values and gradients, NaNs in the same places."""
+    line = np.array([[1.3], [-7.2], [4.4], [12.1], [-15.5], [3.0]], np.float32)
+    cases = [line + np.float32(1e6),
+             np.array([[0, 1], [np.inf, 2], [3, 4], [5, -1], [2, 2], [-3, 0]], np.float32),
+             np.float32(3e19) * np.array([[-2], [1], [1.000001], [0.5], [-0.7], [0.2]], np.float32)]
+    g = jnp.asarray(np.linspace(-1.0, 1.0, 15, dtype=np.float32))
+    want_line = np.sum(np.sign(line - line.T) * _upper_matrix(np.asarray(g), 6), 1, keepdims=True)
+    for x in cases:
+        got = {}
+        for setting in ("auto", "reference"):
+            with config.lowering(setting):
+                got[setting] = [np.asarray(a) for a in _PDIST_VALUE_AND_GRAD(jnp.asarray(x), g)]
+        value, grad = got["auto"]
+        np.testing.assert_array_equal(np.isnan(grad), np.isnan(got["reference"][1]))
+        close(value, got["reference"][0], rtol=1e-5, atol=0)
+        close(np.nan_to_num(grad), np.nan_to_num(got["reference"][1]), rtol=1e-5, atol=1e-5)
+    with config.lowering("auto"):
+        close(_PDIST_VALUE_AND_GRAD(jnp.asarray(cases[0]), g)[1], want_line, rtol=0, atol=1e-4)
+
+
+def _upper_matrix(pairs, n):
+    """The symmetric ``(n, n)`` matrix with ``pairs`` (pdist's order) above and below the diagonal."""
+    m = np.zeros((n, n), pairs.dtype)
+    m[np.triu_indices(n, 1)] = pairs
+    return m + m.T
 
 
 @given(rows=st.lists(st.lists(st.sampled_from([-2.0, -1.0, 0.0, 1e-9, 0.5, 1.0, 3.0]), min_size=3, max_size=3),

@@ -47,7 +47,12 @@ _MIN_SEPARATION = 0.25
 
 
 def _centred(x: Array) -> Array:
-    return x - jnp.mean(x, 0, keepdims=True)
+    """``x - mean(x)``, the mean reduced from ``x / N``.  The expansions below cancel exactly only
+    if every term reads the same centred rows: from ``jnp.mean`` (a sum times ``1 / N``) XLA:CPU
+    fused the product into each consumer, where LLVM contracted it with the subtraction into one
+    ``fma`` at some uses and not at others (1-column rows at an offset of 1e6 in float32 had
+    distances off by 0.015 and gradients by 0.02).  A reduction's output is one value for all."""
+    return x - jnp.sum(x * (1 / x.shape[0]), 0, keepdims=True)
 
 
 def _squared_distances(x: Array) -> tuple[Array, Array]:
@@ -59,13 +64,17 @@ def _squared_distances(x: Array) -> tuple[Array, Array]:
     return total, total - 2 * lax.dot(c, c.T, precision=_HIGHEST)
 
 
+def _distances(d2: Array) -> Array:
+    """``sqrt(D**2)`` with the diagonal exactly zero."""
+    eye = jnp.eye(d2.shape[0], dtype=bool)
+    return jnp.where(eye, jnp.zeros((), d2.dtype), jnp.sqrt(jnp.maximum(d2, 0)))
+
+
 @jax.custom_jvp
 def _gram_distances(x: Array) -> Array:
     """``(N, N)`` Euclidean distances of the rows of ``x`` from the Gram matrix of the centred
     rows, ``|c_i|**2 + |c_j|**2 - 2 c_i.c_j``; the diagonal is exactly zero."""
-    _, d2 = _squared_distances(x)
-    eye = jnp.eye(x.shape[0], dtype=bool)
-    return jnp.where(eye, jnp.zeros((), x.dtype), jnp.sqrt(jnp.maximum(d2, 0)))
+    return _distances(_squared_distances(x)[1])
 
 
 @_gram_distances.defjvp
@@ -84,15 +93,15 @@ def _gram_distances_jvp(primals, tangents):
     return d, jax.checkpoint(tangent)(_centred(x), d, _centred(t))
 
 
-def _near(x: Array) -> Array:
-    """``(N, N)``: the pairs ``i != j`` that are not separated, ``D_ij**2 < (|c_i|**2 + |c_j|**2) / 4``.
-    Where they are, the GEMM form's rounding error of ``D_ij**2``, about
-    ``2 eps (|c_i|**2 + |c_j|**2)``, is at most ``8 eps D_ij**2``.  A NaN or infinite value (or an
-    overflowing square) makes its column's mean, so the centred rows and the distances, NaN, and
-    NaN fails the comparison: near."""
-    total, d2 = _squared_distances(x)
-    far = (d2 >= _MIN_SEPARATION * total) | jnp.eye(x.shape[0], dtype=bool)
-    return ~far
+def _near(total: Array, d2: Array) -> Array:
+    """``(N, N)`` from :func:`_squared_distances`: the pairs ``i != j`` that are not separated,
+    ``D_ij**2 < (|c_i|**2 + |c_j|**2) / 4``.  Where they are, the GEMM form's rounding error of
+    ``D_ij**2``, about ``2 eps (|c_i|**2 + |c_j|**2)``, is at most ``8 eps D_ij**2``.  A NaN or
+    infinite value makes its column's mean, so the centred rows and the distances, NaN, and NaN
+    fails the comparison: near.  So is a pair whose squared norms overflow (``total`` infinite,
+    where ``inf >= inf`` would pass)."""
+    far = (d2 >= _MIN_SEPARATION * total) & jnp.isfinite(total)
+    return ~(far | jnp.eye(d2.shape[0], dtype=bool))
 
 
 def _exact_distances(x: Array, partner: Array) -> Array:
@@ -104,40 +113,55 @@ def _exact_distances(x: Array, partner: Array) -> Array:
     return jnp.where(zero, jnp.zeros((), x.dtype), jnp.sqrt(jnp.where(zero, jnp.ones((), x.dtype), s)))
 
 
-def _gram_pairs(x: Array) -> Array:
-    """The upper triangle of :func:`_gram_distances`, row-major (pdist's order)."""
-    n = x.shape[0]
+def _upper(d: Array) -> Array:
+    """The upper triangle of ``(N, N)`` ``d``, row-major (pdist's order)."""
+    n = d.shape[0]
     i, j = np.triu_indices(n, 1)
-    return _gram_distances(x).reshape(-1)[i * n + j]
+    return d.reshape(-1)[i * n + j]
 
 
-def _partners(x: Array) -> tuple[Array, Array]:
+@jax.custom_jvp
+def _gram_pairs(x: Array, pairs: Array) -> Array:
+    """``pairs``, the upper triangle of :func:`_gram_distances` ``(x)`` computed by the caller
+    without a derivative, with the derivative in ``x`` (``pairs``' own tangent is zero: it comes
+    from ``stop_gradient(x)``).  One GEMM then serves the guard and the values, and the derivative
+    runs only inside the form that uses it (recomputing the Gram matrix there)."""
+    return pairs
+
+
+@_gram_pairs.defjvp
+def _gram_pairs_jvp(primals, tangents):
+    (x, pairs), (t, _) = primals, tangents
+    return _gram_pairs(x, pairs), _upper(jax.jvp(_gram_distances, (x,), (t,))[1])
+
+
+def _partners(near: Array) -> tuple[Array, Array]:
     """``(count, partner)``: each row's number of near partners (:func:`_near`) and, where it has
     one, that partner, as one product (XLA:CPU's integer row sums materialise and tree-reduce);
     exact in float32 to 2**24 rows."""
-    n = x.shape[0]
+    n = near.shape[0]
     columns = jnp.stack([jnp.ones(n, jnp.float32), jnp.arange(n, dtype=jnp.float32)], 1)
-    sums = lax.dot(_near(x).astype(jnp.float32), columns, precision=_HIGHEST)
+    sums = lax.dot(near.astype(jnp.float32), columns, precision=_HIGHEST)
     return sums[:, 0].astype(jnp.int32), sums[:, 1].astype(jnp.int32)
 
 
 _SEPARATED, _PATCHED, _REFERENCE = 0, 1, 2
 
 
-def _classify(x: Array) -> tuple[Array, Array]:
+def _classify(near: Array) -> tuple[Array, Array]:
     """``(case, partner)``: the form that computes the distances, the GEMM form where no pair is
     near, the patched one where each row has at most one near partner (``partner``, else 0),
     else the reference.  The partners are counted only when some pair is near (a ``lax.cond``).
     Rounding can make the Gram matrix, so ``near``, slightly asymmetric; a pair then near from
     one side only is on the separation bound, where the GEMM form is still accurate."""
-    def some_near(x):
-        count, partner = _partners(x)
+    def some_near(near):
+        count, partner = _partners(near)
         return jnp.where(jnp.all(count <= 1), _PATCHED, _REFERENCE), partner
 
-    def none_near(x):
-        return jnp.asarray(_SEPARATED), jnp.zeros(x.shape[0], jnp.int32)
+    def none_near(near):
+        return jnp.asarray(_SEPARATED), jnp.zeros(near.shape[0], jnp.int32)
 
-    return lax.cond(jnp.any(_near(x)), some_near, none_near, x)
+    return lax.cond(jnp.any(near), some_near, none_near, near)
 
 
 @jax.custom_batching.custom_vmap
@@ -172,13 +196,20 @@ def pdist(x: Array, p: float, *, reference: Callable[[Array, float], Array]) -> 
     A ``lax.switch`` picks the form; JAX differentiates it.  The patched and reference forms run
     under ``jax.checkpoint``, so reverse mode keeps their input alone: differentiated as they
     are, the untaken forms' ``(N, N)`` residuals were stored, zero-filled (2048x64 forward +
-    backward 33 -> 29-31 ms).  The GEMM form's pairs are computed once, beside the test, and
-    handed to the first two forms."""
+    backward 33 -> 29-31 ms).  The GEMM form's pairs are computed once, beside the test, without
+    a derivative, and handed to the first two forms, which attach it (:func:`_gram_pairs`):
+    differentiated outside the switch, the GEMM form's derivative ran whatever form was taken, and
+    its NaNs (an infinite input) reached every gradient through a zero cotangent.  Their triangle
+    is taken outside the switch: taken inside a branch, XLA:CPU's forward ran 7.5 -> 14 ms."""
     if (p != 2 or x.shape[0] < 2 or x.dtype not in (jnp.float32, jnp.float64)
             or not enabled("cpu")):
         return reference(x, p)
-    pairs = _gram_pairs(x)
-    case, partner = _classify(lax.stop_gradient(x))
-    forms = [lambda x, pairs, partner: pairs, jax.checkpoint(_patch),
+    total, d2 = _squared_distances(lax.stop_gradient(x))
+    case, partner = _classify(_near(total, d2))
+
+    def patched(x, pairs, partner):
+        return _patch(x, _gram_pairs(x, pairs), partner)
+
+    forms = [lambda x, pairs, partner: _gram_pairs(x, pairs), jax.checkpoint(patched),
              jax.checkpoint(lambda x, pairs, partner: reference(x, p))]
-    return lax.switch(_one_case(case), forms, x, pairs, partner)
+    return lax.switch(_one_case(case), forms, x, _upper(_distances(d2)), partner)
