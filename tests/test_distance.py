@@ -178,18 +178,30 @@ def test_errors(call, exc, match):
         call()
 
 
-@pytest.mark.parametrize("p", [float("inf"), 1.0, 2.0, 0.5])
+@pytest.mark.parametrize("p", [float("inf"), 1.0, 2.0, 0.5, 0.0])
 def test_pdist_non_finite_rows_match_torch(p):
-    # the distance matrix is one fused reduction; p = inf puts NaNs back (XLA:CPU's max
-    # reduction drops them) when the input holds a NaN or an infinity (inf - inf)
-    x = np.random.default_rng(4).normal(size=(64, 48))
+    """Values and gradients with NaN and infinite entries, NaNs where torch's: the distance matrix
+    is one fused reduction; p = inf puts NaNs back (XLA:CPU's max reduction drops them) when the
+    input holds a NaN or an infinity (inf - inf); p = 0 counts as torch's pdist, min(ceil(|d|), 1),
+    NaN where a difference is.  The gradients of p = 1 and inf take the sign of a NaN difference as
+    0 (the norms' rule, and the full matrix's diagonal needs it where a row holds an infinity) where
+    torch's pdist kernels give NaN: there ours are finite, elsewhere torch's."""
+    x = np.random.default_rng(4).normal(size=(16, 12))
     x[3, 7] = np.nan
-    x[10, 2] = x[20, 2] = np.inf
-    x[30, 5] = -np.inf
-    got = np.asarray(jax.jit(lambda a: F.pdist(a, p))(x))
-    want = TF.pdist(torch.tensor(x), p).numpy()
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    close(got, want)
+    x[10, 2] = x[12, 2] = np.inf
+    x[14, 5] = -np.inf
+    g = np.random.default_rng(5).normal(size=120)
+    got, grad = jax.jit(lambda a, g: jax_fwd_bwd(lambda a: F.pdist(a, p), g, a))(x, g)
+    xt = torch.tensor(x, requires_grad=True)
+    want = TF.pdist(xt, p)
+    (want_grad,) = torch.autograd.grad(want, xt, torch.tensor(g))
+    for k, (a, b) in enumerate(((got, want.detach().numpy()), (grad[0], want_grad.numpy()))):
+        a = np.asarray(a)
+        if k == 1 and p in (1.0, float("inf")):
+            assert not np.isnan(a).any() and np.isnan(b).any()
+        else:
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        close(np.where(np.isnan(b), 0, a), np.where(np.isnan(b), 0, b))
 
 
 def test_pdist_gradient_stores_no_pair_differences():

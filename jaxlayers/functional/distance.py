@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from .._lowering import distance as _lowering
@@ -144,6 +145,7 @@ def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> jax.
 
     Example:
         >>> import jax.numpy as jnp
+from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.cosine_similarity(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]))
         Array([0.70710677], dtype=float32)
@@ -180,6 +182,7 @@ def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepd
 
     Example:
         >>> import jax.numpy as jnp
+from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.pairwise_distance(jnp.array([[3.0, 0.0]]), jnp.array([[0.0, 4.0]]), eps=0.0)
         Array([5.], dtype=float32)
@@ -200,6 +203,7 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
+from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]]))
         Array([5.       , 1.       , 4.2426405], dtype=float32)
@@ -229,6 +233,8 @@ def _distance_matrix(x: jax.Array, p: float) -> jax.Array:
     if math.isinf(p):
         op = "max" if p > 0 else "min"
         return when_nan(x, lambda x, nan: extreme(jnp.abs(pairwise(x)), 2, op=op, nan=nan), holds_nan(x * 0))
+    if p == 0:  # torch's count, min(ceil(|d|), 1), is NaN where a difference is
+        return jnp.sum(jnp.minimum(jnp.ceil(jnp.abs(pairwise(x))), 1), 2)
     return _norm_value(pairwise(x), p, 2, False)
 
 
@@ -244,14 +250,16 @@ def _pdist(x: jax.Array, p: float) -> jax.Array:
 
 @_pdist.defjvp
 def _pdist_jvp(p, primals, tangents):
-    """torch's derivative: :func:`_norm_grad` of each pair's exact difference (exact for close
-    points, where an expansion through Gram matrices would cancel), 0 at a zero distance.
+    """torch's derivative from each pair's exact difference (exact for close points, where an
+    expansion through Gram matrices would cancel), 0 at a zero distance.
 
     ``p`` in ``0, 1, 2, inf``: on the full matrix, ``dD_ij = g(x_i - x_j) . (t_i - t_j) = R_ij + R_ji``
-    with ``R_ij = g(x_i - x_j) . t_i`` (``g``, the norm's gradient, is odd), recomputed in reverse
+    with ``R_ij = g(x_i - x_j) . t_i`` (``g``, :func:`_norm_grad`, is odd), recomputed in reverse
     mode (``jax.checkpoint``), whose transpose XLA fuses without an ``(N, N, M)`` array: only
-    ``(N, N)`` matrices are stored.  The distances come from :func:`_norm`, whose derivative is
-    finite at the zero diagonal; so is ``g``'s there (a sign, a mask, or guarded).  Other ``p``:
+    ``(N, N)`` matrices are stored.  The distances come from :func:`_norm` (``p = 0``: the
+    primal's count, whose derivative is 0), whose derivative is finite at the zero diagonal; so
+    is ``g``'s there (a sign, a mask, or guarded), also where a row holds an infinity (``inf - inf``
+    is NaN, whose sign :func:`sgn` takes as 0).  Other ``p``:
     :func:`_norm`'s rule on the ``(N (N - 1) / 2, M)`` pair differences, which evaluates the power
     ``|d|^(p-1)`` once per pair where the full matrix takes it twice (and its derivative at the
     zero diagonal is infinite).  2048x64 forward+backward, ``p = 1``: 580 -> 300 ms; docs/distance.md."""
@@ -264,7 +272,10 @@ def _pdist_jvp(p, primals, tangents):
 
         return jax.jvp(lambda d: _norm(d, p, 1, False, True), (pairs(x),), (pairs(t),))
 
-    d = _norm(x[:, None, :] - x[None, :, :], p, 2, True, True)
+    if p == 0:
+        d = lax.stop_gradient(_distance_matrix(x, p))[:, :, None]
+    else:
+        d = _norm(x[:, None, :] - x[None, :, :], p, 2, True, True)
 
     def tangent_map(x, d, t):
         r = jnp.sum(_norm_grad(x[:, None, :] - x[None, :, :], d, p, 2, True) * t[:, None, :], axis=2)
@@ -287,6 +298,7 @@ def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out:
 
     Example:
         >>> import jax.numpy as jnp
+from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.normalize(jnp.array([[3.0, 4.0]]))
         Array([[0.6, 0.8]], dtype=float32)
@@ -319,6 +331,7 @@ def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
+from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.one_hot(jnp.array([0, 2]), 3).tolist()
         [[1, 0, 0], [0, 0, 1]]
@@ -372,6 +385,7 @@ def gumbel_softmax(logits: Any, tau: float = 1, hard: bool = False, eps: float =
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
+from jax import lax
         >>> from jaxlayers import functional as F
         >>> y = F.gumbel_softmax(jnp.zeros((2, 3)), hard=True, key=jax.random.key(0))
         >>> y.sum(-1).tolist()
