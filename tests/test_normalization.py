@@ -12,13 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxlayers import functional as F
-from jaxlayers import interop, nn
+from jaxlayers import config, interop, nn
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 
@@ -537,6 +538,50 @@ def test_constructor_and_functional_errors(rng):
         F.local_response_norm(np.ones((2, 3, 4)), 0)
     with pytest.raises(ValueError, match="instance_norm: expected .*at least one spatial dim"):
         F.instance_norm(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="batch_norm: eps must be positive during training, got 0"):
+        F.batch_norm(np.ones((2, 3)), None, None, training=True, eps=0)  # torch 2.13 raises too
+
+
+def test_norms_where_a_review_found_the_lowering_wrong():
+    """float32 rows near 1e18 overflow Σx² (the raw moments' guard took an infinite variance:
+    every value normalised to 0), a traced eps (the lowering's derivative in eps was 0), an
+    infinite first element of a channel (its shift made the running mean NaN, torch's is inf):
+    the lowering gives the reference's results."""
+    big = (1e18 * (1 + 1e-3 * np.random.default_rng(9).standard_normal((2, 64)))).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    inf_first = np.random.default_rng(1).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    inf_first[0, 0, 0, 0] = np.inf
+    m = nn.BatchNorm2d(3)
+    variables = m.init(jax.random.key(0), inf_first, train=True)
+
+    def run():
+        return (F.layer_norm(big, (64,)), F.batch_norm(big.T, np.zeros(2), np.ones(2), training=True)[2],
+                jax.grad(lambda e: jnp.sum(F.layer_norm(x, (4,), eps=e) ** 3))(0.5),
+                m.apply(variables, inf_first, train=True, mutable=["batch_stats"])[1]["batch_stats"]["running_mean"])
+
+    got = run()
+    with config.lowering("reference"):
+        want = run()
+    assert np.isfinite(np.asarray(got[1])).all() and float(got[2]) != 0 and np.isinf(float(got[3][0]))
+    np.testing.assert_allclose(got[0], want[0], atol=1e-4)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-5)
+    np.testing.assert_array_equal(np.isinf(got[3]), np.isinf(want[3]))
+
+
+@pytest.mark.both_settings
+def test_constant_slices_normalise_as_torch():
+    """A constant slice has mean exactly its value and variance exactly 0, as torch's: with
+    eps = 0 layer and group norm give NaN (0/0), with a tiny eps instance norm gives 0 (torch's
+    float64: 9e-13, float32: 1.5e-4; in float32 the plain two-pass mean of twelve 0.1s is not 0.1,
+    which normalised them to ±1, or with eps 1e-10 to 1.5e-3)."""
+    for value, n in ((0.1, 12), (0.7, 7), (1.1, 10)):
+        x = np.full((2, 3, n), value, np.float32)
+        xt = torch.tensor(x, dtype=torch.float64)
+        for got, want in ((F.layer_norm(x, (n,), eps=0), TF.layer_norm(xt, (n,), eps=0)),
+                          (F.group_norm(x, 3, eps=0), TF.group_norm(xt, 3, eps=0)),
+                          (F.instance_norm(x, eps=1e-10)[0], TF.instance_norm(xt, eps=1e-10))):
+            np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=0, atol=1e-9)  # NaN where torch's
 
 
 def test_layer_norm_wide_parameter_gradients_match_torch():

@@ -42,13 +42,15 @@ Array = jax.Array
 def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     """Biased mean and variance over ``axes`` (kept), one pass, numerically stable.
 
-    ``d = x − s`` with a per-slice shift ``s`` (the first element of each slice),
+    ``d = x − s`` with a per-slice shift ``s`` (the first element of each slice, or 0 where that
+    is not finite: an infinite shift made ``inf − inf`` a NaN mean where torch's is inf),
     ``mean = s + E[d]``, ``var = E[d²] − E[d]²``: the shift removes any common
     offset (``1e4 + N(0, 1)``).  Float32 error of the normalised output vs
     float64 on ``1e4 + N(0, 1)``: 4e-4 to 6e-4 (torch: ~1e-3).
     """
     idx = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
     shift = x[idx]
+    shift = jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype))
     m = math.prod(x.shape[i] for i in axes)
     d = x - shift
     md = jnp.sum(d, axes, keepdims=True) / m
@@ -66,12 +68,14 @@ _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR = 64.0
 def _guarded_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     """Biased mean and variance over ``axes`` (kept): the raw moments (two plain
     sums, XLA's fastest reductions), recomputed with :func:`_shifted_moments` when
-    any slice has ``mean² > 64·var`` (``lax.cond``: one branch runs, except under
-    ``vmap``, where both run and the result is selected)."""
+    any slice has ``mean² > 64·var`` or a variance that is not finite (``lax.cond``: one branch
+    runs, except under ``vmap``, where both run and the result is selected).  An overflowing
+    ``Σx²`` (values near 1e18 in float32) makes the variance infinite, which passed the
+    comparison and normalised every value to 0."""
     m = math.prod(x.shape[i] for i in axes)
     mean = jnp.sum(x, axes, keepdims=True) / m
     var = jnp.maximum(jnp.sum(x * x, axes, keepdims=True) / m - mean * mean, 0)
-    ok = jnp.all(mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var)
+    ok = jnp.all((mean * mean <= _RAW_MOMENTS_MAX_MEAN_SQ_OVER_VAR * var) & jnp.isfinite(var))
     return lax.cond(ok, lambda: (mean, var), lambda: _shifted_moments(x, axes))
 
 
@@ -265,11 +269,12 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
     Lowered on CPU when ``axes`` are the trailing axes (rows: layer norm, group norm
     in torch's layout), the leading ones (columns: batch norm channels-last and over
     ``(N, C)``) or all but axis 1 (batch norm in torch's layout: the columns of the
-    channels-last view, :func:`_channel_second`); other axes run the reference."""
+    channels-last view, :func:`_channel_second`); other axes run the reference, and so does a
+    traced ``eps`` (the custom JVP takes ``eps`` as a constant: its derivative would be 0)."""
     axes = tuple(axes)
     k = len(axes)
     rows, columns = axes == tuple(range(x.ndim - k, x.ndim)), axes == tuple(range(k))
-    if not enabled("cpu") or x.size == 0:
+    if not enabled("cpu") or x.size == 0 or isinstance(eps, jax.core.Tracer):
         return reference(x, weight, bias, eps, axes, pshape)
     if rows or columns:
         return _fused_norm(x, weight, bias, eps, axes, tuple(pshape), reference)

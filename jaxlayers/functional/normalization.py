@@ -82,14 +82,19 @@ def _stat_dtype(dtype: Any) -> jnp.dtype:
 def _moments(x: Array, axes: Sequence[int]) -> tuple[Array, Array]:
     """Biased mean and variance of ``x`` over ``axes`` (kept as size-1 dims).
 
-    Two passes, in at least float32: ``mean = E[x]``, ``var = E[(x − mean)²]``.
-    With no axes the mean is ``x`` and the variance zero.
+    Two passes, in at least float32: ``mean = E[x]``, ``var = E[(x − mean)²]``, the mean
+    taken as ``s + E[x − s]`` with ``s`` the slice's first element (0 where it is not finite),
+    held constant: exact for a constant slice, whose variance is then exactly 0, as torch's
+    (``E[x]`` of twelve 0.1s is not 0.1, and ``eps = 0`` then normalised them to ±1 where torch
+    gives NaN).  With no axes the mean is ``x`` and the variance zero.
     """
     x = x.astype(_stat_dtype(x.dtype))
     axes = tuple(axes)
     if not axes:
         return x, jnp.zeros_like(x)
-    mean = jnp.mean(x, axes, keepdims=True)
+    shift = x[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype)))
+    mean = shift + jnp.mean(x - shift, axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
     return mean, var
 
@@ -272,6 +277,8 @@ def _batch_norm(
         return _normalize_with_running(name, "training", x, running_mean, running_var, weight, bias, eps,
                                        pshape, num_batches_tracked)
 
+    if not eps > 0:
+        raise ValueError(f"{name}: eps must be positive during training, got {eps}")
     per_device = x.size // c if c else 0
     if per_device == 1 and axis_name is None:
         raise ValueError(
