@@ -54,7 +54,7 @@ def _to_last(out: Any, rank: int) -> Any:
 
 
 def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | None = None,
-                  native: bool = False) -> Callable:
+                  native: bool = False, shapes: tuple[str, ...] = ()) -> Callable:
     """Make ``fn`` (a function or a module's ``__call__``) honour ``memory_format``.
 
     Args:
@@ -69,9 +69,12 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
         itself (a reduction or window over the spatial dims in place, ~2-3x faster
         on XLA:CPU than over the moved array); it is called with
         ``channel_axis=-1`` and nothing is moved.
+      shapes: arguments that may be a full activation shape (``max_unpool``'s
+        ``output_size``, often ``x.shape``): given with ``spatial + 2`` entries,
+        they are read as ``(N, *spatial, C)`` and passed as ``(N, C, *spatial)``.
     """
     if fn is None:
-        return functools.partial(channels_last, moved=moved, spatial=spatial, native=native)
+        return functools.partial(channels_last, moved=moved, spatial=spatial, native=native, shapes=shapes)
     sig = inspect.signature(fn)
     names = list(sig.parameters)
     method = names[:1] == ["self"]
@@ -99,6 +102,11 @@ def channels_last(fn: Callable | None = None, *, moved: int = 1, spatial: int | 
             if x.ndim >= 3 and not native:
                 bound.arguments[arg] = _to_first(x)
                 rank = x.ndim if rank is None else rank
+        for arg in shapes:
+            v = bound.arguments.get(arg)
+            if v is not None and n and jnp.ndim(v) == 1 and len(v) == n + 2:
+                v = tuple(v)
+                bound.arguments[arg] = (v[0], v[-1], *v[1:-1])
         if native:
             bound.arguments["channel_axis"] = -1
         token = _MOVED.set(rank is not None)

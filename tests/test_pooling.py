@@ -885,6 +885,8 @@ EMPTY_CASES = [
     ("max_pool3d", lambda a: F.max_pool3d(a[:, None], 2), lambda t: TF.max_pool3d(t[:, None], 2)),
     ("max_unpool2d", lambda a: F.max_unpool2d(a, jnp.zeros(a.shape, index_dtype()), 2),
      lambda t: TF.max_unpool2d(t, torch.zeros(t.shape, dtype=torch.long), 2)),
+    ("fractional_max_pool2d", lambda a: F.fractional_max_pool2d(a, 2, 3, key=jax.random.key(0)),
+     lambda t: TF.fractional_max_pool2d(t, 2, 3)),
 ]
 
 
@@ -893,7 +895,7 @@ def test_empty_batch(name, jf, tf):
     shapes = lambda out: [tuple(o.shape) for o in (out if isinstance(out, tuple) else (out,))]  # noqa: E731
     expected = shapes(tf(torch.zeros(0, 3, 8, 8)))
     assert shapes(jax.eval_shape(jf, jax.ShapeDtypeStruct((0, 3, 8, 8), jnp.float64))) == expected
-    if name.startswith("adaptive"):  # these raised ZeroDivisionError before; run them
+    if name.startswith(("adaptive", "fractional")):  # these raised ZeroDivisionError before; run them
         assert shapes(jf(jnp.zeros((0, 3, 8, 8)))) == expected
 
 
@@ -909,3 +911,58 @@ def test_empty_channels_as_torch():
             tf(torch.zeros(2, 0, 8, 8), 2)
         with pytest.raises(ValueError, match="_pool2d: the channel dim of the input must be non-empty"):
             jf(jnp.zeros((2, 0, 8, 8)), 2)
+
+
+# ------------------------------------------------------------------ what a review found
+
+
+def test_adaptive_average_of_infinities_stays_in_its_bins(lowering):
+    """Bins that do not tile their dim: an infinite or NaN value reaches only its own bins, as
+    torch's sums (the dense averaging matrix multiplied it by the other bins' zeros: NaN in every
+    bin); the gradient is torch's whatever the input holds."""
+    x = np.ones((2, 2, 5, 7))
+    x[0, 0, 0, 0], x[0, 1, 2, 3], x[1, 0, 4, 6] = np.inf, np.nan, -np.inf
+    g = np.random.default_rng(3).normal(size=(2, 2, 3, 4))
+    got = jax.jit(lambda a, g: jax.vjp(lambda a: F.adaptive_avg_pool2d(a, (3, 4)), a)[1](g)[0])(x, g)
+    xt = torch.tensor(x, requires_grad=True)
+    want = TF.adaptive_avg_pool2d(xt, (3, 4))
+    close(F.adaptive_avg_pool2d(x, (3, 4)), want.detach().numpy(), equal_nan=True)
+    close(got, torch.autograd.grad(want, xt, torch.tensor(g))[0].numpy())
+    # under vmap, one element with a NaN sends the whole batch to the exact form
+    close(jax.vmap(lambda a: F.adaptive_avg_pool1d(a, 3))(x[:, :, 0, :5]),
+          TF.adaptive_avg_pool1d(torch.tensor(x[:, :, 0, :5]), 3).numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_average_sums_in_float32_as_torch(dtype, lowering):
+    """avg_pool and lp_pool add in float32 and round once, as torch (bfloat16 sums of
+    1 + 3 * 2**-8 lost the small terms: 0.25 where torch gives 0.2539)."""
+    x = np.random.default_rng(4).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    x[0, 0, 0, :4] = [1.0, 2 ** -8, 2 ** -8, 2 ** -8]
+    xj, xt = jnp.asarray(x, dtype), torch.tensor(x).to(getattr(torch, dtype))
+    for got, want in ((F.avg_pool2d(xj, 3, 1, 1), TF.avg_pool2d(xt, 3, 1, 1)),
+                      (F.avg_pool1d(xj[0], 4), TF.avg_pool1d(xt[0], 4)),
+                      (F.lp_pool2d(xj, 2, 3), TF.lp_pool2d(xt, 2, 3))):
+        np.testing.assert_array_equal(np.asarray(got, np.float32), want.float().numpy())
+
+
+def test_unpool_full_output_size_in_channels_last_mode():
+    """In channels-last mode a full output_size (``x.shape``, ``(N, H, W, C)``) names the spatial
+    sizes at ``[1:-1]``; it was read as ``(W, C)``."""
+    x = np.random.default_rng(5).standard_normal((2, 5, 7, 3))
+    with config.memory_format("channels_last"):
+        v, i = F.max_pool2d(x, 2, return_indices=True)
+        full = F.max_unpool2d(v, i, 2, output_size=x.shape)
+        close(full, F.max_unpool2d(v, i, 2, output_size=x.shape[1:3]))
+        close(nn.MaxUnpool2d(2).apply({}, v, i, output_size=x.shape), full)
+    assert full.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [jnp.bool_, jnp.complex64])
+def test_bool_and_complex_inputs_raise_naming_the_function(dtype):
+    x = jnp.zeros((1, 2, 4, 4), dtype)
+    for name, call in (("max_pool2d", lambda: F.max_pool2d(x, 2)), ("avg_pool2d", lambda: F.avg_pool2d(x, 2)),
+                       ("adaptive_max_pool2d", lambda: F.adaptive_max_pool2d(x, 2)),
+                       ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 3))):
+        with pytest.raises(TypeError, match=f"{name}: expected a real"):
+            call()

@@ -21,6 +21,7 @@ is measured on the running machine first (:mod:`jaxlayers._lowering.autotune`).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from .. import config
 
@@ -32,3 +33,18 @@ def enabled(*backends: str) -> bool:
     if not config.use_lowerings():
         return False
     return not backends or jax.default_backend() in backends
+
+
+@jax.custom_batching.custom_vmap
+def batch_max(case: jax.Array) -> jax.Array:
+    """``case`` (an integer: which form a lowering takes); under ``vmap``, the largest of the
+    batch for every element, unbatched, so that a ``lax.cond``/``lax.switch`` on it runs one
+    form for the whole batch (the forms ordered so that each is exact for the cases before
+    it) instead of every form and a select.  pdist: 8x512x64 forward 40 -> 6 ms,
+    forward + backward 211 -> 19.5 ms (the reference 28 and 185)."""
+    return case
+
+
+@batch_max.def_vmap
+def _batch_max_vmap(axis_size, in_batched, case):
+    return (jnp.max(case) if in_batched[0] else case), False

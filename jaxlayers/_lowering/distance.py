@@ -21,7 +21,7 @@ near-duplicated row) takes its distance from its exact difference, as long as
 each row has at most one such partner.  Otherwise (clusters of close points,
 NaN or infinite values) the reference runs.  A ``lax.switch`` picks the form
 (under ``vmap``, the batch's most general one for every element,
-:func:`_one_case`); JAX differentiates it, the patched and reference forms
+:func:`jaxlayers._lowering.batch_max`); JAX differentiates it, the patched and reference forms
 under ``jax.checkpoint`` (:func:`pdist`).
 2048x64: 6.6-9 ms forward, 29-31 ms forward + backward (torch 5-7 and 22-25; a
 duplicated row 9.5-11 and 36-47; Intel Xeon, AVX-512, 2 cores; docs/distance.md).
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import enabled
+from . import batch_max, enabled
 
 Array = jax.Array
 
@@ -164,20 +164,6 @@ def _classify(near: Array) -> tuple[Array, Array]:
     return lax.cond(jnp.any(near), some_near, none_near, near)
 
 
-@jax.custom_batching.custom_vmap
-def _one_case(case: Array) -> Array:
-    """``case``; under ``vmap``, the most general case of the batch for every element, unbatched, so
-    that the switch runs one form for the whole batch (each form is exact for the cases before it)
-    instead of every form and a select (8x512x64: forward 40 -> 6 ms, forward + backward 211 -> 19.5
-    ms; the reference 28 and 185)."""
-    return case
-
-
-@_one_case.def_vmap
-def _one_case_vmap(axis_size, in_batched, case):
-    return (jnp.max(case) if in_batched[0] else case), False
-
-
 def _patch(x: Array, pairs: Array, partner: Array) -> Array:
     """``pairs`` with each row's near pair (row ``a`` and ``partner[a] > a``) recomputed from its
     exact difference; rows without one (partner 0) write nowhere."""
@@ -212,4 +198,4 @@ def pdist(x: Array, p: float, *, reference: Callable[[Array, float], Array]) -> 
 
     forms = [lambda x, pairs, partner: _gram_pairs(x, pairs), jax.checkpoint(patched),
              jax.checkpoint(lambda x, pairs, partner: reference(x, p))]
-    return lax.switch(_one_case(case), forms, x, _upper(_distances(d2)), partner)
+    return lax.switch(batch_max(case), forms, x, _upper(_distances(d2)), partner)

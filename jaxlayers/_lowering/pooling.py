@@ -30,9 +30,11 @@ size: loops run over window taps and spatial dims only.
   reference's ``(value, index)`` reduction.
 * :func:`window_sum` (average and LP pooling) — the sums as the maxima above,
   and the same stride-phase tangent.
+* :func:`adaptive_avg_pool` — bins that do not tile their dim averaged by a product
+  with the ``(out, in)`` averaging matrix, per dim, on finite input.
 
 The one-GEMM (Kronecker) adaptive average that used to live here no longer
-beat the reference's per-dim contractions and was dropped (docs/pooling.md).
+beat the per-dim contractions and was dropped (docs/pooling.md).
 
 docs/pooling.md records what each wins, measured against the reference.
 """
@@ -50,7 +52,7 @@ import numpy as np
 from jax import lax
 
 from .._utils import bins_tile, extreme, holds_nan, index_dtype, lowest_value, when_nan
-from . import enabled
+from . import batch_max, enabled
 
 # ----------------------------------------------------------------------------- shared
 
@@ -412,3 +414,48 @@ def _window_sum_jvp(win, primals, tangents):
     for v in values[1:]:
         tangent = tangent + v
     return _window_sum(x, win), tangent
+
+
+# ----------------------------------------------------------------------------- adaptive average
+
+
+def _matrix_bin_means(y: jax.Array, ax: int, size: int, out: int, *, bin_table: Callable) -> jax.Array:
+    """The bins' means along ``ax`` as a product with the ``(out, size)`` averaging matrix."""
+    sel, inside = bin_table(size, out)
+    a = np.zeros((out, size))
+    np.add.at(a, (np.arange(out)[:, None].repeat(sel.shape[1], 1)[inside], sel[inside]), 1.0)
+    a = jnp.asarray(a / inside.sum(1)[:, None], y.dtype)
+    return jnp.moveaxis(jnp.tensordot(y, a, axes=((ax,), (1,)), precision=lax.Precision.HIGHEST), -1, ax)
+
+
+def adaptive_avg_pool(x: jax.Array, outs: tuple, first: int, *, bin_table: Callable,
+                      reference: Callable) -> jax.Array:
+    """``reference(x, outs, first)``, the bins that do not tile their dim averaged as a product
+    with the averaging matrix (NumPy at trace time) instead of the reference's sums of each
+    bin's elements, sliced out and padded to the widest (forward+backward ``(32, 256, 13, 13)
+    -> 6``: 4.3 vs 9.0 ms; ``(8, 64, 100, 100) -> 3``: 2.9 vs 9.2 ms; Intel Xeon, AVX-512, 2
+    cores).  The product multiplies every value by the other bins' zeros, and an infinite value
+    times 0 is NaN, which reaches the result (bins that do not tile leave every element out of
+    some bin): a result holding a NaN is recomputed by the reference (a ``lax.cond`` on the
+    result, cheaper than a test of the input; under ``vmap`` on the whole batch,
+    :func:`jaxlayers._lowering.batch_max`).  The pooling is linear, so its derivative is the
+    product alone, whatever the input holds (a custom JVP: differentiated through the
+    ``lax.cond``, reverse mode added an input-sized zero cotangent, forward+backward 2.3 -> 5.5 ms
+    at ``(8, 64, 100, 100) -> 3``)."""
+    tiled = all(out == 0 or size % out == 0 for size, out in zip(x.shape[first:first + len(outs)], outs))
+    if tiled or not enabled("cpu"):
+        return reference(x, outs, first)
+    return _product_means(x, outs, first, functools.partial(_matrix_bin_means, bin_table=bin_table), reference)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _product_means(x: jax.Array, outs: tuple, first: int, means: Callable, reference: Callable) -> jax.Array:
+    y = reference(x, outs, first, bin_means=means)
+    return lax.cond(batch_max(jnp.any(jnp.isnan(y)).astype(jnp.int32)) > 0,
+                    lambda x, y: reference(x, outs, first), lambda x, y: y, x, y)
+
+
+@_product_means.defjvp
+def _product_means_jvp(outs, first, means, reference, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return _product_means(x, outs, first, means, reference), reference(t, outs, first, bin_means=means)

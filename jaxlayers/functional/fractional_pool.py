@@ -129,14 +129,14 @@ def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_
         shape[2 + j], shape[2 + d + j] = out[j], kernel[j]
         flat = flat + (pos * strides[j]).reshape(shape)
     flat = flat.reshape((n, c) + tuple(out) + (math.prod(kernel),))  # (N, C, *out, K)
-    xf = x.reshape(n, c, -1)
-    taps = jnp.take_along_axis(xf, flat.reshape(n, c, -1), axis=2).reshape(flat.shape)
+    xf = x.reshape(n, c, math.prod(spatial))  # sizes spelt out: a -1 cannot be inferred for an empty batch
+    taps = jnp.take_along_axis(xf, flat.reshape(n, c, math.prod(flat.shape[2:])), axis=2).reshape(flat.shape)
     nan = jnp.isnan(taps)
     last_nan = nan.shape[-1] - 1 - jnp.argmax(nan[..., ::-1], axis=-1)
     first_max = jnp.argmax(jnp.where(nan, -jnp.inf, taps), axis=-1)
     sel = jnp.where(jnp.any(nan, axis=-1), last_nan, first_max)
     idx = jnp.take_along_axis(flat, sel[..., None], axis=-1)[..., 0]  # (N, C, *out)
-    y = jnp.take_along_axis(xf, idx.reshape(n, c, -1), axis=2).reshape(idx.shape)
+    y = jnp.take_along_axis(xf, idx.reshape(n, c, math.prod(out)), axis=2).reshape(idx.shape)
     idx = idx.astype(index_dtype())
     if unbatched:
         y, idx = y[0], idx[0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,9 @@ def _batched(x: Any, n: int, name: str, empty_channels: bool = False,
     ambiguous)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = jnp.asarray(x)
+    if x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.complexfloating):  # torch has no such kernels
+        raise TypeError(f"{name}: expected a real (integer or floating-point) input, got dtype {x.dtype} "
+                        f"(shape {shape_str(x)})")
     if last:
         if x.ndim != n + 2:
             raise ValueError(f"{name}: channel_axis=-1 expects a batched (N, *{n} spatial dims, C) input "
@@ -501,17 +504,17 @@ _UNPOOL_DOC = """Partial inverse of max pooling, as ``torch.nn.functional.max_un
     """
 
 
-@channels_last(moved=2, spatial=1)
+@channels_last(moved=2, spatial=1, shapes=("output_size",))
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     return _max_unpool_nd(input, indices, kernel_size, stride, padding, output_size, 1, "max_unpool1d")
 
 
-@channels_last(moved=2, spatial=2)
+@channels_last(moved=2, spatial=2, shapes=("output_size",))
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     return _max_unpool_nd(input, indices, kernel_size, stride, padding, output_size, 2, "max_unpool2d")
 
 
-@channels_last(moved=2, spatial=3)
+@channels_last(moved=2, spatial=3, shapes=("output_size",))
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     return _max_unpool_nd(input, indices, kernel_size, stride, padding, output_size, 3, "max_unpool3d")
 
@@ -550,7 +553,9 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
         raise ValueError(f"{name}: input of spatial size {spatial} is smaller than kernel_size {k} "
                          f"(input of shape {shape_str(input)})")
     win = _window(name, x, k, s, p, (1,) * n, ceil_mode, last)
-    summed = compiled(_window_sum_entry, (win,), x)
+    # sums and the division in at least float32, rounded once, as torch's (bfloat16 sums of
+    # 1 + 3 * 2**-8 lost the small terms)
+    summed = compiled(_window_sum_entry, (win,), x.astype(jnp.promote_types(x.dtype, jnp.float32)))
     if divisor_override is not None:
         divisor = np.float64(divisor_override)
     else:
@@ -558,7 +563,7 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
                             for i in range(n))
         if np.all(divisor == divisor.flat[0]):  # one divisor everywhere: a scalar, not a broadcast array
             divisor = divisor.flat[0]
-    return _unbatch(summed / jnp.asarray(divisor, x.dtype), unbatched)
+    return _unbatch((summed / jnp.asarray(divisor, summed.dtype)).astype(x.dtype), unbatched)
 
 
 def _window_sum_entry(x: jax.Array, win: _Window) -> jax.Array:
@@ -667,12 +672,21 @@ def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-def _avg_matrix(size: int, out: int) -> np.ndarray:
-    """The ``(out, size)`` matrix that averages torch's adaptive bins."""
+def _bin_table(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """torch's adaptive bins along a dim of ``size`` as an ``(out, K)`` index table (``K`` the
+    widest bin) and its mask of the slots inside each bin."""
     start, end = _bins(size, out)
-    cols = np.arange(size)
-    mask = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])
-    return mask / np.maximum(end - start, 1)[:, None]
+    sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
+    return np.minimum(sel, size - 1), sel < end[:, None]
+
+
+def _bin_means(y: jax.Array, ax: int, size: int, out: int) -> jax.Array:
+    """Means of torch's adaptive bins along ``ax``: each bin's elements (:func:`_take_bins`, the
+    slots past its end 0) summed and divided by its length, as torch.  (A dense averaging matrix
+    multiplies every value by the other bins' zeros: an infinite value made every bin NaN.)"""
+    sel, inside = _bin_table(size, out)
+    total = jnp.sum(_take_bins(y, ax, sel, inside, 0), ax + 1)
+    return total / jnp.asarray(inside.sum(1).reshape((out,) + (1,) * (y.ndim - ax - 1)), y.dtype)
 
 
 def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, name: str,
@@ -684,15 +698,21 @@ def _adaptive_avg_pool_nd(input: Any, output_size: Any, num_spatial_dims: int, n
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     outs = _adaptive_sizes(output_size, _spatial_shape(x, last), n, name)
-    y = compiled(_adaptive_avg_pool_reference, (outs, first), x)
+    y = compiled(_adaptive_avg_pool, (outs, first), x)
     return _unbatch(y, unbatched)
 
 
-def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...], first: int = 2) -> jax.Array:
+def _adaptive_avg_pool(x: jax.Array, outs: tuple[int, ...], first: int) -> jax.Array:
+    return _lowering_pooling.adaptive_avg_pool(x, outs, first, bin_table=_bin_table,
+                                               reference=_adaptive_avg_pool_reference)
+
+
+def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...], first: int = 2,
+                                 bin_means: Callable = _bin_means) -> jax.Array:
     """Separable, innermost dim first: a mean over equal bins where ``out``
-    divides ``in`` (global pooling included), else one ``(out, in)`` averaging
-    matrix (NumPy at trace time) contracted with ``tensordot``; the spatial dims
-    start at ``first`` (2, or 1 for channels-last input)."""
+    divides ``in`` (global pooling included), else ``bin_means(y, ax, in, out)``, by
+    default the masked sums of the bins' gathered elements (:func:`_bin_means`); the
+    spatial dims start at ``first`` (2, or 1 for channels-last input)."""
     y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     for i in reversed(range(len(outs))):
         size, ax, out = int(x.shape[first + i]), first + i, outs[i]
@@ -701,8 +721,7 @@ def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...], first: int
         if out and size % out == 0:  # equal, disjoint bins: a mean over a split dim (a reduction, any layout)
             y = jnp.mean(y.reshape(y.shape[:ax] + (out, size // out) + y.shape[ax + 1:]), ax + 1)
             continue
-        a = jnp.asarray(_avg_matrix(size, out), y.dtype)
-        y = jnp.moveaxis(jnp.tensordot(y, a, axes=((ax,), (1,)), precision=lax.Precision.HIGHEST), -1, ax)
+        y = bin_means(y, ax, size, out)
     return y.astype(x.dtype)
 
 
@@ -740,10 +759,7 @@ class _AdaptiveBins(NamedTuple):
     outs: tuple
 
     def table(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        size = self.spatial[i]
-        start, end = _bins(size, self.outs[i])
-        sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
-        return np.minimum(sel, size - 1), sel < end[:, None]
+        return _bin_table(self.spatial[i], self.outs[i])
 
     def __call__(self, v: jax.Array, i: int, out: int, fill: Any) -> jax.Array:
         return _take_bins(v, 2 + i, *self.table(i), fill)

@@ -132,7 +132,7 @@ class _MaxUnpoolNd(fnn.Module):
         _check_window_args(self, ("kernel_size", "stride", "padding"))
         super().__post_init__()
 
-    @channels_last(moved=2)
+    @channels_last(moved=2, shapes=("output_size",))
     def __call__(self, input: Any, indices: Any, output_size: Any = None) -> Any:
         return _P._max_unpool_nd(input, indices, self.kernel_size, self.stride, self.padding, output_size,
                                  self.num_spatial_dims, type(self).__name__)
