@@ -629,3 +629,52 @@ def test_swap_hazard_flags_the_aborting_convolutions_not_common_ones():
     assert not convt((28, 28), (2, 2), (2, 2), (0, 0), (0, 0), (1, 1))  # U-Net's up-convolution
     assert not convt((14, 14), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1))
     assert not conv((8,), (2,), (2,), (1,))  # one spatial dim: never swapped
+
+
+# ------------------------------------------------------------------ what a review found
+
+
+def test_low_precision_paths_sum_in_float32_as_torch():
+    """bfloat16 through the tiny-map GEMM (its input gradient a sum of the taps' slices) and
+    through the taps fallback where XLA would abort: summed in float32 and rounded once, torch's
+    bits (they were rounded once per tap)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 16, 2, 2)), rng.standard_normal((16, 16, 3, 3))
+    xs, ws = rng.standard_normal((1, 16, 9, 4)), rng.standard_normal((1, 16, 2, 2))  # a swap hazard
+
+    def ours(x, w):
+        xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+        return jax.vjp(lambda x: F.conv2d(x, wb, padding=1), xb)[1](jnp.ones((1, 16, 2, 2), jnp.bfloat16))[0]
+
+    xt = torch.tensor(x).bfloat16().requires_grad_(True)
+    want = torch.autograd.grad(TF.conv2d(xt, torch.tensor(w).bfloat16(), padding=1), xt,
+                               torch.ones(1, 16, 2, 2, dtype=torch.bfloat16))[0]
+    np.testing.assert_array_equal(np.asarray(ours(x, w), np.float32), want.float().numpy())
+    got = F.conv2d(jnp.asarray(xs, jnp.bfloat16), jnp.asarray(ws, jnp.bfloat16), stride=2, padding=(0, 1))
+    want = TF.conv2d(torch.tensor(xs).bfloat16(), torch.tensor(ws).bfloat16(), stride=2, padding=(0, 1))
+    np.testing.assert_array_equal(np.asarray(got, np.float32), want.float().numpy())
+
+
+def test_channels_last_depthwise_weight_gradient_and_transposed_output_size():
+    """Channels-last mode: an infinite input reaches only its taps of the depthwise weight
+    gradient (the identity product behind the taps-major weights made the channel's every tap
+    NaN), and ConvTranspose reads a full output_size as (N, *spatial, C) (it read (N, C, ...):
+    a silently wrong size)."""
+    from jaxlayers import config
+
+    x = np.ones((1, 2, 3, 3))
+    x[0, 1, 2, 2] = np.inf
+    w = np.ones((2, 1, 2, 2))
+
+    def loss(w, x):
+        return jnp.sum(F.conv2d(x, w, groups=2))
+
+    want = jax.grad(loss)(w, x)
+    with config.memory_format("channels_last"):
+        got = jax.grad(loss)(w, np.moveaxis(x, 1, -1))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    m = nn.ConvTranspose2d(4, 10, 3, 2, 1)
+    xc = jnp.ones((1, 5, 5, 4))
+    with config.memory_format("channels_last"):
+        v = m.init(jax.random.key(0), xc)
+        assert m.apply(v, xc, output_size=(1, 9, 10, 10)).shape == (1, 9, 10, 10)

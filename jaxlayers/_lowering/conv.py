@@ -283,16 +283,24 @@ def _tap_slices(xp, kernel, stride, dilation, first=2):
         yield tap, lax.slice(xp, start, limit, steps)
 
 
+@jax.custom_jvp
 def _taps_major(w):
     """``w.T`` for ``w`` ``(C, taps)``, stored taps-major (channels contiguous) as a product with the
     identity: a transpose is fused back into the loop, which then loads each tap's weights strided
     by the taps' count (8x56x56x96 3x3 forward 4.6-5.3 -> 1.7-2.8 ms).  The product turns an
     infinite weight into NaNs at every tap of its channel (``inf * 0``), so weights that are not
-    all finite take the transpose (a ``lax.cond``; its output is stored whole either way)."""
+    all finite take the transpose (a ``lax.cond``; its output is stored whole either way); the
+    derivative is the transpose (a custom JVP), whose own transpose, the weight gradient, would
+    otherwise multiply an infinite cotangent by the identity's zeros too."""
     def product(w):
         return jnp.einsum("ct,ts->sc", w, jnp.eye(w.shape[1], dtype=w.dtype), precision=lax.Precision.HIGHEST)
 
     return lax.cond(jnp.all(jnp.isfinite(w)), product, jnp.transpose, w)
+
+
+@_taps_major.defjvp
+def _taps_major_jvp(primals, tangents):
+    return _taps_major(primals[0]), jnp.transpose(tangents[0])
 
 
 def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
@@ -328,11 +336,16 @@ def _depthwise_conv(x, w, stride, pairs, dilation, channels_last=False):
 
 def _stacked_taps_conv(x, w, stride, pairs, dilation, precision):
     """Groups-1 convolution as one GEMM over the stacked kernel taps (im2col):
-    per tap a strided slice of the padded input, then ``einsum`` with the weight."""
+    per tap a strided slice of the padded input, then ``einsum`` with the weight.  In at
+    least float32, rounded once: in bfloat16 the input gradient, a sum of the taps'
+    slices, was rounded once per tap (half of it off torch's bits at 64 channels)."""
+    dtype = jnp.result_type(x, w)
+    acc = jnp.promote_types(dtype, jnp.float32)
+    x, w = x.astype(acc), w.astype(acc)
     taps = _tap_slices(_pad_spatial(x, pairs), tuple(w.shape[2:]), stride, dilation)
     cols = jnp.stack([sl for _, sl in taps], axis=2)  # (N, C, taps, *out)
     w3 = w.reshape(w.shape[0], x.shape[1], -1)
-    return jnp.einsum("nct...,oct->no...", cols, w3, precision=precision)
+    return jnp.einsum("nct...,oct->no...", cols, w3, precision=precision).astype(dtype)
 
 
 def _conv_out(x_shape, kernel, stride, pairs, lhs, dilation) -> tuple[int, ...]:

@@ -89,7 +89,10 @@ def _swap_hazard(spatial, kernel, stride, pairs, lhs_dilation, dilation, depth: 
 def _taps_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precision):
     """:func:`_reference_conv` without a convolution op: the input dilated and padded by ``lax.pad``,
     then one strided slice per kernel tap (the lowering's ``_tap_slices``), contracted with that
-    tap's weights."""
+    tap's weights, summed in at least float32 and rounded once (as torch)."""
+    dtype = jnp.result_type(x, w)
+    acc = jnp.promote_types(dtype, jnp.float32)
+    x, w = x.astype(acc), w.astype(acc)
     zero = jnp.zeros((), x.dtype)
     xp = lax.pad(x, zero, [(0, 0, 0)] * 2 + [(lo, hi, l - 1) for (lo, hi), l in zip(pairs, lhs_dilation)])
     kernel = w.shape[2:]
@@ -100,7 +103,7 @@ def _taps_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precision):
     for tap, cols in _lowering._tap_slices(xg, kernel, stride, dilation, first=3):
         term = jnp.einsum("ngc...,goc->ngo...", cols, wg[(Ellipsis,) + tap], precision=precision)
         y = term if y is None else y + term
-    return y.reshape((nb, o) + y.shape[3:])
+    return y.reshape((nb, o) + y.shape[3:]).astype(dtype)
 
 
 def _layouts(n: int) -> str:

@@ -224,7 +224,7 @@ class _ConvTransposeNd(_ConvBase):
 
     transposed: ClassVar[bool] = True
 
-    @channels_last
+    @channels_last(shapes=("output_size",))
     @fnn.compact
     def __call__(self, x: Any, output_size: Any = None) -> Any:
         x, weight, bias = self._params(x)
