@@ -17,8 +17,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
+from jax import lax
 
 from .._lowering import distance as _lowering
 from .._utils import (_is_int, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
@@ -145,7 +145,6 @@ def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> jax.
 
     Example:
         >>> import jax.numpy as jnp
-from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.cosine_similarity(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]))
         Array([0.70710677], dtype=float32)
@@ -182,7 +181,6 @@ def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepd
 
     Example:
         >>> import jax.numpy as jnp
-from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.pairwise_distance(jnp.array([[3.0, 0.0]]), jnp.array([[0.0, 4.0]]), eps=0.0)
         Array([5.], dtype=float32)
@@ -203,7 +201,6 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]]))
         Array([5.       , 1.       , 4.2426405], dtype=float32)
@@ -298,7 +295,6 @@ def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out:
 
     Example:
         >>> import jax.numpy as jnp
-from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.normalize(jnp.array([[3.0, 4.0]]))
         Array([[0.6, 0.8]], dtype=float32)
@@ -331,7 +327,6 @@ def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-from jax import lax
         >>> from jaxlayers import functional as F
         >>> F.one_hot(jnp.array([0, 2]), 3).tolist()
         [[1, 0, 0], [0, 0, 1]]
@@ -385,7 +380,6 @@ def gumbel_softmax(logits: Any, tau: float = 1, hard: bool = False, eps: float =
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
-from jax import lax
         >>> from jaxlayers import functional as F
         >>> y = F.gumbel_softmax(jnp.zeros((2, 3)), hard=True, key=jax.random.key(0))
         >>> y.sum(-1).tolist()

@@ -676,7 +676,7 @@ def _bin_table(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     """torch's adaptive bins along a dim of ``size`` as an ``(out, K)`` index table (``K`` the
     widest bin) and its mask of the slots inside each bin."""
     start, end = _bins(size, out)
-    sel = start[:, None] + np.arange(int((end - start).max()))[None, :]
+    sel = start[:, None] + np.arange(int((end - start).max()) if out else 0)[None, :]
     return np.minimum(sel, size - 1), sel < end[:, None]
 
 
@@ -718,7 +718,10 @@ def _adaptive_avg_pool_reference(x: jax.Array, outs: tuple[int, ...], first: int
         size, ax, out = int(x.shape[first + i]), first + i, outs[i]
         if out == size:
             continue
-        if out and size % out == 0:  # equal, disjoint bins: a mean over a split dim (a reduction, any layout)
+        if out == 0:  # torch: an empty result
+            y = jnp.zeros(y.shape[:ax] + (0,) + y.shape[ax + 1:], y.dtype)
+            continue
+        if size % out == 0:  # equal, disjoint bins: a mean over a split dim (a reduction, any layout)
             y = jnp.mean(y.reshape(y.shape[:ax] + (out, size // out) + y.shape[ax + 1:]), ax + 1)
             continue
         y = bin_means(y, ax, size, out)
