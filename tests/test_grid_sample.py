@@ -138,7 +138,8 @@ def test_affine_grid_then_grid_sample_identity():
     (lambda: F.affine_grid(np.zeros((1, 2, 3)), (1, 1, 0, 3)), ValueError, "positive output size"),
     (lambda: F.affine_grid(np.zeros((1, 2, 3), np.int32), (1, 1, 3, 3)), TypeError, "floating-point"),
     (lambda: F.affine_grid(np.zeros((1, 2, 3)), 5), TypeError, "size must be a sequence"),
-], ids=range(14))
+    (lambda: F.affine_grid(np.zeros((1, 2, 3)), (1, 1, 4.5, 4)), TypeError, "size must be a sequence of ints"),
+], ids=range(15))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

@@ -134,6 +134,13 @@ def test_modules_match_torch():
 X = np.zeros((1, 5, 3, 4))
 
 
+def _channels_last(call):
+    from jaxlayers import config
+
+    with config.memory_format("channels_last"):
+        return call()
+
+
 @pytest.mark.parametrize("call,exc,match", [
     (lambda: F.pixel_shuffle(X, 2), ValueError, r"pixel_shuffle: the channel dimension .*5.* divisible by .*4"),
     (lambda: F.pixel_shuffle(np.zeros((4, 3)), 2), ValueError, "at least 3 dimensions"),
@@ -161,7 +168,12 @@ X = np.zeros((1, 5, 3, 4))
     (lambda: nn.Fold(output_size=4, kernel_size=2).apply({}, np.zeros((1, 7, 9))), ValueError, "Fold: expected"),
     (lambda: F.unfold(np.zeros((1, 0, 3, 3)), 2), ValueError, r"unfold: dims other than the batch dim must be non-empty"),
     (lambda: F.fold(np.zeros((1, 4, 0)), 3, 2), ValueError, r"fold: dims other than the batch dim must be non-empty"),
-], ids=range(26))
+    # channels-last input must be (N, H, W, C): an unbatched (H, W, C) was moved as if (H, C, W)
+    (lambda: _channels_last(lambda: F.pixel_shuffle(np.zeros((4, 2, 4)), 2)), ValueError,
+     r"pixel_shuffle: memory_format 'channels_last' expects a batched input"),
+    (lambda: _channels_last(lambda: nn.PixelUnshuffle(2).apply({}, np.zeros((4, 4, 2)))), ValueError,
+     r"PixelUnshuffle: memory_format 'channels_last' expects a batched input"),
+], ids=range(28))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

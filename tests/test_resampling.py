@@ -179,7 +179,8 @@ def test_given_scale_is_used_unless_recomputed():
     (lambda: nn.Upsample(size=3, mode="bogus"), ValueError, "Upsample: unknown mode 'bogus'"),
     (lambda: nn.Upsample(size=3, mode="bilinear").apply({}, X3), ValueError, "Upsample: mode 'bilinear' needs 4-D"),
     (lambda: nn.UpsamplingBilinear2d().apply({}, X4), ValueError, "UpsamplingBilinear2d: either size or scale_factor"),
-], ids=range(22))
+    (lambda: F.interpolate(X4, scale_factor=float("nan")), ValueError, "interpolate: scale_factor must be finite"),
+], ids=range(23))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

@@ -10,7 +10,8 @@ any machine): output ``p·m + r`` (phase ``r``) reads input ``q·m + a_r + k`` f
 ``k < K_r``, so each phase is ``K_r`` strided slices times per-output weights,
 and the phases interleave.  The weights are the reference matrix's entries, so
 values agree with it up to the order of the float additions, and a non-finite
-input reaches only the outputs whose taps hold it (the matrix multiplies it by
+input reaches the outputs whose taps hold it, and those of the same phase for which
+it is a zero-weight slot of a window wider than their taps (the matrix multiplies it by
 the zero weights of a whole row; torch reads its taps, but its border-clamped
 cubic taps and zero-weight taps give NaN at a few outputs where the taps give inf).
 

@@ -260,9 +260,12 @@ def _affine_grid(theta: Any, size: Any, align_corners: Optional[bool], name: str
     if not jnp.issubdtype(t.dtype, jnp.floating):
         raise TypeError(f"{name}: expected theta to have a floating-point dtype, got {t.dtype}")
     try:
-        size = tuple(int(s) for s in size)
+        ints = tuple(int(s) for s in size)
     except TypeError:
         raise TypeError(f"{name}: size must be a sequence of ints (N, C, H, W) or (N, C, D, H, W), got {size!r}")
+    if any(isinstance(s, bool) or s != i for s, i in zip(size, ints)):  # 4.5 was truncated to 4
+        raise TypeError(f"{name}: size must be a sequence of ints (N, C, H, W) or (N, C, D, H, W), got {size!r}")
+    size = ints
     if len(size) not in (4, 5):
         raise ValueError(
             f"{name}: only 4-D and 5-D sizes are supported, for 2-D and 3-D affine transforms, got size {size}"

@@ -48,7 +48,7 @@ def _pixel_shuffle(input: Any, upscale_factor: int, name: str) -> jax.Array:
     return y.reshape(*lead, c // (r * r), h * r, w * r)
 
 
-@channels_last
+@channels_last(spatial=2)  # channels-last input must be (N, H, W, C): an unbatched one is ambiguous
 def pixel_shuffle(input: Any, upscale_factor: int) -> jax.Array:
     """Rearrange ``(*, C r^2, H, W)`` to ``(*, C, H r, W r)``, as ``torch.nn.functional.pixel_shuffle``.
 
@@ -87,7 +87,7 @@ def _pixel_unshuffle(input: Any, downscale_factor: int, name: str) -> jax.Array:
     return y.reshape(*lead, c * r * r, h // r, w // r)
 
 
-@channels_last
+@channels_last(spatial=2)
 def pixel_unshuffle(input: Any, downscale_factor: int) -> jax.Array:
     """Rearrange ``(*, C, H r, W r)`` to ``(*, C r^2, H, W)``, as ``torch.nn.functional.pixel_unshuffle``.
 

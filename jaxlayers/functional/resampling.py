@@ -134,6 +134,8 @@ def parse_interpolate(
         if not all(_is_real(f) for f in factors):
             raise TypeError(f"{name}: scale_factor must be a number or a sequence of {n} numbers, got {scale_factor!r}")
         factors = tuple(float(f) for f in factors)
+        if not all(math.isfinite(f) for f in factors):
+            raise ValueError(f"{name}: scale_factor must be finite, got {scale_factor!r}")
         out = tuple(int(math.floor(float(s) * f)) for s, f in zip(spatial, factors))
         # torch passes the given scales on to the kernels unless they are recomputed
         # from the output size (always so for "area").
@@ -380,7 +382,9 @@ def interpolate(
     the interpolating modes a non-finite input value spreads NaN along its row
     where a dense interpolation matrix is used (it multiplies the value by zero
     weights: the ``"reference"`` setting, differentiated calls, and ratios without
-    a short period; otherwise it reaches only the outputs whose taps hold it).
+    a short period; otherwise it reaches the outputs whose taps hold it, and those
+    of the same output phase whose weight for it is zero, where a phase's window is
+    wider than one output's taps, as with ``align_corners`` and sizes ``2n - 1``).
     torch 2.13's ``"lanczos"`` mode is not implemented.
 
     Example:

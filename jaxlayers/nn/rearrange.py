@@ -38,7 +38,7 @@ class PixelShuffle(fnn.Module):
         _R._positive_int(self.upscale_factor, "upscale_factor", type(self).__name__)
         super().__post_init__()
 
-    @channels_last
+    @channels_last(spatial=2)
     def __call__(self, input: Any) -> jax.Array:
         return _R._pixel_shuffle(input, self.upscale_factor, type(self).__name__)
 
@@ -64,7 +64,7 @@ class PixelUnshuffle(fnn.Module):
         _R._positive_int(self.downscale_factor, "downscale_factor", type(self).__name__)
         super().__post_init__()
 
-    @channels_last
+    @channels_last(spatial=2)
     def __call__(self, input: Any) -> jax.Array:
         return _R._pixel_unshuffle(input, self.downscale_factor, type(self).__name__)
 
