@@ -584,7 +584,13 @@ ERRORS = [
     (lambda: F.cosine_embedding_loss(X34, X34, _pm1(3, 1)), ValueError, r"cosine_embedding_loss: 0-D or 1-D target"),
     (lambda: F.cosine_embedding_loss(_n(4), _n(4), _pm1(3)), ValueError, r"cosine_embedding_loss: 1-D target expects 2-D"),
     (lambda: F.triplet_margin_loss(X34, X34, _n(4)), ValueError, r"triplet_margin_loss: .*same number of dimensions"),
-    (lambda: nn.TripletMarginLoss(p=0.0).apply({}, X34, X34, X34), ValueError, r"TripletMarginLoss: p must be > 0"),
+    (lambda: nn.TripletMarginLoss(p=-1.0).apply({}, X34, X34, X34), ValueError, r"TripletMarginLoss: p must be >= 0"),
+    # a target that does not broadcast raises naming the loss (JAX's broadcasting error did not)
+    (lambda: F.soft_margin_loss(X34, _n(3, 2)), ValueError, r"soft_margin_loss: target of shape \(3, 2\) does not"),
+    (lambda: F.multilabel_soft_margin_loss(X34, _n(3, 2)), ValueError, r"multilabel_soft_margin_loss: target"),
+    (lambda: F.poisson_nll_loss(X34, _n(3, 2)), ValueError, r"poisson_nll_loss: target of shape"),
+    (lambda: F.kl_div(X34, _n(3, 2), reduction="sum"), ValueError, r"kl_div: target of shape"),
+    (lambda: F.hinge_embedding_loss(X34, _n(3, 2)), ValueError, r"hinge_embedding_loss: target of shape"),
     (lambda: F.triplet_margin_with_distance_loss(X34, X34, X34, margin=0.0), ValueError,
      r"triplet_margin_with_distance_loss: margin must be greater than 0"),
     (lambda: nn.CrossEntropyLoss().apply({}, X34, np.array([0, 9, 1])), IndexError,
@@ -680,3 +686,13 @@ def test_special_values_like_torch(name, arrays, kw):
     for i, (g, w) in enumerate(zip(got_grads, want_grads)):
         if w is not None:  # torch has no derivative for some targets
             close(g, w, rtol=1e-12, atol=0, err_msg=f"gradient {i}")
+
+
+def test_triplet_margin_loss_p0_counts_as_torch():
+    """p = 0 counts the entries of ``a - p + eps`` that are not 0, as torch (it was rejected);
+    the count has no gradient (torch gives None, we give zeros)."""
+    a, p, n = _n(4, 3), _n(4, 3), _n(4, 3)
+    for reduction in ("mean", "none"):
+        want = TF.triplet_margin_loss(*(torch.tensor(v) for v in (a, p, n)), p=0, margin=2.0, reduction=reduction)
+        close(F.triplet_margin_loss(a, p, n, p=0, margin=2.0, reduction=reduction), want.numpy())
+    assert not np.asarray(jax.grad(lambda a: F.triplet_margin_loss(a, p, n, p=0))(a)).any()

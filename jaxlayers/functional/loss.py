@@ -371,6 +371,16 @@ def _binary_cross_entropy(input: Any, target: Any, weight: Any, reduction: str, 
     return _reduce(loss, reduction).astype(out_dtype)
 
 
+def _check_broadcast(name: str, input: jax.Array, target: jax.Array) -> None:
+    """A target that does not broadcast with the input raises naming the loss (not JAX's
+    "incompatible shapes for broadcasting" from inside the formula)."""
+    try:
+        jnp.broadcast_shapes(input.shape, target.shape)
+    except ValueError:
+        raise ValueError(f"{name}: target of shape {shape_str(target)} does not broadcast with input of shape "
+                         f"{shape_str(input)}") from None
+
+
 def _broadcast_to(name: str, a: jax.Array, shape: tuple, what: str) -> jax.Array:
     try:
         return jnp.broadcast_to(a, shape)
@@ -470,6 +480,7 @@ def _multilabel_soft_margin_loss(input: Any, target: Any, weight: Any, reduction
     out_dtype, (x, t, w) = _floats(input, target, weight)
     if x.ndim < 1:
         raise ValueError(f"{name}: expected input of shape (C,) or (N, C), got 0-D input")
+    _check_broadcast(name, x, t)
     loss = -(t * jax.nn.log_sigmoid(x) + (1 - t) * jax.nn.log_sigmoid(-x))
     if w is not None:
         loss = loss * w
@@ -649,6 +660,7 @@ def multi_margin_loss(input: Any, target: Any, p: int = 1, margin: float = 1.0, 
 
 def _soft_margin_loss(input: Any, target: Any, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
+    _check_broadcast(name, x, t)
     loss = jnp.logaddexp(0.0, -t * x)
     return _reduce(loss, reduction).astype(out_dtype)
 
@@ -800,6 +812,7 @@ def smooth_l1_loss(input: Any, target: Any, size_average: Any = None, reduce: An
 
 def _kl_div(input: Any, target: Any, reduction: str, log_target: bool, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
+    _check_broadcast(name, x, t)
     if log_target:
         loss = jnp.exp(t) * (t - x)
     else:  # xlogy(t, t) - t * x: 0 where t == 0 (value and derivative), NaN for t < 0 as in torch
@@ -845,6 +858,7 @@ def kl_div(input: Any, target: Any, size_average: Any = None, reduce: Any = None
 def _poisson_nll_loss(input: Any, target: Any, log_input: bool, full: bool, eps: float, reduction: str,
                       name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
+    _check_broadcast(name, x, t)
     if log_input:
         loss = jnp.exp(x) - t * x
     else:
@@ -974,6 +988,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, margin: float = 0
 
 def _hinge_embedding_loss(input: Any, target: Any, margin: float, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
+    _check_broadcast(name, x, t)
     margin_term = jnp.where(t != 1, clamp_min(margin - x, 0.0), 0.0)
     self_term = jnp.where(t != -1, x, 0.0)
     return _reduce(margin_term + self_term, reduction).astype(out_dtype)
@@ -1077,8 +1092,8 @@ def _triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any
 
 def _triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float, p: float, eps: float, swap: bool,
                          reduction: str, name: str) -> jax.Array:
-    if not p > 0:
-        raise ValueError(f"{name}: p must be > 0, got {p}")
+    if not p >= 0:  # p = 0 counts the differing entries, as torch
+        raise ValueError(f"{name}: p must be >= 0, got {p}")
     return _triplet_margin_with_distance_loss(anchor, positive, negative,
                                               lambda x1, x2: _pairwise_distance(x1, x2, p, eps), margin, swap,
                                               reduction, name)
@@ -1094,7 +1109,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float
     Args:
         anchor, positive, negative: ``(N, D)`` or ``(D,)`` (same rank).
         margin: > 0, default 1.
-        p: norm degree (> 0 or ``inf``). Default 2.
+        p: norm degree (>= 0 or ``inf``; 0 counts the non-zero entries). Default 2.
         eps: added to the difference. Default 1e-6.
         swap: use ``min(d(a, n), d(p, n))`` as the negative distance.
         reduction, size_average, reduce: as :func:`cross_entropy` (plain mean).
