@@ -479,3 +479,34 @@ def test_nnx_trainer_config_and_tiny_run(tmp_path):
     assert int(model.state_dict()["bn0_0.num_batches_tracked"]) == 256 * 3 // 4 // 32
     saved = interop.load_safetensors(tmp_path / "model.safetensors")
     assert list(saved) == sorted(model.state_dict())
+
+
+def test_tied_weights_are_listed_under_every_name_as_torch():
+    """A module or a parameter shared by two attributes (tied weights): state_dict lists it under
+    each name, as torch's, so torch's state_dict loads strictly (the aliases were dropped: a strict
+    load of torch's reported them unexpected); named_parameters lists it once, as torch's."""
+    class Tied(jnnx.Module):
+        def __init__(self, rngs):
+            super().__init__()
+            self._init_mode()
+            self.a = jnnx.Linear(2, 2, rngs=rngs)
+            self.b = self.a
+            self.emb = jnnx.Embedding(5, 2, rngs=rngs)
+            self.head = jnnx.Linear(2, 5, bias=False, rngs=rngs)
+            self.head.weight = self.emb.weight
+
+    class TorchTied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(2, 2)
+            self.b = self.a
+            self.emb = torch.nn.Embedding(5, 2)
+            self.head = torch.nn.Linear(2, 5, bias=False)
+            self.head.weight = self.emb.weight
+
+    ours, theirs = Tied(fnnx.Rngs(0)), TorchTied()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[key], value.numpy(), rtol=1e-6)  # loaded as float32
+    assert [k for k, _ in ours.named_parameters()] == [k for k, _ in theirs.named_parameters()]

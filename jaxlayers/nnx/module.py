@@ -51,21 +51,27 @@ def _is_container(value: Any) -> bool:
     return isinstance(value, (nnx.Pytree, Mapping, list, tuple))
 
 
-def _walk(node: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
-    """Every Variable and every module below ``node``: ``(dotted key, object)``, each object once."""
+def _walk(node: Any, prefix: str, seen: set[int], aliases: bool = False) -> Iterator[tuple[str, Any]]:
+    """Every Variable and every module below ``node``: ``(dotted key, object)``, each object once
+    (torch's ``named_parameters``/``named_modules``), or with ``aliases`` once under every name
+    it is reachable by (torch's ``state_dict``: a tied weight is listed under each of its
+    names); ``seen`` then holds the containers being walked, which only a cycle meets again."""
     for name, value in _child_items(node):
         if id(value) in seen:
             continue
         key = prefix + name
         if isinstance(value, nnx.Variable):
-            seen.add(id(value))
+            if not aliases:
+                seen.add(id(value))
             if not isinstance(value, _SKIP_TYPES):
                 yield key, value
         elif _is_container(value):
             seen.add(id(value))
             if isinstance(value, nnx.Module):
                 yield key, value
-            yield from _walk(value, key + ".", seen)
+            yield from _walk(value, key + ".", seen, aliases)
+            if aliases:
+                seen.discard(id(value))
 
 
 def _nest(flat: Mapping[str, Any]) -> dict:
@@ -146,8 +152,8 @@ class Module(nnx.Module):
         for _, m in self.named_children():
             yield m
 
-    def _named_variables(self) -> list[tuple[str, nnx.Variable]]:
-        return [(k, v) for k, v in _walk(self, "", set()) if isinstance(v, nnx.Variable)]
+    def _named_variables(self, aliases: bool = False) -> list[tuple[str, nnx.Variable]]:
+        return [(k, v) for k, v in _walk(self, "", set(), aliases) if isinstance(v, nnx.Variable)]
 
     def named_parameters(self) -> Iterator[tuple[str, nnx.Param]]:
         """``(torch key, nnx.Param)`` pairs, e.g. ``("0.weight", Param(...))``."""
@@ -173,13 +179,15 @@ class Module(nnx.Module):
     def state_dict(self, *, keep_vars: bool = False) -> dict[str, Any]:
         """Flat ``{torch key: np.ndarray}``, parameters and buffers, as torch's ``state_dict()``.
 
-        ``keep_vars=True`` gives the ``nnx.Variable`` objects instead of copies.
+        ``keep_vars=True`` gives the ``nnx.Variable`` objects instead of copies.  A variable
+        shared by several modules (tied weights) is listed under each of its names, as torch's.
         """
-        return {k: (v if keep_vars else interop.to_numpy(v.get_value())) for k, v in self._named_variables()}
+        return {k: (v if keep_vars else interop.to_numpy(v.get_value()))
+                for k, v in self._named_variables(aliases=True)}
 
     def _variables_template(self) -> dict[str, dict]:
         params, buffers = {}, {}
-        for key, var in self._named_variables():
+        for key, var in self._named_variables(aliases=True):
             (params if isinstance(var, nnx.Param) else buffers)[key] = var.get_value()
         return {"params": _nest(params), "batch_stats": _nest(buffers)}
 
@@ -196,7 +204,7 @@ class Module(nnx.Module):
         report = interop.check_state_dict(state_dict, template)
         new = interop.load_state_dict(template, state_dict, strict=strict)
         flat = {**interop.flatten_variables(new["params"]), **interop.flatten_variables(new["batch_stats"])}
-        for key, var in self._named_variables():
+        for key, var in self._named_variables(aliases=True):  # a tied variable takes its last name's value, as torch
             if key in state_dict:
                 var.set_value(jnp.asarray(flat[key]))
         return report
