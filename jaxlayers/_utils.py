@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -226,6 +226,22 @@ def clamp_min_straight_through(x: jax.Array, lo: float) -> jax.Array:
 def _clamp_min_straight_through_jvp(lo: float, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
     return clamp_min_straight_through(x, lo), t
+
+
+def upper_triangle(d: Any) -> jax.Array:
+    """The entries above the diagonal of a square ``(N, N)`` ``d``, row-major (``pdist``'s order:
+    pairs ``(0, 1), (0, 2), ..., (1, 2), ...``)."""
+    n = d.shape[0]
+    i, j = np.triu_indices(n, 1)
+    return jnp.reshape(d, -1)[i * n + j]
+
+
+def first_finite(x: Any, axes: Sequence[int]) -> jax.Array:
+    """Each slice's first element over ``axes`` (kept as size-1 dims), 0 where that is not finite,
+    held constant (``stop_gradient``): the shift of stable moments ``s + E[x − s]``, exact for a
+    constant slice (an infinite shift would make ``inf − inf`` a NaN mean)."""
+    shift = x[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
+    return jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype)))
 
 
 def concrete(x: Any) -> np.ndarray | None:

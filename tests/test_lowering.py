@@ -26,6 +26,7 @@ from jaxlayers._lowering import conv as LC
 from jaxlayers._lowering import distance as LD
 from jaxlayers._lowering import norm as LN
 from jaxlayers.functional.conv import _reference_conv as reference_conv
+from jaxlayers._utils import upper_triangle
 from oracle import close, relayouts
 
 # ------------------------------------------------------------------------- the switch
@@ -554,7 +555,7 @@ def _gram_case(x):
 
 def _gram_pairs(x):
     """The pairs of the GEMM form alone, with its derivative."""
-    return LD._gram_pairs(x, LD._upper(LD._distances(LD._squared_distances(lax.stop_gradient(x))[1])))
+    return LD._gram_pairs(x, upper_triangle(LD._distances(LD._squared_distances(lax.stop_gradient(x))[1])))
 
 
 def _pdist_bundle(fn):

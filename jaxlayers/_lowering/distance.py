@@ -33,9 +33,9 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
+from .._utils import upper_triangle
 from . import batch_max, enabled
 
 Array = jax.Array
@@ -113,13 +113,6 @@ def _exact_distances(x: Array, partner: Array) -> Array:
     return jnp.where(zero, jnp.zeros((), x.dtype), jnp.sqrt(jnp.where(zero, jnp.ones((), x.dtype), s)))
 
 
-def _upper(d: Array) -> Array:
-    """The upper triangle of ``(N, N)`` ``d``, row-major (pdist's order)."""
-    n = d.shape[0]
-    i, j = np.triu_indices(n, 1)
-    return d.reshape(-1)[i * n + j]
-
-
 @jax.custom_jvp
 def _gram_pairs(x: Array, pairs: Array) -> Array:
     """``pairs``, the upper triangle of :func:`_gram_distances` ``(x)`` computed by the caller
@@ -132,7 +125,7 @@ def _gram_pairs(x: Array, pairs: Array) -> Array:
 @_gram_pairs.defjvp
 def _gram_pairs_jvp(primals, tangents):
     (x, pairs), (t, _) = primals, tangents
-    return _gram_pairs(x, pairs), _upper(jax.jvp(_gram_distances, (x,), (t,))[1])
+    return _gram_pairs(x, pairs), upper_triangle(jax.jvp(_gram_distances, (x,), (t,))[1])
 
 
 def _partners(near: Array) -> tuple[Array, Array]:
@@ -198,4 +191,4 @@ def pdist(x: Array, p: float, *, reference: Callable[[Array, float], Array]) -> 
 
     forms = [lambda x, pairs, partner: _gram_pairs(x, pairs), jax.checkpoint(patched),
              jax.checkpoint(lambda x, pairs, partner: reference(x, p))]
-    return lax.switch(batch_max(case), forms, x, _upper(_distances(d2)), partner)
+    return lax.switch(batch_max(case), forms, x, upper_triangle(_distances(d2)), partner)

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._utils import concrete, first_finite
 from . import autotune, enabled
 
 Array = jax.Array
@@ -48,9 +49,7 @@ def _shifted_moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     offset (``1e4 + N(0, 1)``).  Float32 error of the normalised output vs
     float64 on ``1e4 + N(0, 1)``: 4e-4 to 6e-4 (torch: ~1e-3).
     """
-    idx = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
-    shift = x[idx]
-    shift = jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype))
+    shift = first_finite(x, axes)
     m = math.prod(x.shape[i] for i in axes)
     d = x - shift
     md = jnp.sum(d, axes, keepdims=True) / m
@@ -274,7 +273,7 @@ def fused_norm(x: Array, weight: Array | None, bias: Array | None, eps: float, a
     axes = tuple(axes)
     k = len(axes)
     rows, columns = axes == tuple(range(x.ndim - k, x.ndim)), axes == tuple(range(k))
-    if not enabled("cpu") or x.size == 0 or isinstance(eps, jax.core.Tracer):
+    if not enabled("cpu") or x.size == 0 or concrete(eps) is None:
         return reference(x, weight, bias, eps, axes, pshape)
     if rows or columns:
         return _fused_norm(x, weight, bias, eps, axes, tuple(pshape), reference)

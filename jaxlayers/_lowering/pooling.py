@@ -423,7 +423,7 @@ def _matrix_bin_means(y: jax.Array, ax: int, size: int, out: int, *, bin_table: 
     """The bins' means along ``ax`` as a product with the ``(out, size)`` averaging matrix."""
     sel, inside = bin_table(size, out)
     a = np.zeros((out, size))
-    np.add.at(a, (np.arange(out)[:, None].repeat(sel.shape[1], 1)[inside], sel[inside]), 1.0)
+    a[np.nonzero(inside)[0], sel[inside]] = 1.0  # a bin holds each of its elements once
     a = jnp.asarray(a / inside.sum(1)[:, None], y.dtype)
     return jnp.moveaxis(jnp.tensordot(y, a, axes=((ax,), (1,)), precision=lax.Precision.HIGHEST), -1, ax)
 

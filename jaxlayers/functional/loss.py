@@ -119,11 +119,8 @@ def _broadcast_warn(name: str, input: jax.Array, target: jax.Array) -> tuple[jax
         warnings.warn(f"{name}: Using a target size ({shape_str(target)}) that is different to the input size "
                       f"({shape_str(input)}). This will likely lead to incorrect results due to broadcasting. "
                       "Please ensure they have the same size.", UserWarning, stacklevel=4)
-    try:
-        return tuple(jnp.broadcast_arrays(input, target))
-    except ValueError:
-        raise ValueError(f"{name}: target of shape {shape_str(target)} does not broadcast with input of shape "
-                         f"{shape_str(input)}") from None
+    _check_broadcast(name, input, target)
+    return tuple(jnp.broadcast_arrays(input, target))
 
 
 def _elementwise_weight(name: str, weight: Any, input: jax.Array) -> jax.Array | None:

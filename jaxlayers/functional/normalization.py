@@ -40,7 +40,7 @@ from jax import lax
 
 from .._lowering import norm as _lowering_norm
 from .._memory_format import channels_last
-from .._utils import channel_dim, compiled, shape_str
+from .._utils import channel_dim, compiled, first_finite, shape_str
 
 __all__ = [
     "NormOutput",
@@ -92,8 +92,7 @@ def _moments(x: Array, axes: Sequence[int]) -> tuple[Array, Array]:
     axes = tuple(axes)
     if not axes:
         return x, jnp.zeros_like(x)
-    shift = x[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype)))
+    shift = first_finite(x, axes)
     mean = shift + jnp.mean(x - shift, axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
     return mean, var
