@@ -95,6 +95,10 @@ CONV_CASES = [
     ("taps", (2, 3, 6), (4, 3, 3), (1,), ((4, 4),), (2,), (2,)),
     ("taps", (1, 2, 1), (3, 2, 2), (1,), ((1, 1),), (4,), (1,)),
     ("taps", (1, 2, 3, 2, 3), (3, 2, 3, 2, 1), (1, 1, 1), ((1, 2), (1, 1), (0, 0)), (2, 2, 3), (1, 2, 1)),
+    # transposed beyond 27 taps: weight derivative per output phase (forward too in 1-d/3-d)
+    ("taps", (1, 2, 3, 2, 2), (2, 2, 4, 4, 2), (1, 1, 1), ((2, 2), (1, 3), (1, 1)), (2, 2, 2), (1, 1, 1)),
+    ("taps", (2, 2, 3, 2), (3, 2, 6, 5), (1, 1), ((3, 4), (2, 2)), (2, 3), (1, 1)),
+    ("taps", (2, 3, 2), (2, 3, 29), (1,), ((20, 27),), (3,), (1,)),
     # stacked taps (tiny maps): strides, dilation, 1-d to 3-d
     ("stacked", (2, 5, 2, 2), (4, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1)),
     ("stacked", (1, 3, 7, 5), (2, 3, 3, 2), (2, 3), ((1, 0), (0, 1)), (1, 1), (2, 1)),
@@ -129,7 +133,7 @@ def test_conv_lowerings_match_the_reference(kind, xs, ws, stride, pairs, lhs, di
     y = ref(x, w)
     g = jnp.asarray(rng.standard_normal(y.shape))
     t = (jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws)))
-    full = CONV_CASES.index((kind, xs, ws, stride, pairs, lhs, dil)) in (0, 4, 8, 13)  # second order: a few cases
+    full = CONV_CASES.index((kind, xs, ws, stride, pairs, lhs, dil)) in (0, 4, 8, 11, 16)  # second order: a few cases
     close(_conv_derivatives(new, full)(x, w, g, t), _conv_derivatives(ref, full)(x, w, g, t),
           rtol=1e-9, atol=1e-10)
 
@@ -251,9 +255,13 @@ def test_conv_path_choice(monkeypatch):
     assert _call((2, 16, 9, 9), (16, 1, 9, 9), (1, 1), p1, groups=16) == ["reference"]  # 81 taps
     assert _call((2, 16, 9, 9), (16, 2, 3, 3), (1, 1), p1, groups=8) == ["reference"]  # 2 channels per group
     assert seen == []
-    assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) + seen == (
-        ["taps"] if cpu else ["reference"])  # transposed: skips the dilated input's zeros
-    seen.clear()
+    for xs, ws, lhs in [((8, 16, 8, 8), (32, 16, 4, 4), (2, 2)),  # transposed: skips the dilated input's zeros
+                        ((2, 8, 4, 4, 4), (4, 8, 4, 4, 4), (2, 2, 2))]:  # also beyond 27 taps
+        assert _call(xs, ws, (1,) * len(lhs), ((2, 2),) * len(lhs), lhs=lhs) + seen == (
+            ["taps"] if cpu else ["reference"])
+        seen.clear()
+    assert _call((2, 8, 5), (4, 8, 4), (1,), ((2, 2),), lhs=(28,)) == ["reference"]  # 28 phases
+    assert seen == []
     with config.lowering("reference"):
         assert _call((8, 64, 2, 2), (64, 64, 3, 3), (1, 1), p1) == ["reference"]
         assert _call((8, 16, 8, 8), (32, 16, 4, 4), (1, 1), ((2, 2), (2, 2)), lhs=(2, 2)) == ["reference"]
