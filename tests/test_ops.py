@@ -215,6 +215,33 @@ def test_var_default_is_unbiased_and_degenerate_divisor():
     np.testing.assert_array_equal(ops.var(two, correction=3), t2n(torch.var(torch.from_numpy(two), correction=3)))
 
 
+@pytest.mark.parametrize("op", ["var", "std"])
+def test_var_std_gradients_where_n_is_at_most_the_correction(op):
+    """torch's var_backward: 2 (x - mean) / (N - correction) with the divisor not clamped (finite
+    gradients for a negative one), and over all dims inf, or NaN where x equals the mean; std's
+    gradient through it (0 where the std is infinite and the divisor negative)."""
+    x = np.array([[1.0, 2.0, 4.0], [3.0, 3.0, 3.0]])
+    for dim in (1, None):
+        for c in (3, 5):
+            got = jax.grad(lambda x: jnp.sum(getattr(ops, op)(x, dim, correction=c)))(jnp.asarray(x))
+            xt = torch.tensor(x, requires_grad=True)
+            yt = getattr(torch, op)(xt, correction=c) if dim is None else getattr(torch, op)(xt, dim, correction=c)
+            want = t2n(torch.autograd.grad(yt.sum(), xt)[0])
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, err_msg=f"{op} dim={dim} c={c}")
+
+
+@pytest.mark.parametrize("op", ["var", "std"])
+def test_var_std_half_precision_rounds_once_as_torch(op):
+    """torch computes a bfloat16/float16 variance (and its sqrt) in float32 and rounds once."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 5)) * rng.uniform(0.1, 20, (64, 1))
+    for dtype, tdtype in [(jnp.bfloat16, torch.bfloat16), (jnp.float16, torch.float16)]:
+        got = getattr(ops, op)(jnp.asarray(x, dtype), 1)
+        assert got.dtype == dtype
+        want = getattr(torch, op)(torch.tensor(x).to(tdtype), 1).float().numpy()
+        np.testing.assert_array_equal(np.asarray(got, np.float32), want)
+
+
 @pytest.mark.parametrize("op", ["max", "min"])
 def test_max_min_dim(op):
     jf, tf = getattr(ops, op), getattr(torch, op)

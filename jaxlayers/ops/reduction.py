@@ -125,7 +125,9 @@ def mean(x, dim=None, keepdim: bool = False, *, dtype=None):
     return jnp.mean(x.astype(out_dtype), axis=_axes(x, dim, "mean"), keepdims=keepdim)
 
 
-def _var(x, dim, unbiased, keepdim, correction, op):
+def _var(x, dim, unbiased, keepdim, correction, op, finish=lambda v: v):
+    """``finish(variance)`` in float32 for a half-precision ``x`` (torch's accumulate type: one
+    rounding at the end), cast back to ``x``'s dtype."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{op}(): input dtype should be floating point or complex, got {x.dtype}")
@@ -135,25 +137,33 @@ def _var(x, dim, unbiased, keepdim, correction, op):
         correction = 1 if unbiased else 0
     axes = _axes(x, dim, op)
     n = x.size if axes is None else math.prod(x.shape[a] for a in axes)
+    xc = x.astype(jnp.float32) if x.dtype in (jnp.bfloat16, jnp.float16) else x
     # torch: divisor max(0, N - correction); 0 gives inf/nan like torch (which also warns).
-    return _var_core(x, axes, keepdim, builtins.max(0.0, n - correction))
+    v = _var_core(xc, None if x.ndim == 0 else axes, keepdim, float(n - correction))
+    return finish(v) if xc is x else finish(v).astype(x.dtype)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _var_core(x, axes, keepdim, divisor):
+def _var_core(x, axes, keepdim, dof):
     dev = x - jnp.mean(x, axis=axes, keepdims=True)
     sq = jnp.real(dev * jnp.conj(dev)) if jnp.iscomplexobj(dev) else dev * dev
-    return jnp.sum(sq, axis=axes, keepdims=keepdim) / divisor
+    return jnp.sum(sq, axis=axes, keepdims=keepdim) / builtins.max(0.0, dof)
 
 
 @_var_core.defjvp
-def _var_core_jvp(axes, keepdim, divisor, primals, tangents):
-    # torch's var_backward: 2 (x - mean) / divisor.  Written out so that the mean's
-    # (analytically zero) contribution does not turn a zero divisor's inf into nan.
+def _var_core_jvp(axes, keepdim, dof, primals, tangents):
+    # torch's var_backward: 2 (x - mean) / (N - correction), the divisor not clamped at 0 (a
+    # negative one gives finite gradients), and over all dims with N <= correction inf, or NaN
+    # where x equals the mean.  Written out so that the mean's (analytically zero) contribution
+    # does not turn a zero divisor's inf into nan.
     (x,), (t,) = primals, tangents
     dev = x - jnp.mean(x, axis=axes, keepdims=True)
-    prod = jnp.real(jnp.conj(dev) * t) if jnp.iscomplexobj(dev) else dev * t
-    return _var_core(x, axes, keepdim, divisor), 2 * jnp.sum(prod, axis=axes, keepdims=keepdim) / divisor
+    if axes is None and dof <= 0:
+        coef = jnp.where(dev == 0, jnp.nan, jnp.inf).astype(jnp.real(dev).dtype)
+    else:
+        coef = 2 * jnp.conj(dev) / dof if dof else jnp.conj(dev) * jnp.inf
+    prod = jnp.real(coef * t)
+    return _var_core(x, axes, keepdim, dof), jnp.sum(prod, axis=axes, keepdims=keepdim)
 
 
 def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None):
@@ -203,7 +213,7 @@ def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
         >>> round(float(ops.std(jnp.array([1.0, 3.0]))), 4)
         1.4142
     """
-    return _sqrt_zero_grad(_var(x, dim, unbiased, keepdim, correction, "std"))
+    return _var(x, dim, unbiased, keepdim, correction, "std", finish=_sqrt_zero_grad)
 
 
 @jax.custom_jvp
