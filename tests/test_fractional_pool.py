@@ -164,9 +164,13 @@ def test_errors():
         F.fractional_max_pool2d(x, 6, 2, key=key)
     with pytest.raises(ValueError, match=r"FractionalMaxPool2d: kernel_size must be >= 1"):
         nn.FractionalMaxPool2d(0, 2)
-    with pytest.raises(ValueError, match=r"fractional_max_pool2d: expected _random_samples of shape \(1, 2, 2\) for input "
-                                         r"of shape \(1, 2, 6, 6\), got \(1, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"fractional_max_pool2d: expected _random_samples of shape \(1, 2, 2\) \(or "
+                                         r"more rows.*for input of shape \(1, 2, 6, 6\), got \(1, 2, 3\)"):
         F.fractional_max_pool2d(x, 2, 3, _random_samples=jnp.zeros((1, 2, 3)))
+    two = np.random.default_rng(0).uniform(size=(2, 2, 2))  # torch uses the first N rows of more
+    np.testing.assert_array_equal(
+        F.fractional_max_pool2d(x, 2, 3, _random_samples=two),
+        TF.fractional_max_pool2d(torch.from_numpy(np.array(x)), 2, 3, _random_samples=torch.from_numpy(two)).numpy())
     with pytest.raises(ValueError, match=r"fractional_max_pool2d: a PRNG `key` is required"):
         F.fractional_max_pool2d(x, 2, 3)
     with pytest.raises(TypeError, match=r"fractional_max_pool2d: expected a floating-point input, got int"):

@@ -146,9 +146,12 @@ def test_linear_jaxpr_has_no_transpose():
 # ---------------------------------------------------------------------------------- functional
 
 
-@pytest.mark.parametrize("wshape,bshape", [((3, 4), (3,)), ((3, 4), None), ((3, 4), ()), ((3, 4), (2, 3))])
-def test_functional_linear_vs_torch(wshape, bshape, rng):
-    x = rng.standard_normal((2, 4))
+@pytest.mark.parametrize("xshape,wshape,bshape", [
+    ((2, 4), (3, 4), (3,)), ((2, 4), (3, 4), None), ((2, 4), (3, 4), ()), ((2, 4), (3, 4), (2, 3)),
+    ((2, 4), (4,), None), ((4,), (4,), ()), ((2, 5, 4), (4,), ()),  # a 1-D weight: no feature dim
+])
+def test_functional_linear_vs_torch(xshape, wshape, bshape, rng):
+    x = rng.standard_normal(xshape)
     w = rng.standard_normal(wshape)
     b = None if bshape is None else rng.standard_normal(bshape)
     xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
@@ -276,7 +279,8 @@ def test_linear_errors():
         F.linear(jnp.ones((2, 5)), jnp.ones((3, 4)))
     with pytest.raises(ValueError, match=r"linear: .*0-d input"):
         F.linear(jnp.ones(()), jnp.ones((3, 4)))
-    with pytest.raises(ValueError, match=r"linear: weight must be 2-D \(out_features, in_features\), got shape \(2, 3, 4\)"):
+    with pytest.raises(ValueError, match=r"linear: weight must be 2-D \(out_features, in_features\) or 1-D "
+                                         r"\(in_features,\), got shape \(2, 3, 4\)"):
         F.linear(jnp.ones((2, 4)), jnp.ones((2, 3, 4)))
     with pytest.raises(ValueError, match=r"linear: bias of shape \(4,\) does not broadcast to the output shape \(2, 3\)"):
         F.linear(jnp.ones((2, 4)), jnp.ones((3, 4)), jnp.ones(4))

@@ -112,10 +112,11 @@ def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_
         samples = jax.random.uniform(key, (n, c, d), x.dtype)
     else:
         samples = jnp.asarray(samples)
-        if samples.shape != (n, c, d):
-            raise ValueError(f"{name}: expected _random_samples of shape {shape_str((n, c, d))} for input of shape "
-                             f"{shape_str(jnp.asarray(input))}, got {shape_str(samples)}")
-        samples = samples.astype(x.dtype)
+        if samples.ndim != 3 or samples.shape[0] < n or samples.shape[1:] != (c, d):
+            raise ValueError(f"{name}: expected _random_samples of shape {shape_str((n, c, d))} (or more rows, as "
+                             f"torch: the first N are used) for input of shape {shape_str(jnp.asarray(input))}, "
+                             f"got {shape_str(samples)}")
+        samples = samples[:n].astype(x.dtype)
     samples = jax.lax.stop_gradient(samples)
     # torch's sample order: (W, H) in 2-d, (T, H, W) in 3-d
     order = (1, 0) if d == 2 else (0, 1, 2)

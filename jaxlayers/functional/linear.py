@@ -21,8 +21,10 @@ def _promote(*arrays):
 def _linear(x, weight, bias=None, *, name: str = "linear", in_desc: str | None = None, precision: Any = None):
     """N-d core of :func:`linear`; ``name``/``in_desc`` label errors (``Linear``, ``in_features=4``)."""
     x, weight, bias = _promote(x, weight, bias)
-    if weight.ndim != 2:
-        raise ValueError(f"{name}: weight must be 2-D (out_features, in_features), got shape {shape_str(weight)}")
+    if weight.ndim not in (1, 2):
+        raise ValueError(
+            f"{name}: weight must be 2-D (out_features, in_features) or 1-D (in_features,), got shape "
+            f"{shape_str(weight)}")
     in_features = weight.shape[-1]
     in_desc = in_desc or f"weight.shape[-1]={in_features}"
     if x.ndim == 0:
@@ -31,7 +33,7 @@ def _linear(x, weight, bias=None, *, name: str = "linear", in_desc: str | None =
         raise ValueError(
             f"{name}: expected input with last dimension {in_features} ({in_desc}), got shape {shape_str(x)}"
         )
-    out_shape = x.shape[:-1] + weight.shape[:1]
+    out_shape = x.shape[:-1] + weight.shape[:-1]  # a 1-D weight (torch's matrix-vector case) drops the dim
     if bias is not None:
         try:
             shape = jnp.broadcast_shapes(out_shape, bias.shape)
@@ -43,7 +45,7 @@ def _linear(x, weight, bias=None, *, name: str = "linear", in_desc: str | None =
                 f"{shape_str(out_shape)} (weight {shape_str(weight)})"
             )
     # Contract the last dim of x with the last dim of the (out, in) weight: no transpose.
-    y = lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
+    y = lax.dot_general(x, weight, (((x.ndim - 1,), (weight.ndim - 1,)), ((), ())), precision=precision)
     return y if bias is None else y + bias
 
 
@@ -52,8 +54,9 @@ def linear(input, weight, bias=None, *, precision=None):
 
     Args:
       input: ``(*, in_features)``.
-      weight: ``(out_features, in_features)`` (torch's layout).
-      bias: ``(out_features,)`` or None.
+      weight: ``(out_features, in_features)`` (torch's layout), or ``(in_features,)``: the output
+        then has no feature dim, as torch's.
+      bias: ``(out_features,)`` or None (anything that broadcasts to the output).
       precision: XLA precision of the matmul (``jax.lax.Precision``), keyword only.
 
     Shape: ``(*, in_features) -> (*, out_features)``.
