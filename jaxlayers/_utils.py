@@ -228,6 +228,20 @@ def _clamp_min_straight_through_jvp(lo: float, primals: tuple, tangents: tuple) 
     return clamp_min_straight_through(x, lo), t
 
 
+HALF = (jnp.bfloat16, jnp.float16)
+
+
+def add_bias(y: Any, bias: Any) -> Any:
+    """``y + bias`` (``bias`` broadcast to ``y``); in float32 for a half-precision ``y``, rounded once,
+    so that the bias gradient (a sum over every other dim) accumulates in float32 as torch's does: summed
+    in bfloat16 it was 18-21 % off at a few thousand rows (conv and linear)."""
+    if bias is None:
+        return y
+    if y.dtype in HALF:
+        return (y.astype(jnp.float32) + jnp.asarray(bias).astype(jnp.float32)).astype(y.dtype)
+    return y + bias
+
+
 def upper_triangle(d: Any) -> jax.Array:
     """The entries above the diagonal of a square ``(N, N)`` ``d``, row-major (``pdist``'s order:
     pairs ``(0, 1), (0, 2), ..., (1, 2), ...``)."""

@@ -305,3 +305,32 @@ def test_bilinear_errors():
         m.init(jax.random.key(0), jnp.ones((5, 2)), jnp.ones((4, 3)))
     with pytest.raises(ValueError, match=r"Bilinear: expected input2 with last dimension 3 \(in2_features=3\)"):
         m.init(jax.random.key(0), jnp.ones((5, 2)), jnp.ones((5, 4)))
+
+
+@pytest.mark.parametrize("op", ["linear", "conv2d", "conv_transpose1d"])
+def test_half_precision_bias_gradient_accumulates_in_float32(op, rng):
+    """A bfloat16 bias gradient is a sum over every row/position; summed in bfloat16 it was 18-21 %
+    off (linear at 8192 rows, conv at 4x16x16 positions). torch accumulates in float32: the linear
+    result and its gradients are torch's bit for bit, the convolutions' bias gradient within 1 ulp."""
+    shapes = {"linear": ((64, 128, 16), (4, 16)), "conv2d": ((4, 3, 16, 16), (4, 3, 3, 3)),
+              "conv_transpose1d": ((4, 3, 64), (3, 4, 4))}[op]
+    x, w, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1]), rng.standard_normal(4)
+    kw = {"conv2d": {"padding": 1}, "conv_transpose1d": {"stride": 2}}.get(op, {})
+    jf, tf = getattr(F, op), getattr(torch.nn.functional, op)
+    tb = [torch.tensor(a).to(torch.bfloat16).requires_grad_() for a in (x, w, b)]
+    yt = tf(*tb, **kw)
+    g = rng.normal(1.0, 1.0, tuple(yt.shape))
+    yt.backward(torch.tensor(g).to(torch.bfloat16))
+    gb = jnp.asarray(g, jnp.bfloat16)
+    y, vjp = jax.vjp(lambda *a: jf(*a, **kw), *(jnp.asarray(a, jnp.bfloat16) for a in (x, w, b)))
+    grads = vjp(gb)
+    assert y.dtype == jnp.bfloat16 and all(d.dtype == jnp.bfloat16 for d in grads)
+    want_b = tb[2].grad.float().numpy()
+    if op == "linear":
+        for got, want in zip((y,) + grads, (yt,) + tuple(t.grad for t in tb)):
+            np.testing.assert_array_equal(np.asarray(got, np.float32), want.detach().float().numpy())
+    else:
+        np.testing.assert_allclose(np.asarray(grads[2], np.float32), want_b, rtol=2 ** -7)
+    channel = g.ndim - 1 if op == "linear" else 1
+    truth = g.sum(axis=tuple(i for i in range(g.ndim) if i != channel))
+    np.testing.assert_allclose(np.asarray(grads[2], np.float32), truth, rtol=2 ** -7)

@@ -17,7 +17,7 @@ from jax import lax
 
 from .._lowering import conv as _lowering
 from .._memory_format import channels_last
-from .._utils import _is_int, check_input_rank, ntuple, shape_str
+from .._utils import _is_int, add_bias, check_input_rank, ntuple, shape_str
 
 __all__ = [
     "conv1d",
@@ -166,7 +166,7 @@ def _check_bias(bias: Any, out_channels: int, name: str) -> None:
 
 
 def _add_bias(y: Any, bias: Any, n: int) -> Any:
-    return y if bias is None else y + bias.reshape((-1,) + (1,) * n)
+    return add_bias(y, None if bias is None else bias.reshape((-1,) + (1,) * n))
 
 
 def _common_args(x: Any, weight: Any, bias: Any, groups: Any, stride: Any, dilation: Any, n: int, name: str,
@@ -479,4 +479,4 @@ def conv_tbc(input, weight, bias, pad=0):
         raise ValueError(f"conv_tbc: kernel width {weight.shape[0]} is larger than the padded input length "
                          f"{x.shape[0] + 2 * int(pad)} (input {shape_str(x)}, pad={pad})")
     y = lax.conv_general_dilated(x, weight, (1,), [(int(pad), int(pad))], dimension_numbers=("HNC", "HIO", "HNC"))
-    return y + bias
+    return add_bias(y, bias)

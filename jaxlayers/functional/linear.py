@@ -7,7 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 from jax import lax
 
-from .._utils import shape_str
+from .._utils import HALF, add_bias, shape_str
 
 __all__ = ["linear", "bilinear"]
 
@@ -45,8 +45,11 @@ def _linear(x, weight, bias=None, *, name: str = "linear", in_desc: str | None =
                 f"{shape_str(out_shape)} (weight {shape_str(weight)})"
             )
     # Contract the last dim of x with the last dim of the (out, in) weight: no transpose.
-    y = lax.dot_general(x, weight, (((x.ndim - 1,), (weight.ndim - 1,)), ((), ())), precision=precision)
-    return y if bias is None else y + bias
+    # half precision: float32 products and bias, rounded once (torch's result)
+    acc = jnp.float32 if x.dtype in HALF else None
+    y = lax.dot_general(x, weight, (((x.ndim - 1,), (weight.ndim - 1,)), ((), ())), precision=precision,
+                        preferred_element_type=acc)
+    return add_bias(y, bias).astype(x.dtype)
 
 
 def linear(input, weight, bias=None, *, precision=None):
@@ -103,7 +106,7 @@ def _bilinear(x1, x2, weight, bias=None, *, name: str = "bilinear", precision: A
     # (*, in1) x (out, in1, in2) -> (*, out, in2), then contract in2 with x2 (batched over *, out).
     t = lax.dot_general(x1, weight, (((x1.ndim - 1,), (1,)), ((), ())), precision=precision)
     y = jnp.einsum("...oj,...j->...o", t, x2, precision=precision)
-    return y if bias is None else y + bias
+    return add_bias(y, bias)
 
 
 def bilinear(input1, input2, weight, bias=None, *, precision=None):

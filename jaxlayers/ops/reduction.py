@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._utils import index_dtype, nan_max, nan_min, shape_str
+from .._utils import HALF, index_dtype, nan_max, nan_min, shape_str
 from .shape import _dim, _dims
 
 __all__ = ["mean", "sum", "var", "std", "max", "min", "MaxResult", "MinResult"]
@@ -137,7 +137,7 @@ def _var(x, dim, unbiased, keepdim, correction, op, finish=lambda v: v):
         correction = 1 if unbiased else 0
     axes = _axes(x, dim, op)
     n = x.size if axes is None else math.prod(x.shape[a] for a in axes)
-    xc = x.astype(jnp.float32) if x.dtype in (jnp.bfloat16, jnp.float16) else x
+    xc = x.astype(jnp.float32) if x.dtype in HALF else x
     # torch: divisor max(0, N - correction); 0 gives inf/nan like torch (which also warns).
     v = _var_core(xc, None if x.ndim == 0 else axes, keepdim, float(n - correction))
     return finish(v) if xc is x else finish(v).astype(x.dtype)
