@@ -392,6 +392,24 @@ def test_fractional_max_pool_draws_windows_in_every_mode():
         jnnx.FractionalMaxPool2d(2, output_size=4)(x)
 
 
+def test_containers_nest_as_torch():
+    """A ModuleList of ModuleLists (transformer and U-Net blocks), a ModuleDict of ModuleLists and a
+    Sequential holding a ParameterList: torch's keys, and a torch state_dict loads into them."""
+    rngs = fnnx.Rngs(0)
+    net = jnnx.Sequential(OrderedDict(
+        blocks=jnnx.ModuleList([jnnx.ModuleList([jnnx.Linear(2, 3, rngs=rngs)]) for _ in range(2)]),
+        heads=jnnx.ModuleDict({"a": jnnx.ModuleList([jnnx.Linear(3, 1, rngs=rngs)])}),
+        extra=jnnx.ParameterList([jnp.ones(2)])))
+    tnet = torch.nn.Sequential(OrderedDict(
+        blocks=torch.nn.ModuleList([torch.nn.ModuleList([torch.nn.Linear(2, 3)]) for _ in range(2)]),
+        heads=torch.nn.ModuleDict({"a": torch.nn.ModuleList([torch.nn.Linear(3, 1)])}),
+        extra=torch.nn.ParameterList([torch.ones(2)])))
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    net.load_state_dict(tnet.state_dict())
+    close(net.blocks[1][0].weight[...], tnet.blocks[1][0].weight.detach().numpy(), rtol=1e-6)
+    assert net.blocks[np.int64(1)] is net.blocks[1]  # any integer index, as torch
+
+
 def test_containers_use_torch_keys():
     class Net(jnnx.Module):
         def __init__(self, rngs):
@@ -442,7 +460,7 @@ def test_errors_name_the_layer():
         jnnx.Dropout(0.5, rngs="seed")
     with pytest.raises(TypeError, match="Sequential: child '0' is a flax.linen module"):
         jnnx.Sequential(nn.ReLU())
-    with pytest.raises(TypeError, match="Sequential: child '0' is not callable"):
+    with pytest.raises(TypeError, match="Sequential: child '0' is neither an NNX module nor callable"):
         jnnx.Sequential(3)
     with pytest.raises(IndexError, match="ModuleList: index 3 is out of range for 1"):
         jnnx.ModuleList([jnnx.ReLU()])[3]

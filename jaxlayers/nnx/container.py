@@ -7,6 +7,8 @@ are torch's (``"0.weight"``, ``"blocks.conv.weight"``).
 
 from __future__ import annotations
 
+import operator
+
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -56,8 +58,10 @@ class _Container(Module):
 
     def _index(self, idx: int) -> str:
         n = len(self._keys)
-        if not isinstance(idx, int):
-            raise TypeError(f"{type(self).__name__}: indices must be int or slice, got {type(idx).__name__}")
+        try:
+            idx = operator.index(idx)  # any integer (numpy's too), as torch
+        except TypeError:
+            raise TypeError(f"{type(self).__name__}: indices must be int or slice, got {type(idx).__name__}") from None
         if not -n <= idx < n:
             raise IndexError(f"{type(self).__name__}: index {idx} is out of range for {n} entries")
         return self._keys[idx % n]
@@ -76,8 +80,8 @@ def _check_module(container: str, key: str, value: Any) -> Any:
     if isinstance(value, fnn.Module):
         raise TypeError(f"{container}: child {key!r} is a flax.linen module ({type(value).__name__}); use the NNX "
                         "layer of the same name from jaxlayers.nnx, or jaxlayers.nnx.from_linen(module)")
-    if not callable(value):
-        raise TypeError(f"{container}: child {key!r} is not callable: {value!r}")
+    if not callable(value) and not isinstance(value, nnx.Module):  # containers nest (a ModuleList of ModuleLists)
+        raise TypeError(f"{container}: child {key!r} is neither an NNX module nor callable: {value!r}")
     return value
 
 
