@@ -547,3 +547,50 @@ def test_rrelu_errors():
         F.rrelu(jnp.ones(3), training=True)
     with pytest.raises(ValueError, match=r"RReLU: `train` must be given"):
         nn.RReLU().apply({}, jnp.ones(3))
+
+
+_HALF_EXACT = ["hardtanh", "relu6", "leaky_relu", "elu", "selu", "celu", "sigmoid", "tanh", "silu", "logsigmoid",
+               "softplus", "hardsigmoid", "hardswish", "hardshrink", "softshrink", "threshold", "softmax", "glu"]
+# (hardshrink: torch compares in the half type, its lambd rounded; so does ours)
+_HALF_COMPOSED = ["gelu", "mish", "softsign", "tanhshrink", "log_softmax"]  # torch rounds inside
+
+
+def _half_case(name):
+    two_d = name in ("softmax", "log_softmax")
+    args = {"threshold": (0.3, 0.7), "softplus": (1.0, 0.3), "softshrink": (0.3,), "hardshrink": (0.3,),
+            "hardtanh": (-0.301, 0.301), "leaky_relu": (0.1,)}.get(name, ())
+    shape = (-1, 61) if two_d else (-1,)
+    extra = (1,) if two_d else ()
+    return (lambda x: getattr(F, name)(x.reshape(shape), *args, *extra),
+            lambda x: getattr(TF, name)(x.reshape(shape), *args, *extra))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_activations_compute_in_float32(dtype):
+    """torch computes half-precision activations in float32 and rounds once (its opmath type): the
+    results are torch's bit for bit; where torch composes ops in the half type (gelu's tail, mish,
+    softsign, tanhshrink, log_softmax) ours are the correctly rounded ones, at least as close to the
+    float64 truth as torch's. In the half type itself constants rounded (threshold 0.3 -> 0.30078125
+    flipped branches) and float16 sigmoid underflowed to 0 below -11."""
+    jdt, tdt = getattr(jnp, dtype), getattr(torch, dtype)
+    x = jnp.asarray(np.concatenate([np.linspace(-12, 12, 1826), [0.30078125, -0.30078125, -11.5, -14.0]]), jdt)
+    xd = torch.tensor(np.asarray(x, np.float64))
+    for name in _HALF_EXACT + _HALF_COMPOSED:
+        jf, tf = _half_case(name)
+        got = jf(x)
+        assert got.dtype == jdt, name
+        got = np.asarray(got, np.float64)
+        want = tf(xd.to(tdt)).double().numpy()
+        if name in _HALF_EXACT:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        else:
+            truth = tf(xd).numpy()
+            assert np.nanmax(np.abs(got - truth)) <= np.nanmax(np.abs(want - truth)), name
+    assert float(F.sigmoid(jnp.asarray(-11.5, jnp.float16))) > 0
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "hardshrink", "softshrink"])
+def test_integer_input_is_a_type_error_where_torch_raises(name):
+    """A float slope/lambda would be truncated to an int (leaky_relu([-3, 2]) gave [0, 2])."""
+    with pytest.raises(TypeError, match=rf"{name}: expected a floating-point input, got int32"):
+        getattr(F, name)(jnp.array([-3, 2], jnp.int32))

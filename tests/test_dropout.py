@@ -244,3 +244,16 @@ def test_layers_drawing_one_key_take_it_as_rng():
         np.testing.assert_array_equal(got, want(), err_msg=type(layer).__name__)
         assert not np.array_equal(layer.apply({}, x, rngs={"dropout": key}, **kw), got)
     np.testing.assert_array_equal(nn.Dropout(0.4).apply({}, x, train=False, rng=key), x)
+
+
+@pytest.mark.parametrize("name", ["dropout", "alpha_dropout"])
+def test_integer_input_needs_p_0_or_1_as_torch(name):
+    """torch raises for an integer input at 0 < p < 1 (the scale cannot be cast back); ours gave the
+    kept values unscaled. p = 0 and p = 1 work on integers in both."""
+    x, key = jnp.arange(6, dtype=jnp.int32), jax.random.key(0)
+    fn = getattr(F, name)
+    with pytest.raises(TypeError, match=rf"{name}: p=0.3 needs a floating-point input, got int32"):
+        fn(x, 0.3, training=True, key=key)
+    for p in (0.0, 1.0):
+        want = getattr(TF, name)(torch.arange(6), p, training=True).numpy()
+        np.testing.assert_array_equal(fn(x, p, training=True, key=key), want)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._memory_format import channels_last
-from .._utils import shape_str
+from .._utils import HALF, shape_str
 
 __all__ = [
     "relu",
@@ -77,6 +77,32 @@ def _float(x: Any) -> jax.Array:
 
 def _scalar(v: Any, x: jax.Array) -> jax.Array:
     return jnp.asarray(v, dtype=x.dtype)
+
+
+def _opmath(fn: Any) -> Any:
+    """``fn`` of a bfloat16/float16 ``input`` (its first argument) computed in float32 and rounded once,
+    as torch's kernels do (their "opmath" type): in the half type itself the constants round too
+    (``threshold(x, 0.3, ...)`` compared with 0.30078125, SELU's scale), each step rounds, and
+    ``sigmoid`` underflowed to 0 in float16 below -11."""
+
+    @functools.wraps(fn)
+    def wrapper(input: Any, *args: Any, **kwargs: Any) -> Any:
+        dtype = getattr(input, "dtype", None)
+        if dtype in HALF:
+            return fn(jnp.asarray(input).astype(jnp.float32), *args, **kwargs).astype(dtype)
+        return fn(input, *args, **kwargs)
+
+    return wrapper
+
+
+def _floating(x: Any, name: str) -> jax.Array:
+    """``x`` as an array; an integer/bool one is a TypeError (torch raises; a float constant such as a
+    slope would otherwise be truncated to an int)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype} (torch does not implement it for "
+                        "integer tensors)")
+    return x
 
 
 def _norm_dim(dim: Any, ndim: int, name: str) -> int:
@@ -134,6 +160,7 @@ def _clamp_jvp(lo, hi, primals, tangents):
     return _clamp(x, lo, hi), jnp.where(stop, jnp.zeros_like(t), t)
 
 
+@_opmath
 def _hardtanh(input: Any, min_val: float, max_val: float, name: str) -> jax.Array:
     if max_val < min_val:
         raise ValueError(f"{name}: max_val ({max_val}) must be greater than or equal to min_val ({min_val})")
@@ -182,6 +209,7 @@ def relu6(input: Any, inplace: bool = False) -> jax.Array:
     return _hardtanh(input, 0.0, 6.0, "relu6")
 
 
+@_opmath
 def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> jax.Array:
     """``x if x > 0 else negative_slope * x``, as ``torch.nn.functional.leaky_relu``.
 
@@ -200,10 +228,11 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
         >>> F.leaky_relu(jnp.array([-2.0, 3.0]), 0.5).tolist()
         [-1.0, 3.0]
     """
-    x = _arr(input)
+    x = _floating(input, "leaky_relu")
     return jnp.where(x > 0, x, x * _scalar(negative_slope, x))
 
 
+@_opmath
 def _rrelu(input: Any, lower: float, upper: float, training: bool, key: Any, name: str) -> jax.Array:
     lower, upper = float(lower), float(upper)
     if not lower <= upper:
@@ -246,6 +275,7 @@ def rrelu(input: Any, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: 
     return _rrelu(input, lower, upper, training, key, "rrelu")
 
 
+@_opmath
 def _prelu(input: Any, weight: Any, name: str) -> jax.Array:
     x, w = _arr(input), _arr(weight)
     if w.ndim > 1:
@@ -312,6 +342,7 @@ def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
     return jnp.where(pos, x, _scalar(alpha, x) * _expm1(safe * _scalar(input_scale, x)))
 
 
+@_opmath
 def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     """``x if x > 0 else alpha * (exp(x) - 1)``, as ``torch.nn.functional.elu``; ``elu'(0) = alpha``.
 
@@ -331,6 +362,7 @@ def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     return _elu(_float(input), alpha)
 
 
+@_opmath
 def selu(input: Any, inplace: bool = False) -> jax.Array:
     """``scale * elu(x, alpha)`` with torch's constants, as ``torch.nn.functional.selu``.
 
@@ -368,6 +400,7 @@ def _celu_jvp(alpha: float, primals: tuple, tangents: tuple) -> tuple:
     return _celu(x, alpha), d * t
 
 
+@_opmath
 def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     """``x if x > 0 else alpha * (exp(x / alpha) - 1)``, as ``torch.nn.functional.celu``.
 
@@ -396,6 +429,7 @@ def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
 # --------------------------------------------------------------------------- smooth units
 
 
+@_opmath
 def _gelu(input: Any, approximate: str, name: str) -> jax.Array:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"{name}: approximate must be either 'none' or 'tanh', got {approximate!r}")
@@ -403,7 +437,8 @@ def _gelu(input: Any, approximate: str, name: str) -> jax.Array:
     if approximate == "tanh":
         inner = _scalar(math.sqrt(2.0 / math.pi), x) * (x + _scalar(0.044715, x) * x * x * x)
         return 0.5 * x * (1.0 + jnp.tanh(inner))
-    return 0.5 * x * (1.0 + jax.lax.erf(x * _scalar(1.0 / math.sqrt(2.0), x)))
+    # erfc(-z) = 1 + erf(z) without the cancellation of 1 + erf(z) in the left tail (x < -5: 0 in float32)
+    return 0.5 * x * jax.lax.erfc(-x * _scalar(1.0 / math.sqrt(2.0), x))
 
 
 def gelu(input: Any, approximate: str = "none") -> jax.Array:
@@ -428,6 +463,7 @@ def gelu(input: Any, approximate: str = "none") -> jax.Array:
     return _gelu(input, approximate, "gelu")
 
 
+@_opmath
 def sigmoid(input: Any) -> jax.Array:
     """``1 / (1 + exp(-x))``, as ``torch.nn.functional.sigmoid``.
 
@@ -445,6 +481,7 @@ def sigmoid(input: Any) -> jax.Array:
     return jax.nn.sigmoid(_float(input))
 
 
+@_opmath
 def tanh(input: Any) -> jax.Array:
     """Hyperbolic tangent, as ``torch.nn.functional.tanh``.
 
@@ -462,6 +499,7 @@ def tanh(input: Any) -> jax.Array:
     return jnp.tanh(_float(input))
 
 
+@_opmath
 def silu(input: Any, inplace: bool = False) -> jax.Array:
     """``x * sigmoid(x)`` (swish), as ``torch.nn.functional.silu``.
 
@@ -481,6 +519,7 @@ def silu(input: Any, inplace: bool = False) -> jax.Array:
     return x * jax.nn.sigmoid(x)
 
 
+@_opmath
 def mish(input: Any, inplace: bool = False) -> jax.Array:
     """``x * tanh(softplus(x))``, as ``torch.nn.functional.mish``.
 
@@ -500,6 +539,7 @@ def mish(input: Any, inplace: bool = False) -> jax.Array:
     return x * jnp.tanh(jnp.logaddexp(x, jnp.zeros_like(x)))
 
 
+@_opmath
 def logsigmoid(input: Any) -> jax.Array:
     """``log(sigmoid(x)) = -softplus(-x)``, computed stably, as ``torch.nn.functional.logsigmoid``.
 
@@ -518,6 +558,7 @@ def logsigmoid(input: Any) -> jax.Array:
     return -jnp.logaddexp(-x, jnp.zeros_like(x))
 
 
+@_opmath
 def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
     """``log(1 + exp(beta x)) / beta``, as ``torch.nn.functional.softplus``.
 
@@ -561,6 +602,7 @@ def _softplus_jvp(beta: float, threshold: float, primals: tuple, tangents: tuple
     return _softplus(x, beta, threshold), d * t
 
 
+@_opmath
 def softsign(input: Any) -> jax.Array:
     """``x / (1 + |x|)``, as ``torch.nn.functional.softsign``.
 
@@ -592,6 +634,7 @@ def _tanhshrink_jvp(primals: tuple, tangents: tuple) -> tuple:
     return x - y, y * y * t
 
 
+@_opmath
 def tanhshrink(input: Any) -> jax.Array:
     """``x - tanh(x)``, as ``torch.nn.functional.tanhshrink``.
 
@@ -627,6 +670,7 @@ def _hardsigmoid_jvp(primals: tuple, tangents: tuple) -> tuple:
     return _hardsigmoid(x), d * t
 
 
+@_opmath
 def hardsigmoid(input: Any, inplace: bool = False) -> jax.Array:
     """``relu6(x + 3) / 6``, as ``torch.nn.functional.hardsigmoid``; derivative 0 at -3 and 3.
 
@@ -647,6 +691,7 @@ def hardsigmoid(input: Any, inplace: bool = False) -> jax.Array:
     return _hardsigmoid(_float(input))
 
 
+@_opmath
 def hardswish(input: Any, inplace: bool = False) -> jax.Array:
     """``x * relu6(x + 3) / 6``, as ``torch.nn.functional.hardswish``.
 
@@ -683,7 +728,7 @@ def _hardswish_jvp(primals: tuple, tangents: tuple) -> tuple:
 
 
 def _hardshrink(input: Any, lambd: float) -> jax.Array:
-    x = _arr(input)
+    x = _floating(input, "hardshrink")
     lam = _scalar(lambd, x)
     return jnp.where((x >= -lam) & (x <= lam), jnp.zeros_like(x), x)
 
@@ -706,10 +751,11 @@ def hardshrink(input: Any, lambd: float = 0.5) -> jax.Array:
     return _hardshrink(input, lambd)
 
 
+@_opmath
 def _softshrink(input: Any, lambd: float, name: str) -> jax.Array:
     if not lambd >= 0:
         raise ValueError(f"{name}: lambd must be >= 0, got {lambd}")
-    x = _arr(input)
+    x = _floating(input, name)
     lam = _scalar(lambd, x)
     return jnp.where(jnp.abs(x) <= lam, jnp.zeros_like(x), x - jnp.sign(x) * lam)
 
@@ -735,6 +781,7 @@ def softshrink(input: Any, lambd: float = 0.5) -> jax.Array:
     return _softshrink(input, lambd, "softshrink")
 
 
+@_opmath
 def threshold(input: Any, threshold: float, value: float, inplace: bool = False) -> jax.Array:
     """``x if x > threshold else value``, as ``torch.nn.functional.threshold``;
     derivative 0 at ``threshold``.
@@ -760,6 +807,7 @@ def threshold(input: Any, threshold: float, value: float, inplace: bool = False)
 # --------------------------------------------------------------------------- GLU, softmax family
 
 
+@_opmath
 def _glu(input: Any, dim: int, name: str) -> jax.Array:
     x = _float(input)
     if x.ndim == 0:
@@ -818,7 +866,8 @@ def _softmax_family(input: Any, dim: Any, dtype: Any, name: str, kind: str, stac
         x = x.reshape((1,))
     if kind == "softmin":
         x = -x
-    y = jax.nn.log_softmax(x, axis=d) if kind == "log_softmax" else jax.nn.softmax(x, axis=d)
+    xc = x.astype(jnp.float32) if x.dtype in HALF else x  # torch's opmath: float32, rounded once
+    y = (jax.nn.log_softmax(xc, axis=d) if kind == "log_softmax" else jax.nn.softmax(xc, axis=d)).astype(x.dtype)
     return y.reshape(()) if scalar else y
 
 
@@ -886,6 +935,7 @@ def softmin(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any
     return _softmax_family(input, dim, dtype, "softmin", "softmin", _stacklevel)
 
 
+@_opmath
 def _softmax2d(input: Any, name: str) -> jax.Array:
     x = _arr(input)
     if x.ndim not in (3, 4):

@@ -84,6 +84,9 @@ def _apply(x: jax.Array, p: float, key: Any, noise_shape: tuple[int, ...], alpha
         return x
     if p == 1.0:  # torch's input * 0: -0 for negatives, NaN for NaN and inf
         return x * jnp.zeros((), x.dtype)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):  # the scale 1/(1-p) would truncate to an int
+        raise TypeError(f"{name}: p={p} needs a floating-point input, got {x.dtype} (torch: result type Float "
+                        "can't be cast to the input's integer type)")
     _need_key(key, name, p)
     # torch's input * noise (+ b): the mask multiplies, so a dropped inf or NaN gives NaN and a dropped
     # negative -0, as in torch (a select gave 0)
