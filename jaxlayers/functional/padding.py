@@ -73,11 +73,14 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
         dim = ndim - 1 - i
         size = x.shape[dim]
         out = size + left + right
-        if out < 0:
+        if out < 0 or (mode == "constant" and size + min(left, 0) + min(right, 0) < 0):  # torch crops first
             raise ValueError(
-                f"{name}: padding ({left}, {right}) of dim {dim} gives a negative or empty output size {out} "
-                f"for input of shape {shape_str(x)}"
+                f"{name}: padding ({left}, {right}) of dim {dim} crops more than its size {size} or gives a negative "
+                f"output size {out} (input shape {shape_str(x)})"
             )
+        if out == 0 and mode in ("reflect", "replicate"):
+            raise ValueError(f"{name}: mode={mode!r} padding ({left}, {right}) of dim {dim} gives an empty output "
+                             f"(input shape {shape_str(x)}; torch: input is too small)")
         if mode == "reflect" and (left >= size or right >= size):
             raise ValueError(
                 f"{name}: reflect padding must be smaller than the padded dim, got padding ({left}, {right}) "
