@@ -410,6 +410,19 @@ def test_containers_nest_as_torch():
     assert net.blocks[np.int64(1)] is net.blocks[1]  # any integer index, as torch
 
 
+def test_sequential_list_edits_as_torch():
+    """del (renumbering named children too), insert, pop, item assignment and + give torch's keys."""
+    rngs = fnnx.Rngs(0)
+    j = jnnx.Sequential(OrderedDict(a=jnnx.Linear(2, 2, rngs=rngs), b=jnnx.Tanh(), c=jnnx.Linear(2, 3, rngs=rngs)))
+    t = torch.nn.Sequential(OrderedDict(a=torch.nn.Linear(2, 2), b=torch.nn.Tanh(), c=torch.nn.Linear(2, 3)))
+    edits = [lambda m, nn_: m.__delitem__(1), lambda m, nn_: m.insert(1, nn_.ReLU()),
+             lambda m, nn_: m.pop(0), lambda m, nn_: m.__setitem__(-1, nn_.Identity())]
+    for edit in edits:
+        edit(j, jnnx), edit(t, torch.nn)
+        assert list(j.state_dict()) == list(t.state_dict()) and len(j) == len(t)
+    assert list((j + j).state_dict()) == list((t + t).state_dict())
+
+
 def test_containers_use_torch_keys():
     class Net(jnnx.Module):
         def __init__(self, rngs):

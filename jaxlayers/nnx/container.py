@@ -69,6 +69,17 @@ class _Container(Module):
     def __len__(self) -> int:
         return len(self._keys)
 
+    def _delete(self, idx: int | slice) -> None:
+        """Remove entries by position; the rest are renumbered ``"0"``, ``"1"``, ... (torch's rule)."""
+        values = self._values()
+        del values[idx if isinstance(idx, slice) else self._keys.index(self._index(idx))]
+        self._replace_all((str(i), v) for i, v in enumerate(values))
+
+    def _insert(self, index: int, value: Any) -> None:
+        values = self._values()
+        values.insert(index, value)
+        self._replace_all((str(i), v) for i, v in enumerate(values))
+
     def _child_order(self) -> tuple[str, ...]:
         return self._keys
 
@@ -99,7 +110,8 @@ class Sequential(_Container):
     keys.  Children are NNX modules (any ``nnx.Module``, e.g. ``jaxlayers.nnx``
     layers or flax's own) or plain callables (``jax.nn.relu``).  ``model[0]`` is
     the child, ``model[1:]`` a Sequential of the same child objects with their
-    names, ``len(model)``, iteration, ``append``/``extend``.
+    names, ``len(model)``, iteration, ``append``/``extend``/``insert``/``pop``, ``model[i] = layer``,
+    ``del model[i]`` (the rest renumbered, as torch), ``model + other``.
 
     Call: ``model(x, rngs=None)``: each child in order; each child uses its own mode
     (``train()``/``eval()``).  ``rngs`` (a key, ``nnx.Rngs`` or ``RngStream``)
@@ -149,6 +161,26 @@ class Sequential(_Container):
     def __iter__(self) -> Iterator[Any]:
         return iter(self._values())
 
+    def __setitem__(self, idx: int, module: Any) -> None:
+        self._set(self._index(idx), module)
+
+    def __delitem__(self, idx: int | slice) -> None:
+        self._delete(idx)  # torch renumbers every child, named ones too
+
+    def __add__(self, other: "Sequential") -> "Sequential":
+        if not isinstance(other, Sequential):
+            raise TypeError(f"Sequential: can only add a Sequential, got {type(other).__name__}")
+        return Sequential(*self._values(), *other._values())
+
+    def insert(self, index: int, module: Any) -> "Sequential":
+        self._insert(index, module)
+        return self
+
+    def pop(self, idx: int) -> Any:
+        module = self[idx]
+        self._delete(idx)
+        return module
+
     def append(self, module: Any) -> "Sequential":
         self._set(str(len(self._keys)), module)
         return self
@@ -190,9 +222,7 @@ class ModuleList(_Container):
         self._set(self._index(idx), value)
 
     def __delitem__(self, idx: int | slice) -> None:
-        values = self._values()
-        del values[idx if isinstance(idx, slice) else self._keys.index(self._index(idx))]
-        self._replace_all((str(i), v) for i, v in enumerate(values))
+        self._delete(idx)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._values())
@@ -212,9 +242,7 @@ class ModuleList(_Container):
         return self
 
     def insert(self, index: int, value: Any) -> None:
-        values = self._values()
-        values.insert(index, value)
-        self._replace_all((str(i), v) for i, v in enumerate(values))
+        self._insert(index, value)
 
 
 class ModuleDict(_Container):
