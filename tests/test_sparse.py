@@ -485,3 +485,20 @@ def test_embedding_hypothesis_shapes_vs_torch(shape, seed):
     expected = TF.embedding(_t(idx), _t(w)).numpy()
     assert out.shape == expected.shape == tuple(shape) + (D,)
     close(out, expected, rtol=0, atol=0)
+
+
+def test_half_precision_bags_and_frequencies_count_in_float32():
+    """A bfloat16 running sum stops growing at 256-512: a 1000-row bag summed to 512 (torch 1020) and
+    its mean was 2.0; scale_grad_by_freq's counts saturated at 256 (gradient 1/256 for 1000 uses)."""
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.uniform(0.5, 1.5, (8, 3)), jnp.bfloat16)
+    wt = torch.tensor(np.asarray(w, np.float32)).to(torch.bfloat16)
+    idx, offsets = rng.integers(0, 8, 1000), np.array([0, 10])
+    for mode in ("sum", "mean"):
+        got = F.embedding_bag(jnp.asarray(idx), w, jnp.asarray(offsets), mode=mode)
+        want = torch.nn.functional.embedding_bag(torch.tensor(idx), wt, torch.tensor(offsets), mode=mode)
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(got, np.float32), want.float().numpy(), rtol=2 ** -7)
+    ids = jnp.zeros(1000, jnp.int32)
+    g = jax.grad(lambda w: jnp.sum(F.embedding(ids, w, scale_grad_by_freq=True)[:1].astype(jnp.float32)))(w)
+    np.testing.assert_allclose(np.asarray(g[0], np.float32), 1e-3, rtol=2 ** -7)

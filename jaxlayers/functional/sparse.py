@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import concrete, shape_str
+from .._utils import HALF, concrete, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -108,9 +108,9 @@ def _grad_scale(indices: jax.Array, num: int, padding_idx: int | None, scale_gra
     scale = jnp.ones(indices.shape, dtype)
     if scale_grad_by_freq:
         flat = indices.ravel()
-        counts = jax.ops.segment_sum(jnp.ones(flat.shape, dtype), flat, num_segments=num)
-        per = jnp.take(counts, indices, mode="fill", fill_value=1.0)
-        scale = 1.0 / jnp.maximum(per, 1.0)
+        counts = jax.ops.segment_sum(jnp.ones(flat.shape, jnp.int32), flat, num_segments=num)  # exact counts
+        per = jnp.take(counts, indices, mode="fill", fill_value=1)
+        scale = (1.0 / jnp.maximum(per, 1).astype(jnp.promote_types(dtype, jnp.float32))).astype(dtype)
     if padding_idx is not None:
         scale = jnp.where(indices == padding_idx, jnp.zeros((), dtype), scale)
     return scale
@@ -345,16 +345,19 @@ def _embedding_bag(
     keep = None if padding_idx is None else (flat != padding_idx)
     if mode == "max":
         return _bag_max(rows, segments, num_bags, keep)
+    dtype = rows.dtype
+    if dtype in HALF:  # torch accumulates half-precision bags in float32 (a bf16 sum stops growing at 256-512)
+        rows = rows.astype(jnp.float32)
     if per_sample_weights is not None:
-        rows = rows * per_sample_weights.astype(rows.dtype)[:, None]
+        rows = rows * per_sample_weights.astype(dtype).astype(rows.dtype)[:, None]
     if keep is not None:
         rows = jnp.where(keep[:, None], rows, jnp.zeros((), rows.dtype))
     out = jax.ops.segment_sum(rows, segments, num_segments=num_bags)
     if mode == "mean":
-        ones = jnp.ones(flat.shape, rows.dtype) if keep is None else keep.astype(rows.dtype)
+        ones = jnp.ones(flat.shape, jnp.int32) if keep is None else keep.astype(jnp.int32)
         counts = jax.ops.segment_sum(ones, segments, num_segments=num_bags)
-        out = out / jnp.maximum(counts, 1)[:, None]
-    return out
+        out = out / jnp.maximum(counts, 1).astype(out.dtype)[:, None]
+    return out.astype(dtype)
 
 
 def _bag_max(rows: jax.Array, segments: jax.Array, num_bags: int, keep: jax.Array | None) -> jax.Array:
