@@ -242,6 +242,22 @@ def add_bias(y: Any, bias: Any) -> Any:
     return y + bias
 
 
+def half_in_float32(fn: Any) -> Any:
+    """``fn`` of a bfloat16/float16 ``input`` (its first argument) computed in float32 and rounded once,
+    as torch's kernels do (their "opmath" type): in the half type itself constants round too
+    (``threshold(x, 0.3, ...)`` compared with 0.30078125), every step rounds, and float16 intermediates
+    underflow (``sigmoid`` below -11, ``normalize(p=1)``'s gradient of 2048-wide rows)."""
+
+    @functools.wraps(fn)
+    def wrapper(input: Any, *args: Any, **kwargs: Any) -> Any:
+        dtype = getattr(input, "dtype", None)
+        if dtype in HALF:
+            return fn(jnp.asarray(input).astype(jnp.float32), *args, **kwargs).astype(dtype)
+        return fn(input, *args, **kwargs)
+
+    return wrapper
+
+
 def upper_triangle(d: Any) -> jax.Array:
     """The entries above the diagonal of a square ``(N, N)`` ``d``, row-major (``pdist``'s order:
     pairs ``(0, 1), (0, 2), ..., (1, 2), ...``)."""

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._memory_format import channels_last
-from .._utils import HALF, shape_str
+from .._utils import HALF, half_in_float32, shape_str
 
 __all__ = [
     "relu",
@@ -77,22 +77,6 @@ def _float(x: Any) -> jax.Array:
 
 def _scalar(v: Any, x: jax.Array) -> jax.Array:
     return jnp.asarray(v, dtype=x.dtype)
-
-
-def _opmath(fn: Any) -> Any:
-    """``fn`` of a bfloat16/float16 ``input`` (its first argument) computed in float32 and rounded once,
-    as torch's kernels do (their "opmath" type): in the half type itself the constants round too
-    (``threshold(x, 0.3, ...)`` compared with 0.30078125, SELU's scale), each step rounds, and
-    ``sigmoid`` underflowed to 0 in float16 below -11."""
-
-    @functools.wraps(fn)
-    def wrapper(input: Any, *args: Any, **kwargs: Any) -> Any:
-        dtype = getattr(input, "dtype", None)
-        if dtype in HALF:
-            return fn(jnp.asarray(input).astype(jnp.float32), *args, **kwargs).astype(dtype)
-        return fn(input, *args, **kwargs)
-
-    return wrapper
 
 
 def _floating(x: Any, name: str) -> jax.Array:
@@ -160,7 +144,7 @@ def _clamp_jvp(lo, hi, primals, tangents):
     return _clamp(x, lo, hi), jnp.where(stop, jnp.zeros_like(t), t)
 
 
-@_opmath
+@half_in_float32
 def _hardtanh(input: Any, min_val: float, max_val: float, name: str) -> jax.Array:
     if max_val < min_val:
         raise ValueError(f"{name}: max_val ({max_val}) must be greater than or equal to min_val ({min_val})")
@@ -209,7 +193,7 @@ def relu6(input: Any, inplace: bool = False) -> jax.Array:
     return _hardtanh(input, 0.0, 6.0, "relu6")
 
 
-@_opmath
+@half_in_float32
 def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> jax.Array:
     """``x if x > 0 else negative_slope * x``, as ``torch.nn.functional.leaky_relu``.
 
@@ -232,7 +216,7 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
     return jnp.where(x > 0, x, x * _scalar(negative_slope, x))
 
 
-@_opmath
+@half_in_float32
 def _rrelu(input: Any, lower: float, upper: float, training: bool, key: Any, name: str) -> jax.Array:
     lower, upper = float(lower), float(upper)
     if not lower <= upper:
@@ -275,7 +259,7 @@ def rrelu(input: Any, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: 
     return _rrelu(input, lower, upper, training, key, "rrelu")
 
 
-@_opmath
+@half_in_float32
 def _prelu(input: Any, weight: Any, name: str) -> jax.Array:
     x, w = _arr(input), _arr(weight)
     if w.ndim > 1:
@@ -342,7 +326,7 @@ def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
     return jnp.where(pos, x, _scalar(alpha, x) * _expm1(safe * _scalar(input_scale, x)))
 
 
-@_opmath
+@half_in_float32
 def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     """``x if x > 0 else alpha * (exp(x) - 1)``, as ``torch.nn.functional.elu``; ``elu'(0) = alpha``.
 
@@ -362,7 +346,7 @@ def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     return _elu(_float(input), alpha)
 
 
-@_opmath
+@half_in_float32
 def selu(input: Any, inplace: bool = False) -> jax.Array:
     """``scale * elu(x, alpha)`` with torch's constants, as ``torch.nn.functional.selu``.
 
@@ -400,7 +384,7 @@ def _celu_jvp(alpha: float, primals: tuple, tangents: tuple) -> tuple:
     return _celu(x, alpha), d * t
 
 
-@_opmath
+@half_in_float32
 def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     """``x if x > 0 else alpha * (exp(x / alpha) - 1)``, as ``torch.nn.functional.celu``.
 
@@ -429,7 +413,7 @@ def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
 # --------------------------------------------------------------------------- smooth units
 
 
-@_opmath
+@half_in_float32
 def _gelu(input: Any, approximate: str, name: str) -> jax.Array:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"{name}: approximate must be either 'none' or 'tanh', got {approximate!r}")
@@ -463,7 +447,7 @@ def gelu(input: Any, approximate: str = "none") -> jax.Array:
     return _gelu(input, approximate, "gelu")
 
 
-@_opmath
+@half_in_float32
 def sigmoid(input: Any) -> jax.Array:
     """``1 / (1 + exp(-x))``, as ``torch.nn.functional.sigmoid``.
 
@@ -481,7 +465,7 @@ def sigmoid(input: Any) -> jax.Array:
     return jax.nn.sigmoid(_float(input))
 
 
-@_opmath
+@half_in_float32
 def tanh(input: Any) -> jax.Array:
     """Hyperbolic tangent, as ``torch.nn.functional.tanh``.
 
@@ -499,7 +483,7 @@ def tanh(input: Any) -> jax.Array:
     return jnp.tanh(_float(input))
 
 
-@_opmath
+@half_in_float32
 def silu(input: Any, inplace: bool = False) -> jax.Array:
     """``x * sigmoid(x)`` (swish), as ``torch.nn.functional.silu``.
 
@@ -519,7 +503,7 @@ def silu(input: Any, inplace: bool = False) -> jax.Array:
     return x * jax.nn.sigmoid(x)
 
 
-@_opmath
+@half_in_float32
 def mish(input: Any, inplace: bool = False) -> jax.Array:
     """``x * tanh(softplus(x))``, as ``torch.nn.functional.mish``.
 
@@ -539,7 +523,7 @@ def mish(input: Any, inplace: bool = False) -> jax.Array:
     return x * jnp.tanh(jnp.logaddexp(x, jnp.zeros_like(x)))
 
 
-@_opmath
+@half_in_float32
 def logsigmoid(input: Any) -> jax.Array:
     """``log(sigmoid(x)) = -softplus(-x)``, computed stably, as ``torch.nn.functional.logsigmoid``.
 
@@ -558,7 +542,7 @@ def logsigmoid(input: Any) -> jax.Array:
     return -jnp.logaddexp(-x, jnp.zeros_like(x))
 
 
-@_opmath
+@half_in_float32
 def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
     """``log(1 + exp(beta x)) / beta``, as ``torch.nn.functional.softplus``.
 
@@ -602,7 +586,7 @@ def _softplus_jvp(beta: float, threshold: float, primals: tuple, tangents: tuple
     return _softplus(x, beta, threshold), d * t
 
 
-@_opmath
+@half_in_float32
 def softsign(input: Any) -> jax.Array:
     """``x / (1 + |x|)``, as ``torch.nn.functional.softsign``.
 
@@ -634,7 +618,7 @@ def _tanhshrink_jvp(primals: tuple, tangents: tuple) -> tuple:
     return x - y, y * y * t
 
 
-@_opmath
+@half_in_float32
 def tanhshrink(input: Any) -> jax.Array:
     """``x - tanh(x)``, as ``torch.nn.functional.tanhshrink``.
 
@@ -670,7 +654,7 @@ def _hardsigmoid_jvp(primals: tuple, tangents: tuple) -> tuple:
     return _hardsigmoid(x), d * t
 
 
-@_opmath
+@half_in_float32
 def hardsigmoid(input: Any, inplace: bool = False) -> jax.Array:
     """``relu6(x + 3) / 6``, as ``torch.nn.functional.hardsigmoid``; derivative 0 at -3 and 3.
 
@@ -691,7 +675,7 @@ def hardsigmoid(input: Any, inplace: bool = False) -> jax.Array:
     return _hardsigmoid(_float(input))
 
 
-@_opmath
+@half_in_float32
 def hardswish(input: Any, inplace: bool = False) -> jax.Array:
     """``x * relu6(x + 3) / 6``, as ``torch.nn.functional.hardswish``.
 
@@ -751,7 +735,7 @@ def hardshrink(input: Any, lambd: float = 0.5) -> jax.Array:
     return _hardshrink(input, lambd)
 
 
-@_opmath
+@half_in_float32
 def _softshrink(input: Any, lambd: float, name: str) -> jax.Array:
     if not lambd >= 0:
         raise ValueError(f"{name}: lambd must be >= 0, got {lambd}")
@@ -781,7 +765,7 @@ def softshrink(input: Any, lambd: float = 0.5) -> jax.Array:
     return _softshrink(input, lambd, "softshrink")
 
 
-@_opmath
+@half_in_float32
 def threshold(input: Any, threshold: float, value: float, inplace: bool = False) -> jax.Array:
     """``x if x > threshold else value``, as ``torch.nn.functional.threshold``;
     derivative 0 at ``threshold``.
@@ -807,7 +791,7 @@ def threshold(input: Any, threshold: float, value: float, inplace: bool = False)
 # --------------------------------------------------------------------------- GLU, softmax family
 
 
-@_opmath
+@half_in_float32
 def _glu(input: Any, dim: int, name: str) -> jax.Array:
     x = _float(input)
     if x.ndim == 0:
@@ -935,7 +919,7 @@ def softmin(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any
     return _softmax_family(input, dim, dtype, "softmin", "softmin", _stacklevel)
 
 
-@_opmath
+@half_in_float32
 def _softmax2d(input: Any, name: str) -> jax.Array:
     x = _arr(input)
     if x.ndim not in (3, 4):

@@ -21,7 +21,7 @@ import numpy as np
 from jax import lax
 
 from .._lowering import distance as _lowering
-from .._utils import (_is_int, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
+from .._utils import (_is_int, half_in_float32, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
                       index_dtype, nan_max, nan_min, sgn, shape_str, upper_triangle, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
@@ -279,6 +279,7 @@ def _pdist_jvp(p, primals, tangents):
     return upper_triangle(d[:, :, 0]), jax.checkpoint(tangent_map)(x, d, t)
 
 
+@half_in_float32
 def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> jax.Array:
     """``input / max(||input||_p, eps)`` along ``dim``, as ``torch.nn.functional.normalize``.
 
