@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._utils import compiled, shape_str
+from .._utils import HALF, compiled, shape_str
 from .loss import _check_index_target, _check_label_smoothing, _cross_entropy, _legacy_reduction, _reduce
 
 __all__ = ["linear_cross_entropy"]
@@ -53,6 +53,11 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
                           reduction: str, ignore_index: int | None, label_smoothing: float, chunk_size: int | None,
                           options: Any, name: str, precision: Any = None) -> jax.Array:
     x, w = jnp.asarray(input), jnp.asarray(linear_weight)
+    dtype = jnp.result_type(x, w, *(() if linear_bias is None else (linear_bias,)))
+    if dtype in HALF:  # float32 throughout, rounded once: gradients summed over rows and chunks in float32
+        up = [None if a is None else jnp.asarray(a).astype(jnp.float32) for a in (x, w, linear_bias)]
+        return _linear_cross_entropy(up[0], up[1], target, up[2], weight, reduction, ignore_index, label_smoothing,
+                                     chunk_size, options, name, precision).astype(dtype)
     t = jnp.asarray(target)
     if x.ndim not in (1, 2):
         raise ValueError(f"{name}: expected input of shape (in_features,) or (N, in_features), got {shape_str(x)}")
