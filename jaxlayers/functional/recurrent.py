@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._utils import compiled, shape_str
+from .._utils import HALF, compiled, shape_str
 
 __all__ = [
     "rnn_tanh_cell",
@@ -146,10 +146,13 @@ def _cell(mode: str, name: str, input: jax.Array, hx: Any, w_ih: jax.Array, w_hh
             raise ValueError(
                 f"{name}: expected {arg} of shape {shape_str(state_shape)} {layout}, got {shape_str(s)} "
                 f"(input {shape_str(input)}, hidden_size={hidden})")
-    hx = tuple(s.astype(dtype) for s in hx)
+    if dtype in HALF:  # float32 gates and state, rounded once (torch accumulates in float32)
+        up = lambda a: None if a is None else a.astype(jnp.float32)  # noqa: E731
+        input, w_ih, w_hh, b_ih, b_hh = map(up, (input, w_ih, w_hh, b_ih, b_hh))
+    hx = tuple(s.astype(input.dtype) for s in hx)
     gi = _gate_inputs(input, w_ih, b_ih, gates, precision)
     out = _step(mode, gi, hx if mode == "LSTM" else hx[0], w_hh, b_hh, None, precision)
-    return tuple(out) if mode == "LSTM" else out
+    return tuple(o.astype(dtype) for o in out) if mode == "LSTM" else out.astype(dtype)
 
 
 def rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, precision=None):
@@ -351,7 +354,8 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
     else:
         x = input[:, None, :]
     batch = x.shape[1]
-    dtype = jnp.result_type(x, *flat.values())
+    out_dtype = jnp.result_type(x, *flat.values())
+    dtype = jnp.float32 if out_dtype in HALF else out_dtype  # half precision: float32 gates, states, sums
     x = x.astype(dtype)
     flat = {n: w.astype(dtype) for n, w in flat.items()}
 
@@ -414,8 +418,9 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
         if use_dropout and layer < num_layers - 1:
             x = _dropout(x, float(dropout), jax.random.fold_in(key, layer))
 
-    h_n = jnp.stack(h_n)
-    c_n = jnp.stack(c_n) if mode == "LSTM" else None
+    x = x.astype(out_dtype)
+    h_n = jnp.stack(h_n).astype(out_dtype)
+    c_n = jnp.stack(c_n).astype(out_dtype) if mode == "LSTM" else None
     if batched:
         out = jnp.swapaxes(x, 0, 1) if batch_first else x
     else:
