@@ -358,3 +358,22 @@ def test_non_finite_input_stays_in_its_taps_like_torch():
         want = TF.interpolate(torch.from_numpy(x), **kw).numpy()
         assert np.isfinite(want).sum() > want.size // 2
         np.testing.assert_allclose(ours, want, rtol=1e-12, atol=1e-12)  # inf and NaN where torch has them
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_nearest_half_precision_gradient_sums_in_float32(mode):
+    """Upsampling 8 -> 4000 repeats each input 500 times; the gradient sums those repeats, in float32
+    for bfloat16 input as torch (summed in bfloat16 it was 4x torch's error). Values stay exact."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, 2, 8)), jnp.bfloat16)
+    g = jnp.asarray(rng.standard_normal((1, 2, 4000)), jnp.bfloat16)
+    y, vjp = jax.vjp(lambda x: F.interpolate(x, size=4000, mode=mode), x)
+    xt = torch.tensor(np.asarray(x, np.float32)).to(torch.bfloat16).requires_grad_()
+    yt = torch.nn.functional.interpolate(xt, size=4000, mode=mode)
+    yt.backward(torch.tensor(np.asarray(g, np.float32)).to(torch.bfloat16))
+    np.testing.assert_array_equal(np.asarray(y, np.float32), yt.detach().float().numpy())
+    xd = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+    torch.nn.functional.interpolate(xd, size=4000, mode=mode).backward(torch.tensor(np.asarray(g, np.float64)))
+    ours = np.asarray(vjp(g)[0], np.float64)
+    err = lambda a: np.linalg.norm(a - xd.grad.numpy()) / np.linalg.norm(xd.grad.numpy())  # noqa: E731
+    assert vjp(g)[0].dtype == jnp.bfloat16 and err(ours) <= err(xt.grad.double().numpy())
