@@ -242,6 +242,16 @@ def add_bias(y: Any, bias: Any) -> Any:
     return y + bias
 
 
+def floating_input(x: Any, name: str) -> jax.Array:
+    """``x`` as an array; an integer/bool one is a TypeError naming the function, where torch raises too
+    (a float constant such as a slope or a scale would otherwise be truncated, or ints silently promoted)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype} (torch does not implement it for "
+                        "integer tensors)")
+    return x
+
+
 def half_in_float32(fn: Any) -> Any:
     """``fn`` of a bfloat16/float16 ``input`` (its first argument) computed in float32 and rounded once,
     as torch's kernels do (their "opmath" type): in the half type itself constants round too

@@ -228,3 +228,10 @@ def test_normalize_half_precision_computes_in_float32():
     assert y.dtype == jnp.float16
     err = lambda a: np.linalg.norm(a - truth) / np.linalg.norm(truth)  # noqa: E731
     assert err(ours) <= err(theirs.double().numpy())
+
+
+@pytest.mark.parametrize("call", [lambda: F.cosine_similarity(jnp.arange(6).reshape(2, 3), jnp.ones((2, 3), int)),
+                                  lambda: F.normalize(jnp.arange(3))])
+def test_integer_inputs_are_type_errors_as_torch(call):
+    with pytest.raises(TypeError, match=r"(cosine_similarity|normalize): expected a floating-point input, got int"):
+        call()

@@ -534,6 +534,8 @@ def test_constructor_and_functional_errors(rng):
         F.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(3), training=True, momentum=None)
     with pytest.raises(ValueError, match=r"switch_norm: mean_weight must have shape \(3,\)"):
         F.switch_norm(np.ones((2, 3, 4)), None, None, mean_weight=np.ones(2))
+    with pytest.raises(TypeError, match=r"local_response_norm: size must be an int, got 2.5"):  # torch raises too
+        F.local_response_norm(jnp.ones((1, 3, 4)), 2.5)
     with pytest.raises(ValueError, match="local_response_norm: size must be >= 1"):
         F.local_response_norm(np.ones((2, 3, 4)), 0)
     with pytest.raises(ValueError, match="instance_norm: expected .*at least one spatial dim"):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._memory_format import channels_last
-from .._utils import HALF, half_in_float32, shape_str
+from .._utils import HALF, floating_input, half_in_float32, shape_str
 
 __all__ = [
     "relu",
@@ -77,16 +77,6 @@ def _float(x: Any) -> jax.Array:
 
 def _scalar(v: Any, x: jax.Array) -> jax.Array:
     return jnp.asarray(v, dtype=x.dtype)
-
-
-def _floating(x: Any, name: str) -> jax.Array:
-    """``x`` as an array; an integer/bool one is a TypeError (torch raises; a float constant such as a
-    slope would otherwise be truncated to an int)."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype} (torch does not implement it for "
-                        "integer tensors)")
-    return x
 
 
 def _norm_dim(dim: Any, ndim: int, name: str) -> int:
@@ -212,7 +202,7 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
         >>> F.leaky_relu(jnp.array([-2.0, 3.0]), 0.5).tolist()
         [-1.0, 3.0]
     """
-    x = _floating(input, "leaky_relu")
+    x = floating_input(input, "leaky_relu")
     return jnp.where(x > 0, x, x * _scalar(negative_slope, x))
 
 
@@ -712,7 +702,7 @@ def _hardswish_jvp(primals: tuple, tangents: tuple) -> tuple:
 
 
 def _hardshrink(input: Any, lambd: float) -> jax.Array:
-    x = _floating(input, "hardshrink")
+    x = floating_input(input, "hardshrink")
     lam = _scalar(lambd, x)
     return jnp.where((x >= -lam) & (x <= lam), jnp.zeros_like(x), x)
 
@@ -739,7 +729,7 @@ def hardshrink(input: Any, lambd: float = 0.5) -> jax.Array:
 def _softshrink(input: Any, lambd: float, name: str) -> jax.Array:
     if not lambd >= 0:
         raise ValueError(f"{name}: lambd must be >= 0, got {lambd}")
-    x = _floating(input, name)
+    x = floating_input(input, name)
     lam = _scalar(lambd, x)
     return jnp.where(jnp.abs(x) <= lam, jnp.zeros_like(x), x - jnp.sign(x) * lam)
 

@@ -21,7 +21,7 @@ import numpy as np
 from jax import lax
 
 from .._lowering import distance as _lowering
-from .._utils import (_is_int, half_in_float32, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
+from .._utils import (_is_int, floating_input, half_in_float32, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
                       index_dtype, nan_max, nan_min, sgn, shape_str, upper_triangle, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
@@ -115,7 +115,7 @@ def _norm_jvp(p, axis, keepdims, inf_full, primals, tangents):
 def _cosine_similarity(x1: Any, x2: Any, dim: int, eps: float, name: str) -> jax.Array:
     if not eps >= 0:
         raise ValueError(f"{name}: eps must be non-negative, got {eps}")
-    a, b = _float(x1), _float(x2)
+    a, b = floating_input(x1, name), floating_input(x2, name)
     try:
         shape = jnp.broadcast_shapes(a.shape, b.shape)
     except ValueError:
@@ -301,7 +301,7 @@ def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out:
     name = "normalize"
     if out is not None:
         raise TypeError(f"{name}: out= is not supported (JAX arrays are immutable); use the returned array")
-    x = _float(input)
+    x = floating_input(input, name)
     p = _check_p(p, name)
     d = _wrap_dim(dim, x.ndim, name)
     y = x[None] if x.ndim == 0 else x

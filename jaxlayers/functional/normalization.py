@@ -40,7 +40,7 @@ from jax import lax
 
 from .._lowering import norm as _lowering_norm
 from .._memory_format import channels_last
-from .._utils import channel_dim, compiled, first_finite, shape_str
+from .._utils import _is_int, channel_dim, compiled, first_finite, shape_str
 
 __all__ = [
     "NormOutput",
@@ -625,6 +625,8 @@ def rms_norm(
 def _local_response_norm(input, size, alpha, beta, k, *, name):
     x = input
     _check_input(name, x, 3, "3-D or higher (N, C, *)")
+    if not _is_int(size):  # torch: pad() needs ints (a float size was truncated)
+        raise TypeError(f"{name}: size must be an int, got {size!r}")
     if int(size) < 1:
         raise ValueError(f"{name}: size must be >= 1, got {size}")
     size = int(size)
