@@ -231,6 +231,11 @@ def _clamp_min_straight_through_jvp(lo: float, primals: tuple, tangents: tuple) 
 HALF = (jnp.bfloat16, jnp.float16)
 
 
+def compute_dtype(dtype: Any) -> Any:
+    """The dtype torch computes ``dtype`` in (its "opmath" type): float32 for bfloat16/float16, else itself."""
+    return jnp.float32 if dtype in HALF else dtype
+
+
 def add_bias(y: Any, bias: Any) -> Any:
     """``y + bias`` (``bias`` broadcast to ``y``); in float32 for a half-precision ``y``, rounded once,
     so that the bias gradient (a sum over every other dim) accumulates in float32 as torch's does: summed

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._memory_format import channels_last
-from .._utils import HALF, floating_input, half_in_float32, shape_str
+from .._utils import compute_dtype, floating_input, half_in_float32, shape_str
 
 __all__ = [
     "relu",
@@ -840,7 +840,7 @@ def _softmax_family(input: Any, dim: Any, dtype: Any, name: str, kind: str, stac
         x = x.reshape((1,))
     if kind == "softmin":
         x = -x
-    xc = x.astype(jnp.float32) if x.dtype in HALF else x  # torch's opmath: float32, rounded once
+    xc = x.astype(compute_dtype(x.dtype))  # torch's opmath: float32, rounded once
     y = (jax.nn.log_softmax(xc, axis=d) if kind == "log_softmax" else jax.nn.softmax(xc, axis=d)).astype(x.dtype)
     return y.reshape(()) if scalar else y
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._utils import HALF, compiled, shape_str
+from .._utils import HALF, compiled, compute_dtype, shape_str
 
 __all__ = [
     "rnn_tanh_cell",
@@ -355,7 +355,7 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
         x = input[:, None, :]
     batch = x.shape[1]
     out_dtype = jnp.result_type(x, *flat.values())
-    dtype = jnp.float32 if out_dtype in HALF else out_dtype  # half precision: float32 gates, states, sums
+    dtype = compute_dtype(out_dtype)  # half precision: float32 gates, states, sums
     x = x.astype(dtype)
     flat = {n: w.astype(dtype) for n, w in flat.items()}
 

@@ -39,7 +39,7 @@ from jax import lax
 
 from .._lowering import resampling as _lowering_resampling
 from .._memory_format import channels_last
-from .._utils import HALF, compiled, shape_str
+from .._utils import compiled, compute_dtype, shape_str
 from .pooling import _adaptive_avg_pool_nd
 
 __all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear"]
@@ -335,7 +335,7 @@ def _resize(x: jax.Array, spec: InterpSpec) -> jax.Array:
     spatial = tuple(int(s) for s in x.shape[2:])
     y = x
     if spec.mode in ("nearest", "nearest-exact"):  # a gather: exact in any dtype, but its gradient sums the
-        cdtype = jnp.float32 if x.dtype in HALF else x.dtype  # repeats, in float32 for half precision as torch
+        cdtype = compute_dtype(x.dtype)  # repeats, in float32 for half precision as torch
         y = y.astype(cdtype)
     else:
         cdtype = jnp.promote_types(x.dtype, jnp.float32)

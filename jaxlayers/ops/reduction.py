@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._utils import HALF, index_dtype, nan_max, nan_min, shape_str
+from .._utils import half_in_float32, index_dtype, nan_max, nan_min, shape_str
 from .shape import _dim, _dims
 
 __all__ = ["mean", "sum", "var", "std", "max", "min", "MaxResult", "MinResult"]
@@ -125,9 +125,7 @@ def mean(x, dim=None, keepdim: bool = False, *, dtype=None):
     return jnp.mean(x.astype(out_dtype), axis=_axes(x, dim, "mean"), keepdims=keepdim)
 
 
-def _var(x, dim, unbiased, keepdim, correction, op, finish=lambda v: v):
-    """``finish(variance)`` in float32 for a half-precision ``x`` (torch's accumulate type: one
-    rounding at the end), cast back to ``x``'s dtype."""
+def _var(x, dim, unbiased, keepdim, correction, op):
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{op}(): input dtype should be floating point or complex, got {x.dtype}")
@@ -137,10 +135,8 @@ def _var(x, dim, unbiased, keepdim, correction, op, finish=lambda v: v):
         correction = 1 if unbiased else 0
     axes = _axes(x, dim, op)
     n = x.size if axes is None else math.prod(x.shape[a] for a in axes)
-    xc = x.astype(jnp.float32) if x.dtype in HALF else x
     # torch: divisor max(0, N - correction); 0 gives inf/nan like torch (which also warns).
-    v = _var_core(xc, None if x.ndim == 0 else axes, keepdim, float(n - correction))
-    return finish(v) if xc is x else finish(v).astype(x.dtype)
+    return _var_core(x, None if x.ndim == 0 else axes, keepdim, float(n - correction))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
@@ -166,6 +162,7 @@ def _var_core_jvp(axes, keepdim, dof, primals, tangents):
     return _var_core(x, axes, keepdim, dof), jnp.sum(prod, axis=axes, keepdims=keepdim)
 
 
+@half_in_float32  # torch's accumulate type: float32, rounded once (the sqrt too)
 def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None):
     """``torch.var``: variance over ``dim`` with divisor ``max(0, N - correction)``.
 
@@ -193,6 +190,7 @@ def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
     return _var(x, dim, unbiased, keepdim, correction, "var")
 
 
+@half_in_float32
 def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None):
     """``torch.std``: ``sqrt(var(x, dim, unbiased, keepdim, correction=correction))``.
 
@@ -213,7 +211,7 @@ def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
         >>> round(float(ops.std(jnp.array([1.0, 3.0]))), 4)
         1.4142
     """
-    return _var(x, dim, unbiased, keepdim, correction, "std", finish=_sqrt_zero_grad)
+    return _sqrt_zero_grad(_var(x, dim, unbiased, keepdim, correction, "std"))
 
 
 @jax.custom_jvp
