@@ -114,6 +114,10 @@ def _cases(rng: Any, quick: bool) -> list[tuple[str, Callable, Callable, list, b
          [a(n, 64, s, s)], True),
         ("adaptive_avg_pool2d 100->3", lambda x: F.adaptive_avg_pool2d(x, 3), lambda x: TF.adaptive_avg_pool2d(x, 3),
          [a(n, 64, 100, 100)], True),
+        (f"lstm 1 layer H=256 T=128 N={n // 2}", lambda x, wi, wh, b: F.lstm(x, None, [wi, wh, b, b])[0],
+         lambda x, wi, wh, b: torch._VF.lstm(x, (torch.zeros(1, n // 2, 256), torch.zeros(1, n // 2, 256)),
+                                             [wi, wh, b, b], True, 1, 0.0, False, False, False)[0],
+         [a(128, n // 2, 256), a(1024, 256, scale=0.06), a(1024, 256, scale=0.06), a(1024, scale=0.1)], True),
     ]
 
 

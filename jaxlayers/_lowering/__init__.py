@@ -1,7 +1,7 @@
 """Backend- and machine-specific lowerings (private).
 
 Each module here holds the fast paths of one family (``conv``, ``norm``,
-``pooling``, ``resampling``, ``grid_sample``, ``distance``) behind one function per operation
+``pooling``, ``resampling``, ``grid_sample``, ``distance``, ``recurrent``) behind one function per operation
 that takes the family's reference implementation and falls back to it wherever the lowering does not
 apply.  A lowering is used only when :func:`enabled` says so: the setting
 ``jaxlayers.config`` ``"auto"`` and a backend it was written for.  What a

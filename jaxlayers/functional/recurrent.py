@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._lowering import recurrent as _lowering_recurrent
 from .._utils import HALF, compiled, compute_dtype, shape_str
 
 __all__ = [
@@ -72,24 +73,13 @@ def _gate_inputs(x: jax.Array, w_ih: jax.Array, bias: jax.Array | None, gates: i
                  for w, b in zip(jnp.split(w_ih, gates), bs))
 
 
-def _step(mode: str, gi: tuple[jax.Array, ...], state: Any, w_hh: jax.Array, b_hh: jax.Array | None,
-          w_hr: jax.Array | None, precision: Any) -> Any:
-    """One time step given the input projections ``gi`` of the gates (:func:`_gate_inputs`).
-
-    ``state`` is ``h`` or, for LSTM, ``(h, c)``; returns the new state.
-    """
-    h = state[0] if mode == "LSTM" else state
-    gh = _mm(h, w_hh, precision)
-    if b_hh is not None:
-        gh = gh + b_hh
-    gh = jnp.split(gh, len(gi), axis=-1)
+def _update(mode: str, gi: tuple[jax.Array, ...], gh: Any, state: Any) -> Any:
+    """The new state from each gate's input part ``gi`` and hidden part ``gh`` (``h W_hk^T + b_hk``),
+    before LSTM's projection: ``h`` or, for LSTM, ``(h, c)``."""
     if mode == "LSTM":
         i, f, g, o = (a + b for a, b in zip(gi, gh))
         c = jax.nn.sigmoid(f) * state[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        if w_hr is not None:
-            h = _mm(h, w_hr, precision)
-        return h, c
+        return jax.nn.sigmoid(o) * jnp.tanh(c), c
     if mode == "GRU":
         (i_r, i_z, i_n), (h_r, h_z, h_n) = gi, gh
         r = jax.nn.sigmoid(i_r + h_r)
@@ -98,6 +88,48 @@ def _step(mode: str, gi: tuple[jax.Array, ...], state: Any, w_hh: jax.Array, b_h
         return (1 - z) * n + z * state
     pre = gi[0] + gh[0]
     return jnp.tanh(pre) if mode == "RNN_TANH" else jax.nn.relu(pre)
+
+
+def _time_step(mode: str, w_hh: jax.Array, b_hh: jax.Array | None, w_hr: jax.Array | None, precision: Any,
+               state: Any, gi: tuple[jax.Array, ...], valid: jax.Array | None) -> tuple[Any, jax.Array, tuple]:
+    """One time step given the input projections ``gi`` of the gates (:func:`_gate_inputs`).
+
+    ``state`` is ``h`` or, for LSTM, ``(h, c)``; ``valid`` ``(N,)`` (or None) keeps the state of
+    the sequences that have ended and zeroes their output.  Returns ``(new state, output h,
+    (gh, h before LSTM's projection))``, the last for ``jaxlayers._lowering.recurrent``.
+    """
+    h = state[0] if mode == "LSTM" else state
+    gh = _mm(h, w_hh, precision)
+    if b_hh is not None:
+        gh = gh + b_hh
+    new = _update(mode, gi, jnp.split(gh, len(gi), axis=-1), state)
+    raw = new[0] if mode == "LSTM" else new
+    if w_hr is not None:
+        new = (_mm(raw, w_hr, precision), new[1])
+    out = new[0] if mode == "LSTM" else new
+    if valid is not None:
+        m = valid[:, None]
+        new = jax.tree.map(lambda a, b: jnp.where(m, a, b), new, state)
+        out = jnp.where(m, out, jnp.zeros((), out.dtype))
+    return new, out, (gh, raw)
+
+
+def _step(mode: str, gi: tuple[jax.Array, ...], state: Any, w_hh: jax.Array, b_hh: jax.Array | None,
+          w_hr: jax.Array | None, precision: Any) -> Any:
+    """One cell step (no mask): the new state."""
+    return _time_step(mode, w_hh, b_hh, w_hr, precision, state, gi, None)[0]
+
+
+def _scan_reference(gi: tuple[jax.Array, ...], state0: Any, w_hh: jax.Array, b_hh: jax.Array | None,
+                    w_hr: jax.Array | None, valid: jax.Array | None, mode: str, reverse: bool,
+                    precision: Any) -> tuple[Any, jax.Array]:
+    """One direction of one layer: ``lax.scan`` of :func:`_time_step` over time; ``(final state,
+    outputs (T, N, H_out))``."""
+    def body(state, inp):
+        new, out, _ = _time_step(mode, w_hh, b_hh, w_hr, precision, state, *inp)
+        return new, out
+
+    return lax.scan(body, state0, (gi, valid), reverse=reverse)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -235,18 +267,9 @@ def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision:
             b_ih = b_hh if b_ih is None else b_ih + b_hh
             b_hh = None
         gi = _gate_inputs(x, w["weight_ih"], b_ih, gates, precision)
-        w_hh, w_hr = w["weight_hh"], w.get("weight_hr")
-
-        def body(state, inp, w_hh=w_hh, b_hh=b_hh, w_hr=w_hr):
-            gi_t, m_t = inp
-            new = _step(mode, gi_t, state, w_hh, b_hh, w_hr, precision)
-            if m_t is not None:
-                m = m_t[:, None]
-                new = jax.tree.map(lambda a, b: jnp.where(m, a, b), new, state)
-            h = new[0] if mode == "LSTM" else new
-            return new, (h if m_t is None else jnp.where(m, h, jnp.zeros((), h.dtype)))
-
-        final, ys = lax.scan(body, state0, (gi, valid), reverse=d == 1)
+        final, ys = _lowering_recurrent.scan(gi, state0, w["weight_hh"], b_hh, w.get("weight_hr"), valid,
+                                             mode=mode, reverse=d == 1, precision=precision,
+                                             update=_update, time_step=_time_step, reference=_scan_reference)
         outs.append(ys)
         finals.append(final)
     out = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
