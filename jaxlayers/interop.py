@@ -49,15 +49,29 @@ BUFFER_NAMES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
 _COLLECTIONS = ("params", "batch_stats")
 
 
-def to_numpy(value: Any) -> np.ndarray:
-    """A NumPy copy of a torch tensor, JAX array or array-like (bfloat16 kept)."""
+# torch dtypes NumPy lacks, read bit for bit as their ml_dtypes twins (what JAX uses)
+_ML_DTYPES = {f"torch.{name}": name for name in
+              ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")}
+
+
+def to_numpy(value: Any, key: str | None = None) -> np.ndarray:
+    """A NumPy copy of a torch tensor, JAX array or array-like; bfloat16 and the float8 types kept
+    (as ``ml_dtypes``' types, bit for bit).  A torch dtype with no JAX twin (``complex32``) is a
+    TypeError naming ``key``."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, no import
         t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":
+        name = str(t.dtype)
+        if name in _ML_DTYPES:
             import ml_dtypes
+            import torch
 
-            return t.float().numpy().astype(ml_dtypes.bfloat16)
-        return np.array(t.numpy())
+            bits = {1: torch.uint8, 2: torch.int16}[t.element_size()]
+            return t.contiguous().view(bits).numpy().view(getattr(ml_dtypes, _ML_DTYPES[name])).copy()
+        try:
+            return np.array(t.numpy())
+        except TypeError as e:
+            where = f" for {key!r}" if key is not None else ""
+            raise TypeError(f"to_numpy: torch dtype {name}{where} has no NumPy/JAX equivalent ({e})") from None
     return np.array(value)
 
 
@@ -103,7 +117,7 @@ def state_dict_to_variables(
     buffer_names = frozenset(buffer_names)
     params, stats = {}, {}
     for key, value in state_dict.items():
-        (stats if _is_buffer(key, buffer_names) else params)[key] = to_numpy(value)
+        (stats if _is_buffer(key, buffer_names) else params)[key] = to_numpy(value, key)
     out = {"params": _nest(params)}
     if stats:
         out["batch_stats"] = _nest(stats)
@@ -257,7 +271,7 @@ def load_state_dict(
         new = {}
         for key, old in flat.items():
             if key in state_dict:
-                value = to_numpy(state_dict[key])
+                value = to_numpy(state_dict[key], key)
                 new[key] = value.astype(_leaf_dtype(old), copy=False) if cast else value  # value: a copy
             elif _is_abstract(old):
                 raise ValueError(

@@ -9,6 +9,7 @@ import textwrap
 
 import chex
 import jax
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -112,6 +113,23 @@ def test_torch_tensors_including_bfloat16():
     np.testing.assert_array_equal(v["params"]["half"].astype(np.float32), np.arange(4, dtype=np.float32))
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"])
+def test_torch_low_precision_tensors_load_bit_for_bit(dtype):
+    """torch dtypes NumPy lacks arrive as their ml_dtypes twins with the same bits (transposed,
+    0-d and NaN included); one with no JAX twin is a TypeError naming the key."""
+    td = getattr(torch, dtype)
+    t = (torch.arange(-6, 6, dtype=torch.float32).reshape(3, 4) / 4).to(td).t()  # not contiguous
+    v = interop.state_dict_to_variables({"w": t, "s": torch.tensor(float("nan")).to(td), "b": t[0]})["params"]
+    assert v["w"].dtype == np.dtype(getattr(ml_dtypes, dtype)) and v["w"].shape == (4, 3)
+    np.testing.assert_array_equal(v["w"].astype(np.float32), t.float().numpy())
+    assert v["s"].shape == () and np.isnan(v["s"].astype(np.float32))
+
+
+def test_torch_dtype_without_a_jax_twin_names_the_key():
+    with pytest.raises(TypeError, match=r"torch dtype torch.complex32 for 'layer.w' has no NumPy/JAX equivalent"):
+        interop.state_dict_to_variables({"layer.w": torch.zeros(2, dtype=torch.complex32)})
+
+
 def test_check_reports_every_problem_at_once(rng):
     sd = _state_dict(rng)
     template = interop.state_dict_to_variables(sd)
@@ -150,8 +168,6 @@ def test_load_state_dict_casts_like_torch_and_non_strict(rng):
 
 
 def test_safetensors_round_trip_all_dtypes(tmp_path, rng):
-    import ml_dtypes
-
     tensors = {
         "a.f64": rng.standard_normal((2, 3)),
         "a.f32": rng.standard_normal((4,)).astype(np.float32),
@@ -282,7 +298,6 @@ def test_safetensors_dtypes_numpy_cannot_hold_and_cannot_store(tmp_path):
 
 
 def test_safetensors_bfloat16_round_trips_through_torch(tmp_path):
-    import ml_dtypes
     from safetensors.torch import load_file as torch_load_file
     from safetensors.torch import save_file as torch_save_file
 

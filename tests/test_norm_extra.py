@@ -159,6 +159,10 @@ def test_errors():
         nn.SyncBatchNorm(3).init(jax.random.key(0), jnp.ones(3), train=False)
     with pytest.raises(ValueError, match=r"SyncBatchNorm: expected input with 3 channels"):
         nn.SyncBatchNorm(3).init(jax.random.key(0), jnp.ones((2, 4, 2)), train=False)
+    with pytest.raises(ValueError, match=r"SyncBatchNorm: number of input channels should be non-zero"):
+        nn.SyncBatchNorm(0).init(jax.random.key(0), jnp.ones((2, 0, 3)), train=False)  # torch: every call
+    with pytest.raises(TypeError, match=r"CrossMapLRN2d: expected a floating-point input, got int32"):
+        nn.CrossMapLRN2d(3).apply({}, jnp.ones((1, 3, 2, 2), jnp.int32))  # torch: no integer kernel
     with pytest.raises(ValueError, match=r"LazyBatchNorm2d: expected 4-D \(N, C, H, W\) input, got 3-D"):
         nn.LazyBatchNorm2d().init(jax.random.key(0), jnp.ones((2, 4, 2)), train=False)
     with pytest.raises(ValueError, match=r"LazyInstanceNorm2d: expected 3-D \(C, \*spatial\) or 4-D"):

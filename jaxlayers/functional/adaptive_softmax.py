@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from .._utils import index_dtype, shape_str
+from .activation import log_softmax
 from .linear import _linear
 from .loss import _check_index_target
 
@@ -55,8 +56,9 @@ def _parse(name: str, input: Any, head_weight: Any, tail_weights: Sequence, cuto
 
 
 def _head_and_tails(x: jax.Array, head_w: jax.Array, head_b: Any, tails: list, name: str) -> tuple:
-    head_lp = jax.nn.log_softmax(_linear(x, head_w, head_b, name=name), axis=1)
-    tail_lps = [jax.nn.log_softmax(_linear(_linear(x, p, name=name), o, name=name), axis=1) for p, o in tails]
+    # log_softmax computes half precision in float32 and rounds once, as torch's does
+    head_lp = log_softmax(_linear(x, head_w, head_b, name=name), dim=1)
+    tail_lps = [log_softmax(_linear(_linear(x, p, name=name), o, name=name), dim=1) for p, o in tails]
     return head_lp, tail_lps
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._utils import shape_str
+from .._utils import floating_input, shape_str
 
 __all__: list[str] = []
 
@@ -83,6 +83,5 @@ def _cross_map_lrn2d(input: Any, size: int, alpha: float, beta: float, k: float,
     x = jnp.asarray(input)
     if x.ndim != 4:
         raise ValueError(f"{name}: expected 4-D input (N, C, H, W), got {x.ndim}-D input of shape {shape_str(x)}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
+    x = floating_input(x, name)
     return _cross_map_lrn(x, int(size), float(alpha), float(beta), float(k))

@@ -15,6 +15,7 @@ import flax.linen as fnn
 import jax
 
 from .._memory_format import channels_last
+from .._utils import shape_str
 from ..functional.norm_extra import _cross_map_lrn2d
 from ._options import kw_only
 from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm, _InstanceNorm
@@ -154,6 +155,12 @@ class SyncBatchNorm(_BatchNorm):
                 f"subset of devices), got process_group={self.process_group!r}"
             )
         super().__post_init__()
+
+    def _num_features(self, x: jax.Array, axis: int) -> int:
+        if x.shape[axis] == 0:  # torch checks this on every call (an empty batch is fine)
+            raise ValueError(f"SyncBatchNorm: number of input channels should be non-zero, got input of shape "
+                             f"{shape_str(x)}")
+        return super()._num_features(x, axis)
 
 
 class CrossMapLRN2d(fnn.Module):
