@@ -36,7 +36,7 @@ def scan(gi: tuple, state0: Any, w_hh: jax.Array, b_hh: jax.Array | None, w_hr: 
     state, outputs)`` of one direction of one layer, with the derivative above on CPU.
 
     ``update(mode, gi_t, gh_t, state)`` is the cell's gate arithmetic and ``time_step`` one
-    masked step returning ``(new, out, (gh, h before the projection))``
+    masked step (of the transposed weights) returning ``(new, out, (gh, h before the projection))``
     (:mod:`jaxlayers.functional.recurrent`)."""
     if not enabled("cpu"):
         return reference(gi, state0, w_hh, b_hh, w_hr, valid, mode, reverse, precision)
@@ -59,8 +59,10 @@ def _scan_jvp(mode, reverse, precision, update, time_step, reference, primals, t
     dgi, dstate0, dw_hh, db_hh, dw_hr, _ = tangents
     lstm = mode == "LSTM"
 
+    w_hh_t, w_hr_t = w_hh.T, None if w_hr is None else w_hr.T  # the primal loop's layout (the reference's)
+
     def body(state, inp):
-        new, out, (gh, raw) = time_step(mode, w_hh, b_hh, w_hr, precision, state, *inp)
+        new, out, (gh, raw) = time_step(mode, w_hh_t, b_hh, w_hr_t, precision, state, *inp)
         return new, (out, state, gh, raw)
 
     final, (ys, states, ghs, raws) = lax.scan(body, state0, (gi, valid), reverse=reverse)
@@ -73,6 +75,7 @@ def _scan_jvp(mode, reverse, precision, update, time_step, reference, primals, t
 
     def tangent_body(dstate, inp):
         gi_t, dgi_t, state, gh, ext_t, ext_h_t, m_t = inp
+        # with W_hh as stored, so that the transposed (backward) loop's product is dgh @ W_hh
         dgh = _mm(dstate[0] if lstm else dstate, w_hh, precision) + ext_t
         _, dnew = jax.jvp(lambda g, h, s: update(mode, g, jnp.split(h, gates, axis=-1), s),
                           (gi_t, gh, state), (dgi_t, dgh, dstate))
