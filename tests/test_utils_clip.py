@@ -90,7 +90,7 @@ def test_half_precision_norms_accumulate_in_float32_as_torch():
 
 def test_nonfinite_and_empty():
     g = [jnp.array([1.0, jnp.inf])]
-    with pytest.raises(RuntimeError, match="get_total_norm: the total norm of order 2.0 .* is non-finite"):
+    with pytest.raises(RuntimeError, match=r"^The total norm of order 2.0 for gradients from `parameters` is non-fin"):
         U.clip_grad_norm_(g, 1.0, error_if_nonfinite=True)
     with pytest.raises(RuntimeError, match="non-finite"):
         U.get_total_norm([jnp.array([jnp.nan])], error_if_nonfinite=True)
@@ -180,3 +180,38 @@ def test_fusion_errors():
         U.fuse_conv_bn_eval(conv, {"params": {}})
     with pytest.raises(ValueError, match=r"fuse_linear_bn_eval: to fuse, the Linear's out_features \(4\)"):
         U.fuse_linear_bn_eval({"params": {"weight": jnp.ones((4, 3))}}, bn)
+
+
+def test_mixed_dtypes_scale_in_float32_and_round_once_as_torch():
+    """A bfloat16 and a float32 gradient: the float32 coefficient multiplies the bfloat16 gradient in
+    float32 (torch's opmath), rounded once; rounding the coefficient to bfloat16 first is off by an ulp."""
+    values = ([1.0, 3.0, 5.0, 7.0], [3.0])
+    ps = [torch.nn.Parameter(torch.zeros(len(v), dtype=d)) for v, d in zip(values, (torch.bfloat16, torch.float32))]
+    for p, v in zip(ps, values):
+        p.grad = torch.tensor(v, dtype=p.dtype)
+    total_t = TU.clip_grad_norm_(ps, 1.0)
+    clipped, total = U.clip_grad_norm_([jnp.asarray(values[0], jnp.bfloat16), jnp.asarray(values[1], jnp.float32)], 1.0)
+    assert total.dtype == jnp.float32 and [c.dtype for c in clipped] == [jnp.bfloat16, jnp.float32]
+    close(total, total_t)
+    assert float(clipped[0][-1]) == 0.72265625 == ps[0].grad[-1].item()
+    close([np.float32(c) for c in clipped], [p.grad.float() for p in ps], rtol=0, atol=0)
+
+
+def test_empty_leaf_with_the_infinity_norm():
+    for p in (math.inf, -math.inf):
+        with pytest.raises(RuntimeError, match="cannot compute the .*norm on an empty tensor"):
+            TU.get_total_norm([torch.zeros(0), torch.ones(2)], p)
+        with pytest.raises(RuntimeError, match=rf"get_total_norm: cannot compute the {p} norm on an empty "
+                                               r"tensor \(leaf 0, shape \(0,\)\)"):
+            U.get_total_norm([jnp.zeros(0), jnp.ones(2)], p)
+        with pytest.raises(RuntimeError, match=rf"get_total_norm: cannot compute the {p} norm .*leaf 1, shape \(2, 0"):
+            U.clip_grad_norm_({"a": jnp.ones(2), "b": jnp.zeros((2, 0))}, 1.0, p)
+    # other norms of an empty leaf are 0, as torch
+    close(U.get_total_norm([jnp.zeros(0), jnp.full(2, 2.0)], 1.0),
+          TU.get_total_norm([torch.zeros(0), torch.full((2,), 2.0)], 1.0))
+
+
+def test_vector_to_parameters_keeps_a_tuple():
+    out = U.vector_to_parameters(jnp.arange(3.0), (jnp.zeros(2), jnp.zeros(1)))
+    assert type(out) is tuple and [a.tolist() for a in out] == [[0.0, 1.0], [2.0]]
+    assert type(U.vector_to_parameters(jnp.arange(3.0), [jnp.zeros(2), jnp.zeros(1)])) is list

@@ -321,3 +321,70 @@ def test_wrapper_names_in_compact_and_setup_parents():
         ["conv.bias", "conv.weight_g", "conv.weight_v"]
     assert sorted(interop.variables_to_state_dict(jax.eval_shape(Setup().init, jax.random.key(0), x))) == \
         ["conv.bias", "conv.parametrizations.weight.original0", "conv.parametrizations.weight.original1"]
+
+
+@pytest.mark.parametrize("old", [True, False])
+def test_spectral_norm_default_dim_looks_through_other_wrappers(old, rng):
+    """A ConvTranspose1d whose bias is weight-normalised: spectral norm's default dim is still 1."""
+    tsn, jsn, twn, jwn = (TU.spectral_norm, U.spectral_norm, TU.weight_norm, U.weight_norm) if old else \
+        (TP.spectral_norm, P.spectral_norm, TP.weight_norm, P.weight_norm)
+    tm = _torch(tsn, _torch(twn, torch.nn.ConvTranspose1d(2, 3, 2), name="bias"))
+    jm = jsn(jwn(nn.ConvTranspose1d(2, 3, 2, **F64), "bias"))
+    x = rng.standard_normal((2, 2, 5))
+    v0 = jm.init(jax.random.key(0), jnp.asarray(x), train=False)
+    assert {k: a.shape for k, a in interop.variables_to_state_dict(v0).items()} == \
+        {k: tuple(t.shape) for k, t in tm.state_dict().items()}
+    v = interop.load_state_dict(v0, tm.state_dict())
+    y, upd = jm.apply(v, jnp.asarray(x), train=True, mutable=["batch_stats"])
+    close(y, tm(torch.tensor(x)).detach())
+    close(interop.variables_to_state_dict({**v, **upd}), {k: t.numpy() for k, t in tm.state_dict().items()})
+
+
+def test_half_precision_weight_norm_accumulates_in_float32_as_torch():
+    """Squares of 200 overflow float16 (weight 0 instead of 0.5) and of 1e-4 underflow (NaN)."""
+    for value in (200.0, 1e-4):
+        for tfn, jfn in ((TU.weight_norm, U.weight_norm), (TP.weight_norm, P.weight_norm)):
+            tm = _torch(tfn, torch.nn.Linear(4, 1, bias=False, dtype=torch.float16))
+            with torch.no_grad():
+                for name, t in tm.named_parameters():
+                    t.fill_(1.0 if name.endswith(("_g", "original0")) else value)
+            jm = jfn(nn.Linear(4, 1, bias=False, param_dtype=jnp.float16))
+            x = jnp.ones((1, 4), jnp.float16)
+            v = interop.load_state_dict(jm.init(jax.random.key(0), x), tm.state_dict())
+            y = jm.apply(v, x)
+            assert y.dtype == jnp.float16
+            close(np.float32(y), tm(torch.ones(1, 4, dtype=torch.float16)).detach().float(), rtol=1e-3,
+                  err_msg=f"{tfn.__module__} {value}")
+            close(np.float32(y), [[2.0]], rtol=1e-3)  # four weights of 0.5
+        # the parametrization's init: g = ||v|| rounded to float16
+        g = P.WeightNorm(0).init(None, jnp.full((1, 4), value, jnp.float16))["g"]
+        assert g.dtype == jnp.float16 and np.float32(g[0, 0]) == np.float16(2 * value)
+
+
+@pytest.mark.parametrize("old", [True, False])
+def test_half_precision_spectral_norm_accumulates_in_float32_as_torch(old):
+    """W = 20 (2, 300) in float16: W^T u has 300 entries of ~28 whose squares sum past float16's max."""
+    tm = _torch(TU.spectral_norm if old else TP.spectral_norm, torch.nn.Linear(300, 2, bias=False, dtype=torch.float16))
+    with torch.no_grad():
+        (tm.weight_orig if old else tm.parametrizations.weight.original).fill_(20.0)
+    jm = (U.spectral_norm if old else P.spectral_norm)(nn.Linear(300, 2, bias=False, param_dtype=jnp.float16))
+    x = np.linspace(-1, 1, 600).reshape(2, 300)
+    v0 = jm.init(jax.random.key(0), jnp.ones((1, 300), jnp.float16), train=False)
+    v = interop.load_state_dict(v0, tm.state_dict())
+    y, upd = jm.apply(v, jnp.asarray(x, jnp.float16), train=True, mutable=["batch_stats"])
+    ty = tm(torch.tensor(x, dtype=torch.float16)).detach()
+    assert y.dtype == jnp.float16 and np.all(np.isfinite(np.float32(y)))
+    close(np.float32(y), ty.float(), rtol=2e-3, atol=1e-3)
+    close({k: np.float32(a) for k, a in interop.variables_to_state_dict({**v, **upd}).items()},
+          {k: t.float().numpy() for k, t in tm.state_dict().items()}, rtol=2e-3, atol=1e-3)
+
+
+def test_old_spectral_norm_rejects_a_negative_dim():
+    with pytest.raises(RuntimeError, match="permute"):  # torch's old hook
+        _torch(TU.spectral_norm, torch.nn.Linear(3, 4), dim=-1)
+    with pytest.raises(ValueError, match="spectral_norm: expected dim to be non-negative.*got dim=-1"):
+        U.spectral_norm(nn.Linear(3, 4), dim=-1)
+    # the parametrization takes a negative dim, as torch's
+    jm = P.spectral_norm(nn.Conv1d(3, 4, 2), dim=-1)
+    v = jm.init(jax.random.key(0), jnp.ones((1, 3, 5)), train=False)
+    assert v["batch_stats"]["parametrizations"]["weight"]["0"]["_u"].shape == (2,)

@@ -78,7 +78,8 @@ def vector_to_parameters(vec: Any, parameters: Any, names: Sequence[str] | None 
       names: the order, as in :func:`parameters_to_vector`.
 
     Returns:
-      A params dict (nested as the template's ``params``) or a list, with the template's dtypes.
+      A params dict (nested as the template's ``params``), or a list (a tuple for a tuple
+      template), with the template's dtypes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -100,5 +101,5 @@ def vector_to_parameters(vec: Any, parameters: Any, names: Sequence[str] | None 
         out.append(vec[start:start + n].reshape(np.shape(p)).astype(jnp.result_type(p)))
         start += n
     if keys is None:
-        return type(leaves)(out) if isinstance(parameters, tuple) else out
+        return tuple(out) if isinstance(_params(parameters), tuple) else out
     return _nest(dict(zip(keys, out)))

@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .parametrize import Parametrization, register_parametrization
+from .clip_grad import _vector_norm
+from .parametrize import Parametrization, _base, register_parametrization
 
 __all__ = ["weight_norm", "spectral_norm", "orthogonal"]
 
@@ -51,11 +52,12 @@ def _check_dim(fn: str, dim: int, ndim: int) -> int:
 
 def norm_except_dim(v: jax.Array, dim: int) -> jax.Array:
     """``torch.norm_except_dim(v, 2, dim)``: the 2-norm over every axis but ``dim``, keeping dims;
-    ``dim=-1`` is the norm of the whole tensor (0-d), as in torch."""
+    ``dim=-1`` is the norm of the whole tensor (0-d), as in torch.  Accumulated in at least float32
+    and rounded to ``v``'s dtype, as torch (float16 squares of 200 would overflow)."""
     if dim == -1:
-        return jnp.sqrt(jnp.sum(v * v))
+        return _vector_norm(v, 2)
     axes = tuple(a for a in range(v.ndim) if a != dim % v.ndim)
-    return jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+    return _vector_norm(v, 2, axes, keepdims=True)
 
 
 def weight_norm_fn(v: jax.Array, g: jax.Array, dim: int) -> jax.Array:
@@ -64,8 +66,8 @@ def weight_norm_fn(v: jax.Array, g: jax.Array, dim: int) -> jax.Array:
 
 
 def _normalize(x: jax.Array, eps: float) -> jax.Array:
-    """``F.normalize(x, dim=0, eps)`` of a vector."""
-    return x / jnp.maximum(jnp.sqrt(jnp.sum(x * x)), eps)
+    """``F.normalize(x, dim=0, eps)`` of a vector (its norm accumulated in at least float32)."""
+    return x / jnp.maximum(_vector_norm(x, 2), eps)
 
 
 def _matrix(w: jax.Array, dim: int) -> jax.Array:
@@ -381,13 +383,14 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
 
 def _register_spectral_norm(module: fnn.Module, name: str, n_power_iterations: int, eps: float, dim: int | None,
                             module_name: str | None, legacy: bool = False) -> fnn.Module:
-    """Both ``spectral_norm`` APIs: the default ``dim`` (1 for ConvTranspose*, else 0) and the
-    :class:`SpectralNorm` parametrization (``legacy``: the old hook's variable names)."""
+    """Both ``spectral_norm`` APIs: the default ``dim`` (1 for ConvTranspose*, else 0; the wrapped
+    layer decides, through other parametrization wrappers) and the :class:`SpectralNorm`
+    parametrization (``legacy``: the old hook's variable names)."""
     if int(n_power_iterations) <= 0:
         raise ValueError(f"spectral_norm: expected n_power_iterations to be positive, but got "
                          f"n_power_iterations={n_power_iterations}")
     if dim is None:
-        dim = 1 if _is_conv_transpose(module) else 0
+        dim = 1 if _is_conv_transpose(_base(module)) else 0
     return register_parametrization(
         module, name, SpectralNorm(int(n_power_iterations), int(dim), float(eps), legacy=legacy),
         module_name=module_name)

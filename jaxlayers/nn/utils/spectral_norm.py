@@ -28,7 +28,8 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
       module, name: the module and its parameter.
       n_power_iterations: power-method steps per training call (positive).
       eps: the normalisation's epsilon.
-      dim: the output-channel dim (default 0, 1 for ConvTranspose*).
+      dim: the output-channel dim (default 0, 1 for ConvTranspose*); non-negative, as torch's old
+        hook (which fails to permute a negative one): a ``ValueError`` otherwise.
       module_name: the wrapper's linen name (``name`` is torch's tensor name).
 
     Variables: params ``<name>_orig``; batch_stats ``<name>_u`` ``(W.shape[dim],)`` and
@@ -42,6 +43,9 @@ def spectral_norm(module: fnn.Module, name: str = "weight", n_power_iterations: 
       >>> list(interop.variables_to_state_dict(v))
       ['bias', 'weight_orig', 'weight_u', 'weight_v']
     """
+    if dim is not None and int(dim) < 0:
+        raise ValueError(f"spectral_norm: expected dim to be non-negative (the old spectral_norm hook cannot "
+                         f"permute a negative dim; count it from 0), but got dim={dim}")
     return _register_spectral_norm(module, name, n_power_iterations, eps, dim, module_name, legacy=True)
 
 
