@@ -334,6 +334,111 @@ def test_sdpa_fully_masked_rows_are_zero(rng):
     assert np.isfinite(g).all() and np.all(g[:, 1] == 0)
 
 
+@pytest.mark.parametrize("kind", ["bool", "float", "bcast_bool", "dead_row"])
+def test_sdpa_attn_mask_with_is_causal_matches_torch_default(kind, rng):
+    """attn_mask and is_causal=True together: torch's default CPU dispatch (4-D inputs, no
+    dropout, value head dim = query head dim: its fused kernel) applies both -- bool: mask AND
+    tril, float: mask + -inf above the diagonal -- as jaxlayers does (it raised before)."""
+    q, k, v = rng.normal(size=(N, H, L, 4)), rng.normal(size=(N, H, S, 4)), rng.normal(size=(N, H, S, 4))
+    if kind == "bool":
+        mask = rng.random((N, H, L, S)) < 0.6
+        mask[..., 0] = True
+    elif kind == "float":
+        mask = rng.normal(size=(L, S))
+        mask[2, 1] = -np.inf
+    elif kind == "bcast_bool":
+        mask = np.ones((N, 1, 1, S), bool)
+        mask[0, ..., 0] = False
+    else:  # row 0 may attend to key 0 only (causal) and the mask forbids it: a zero row
+        mask = np.ones((L, S), bool)
+        mask[0, 0] = False
+    r = rng.normal(size=(N, H, L, 4))
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    out_t = TF.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(mask), is_causal=True)
+    (out_t * torch.tensor(r)).sum().backward()
+    fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=True)  # noqa: E731
+    out, vjp = jax.vjp(fn, q, k, v)
+    _close(out, _np(out_t))
+    for a, b in zip(vjp(jnp.asarray(r)), (tq, tk, tv)):
+        _close(a, b.grad.numpy())
+    if kind == "dead_row":
+        assert np.all(np.asarray(out)[:, :, 0] == 0)
+
+
+# (torch's math backend, taken for E = 0, rejects attn_mask with is_causal: not compared)
+@pytest.mark.parametrize("mask,is_causal", [(None, False), (None, True), ("bool", False), ("float", False)])
+def test_sdpa_zero_head_dim_matches_torch(mask, is_causal, rng):
+    """E = 0: the scores are all 0 (plus the mask), as torch; 1/sqrt(0) raised ZeroDivisionError."""
+    q, k, v = np.zeros((1, 1, 3, 0)), np.zeros((1, 1, 3, 0)), rng.normal(size=(1, 1, 3, 4))
+    m = {None: None, "bool": np.tril(np.ones((3, 3), bool)) | np.eye(3, k=1, dtype=bool),
+         "float": rng.normal(size=(3, 3))}[mask]
+    for scale in (None, 2.0):
+        out = F.scaled_dot_product_attention(q, k, v, m, is_causal=is_causal, scale=scale)
+        out_t = TF.scaled_dot_product_attention(*(torch.tensor(a) for a in (q, k, v)),
+                                                 None if m is None else torch.tensor(m), is_causal=is_causal,
+                                                 scale=scale)
+        assert out.shape == (1, 1, 3, 4)
+        _close(out, _np(out_t))
+
+
+@pytest.mark.parametrize("shape", [(S,), ()])
+def test_sdpa_attn_mask_below_2d_raises_as_torch(shape, rng):
+    """torch's default dispatch rejects an (S,) or 0-D attn_mask for 4-D inputs (IndexError from
+    its fused-kernel check; only its math path, for other ranks or dropout, broadcasts it);
+    jaxlayers raises for every rank rather than broadcasting it silently."""
+    q, k = rng.normal(size=(N, H, L, 4)), rng.normal(size=(N, H, S, 4))
+    mask = np.ones(shape, bool)
+    with pytest.raises(IndexError):
+        TF.scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), torch.tensor(k), torch.tensor(mask))
+    for qq, kk in ((q, k), (q[0], k[0])):
+        with pytest.raises(ValueError, match=r"scaled_dot_product_attention: attn_mask must have at least 2 dims "
+                                             r"\(\.\.\., L, S\).*got shape \(" + ",".join(map(str, shape))):
+            F.scaled_dot_product_attention(qq, kk, kk, mask)
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float16", "float32"), ("float32", "float32", "float16"),
+                                    ("float64", "float32", "float32"), ("bfloat16", "bfloat16", "float32")])
+def test_sdpa_mixed_dtypes_raise_as_torch(dtypes, rng):
+    """torch: "Expected query, key, and value to have the same dtype"; jaxlayers promoted."""
+    q, k = rng.normal(size=(H, L, 4)), rng.normal(size=(H, S, 4))
+    args = [a.astype(np.float32) for a in (q, k, k)]
+    with pytest.raises(RuntimeError, match="same dtype"):
+        TF.scaled_dot_product_attention(*(torch.tensor(a).to(getattr(torch, d)) for a, d in zip(args, dtypes)))
+    with pytest.raises(TypeError, match=r"scaled_dot_product_attention: expected query, key and value to have the "
+                                        rf"same dtype .*query {dtypes[0]}, key {dtypes[1]} and value {dtypes[2]}"):
+        F.scaled_dot_product_attention(*(jnp.asarray(a, d) for a, d in zip(args, dtypes)))
+
+
+@pytest.mark.parametrize("q_dtype,mask_dtype,ok", [
+    ("float32", "float64", False), ("float32", "float16", False), ("float32", "bfloat16", False),
+    ("float64", "float16", False), ("float32", "int32", False),
+    ("float64", "float32", True), ("float16", "float32", True), ("float32", "float32", True),
+    ("float64", "float64", True), ("float32", "bool", True),
+])
+def test_sdpa_attn_mask_dtype_follows_torch(q_dtype, mask_dtype, ok, rng):
+    """torch takes a bool mask, a float32 mask or one of the query's dtype, and raises otherwise."""
+    q, k = rng.normal(size=(1, H, L, 4)), rng.normal(size=(1, H, S, 4))
+    mask = rng.normal(size=(L, S)) if mask_dtype != "bool" else rng.random((L, S)) < 0.7
+    if mask_dtype == "bool":
+        mask[:, 0] = True
+    tm = torch.tensor(mask).to(getattr(torch, mask_dtype))
+    targs = [torch.tensor(a).to(getattr(torch, q_dtype)) for a in (q, k, k)]
+    jargs = [jnp.asarray(a, q_dtype) for a in (q, k, k)]
+    jm = jnp.asarray(mask, mask_dtype)
+    if not ok:
+        with pytest.raises(RuntimeError, match="Expected attn_mask dtype"):
+            TF.scaled_dot_product_attention(*targs, tm)
+        with pytest.raises(TypeError, match=rf"scaled_dot_product_attention: attn_mask must be bool, float32 or the "
+                                            rf"query's dtype .*got attn_mask {mask_dtype} with query {q_dtype}"):
+            F.scaled_dot_product_attention(*jargs, jm)
+        return
+    out_t = TF.scaled_dot_product_attention(*targs, tm).double().numpy()
+    out = F.scaled_dot_product_attention(*jargs, jm)
+    assert out.dtype == jnp.dtype(q_dtype)
+    tol = dict(rtol=1e-9, atol=1e-11) if q_dtype == "float64" else dict(rtol=1e-2, atol=1e-2)
+    close(np.asarray(out, np.float64), out_t, **tol)
+
+
 def test_sdpa_dropout(rng):
     q, k, v = rng.normal(size=(H, L, 4)), rng.normal(size=(H, S, 4)), rng.normal(size=(H, S, 4))
     a = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5, dropout_key=jax.random.key(0))
@@ -359,6 +464,44 @@ def test_functional_mha_matches_torch(rng):
         training=False, static_k=torch.tensor(sk), static_v=torch.tensor(sv))
     _close(out, _np(out_t))
     _close(w, _np(w_t))
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("add_zero_attn", [False, True])
+@pytest.mark.parametrize("kpm_kind", ["bool", "float"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_functional_mha_key_padding_mask_follows_static_k(need_weights, add_zero_attn, kpm_kind, batched, rng):
+    """key_padding_mask is checked against static_k's length S' (torch), not the key input's S
+    (that raised for a (N, S') mask), and add_zero_attn pads it as torch."""
+    t = _torch_mha({})
+    p = {k: _np(a) for k, a in t.state_dict().items()}
+    n = N if batched else 1
+    q, k, v = _inputs({}, rng, batched=batched)
+    S2 = S + 2
+    sk, sv = rng.normal(size=(n * H, S2, E // H)), rng.normal(size=(n * H, S2, E // H))
+    if kpm_kind == "bool":
+        kpm = np.zeros((n, S2), bool)
+        kpm[0, 1] = kpm[-1, -1] = True
+    else:
+        kpm = rng.normal(size=(n, S2))
+        kpm[0, 2] = -np.inf
+    if not batched:
+        kpm = kpm[0]
+    args = (E, H, p["in_proj_weight"], p["in_proj_bias"], None, None, add_zero_attn, 0.0,
+            p["out_proj.weight"], p["out_proj.bias"])
+    kw = dict(training=False, key_padding_mask=kpm, need_weights=need_weights, static_k=sk, static_v=sv)
+    out, w = F.multi_head_attention_forward(q, k, v, *args, **kw)
+    out_t, w_t = TF.multi_head_attention_forward(
+        *(torch.tensor(a) for a in (q, k, v)), *(torch.tensor(a) if isinstance(a, np.ndarray) else a for a in args),
+        **{k_: torch.tensor(a) if isinstance(a, np.ndarray) else a for k_, a in kw.items()})
+    _close(out, _np(out_t))
+    assert (w is None) == (w_t is None)
+    if need_weights:
+        assert w.shape == tuple(w_t.shape) and w.shape[-1] == S2 + add_zero_attn
+        _close(w, _np(w_t))
+    # the key input's length no longer fits the mask once static_k replaces the keys (torch raises too)
+    with pytest.raises(ValueError, match=r"key_padding_mask has shape .* must have shape .* for static_k of shape"):
+        F.multi_head_attention_forward(q, k, v, *args, **{**kw, "key_padding_mask": kpm[..., :S]})
 
 
 # --------------------------------------------------------------------------- errors
@@ -440,8 +583,6 @@ def test_functional_errors(rng):
         sdpa(q, k, k, dropout_p=0.5)
     with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\]"):
         sdpa(q, k, k, dropout_p=2.0)
-    with pytest.raises(ValueError, match="give attn_mask or is_causal=True, not both"):
-        sdpa(q, k, k, np.ones((L, S), bool), is_causal=True)
     with pytest.raises(ValueError, match="at least 2 dims"):
         sdpa(q[0, 0], k, k)
     w = np.zeros((3 * E, E))

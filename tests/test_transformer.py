@@ -113,6 +113,30 @@ def test_transformer_parity_and_keys(rng):
     _compare(t_model, j_model, [src, tgt], kw, rng)
 
 
+@pytest.mark.parametrize("custom", ["encoder", "decoder", "both"])
+def test_transformer_custom_encoder_decoder_state_dict(custom, rng):
+    """custom_encoder/custom_decoder live under torch's `encoder.*`/`decoder.*` keys (they were
+    stored as `custom_encoder.*`, so a torch state_dict did not load)."""
+    torch.manual_seed(4)
+    t_kw, j_kw = {}, {}
+    if custom in ("encoder", "both"):
+        t_kw["custom_encoder"] = torch.nn.TransformerEncoder(
+            torch.nn.TransformerEncoderLayer(E, H, FF, 0.0, norm_first=True), 1, enable_nested_tensor=False)
+        j_kw["custom_encoder"] = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, FF, 0.0, norm_first=True), 1)
+    if custom in ("decoder", "both"):
+        t_kw["custom_decoder"] = torch.nn.TransformerDecoder(
+            torch.nn.TransformerDecoderLayer(E, H, FF, 0.0), 2, torch.nn.LayerNorm(E))
+        j_kw["custom_decoder"] = nn.TransformerDecoder(nn.TransformerDecoderLayer(E, H, FF, 0.0), 2, nn.LayerNorm(E))
+    t_model = torch.nn.Transformer(E, H, 1, 1, FF, 0.0, **t_kw)
+    j_model = nn.Transformer(E, H, 1, 1, FF, 0.0, **j_kw)
+    src, tgt = _seq(rng, S), _seq(rng, T)
+    v = j_model.init(jax.random.key(0), src, tgt, train=False)
+    assert sorted(v["params"]) == ["decoder", "encoder"]
+    assert set(interop.variables_to_state_dict(v)) == set(t_model.state_dict())
+    _compare(t_model, j_model, [src, tgt], dict(tgt_mask=np.asarray(nn.Transformer.generate_square_subsequent_mask(T))),
+             rng)
+
+
 def test_unbatched_and_callable_activation(rng):
     torch.manual_seed(3)
     act_t = lambda x: torch.tanh(x) * 2  # noqa: E731

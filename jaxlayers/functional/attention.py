@@ -136,14 +136,17 @@ def scaled_dot_product_attention(
     Args:
       query: ``(..., Hq, L, E)``.
       key: ``(..., H, S, E)``.
-      value: ``(..., H, S, Ev)``.
-      attn_mask: broadcastable to ``(..., Hq, L, S)``. bool: ``True`` = may attend
-        (the opposite of ``MultiheadAttention``'s masks); float: added to the scores.
+      value: ``(..., H, S, Ev)``; query, key and value must share one dtype (as torch:
+        a ``TypeError`` otherwise).
+      attn_mask: at least 2-D, broadcastable to ``(..., Hq, L, S)``. bool: ``True`` = may
+        attend (the opposite of ``MultiheadAttention``'s masks); float: added to the scores,
+        float32 or the query's dtype (as torch; other dtypes raise ``TypeError``).
       dropout_p: dropout on the attention weights, always applied when > 0 (as torch:
         pass 0.0 in evaluation).
-      is_causal: apply ``tril(ones(L, S))`` (top-left aligned); not together with
-        ``attn_mask`` (an error, as torch).
-      scale: defaults to ``1/sqrt(E)``.
+      is_causal: apply ``tril(ones(L, S))`` (top-left aligned); with ``attn_mask`` too,
+        both apply (bool: mask AND tril; float: mask plus ``-inf`` above the diagonal), as
+        torch's default CPU kernel.
+      scale: defaults to ``1/sqrt(E)`` (with ``E == 0`` the scores are 0, as torch).
       enable_gqa: grouped-query attention: ``H`` divides ``Hq`` and each key/value
         head serves ``Hq/H`` query heads (torch's ``repeat_interleave``).
       dropout_key: PRNG key for dropout (keyword-only; torch's ``key`` is the key tensor).
@@ -175,6 +178,24 @@ def scaled_dot_product_attention(
             f"{layer}: key and value must have the same sequence length (dim -2), got key "
             f"{shape_str(key)} and value {shape_str(value)}"
         )
+    if not query.dtype == key.dtype == value.dtype:
+        raise TypeError(
+            f"{layer}: expected query, key and value to have the same dtype (as torch), got query "
+            f"{query.dtype}, key {key.dtype} and value {value.dtype}"
+        )
+    if attn_mask is not None:
+        attn_mask = jnp.asarray(attn_mask)
+        if attn_mask.ndim < 2:
+            raise ValueError(
+                f"{layer}: attn_mask must have at least 2 dims (..., L, S) (as torch), got shape "
+                f"{shape_str(attn_mask)} for query {shape_str(query)} and key {shape_str(key)}"
+            )
+        # torch: bool, float32 or the query's dtype
+        if attn_mask.dtype not in (jnp.dtype(jnp.bool_), jnp.dtype(jnp.float32), query.dtype):
+            raise TypeError(
+                f"{layer}: attn_mask must be bool, float32 or the query's dtype (as torch), got attn_mask "
+                f"{attn_mask.dtype} with query {query.dtype}"
+            )
     dropout_p = _check_p(dropout_p, layer)
     if enable_gqa and min(query.ndim, key.ndim, value.ndim) < 3:
         raise ValueError(f"{layer}: enable_gqa needs a heads dim (-3) in query, key and value, got query "
@@ -196,18 +217,20 @@ def scaled_dot_product_attention(
             f"{layer}: the batch dims of query {shape_str(query)}, key {shape_str(key)} and value "
             f"{shape_str(value)} do not broadcast"
         ) from None
-    dtype = jnp.result_type(query, key, value)
+    dtype = query.dtype
     bias = _mask_to_bias(attn_mask, "attn_mask", dtype, layer, true_means_masked=False)
     if bias is not None and not _broadcastable(bias.shape, tuple(batch) + (L, S)):
         raise ValueError(
             f"{layer}: attn_mask of shape {shape_str(bias)} does not broadcast to the attention "
             f"scores' shape {shape_str(tuple(batch) + (L, S))} (..., L, S)"
         )
-    if is_causal:
-        if bias is not None:
-            raise ValueError(f"{layer}: give attn_mask or is_causal=True, not both (as torch)")
-        bias = _causal_bias(L, S, dtype)
-    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    if is_causal:  # with attn_mask too: both apply, as torch's default CPU kernel
+        causal = _causal_bias(L, S, dtype)
+        bias = causal if bias is None else bias + causal
+    if E == 0:
+        scale = 1.0  # empty dot products are 0 whatever the scale (torch scales q and k before them)
+    else:
+        scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
     out, _ = _attend(query, key, value, bias, scale=scale, dropout_p=dropout_p, dropout_key=dropout_key,
                      safe=True, precision=precision, layer=layer)
     return out
@@ -266,12 +289,14 @@ def multi_head_attention_forward(
       add_zero_attn: append a zero key/value position.
       dropout_p: attention-weight dropout, applied only when ``training``.
       out_proj_weight: ``(E, E)``; out_proj_bias: ``(E,)`` or None.
-      key_padding_mask: ``(N, S)`` (``(S,)`` unbatched), bool or float.
+      key_padding_mask: ``(N, S)`` (``(S,)`` unbatched), bool or float; with ``static_k``,
+        ``(N, S')`` over the static keys (as torch).
       need_weights: also return the attention weights (and use torch's explicit
         softmax path: fully-masked rows give NaN, as in torch).
       attn_mask: ``(L, S)`` or ``(N*H, L, S)``, bool or float.
       q_proj_weight, k_proj_weight, v_proj_weight: ``(E, E)``, ``(E, Ek)``, ``(E, Ev)``.
-      static_k, static_v: ``(N*H, S', E/H)`` replacing the projected key/value.
+      static_k, static_v: ``(N*H, S', E/H)`` replacing the projected key/value (``attn_mask``
+        stays ``(L, S)``-sized, as torch, so it only fits when ``S' == S``).
       average_attn_weights: average the returned weights over heads.
       is_causal: torch's hint: requires ``attn_mask``; when there is no
         ``key_padding_mask`` and ``need_weights=False`` a causal mask replaces
@@ -389,12 +414,16 @@ def multi_head_attention_forward(
                 f"{shape_str(want)} for query {shape_str(query if batched else query[:, 0])}, key "
                 f"{shape_str(key if batched else key[:, 0])}, num_heads={H}"
             )
-    if kpm is not None and tuple(kpm.shape) != (N, S):
-        want = (N, S) if batched else (S,)
+    # torch checks key_padding_mask against the keys actually attended: static_k's length when given
+    # (attn_mask, checked above, stays tied to the key input's length S, as torch)
+    S_kpm = S if static_k is None or jnp.ndim(static_k) != 3 else jnp.shape(static_k)[1]
+    if kpm is not None and tuple(kpm.shape) != (N, S_kpm):
+        want = (N, S_kpm) if batched else (S_kpm,)
+        of = (f"static_k of shape {shape_str(jnp.shape(static_k))}" if static_k is not None else
+              f"key of shape {shape_str(key if batched else key[:, 0])}")
         raise ValueError(
             f"{layer}: key_padding_mask has shape {shape_str(kpm.shape if batched else kpm.shape[1:])} "
-            f"but must have shape {shape_str(want)} ({'N, S' if batched else 'S'}) for key of shape "
-            f"{shape_str(key if batched else key[:, 0])}"
+            f"but must have shape {shape_str(want)} ({'N, S' if batched else 'S'}) for {of}"
         )
 
     # ---- input projections
@@ -453,8 +482,11 @@ def multi_head_attention_forward(
         v = jnp.concatenate([v, jnp.zeros((N, H, 1, D), v.dtype)], axis=2)
         am, kpm = pad_last(am), pad_last(kpm)
     S2 = k.shape[2]
-    if (am is not None and am.shape[-1] != S2) or (kpm is not None and kpm.shape[-1] != S2):
-        raise ValueError(f"{layer}: masks cover {S} key positions but the keys have {S2} (static_k/static_v?)")
+    if am is not None and am.shape[-1] != S2:
+        raise ValueError(
+            f"{layer}: attn_mask covers the key input's {S} positions but static_k/static_v have "
+            f"{S2 - bool(add_zero_attn)}: with static keys of another length give no attn_mask (torch fails too)"
+        )
 
     # ---- merged additive bias (N or 1, H or 1, L, S2)
     bias = None

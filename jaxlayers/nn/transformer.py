@@ -334,6 +334,12 @@ class TransformerDecoder(fnn.Module):
         return x
 
 
+def _as_child(module: Any) -> Any:
+    """A fresh, unattached deep copy of ``module`` for ``setup`` to adopt under the attribute it is
+    assigned to (a non-module callable is used as given)."""
+    return module.copy(parent=None) if isinstance(module, fnn.Module) else module
+
+
 class Transformer(PrecisionOptions):
     """Encoder-decoder transformer, as ``torch.nn.Transformer``.
 
@@ -346,6 +352,12 @@ class Transformer(PrecisionOptions):
     Children ``encoder`` (``layers.*``, ``norm``) and ``decoder`` (``layers.*``,
     ``norm``). Every weight with more than one dimension is xavier-uniform
     initialised, as torch's ``_reset_parameters``.
+
+    ``custom_encoder``/``custom_decoder`` (flax modules called as ``TransformerEncoder``/
+    ``TransformerDecoder``) replace the built stacks and are stored, as in torch, as the
+    children ``encoder``/``decoder`` (a copy each), so a torch ``Transformer(custom_encoder=...)``
+    state_dict loads unchanged. Differs from torch: a custom module keeps its own
+    initialisers (torch's ``_reset_parameters`` re-initialises its matrices xavier-uniform too).
 
     Call: ``(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
     src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
@@ -394,13 +406,16 @@ class Transformer(PrecisionOptions):
             return LayerNorm(self.d_model, eps=self.layer_norm_eps, bias=self.bias,
                                     dtype=self.dtype, param_dtype=self.param_dtype)
 
+        # A module-valued field is adopted under the field's name (``custom_encoder``); a copy
+        # assigned here is a child named ``encoder``/``decoder``, as torch's attributes, so its
+        # parameters flatten to torch's ``encoder.*``/``decoder.*`` state_dict keys.
         if self.custom_encoder is not None:
-            self.encoder = self.custom_encoder
+            self.encoder = _as_child(self.custom_encoder)
         else:
             self.encoder = TransformerEncoder(
                 TransformerEncoderLayer(self.d_model, self.nhead, **opts), self.num_encoder_layers, final_norm())
         if self.custom_decoder is not None:
-            self.decoder = self.custom_decoder
+            self.decoder = _as_child(self.custom_decoder)
         else:
             self.decoder = TransformerDecoder(
                 TransformerDecoderLayer(self.d_model, self.nhead, **opts), self.num_decoder_layers, final_norm())
