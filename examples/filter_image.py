@@ -44,7 +44,7 @@ class Config:
     image: str = "china.jpg"  # china.jpg or flower.jpg (scikit-learn's sample images)
     filters: list[str] = dataclasses.field(default_factory=lambda: ["sharpen", "blur", "sobel_x", "sobel_y", "edges"])
     pool: int = 2
-    crop: int = 0  # >0: use the central crop x crop pixels (quick runs)
+    crop: int = 0  # 0: the whole image; >= 2: the central crop x crop pixels (quick runs)
     output_dir: str = "outputs/filter_image"
 
     def validate(self) -> None:
@@ -53,6 +53,8 @@ class Config:
             raise ConfigError(f"filters: unknown {unknown}; known: {sorted(KERNELS) + sorted(DERIVED)}")
         if self.pool < 1:
             raise ConfigError(f"pool must be >= 1, got {self.pool}")
+        if self.crop < 0 or self.crop == 1:  # reflect padding needs >= 2 pixels per side length
+            raise ConfigError(f"crop must be 0 (the whole image) or >= 2, got {self.crop}")
 
 
 def load_image(name: str, crop: int = 0) -> np.ndarray:

@@ -15,6 +15,11 @@ evaluation under plain ``nnx.jit`` after ``model.eval()``.  Single device.
 
 Writes under ``output.dir``: ``metrics.jsonl``, ``config.yaml`` and
 ``model.safetensors`` (``model.state_dict()``: torch's keys, loads in torch).
+No checkpoints (so no resuming), no plots, one device: a config must say so
+(``train.num_devices: 1``, ``output.checkpoint/resume/plots: false``, see
+``configs/digits_cnn_nnx.yaml``); any other value of those keys, of
+``train.max_epochs_this_run`` or of ``checkpoint.keep`` is a config error
+(:func:`check_config`) rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +30,39 @@ import time
 from typing import Any, Callable
 
 import numpy as np
+
+from jaxlayers_examples.checkpoint import CheckpointConfig
+
+# The keys whose feature this front end lacks, each with the only value it accepts (the one that
+# says what it does) and why: any other value is a config error, not silently ignored.
+UNSUPPORTED = {
+    "train.num_devices": (1, "it trains on one device"),
+    "train.max_epochs_this_run": (None, "it cannot resume a run"),
+    "output.checkpoint": (False, "it writes no checkpoints"),
+    "output.resume": (False, "it cannot resume a run"),
+    "output.plots": (False, "it draws no plots"),
+    "checkpoint.keep": (CheckpointConfig().keep, "it writes no checkpoints"),  # the default
+}
+
+
+def check_config(cfg: Any) -> None:
+    """Raise ``ConfigError`` if ``cfg`` (a ``train_classifier.Config``) asks for a feature of the
+    linen trainer this front end lacks (:data:`UNSUPPORTED`)."""
+    import yaml
+
+    from jaxlayers_examples.config import ConfigError
+
+    def value(key):
+        section, name = key.split(".")
+        return getattr(getattr(cfg, section), name)
+
+    def show(v):
+        return yaml.safe_dump(v).splitlines()[0]  # YAML's spelling: null, false, 1
+
+    bad = [f"{key}={show(value(key))} ({why})" for key, (want, why) in UNSUPPORTED.items() if value(key) != want]
+    if bad:
+        fix = ", ".join(f"{key}: {show(want)}" for key, (want, _) in UNSUPPORTED.items())
+        raise ConfigError(f"model.frontend=nnx does not support {'; '.join(bad)}; with the NNX front end set {fix}")
 
 
 def build_nnx_model(cfg: Any, seed: int = 0):
@@ -77,7 +115,7 @@ def train_nnx(cfg: Any, out_dir: pathlib.Path | None = None, log: Callable = pri
     from flax import nnx as fnnx
 
     from jaxlayers import interop
-    from train_classifier import load_data, make_optimizer
+    from train_classifier import advance, load_data, make_optimizer, progress_bar
 
     x_train, y_train, x_test, y_test = load_data(cfg.data)
     bs = cfg.train.batch_size
@@ -104,11 +142,15 @@ def train_nnx(cfg: Any, out_dir: pathlib.Path | None = None, log: Callable = pri
         model.train()
         order = np.random.default_rng((cfg.train.seed, epoch)).permutation(len(x_train))
         sums, t0 = {"loss": 0.0, "accuracy": 0.0}, time.perf_counter()
+        bar = progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{cfg.train.epochs}") if cfg.output.progress else None
         for i in range(steps_per_epoch):
             idx = order[i * bs: (i + 1) * bs]
             metrics = jax.device_get(train_step(x_train[idx], y_train[idx]))
             for k in sums:
                 sums[k] += float(metrics[k])
+            advance(bar, sums, i + 1)
+        if bar is not None:
+            bar.close()
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": sums["loss"] / steps_per_epoch,
                "train_accuracy": sums["accuracy"] / steps_per_epoch,

@@ -49,6 +49,8 @@ class Config:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.prompt:
             raise ConfigError("prompt must not be empty")
 
@@ -65,11 +67,24 @@ class Vocab:
         self.chars = sorted(set(text))
         self.index = {c: i for i, c in enumerate(self.chars)}
 
+    def unknown(self, text: str) -> list[str]:
+        """The characters of ``text`` outside the vocabulary, sorted."""
+        return sorted(set(text) - set(self.index))
+
     def encode(self, text: str) -> np.ndarray:
-        return np.array([self.index[c] for c in text if c in self.index], np.int32)
+        """``text`` as ids; every character must be in the vocabulary (:meth:`unknown`)."""
+        return np.array([self.index[c] for c in text], np.int32)
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
+
+
+def check_prompt(prompt: str, vocab: Vocab) -> None:
+    """The sampling prompt is fed to the model, so each of its characters needs an id."""
+    unknown = vocab.unknown(prompt)
+    if unknown:
+        raise ConfigError(f"prompt has characters outside the corpus' vocabulary: {', '.join(map(repr, unknown))} "
+                          f"(the vocabulary is the {len(vocab.chars)} characters of the first max_chars of the corpus)")
 
 
 def build_model(cfg: Config, vocab_size: int):
@@ -103,6 +118,7 @@ def train(cfg: Config, log=print) -> dict:
 
     text = load_corpus(cfg.max_chars)
     vocab = Vocab(text)
+    check_prompt(cfg.prompt, vocab)
     data = vocab.encode(text)
     split = int(0.9 * len(data))
     train_ids, val_ids = data[:split], data[split:]

@@ -80,6 +80,8 @@ class OptimConfig:
             raise ConfigError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
 
 @dataclasses.dataclass
@@ -89,7 +91,7 @@ class TrainConfig:
     seed: int = 0
     num_devices: Optional[int] = None  # None: every local device
     eval_batch_size: int = 256
-    max_epochs_this_run: Optional[int] = None  # stop early (time-boxed jobs); rerun to resume
+    max_epochs_this_run: Optional[int] = None  # stop after this many epochs (time-boxed jobs); rerun to resume
     label_smoothing: float = 0.0  # nn.CrossEntropyLoss(label_smoothing=...) for the training loss
 
     def validate(self) -> None:
@@ -97,6 +99,11 @@ class TrainConfig:
             raise ConfigError("train.batch_size, train.epochs and train.eval_batch_size must be positive")
         if not 0.0 <= self.label_smoothing <= 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1], got {self.label_smoothing}")
+        if self.num_devices is not None and self.num_devices < 1:
+            raise ConfigError(f"train.num_devices must be >= 1 (or null: every local device), got {self.num_devices}")
+        if self.max_epochs_this_run is not None and self.max_epochs_this_run < 0:
+            raise ConfigError(f"train.max_epochs_this_run must be >= 0 (or null: no limit), "
+                              f"got {self.max_epochs_this_run}")
 
 
 @dataclasses.dataclass
@@ -116,6 +123,12 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+
+    def validate(self) -> None:
+        if self.model.frontend == "nnx":
+            from nnx_train import check_config
+
+            check_config(self)
 
 
 # -------------------------------------------------------------------- model
@@ -268,12 +281,7 @@ class Trainer:
 
         bs = self.cfg.train.batch_size
         order = self.epoch_order(epoch)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", leave=False,
-                       dynamic_ncols=True)
+        bar = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.cfg.train.epochs}") if progress else None
         sums = {"loss": 0.0, "accuracy": 0.0}
         t0 = time.perf_counter()
         for i in range(self.steps_per_epoch):
@@ -284,9 +292,7 @@ class Trainer:
             metrics = jax.device_get(metrics)
             for k in sums:
                 sums[k] += float(metrics[k])
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", acc=f"{sums['accuracy'] / (i + 1):.3f}")
+            advance(bar, sums, i + 1)
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - t0
@@ -314,7 +320,12 @@ class Trainer:
             correct += float(out["correct"])
         return {"test_loss": loss_sum / n, "test_accuracy": correct / n}
 
-    def fit(self, out_dir: pathlib.Path | None = None, log=print) -> tuple[dict, list[dict]]:
+    def fit(self, out_dir: pathlib.Path | None = None, log=print) -> tuple[dict, list[dict], int]:
+        """Train up to ``train.epochs`` (at most ``train.max_epochs_this_run`` epochs in this call),
+        resuming from ``out_dir``'s latest checkpoint under ``output.resume``.  Returns ``(state,
+        history, ran)``: the state, the metrics of every epoch trained so far (restored ones included)
+        and how many epochs this call ran.  Under ``out_dir``: ``config.yaml``, and once some epoch is
+        trained (now or restored) ``metrics.jsonl`` and the model (``model.safetensors``)."""
         cfg = self.cfg
         state, history, start = self.init_state(), [], 0
         ckpt = None
@@ -359,9 +370,9 @@ class Trainer:
         finally:
             if ckpt is not None:
                 ckpt.close()
-        if out_dir is not None:
+        if out_dir is not None and history:  # an untrained model is not exported
             export_model(out_dir / MODEL_FILE, state)
-        return state, history
+        return state, history, ran
 
 
 # --------------------------------------------------------------- checkpoints
@@ -400,7 +411,25 @@ def _yaml_dump(data: dict) -> str:
 
 
 def _write_metrics(out_dir: pathlib.Path, history: list[dict]) -> None:
-    write_jsonl(out_dir / "metrics.jsonl", history)
+    """``metrics.jsonl`` of ``history``; none (a previous run's is removed) while it is empty."""
+    if history:
+        write_jsonl(out_dir / "metrics.jsonl", history)
+    else:
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar over one epoch's ``total`` steps, cleared when closed."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def advance(bar, sums: dict, steps: int) -> None:
+    """One step on ``bar`` (if any), showing the running means of ``sums`` over ``steps`` steps."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}", acc=f"{sums['accuracy'] / steps:.3f}")
 
 
 def plot_history(history: list[dict], path: pathlib.Path) -> None:
@@ -462,21 +491,43 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(trainer.mesh.devices.flat)} {jax.devices()[0].platform} device(s), output in {out_dir}")
     t0 = time.perf_counter()
     try:
-        state, history = trainer.fit(out_dir)
+        state, history, ran = trainer.fit(out_dir)
     except KeyboardInterrupt:
         return 130
-    if not history:
-        print("nothing to do: the checkpoint already covers every epoch")
-        return 0
-    if cfg.output.plots:
+    if history and cfg.output.plots:
         plot_history(history, out_dir / "training_curves.png")
         plot_feature_maps(jax.device_get(state["params"]), trainer.x_test[:4], out_dir / "feature_maps.png")
-    final = history[-1]
-    print(f"done in {time.perf_counter() - t0:.1f} s: test accuracy {final['test_accuracy']:.4f} "
-          f"(loss {final['test_loss']:.4f}) after {final['epoch']} epochs")
-    print(f"wrote {out_dir / 'metrics.jsonl'}, {out_dir / 'training_curves.png'}, {out_dir / 'feature_maps.png'}, "
-          f"{out_dir / MODEL_FILE}, {out_dir / CHECKPOINT}/")
+    print(summary(cfg, history, ran, time.perf_counter() - t0))
+    print("wrote " + ", ".join(written_files(cfg, out_dir, history, ran)))
     return 0
+
+
+def summary(cfg: Config, history: list[dict], ran: int, seconds: float) -> str:
+    """The closing line: what this run did (``ran`` epochs) and where the model stands."""
+    if not history:
+        return "nothing trained: train.max_epochs_this_run=0 and no checkpoint to resume from"
+    final = history[-1]
+    where = f"test accuracy {final['test_accuracy']:.4f} (loss {final['test_loss']:.4f}) after {final['epoch']} epochs"
+    if ran:
+        return f"done in {seconds:.1f} s: {where}"
+    if len(history) >= cfg.train.epochs:
+        return f"nothing to do: the checkpoint already covers every epoch ({where})"
+    return f"no epoch run (train.max_epochs_this_run=0): the checkpoint holds {where}"
+
+
+def written_files(cfg: Config, out_dir: pathlib.Path, history: list[dict], ran: int) -> list[str]:
+    """The files ``fit`` and ``main`` wrote under ``out_dir`` (the outputs of a trained model only
+    once some epoch is trained, now or restored; checkpoints only by epochs run now)."""
+    files = [out_dir / "config.yaml"]
+    if history:
+        files.append(out_dir / "metrics.jsonl")
+        if cfg.output.plots:
+            files += [out_dir / "training_curves.png", out_dir / "feature_maps.png"]
+        files.append(out_dir / MODEL_FILE)
+    names = [str(f) for f in files]
+    if cfg.output.checkpoint and ran:
+        names.append(f"{out_dir / CHECKPOINT}/")
+    return names
 
 
 if __name__ == "__main__":

@@ -7,12 +7,16 @@ with a message naming it before any JAX work starts.
 
 Overrides use dotted keys, ``optim.lr=0.01 train.epochs=3``; the value is parsed
 as YAML (``3`` is an int, ``[32, 64]`` a list, ``null`` None) and then checked
-against the field's type like any value in the file.
+against the field's type like any value in the file.  A string field takes the
+override's text as written (``output.dir=2024-06-01`` or ``prompt=yes`` stay
+strings; YAML alone would make them a date and a bool), and a number field
+takes any text ``float()`` reads (PyYAML, YAML 1.1, reads ``1e-3`` as a string).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import pathlib
 import types
 import typing
@@ -27,11 +31,55 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the config's dataclasses."""
 
 
+@dataclasses.dataclass(frozen=True)
+class _Override:
+    """A command-line value: as YAML parses it, and the text as written (for string fields)."""
+
+    value: Any
+    text: str
+
+
 def _type_name(tp: Any) -> str:
+    """``int``, ``list[int]``; a union as its members: ``Optional[int]`` is ``int or null``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join("null" if arg is type(None) else _type_name(arg) for arg in typing.get_args(tp))
+    if typing.get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _number(value: Any, tp: type, where: str) -> Any:
+    """``value`` as an int or a float: a number of that kind, or text that ``tp()`` reads exactly
+    (YAML 1.1 leaves ``1e-3`` a string); never a bool, never NaN."""
+    kind = "a number" if tp is float else "an integer"
+    if isinstance(value, str):
+        try:
+            value = tp(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {kind}, got {value!r}") from None
+    ok = (int, float) if tp is float else int
+    if isinstance(value, bool) or not isinstance(value, ok) or value != value:
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+    return tp(value)
+
+
+def _string(value: Any, where: str) -> str:
+    """A string field: an override's text as written, a YAML date as written (``2024-06-01``)."""
+    if isinstance(value, _Override):
+        return value.text
+    if isinstance(value, datetime.date):  # datetimes too
+        return str(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
+    if tp is str:
+        return _string(value, where)
+    override = value  # a union's string member takes the override's text
+    if isinstance(value, _Override):
+        value = value.value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -42,7 +90,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(override, arg, where)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
@@ -57,21 +105,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
+    if tp in (float, int):
+        return _number(value, tp, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported field type {tp!r}")
 
@@ -127,6 +165,8 @@ def load_config(cls: type[T], path: str | pathlib.Path | None = None, overrides:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        if not isinstance(value, (dict, list)):  # a scalar: a string field takes the text
+            value = _Override(value, raw)
         _set_dotted(data, key.strip(), value)
     return _build(cls, data, "")
 

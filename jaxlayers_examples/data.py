@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import numpy as np
@@ -24,6 +25,12 @@ class DataConfig:
             raise ConfigError(f"data.dataset: only 'digits' (scikit-learn's embedded digits) is available, got {self.dataset!r}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.subset is not None:
+            if self.subset < 1:
+                raise ConfigError(f"data.subset must be >= 1 (or null: every sample), got {self.subset}")
+            if self.subset - math.ceil(self.test_fraction * self.subset) < 1:  # scikit-learn's split
+                raise ConfigError(f"data.subset={self.subset} leaves no training sample "
+                                  f"with data.test_fraction={self.test_fraction}")
 
 
 def load_data(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

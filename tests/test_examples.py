@@ -56,11 +56,69 @@ def test_default_config_loads_and_overrides_apply():
         ("train.epochs", r"must look like key=value"),
         ("data.dataset=mnist", r"only 'digits'"),
         ("checkpoint.keep=0", r"checkpoint\.keep must be >= 1"),
+        ("train.num_devices=0", r"train\.num_devices must be >= 1 \(or null"),
+        ("train.num_devices=-2", r"train\.num_devices must be >= 1"),
+        ("train.num_devices=true", r"train\.num_devices: expected int or null, got True"),
+        ("train.max_epochs_this_run=-1", r"train\.max_epochs_this_run must be >= 0"),
+        ("data.subset=0", r"data\.subset must be >= 1"),
+        ("data.subset=1", r"data\.subset=1 leaves no training sample"),
+        ("optim.warmup_epochs=-1", r"optim\.warmup_epochs must be >= 0"),
+        ("optim.lr=1e-3x", r"optim\.lr: expected a number, got '1e-3x'"),
+        ("optim.lr=nan", r"optim\.lr: expected a number, got nan"),
+        ("optim.lr=true", r"optim\.lr: expected a number, got True"),
+        ("train.epochs=1e3", r"train\.epochs: expected an integer, got '1e3'"),
+        ("output.dir=[a]", r"output\.dir: expected a string"),
     ],
 )
 def test_config_errors_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml", [override])
+
+
+def test_numbers_in_e_notation_and_strings_as_written(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-3 as a string, 2024-06-01 as a date and off/yes as bools: a number
+    field takes what float() reads, a string field the override's text as written."""
+    cfg = load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml",
+                      ["optim.lr=1e-3", "train.label_smoothing=5E-2", "output.dir=2024-06-01", "train.seed='7'"])
+    assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float) and cfg.train.label_smoothing == 0.05
+    assert cfg.output.dir == "2024-06-01" and cfg.train.seed == 7
+    for text in ("off", "yes", "null", "12", "1e-3"):
+        assert load_config(tc.Config, None, [f"output.dir={text}"]).output.dir == text
+    assert load_config(tc.Config, None, ["output.plots=off"]).output.plots is False  # bools stay YAML's
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr: 1e-3\n  weight_decay: 5.0e-4\noutput:\n  dir: 2024-06-01\n")
+    cfg = load_config(tc.Config, f)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.output.dir) == (1e-3, 5e-4, "2024-06-01")
+    f.write_text("output:\n  dir: off\n")  # in a file the text is gone: quote it
+    with pytest.raises(ConfigError, match=r"output\.dir: expected a string, got False"):
+        load_config(tc.Config, f)
+    with pytest.raises(ConfigError, match=r"optim\.name must be 'adamw' or 'sgd', got 'yes'"):
+        load_config(tc.Config, None, ["optim.name=yes"])
+
+
+def test_nnx_frontend_rejects_features_it_lacks(tmp_path, capsys):
+    """The NNX front end has no checkpoints, resume, plots or multi-device sharding: asking for them
+    is a config error (exit code 2), not silently ignored; its config says so and runs (with the
+    progress bar, which it honours)."""
+    nnx_yaml = ROOT / "configs" / "digits_cnn_nnx.yaml"
+    assert tc.main(["--config", str(nnx_yaml), "model.channels=[4]", "model.convs_per_stage=1", "data.subset=256",
+                    "train.batch_size=32", "train.epochs=1", "train.eval_batch_size=64", f"output.dir={tmp_path}"]) == 0
+    captured = capsys.readouterr()
+    assert "after 1 epochs" in captured.out and "epoch 1/1" in captured.err  # the bar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "metrics.jsonl", "model.safetensors"]
+    for override, want in [("train.num_devices=2", "train.num_devices=2"),
+                           ("train.num_devices=null", "train.num_devices=null"),
+                           ("train.max_epochs_this_run=1", "train.max_epochs_this_run=1"),
+                           ("output.checkpoint=true", "output.checkpoint=true (it writes no checkpoints)"),
+                           ("output.resume=true", "output.resume=true (it cannot resume a run)"),
+                           ("output.plots=true", "output.plots=true (it draws no plots)"),
+                           ("checkpoint.keep=1", "checkpoint.keep=1")]:
+        with pytest.raises(ConfigError, match=re.escape(f"model.frontend=nnx does not support {want}")):
+            load_config(tc.Config, nnx_yaml, [override])
+    assert tc.main(["--config", str(ROOT / "configs" / "digits_cnn.yaml"), "model.frontend=nnx"]) == 2
+    err = capsys.readouterr().err
+    assert "bad config: model.frontend=nnx does not support train.num_devices=null" in err
+    assert "output.checkpoint=true" in err and "output.plots=true" in err and "output.progress" not in err
 
 
 def test_missing_and_malformed_config_files(tmp_path):
@@ -166,14 +224,14 @@ def test_channels_last_trainer_matches_torch_layout(trainer):
 @pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     full = tmp_path / "full"
-    state_full, hist_full = tc.Trainer(tiny(full, "checkpoint.keep=1")).fit(full, log=lambda *a: None)
-    assert Checkpointer(full / "checkpoint").all_steps() == [2]  # keep-last-N
+    state_full, hist_full, ran = tc.Trainer(tiny(full, "checkpoint.keep=1")).fit(full, log=lambda *a: None)
+    assert Checkpointer(full / "checkpoint").all_steps() == [2] and ran == 2  # keep-last-N
     part = tmp_path / "part"
-    _, hist_1 = tc.Trainer(tiny(part, "train.max_epochs_this_run=1")).fit(part, log=lambda *a: None)
-    assert len(hist_1) == 1
+    _, hist_1, ran = tc.Trainer(tiny(part, "train.max_epochs_this_run=1")).fit(part, log=lambda *a: None)
+    assert len(hist_1) == 1 and ran == 1
     logs = []
-    state_res, hist_res = tc.Trainer(tiny(part)).fit(part, log=logs.append)
-    assert any("resumed" in line for line in logs)
+    state_res, hist_res, ran = tc.Trainer(tiny(part)).fit(part, log=logs.append)
+    assert any("resumed" in line for line in logs) and ran == 1
     assert Checkpointer(part / "checkpoint").all_steps() == [1, 2]
     assert [r["test_loss"] for r in hist_res] == [r["test_loss"] for r in hist_full]
     a, b = jax.device_get(state_full), jax.device_get(state_res)  # params, batch_stats, optimizer, step
@@ -203,6 +261,37 @@ def test_main_writes_everything_and_bad_config_exits_2(tmp_path, capsys):
     assert "bad config: optim.lr must be positive" in capsys.readouterr().err
 
 
+def _fake_epochs(monkeypatch):
+    """Epochs that train nothing and evaluate to fixed numbers: fit's bookkeeping, fast."""
+    row = {"train_loss": 1.0, "train_accuracy": 0.5, "samples_per_second": 1.0, "epoch_seconds": 0.0}
+    monkeypatch.setattr(tc.Trainer, "run_epoch", lambda self, state, epoch, progress=False: (state, dict(row)))
+    monkeypatch.setattr(tc.Trainer, "evaluate", lambda self, state: {"test_loss": 1.0, "test_accuracy": 0.5})
+
+
+def test_main_reports_what_ran_and_lists_only_files_written(tmp_path, monkeypatch, capsys):
+    _fake_epochs(monkeypatch)
+    out = tmp_path / "run"
+    run = ["--config", str(ROOT / "configs" / "digits_cnn.yaml"), *TINY, "train.epochs=1", f"output.dir={out}"]
+    # max_epochs_this_run=0 on a fresh dir: no checkpoint to speak of, no untrained model, no empty metrics
+    assert tc.main(run + ["train.max_epochs_this_run=0"]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing trained" in printed and "checkpoint already covers" not in printed
+    assert sorted(p.name for p in out.iterdir() if p.name != "checkpoint") == ["config.yaml"]
+    assert printed.splitlines()[-1] == f"wrote {out / 'config.yaml'}"
+    # one epoch, output.plots=false: the closing line lists no figures
+    assert tc.main(run) == 0
+    printed = capsys.readouterr().out
+    assert "done in" in printed and "after 1 epochs" in printed
+    assert printed.splitlines()[-1] == (f"wrote {out / 'config.yaml'}, {out / 'metrics.jsonl'}, "
+                                        f"{out / 'model.safetensors'}, {out / 'checkpoint'}/")
+    assert not (out / "training_curves.png").exists()
+    # rerun of the finished dir: nothing to do
+    assert tc.main(run) == 0
+    printed = capsys.readouterr().out
+    assert "nothing to do: the checkpoint already covers every epoch" in printed and "done in" not in printed
+    assert "checkpoint/" not in printed.splitlines()[-1]
+
+
 # ------------------------------------------------------------- other examples
 
 
@@ -218,6 +307,29 @@ def test_charlm_loss_falls_and_samples_text():
     assert losses[-1] < losses[0] - 0.3
     assert out["samples"].startswith(cfg.prompt) and len(out["samples"]) == len(cfg.prompt) + 40
     assert set(out["samples"]) <= set(out["vocab"].chars)
+
+
+def test_charlm_rejects_bad_dropout_and_prompts_outside_the_vocabulary(capsys):
+    import train_charlm
+
+    charlm_yaml = ROOT / "configs" / "charlm_lstm.yaml"
+    for dropout in ("1.5", "1.0", "-0.1"):
+        with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):
+            load_config(train_charlm.Config, charlm_yaml, [f"dropout={dropout}"])
+    cfg = load_config(train_charlm.Config, charlm_yaml, ["prompt=Th\u2603e \u00a7", "max_chars=2000", "progress=false"])
+    with pytest.raises(ConfigError, match="prompt has characters outside the corpus' vocabulary: '\u00a7', '\u2603'"):
+        train_charlm.train(cfg, log=lambda *a: None)  # before any training
+    assert train_charlm.main(["--config", str(charlm_yaml), "prompt=\u2603", "max_chars=2000"]) == 2
+    assert "bad config: prompt has characters outside" in capsys.readouterr().err
+
+
+def test_filter_image_rejects_a_one_pixel_crop():
+    import filter_image
+
+    for crop in ("1", "-4"):
+        with pytest.raises(ConfigError, match=r"crop must be 0 \(the whole image\) or >= 2"):
+            load_config(filter_image.Config, ROOT / "configs" / "filter_image.yaml", [f"crop={crop}"])
+    assert load_config(filter_image.Config, ROOT / "configs" / "filter_image.yaml", ["crop=2"]).crop == 2
 
 
 def test_filter_image_kernels_match_a_numpy_convolution(tmp_path):
