@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -96,13 +96,28 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"init.calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
+def _wide(dtype: Any) -> Any:
+    """The dtype random numbers are drawn in before rounding once to ``dtype``: at least float32, as
+    torch (drawn in bfloat16 a normal took 128 distinct values, max |x| 2.9, and a mean bias of
+    -0.011 sigma)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _uniform(key: Any, shape: Sequence[int], dtype: Any, low: float, high: float) -> jax.Array:
+    return jax.random.uniform(key, tuple(shape), _wide(dtype), minval=low, maxval=high).astype(dtype)
+
+
+def _normal(key: Any, shape: Sequence[int], dtype: Any, std: float, mean: float = 0.0) -> jax.Array:
+    return (mean + std * jax.random.normal(key, tuple(shape), _wide(dtype))).astype(dtype)
+
+
 def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
     """U(low, high), as ``torch.nn.init.uniform_``."""
     if not low <= high:
         raise ValueError(f"init.uniform_: expects a [from, to) range, but found from={low} > to={high}")
 
     def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, tuple(shape), dtype, minval=low, maxval=high)
+        return _uniform(key, shape, dtype, low, high)
 
     return init
 
@@ -113,7 +128,7 @@ def normal(mean: float = 0.0, std: float = 1.0) -> Initializer:
         raise ValueError(f"init.normal_: expects std >= 0.0, got std={std}")
 
     def init(key, shape, dtype=jnp.float32):
-        return mean + std * jax.random.normal(key, tuple(shape), dtype)
+        return _normal(key, shape, dtype, std, mean)
 
     return init
 
@@ -143,7 +158,7 @@ def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "l
     def init(key, shape, dtype=jnp.float32):
         fan = _fan(_name, shape, mode)
         bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
-        return jax.random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
+        return _uniform(key, shape, dtype, -bound, bound)
 
     return init
 
@@ -156,7 +171,7 @@ def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "le
     def init(key, shape, dtype=jnp.float32):
         fan = _fan(_name, shape, mode)
         std = calculate_gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
-        return std * jax.random.normal(key, tuple(shape), dtype)
+        return _normal(key, shape, dtype, std)
 
     return init
 
@@ -167,7 +182,7 @@ def xavier_uniform(gain: float = 1.0, *, _name: str = "xavier_uniform") -> Initi
     def init(key, shape, dtype=jnp.float32):
         fan_in, fan_out = fan_in_and_fan_out(shape, _name)
         bound = gain * math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
-        return jax.random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
+        return _uniform(key, shape, dtype, -bound, bound)
 
     return init
 
@@ -178,7 +193,7 @@ def xavier_normal(gain: float = 1.0, *, _name: str = "xavier_normal") -> Initial
     def init(key, shape, dtype=jnp.float32):
         fan_in, fan_out = fan_in_and_fan_out(shape, _name)
         std = gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
-        return std * jax.random.normal(key, tuple(shape), dtype)
+        return _normal(key, shape, dtype, std)
 
     return init
 
@@ -320,8 +335,16 @@ def kaiming_normal_(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "l
 
 
 def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Initializer:
-    """``torch.nn.init.trunc_normal_``: N(mean, std²) truncated to ``[a, b]`` (absolute bounds), by
-    torch's inverse-CDF method (uniform in CDF space, ``erfinv``, then clamp).
+    """``torch.nn.init.trunc_normal_``: N(mean, std²) truncated to ``[a, b]`` (absolute bounds).
+
+    By the inverse CDF: a probability drawn uniformly between the bounds' CDFs, then ``ndtri``, in at
+    least float32, on the side of the mirror where the interval's CDF is small (so accurate: an
+    interval in the upper tail is sampled as its mirror image and negated), never at a CDF of 0
+    (the probabilities are a float32 grid of step ``2^-23`` of the interval's mass: a wide interval's
+    lower tail ends near 5.2 sigma).
+    (torch 2.13 samples by rejection; the distribution is the same.  Inverting ``2 Φ − 1`` with
+    ``erfinv`` instead, as older torch did, put values of exactly ``a`` where ``Φ(a)`` rounds to 0,
+    and collapsed an interval in the tail onto ``b``.)
 
     Example:
       >>> import jax
@@ -329,18 +352,20 @@ def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float
       >>> bool((abs(w) <= 1).all())
       True
     """
-    if not a < b:
-        raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
-
-    def norm_cdf(x):
-        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
-
-    lo, hi = norm_cdf((a - mean) / std), norm_cdf((b - mean) / std)
+    if not a <= b:
+        raise ValueError(f"trunc_normal_: expected a <= b, got a={a}, b={b}")
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    flip = alpha > -beta  # more of the interval above the mean: sample its mirror image
+    if flip:
+        alpha, beta = -beta, -alpha
+    lo, hi = (0.5 * math.erfc(-t / math.sqrt(2.0)) for t in (alpha, beta))  # Φ, accurate in the lower tail
 
     def init(key, shape, dtype=jnp.float32):
-        u = jax.random.uniform(key, _shape(shape), dtype, minval=2 * lo - 1, maxval=2 * hi - 1)
-        x = jax.scipy.special.erfinv(u) * (std * math.sqrt(2.0)) + mean
-        return jnp.clip(x, a, b)
+        wide = _wide(dtype)
+        u = jax.random.uniform(key, _shape(shape), wide)  # [0, 1): the probability is in (lo, hi]
+        x = jax.scipy.special.ndtri(jnp.asarray(hi, wide) - jnp.asarray(hi - lo, wide) * u)
+        x = (-x if flip else x) * std + mean
+        return jnp.clip(x, a, b).astype(dtype)
 
     return init
 
@@ -396,7 +421,7 @@ def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
         rows, _ = shape
         num_zeros = int(math.ceil(sparsity * rows))
         k_val, k_perm = jax.random.split(key)
-        w = std * jax.random.normal(k_val, shape, dtype)
+        w = _normal(k_val, shape, dtype, std)
         rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_perm, shape), axis=0), axis=0)
         return jnp.where(rank < num_zeros, jnp.zeros((), dtype), w)
 

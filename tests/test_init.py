@@ -149,6 +149,38 @@ def test_trunc_normal_bounds_and_theory():
     assert abs(w.mean() - want) < 5 * w.std() / math.sqrt(N)
 
 
+@pytest.mark.parametrize("a,b", [(8.0, 9.0), (-9.0, -8.0), (5.0, 6.0), (-2.0, 2.0)])
+def test_trunc_normal_in_the_tails_matches_torch(a, b):
+    """Intervals in the tails: erfinv(2u - 1) collapsed [8, 9] onto 9 (mean 9, std 0) where torch's
+    mean is 8.12; the mirrored inverse CDF gives torch's moments."""
+    ours = init.trunc_normal_(0.0, 1.0, a, b)(jax.random.key(1), (N,), jnp.float32)
+    assert float(ours.min()) >= a and float(ours.max()) <= b
+    torch.manual_seed(0)
+    _moments_match(ours, _torch_sample(torch.nn.init.trunc_normal_, (N,), mean=0.0, std=1.0, a=a, b=b),
+                   f"[{a}, {b}]", bounded=False)
+    assert np.array_equal(init.trunc_normal_(0.0, 1.0, 1.0, 1.0)(jax.random.key(0), (3,)), np.ones(3))  # a == b
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_trunc_normal_never_returns_the_bound_of_a_far_tail(dtype):
+    """std=0.02 with a=-2 is -100 sigma, where the CDF rounds to 0: erfinv(-1) = -inf was clamped to
+    exactly -2 (1 in 128 draws in bfloat16, a std of 0.175 instead of 0.02)."""
+    w = np.asarray(init.trunc_normal_(std=0.02)(jax.random.key(0), (512, 512), dtype), np.float32)
+    assert w.dtype == np.float32 and np.abs(w).max() < 0.2
+    assert abs(w.std() - 0.02) < 1e-3
+
+
+@pytest.mark.parametrize("fn", [init.normal_(), init.kaiming_normal_(), init.xavier_uniform_(), init.uniform_(-1.0, 1.0)])
+def test_half_precision_draws_are_rounded_float32_draws(fn):
+    """A bfloat16 weight is a float32 draw rounded once, as torch's (drawn in bfloat16 a normal took
+    128 distinct values, max |x| 2.9)."""
+    shape = (64, 64)
+    w16 = np.asarray(fn(jax.random.key(3), shape, jnp.bfloat16), np.float32)
+    w32 = np.asarray(fn(jax.random.key(3), shape, jnp.float32).astype(jnp.bfloat16), np.float32)
+    assert np.array_equal(w16, w32)
+    assert len(np.unique(w16)) > 500
+
+
 def test_constants_eye_dirac_exact():
     for ours, theirs, kw in ((init.constant_, torch.nn.init.constant_, {"val": 0.3}),
                              (init.ones_, torch.nn.init.ones_, {}), (init.zeros_, torch.nn.init.zeros_, {})):
@@ -218,7 +250,7 @@ def test_init_errors():
         init.orthogonal_()(key, (4,))
     with pytest.raises(ValueError, match="sparse_: only tensors with 2 dimensions"):
         init.sparse_(0.1)(key, (4, 2, 2))
-    with pytest.raises(ValueError, match="trunc_normal_: expected a < b"):
+    with pytest.raises(ValueError, match="trunc_normal_: expected a <= b"):
         init.trunc_normal_(a=1.0, b=0.0)
 
 

@@ -194,3 +194,28 @@ def test_errors():
     with pytest.raises(ValueError, match=r"lstm: lengths needs a batched 3-D input"):
         from jaxlayers import functional as Fn
         Fn.lstm(jnp.zeros((T, F)), None, [jnp.zeros((4 * H, F)), jnp.zeros((4 * H, H))], bias=False, lengths=[1])
+
+
+def test_packed_sequence_from_torchs_three_fields_fills_unsorted_indices(rng):
+    """PackedSequence(data, batch_sizes, sorted_indices) inverts the permutation, as torch's
+    constructor: without it, pad_packed_sequence returned the batch in sorted order."""
+    x = rng.standard_normal((4, 3, 2))
+    t = TR.pack_padded_sequence(torch.from_numpy(x), torch.tensor([2, 4, 3]), enforce_sorted=False)
+    ours = R.PackedSequence(jnp.asarray(t.data.numpy()), jnp.asarray(t.batch_sizes.numpy()),
+                            jnp.asarray(t.sorted_indices.numpy()))
+    theirs = TR.PackedSequence(t.data, t.batch_sizes, t.sorted_indices)
+    np.testing.assert_array_equal(ours.unsorted_indices, theirs.unsorted_indices.numpy())
+    padded, lengths = R.pad_packed_sequence(ours)
+    padded_t, lengths_t = TR.pad_packed_sequence(theirs)
+    np.testing.assert_array_equal(lengths, lengths_t.numpy())
+    close(padded, padded_t)
+    leaves, tree = jax.tree.flatten(ours)  # still a pytree that rebuilds itself
+    assert jax.tree.unflatten(tree, leaves).unsorted_indices is not None
+
+
+def test_pad_sequence_dtype_and_empty_pack_as_torch():
+    seqs = [jnp.array([1, 2], jnp.int32), jnp.array([0.5], jnp.float32)]
+    assert R.pad_sequence(seqs).dtype == jnp.int32  # torch: the first sequence's dtype
+    assert TR.pad_sequence([torch.tensor([1, 2], dtype=torch.int32), torch.tensor([0.5])]).dtype == torch.int32
+    with pytest.raises(ValueError, match="pack_padded_sequence: cannot pack empty tensors"):
+        R.pack_padded_sequence(jnp.ones((3, 0)), jnp.zeros((0,), jnp.int32))

@@ -49,16 +49,8 @@ __all__ = [
 ]
 
 
-class PackedSequence(NamedTuple):
-    """A ragged batch, as ``torch.nn.utils.rnn.PackedSequence`` (a pytree).
-
-    Fields: torch's ``data`` (``(sum(lengths), *)``, ``None`` when built from traced lengths),
-    ``batch_sizes`` ``(T,)``, ``sorted_indices`` and ``unsorted_indices`` (``None`` when the batch
-    was already sorted), then ``padded`` ``(T, B, *)`` (time-major, sorted order, zeros past the
-    ends) and ``lengths`` ``(B,)`` (sorted order).  Build it with :func:`pack_padded_sequence` or
-    :func:`pack_sequence`; ``PackedSequence(data, batch_sizes)`` from torch's two fields also
-    works (with concrete ``batch_sizes``).
-    """
+class _PackedFields(NamedTuple):
+    """:class:`PackedSequence`'s fields and methods."""
 
     data: Any
     batch_sizes: Any = None
@@ -90,6 +82,27 @@ class PackedSequence(NamedTuple):
         if self.data is not None:
             data = _gather_packed(padded, self.batch_sizes, int(jnp.shape(self.data)[0]))
         return self._replace(data=data, padded=padded)
+
+
+class PackedSequence(_PackedFields):
+    """A ragged batch, as ``torch.nn.utils.rnn.PackedSequence`` (a pytree).
+
+    Fields: torch's ``data`` (``(sum(lengths), *)``, ``None`` when built from traced lengths),
+    ``batch_sizes`` ``(T,)``, ``sorted_indices`` and ``unsorted_indices`` (``None`` when the batch
+    was already sorted; given ``sorted_indices`` alone, ``unsorted_indices`` is its inverse, as
+    torch's constructor makes it), then ``padded`` ``(T, B, *)`` (time-major, sorted order, zeros
+    past the ends) and ``lengths`` ``(B,)`` (sorted order).  Build it with :func:`pack_padded_sequence`
+    or :func:`pack_sequence`; ``PackedSequence(data, batch_sizes[, sorted_indices])`` from torch's
+    fields also works (with concrete ``batch_sizes``).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, data: Any, batch_sizes: Any = None, sorted_indices: Any = None, unsorted_indices: Any = None,
+                padded: Any = None, lengths: Any = None) -> "PackedSequence":
+        if unsorted_indices is None and sorted_indices is not None:
+            unsorted_indices = invert_permutation(sorted_indices)
+        return super().__new__(cls, data, batch_sizes, sorted_indices, unsorted_indices, padded, lengths)
 
 
 def invert_permutation(permutation: Any) -> Any:
@@ -150,6 +163,9 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
     if lengths.ndim != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{fn}: expected lengths of shape ({batch},) (one per batch element), got "
                          f"{shape_str(lengths.shape)} for input {shape_str(input)} (batch_first={batch_first})")
+    if batch == 0:
+        raise ValueError(f"{fn}: cannot pack empty tensors (a batch of 0 sequences, input {shape_str(input)}), "
+                         "as torch")
     if concrete_lengths:
         if batch and lengths.min() <= 0:
             raise ValueError(f"{fn}: every length must be positive, got lengths {lengths.tolist()}")
@@ -248,7 +264,7 @@ def pad_sequence(sequences: Sequence[Any], batch_first: bool = False, padding_va
             raise ValueError(f"{fn}: every sequence must have shape (L, *{trail}), sequence {i} has shape "
                              f"{shape_str(s)}")
     t_max = max(s.shape[0] for s in seqs)
-    dtype = jnp.result_type(*seqs)
+    dtype = seqs[0].dtype  # torch's: the first sequence's
     rows = []
     for s in seqs:
         pad = jnp.full((t_max - s.shape[0],) + trail, padding_value, dtype)
