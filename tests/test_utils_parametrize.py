@@ -252,8 +252,6 @@ def test_errors():
         P.spectral_norm(nn.Conv1d(3, 4, 2), n_power_iterations=0)
     with pytest.raises(ValueError, match="spectral_norm: `train` must be given"):
         P.spectral_norm(nn.Conv1d(3, 4, 2)).init(jax.random.key(0), x)
-    with pytest.raises(ValueError, match="spectral_norm: expected a tensor with at least 2 dimensions"):
-        P.spectral_norm(nn.Conv1d(3, 4, 2), "bias").init(jax.random.key(0), x, train=False)
     with pytest.raises(ValueError, match="orthogonal: expected a matrix"):
         P.orthogonal(nn.Linear(3, 4), "bias").init(jax.random.key(0), jnp.ones((1, 3)))
     with pytest.raises(ValueError, match="orthogonal_map has to be one of"):
@@ -388,3 +386,25 @@ def test_old_spectral_norm_rejects_a_negative_dim():
     jm = P.spectral_norm(nn.Conv1d(3, 4, 2), dim=-1)
     v = jm.init(jax.random.key(0), jnp.ones((1, 3, 5)), train=False)
     assert v["batch_stats"]["parametrizations"]["weight"]["0"]["_u"].shape == (2,)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_spectral_norm_of_a_vector_as_torch(legacy, rng):
+    """A 1-D weight: the parametrization normalises it exactly, with no u/v buffers (torch's
+    ``_SpectralNorm`` for ndim 1); the old hook runs its power method on it as an (n, 1) matrix."""
+    torch.manual_seed(0)
+    wrap_t = TU.spectral_norm if legacy else TP.spectral_norm
+    tm = wrap_t(torch.nn.Linear(3, 4), "bias")
+    jm = (U.spectral_norm if legacy else P.spectral_norm)(nn.Linear(3, 4, param_dtype=jnp.float64), "bias")
+    x = rng.standard_normal((5, 3))
+    v = jm.init(jax.random.key(0), jnp.asarray(x), train=False)
+    sd = {k: t.double() for k, t in tm.state_dict().items()}
+    assert sorted(interop.variables_to_state_dict(v)) == sorted(sd)
+    v = interop.load_state_dict(v, sd)
+    tm.double().train()
+    xt = torch.tensor(x, requires_grad=True)
+    yt = tm(xt)
+    yt.sum().backward()
+    y, vjp = jax.vjp(lambda v, x: jm.apply(v, x, train=True, mutable=["batch_stats"])[0], v, jnp.asarray(x))
+    close(y, yt)
+    close(vjp(jnp.ones_like(y))[1], xt.grad)

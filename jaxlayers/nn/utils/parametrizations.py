@@ -223,10 +223,14 @@ class SpectralNorm(Parametrization):
                 "v": ("batch_stats", _pdict(name, "0", "_v"))}
 
     def _dim(self, w):
-        if w.ndim < 2:
-            raise ValueError(f"{self.label}: expected a tensor with at least 2 dimensions, got shape "
-                             f"{tuple(w.shape)} (1-D spectral normalisation is not supported)")
+        if w.ndim < 1:
+            raise ValueError(f"{self.label}: expected a tensor with at least 1 dimension, got shape {tuple(w.shape)}")
         return _check_dim(self.label, self.dim, w.ndim)
+
+    def _vector(self, w) -> bool:
+        """A 1-D weight in the parametrization: torch normalises it exactly (no ``u``/``v``); the old
+        hook treats it as an ``(n, 1)`` matrix."""
+        return w.ndim == 1 and not self.legacy
 
     def init_buffers(self, w, u0, v0):
         """The buffers torch registers from the normal draws ``u0``, ``v0`` (exposed for tests)."""
@@ -238,6 +242,9 @@ class SpectralNorm(Parametrization):
         return u, v
 
     def init(self, key, tensor):
+        if self._vector(tensor):
+            self._dim(tensor)
+            return {"w": tensor}
         h, w = _matrix(tensor, self._dim(tensor)).shape
         ku, kv = jax.random.split(key)
         u0 = jax.random.normal(ku, (h,), tensor.dtype)
@@ -246,7 +253,10 @@ class SpectralNorm(Parametrization):
         return {"w": tensor, "u": u, "v": v}
 
     def forward(self, values, train, update):
-        w, u, v = values["w"], values["u"], values["v"]
+        w = values["w"]
+        if self._vector(w):
+            return w / jnp.maximum(_vector_norm(w, 2), self.eps), {}  # F.normalize(w, dim=0, eps)
+        u, v = values["u"], values["v"]
         dim = self._dim(w)
         new = {}
         if train:

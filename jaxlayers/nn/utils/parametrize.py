@@ -181,6 +181,8 @@ class Parametrized(fnn.Module):
             del params[self.tensor_name]
             values = par.init(k_par, tensor)
             for role, (col, path) in slots.items():
+                if role not in values:  # a slot this tensor does not need (1-D spectral norm's u, v)
+                    continue
                 if _has(init_vars.get(col, {}), path):
                     raise ValueError(f"{layer}: module {type(self.module).__name__} already has a variable "
                                      f"{'.'.join(path)!r} in {col!r}")
@@ -193,11 +195,11 @@ class Parametrized(fnn.Module):
                         self.variable(col, k, lambda v=v: v)
 
         stored = _copy(self.variables)
-        values = {role: _get(stored[col], path) for role, (col, path) in slots.items()}
+        values = _stored_values(stored, slots)
         update = bool(train) and not self.is_initializing() and self.is_mutable_collection("batch_stats")
         tensor, new_buffers = par.forward(values, train=bool(train), update=update)
-        for role, (col, path) in slots.items():
-            _delete(stored[col], path)
+        for role in values:
+            _delete(stored[slots[role][0]], slots[role][1])
         stored = {c: t for c, t in stored.items() if t or c == "params"}
         stored.setdefault("params", {})[self.tensor_name] = tensor
 
@@ -219,6 +221,12 @@ class Parametrized(fnn.Module):
             for k in tree:
                 self.put_variable(col, k, merged[k])
         return out
+
+
+def _stored_values(variables: Mapping, slots: Mapping[str, tuple[str, Path]]) -> dict:
+    """``{role: array}`` of the slots that hold a variable (a parametrization may leave some empty)."""
+    return {role: _get(variables[col], path) for role, (col, path) in slots.items()
+            if _has(variables.get(col, {}), path)}
 
 
 def _top(slots: Mapping[str, tuple[str, Path]]) -> tuple[str, str]:
@@ -290,10 +298,10 @@ def _remove(fn: str, module: Any, variables: Mapping, tensor_name: str, kinds: t
     par = target.parametrization
     slots = par.slots(tensor_name)
     variables = _copy(variables)
-    values = {role: _get(variables[col], path) for role, (col, path) in slots.items()}
+    values = _stored_values(variables, slots)
     tensor = par.forward(values, train=False, update=False)[0] if leave_parametrized else par.original(values)
-    for role, (col, path) in slots.items():
-        _delete(variables[col], path)
+    for role in values:
+        _delete(variables[slots[role][0]], slots[role][1])
     variables = {c: t for c, t in variables.items() if t or c == "params"}
     variables.setdefault("params", {})[tensor_name] = tensor
     # rebuild the chain without the target wrapper
