@@ -231,7 +231,36 @@ def test_normalize_half_precision_computes_in_float32():
 
 
 @pytest.mark.parametrize("call", [lambda: F.cosine_similarity(jnp.arange(6).reshape(2, 3), jnp.ones((2, 3), int)),
-                                  lambda: F.normalize(jnp.arange(3))])
+                                  lambda: F.normalize(jnp.arange(3)), lambda: F.pdist(jnp.arange(6).reshape(3, 2))])
 def test_integer_inputs_are_type_errors_as_torch(call):
-    with pytest.raises(TypeError, match=r"(cosine_similarity|normalize): expected a floating-point input, got int"):
+    with pytest.raises(TypeError, match=r"(cosine_similarity|normalize|pdist): expected a floating-point input, got int"):
         call()
+
+
+def test_cosine_similarity_promotes_an_integer_input_as_torch():
+    a, b = np.array([[1, 2], [0, 3]]), np.array([[1.0, 0.0], [2.0, 2.0]])
+    close(F.cosine_similarity(jnp.asarray(a), jnp.asarray(b)), TF.cosine_similarity(torch.tensor(a), torch.tensor(b)))
+
+
+@pytest.mark.parametrize("fn", ["pairwise_distance", "cosine_similarity"])
+def test_distance_half_precision_norms_in_float32(fn):
+    """float16 squares overflow past 255 and underflow below 2.4e-4: pairwise_distance of [300, 300]
+    was inf and cosine_similarity of a row of 1e-4 with itself inf; torch's norms accumulate in float32."""
+    rows = np.array([[300.0, 300.0], [1e-4, 1e-4], [3.0, -4.0]])
+    other = {"pairwise_distance": np.zeros_like(rows), "cosine_similarity": rows * [[1.0, 0.5]]}[fn]
+    xt = torch.tensor(rows).half().requires_grad_()
+    yt = getattr(TF, fn)(xt, torch.tensor(other).half())
+    yt.sum().backward()
+    y, vjp = jax.vjp(lambda x: getattr(F, fn)(x, jnp.asarray(other, jnp.float16)), jnp.asarray(rows, jnp.float16))
+    assert y.dtype == jnp.float16 and bool(jnp.all(jnp.isfinite(y)))
+    close(y, yt, rtol=2e-3, atol=1e-3)
+    close(vjp(jnp.ones_like(y))[0], xt.grad, rtol=2e-3, atol=1e-3)
+
+
+def test_pdist_half_precision_and_rows_without_coordinates():
+    x = jnp.array([[300.0, 300.0], [0.0, 0.0], [3.0, 4.0]], jnp.float16)
+    got = F.pdist(x)
+    assert got.dtype == jnp.float16
+    close(got, TF.pdist(torch.tensor(np.asarray(x, np.float64))), rtol=1e-3)  # torch's CPU kernel has no float16
+    for p in (0.0, 1.0, 2.0, math.inf):
+        close(F.pdist(jnp.zeros((3, 0)), p), TF.pdist(torch.zeros(3, 0, dtype=torch.float64), p))

@@ -208,6 +208,10 @@ def test_std_gradient_is_zero_where_the_std_is():
 def test_var_default_is_unbiased_and_degenerate_divisor():
     x = jnp.array([1.0, 2.0, 4.0])
     _close(ops.var(x), np.var(np.asarray(x), ddof=1))
+    m = np.arange(6.0).reshape(2, 3)  # torch's legacy overload var(input, unbiased): every element
+    for op in ("var", "std"):
+        for unbiased in (False, True):
+            _close(getattr(ops, op)(jnp.asarray(m), unbiased), getattr(torch, op)(torch.from_numpy(m), unbiased))
     one = torch.tensor([3.0])
     np.testing.assert_array_equal(np.isnan(ops.var(jnp.array([3.0]))), np.isnan(t2n(torch.var(one))))
     two = np.array([1.0, 2.0])

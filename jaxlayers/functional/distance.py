@@ -21,7 +21,7 @@ import numpy as np
 from jax import lax
 
 from .._lowering import distance as _lowering
-from .._utils import (_is_int, floating_input, half_in_float32, clamp_min, clamp_min_straight_through, compiled, concrete, extreme, holds_nan,
+from .._utils import (_is_int, floating_input, half_in_float32, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete, extreme, holds_nan,
                       index_dtype, nan_max, nan_min, sgn, shape_str, upper_triangle, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
@@ -115,19 +115,21 @@ def _norm_jvp(p, axis, keepdims, inf_full, primals, tangents):
 def _cosine_similarity(x1: Any, x2: Any, dim: int, eps: float, name: str) -> jax.Array:
     if not eps >= 0:
         raise ValueError(f"{name}: eps must be non-negative, got {eps}")
-    a, b = floating_input(x1, name), floating_input(x2, name)
+    a, b = jnp.asarray(x1), jnp.asarray(x2)
     try:
         shape = jnp.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(f"{name}: x1 of shape {shape_str(a)} and x2 of shape {shape_str(b)} do not broadcast")
-    dtype = jnp.result_type(a.dtype, b.dtype)
-    a, b = jnp.broadcast_to(a, shape).astype(dtype), jnp.broadcast_to(b, shape).astype(dtype)
+    # torch: an integer input is promoted to a floating other's dtype; two integer inputs raise
+    dtype = floating_input(jnp.zeros((), jnp.result_type(a.dtype, b.dtype)), name).dtype
+    work = compute_dtype(dtype)  # half precision: float32 norms and sums (torch accumulates in float32)
+    a, b = jnp.broadcast_to(a, shape).astype(work), jnp.broadcast_to(b, shape).astype(work)
     d = _wrap_dim(dim, len(shape), name)
     if len(shape) == 0:
         a, b = a[None], b[None]
     na = clamp_min_straight_through(_norm(a, 2.0, d, True, False), eps)
     nb = clamp_min_straight_through(_norm(b, 2.0, d, True, False), eps)
-    return jnp.sum((a / na) * (b / nb), axis=d)
+    return jnp.sum((a / na) * (b / nb), axis=d).astype(dtype)
 
 
 def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> jax.Array:
@@ -163,9 +165,11 @@ def _pairwise_distance(x1: Any, x2: Any, p: float, eps: float, keepdim: bool, na
     if abs(p) == math.inf and d.ndim and d.shape[-1] == 0:
         raise ValueError(f"{name}: the inf norm of an empty last dim is undefined (x1 {shape_str(a)}, "
                          f"x2 {shape_str(b)})")
+    dtype = d.dtype
+    d = d.astype(compute_dtype(dtype))  # the difference rounds in half precision, its norm in float32 (torch)
     if d.ndim == 0:  # a scalar is one element; the result stays 0-d, also with keepdim (torch)
-        return _norm(d[None], p, 0, False, False)
-    return _norm(d, p, d.ndim - 1, bool(keepdim), False)
+        return _norm(d[None], p, 0, False, False).astype(dtype)
+    return _norm(d, p, d.ndim - 1, bool(keepdim), False).astype(dtype)
 
 
 def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> jax.Array:
@@ -206,13 +210,17 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
         Array([5.       , 1.       , 4.2426405], dtype=float32)
     """
     name = "pdist"
-    x = _float(input)
+    x = floating_input(input, "pdist")  # torch: floating-point dtypes only
     p = _check_p(p, name)
     if x.ndim != 2:
         raise ValueError(f"{name}: expected 2-D input (N, M), got {x.ndim}-D input of shape {shape_str(x)}")
     if p < 0:
         raise ValueError(f"{name}: p must be non-negative, got {p}")
-    return compiled(_lowered_pdist, (p,), x)
+    if x.shape[1] == 0:  # no coordinates: every distance is 0 (the max of nothing included)
+        n = x.shape[0]
+        return jnp.zeros((n * (n - 1) // 2,), x.dtype)
+    dtype = x.dtype  # half precision (torch's CPU kernel has none): computed in float32, rounded once
+    return compiled(_lowered_pdist, (p,), x.astype(compute_dtype(dtype))).astype(dtype)
 
 
 def _lowered_pdist(x: jax.Array, p: float) -> jax.Array:

@@ -129,6 +129,8 @@ def _var(x, dim, unbiased, keepdim, correction, op):
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         raise TypeError(f"{op}(): input dtype should be floating point or complex, got {x.dtype}")
+    if isinstance(dim, bool):  # torch's legacy overload var(input, unbiased) over every element
+        dim, unbiased = None, dim
     if correction is None:
         if not isinstance(unbiased, bool):
             raise TypeError(f"{op}(): unbiased must be a bool, got {unbiased!r}")
@@ -173,7 +175,8 @@ def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
 
     Args:
         x: input array. Floating or complex.
-        dim: an int, a tuple of ints, or None (all dims).
+        dim: an int, a tuple of ints, or None (all dims); a bool is torch's legacy
+            ``var(input, unbiased)`` (every element).
         unbiased: Bessel's correction (default True).
         keepdim: keep the reduced dims with size 1.
         correction: divisor ``N - correction`` (keyword-only; overrides ``unbiased``).
@@ -198,7 +201,8 @@ def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
 
     Args:
         x: input array. Floating or complex.
-        dim: an int, a tuple of ints, or None (all dims).
+        dim: an int, a tuple of ints, or None (all dims); a bool is torch's legacy
+            ``var(input, unbiased)`` (every element).
         unbiased: Bessel's correction (default True).
         keepdim: keep the reduced dims with size 1.
         correction: as :func:`var` (keyword-only).
