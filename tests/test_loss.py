@@ -696,3 +696,30 @@ def test_triplet_margin_loss_p0_counts_as_torch():
         want = TF.triplet_margin_loss(*(torch.tensor(v) for v in (a, p, n)), p=0, margin=2.0, reduction=reduction)
         close(F.triplet_margin_loss(a, p, n, p=0, margin=2.0, reduction=reduction), want.numpy())
     assert not np.asarray(jax.grad(lambda a: F.triplet_margin_loss(a, p, n, p=0))(a)).any()
+
+
+def test_uint8_targets_ignore_by_value():
+    """uint8 class targets (segmentation masks): JAX compared them with ignore_index=-100 as 156,
+    silently dropping class 156; torch compares values."""
+    x = np.random.default_rng(0).normal(size=(3, 160))
+    t = np.array([156, 3, 156])
+    for fn in ("cross_entropy", "nll_loss"):
+        want = getattr(TF, fn)(torch.tensor(x), torch.tensor(t), reduction="none")  # int64: no wrap in torch
+        close(getattr(F, fn)(jnp.asarray(x), jnp.asarray(t, jnp.uint8), reduction="none"), want)
+    close(F.cross_entropy(jnp.asarray(x), jnp.asarray(t, jnp.uint8), label_smoothing=0.1),
+          TF.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=0.1))
+
+
+def test_loss_dtype_and_nan_rules_as_torch():
+    # a float var with integer input promotes (it was truncated to 0 and clamped to eps: 2e5)
+    close(F.gaussian_nll_loss(jnp.array([1, 2, 3]), jnp.array([1.5, 2.0, 2.0]), 0.5),
+          TF.gaussian_nll_loss(torch.tensor([1, 2, 3]), torch.tensor([1.5, 2.0, 2.0], dtype=torch.float64), 0.5))
+    # the slope of a NaN difference is NaN in huber/smooth_l1 (torch's x/b branch), 0 only for l1
+    for fn in ("smooth_l1_loss", "huber_loss", "l1_loss"):
+        a = torch.tensor([float("nan"), 3.0, 0.2], dtype=torch.float64, requires_grad=True)
+        getattr(TF, fn)(a, torch.zeros(3, dtype=torch.float64), reduction="sum").backward()
+        close(jax.grad(lambda v: getattr(F, fn)(v, jnp.zeros(3), reduction="sum"))(jnp.array([np.nan, 3.0, 0.2])),
+              a.grad)
+    # probability targets: the result's dtype promotes with the target's
+    logits, probs = jnp.array([[0.3, -1.2, 2.0]], jnp.bfloat16), jnp.array([[0.2, 0.3, 0.5]], jnp.float32)
+    assert F.cross_entropy(logits, probs).dtype == jnp.float32

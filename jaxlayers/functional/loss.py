@@ -34,7 +34,7 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, concrete, shape_str
+from .._utils import abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete, shape_str
 
 __all__ = [
     "LegacyReductionWarning",
@@ -200,6 +200,15 @@ def _class_layout(name: str, input: jax.Array, target: jax.Array, probs_allowed:
     return batched, False
 
 
+def _ignored(target: jax.Array, ignore_index: int) -> jax.Array:
+    """``target == ignore_index`` by value: an ``ignore_index`` outside the target's integer dtype
+    matches nothing (in JAX ``uint8 == -100`` compares with 156, silently ignoring class 156)."""
+    info = jnp.iinfo(target.dtype)
+    if not info.min <= ignore_index <= info.max:
+        return jnp.zeros(target.shape, bool)
+    return target == ignore_index
+
+
 def _nll_terms(scores: jax.Array, target: jax.Array, weight: Any, ignore_index: int,
                lse: Any = 0.0) -> tuple[jax.Array, jax.Array]:
     """Per-element ``-w[y] * (scores[y] - lse)`` (class axis 1) and ``w[y]``; 0 for ``ignore_index``,
@@ -208,7 +217,7 @@ def _nll_terms(scores: jax.Array, target: jax.Array, weight: Any, ignore_index: 
     picked, valid = _pick(scores, target, 1, num_classes)
     picked = picked - lse
     w = jnp.ones_like(picked) if weight is None else weight.astype(scores.dtype)[jnp.where(valid, target, 0)]
-    ignored = target == ignore_index
+    ignored = _ignored(target, ignore_index)
     w = jnp.where(ignored, 0.0, jnp.where(valid, w, jnp.nan))
     loss = jnp.where(ignored, 0.0, -w * picked)
     return loss, w
@@ -241,6 +250,9 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
     out_dtype, (x,) = _floats(input)
     t = jnp.asarray(target)
     batched, probs = _class_layout(name, x, t, probs_allowed=not log_probs)
+    if probs:  # the result's dtype promotes with the target's, as torch's (bfloat16 logits, float32 target)
+        out_dtype = jnp.result_type(out_dtype, t.dtype)
+        x = x.astype(jnp.result_type(x.dtype, compute_dtype(out_dtype)))
     _check_label_smoothing(name, label_smoothing)
     if not batched:
         x, t = x[None], t[None]
@@ -270,7 +282,7 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         loss, wy = _nll_terms(x, t, w, ignore_index, lse)
         weight_sum = jnp.sum(wy)
         if label_smoothing > 0:  # reduced apart, as torch: all-zero weights give NaN, not inf
-            smooth = jnp.where(t == ignore_index, 0.0, -class_sum(wb))
+            smooth = jnp.where(_ignored(t, ignore_index), 0.0, -class_sum(wb))
             parts = [(1 - label_smoothing, loss), (label_smoothing / num_classes, smooth)]
             return sum(c * _reduce(v if batched else v[0], reduction, weight_sum) for c, v in parts).astype(out_dtype)
     if not batched:
@@ -703,7 +715,7 @@ def _pointwise(kind: str, input: Any, target: Any, reduction: str, weight: Any, 
     elif kind == "mse":
         loss = d * d
     else:
-        z = abs_sign_grad(d)
+        z = d * jax.lax.stop_gradient(jnp.sign(d))  # |d|, slope sign(d): NaN at NaN, as torch's backward
         inner = z < param
         # each branch on inputs safe for it, so that the other's derivative (0 * inf) stays out of the
         # gradient at an infinite difference or an infinite delta
@@ -898,7 +910,8 @@ def _gaussian_nll_loss(input: Any, target: Any, var: Any, full: bool, eps: float
     if isinstance(var, (int, float)) and not isinstance(var, bool):
         if var < 0:
             raise ValueError(f"{name}: var has negative entry/entries (var={var})")
-        var = jnp.full(jnp.shape(input), var, jnp.result_type(input))
+        dtype = jnp.result_type(input)
+        var = jnp.full(jnp.shape(input), var, dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.result_type(float))
     out_dtype, (x, t, v) = _floats(input, target, var)
     vc = concrete(var)
     if vc is not None and (vc < 0).any():
