@@ -186,3 +186,10 @@ def test_empty_inputs_like_torch():
              (F.unfold, TF.unfold, (0, 2, 3, 3), (2,)), (F.fold, TF.fold, (0, 4, 4), (3, 2))]
     for ours, theirs, shape, args in cases:
         assert ours(jnp.zeros(shape), *args).shape == tuple(theirs(torch.zeros(shape), *args).shape)
+
+
+def test_fold_of_bool_blocks_ors_the_overlaps_as_torch():
+    c = np.random.default_rng(0).random((2, 4, 4)) > 0.5  # 2x2 blocks, 4 of them, overlapping on a 3x3 image
+    got = F.fold(jnp.asarray(c), 3, 2)
+    assert got.dtype == jnp.bool_
+    np.testing.assert_array_equal(got, TF.fold(torch.tensor(c), 3, 2).numpy())

@@ -69,6 +69,10 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
         if mode != "circular" and 0 in x.shape[ndim - npairs - 1:]:  # torch: only the batch dim may be empty
             raise ValueError(f"{name}: mode={mode!r} needs non-empty dims apart from the batch dim, got input of "
                              f"shape {shape_str(x)}")
+    outs = [x.shape[ndim - 1 - i] + left + right for i, (left, right) in enumerate(pairs)]
+    if mode in ("reflect", "replicate") and not any(outs):  # torch: only when every padded dim is empty
+        raise ValueError(f"{name}: mode={mode!r} padding {tuple(pad)} gives an empty output in every padded dim "
+                         f"(input shape {shape_str(x)}; torch: input is too small)")
     for i, (left, right) in enumerate(pairs):
         dim = ndim - 1 - i
         size = x.shape[dim]
@@ -78,9 +82,6 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
                 f"{name}: padding ({left}, {right}) of dim {dim} crops more than its size {size} or gives a negative "
                 f"output size {out} (input shape {shape_str(x)})"
             )
-        if out == 0 and mode in ("reflect", "replicate"):
-            raise ValueError(f"{name}: mode={mode!r} padding ({left}, {right}) of dim {dim} gives an empty output "
-                             f"(input shape {shape_str(x)}; torch: input is too small)")
         if mode == "reflect" and (left >= size or right >= size):
             raise ValueError(
                 f"{name}: reflect padding must be smaller than the padded dim, got padding ({left}, {right}) "

@@ -286,9 +286,14 @@ def _fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any, padding
             f"{oh} * {ow} = {oh * ow} sliding blocks, but the input's last dimension is {length} (shape "
             f"{shape_str(x)})"
         )
-    # the transpose of unfold: overlapping blocks add up
+    # the transpose of unfold: overlapping blocks add up (bool ones OR-ed, as torch's)
+    boolean = x.dtype == jnp.bool_
+    if boolean:
+        x = x.astype(jnp.int32)
     image = jax.ShapeDtypeStruct((n, ck // kk) + out, x.dtype)
     (y,) = jax.linear_transpose(lambda img: _unfold_blocks(img, k, d, p, s, (oh, ow)), image)(x)
+    if boolean:
+        y = y != 0
     return y[0] if unbatched else y
 
 
