@@ -723,3 +723,12 @@ def test_loss_dtype_and_nan_rules_as_torch():
     # probability targets: the result's dtype promotes with the target's
     logits, probs = jnp.array([[0.3, -1.2, 2.0]], jnp.bfloat16), jnp.array([[0.2, 0.3, 0.5]], jnp.float32)
     assert F.cross_entropy(logits, probs).dtype == jnp.float32
+
+
+def test_kl_div_module_warns_about_mean_as_torch():
+    x, t = jnp.log(jnp.array([[0.25, 0.75]])), jnp.array([[0.5, 0.5]])
+    with pytest.warns(UserWarning, match="KLDivLoss: reduction: 'mean' divides the total loss"):
+        nn.KLDivLoss().apply({}, x, t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.KLDivLoss(reduction="batchmean").apply({}, x, t)

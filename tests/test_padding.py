@@ -242,3 +242,12 @@ def test_reflect_replicate_may_empty_one_of_several_dims_as_torch(mode):
     x = np.arange(12.0).reshape(1, 1, 3, 4)
     close(F.pad(jnp.asarray(x), (0, 0, -3, 0), mode=mode), TF.pad(torch.tensor(x), (0, 0, -3, 0), mode=mode))
     close(F.pad(jnp.asarray(x), (-4, 1, 0, 1), mode=mode), TF.pad(torch.tensor(x), (-4, 1, 0, 1), mode=mode))
+
+
+def test_constant_fill_out_of_an_integer_range_raises_as_torch():
+    with pytest.raises(ValueError, match=r"pad: value -0.5 cannot be converted to uint8 without overflow"):
+        F.pad(jnp.zeros(2, jnp.uint8), (1, 1), value=-0.5)
+    with pytest.raises(RuntimeError):
+        TF.pad(torch.zeros(2, dtype=torch.uint8), (1, 1), value=-0.5)
+    np.testing.assert_array_equal(F.pad(jnp.zeros(2, jnp.int32), (1, 1), value=1.5),  # truncated, as torch
+                                  TF.pad(torch.zeros(2, dtype=torch.int32), (1, 1), value=1.5).numpy())

@@ -109,7 +109,11 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
         config = [(0, 0, 0)] * ndim
         for i, (left, right) in enumerate(pairs):
             config[ndim - 1 - i] = (left, right, 0)
-        fill = jnp.asarray(0.0 if value is None else value, dtype=x.dtype)
+        value = 0.0 if value is None else value
+        if jnp.issubdtype(x.dtype, jnp.integer) and isinstance(value, (int, float)) and not (
+                jnp.iinfo(x.dtype).min <= value <= jnp.iinfo(x.dtype).max):  # NaN too
+            raise ValueError(f"{name}: value {value!r} cannot be converted to {x.dtype} without overflow (as torch)")
+        fill = jnp.asarray(value, dtype=x.dtype)
         return lax.pad(x, fill, config)
 
     if all(left >= 0 and right >= 0 for left, right in pairs):

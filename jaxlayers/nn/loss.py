@@ -235,6 +235,11 @@ class KLDivLoss(_Loss):
     _reductions = L.REDUCTIONS + ("batchmean",)
     _fn = _static(lambda i, t, log_target, reduction, *, name: L._kl_div(i, t, reduction, log_target, name))
 
+    def __call__(self, *inputs: Any) -> jax.Array:
+        if self.size_average is None and self.reduce is None and self.reduction == "mean":  # torch's, per call
+            L.warn_kl_div_mean("KLDivLoss")
+        return super().__call__(*inputs)
+
 
 class SoftMarginLoss(_Loss):
     """Two-class logistic loss, as ``torch.nn.SoftMarginLoss``; see :func:`jaxlayers.functional.soft_margin_loss`.
