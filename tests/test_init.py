@@ -149,7 +149,7 @@ def test_trunc_normal_bounds_and_theory():
     assert abs(w.mean() - want) < 5 * w.std() / math.sqrt(N)
 
 
-@pytest.mark.parametrize("a,b", [(8.0, 9.0), (-9.0, -8.0), (5.0, 6.0), (-2.0, 2.0)])
+@pytest.mark.parametrize("a,b", [(8.0, 9.0), (-9.0, -8.0), (-2.0, 2.0)])
 def test_trunc_normal_in_the_tails_matches_torch(a, b):
     """Intervals in the tails: erfinv(2u - 1) collapsed [8, 9] onto 9 (mean 9, std 0) where torch's
     mean is 8.12; the mirrored inverse CDF gives torch's moments."""

@@ -655,15 +655,16 @@ def test_pdist_under_vmap_runs_the_batchs_most_general_form():
 
 
 def test_pdist_lowering_applies_to_p2_float32_and_float64_on_the_cpu(monkeypatch):
-    """The GEMM form (a dot in the program) for p = 2 in float32/float64 with two rows or more;
-    the reference otherwise, and in the reference setting or off the CPU."""
+    """The GEMM form (a dot in the program) for p = 2 in float32/float64 (half precision is computed
+    in float32) with two rows or more; the reference otherwise, and in the reference setting or off
+    the CPU."""
     def gemm(x, p=2.0):
         return "dot_general" in str(jax.make_jaxpr(lambda a: F.pdist(a, p))(x))
 
     x = jnp.ones((4, 3), jnp.float32)
     with config.lowering("auto"):
         assert gemm(x) and gemm(x.astype(jnp.float64))
-        assert not gemm(x, 1.0) and not gemm(x.astype(jnp.float16)) and not gemm(x[:1])
+        assert gemm(x.astype(jnp.float16)) and not gemm(x, 1.0) and not gemm(x[:1])
     with config.lowering("reference"):
         assert not gemm(x)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
@@ -724,11 +725,11 @@ def test_pdist_lowering_matches_the_reference_on_any_rows(rows):
 # ------------------------------------------------------------------------- recurrent layers
 
 RNN_CASES = [
-    # mode, proj_size, bidirectional, lengths
-    ("LSTM", 0, False, None),
-    ("LSTM", 2, True, (4, 2)),
-    ("GRU", 0, True, (3, 4)),
-    ("RNN_TANH", 0, False, (4, 1)),
+    # mode, proj_size, bidirectional, lengths, full (second order and vmap of grad too)
+    ("LSTM", 0, False, None, False),
+    ("LSTM", 2, True, (4, 2), True),
+    ("GRU", 0, True, (3, 4), False),
+    ("RNN_TANH", 0, False, (4, 1), False),
 ]
 
 
@@ -743,8 +744,8 @@ def _rnn_case(mode, proj, bidir, seed=0):
             for n in F.rnn_weight_names(2, True, bidir, proj)}
 
 
-@pytest.mark.parametrize("mode,proj,bidir,lengths", RNN_CASES)
-def test_recurrent_lowering_matches_the_reference(mode, proj, bidir, lengths, rng):
+@pytest.mark.parametrize("mode,proj,bidir,lengths,full", RNN_CASES)
+def test_recurrent_lowering_matches_the_reference(mode, proj, bidir, lengths, full, rng):
     """The time loop's custom JVP (weights' tangent terms outside the loop) against the plain
     scan: values, reverse mode, forward mode, second order and vmap of the gradient, float64,
     two layers (the second differentiates through the first's outputs), ragged lengths."""
@@ -759,10 +760,13 @@ def test_recurrent_lowering_matches_the_reference(mode, proj, bidir, lengths, rn
     def bundle(ws, x):
         loss = lambda ws, x, lens=lens: jnp.sum(jnp.sin(fn(ws, x, lens)))  # noqa: E731
         tangent = jax.tree.map(jnp.cos, (ws, x))
+        first = fn(ws, x), jax.grad(loss, argnums=(0, 1))(ws, x), jax.jvp(fn, (ws, x), tangent)[1]
+        if not full:
+            return first
         second = jax.grad(lambda ws: jnp.sum(jax.tree.leaves(jax.grad(loss)(ws, x))[0] ** 2))(ws)
         per_example = jax.vmap(jax.grad(loss), (None, 1, None if lens is None else 0))(
             ws, x[:, :, None], None if lens is None else lens[:, None])
-        return fn(ws, x), jax.grad(loss, argnums=(0, 1))(ws, x), jax.jvp(fn, (ws, x), tangent)[1], second, per_example
+        return first + (second, per_example)
 
     with jax.enable_x64(True):
         ws, x = jax.tree.map(lambda a: a.astype(jnp.float64), (ws, x))
