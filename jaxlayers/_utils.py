@@ -231,6 +231,11 @@ def _clamp_min_straight_through_jvp(lo: float, primals: tuple, tangents: tuple) 
 HALF = (jnp.bfloat16, jnp.float16)
 
 
+def matmul_wt(x: Any, w: Any, precision: Any = None) -> jax.Array:
+    """``x @ w.T`` over the last axis of ``x`` (any leading dims), ``w`` as stored ``(out, in)``."""
+    return jax.lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
+
+
 def compute_dtype(dtype: Any) -> Any:
     """The dtype torch computes ``dtype`` in (its "opmath" type): float32 for bfloat16/float16, else itself."""
     return jnp.float32 if dtype in HALF else dtype

@@ -26,35 +26,31 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._utils import matmul_wt
 from . import enabled
 
 
 def scan(gi: tuple, state0: Any, w_hh: jax.Array, b_hh: jax.Array | None, w_hr: jax.Array | None,
-         valid: jax.Array | None, *, mode: str, reverse: bool, precision: Any, update: Callable,
+         valid: jax.Array | None, *, mode: str, reverse: bool, precision: Any, finish: Callable,
          time_step: Callable, reference: Callable) -> tuple[Any, jax.Array]:
     """``reference(gi, state0, w_hh, b_hh, w_hr, valid, mode, reverse, precision)``: ``(final
     state, outputs)`` of one direction of one layer, with the derivative above on CPU.
 
-    ``update(mode, gi_t, gh_t, state)`` is the cell's gate arithmetic and ``time_step`` one
-    masked step (of the transposed weights) returning ``(new, out, (gh, h before the projection))``
-    (:mod:`jaxlayers.functional.recurrent`)."""
+    ``time_step`` is one masked step (of the transposed weights) returning ``(new, out, (gh, h before
+    the projection))``, and ``finish(mode, gi_t, gh_t, state, w_hr_t, valid_t, precision, extra)`` its
+    part after ``gh``: gates, projection (``+ extra``) and mask (:mod:`jaxlayers.functional.recurrent`)."""
     if not enabled("cpu"):
         return reference(gi, state0, w_hh, b_hh, w_hr, valid, mode, reverse, precision)
-    return _scan(mode, reverse, precision, update, time_step, reference, gi, state0, w_hh, b_hh, w_hr, valid)
+    return _scan(mode, reverse, precision, finish, time_step, reference, gi, state0, w_hh, b_hh, w_hr, valid)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
-def _scan(mode, reverse, precision, update, time_step, reference, gi, state0, w_hh, b_hh, w_hr, valid):
+def _scan(mode, reverse, precision, finish, time_step, reference, gi, state0, w_hh, b_hh, w_hr, valid):
     return reference(gi, state0, w_hh, b_hh, w_hr, valid, mode, reverse, precision)
 
 
-def _mm(x: jax.Array, w: jax.Array, precision: Any) -> jax.Array:
-    """``x @ w.T`` over the last axis of ``x``."""
-    return lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
-
-
 @_scan.defjvp
-def _scan_jvp(mode, reverse, precision, update, time_step, reference, primals, tangents):
+def _scan_jvp(mode, reverse, precision, finish, time_step, reference, primals, tangents):
     gi, state0, w_hh, b_hh, w_hr, valid = primals
     dgi, dstate0, dw_hh, db_hh, dw_hr, _ = tangents
     lstm = mode == "LSTM"
@@ -67,25 +63,21 @@ def _scan_jvp(mode, reverse, precision, update, time_step, reference, primals, t
 
     final, (ys, states, ghs, raws) = lax.scan(body, state0, (gi, valid), reverse=reverse)
     # the weights' tangent terms of every step, one GEMM each, outside the loop
-    ext = _mm(states[0] if lstm else states, dw_hh, precision)
+    ext = matmul_wt(states[0] if lstm else states, dw_hh, precision)
     if b_hh is not None:
         ext = ext + db_hh
-    ext_h = None if w_hr is None else _mm(raws, dw_hr, precision)
-    gates = len(gi)
+    ext_h = None if w_hr is None else matmul_wt(raws, dw_hr, precision)
 
     def tangent_body(dstate, inp):
         gi_t, dgi_t, state, gh, ext_t, ext_h_t, m_t = inp
         # with W_hh as stored, so that the transposed (backward) loop's product is dgh @ W_hh
-        dgh = _mm(dstate[0] if lstm else dstate, w_hh, precision) + ext_t
-        _, dnew = jax.jvp(lambda g, h, s: update(mode, g, jnp.split(h, gates, axis=-1), s),
-                          (gi_t, gh, state), (dgi_t, dgh, dstate))
-        if w_hr is not None:
-            dnew = (_mm(dnew[0], w_hr, precision) + ext_h_t, dnew[1])
-        dout = dnew[0] if lstm else dnew
-        if m_t is not None:
-            m = m_t[:, None]
-            dnew = jax.tree.map(lambda a, b: jnp.where(m, a, b), dnew, dstate)
-            dout = jnp.where(m, dout, jnp.zeros((), dout.dtype))
+        dgh = matmul_wt(dstate[0] if lstm else dstate, w_hh, precision) + ext_t
+        zero = None if ext_h_t is None else jnp.zeros_like(ext_h_t)  # the projection's weight term enters as extra
+
+        def step(g, h, s, e):
+            return finish(mode, g, h, s, w_hr_t, m_t, precision, e)[:2]
+
+        _, (dnew, dout) = jax.jvp(step, (gi_t, gh, state, zero), (dgi_t, dgh, dstate, ext_h_t))
         return dnew, dout
 
     dfinal, dys = lax.scan(tangent_body, dstate0, (gi, dgi, states, ghs, ext, ext_h, valid), reverse=reverse)

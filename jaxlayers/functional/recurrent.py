@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._lowering import recurrent as _lowering_recurrent
-from .._utils import HALF, compiled, compute_dtype, shape_str
+from .._utils import HALF, compiled, compute_dtype, matmul_wt, shape_str
 
 __all__ = [
     "rnn_tanh_cell",
@@ -54,11 +54,6 @@ def _check_mode(mode: str, name: str) -> int:
     return _GATES[mode]
 
 
-def _mm(x: jax.Array, w: jax.Array, precision: Any) -> jax.Array:
-    """``x @ w.T`` over the last axis of ``x`` (any leading dims)."""
-    return lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
-
-
 # ----------------------------------------------------------------------------- cell step
 
 
@@ -69,7 +64,7 @@ def _gate_inputs(x: jax.Array, w_ih: jax.Array, bias: jax.Array | None, gates: i
     (Slicing the gates of one ``(T, N, G*H)`` projection inside the loop made XLA:CPU's
     LSTM forward 1.3-1.6x slower; docs/recurrent.md.)"""
     bs = jnp.split(bias, gates) if bias is not None else (None,) * gates
-    return tuple(_mm(x, w, precision) if b is None else _mm(x, w, precision) + b
+    return tuple(matmul_wt(x, w, precision) if b is None else matmul_wt(x, w, precision) + b
                  for w, b in zip(jnp.split(w_ih, gates), bs))
 
 
@@ -90,28 +85,38 @@ def _update(mode: str, gi: tuple[jax.Array, ...], gh: Any, state: Any) -> Any:
     return jnp.tanh(pre) if mode == "RNN_TANH" else jax.nn.relu(pre)
 
 
-def _time_step(mode: str, w_hh_t: jax.Array, b_hh: jax.Array | None, w_hr_t: jax.Array | None, precision: Any,
-               state: Any, gi: tuple[jax.Array, ...], valid: jax.Array | None) -> tuple[Any, jax.Array, tuple]:
-    """One time step given the input projections ``gi`` of the gates (:func:`_gate_inputs`) and the
-    transposed weights ``w_hh_t = W_hh^T`` ``(H_out, G*H)``, ``w_hr_t = W_hr^T`` ``(H, P)`` (or None).
-
-    ``state`` is ``h`` or, for LSTM, ``(h, c)``; ``valid`` ``(N,)`` (or None) keeps the state of
-    the sequences that have ended and zeroes their output.  Returns ``(new state, output h,
-    (gh, h before LSTM's projection))``, the last for ``jaxlayers._lowering.recurrent``.
-    """
-    h = state[0] if mode == "LSTM" else state
-    gh = jnp.matmul(h, w_hh_t, precision=precision)
-    if b_hh is not None:
-        gh = gh + b_hh
+def _finish(mode: str, gi: tuple[jax.Array, ...], gh: jax.Array, state: Any, w_hr_t: jax.Array | None,
+            valid: jax.Array | None, precision: Any, extra: jax.Array | None = None) -> tuple[Any, jax.Array, Any]:
+    """The rest of a time step once ``gh = h W_hh^T + b_hh`` is known: the gates (:func:`_update`),
+    LSTM's projection by ``w_hr_t = W_hr^T`` (plus ``extra``: ``jaxlayers._lowering.recurrent``'s
+    weight-tangent term), and ``valid`` ``(N,)`` (or None), which keeps the state of the sequences
+    that have ended and zeroes their output.  Returns ``(new state, output h, h before the projection)``."""
     new = _update(mode, gi, jnp.split(gh, len(gi), axis=-1), state)
     raw = new[0] if mode == "LSTM" else new
     if w_hr_t is not None:
-        new = (jnp.matmul(raw, w_hr_t, precision=precision), new[1])
+        h = jnp.matmul(raw, w_hr_t, precision=precision)
+        new = (h if extra is None else h + extra, new[1])
     out = new[0] if mode == "LSTM" else new
     if valid is not None:
         m = valid[:, None]
         new = jax.tree.map(lambda a, b: jnp.where(m, a, b), new, state)
         out = jnp.where(m, out, jnp.zeros((), out.dtype))
+    return new, out, raw
+
+
+def _time_step(mode: str, w_hh_t: jax.Array, b_hh: jax.Array | None, w_hr_t: jax.Array | None, precision: Any,
+               state: Any, gi: tuple[jax.Array, ...], valid: jax.Array | None) -> tuple[Any, jax.Array, tuple]:
+    """One time step given the input projections ``gi`` of the gates (:func:`_gate_inputs`) and the
+    transposed weights ``w_hh_t = W_hh^T`` ``(H_out, G*H)``, ``w_hr_t = W_hr^T`` ``(H, P)`` (or None).
+
+    ``state`` is ``h`` or, for LSTM, ``(h, c)``; ``valid`` as in :func:`_finish`.  Returns ``(new
+    state, output h, (gh, h before LSTM's projection))``, the last for ``jaxlayers._lowering.recurrent``.
+    """
+    h = state[0] if mode == "LSTM" else state
+    gh = jnp.matmul(h, w_hh_t, precision=precision)
+    if b_hh is not None:
+        gh = gh + b_hh
+    new, out, raw = _finish(mode, gi, gh, state, w_hr_t, valid, precision)
     return new, out, (gh, raw)
 
 
@@ -273,7 +278,7 @@ def _run_layer(mode: str, x: jax.Array, states: list, ws: list[dict], precision:
         gi = _gate_inputs(x, w["weight_ih"], b_ih, gates, precision)
         final, ys = _lowering_recurrent.scan(gi, state0, w["weight_hh"], b_hh, w.get("weight_hr"), valid,
                                              mode=mode, reverse=d == 1, precision=precision,
-                                             update=_update, time_step=_time_step, reference=_scan_reference)
+                                             finish=_finish, time_step=_time_step, reference=_scan_reference)
         outs.append(ys)
         finals.append(final)
     out = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
