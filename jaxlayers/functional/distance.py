@@ -192,6 +192,7 @@ def pairwise_distance(x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepd
     return _pairwise_distance(x1, x2, p, eps, keepdim, "pairwise_distance")
 
 
+@half_in_float32  # torch's CPU kernel has no half precision: computed in float32, rounded once
 def pdist(input: Any, p: float = 2) -> jax.Array:
     """p-norm distances between all pairs of rows, as ``torch.nn.functional.pdist``.
 
@@ -219,8 +220,7 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
     if x.shape[1] == 0:  # no coordinates: every distance is 0 (the max of nothing included)
         n = x.shape[0]
         return jnp.zeros((n * (n - 1) // 2,), x.dtype)
-    dtype = x.dtype  # half precision (torch's CPU kernel has none): computed in float32, rounded once
-    return compiled(_lowered_pdist, (p,), x.astype(compute_dtype(dtype))).astype(dtype)
+    return compiled(_lowered_pdist, (p,), x)
 
 
 def _lowered_pdist(x: jax.Array, p: float) -> jax.Array:

@@ -857,12 +857,12 @@ def kl_div(input: Any, target: Any, size_average: Any = None, reduce: Any = None
         0.1438
     """
     if size_average is None and reduce is None and reduction == "mean":
-        warn_kl_div_mean("kl_div")
+        _warn_kl_div_mean("kl_div")
     reduction = _legacy_reduction(size_average, reduce, reduction, "kl_div", REDUCTIONS + ("batchmean",))
     return _kl_div(input, target, reduction, log_target, "kl_div")
 
 
-def warn_kl_div_mean(name: str, stacklevel: int = 2) -> None:
+def _warn_kl_div_mean(name: str, stacklevel: int = 2) -> None:
     """torch's warning for ``kl_div``/``KLDivLoss`` with ``reduction='mean'``."""
     warnings.warn(f"{name}: reduction: 'mean' divides the total loss by both the batch size and the support "
                   "size. 'batchmean' divides only by the batch size, and aligns with the KL div math "

@@ -73,10 +73,9 @@ def _pad(x: Any, pad: Any, mode: str = "constant", value: float | None = 0.0, *,
     if mode in ("reflect", "replicate") and not any(outs):  # torch: only when every padded dim is empty
         raise ValueError(f"{name}: mode={mode!r} padding {tuple(pad)} gives an empty output in every padded dim "
                          f"(input shape {shape_str(x)}; torch: input is too small)")
-    for i, (left, right) in enumerate(pairs):
+    for i, ((left, right), out) in enumerate(zip(pairs, outs)):
         dim = ndim - 1 - i
         size = x.shape[dim]
-        out = size + left + right
         if out < 0 or (mode == "constant" and size + min(left, 0) + min(right, 0) < 0):  # torch crops first
             raise ValueError(
                 f"{name}: padding ({left}, {right}) of dim {dim} crops more than its size {size} or gives a negative "

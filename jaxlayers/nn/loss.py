@@ -237,7 +237,7 @@ class KLDivLoss(_Loss):
 
     def __call__(self, *inputs: Any) -> jax.Array:
         if self.size_average is None and self.reduce is None and self.reduction == "mean":  # torch's, per call
-            L.warn_kl_div_mean("KLDivLoss")
+            L._warn_kl_div_mean("KLDivLoss")
         return super().__call__(*inputs)
 
 
