@@ -644,7 +644,7 @@ class VariantsTest(chex.TestCase):
         chex.assert_trees_all_close((out, w), (_np(tout), _np(tw)), rtol=1e-9, atol=1e-11)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     heads=st.sampled_from([1, 2, 4]),
     lq=st.integers(1, 4),

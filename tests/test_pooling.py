@@ -329,7 +329,7 @@ def test_with_indices_twins_always_return_indices(name, args, shape, rng):
         getattr(F, name)(x, *args, bogus=1)
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(2))
 def test_adaptive_max_indices_ties_nan_zeros_match_torch(seed, lowering):
     """torch's pick on random bins full of ties, -inf, signed zeros and NaNs (1-d to 3-d,
     overlapping and repeated bins): indices, value bits and the gradient."""
