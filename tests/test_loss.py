@@ -510,6 +510,23 @@ def test_ctc_blank_unbatched_module():
                            blank=3, reduction="none")
     close(jax.jit(nn.CTCLoss(blank=3, reduction="none").apply)({}, lp, tgt, il, tl), expected)
     close(_ctc(lp[:, 1], tgt[1], il[1], tl[1], blank=3, reduction="sum"), expected[1])
+    # torch also takes an unbatched sequence's targets padded, as (1, S)
+    close(_ctc(lp[:, 1], tgt[1:2], il[1], tl[1], blank=3, reduction="sum"), expected[1])
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_multi_margin_takes_every_target_layout_torch_takes(reduction):
+    """torch reads a 0-D input as one class and any target of one entry per row (0-D or 1-D), shaping
+    the unreduced loss like the target."""
+    rng = np.random.default_rng(4)
+    for xs, ts in [((), ()), ((), (1,)), ((3,), (1,)), ((1, 3), ()), ((1, 3), (1,)), ((2, 3), (2,))]:
+        x, w = rng.normal(size=xs), rng.uniform(size=xs[-1:] or (1,))
+        t = rng.integers(0, xs[-1] if xs else 1, ts)
+        expected = TF.multi_margin_loss(torch.tensor(x), torch.tensor(t), p=2, weight=torch.tensor(w),
+                                        margin=1.5, reduction=reduction).numpy()
+        got = F.multi_margin_loss(x, t, p=2, weight=w, margin=1.5, reduction=reduction)
+        assert got.shape == expected.shape, (xs, ts)
+        close(got, expected)
 
 
 def test_ctc_zero_infinity_and_jit():
@@ -613,7 +630,7 @@ CTC_ERRORS = [
     (lambda: F.ctc_loss(LP, [[1], [3]], [5, 5], [1, 1]), IndexError, r"ctc_loss: target index 3 .*3 classes"),
     (lambda: F.ctc_loss(LP, [[1], [1]], [5, 5], [1, 1], blank=3), IndexError, r"ctc_loss: blank 3"),
     (lambda: F.ctc_loss(LP, [[[1]], [[1]]], [5, 5], [1, 1]), ValueError, r"ctc_loss: targets must be padded"),
-    (lambda: nn.CTCLoss().apply({}, LP[:, 0], [[1]], 5, 1), ValueError, r"CTCLoss: unbatched log_probs .* need 1-D"),
+    (lambda: nn.CTCLoss().apply({}, LP[:, 0], [[1], [1]], 5, 1), ValueError, r"CTCLoss: unbatched log_probs .* \(1, S\)"),
 ]
 
 

@@ -622,10 +622,14 @@ def _multi_margin_loss(input: Any, target: Any, p: int, margin: float, weight: A
         raise ValueError(f"{name}: only p == 1 and p == 2 are supported, got p={p!r}")
     out_dtype, (x,) = _floats(input)
     t = jnp.asarray(target)
+    in_shape = x.shape
+    x = x.reshape(1) if x.ndim == 0 else x  # as torch: a 0-D input is one class
     _margin_layout(name, x)
-    if t.shape != x.shape[:-1]:
+    frames = x.shape[0] if x.ndim == 2 else 1
+    if t.ndim > 1 or t.size != frames:  # torch takes any target of `frames` elements up to 1-D, shaping the loss
         raise ValueError(f"{name}: expected target of shape {shape_str(x.shape[:-1])} for input of shape "
-                         f"{shape_str(x)}, got {shape_str(t)}")
+                         f"{shape_str(in_shape)}, got {shape_str(t)}")
+    out_shape, x, t = t.shape, x.reshape(frames, -1), t.reshape(frames)
     num_classes = x.shape[-1]
     _check_index_target(name, t, num_classes)
     w = _class_weight(name, weight, num_classes)
@@ -636,7 +640,7 @@ def _multi_margin_loss(input: Any, target: Any, p: int, margin: float, weight: A
     if w is not None:
         h = h * w.astype(x.dtype)[jnp.where(valid, t, 0)][..., None]
     h = jnp.where(jnp.arange(num_classes) == t[..., None], 0.0, h)
-    loss = jnp.where(valid, jnp.sum(h, axis=-1) / num_classes, jnp.nan)
+    loss = jnp.where(valid, jnp.sum(h, axis=-1) / num_classes, jnp.nan).reshape(out_shape)
     return _reduce(loss, reduction).astype(out_dtype)
 
 
@@ -647,8 +651,9 @@ def multi_margin_loss(input: Any, target: Any, p: int = 1, margin: float = 1.0, 
     ``l_n = sum_{i != y} w[y] * max(0, margin - x[y] + x[i])^p / C``.
 
     Args:
-        input: ``(N, C)`` or ``(C,)``.
-        target: integer class indices ``(N,)`` or ``()``.
+        input: ``(N, C)``, ``(C,)`` or ``()`` (one class, as torch).
+        target: integer class indices, one per row: ``(N,)`` or ``()`` (torch also takes ``()`` for
+            ``N = 1`` and ``(1,)`` unbatched).
         p: 1 or 2.
         margin: default 1.
         weight: ``(C,)`` or None.
@@ -1214,8 +1219,9 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
         raise TypeError(f"{name}: targets must hold integer class indices, got {tg.dtype}")
     il = _lengths(name, "input_lengths", input_lengths, N, unbatched)
     tl = _lengths(name, "target_lengths", target_lengths, N, unbatched)
-    if unbatched and tg.ndim != 1:  # read as concatenated, as torch: their length is the target length
-        raise ValueError(f"{name}: unbatched log_probs {shape_str(lp[:, 0])} need 1-D targets, got {shape_str(tg)}")
+    if unbatched and tg.shape[:-1] not in ((), (1,)):  # 1-D: concatenated (their length is the target length)
+        raise ValueError(f"{name}: unbatched log_probs {shape_str(lp[:, 0])} need targets of shape (S,) or (1, S), "
+                         f"got {shape_str(tg)}")
     if tg.ndim not in (1, 2) or (tg.ndim == 2 and tg.shape[0] != N):
         raise ValueError(f"{name}: targets must be padded (N, S) = ({N}, S) or concatenated 1-D, got "
                          f"{shape_str(tg)} for log_probs {shape_str(log_probs)}")
@@ -1293,7 +1299,7 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     Args:
         log_probs: ``(T, N, C)`` or unbatched ``(T, C)`` log-probabilities (``log_softmax`` output).
         targets: padded ``(N, S)`` or concatenated 1-D (``sum(target_lengths)``) class indices
-            (not ``blank``); ``(S,)`` unbatched.
+            (not ``blank``); ``(S,)`` or padded ``(1, S)`` unbatched.
         input_lengths, target_lengths: ``(N,)`` integer arrays or sequences (scalars unbatched).
         blank: the blank class. Default 0.
         reduction: ``'none'`` | ``'mean'`` (each loss divided by its target length, then the batch
