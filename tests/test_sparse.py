@@ -148,16 +148,22 @@ def _torch_bags(inp, wt, offsets, mode, padding_idx=None, scale_grad_by_freq=Fal
     return torch.stack(out)
 
 
-def test_embedding_bag_include_last_offset_ignores_trailing_indices():
-    # offsets[-1] < len(input) with include_last_offset: the trailing indices are left
-    # out in every mode (torch's CPU kernels disagree between modes and dtypes: float32
-    # sum leaves them out, mean counts them, max includes them).
+def test_embedding_bag_include_last_offset_must_end_the_input():
+    # offsets[-1] < len(input) with include_last_offset is outside torch's contract, and torch's
+    # CPU kernels disagree there (by mode and dtype): concrete offsets raise; traced ones (not
+    # checked) leave the trailing indices out in every mode.
     w = _table()
     flat, offsets = np.array([0, 1, 1, 2, 5]), np.array([0, 2, 3])
-    close(F.embedding_bag(flat, w, offsets, mode="sum", include_last_offset=True), [w[[0, 1]].sum(0), w[1]])
-    close(F.embedding_bag(flat, w, offsets, mode="mean", include_last_offset=True), [w[[0, 1]].mean(0), w[1]])
-    close(F.embedding_bag(flat, w, offsets, mode="max", include_last_offset=True), [w[[0, 1]].max(0), w[1]])
-    grad = jax.grad(lambda w: F.embedding_bag(flat, w, offsets, mode="sum", include_last_offset=True).sum())(w)
+    with pytest.raises(ValueError, match=r"embedding_bag: with include_last_offset=True, offsets\[-1\] has to be "
+                                         r"input's length 5 .*got 3"):
+        F.embedding_bag(flat, w, offsets, mode="sum", include_last_offset=True)
+
+    @jax.jit
+    def bags(w, offsets):
+        return [F.embedding_bag(flat, w, offsets, mode=m, include_last_offset=True) for m in ("sum", "mean", "max")]
+
+    close(bags(w, offsets), [[w[[0, 1]].sum(0), w[1]], [w[[0, 1]].mean(0), w[1]], [w[[0, 1]].max(0), w[1]]])
+    grad = jax.grad(lambda w: bags(w, offsets)[0].sum())(w)
     close(grad[:, 0], [1, 2, 0, 0, 0, 0, 0], rtol=0, atol=0)
 
 
@@ -408,8 +414,10 @@ def test_module_errors():
         nn.EmbeddingBag(5, 3, padding_idx=-6)
     with pytest.raises(ValueError, match="EmbeddingBag: mode has to be one of sum, mean or max, got 'min'"):
         nn.EmbeddingBag(5, 3, mode="min")
-    with pytest.raises(ValueError, match="Embedding: num_embeddings must be a non-negative int"):
+    with pytest.raises(ValueError, match="Embedding: num_embeddings must be >= 0, got num_embeddings=-1"):
         nn.Embedding(-1, 3)
+    with pytest.raises(TypeError, match="EmbeddingBag: embedding_dim must be an int, got 2.5"):
+        nn.EmbeddingBag(4, 2.5)
     with pytest.raises(ValueError, match=r"Embedding: shape of _weight \(4, 3\) does not match .*\(5, 3\)"):
         nn.Embedding(5, 3, _weight=np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"Embedding.from_pretrained: embeddings are expected to be 2-D.*\(3,\)"):

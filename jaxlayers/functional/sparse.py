@@ -289,11 +289,14 @@ def _bag_segments(name: str, input: jax.Array, offsets: Any, include_last_offset
             raise ValueError(
                 f"{name}: offsets[-1] can not be greater than input's length {input.shape[0]}, got {int(values[-1])}"
             )
+        if include_last_offset and values[-1] != input.shape[0]:  # torch's kernels disagree there (by mode, dtype)
+            raise ValueError(f"{name}: with include_last_offset=True, offsets[-1] has to be input's length "
+                             f"{input.shape[0]} (the end of the last bag), got {int(values[-1])}")
         if (np.diff(values) < 0).any():
             raise ValueError(f"{name}: offsets must be non-decreasing, got {values.tolist()}")
     positions = jnp.arange(input.shape[0])
-    # Bag of position i: the last b with offsets[b] <= i.  Positions past the last
-    # offset with include_last_offset land in bag `num_bags` and are dropped.
+    # Bag of position i: the last b with offsets[b] <= i.  Traced offsets are not checked: positions
+    # past a last offset below input's length, with include_last_offset, land in bag `num_bags` (dropped).
     segments = jnp.searchsorted(offsets, positions, side="right") - 1
     return input, segments, num_bags
 
@@ -418,7 +421,7 @@ def embedding_bag(
       sparse: accepted for compatibility; JAX gradients are dense.
       per_sample_weights: float weights of ``input``'s shape, ``mode="sum"`` only.
       include_last_offset: ``offsets`` has one more entry than bags, the last being
-        the end of the last bag (ignored for 2-D input, as torch).
+        the end of the last bag, ``len(input)`` (ignored for 2-D input, as torch).
       padding_idx: entries equal to it are left out of their bag (not counted by the
         mean) and get no gradient.
 
