@@ -38,6 +38,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def check_sizes(layer: str, lowest: int = 0, **sizes: Any) -> None:
+    """A layer's size arguments (``in_features=3, ...``): ints (TypeError) of at least ``lowest`` (ValueError)."""
+    for arg, v in sizes.items():
+        if not _is_int(v):
+            raise TypeError(f"{layer}: {arg} must be an int, got {v!r}")
+        if v < lowest:
+            raise ValueError(f"{layer}: {arg} must be >= {lowest}, got {arg}={v}")
+
+
 def ntuple(
     value: Any,
     n: int,

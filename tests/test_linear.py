@@ -286,6 +286,28 @@ def test_linear_errors():
         F.linear(jnp.ones((2, 4)), jnp.ones((3, 4)), jnp.ones(4))
 
 
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda: nn.Linear(3, -2), ValueError, r"^Linear: out_features must be >= 0, got out_features=-2"),
+    (lambda: nn.Linear(-1, 3), ValueError, r"^Linear: in_features must be >= 0, got in_features=-1"),
+    (lambda: nn.Linear(2.5, 3), TypeError, r"^Linear: in_features must be an int, got 2.5"),
+    (lambda: nn.LazyLinear(-1), ValueError, r"^LazyLinear: out_features must be >= 0"),
+    (lambda: nn.Bilinear(0, 3, 2), ValueError, r"^Bilinear: in1_features must be >= 1, got in1_features=0"),
+    (lambda: nn.Bilinear(3, 2, -1), ValueError, r"^Bilinear: out_features must be >= 0"),
+])
+def test_layer_sizes_are_checked_at_construction(make, exc, match):
+    """torch refuses these when the layer is built (negative dims, Bilinear's in1_features > 0); they
+    failed at the first call with an XLA dimension error or a confusing input message."""
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_zero_sizes_build_as_in_torch():
+    x = jnp.ones((2, 0))
+    assert nn.Linear(0, 3).apply(nn.Linear(0, 3).init(jax.random.key(0), x), x).shape == (2, 3)
+    assert nn.Bilinear(3, 2, 0).init(jax.random.key(0), jnp.ones((2, 3)), jnp.ones((2, 2)))["params"]["weight"].shape \
+        == (0, 3, 2)
+
+
 def test_bilinear_errors():
     w = jnp.ones((4, 2, 3))
     with pytest.raises(ValueError, match=r"bilinear: input batch dimensions do not match: got input1 \(5, 2\) and input2 \(6, 3\)"):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from .. import init as jinit
-from .._utils import shape_str
+from .._utils import check_sizes, shape_str
 from ..functional.linear import _bilinear, _linear
 from ._options import LayerOptions
 from ._param import param
@@ -105,6 +105,10 @@ class Linear(LayerOptions):
     out_features: int
     bias: bool = True
 
+    def __post_init__(self) -> None:
+        check_sizes(type(self).__name__, in_features=self.in_features, out_features=self.out_features)
+        super().__post_init__()
+
     @fnn.compact
     def __call__(self, input):
         _check_last_dim(type(self).__name__, input, self.in_features)
@@ -130,6 +134,10 @@ class LazyLinear(LayerOptions):
 
     out_features: int
     bias: bool = True
+
+    def __post_init__(self) -> None:
+        check_sizes(type(self).__name__, out_features=self.out_features)
+        super().__post_init__()
 
     @fnn.compact
     def __call__(self, input):
@@ -171,6 +179,11 @@ class Bilinear(LayerOptions):
     in2_features: int
     out_features: int
     bias: bool = True
+
+    def __post_init__(self) -> None:
+        check_sizes(type(self).__name__, 1, in1_features=self.in1_features)  # torch: in1_features must be > 0
+        check_sizes(type(self).__name__, in2_features=self.in2_features, out_features=self.out_features)
+        super().__post_init__()
 
     @fnn.compact
     def __call__(self, input1, input2):

@@ -23,7 +23,7 @@ import numpy as np
 from flax.linen.dtypes import promote_dtype
 
 from .. import init as jinit
-from .._utils import shape_str
+from .._utils import check_sizes, shape_str
 from ..functional.sparse import _MODES, _embedding, _embedding_bag, _normalise_padding_idx, embedding_renorm
 from ._options import InitOptions
 from ._param import param
@@ -32,9 +32,7 @@ __all__ = ["Embedding", "EmbeddingBag"]
 
 
 def _check_common(layer: str, num: Any, dim: Any, padding_idx: Any, weight: Any) -> None:
-    for arg, v in (("num_embeddings", num), ("embedding_dim", dim)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{layer}: {arg} must be a non-negative int, got {v!r}")
+    check_sizes(layer, num_embeddings=num, embedding_dim=dim)
     _normalise_padding_idx(layer, padding_idx, int(num))
     if weight is not None and tuple(np.shape(weight)) != (num, dim):
         raise ValueError(
