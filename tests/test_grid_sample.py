@@ -160,6 +160,23 @@ def test_non_finite_grid_points_like_torch(mode, padding_mode):
         close(jitted, want, err_msg="jit")  # XLA once folded 0 * NaN weights to 0 there
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest"])
+def test_nan_grid_points_send_no_gradient_to_the_input(mode):
+    """A NaN grid point (zeros padding) samples nothing: its NaN output, masked by the loss, leaves the
+    input's gradient that of the finite points alone (torch's; XLA's cast of NaN to the index 0 had
+    made it NaN).  Oracle: torch on the finite points only (torch's own backward crashes on some
+    NaN grids)."""
+    x = np.arange(1, 21.0).reshape(1, 1, 4, 5)
+    finite = np.array([[0.1, 0.3], [0.5, -0.4], [-0.95, 0.9]])
+    g = np.concatenate([[[np.nan, 0.2], [0.3, np.nan], [np.nan, np.nan]], finite])[None, None]
+    w = np.arange(1.0, 1 + len(finite))
+    loss = lambda x: jnp.sum(jnp.nan_to_num(F.grid_sample(x, g, mode, "zeros", False)[0, 0, 0, 3:]) * w)  # noqa: E731
+    xt = torch.tensor(x, requires_grad=True)
+    (TF.grid_sample(xt, torch.tensor(finite[None, None]), mode=mode, align_corners=False)[0, 0, 0]
+     * torch.tensor(w)).sum().backward()
+    close(jax.grad(loss)(jnp.asarray(x)), xt.grad)
+
+
 @pytest.mark.parametrize("xs,gs", [((0, 1, 3, 3), (0, 2, 2, 2)), ((1, 0, 3, 3), (1, 2, 2, 2)),
                                    ((2, 1, 3, 3, 3), (2, 0, 2, 2, 3))])
 def test_empty_batch_channels_or_grid(xs, gs):

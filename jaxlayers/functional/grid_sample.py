@@ -175,6 +175,14 @@ def _weighted_rows(xf: jax.Array, flat: jax.Array, valid: jax.Array, scale: jax.
     return jnp.swapaxes(y, 1, 2)
 
 
+def _tap_index(c: jax.Array) -> jax.Array:
+    """Integer tap coordinates; a NaN one (a NaN grid point) is outside the input, as torch's
+    out-of-range integer cast: it samples nothing and takes no gradient (XLA casts NaN to 0, a
+    valid tap, whose NaN weight made the input's gradient NaN there).  The NaN weight keeps the
+    output NaN."""
+    return jnp.where(jnp.isnan(c), -1, c).astype(jnp.int32)
+
+
 def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corners: Optional[bool],
                  name: str) -> jax.Array:
     x, g = jnp.asarray(input), jnp.asarray(grid)
@@ -197,19 +205,17 @@ def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corn
         for k, c in enumerate(coords):
             base = jnp.floor(jax.lax.stop_gradient(c))
             taps = base[None] + jnp.arange(-1, 3, dtype=dtype).reshape(4, 1, 1)
-            idx.append(_pad_coordinates(taps, sizes[k], padding_mode, align_corners).astype(jnp.int32))
+            idx.append(_tap_index(_pad_coordinates(taps, sizes[k], padding_mode, align_corners)))
             w.append(jnp.stack(_cubic_coeffs(c - base)))
         return _sample(xf, idx, w, sizes).reshape(out_shape)
     coords = [_pad_coordinates(c, s, padding_mode, align_corners) for c, s in zip(coords, sizes)]
     if mode == "nearest":
-        # a NaN coordinate (zeros padding) samples nothing, as torch's out-of-range integer cast
-        idx = [jnp.where(jnp.isnan(c), -1, jnp.round(jax.lax.stop_gradient(c))).astype(jnp.int32)[None]
-               for c in coords]
+        idx = [_tap_index(jnp.round(jax.lax.stop_gradient(c)))[None] for c in coords]
         return _sample(xf, idx, [None] * n, sizes).reshape(out_shape)
     idx, w = [], []
     for c in coords:
         lo = jnp.floor(jax.lax.stop_gradient(c))
-        idx.append(jnp.stack([lo, lo + 1]).astype(jnp.int32))
+        idx.append(_tap_index(jnp.stack([lo, lo + 1])))
         w.append(jnp.stack([lo + 1 - c, c - lo]))
     return _sample(xf, idx, w, sizes).reshape(out_shape)
 
