@@ -181,8 +181,8 @@ class StateDictReport:
         return "\n".join(lines) or "state_dict matches"
 
 
-class StateDictMismatchError(ValueError):
-    """Raised by a strict load; ``.report`` holds every problem found."""
+class StateDictMismatchError(ValueError, RuntimeError):
+    """Raised by a strict load; ``.report`` holds every problem found.  A ``RuntimeError`` as torch's."""
 
     def __init__(self, report: StateDictReport):
         super().__init__("load_state_dict: the state_dict does not match the module's variables:\n" + str(report))

@@ -519,7 +519,6 @@ def test_tied_weights_are_listed_under_every_name_as_torch():
     class Tied(jnnx.Module):
         def __init__(self, rngs):
             super().__init__()
-            self._init_mode()
             self.a = jnnx.Linear(2, 2, rngs=rngs)
             self.b = self.a
             self.emb = jnnx.Embedding(5, 2, rngs=rngs)
@@ -541,3 +540,170 @@ def test_tied_weights_are_listed_under_every_name_as_torch():
     for key, value in theirs.state_dict().items():
         np.testing.assert_allclose(ours.state_dict()[key], value.numpy(), rtol=1e-6)  # loaded as float32
     assert [k for k, _ in ours.named_parameters()] == [k for k, _ in theirs.named_parameters()]
+
+
+# ---------------------------------------------------------------- custom modules, ensembles, lazy loads
+
+
+class _Chain(jnnx.Module):
+    """A custom model as users write it: children assigned in ``__init__`` (not in name order), run in
+    ``children()`` order, a branch on ``self.training``; no ``super().__init__()``."""
+
+    def __init__(self, rngs):
+        self.zeta = jnnx.Linear(2, 3, rngs=rngs)
+        self.act = jnnx.Tanh()
+        self.alpha = jnnx.Linear(3, 2, rngs=rngs)
+
+    def __call__(self, x):
+        for m in self.children():
+            x = m(x)
+        return x * 2 if self.training else x
+
+
+class _TorchChain(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.zeta, self.act, self.alpha = torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        for m in self.children():
+            x = m(x)
+        return x * 2 if self.training else x
+
+
+def test_custom_module_keeps_torch_order_and_mode_through_merge_and_jit():
+    """The children's order survives nnx.merge (as inside nnx.jit: it was sorted by name there, so
+    children() ran alpha first), and training follows train()/eval() with one trace per mode."""
+    ours, theirs = _Chain(fnnx.Rngs(0)), _TorchChain()
+    ours.load_state_dict(theirs.state_dict())
+    merged = fnnx.merge(*fnnx.split(ours))
+    assert list(merged.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in merged.named_children()] == [n for n, _ in theirs.named_children()]
+    traces = []
+
+    @fnnx.jit
+    def fwd(m, x):
+        traces.append(1)
+        return m(x)
+
+    x = np.ones((1, 2))
+    for mode in (True, False, True):
+        assert ours.train(mode).training is theirs.train(mode).training is mode
+        close(fwd(ours, x), theirs(to_torch(x)), rtol=1e-6, atol=1e-6)
+    assert len(traces) == 2
+    del merged.zeta, theirs.zeta  # deleted and assigned again: last, as torch
+    merged.zeta, theirs.zeta = jnnx.Linear(2, 3, rngs=fnnx.Rngs(1)), torch.nn.Linear(2, 3)
+    assert list(merged.state_dict()) == list(theirs.state_dict())
+
+
+ENSEMBLES = {  # layer, whether it keeps a (forked) stream
+    "Dropout": (lambda rngs: jnnx.Dropout(0.5, rngs=rngs), True),
+    "BatchNorm1d": (lambda rngs: jnnx.BatchNorm1d(4, rngs=rngs), False),
+    "LSTM": (lambda rngs: jnnx.LSTM(4, 4, num_layers=2, dropout=0.5, rngs=rngs), True),
+}
+
+
+@pytest.mark.parametrize("name", list(ENSEMBLES))
+def test_ensembles_of_layers_that_take_train(name):
+    """nnx.split_rngs + nnx.vmap ensembles: each layer holds its own fork of the stream it draws (the
+    caller's Rngs, restored unsplit by split_rngs, was held before) and BatchNorm none."""
+    make, draws = ENSEMBLES[name]
+
+    @fnnx.split_rngs(splits=3)
+    @fnnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs):
+        return make(rngs)
+
+    models = create(fnnx.Rngs(0))
+    assert (models.rngs is not None) is draws
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    out = fnnx.vmap(lambda m, x: m(x), in_axes=(0, None))(models, x)
+    out = np.asarray(out[0] if isinstance(out, tuple) else out)
+    assert out.shape == (3, 2, 4)
+    if name == "BatchNorm1d":
+        for member in out:
+            close(member, torch.nn.BatchNorm1d(4)(to_torch(x)), rtol=1e-5, atol=1e-5)
+    else:
+        assert not np.allclose(out[0], out[1])  # each member draws from its own stream
+
+
+def test_lazy_layers_load_a_state_dict_before_the_first_call():
+    """torch's lazy modules take their shapes from the state_dict: no dummy forward needed."""
+    torch.manual_seed(0)
+    sd = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).state_dict()
+    theirs = torch.nn.Sequential(torch.nn.LazyLinear(3), torch.nn.LazyBatchNorm1d())
+    ours = jnnx.Sequential(jnnx.LazyLinear(3), jnnx.LazyBatchNorm1d())  # no rngs: the values come from sd
+    assert repr(ours.load_state_dict(sd)) == repr(theirs.load_state_dict(sd)) == "<All keys matched successfully>"
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    close(ours.eval()(x), theirs.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
+    # a key the state_dict lacks is missing (and not created), a stray one unexpected, as torch's
+    partial = {"weight": sd["0.weight"], "extra": sd["0.bias"]}
+    assert repr(jnnx.LazyLinear(3).load_state_dict(partial, strict=False)) == \
+        repr(torch.nn.LazyLinear(3).load_state_dict(partial, strict=False))
+    conv = torch.nn.Conv1d(6, 4, 1, groups=2).state_dict()
+    lazy = jnnx.LazyConv1d(4, 1, groups=2)
+    lazy.load_state_dict(conv)
+    assert {k: v.shape for k, v in lazy.state_dict().items()} == {k: tuple(v.shape) for k, v in conv.items()}
+
+
+def test_load_state_dict_returns_torchs_named_tuple_and_raises_a_runtime_error():
+    theirs, ours = torch.nn.Linear(2, 2), jnnx.Linear(2, 2, rngs=fnnx.Rngs(0))
+    partial = {"weight": theirs.weight.detach(), "extra": torch.zeros(1)}
+    got, want = ours.load_state_dict(partial, strict=False), theirs.load_state_dict(partial, strict=False)
+    missing, unexpected = got
+    assert (missing, unexpected) == (want.missing_keys, want.unexpected_keys) == (["bias"], ["extra"])
+    assert repr(got) == repr(want) and got.missing == ("bias",) and got.unexpected == ("extra",)  # former names
+    variables = interop.state_dict_to_variables(ours.state_dict())
+    for load in (lambda: theirs.load_state_dict({}), lambda: ours.load_state_dict({}),
+                 lambda: interop.load_state_dict(variables, {})):
+        with pytest.raises(RuntimeError, match="(?i)missing key"):
+            load()
+    with pytest.raises(ValueError, match="missing keys: weight, bias"):
+        ours.load_state_dict({})
+
+
+@pytest.mark.parametrize("container, key", [("ModuleDict", "values"), ("ModuleDict", "training"),
+                                            ("Sequential", "eval")])
+def test_container_keys_that_are_attributes_raise_torchs_key_error(container, key):
+    """A child named ``values`` or ``eval`` shadowed the method: ``seq.eval()`` did nothing."""
+    for nn_ in (torch.nn, jnnx):
+        with pytest.raises(KeyError, match=f"attribute '{key}' already exists"):
+            getattr(nn_, container)(OrderedDict([(key, nn_.ReLU())]))
+
+
+def test_container_copies_and_pops_as_torch():
+    """ModuleDict(other ModuleDict), update(ModuleDict), ParameterDict(ParameterDict); ModuleList.pop."""
+    for nn_ in (torch.nn, jnnx):
+        a = nn_.ModuleDict({"act": nn_.ReLU(), "tanh": nn_.Tanh()})
+        b, c = nn_.ModuleDict(a), nn_.ModuleDict({"x": nn_.Identity()})
+        c.update(a)
+        assert list(b) == ["act", "tanh"] and list(c) == ["x", "act", "tanh"] and b["act"] is c["act"] is a["act"]
+        ml = nn_.ModuleList([nn_.ReLU(), nn_.Tanh(), nn_.Sigmoid(), nn_.Identity()])
+        popped = [ml.pop(1), ml.pop(-1), ml.pop(slice(0, 1))]
+        assert [type(p).__name__ for p in popped] == ["Tanh", "Identity", "ModuleList"]
+        assert [n for n, _ in ml.named_children()] == ["0"] and type(ml[0]).__name__ == "Sigmoid"
+    pd = jnnx.ParameterDict({"w": jnp.ones(2)})
+    assert jnnx.ParameterDict(pd)["w"] is pd["w"]
+    plist = jnnx.ParameterList([jnp.ones(2), jnp.zeros(3)])
+    assert plist.pop(0).shape == (2,) and list(plist.state_dict()) == ["0"]
+
+
+def test_sequential_passes_rngs_only_to_children_that_take_it():
+    class Block(jnnx.Module):  # a custom child whose call takes no rngs
+        def __init__(self):
+            self.act = jnnx.Tanh()
+
+        def __call__(self, x):
+            return self.act(x)
+
+    class Noisy(jnnx.Module):
+        def __init__(self):
+            self.drop = jnnx.Dropout(0.5)
+
+        def __call__(self, x, rngs=None):
+            return self.drop(x, rngs=rngs)
+
+    key, x = jax.random.key(1), jnp.ones(8)
+    got = jnnx.Sequential(Block(), Noisy())(x, rngs=key)
+    np.testing.assert_array_equal(got, jnnx.Dropout(0.5)(jnp.tanh(x), rngs=jax.random.fold_in(key, 1)))

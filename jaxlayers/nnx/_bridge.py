@@ -8,7 +8,7 @@ its variables as NNX variables under torch's names: ``params`` become
 ``out_proj``) becomes a :class:`Submodule` holding its variables, so the NNX state
 has exactly torch's keys.  A call is ``linen_module.apply(...)`` with ``train``
 from the module's mode, running statistics written back in place in training,
-and dropout keys drawn from the module's ``rngs``.
+and dropout keys drawn from the module's own fork of the ``rngs`` stream.
 
 What ``flax.nnx.bridge.ToNNX`` does differently, and why not here: it draws a
 key from every rng stream on every call (here: only ``dropout`` keys, only in
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import flax.errors
@@ -35,7 +36,7 @@ from flax.nnx import variablelib
 
 from .. import config, interop
 from .._utils import accepts, accepts_train, compiled, ntuple
-from .module import Module, Submodule
+from .module import Module, Submodule, _nest
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
 
@@ -55,8 +56,43 @@ class _Static:
 
 
 def _draws_keys(module: fnn.Module) -> bool:
-    """Whether the layer draws random keys (dropout in training, or random windows)."""
-    return accepts_train(module) or hasattr(module, "rng_collection")
+    """Whether the layer draws random keys: dropout (Dropout, RReLU, or an inner dropout with p > 0),
+    random windows (FractionalMaxPool).  BatchNorm and an LSTM without dropout take ``train`` but draw none."""
+    if hasattr(module, "rng_collection"):
+        return True
+    if not accepts_train(module):
+        return False
+    try:
+        return _training_draws_keys(module)
+    except TypeError:  # unhashable configuration (a list among the fields): not cached
+        return _training_draws_keys.__wrapped__(module)
+
+
+@functools.lru_cache(maxsize=512)
+def _training_draws_keys(module: fnn.Module) -> bool:
+    """The training call traced abstractly (no computation) without a key, once per configuration."""
+    probe = _probe_inputs(module)
+    if probe is None:  # the input is not known before the first call: keep the stream
+        return True
+
+    def train_call() -> None:
+        variables = module.init({"params": jax.random.key(0)}, *probe, train=False)
+        module.apply(variables, *probe, train=True, mutable=True)
+
+    try:
+        jax.eval_shape(train_call)
+    except flax.errors.InvalidRngError:
+        return True
+    return False
+
+
+def _fork(rngs: nnx.Rngs | None, stream: str | None) -> nnx.RngStream | None:
+    """The layer's own stream, forked from the caller's ``stream`` as ``flax.nnx.Dropout`` does: the
+    caller's ``Rngs`` is not held, and under ``nnx.split_rngs`` + ``nnx.vmap`` (an ensemble) each
+    member gets its own stream.  None where there is nothing to fork."""
+    if rngs is None or stream is None or not (stream in rngs or "default" in rngs):
+        return None
+    return rngs[stream].fork()
 
 
 def _var_type(collection: str) -> type[nnx.Variable]:
@@ -150,6 +186,33 @@ def _probe_inputs(module: fnn.Module) -> tuple | None:
     return None
 
 
+def _lazy_template(module: fnn.Module) -> list[tuple[tuple, jax.ShapeDtypeStruct]]:
+    """``((collection, *path), abstract variable)`` in creation order, for a layer whose input size only
+    its first call fixes (LazyLinear; LazyConv2d, LazyBatchNorm1d: ``in_channels`` / ``num_features``
+    None), from an input of a guessed size: the names and dtypes do not depend on it.  Empty when no
+    input can be guessed."""
+    size = getattr(module, "groups", 1)  # a valid in_channels for a grouped convolution too
+    unset = {f: size for f in ("in_channels", "num_features") if hasattr(module, f) and getattr(module, f) is None}
+    train = {"train": False} if accepts_train(module) else {}
+    paths: list = []
+    try:
+        probe = (_probe_inputs(module.clone(**unset)) if unset
+                 else tuple(jnp.zeros((1, size), jnp.float32) for _ in range(_required_inputs(module))))
+        leaves = jax.eval_shape(lambda: _init_in_order(module, paths, {"params": jax.random.key(0)}, *probe, **train))
+    except Exception:  # it takes inputs of another kind (indices, images): it waits for its first call
+        return []
+    return list(zip(paths, leaves))
+
+
+def _init_in_order(module: fnn.Module, paths: list, rngs: dict, *args: Any, **kwargs: Any) -> list:
+    """``module.init``'s variables as a list in creation order (torch's), their ``(collection, *path)``
+    recorded in ``paths`` while tracing: a traced function's output dicts come back sorted."""
+    variables = module.init(rngs, *args, **kwargs)
+    flat = [((c,) + p, v) for c, tree in variables.items() for p, v in _flatten(tree)]
+    paths[:] = [p for p, _ in flat]
+    return [v for _, v in flat]
+
+
 def _cached_init(module: fnn.Module) -> Any:
     """``module.init`` compiled once per layer configuration (twelve identical blocks compile
     once; the forward pass is dead code there), or None for an unhashable configuration."""
@@ -161,15 +224,8 @@ def _cached_init(module: fnn.Module) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _jit_init(module: fnn.Module) -> Any:
-    paths: list = []  # creation order (torch's), recorded while tracing: jit's output dicts are sorted
-
-    def flat_init(rngs: dict, *args: Any, **kwargs: Any) -> list:
-        variables = module.init(rngs, *args, **kwargs)
-        flat = [((c,) + p, v) for c, tree in variables.items() for p, v in _flatten(tree)]
-        paths[:] = [p for p, _ in flat]
-        return [v for _, v in flat]
-
-    jitted = jax.jit(flat_init, static_argnames=("train",))
+    paths: list = []
+    jitted = jax.jit(functools.partial(_init_in_order, module, paths), static_argnames=("train",))
 
     def init(rngs: dict, *args: Any, **kwargs: Any) -> dict:
         leaves = jitted(rngs, *args, **kwargs)
@@ -211,21 +267,23 @@ class LinenLayer(Module):
             module, variables = _linen_state
         rngs = _to_rngs(rngs, cls.__name__)
         probe = _probe_inputs(module) if variables is None else None
-        # The stream is kept only where it is used later: random keys (layers that take
-        # `train`, or draw in every call) or variables created at the first call.
-        self._setup(module, rngs if (_draws_keys(module) or (variables is None and probe is None)) else None)
+        self._setup(module)
         if variables is not None:
             self._store_variables(variables)
         elif probe is not None:  # the probe is torch-layout, whatever memory format is in effect
             with config.memory_format("contiguous"):
                 self._create_variables(probe, {}, rngs)
+        # A stream is kept only where it is used later: random keys (a lazy layer's parameters come
+        # from the same stream), or variables created at the first call.
+        lazy = variables is None and probe is None
+        stream = self._rng_streams[-1] if _draws_keys(module) else "params" if lazy else None  # [-1]: rng_collection
+        self.rngs = _fork(rngs, stream)
 
-    def _setup(self, module: fnn.Module, rngs: nnx.Rngs | None) -> None:
-        self._init_mode()
+    def _setup(self, module: fnn.Module) -> None:
         self._linen = _Static(module)
         self._accepts_train = accepts_train(module)
         # torch's FractionalMaxPool draws random windows in every call, training or not
-        self._always_random = _draws_keys(module) and not self._accepts_train
+        self._always_random = not self._accepts_train and _draws_keys(module)
         collection = getattr(module, "rng_collection", "dropout")
         self._rng_streams = tuple(dict.fromkeys(("dropout", collection)))
         # a layer drawing one key (Dropout, RReLU, FractionalMaxPool) takes it as `rng=`: through
@@ -234,16 +292,14 @@ class LinenLayer(Module):
         self._paths: tuple = ()
         self._initialized = False
         self._mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
-        self.rngs = rngs
 
     # variables ----------------------------------------------------------------
-    def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | None = None,
+    def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | nnx.RngStream | None,
                           call_rngs: Any = None, at_call: bool = False) -> None:
         module = self._linen.module
         name = type(module).__name__
         if self._accepts_train:
             kwargs = {**kwargs, "train": False}
-        rngs = self.rngs if rngs is None else rngs
         key = {}
         if self._always_random:  # its forward (run by init) draws keys too
             key.update(self._stream_keys(rngs if call_rngs is None else call_rngs))
@@ -264,7 +320,8 @@ class LinenLayer(Module):
                     raise self._no_key_error()
                 raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
                                 "to the constructor")
-            variables = init({**key, "params": rngs.params()}, *args, **kwargs)
+            params_key = rngs.params() if isinstance(rngs, nnx.Rngs) else rngs()  # the caller's, or the own stream
+            variables = init({**key, "params": params_key}, *args, **kwargs)
         self._store_variables(variables)
 
     def _store_variables(self, variables: Any) -> None:
@@ -279,16 +336,28 @@ class LinenLayer(Module):
             for part in path[:-1]:
                 if not hasattr(node, part):
                     setattr(node, part, Submodule())
-                    _record(node, part)
                 node = getattr(node, part)
             setattr(node, path[-1], _var_type(collection)(jnp.asarray(value)))
-            _record(node, path[-1])
             paths.append((collection, path))
         self._paths = tuple(paths)
         self._initialized = True
 
-    def _child_order(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(path[0] for _, path in self._paths))
+    def _lazy_load(self, state_dict: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
+        """torch's lazy load: variables that wait for the first call are created with the state_dict's
+        shapes (a 0-d one, ``num_batches_tracked``, with its own).  Returns the keys of those the
+        state_dict lacks, which stay uncreated: torch's missing keys."""
+        if self._initialized or self._linen.stateless or not any(k.startswith(prefix) for k in state_dict):
+            return ()
+        leaves = [(c, ".".join(path), leaf) for (c, *path), leaf in _lazy_template(self._linen.module)]
+        if not any(prefix + key in state_dict and leaf.ndim for _, key, leaf in leaves):
+            return ()  # none of its variables in the state_dict: it keeps waiting
+        variables: dict = {}
+        for collection, key, leaf in leaves:
+            if prefix + key in state_dict or not leaf.ndim:
+                shape = np.shape(state_dict[prefix + key]) if leaf.ndim else ()
+                variables.setdefault(collection, {})[key] = jnp.zeros(shape, leaf.dtype)
+        self._store_variables({c: _nest(flat) for c, flat in variables.items()})
+        return tuple(prefix + key for _, key, leaf in leaves if prefix + key not in state_dict and leaf.ndim)
 
     def _linen_variables(self) -> dict:
         out: dict = {}
@@ -338,8 +407,8 @@ class LinenLayer(Module):
     def __call__(self, *args: Any, rngs: Any = None, **kwargs: Any) -> Any:
         module = self._linen.module
         if not (self._initialized or self._linen.stateless):
-            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, call_rngs=rngs,
-                                   at_call=True)
+            self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, self.rngs,
+                                   call_rngs=rngs, at_call=True)
         train = False
         if self._accepts_train:
             train = kwargs.setdefault("train", self.training)
@@ -365,11 +434,6 @@ class LinenLayer(Module):
                               "construct it with rngs=nnx.Rngs(seed) or call it with rngs=key")
         return ValueError(f"{type(self._linen.module).__name__}: training mode needs randomness: "
                           "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()")
-
-
-def _record(node: Module, name: str) -> None:
-    if isinstance(node, Submodule) and name not in node._order:
-        node._order = node._order + (name,)
 
 
 def _arrays_only(tree: Any) -> bool:

@@ -7,6 +7,8 @@ are torch's (``"0.weight"``, ``"blocks.conv.weight"``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,14 +23,13 @@ from .module import Module
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 
-_RESERVED = frozenset({"deterministic", "use_running_average", "training", "rngs"})
+_RESERVED = frozenset({"rngs"})
 
 
 class _Container(Module):
     """Children stored as attributes under ``_keys`` (static, in order)."""
 
     def _init_container(self) -> None:
-        self._init_mode()
         self._keys: tuple[str, ...] = ()
 
     def _check_key(self, key: Any) -> str:
@@ -38,6 +39,8 @@ class _Container(Module):
         if "." in key or key == "" or key in _RESERVED or key.startswith("_"):
             raise KeyError(f"{name}: {key!r} cannot be a child name (no dots, no leading underscore, "
                            f"not one of {sorted(_RESERVED)})")
+        if key not in self._keys and hasattr(self, key):  # a method (train, values, ...) or a flag
+            raise KeyError(f"attribute '{key}' already exists")  # torch's message
         return key
 
     def _check_child(self, key: str, value: Any) -> Any:
@@ -80,6 +83,12 @@ class _Container(Module):
         values.insert(index, value)
         self._replace_all((str(i), v) for i, v in enumerate(values))
 
+    def pop(self, idx: int | slice) -> Any:
+        """Remove the entry (or a slice of them) at ``idx`` and return it; the rest are renumbered."""
+        value = self[idx]
+        self._delete(idx)
+        return value
+
     def _child_order(self) -> tuple[str, ...]:
         return self._keys
 
@@ -96,10 +105,16 @@ def _check_module(container: str, key: str, value: Any) -> Any:
     return value
 
 
-def _accepts_rngs(fn: Any) -> bool:
-    if isinstance(fn, Module) or isinstance(fn, nnx.Dropout):
-        return True
-    return False
+def _accepts_rngs(layer: Any) -> bool:
+    """Whether ``Sequential``'s ``rngs=`` goes to a child: flax's Dropout (which takes a key too)
+    and ``jaxlayers.nnx`` modules whose call takes ``rngs`` (or ``**kwargs``)."""
+    return isinstance(layer, nnx.Dropout) or (isinstance(layer, Module) and _call_takes_rngs(type(layer)))
+
+
+@functools.lru_cache(maxsize=None)
+def _call_takes_rngs(cls: type) -> bool:
+    params = inspect.signature(cls.__call__).parameters.values()
+    return any(p.name == "rngs" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class Sequential(_Container):
@@ -115,8 +130,8 @@ class Sequential(_Container):
 
     Call: ``model(x, rngs=None)``: each child in order; each child uses its own mode
     (``train()``/``eval()``).  ``rngs`` (a key, ``nnx.Rngs`` or ``RngStream``)
-    replaces the children's dropout streams for this call; a key is split per child
-    as ``jax.random.fold_in(key, position)``.
+    replaces the dropout streams of the children whose call takes ``rngs`` for this
+    call; a key is split per child as ``jax.random.fold_in(key, position)``.
 
     Shape: whatever the chain maps the input to.
 
@@ -176,11 +191,6 @@ class Sequential(_Container):
         self._insert(index, module)
         return self
 
-    def pop(self, idx: int) -> Any:
-        module = self[idx]
-        self._delete(idx)
-        return module
-
     def append(self, module: Any) -> "Sequential":
         self._set(str(len(self._keys)), module)
         return self
@@ -196,7 +206,7 @@ class ModuleList(_Container):
 
     Indexing (``ml[0]``, ``ml[-1]``, ``ml[1:]`` -> a ModuleList of the same
     children), assignment, ``del`` (later children are renumbered, as torch),
-    ``append``, ``extend``, ``insert``, ``len``, iteration.  Not callable.
+    ``append``, ``extend``, ``insert``, ``pop``, ``len``, iteration.  Not callable.
 
     >>> from flax import nnx as fnnx
     >>> from jaxlayers import nnx
@@ -250,10 +260,12 @@ class ModuleDict(_Container):
 
     ``md["conv"]``, assignment, ``del``, ``in``, ``keys()``, ``values()``,
     ``items()``, ``update``, ``pop``, ``len``, iteration over keys.  Not callable.
-    Keys are strings without dots.
+    Keys are strings without dots that are not attributes (``"train"``, ``"values"``:
+    torch's ``KeyError``).  The entries may come as a mapping, a ``ModuleDict`` or
+    ``(key, value)`` pairs.
     """
 
-    def __init__(self, modules: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None):
+    def __init__(self, modules: Mapping[str, Any] | ModuleDict | Iterable[tuple[str, Any]] | None = None):
         self._init_container()
         if modules is not None:
             self.update(modules)
@@ -289,8 +301,8 @@ class ModuleDict(_Container):
     def items(self) -> list[tuple[str, Any]]:
         return list(zip(self._keys, self._values()))
 
-    def update(self, entries: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        items = entries.items() if isinstance(entries, Mapping) else entries
+    def update(self, entries: Mapping[str, Any] | ModuleDict | Iterable[tuple[str, Any]]) -> None:
+        items = entries.items() if isinstance(entries, (Mapping, ModuleDict)) else entries
         for key, value in items:
             self._set(key, value)
 

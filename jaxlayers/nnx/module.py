@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -85,6 +86,40 @@ def _nest(flat: Mapping[str, Any]) -> dict:
     return tree
 
 
+class _IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` found, as torch's: ``missing, unexpected = model.load_state_dict(...)``.
+
+    ``missing`` / ``unexpected`` (tuples), ``mismatched`` and ``ok`` are the names of
+    :class:`jaxlayers.interop.StateDictReport`, kept as aliases.
+    """
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(self.missing_keys)
+
+    @property
+    def unexpected(self) -> tuple[str, ...]:
+        return tuple(self.unexpected_keys)
+
+    @property
+    def mismatched(self) -> tuple:
+        return ()  # a shape mismatch always raises
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_keys or self.unexpected_keys)
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return "<All keys matched successfully>"
+        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+
+    __str__ = __repr__
+
+
 class Module(nnx.Module):
     """``nnx.Module`` with torch's habits; the base of every ``jaxlayers.nnx`` class.
 
@@ -96,21 +131,48 @@ class Module(nnx.Module):
     ``model.set_attributes(use_running_average=True)`` work too; a layer with
     running statistics follows ``use_running_average``, every other layer
     ``deterministic``.  ``training`` reads the mode.
+
+    Children, variables and other attributes keep the order they were first
+    assigned in (torch's registration order), also after ``nnx.split``/``merge``.
     """
 
+    _order: tuple[str, ...] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Module":
+        self = super().__new__(cls)
+        # The mode flags exist from construction, whatever a subclass's __init__ does: train()/eval()
+        # set only attributes a module has, and the graph (nnx.jit's cache key) stays the same
+        # after eval() -> train().
+        vars(self).update(deterministic=False, use_running_average=False)
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        new = name not in vars(self)
+        super().__setattr__(name, value)
+        if new and name != "_order" and name not in self._order:
+            # flax rebuilds attributes sorted by name (nnx.merge, inside nnx.jit): the order is kept
+            # in this static tuple, which travels in the graph definition
+            super().__setattr__("_order", self._order + (name,))
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        if name in self._order:  # torch: a child deleted and assigned again comes last
+            super().__setattr__("_order", tuple(k for k in self._order if k != name))
+
     def _init_mode(self) -> None:
-        self.deterministic = False
-        self.use_running_average = False
+        """Training mode, as after construction (subclasses written when they had to call it still do)."""
+        self.deterministic = self.use_running_average = False
 
     def _child_order(self) -> tuple[str, ...]:
-        """Attribute names of the children in torch's order (vars() order unless a subclass knows better:
-        flax rebuilds attributes sorted by name after ``nnx.merge``)."""
-        return tuple(vars(self))
+        """Attribute names in torch's order: as first assigned (``_order``), then any set without
+        ``__setattr__`` (the mode flags)."""
+        present = vars(self)
+        return tuple(dict.fromkeys([k for k in self._order if k in present] + list(present)))
 
     # ------------------------------------------------------------------ modes
     @property
     def training(self) -> bool:
-        return not getattr(self, "deterministic", False)
+        return not self.deterministic
 
     def train(self, mode: bool = True, **attributes: Any) -> "Module":  # type: ignore[override]
         """torch's ``module.train(mode)``; extra keywords go to ``set_attributes``."""
@@ -191,32 +253,38 @@ class Module(nnx.Module):
             (params if isinstance(var, nnx.Param) else buffers)[key] = var.get_value()
         return {"params": _nest(params), "batch_stats": _nest(buffers)}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> interop.StateDictReport:
+    def _lazy_load(self, state_dict: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
+        """torch's lazy-module hook: create the variables that wait for the first call from ``state_dict``
+        (its keys start with ``prefix``); returns the keys it could not create (missing)."""
+        return ()
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> _IncompatibleKeys:
         """torch's ``load_state_dict``: copy torch-keyed arrays into this module's variables, in place.
 
         The check is :func:`jaxlayers.interop.load_state_dict`'s: with ``strict=True``
         every missing key, unexpected key and shape mismatch is reported at once in a
-        :class:`~jaxlayers.interop.StateDictMismatchError`; shape mismatches always
-        raise.  Arrays are cast to the variables' dtypes.  Returns the report
-        (``.missing``, ``.unexpected``), as torch returns its incompatible keys.
+        :class:`~jaxlayers.interop.StateDictMismatchError` (a ``RuntimeError``, as torch's,
+        and a ``ValueError``); shape mismatches always raise.  Arrays are cast to the
+        variables' dtypes.  A lazy layer not called yet (``LazyLinear``) first creates its
+        variables with the state_dict's shapes, as torch's lazy modules.  Returns torch's
+        ``(missing_keys, unexpected_keys)`` named tuple.
         """
+        waiting = tuple(key for name, module in list(self.named_modules()) if isinstance(module, Module)
+                        for key in module._lazy_load(state_dict, name + "." if name else ""))
         template = self._variables_template()
         report = interop.check_state_dict(state_dict, template)
+        if waiting:  # lazy variables the state_dict lacks: left uncreated, so not in the template
+            report = dataclasses.replace(report, missing=report.missing + waiting)
+            if strict:
+                raise interop.StateDictMismatchError(report)
         new = interop.load_state_dict(template, state_dict, strict=strict)
         flat = {**interop.flatten_variables(new["params"]), **interop.flatten_variables(new["batch_stats"])}
         for key, var in self._named_variables(aliases=True):  # a tied variable takes its last name's value, as torch
             if key in state_dict:
                 var.set_value(jnp.asarray(flat[key]))
-        return report
+        return _IncompatibleKeys(list(report.missing), list(report.unexpected))
 
 
 class Submodule(Module):
     """A child of a wrapped linen layer that holds variables only (``self_attn``,
     ``out_proj``, ``layers.0``), so that the variables keep torch's keys."""
-
-    def __init__(self) -> None:
-        self._init_mode()
-        self._order: tuple[str, ...] = ()
-
-    def _child_order(self) -> tuple[str, ...]:
-        return self._order
