@@ -153,6 +153,18 @@ def _call_params(module):
     return inspect.signature(type(module).__call__).parameters
 
 
+@pytest.mark.parametrize("name,shape", [("SwitchNorm1d", (4, 3)), ("SwitchNorm2d", (2, 3, 2, 2))])
+def test_switch_norm_builds_its_variables_at_construction(name, shape):
+    """The constructor's probe input has the layer's rank (SwitchNorm1d takes (N, C): it was given
+    (N, C, L) and raised); the NNX layer equals its linen twin in training."""
+    ours = getattr(jnnx, name)(3, rngs=fnnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(shape))
+    variables = {"params": {k: v for k, v in ours.state_dict().items() if "running" not in k},
+                 "batch_stats": {k: v for k, v in ours.state_dict().items() if "running" in k}}
+    want, _ = getattr(nn, name)(3).apply(variables, x, train=True, mutable=["batch_stats"])
+    close(ours(x), want)
+
+
 def test_every_linen_module_has_an_nnx_counterpart():
     """Generic: when a family lands in jaxlayers.nn, its NNX classes exist with no further code."""
     names = getattr(nn, "__all__", None) or [n for n in dir(nn) if not n.startswith("_")]

@@ -165,7 +165,7 @@ def _probe_inputs(module: fnn.Module) -> tuple | None:
                      if isinstance(getattr(module, a, None), int)), None)
     if channels is not None:  # normalisations over channels
         ranks = getattr(type(module), "ranks", ())
-        rank = ranks[0] if ranks else 2 + max(getattr(type(module), "num_spatial_dims", 1), 1)
+        rank = ranks[0] if ranks else 2 + getattr(type(module), "num_spatial_dims", 1)  # SwitchNorm1d: (N, C)
         return (jnp.zeros((2, channels) + (2,) * (rank - 2), f32),)
     if getattr(module, "normalized_shape", None) is not None:
         shape = module.normalized_shape
