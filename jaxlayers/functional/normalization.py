@@ -32,6 +32,7 @@ Functions that torch lets mutate buffers in place (``batch_norm``,
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -128,12 +129,21 @@ def _normalize(
     bias: Array | None,
     eps: float,
     param_shape: Sequence[int],
+    *,
+    zero_var_inv_std: bool = False,
 ) -> Array:
     """``(x − mean) · rsqrt(var + eps) · weight + bias`` in the statistics' dtype,
     returned in ``x.dtype``.  ``weight``/``bias`` are reshaped to ``param_shape``
-    (which broadcasts against ``x``)."""
+    (which broadcasts against ``x``).  ``zero_var_inv_std``: torch's batch-norm training
+    kernel (instance norm's), whose inverse std is 0 where ``var`` and ``eps`` are both 0
+    (a constant slice gives ``bias``, not NaN)."""
     sdt = mean.dtype
-    mul = lax.rsqrt(var + jnp.asarray(eps, sdt))
+    var_eps = var + jnp.asarray(eps, sdt)
+    if zero_var_inv_std:  # the inner where keeps rsqrt(0)'s infinite derivative out of the gradient
+        zero = (var_eps == 0) & (eps == 0)
+        mul = jnp.where(zero, 0, lax.rsqrt(jnp.where(zero, 1, var_eps)))
+    else:
+        mul = lax.rsqrt(var_eps)
     if weight is not None:
         mul = mul * jnp.reshape(weight, param_shape).astype(sdt)
     y = (x.astype(sdt) - mean) * mul
@@ -170,9 +180,12 @@ def _check_floating(name: str, x: Array) -> None:
 
 
 def _update(running: Array, batch: Array, factor: Any) -> Array:
-    """torch's running update: ``(1 − factor) · running + factor · batch``."""
-    batch = jnp.reshape(batch, jnp.shape(running)).astype(running.dtype)
-    return ((1 - factor) * running + factor * batch).astype(running.dtype)
+    """torch's running update: ``(1 − factor) · running + factor · batch``, blended in the
+    statistics dtype (float32 for half buffers) and rounded once, as torch's float16 kernel
+    (its contiguous bfloat16 kernel rounds every step to bfloat16: not reproduced)."""
+    sdt = _stat_dtype(running.dtype)
+    batch = jnp.reshape(batch, jnp.shape(running)).astype(sdt)
+    return ((1 - factor) * running.astype(sdt) + factor * batch).astype(running.dtype)
 
 
 def _momentum_factor(name: str, momentum: float | None, num_batches_tracked: Array | None):
@@ -396,20 +409,20 @@ def _instance_norm(
     if x.size == 0:
         return NormOutput(x, running_mean, running_var, num_batches_tracked)
     mean, var = _moments(x, spatial_axes)
-    out = _normalize(x, mean, var, weight, bias, eps, pshape)
+    out = _normalize(x, mean, var, weight, bias, eps, pshape, zero_var_inv_std=True)
     if running_mean is None:
         return NormOutput(out, None, None, num_batches_tracked)
-    # torch: the buffers move towards the batch-average of the per-instance
-    # mean and unbiased variance.
-    unbiased = lax.stop_gradient(var * (spatial / (spatial - 1)))
-    mean = lax.stop_gradient(mean)
-    avg_mean = jnp.mean(mean, 0)
-    avg_var = jnp.mean(unbiased, 0)
-    if axis_name is not None:
-        avg_mean = lax.pmean(avg_mean, axis_name, axis_index_groups=axis_index_groups)
-        avg_var = lax.pmean(avg_var, axis_name, axis_index_groups=axis_index_groups)
-    return NormOutput(out, _update(running_mean, avg_mean, momentum),
-                      _update(running_var, avg_var, momentum), num_batches_tracked)
+
+    def update(running, stat):
+        """torch: each instance's update of the buffer (rounded to its dtype), averaged over the batch."""
+        per_instance = jax.vmap(_update, (None, 0, None))(running, lax.stop_gradient(stat), momentum)
+        avg = jnp.mean(per_instance.astype(stat.dtype), 0)
+        if axis_name is not None:
+            avg = lax.pmean(avg, axis_name, axis_index_groups=axis_index_groups)
+        return avg.astype(running.dtype)
+
+    return NormOutput(out, update(running_mean, mean), update(running_var, var * (spatial / (spatial - 1))),
+                      num_batches_tracked)
 
 
 @channels_last(native=True)
@@ -460,14 +473,15 @@ def instance_norm(
 
 
 def _normalized_shape(name: str, normalized_shape: Any) -> tuple[int, ...]:
-    if isinstance(normalized_shape, (int,)) and not isinstance(normalized_shape, bool):
+    """An int or a sequence of ints; a float or bool entry is a TypeError, as torch's (``int()`` truncated it)."""
+    if _is_int(normalized_shape):
         return (int(normalized_shape),)
     try:
-        shape = tuple(int(s) for s in normalized_shape)
+        shape = tuple(operator.index(s) for s in normalized_shape)
     except TypeError:
-        raise TypeError(
-            f"{name}: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}"
-        ) from None
+        shape = None
+    if shape is None or any(isinstance(s, bool) for s in normalized_shape):
+        raise TypeError(f"{name}: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}")
     if not shape:
         raise ValueError(f"{name}: normalized_shape must not be empty")
     return shape
