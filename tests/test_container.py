@@ -165,6 +165,54 @@ def test_sequential_indexing_slicing(rng):
         model["x"]
 
 
+class _Features(torch.nn.Module):
+    """torch's feature-extractor idiom: a Sequential indexed and sliced in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+
+    def forward(self, x):
+        return self.body(x), self.body[0](x), self.body[:2](x), self.body[1:](self.body[0](x))
+
+
+class _SetupFeatures(fnn.Module):
+    def setup(self):
+        self.body = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+    def __call__(self, x):
+        return self.body(x), self.body[0](x), self.body[:2](x), self.body[1:](self.body[0](x))
+
+
+class _CompactFeatures(fnn.Module):
+    @fnn.compact
+    def __call__(self, x):
+        body = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), name="body")
+        return body(x), body[0](x), body[:2](x), body[1:](body[0](x))
+
+
+@pytest.mark.parametrize("parent", [_SetupFeatures, _CompactFeatures])
+def test_sequential_children_indexed_in_a_parent_use_its_variables(parent, rng):
+    """``self.body[0](x)`` and ``self.body[:2](x)`` inside ``apply`` are the container's own children:
+    in a setup parent they had created a second, untied copy (``body/layers_0``), in a compact one
+    raised flax's CallCompactUnboundModuleError."""
+    tm, x = _Features(), rng.standard_normal((2, 3))
+    v = parent().init(jax.random.key(0), x)
+    assert list(interop.variables_to_state_dict(v)) == list(tm.state_dict())
+    _close(parent().apply(interop.state_dict_to_variables(tm.state_dict()), x),
+           [t2n(t) for t in tm(torch.from_numpy(x))])
+
+
+def test_tabulate_summarises_every_family():
+    """Layers that validate their arguments at construction ran a flax-wrapped method there, which
+    asserted a scope under ``Module.tabulate`` (a bare AssertionError)."""
+    model = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Hardtanh(-1, 1), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(64, 2))
+    table = model.tabulate(jax.random.key(0), jnp.ones((1, 3, 4, 4)), train=False)
+    assert all(f"{name}" in table for name in ("ZeroPad2d", "Conv2d", "BatchNorm2d", "Hardtanh", "Linear"))
+    assert "MSELoss" in nn.MSELoss().tabulate(jax.random.key(0), jnp.ones(3), jnp.zeros(3))
+
+
 # --------------------------------------------------------------------------- ModuleList / ModuleDict / ParameterList / ParameterDict
 
 from oracle import close  # noqa: E402

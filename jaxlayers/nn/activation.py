@@ -68,6 +68,7 @@ class _Activation(fnn.Module):
         self._check()
         super().__post_init__()
 
+    @fnn.nowrap  # called by __post_init__, unbound (flax's wrapper needs a scope under tabulate)
     def _check(self) -> None:
         """Constructor-time validation (overridden where torch validates arguments)."""
 
@@ -207,6 +208,7 @@ class CELU(_Activation):
     _fn = _static(A.celu)
     _args = ("alpha",)
 
+    @fnn.nowrap
     def _check(self) -> None:
         if self.alpha == 0:
             raise ValueError("CELU: alpha cannot be 0")
@@ -233,6 +235,7 @@ class GELU(_Activation):
     _args = ("approximate",)
     _named = True
 
+    @fnn.nowrap
     def _check(self) -> None:
         if self.approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be either 'none' or 'tanh', got {self.approximate!r}")
@@ -351,6 +354,7 @@ class Hardtanh(_Activation):
     _args = ("min_val", "max_val")
     _named = True
 
+    @fnn.nowrap
     def _check(self) -> None:
         if self.max_val < self.min_val:
             raise ValueError(
@@ -436,6 +440,7 @@ class Softshrink(_Activation):
     _args = ("lambd",)
     _named = True
 
+    @fnn.nowrap
     def _check(self) -> None:
         if not self.lambd >= 0:
             raise ValueError(f"Softshrink: lambd must be >= 0, got {self.lambd}")

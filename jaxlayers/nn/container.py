@@ -24,7 +24,10 @@ class Sequential(fnn.Module):
     by the keys, so parameter paths match torch's ``state_dict`` keys
     (``"0.weight"``, ``"conv.bias"``).  ``train`` is passed on to every child
     whose ``__call__`` takes it; other children are called with the input only.
-    Children may also be plain callables (e.g. ``jax.nn.relu``).
+    Children may also be plain callables (e.g. ``jax.nn.relu``).  Inside
+    ``init``/``apply`` (a parent's ``setup`` or ``__call__``), ``seq[i]`` is the bound
+    child and ``seq[i:j]`` a ``Sequential`` of bound children, so both use the
+    container's own variables, as torch's ``self.features[:k](x)``.
 
     Shape: whatever the chain maps ``input`` to.
     """
@@ -32,11 +35,27 @@ class Sequential(fnn.Module):
     layers: tuple = ()
     names: tuple = ()
 
-    @fnn.compact
+    def _register_submodules(self, name: str, val: Any) -> None:
+        # Flax would adopt the ``layers`` as "layers_0", "layers_1", ...: setup adopts them under torch's names
+        if name == "layers":
+            object.__setattr__(self, name, val)
+            return
+        super()._register_submodules(name, val)
+
+    def setup(self) -> None:
+        object.__setattr__(self, "_bound_children", tuple(
+            layer.clone(parent=self, name=name) if isinstance(layer, fnn.Module) else layer
+            for name, layer in zip(self.names, self.layers)))
+
+    def _children(self) -> tuple:
+        """The bound children inside ``init``/``apply``; the children as given otherwise."""
+        if self.scope is None:
+            return self.layers
+        self._try_setup()
+        return self._bound_children
+
     def __call__(self, x: Any, *, train: bool | None = None) -> Any:
-        for name, layer in zip(self.names, self.layers):
-            if isinstance(layer, fnn.Module):
-                layer = layer.clone(parent=self, name=name)
+        for layer in self._children():
             if train is not None and accepts_train(layer):
                 x = layer(x, train=train)
             else:
@@ -47,15 +66,16 @@ class Sequential(fnn.Module):
         return len(self.layers)
 
     def __getitem__(self, idx: int | str | slice) -> Any:
+        children = self._children()
         if isinstance(idx, str):
             if idx not in self.names:
                 raise KeyError(f"Sequential: no child named {idx!r}; children are {list(self.names)}")
-            return self.layers[self.names.index(idx)]
+            return children[self.names.index(idx)]
         if isinstance(idx, slice):  # torch: a Sequential of the slice, keeping the children's names
-            return Sequential(layers=self.layers[idx], names=self.names[idx], parent=None)
-        if not -len(self.layers) <= idx < len(self.layers):
-            raise IndexError(f"Sequential: index {idx} is out of range for {len(self.layers)} children")
-        return self.layers[idx]
+            return Sequential(layers=children[idx], names=self.names[idx], parent=None)
+        if not -len(children) <= idx < len(children):
+            raise IndexError(f"Sequential: index {idx} is out of range for {len(children)} children")
+        return children[idx]
 
 
 _sequential_dataclass_init = Sequential.__init__

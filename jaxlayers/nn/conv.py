@@ -60,6 +60,7 @@ class _ConvBase(LayerOptions):
     def _name(self) -> str:
         return type(self).__name__
 
+    @fnn.nowrap  # called by __post_init__, unbound (flax's wrapper needs a scope under tabulate)
     def _validate(self) -> None:
         name, n = self._name, self.num_spatial_dims
         for arg in ("out_channels", "groups") + (("in_channels",) if self.in_channels is not None else ()):

@@ -67,6 +67,7 @@ class _Loss(fnn.Module):
         self._parse_reduction(warn=True)
         super().__post_init__()
 
+    @fnn.nowrap  # called by __post_init__, unbound (flax's wrapper needs a scope under tabulate)
     def _parse_reduction(self, warn: bool = False) -> str:
         return L._legacy_reduction(getattr(self, "size_average", None), getattr(self, "reduce", None),
                                    self.reduction, type(self).__name__, self._reductions, warn=warn)

@@ -35,6 +35,7 @@ class _PadNd(fnn.Module):
         self._pad_tuple()  # validate at construction
         super().__post_init__()
 
+    @fnn.nowrap  # called by __post_init__, unbound (flax's wrapper needs a scope under tabulate)
     def _pad_tuple(self) -> tuple[int, ...]:
         return ntuple(self.padding, 2 * self.num_spatial_dims, "padding", type(self).__name__)
 
