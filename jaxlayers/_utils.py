@@ -116,7 +116,12 @@ def require_train(layer: str, train: bool | None) -> bool:
             "statistics, dropout active) or train=False (evaluation)"
         )
     if not isinstance(train, (bool, np.bool_)):
-        raise TypeError(f"{layer}: `train` must be a Python bool, got {type(train).__name__}")
+        hint = ""
+        if isinstance(train, jax.core.Tracer):  # nn.remat / nn.jit trace keyword arguments
+            hint = (" (a traced value: flax's lifted transforms trace keyword arguments and `train` is keyword-only "
+                    "here, so wrap the layer in a module that takes `train` as a static positional argument, "
+                    "e.g. nn.remat(Block, static_argnums=(2,)))")
+        raise TypeError(f"{layer}: `train` must be a Python bool, got {type(train).__name__}{hint}")
     return bool(train)
 
 

@@ -486,6 +486,15 @@ def test_train_missing(cls):
         _init(getattr(nn, cls)(3), np.zeros((2, 3, 4, 4)), train=1)
 
 
+def test_traced_train_says_how_to_keep_it_static():
+    """flax's lifted jit/remat trace keyword arguments: the error says why and what to do."""
+    import flax.linen as fnn
+
+    with pytest.raises(TypeError, match=r"BatchNorm1d: `train` must be a Python bool, got .*Tracer \(a traced value: "
+                                        r".*static_argnums"):
+        fnn.jit(nn.BatchNorm1d)(3).init(jax.random.key(0), jnp.ones((2, 3)), train=True)
+
+
 @pytest.mark.parametrize("module,shape,match", [
     (nn.BatchNorm2d(3), (2, 4, 4, 4), r"BatchNorm2d: expected input with 3 channels \(num_features=3\).*\(2, 4, 4, 4\)"),
     (nn.BatchNorm1d(3), (2, 4), r"BatchNorm1d: expected input with 3 channels"),
