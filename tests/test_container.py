@@ -109,6 +109,14 @@ def test_sequential_errors():
         nn.Sequential(nn.Identity(), layers=(nn.Identity(),))
     with pytest.raises(ValueError, match=r"Sequential: 1 names for 2 layers"):
         nn.Sequential(layers=(nn.Identity(), nn.Identity()), names=("a",))
+    # torch's child-name rule (an empty or dotted name made state_dict keys collide or nest)
+    for names, exc, match in ((("",), ValueError, "key '' must be a non-empty string without '.'"),
+                              (("a.b",), ValueError, "key 'a.b' must be"), ((1,), TypeError, "keys must be strings"),
+                              (("a", "a"), ValueError, r"duplicate keys in \['a', 'a'\]")):
+        with pytest.raises(exc, match=f"Sequential: {match}"):
+            nn.Sequential(layers=tuple(nn.Identity() for _ in names), names=names)
+    with pytest.raises(TypeError, match="Sequential: keys must be strings"):
+        nn.Sequential(OrderedDict([(0, nn.Identity())]))
 
 
 @pytest.mark.parametrize("start,end", [(1, -1), (0, -1), (2, 3), (-3, -2)])

@@ -97,6 +97,19 @@ def test_random_windows_follow_torch_interval_rule(d):
     np.testing.assert_array_equal(np.asarray(y).reshape(-1), np.asarray(i).reshape(-1).astype(np.float64))
 
 
+def test_half_precision_starts_stay_inside_the_row():
+    """bfloat16 samples where torch's interval rule rounds a start to L - k + 1 (torch asserts): the
+    window is clamped to the row's last one; it had read the next row's first element."""
+    L, O = 148, 134
+    x = jnp.broadcast_to(jnp.arange(L, dtype=jnp.bfloat16) % 7, (1, 1, 8, L))
+    x = x + 10 * jnp.arange(8, dtype=jnp.bfloat16)[:, None]  # each row larger than the last
+    u = jnp.asarray([[[0.50390625, 0.5]]], jnp.bfloat16)
+    _, i = OURS[2](x, 2, (4, O), return_indices=True, _random_samples=u)
+    rows = np.asarray(i) // L
+    assert np.all(np.diff(rows, axis=-1) == 0), "a window left its row"
+    assert np.all(np.asarray(i) % L <= L - 1)
+
+
 def test_module_rng_stream_fixed_samples_and_vmap(rng):
     x = rng.standard_normal((2, 3, 10, 10))
     m = nn.FractionalMaxPool2d(2, output_size=(5, 4))

@@ -188,13 +188,32 @@ def test_sum_mean():
 @pytest.mark.parametrize("dim", [None, 0, -1, (0, 2)])
 def test_var_std(dim):
     pairs = []
-    for unbiased, correction in [(True, None), (False, None), (True, 0), (False, 2), (True, 1.5)]:
+    for unbiased, correction in [(True, None), (False, None), (None, 0), (None, 2), (None, 1.5)]:
         tkw = {"unbiased": unbiased} if correction is None else {"correction": correction}
         for k in (False, True):
             for op in ("var", "std"):
                 pairs.append((lambda x, op=op, u=unbiased, c=correction, k=k: getattr(ops, op)(x, dim, u, k, correction=c),
                               lambda x, op=op, k=k, tkw=tkw: getattr(torch, op)(x, dim, keepdim=k, **tkw)))
     _many(pairs, X)
+
+
+def test_reductions_where_a_review_found_them_wrong():
+    """A NumPy integer dim of max/min reduces (it was taken as torch.max(input, other): elementwise);
+    complex max/min, var with unbiased and correction, unflatten with an int size raise as torch."""
+    x = np.array([[1.0, 5.0], [7.0, 2.0]])
+    for op, d in (("max", np.int64(1)), ("min", np.int32(0))):
+        values, indices = getattr(ops, op)(x, d)
+        want = getattr(torch, op)(torch.tensor(x), int(d))
+        _close(values, want.values.numpy())
+        np.testing.assert_array_equal(indices, want.indices.numpy())
+    with pytest.raises(TypeError, match=r"max\(\): complex input"):
+        ops.max(np.array([1 + 5j, 2j]))
+    with pytest.raises(TypeError, match=r"min\(\): complex input"):
+        ops.min(np.array([[1 + 5j, 2j]]), 1)
+    with pytest.raises(TypeError, match=r"var\(\): give unbiased or correction, not both"):
+        ops.var(x, 0, False, correction=1)
+    with pytest.raises(TypeError, match=r"unflatten: sizes must be a sequence of ints, got 4"):
+        ops.unflatten(np.ones((2, 8)), 1, 4)
 
 
 def test_std_gradient_is_zero_where_the_std_is():

@@ -75,7 +75,9 @@ def _intervals(u: Array, in_size: int, out_size: int, k: int) -> Array:
     i = jnp.arange(out_size - 1, dtype=dt)
     u = u[..., None]
     starts = ((i + u) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)
-    return jnp.concatenate([starts, last], axis=-1)
+    # in half precision a rounded product can pass the last window start (torch asserts there):
+    # clamped, the window stays inside its row instead of wrapping into the next
+    return jnp.concatenate([jnp.minimum(starts, in_size - k), last], axis=-1)
 
 
 def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_ratio: Any,

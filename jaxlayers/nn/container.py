@@ -86,7 +86,7 @@ def _sequential_init(self, *args: Any, layers: Any = None, names: Any = None, **
         if layers is not None:
             raise TypeError("Sequential: give the layers positionally or as layers=, not both")
         if len(args) == 1 and isinstance(args[0], Mapping):
-            names = tuple(str(k) for k in args[0].keys())
+            names = tuple(args[0].keys())
             layers = tuple(args[0].values())
         else:
             layers = tuple(args)
@@ -96,6 +96,7 @@ def _sequential_init(self, *args: Any, layers: Any = None, names: Any = None, **
     names = tuple(names)
     if len(names) != len(layers):
         raise ValueError(f"Sequential: {len(names)} names for {len(layers)} layers")
+    _check_keys("Sequential", names)
     for name, layer in zip(names, layers):
         if not callable(layer):
             raise TypeError(f"Sequential: child {name!r} is not callable: {layer!r}")
@@ -136,6 +137,17 @@ class Unflatten(fnn.Module):
 # --------------------------------------------------------------------------- ModuleList / ModuleDict
 
 
+def _check_keys(cls_name: str, names: tuple) -> None:
+    """torch's rule for child names: distinct non-empty strings without '.'."""
+    for k in names:
+        if not isinstance(k, str):
+            raise TypeError(f"{cls_name}: keys must be strings (torch's names), got {k!r}")
+        if not k or "." in k:
+            raise ValueError(f"{cls_name}: key {k!r} must be a non-empty string without '.'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{cls_name}: duplicate keys in {list(names)}")
+
+
 def _container_pairs(cls_name: str, arg: str, value: Any, keyed: bool) -> tuple[tuple, tuple]:
     """``(names, items)`` from a sequence (names "0", "1", ...) or, if ``keyed``, a mapping or pairs."""
     if value is None:
@@ -151,14 +163,8 @@ def _container_pairs(cls_name: str, arg: str, value: Any, keyed: bool) -> tuple[
                                 f"got {type(value).__name__}") from None
             if any(len(p) != 2 for p in pairs):
                 raise ValueError(f"{cls_name}: {arg} must be a mapping or an iterable of (key, value) pairs")
-        for k, _ in pairs:
-            if not isinstance(k, str):
-                raise TypeError(f"{cls_name}: keys must be strings (torch's names), got {k!r}")
-            if not k or "." in k:
-                raise ValueError(f"{cls_name}: key {k!r} must be a non-empty string without '.'")
         names = tuple(k for k, _ in pairs)
-        if len(set(names)) != len(names):
-            raise ValueError(f"{cls_name}: duplicate keys in {list(names)}")
+        _check_keys(cls_name, names)
         return names, tuple(v for _, v in pairs)
     if isinstance(value, (Mapping, str)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{cls_name}: {arg} must be an iterable of items, got {type(value).__name__}")

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._utils import half_in_float32, index_dtype, nan_max, nan_min, shape_str
 from .shape import _dim, _dims
@@ -131,7 +132,11 @@ def _var(x, dim, unbiased, keepdim, correction, op):
         raise TypeError(f"{op}(): input dtype should be floating point or complex, got {x.dtype}")
     if isinstance(dim, bool):  # torch's legacy overload var(input, unbiased) over every element
         dim, unbiased = None, dim
+    if correction is not None and unbiased is not None:  # torch's overloads take one or the other
+        raise TypeError(f"{op}(): give unbiased or correction, not both (got unbiased={unbiased!r}, "
+                        f"correction={correction!r})")
     if correction is None:
+        unbiased = True if unbiased is None else unbiased
         if not isinstance(unbiased, bool):
             raise TypeError(f"{op}(): unbiased must be a bool, got {unbiased!r}")
         correction = 1 if unbiased else 0
@@ -165,11 +170,11 @@ def _var_core_jvp(axes, keepdim, dof, primals, tangents):
 
 
 @half_in_float32  # torch's accumulate type: float32, rounded once (the sqrt too)
-def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None):
+def var(x, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
     """``torch.var``: variance over ``dim`` with divisor ``max(0, N - correction)``.
 
-    ``correction`` (keyword) overrides ``unbiased`` (``unbiased=True`` is
-    ``correction=1``, Bessel's correction; ``False`` is 0).  Note that
+    ``unbiased=True`` (the default) is ``correction=1``, Bessel's correction;
+    ``False`` is 0; giving both is a TypeError, as torch.  Note that
     ``jnp.var`` defaults to the biased estimate (``ddof=0``); torch and this
     function default to the unbiased one.  ``N <= correction`` gives inf/nan.
 
@@ -177,9 +182,9 @@ def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
         x: input array. Floating or complex.
         dim: an int, a tuple of ints, or None (all dims); a bool is torch's legacy
             ``var(input, unbiased)`` (every element).
-        unbiased: Bessel's correction (default True).
+        unbiased: Bessel's correction (None: True).
         keepdim: keep the reduced dims with size 1.
-        correction: divisor ``N - correction`` (keyword-only; overrides ``unbiased``).
+        correction: divisor ``N - correction`` (keyword-only; instead of ``unbiased``).
 
     Shape: the reduced dims are removed, or kept with size 1 when ``keepdim``.
 
@@ -194,7 +199,7 @@ def var(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
 
 
 @half_in_float32
-def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None):
+def std(x, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
     """``torch.std``: ``sqrt(var(x, dim, unbiased, keepdim, correction=correction))``.
 
     Unbiased by default (``jnp.std`` defaults to ``ddof=0``).
@@ -203,7 +208,7 @@ def std(x, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction
         x: input array. Floating or complex.
         dim: an int, a tuple of ints, or None (all dims); a bool is torch's legacy
             ``var(input, unbiased)`` (every element).
-        unbiased: Bessel's correction (default True).
+        unbiased: Bessel's correction (None: True).
         keepdim: keep the reduced dims with size 1.
         correction: as :func:`var` (keyword-only).
 
@@ -251,6 +256,8 @@ def _all_reduce_jvp(op, keepdim, primals, tangents):
 
 def _extremum(x, dim, keepdim, op, result_type):
     x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise TypeError(f"{op}(): complex input is not ordered (torch raises too), got {x.dtype}")
     reduce_fn, arg_fn = (jnp.max, jnp.argmax) if op == "max" else (jnp.min, jnp.argmin)
     if dim is None:
         if x.size == 0:
@@ -263,7 +270,7 @@ def _extremum(x, dim, keepdim, op, result_type):
             x, keepdims=keepdim)
     if isinstance(dim, (tuple, list)):
         raise TypeError(f"{op}(): dim must be an int (use amax/amin-style reductions for several dims), got {dim!r}")
-    if hasattr(dim, "shape"):  # torch.max(input, other): elementwise
+    if isinstance(dim, (jax.Array, np.ndarray)):  # torch.max(input, other): elementwise (a NumPy int is a dim)
         return (jnp.maximum if op == "max" else jnp.minimum)(x, dim)
     d = _dim(dim, x.ndim, op)
     if x.ndim == 0:

@@ -121,6 +121,8 @@ def unflatten(x, dim: int, sizes):
     if x.ndim == 0:
         raise ValueError("unflatten: cannot unflatten a 0-d tensor")
     d = _dim(dim, x.ndim, "unflatten")
+    if isinstance(sizes, str) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"unflatten: sizes must be a sequence of ints, got {sizes!r}")
     sizes = tuple(_int(s, "unflatten", "sizes") for s in sizes)
     if not sizes:
         raise ValueError("unflatten: sizes must be non-empty")
