@@ -339,9 +339,10 @@ def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float
 
     By the inverse CDF: a probability drawn uniformly between the bounds' CDFs, then ``ndtri``, in at
     least float32, on the side of the mirror where the interval's CDF is small (so accurate: an
-    interval in the upper tail is sampled as its mirror image and negated), never at a CDF of 0
-    (the probabilities are a float32 grid of step ``2^-23`` of the interval's mass: a wide interval's
-    lower tail ends near 5.2 sigma).
+    interval in the upper tail is sampled as its mirror image and negated), never at a CDF of 0 or
+    1 (the probabilities are a float32 grid of step ``2^-23`` of the interval's mass, kept below the
+    upper bound's CDF: a wide interval's tails end near 5.2 sigma; at a CDF of 1, torch's default
+    ``std=0.02`` had put about one weight in 2^23 at exactly ``b``, 100 sigma).
     (torch 2.13 samples by rejection; the distribution is the same.  Inverting ``2 Φ − 1`` with
     ``erfinv`` instead, as older torch did, put values of exactly ``a`` where ``Φ(a)`` rounds to 0,
     and collapsed an interval in the tail onto ``b``.)
@@ -363,7 +364,10 @@ def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float
     def init(key, shape, dtype=jnp.float32):
         wide = _wide(dtype)
         u = jax.random.uniform(key, _shape(shape), wide)  # [0, 1): the probability is in (lo, hi]
-        x = jax.scipy.special.ndtri(jnp.asarray(hi, wide) - jnp.asarray(hi - lo, wide) * u)
+        top = jnp.asarray(hi, wide)
+        # below hi: where hi rounds to 1 (an upper bound beyond ~5.3 sigma), ndtri(1) is inf (the value b)
+        p = jnp.minimum(top - jnp.asarray(hi - lo, wide) * u, jnp.nextafter(top, jnp.zeros((), wide)))
+        x = jax.scipy.special.ndtri(p)
         x = (-x if flip else x) * std + mean
         return jnp.clip(x, a, b).astype(dtype)
 
@@ -389,7 +393,7 @@ def orthogonal_(gain: float = 1.0) -> Initializer:
             return jnp.zeros(shape, dtype)
         rows = shape[0]
         cols = math.prod(shape) // rows
-        flat = jax.random.normal(key, (rows, cols), dtype)
+        flat = jax.random.normal(key, (rows, cols), _wide(dtype))  # QR in at least float32, rounded once
         if rows < cols:
             flat = flat.T
         q, r = jnp.linalg.qr(flat)

@@ -170,6 +170,25 @@ def test_trunc_normal_never_returns_the_bound_of_a_far_tail(dtype):
     assert abs(w.std() - 0.02) < 1e-3
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_orthogonal_half_precision_is_a_rounded_float32_matrix(dtype):
+    """QR has no half-precision kernel (it raised a KeyError of ml_dtypes); the float32 matrix, rounded."""
+    q = init.orthogonal_(gain=2.0)(jax.random.key(0), (6, 4), dtype)
+    assert q.dtype == dtype
+    np.testing.assert_allclose(np.asarray(q, np.float32), np.asarray(init.orthogonal_(gain=2.0)(
+        jax.random.key(0), (6, 4), jnp.float32).astype(dtype), np.float32), rtol=0, atol=0)
+    np.testing.assert_allclose(np.asarray(q, np.float32).T @ np.asarray(q, np.float32), 4 * np.eye(4), atol=0.1)
+
+
+@pytest.mark.parametrize("a,b", [(-2.0, 2.0), (-np.inf, np.inf)])
+def test_trunc_normal_at_the_uniform_draws_zero(a, b, monkeypatch):
+    """A uniform draw of exactly 0 (about one in 2^23) is the upper bound's CDF, which rounds to 1 for
+    a bound beyond ~5.3 sigma: ndtri(1) = inf gave b (100 sigma at std=0.02) or inf."""
+    monkeypatch.setattr(jax.random, "uniform", lambda key, shape, dtype: jnp.zeros(shape, dtype))
+    w = np.asarray(init.trunc_normal_(std=0.02, a=a, b=b)(jax.random.key(0), (4,)))
+    assert np.all(np.isfinite(w)) and np.all(np.abs(w) < 6 * 0.02), w
+
+
 @pytest.mark.parametrize("fn", [init.normal_(), init.kaiming_normal_(), init.xavier_uniform_(), init.uniform_(-1.0, 1.0)])
 def test_half_precision_draws_are_rounded_float32_draws(fn):
     """A bfloat16 weight is a float32 draw rounded once, as torch's (drawn in bfloat16 a normal took
