@@ -51,7 +51,7 @@ _COLLECTIONS = ("params", "batch_stats")
 
 # torch dtypes NumPy lacks, read bit for bit as their ml_dtypes twins (what JAX uses)
 _ML_DTYPES = {f"torch.{name}": name for name in
-              ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")}
+              ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu")}
 
 
 def to_numpy(value: Any, key: str | None = None) -> np.ndarray:

@@ -113,7 +113,8 @@ def test_torch_tensors_including_bfloat16():
     np.testing.assert_array_equal(v["params"]["half"].astype(np.float32), np.arange(4, dtype=np.float32))
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                                   "float8_e8m0fnu"])
 def test_torch_low_precision_tensors_load_bit_for_bit(dtype):
     """torch dtypes NumPy lacks arrive as their ml_dtypes twins with the same bits (transposed,
     0-d and NaN included); one with no JAX twin is a TypeError naming the key."""

@@ -198,7 +198,7 @@ def test_mixed_dtypes_scale_in_float32_and_round_once_as_torch():
 
 
 def test_empty_leaf_with_the_infinity_norm():
-    for p in (math.inf, -math.inf):
+    for p in (math.inf, -math.inf, -1.0, -0.5):  # negative orders have no identity either (it gave 0.5 for -1)
         with pytest.raises(RuntimeError, match="cannot compute the .*norm on an empty tensor"):
             TU.get_total_norm([torch.zeros(0), torch.ones(2)], p)
         with pytest.raises(RuntimeError, match=rf"get_total_norm: cannot compute the {p} norm on an empty "
@@ -209,6 +209,21 @@ def test_empty_leaf_with_the_infinity_norm():
     # other norms of an empty leaf are 0, as torch
     close(U.get_total_norm([jnp.zeros(0), jnp.full(2, 2.0)], 1.0),
           TU.get_total_norm([torch.zeros(0), torch.full((2,), 2.0)], 1.0))
+
+
+@pytest.mark.parametrize("max_norm", [0.7, 1.3, 0.1])
+def test_bfloat16_clip_coefficient_is_torchs(max_norm):
+    """torch's coefficient is reciprocal(total + 1e-6) * max_norm, each rounded to bfloat16, with max_norm
+    itself unrounded; dividing a rounded max_norm was a bfloat16 step off (0.1299 vs 0.1309)."""
+    grads = [np.linspace(-2, 3, 7).astype(np.float32), np.linspace(1, 4, 5).astype(np.float32)]
+    ps = [torch.nn.Parameter(torch.zeros(len(g), dtype=torch.bfloat16)) for g in grads]
+    for p, g in zip(ps, grads):
+        p.grad = torch.tensor(g).bfloat16()
+    total = TU.get_total_norm([p.grad for p in ps])
+    TU.clip_grads_with_norm_(ps, max_norm, total)
+    ours = U.clip_grads_with_norm_([jnp.asarray(g, jnp.bfloat16) for g in grads], max_norm,
+                                   jnp.asarray(total.float().numpy(), jnp.bfloat16))
+    close([np.float32(c) for c in ours], [p.grad.float() for p in ps], rtol=0, atol=0)
 
 
 def test_vector_to_parameters_keeps_a_tuple():

@@ -85,7 +85,7 @@ def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: boo
     leaves = _leaves(tensors)
     if not leaves:
         return jnp.asarray(0.0)
-    if abs(p) == math.inf:
+    if abs(p) == math.inf or p < 0:  # no identity: an empty leaf's norm is undefined (torch raises)
         _check_not_empty(leaves, p)
     total = _vector_norm(jnp.stack([_vector_norm(g, p) for g in leaves]), p)
     if error_if_nonfinite and concrete(total) is not None and not bool(jnp.isfinite(total)):
@@ -115,7 +115,12 @@ def clip_grads_with_norm_(grads: Any, max_norm: float, total_norm: Any, foreach:
     """
     del foreach
     total_norm = jnp.asarray(total_norm)
-    coef = jnp.minimum(jnp.asarray(max_norm, total_norm.dtype) / (total_norm + 1e-6), 1.0)
+    dt = total_norm.dtype
+    ct = jnp.promote_types(dt, jnp.float32)
+    # torch: max_norm / (total + 1e-6) is reciprocal(total + 1e-6) * max_norm, each step rounded to the
+    # norm's dtype, max_norm itself not (a bfloat16 max_norm had moved the coefficient by one step)
+    denom = (total_norm.astype(ct) + 1e-6).astype(dt)
+    coef = jnp.minimum(((1 / denom.astype(ct)).astype(dt).astype(ct) * max_norm).astype(dt), 1.0)
     return jax.tree.map(lambda g: _scale(jnp.asarray(g), coef), grads)
 
 
