@@ -62,6 +62,25 @@ ENC_CASES = {
 }
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_variables_in_torchs_order(norm_first):
+    """Parameters are created in torch's order (attention, feed-forward, norms), whatever order the
+    forward calls them in: state_dict keys and parameters_to_vector's order equal torch's (the norms had
+    come between the attention and the feed-forward)."""
+    x = jnp.ones((3, 1, E))
+    pairs = [(torch.nn.TransformerEncoderLayer(E, H, FF, norm_first=norm_first),
+              nn.TransformerEncoderLayer(E, H, FF, norm_first=norm_first), (x,)),
+             (torch.nn.TransformerDecoderLayer(E, H, FF, norm_first=norm_first),
+              nn.TransformerDecoderLayer(E, H, FF, norm_first=norm_first), (x, x)),
+             (torch.nn.Transformer(E, H, 1, 1, FF, norm_first=norm_first),
+              nn.Transformer(E, H, 1, 1, FF, norm_first=norm_first), (x, x))]
+    for t, ours, args in pairs:
+        template = ours.init(jax.random.key(0), *args, train=False)
+        assert list(interop.variables_to_state_dict(template)) == list(t.state_dict())
+        # parameters_to_vector's default order: the init variables' (creation) order
+        assert list(interop.flatten_variables(template["params"])) == [n for n, _ in t.named_parameters()]
+
+
 @pytest.mark.parametrize("case", list(ENC_CASES))
 def test_encoder_state_dict_parity(case, rng):
     opts, call = ENC_CASES[case]

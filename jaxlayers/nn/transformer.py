@@ -121,20 +121,33 @@ class TransformerEncoderLayer(PrecisionOptions):
         return LayerNorm(self.d_model, eps=self.layer_norm_eps, bias=self.bias, dtype=self.dtype,
                                 param_dtype=self.param_dtype, name=name)
 
-    def _ff_block(self, x: Any, train: bool, last_dropout: str) -> Any:
+    def _ff_block(self, x: Any, train: bool, last_dropout: str, linear1: Any, linear2: Any) -> Any:
         act = _activation_fn(self.activation, type(self).__name__)
-        h = self._linear(self.d_model, self.dim_feedforward, "linear1")(x)
-        h = Dropout(self.dropout, name="dropout")(act(h), train=train)
-        h = self._linear(self.dim_feedforward, self.d_model, "linear2")(h)
-        return Dropout(self.dropout, name=last_dropout)(h, train=train)
+        h = Dropout(self.dropout, name="dropout")(act(linear1(x)), train=train)
+        return Dropout(self.dropout, name=last_dropout)(linear2(h), train=train)
+
+    def _children(self, attentions: tuple[str, ...], norms: int) -> tuple:
+        """The attentions, linear1, linear2 and the norms; while initialising, their variables are
+        created in torch's order (attentions, feed-forward, norms: ``parameters()``, ``state_dict``),
+        not in the order the forward first calls them, by a call of each on zeros."""
+        children = (*(self._mha(n) for n in attentions), self._linear(self.d_model, self.dim_feedforward, "linear1"),
+                    self._linear(self.dim_feedforward, self.d_model, "linear2"),
+                    *(self._norm(f"norm{i}") for i in range(1, norms + 1)))
+        if self.is_initializing():
+            z, h = jnp.zeros((1, self.d_model)), jnp.zeros((1, self.dim_feedforward))
+            for i, child in enumerate(children):
+                if i < len(attentions):
+                    child(z, z, z, need_weights=False, train=False)
+                else:
+                    child(h if i == len(attentions) + 1 else z)
+        return children
 
     @fnn.compact
     def __call__(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,
                  is_causal: bool = False, *, train: bool | None = None) -> Any:
         train = require_train(type(self).__name__, train)
         _check_features(type(self).__name__, "src", src, self.d_model)
-        self_attn = self._mha("self_attn")
-        norm1, norm2 = self._norm("norm1"), self._norm("norm2")
+        self_attn, linear1, linear2, norm1, norm2 = self._children(("self_attn",), 2)
 
         def sa_block(x):
             y = self_attn(x, x, x, attn_mask=src_mask, key_padding_mask=src_key_padding_mask,
@@ -144,10 +157,10 @@ class TransformerEncoderLayer(PrecisionOptions):
         x = src
         if self.norm_first:
             x = x + sa_block(norm1(x))
-            x = x + self._ff_block(norm2(x), train, "dropout2")
+            x = x + self._ff_block(norm2(x), train, "dropout2", linear1, linear2)
         else:
             x = norm1(x + sa_block(x))
-            x = norm2(x + self._ff_block(x, train, "dropout2"))
+            x = norm2(x + self._ff_block(x, train, "dropout2", linear1, linear2))
         return x
 
 
@@ -182,8 +195,7 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
         train = require_train(layer, train)
         _check_features(layer, "tgt", tgt, self.d_model)
         _check_features(layer, "memory", memory, self.d_model)
-        self_attn, cross_attn = self._mha("self_attn"), self._mha("multihead_attn")
-        norm1, norm2, norm3 = self._norm("norm1"), self._norm("norm2"), self._norm("norm3")
+        self_attn, cross_attn, linear1, linear2, norm1, norm2, norm3 = self._children(("self_attn", "multihead_attn"), 3)
 
         def sa_block(x):
             y = self_attn(x, x, x, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask,
@@ -199,11 +211,11 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
         if self.norm_first:
             x = x + sa_block(norm1(x))
             x = x + mha_block(norm2(x))
-            x = x + self._ff_block(norm3(x), train, "dropout3")
+            x = x + self._ff_block(norm3(x), train, "dropout3", linear1, linear2)
         else:
             x = norm1(x + sa_block(x))
             x = norm2(x + mha_block(x))
-            x = norm3(x + self._ff_block(x, train, "dropout3"))
+            x = norm3(x + self._ff_block(x, train, "dropout3", linear1, linear2))
         return x
 
 
