@@ -721,3 +721,23 @@ def test_low_precision_attention_accumulates_in_float32():
     assert got.dtype == jnp.bfloat16
     theirs = TF.scaled_dot_product_attention(*(torch.tensor(a).bfloat16() for a in (q, k, v))).float().numpy()
     assert np.abs(np.asarray(got, np.float64) - want).max() <= 1.5 * np.abs(theirs - want).max()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_float32_mask_keeps_its_precision_with_a_half_query(dtype):
+    """A float32 attn_mask is added to the float32 scores as it is, as torch (it was rounded to the
+    query's dtype: -70000 became -inf in float16, a fully masked row of zeros; in bfloat16 -69999 and
+    -70000 merged).  Oracle: torch in float64."""
+    q, k = np.zeros((4, 8)), np.zeros((6, 8))
+    v = np.repeat(np.arange(6.0)[:, None], 8, axis=1)
+    m = np.array([[0.0, 0.01, 0.02, 0.03, 0.04, 0.05]] * 2 + [[-70000.0] * 5 + [-69999.0]] * 2, np.float32)
+    want = TF.scaled_dot_product_attention(*(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(m, dtype=torch.float64))
+    half = [jnp.asarray(a, dtype) for a in (q, k, v)]
+    got = F.scaled_dot_product_attention(*half, attn_mask=jnp.asarray(m))
+    np.testing.assert_allclose(np.asarray(got, np.float32), want.numpy(), atol=0.02)
+    # MultiheadAttention's SDPA path (need_weights=False) too
+    w = np.concatenate([np.zeros((16, 8)), np.eye(8)])
+    got = F.multi_head_attention_forward(half[0][:, None], half[1][:, None], half[2][:, None], 8, 1, jnp.asarray(w, dtype),
+                                         None, None, None, False, 0.0, jnp.asarray(np.eye(8), dtype), None,
+                                         training=False, need_weights=False, attn_mask=jnp.asarray(m))[0]
+    np.testing.assert_allclose(np.asarray(got, np.float32)[:, 0], want.numpy(), atol=0.02)

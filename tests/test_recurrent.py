@@ -337,17 +337,18 @@ def _init(m, x, hx=None, **kw):
 
 
 @pytest.mark.parametrize("make, exc, match", [
-    (lambda: nn.LSTM(IN, 0), ValueError, r"LSTM: hidden_size must be positive, got 0"),
-    (lambda: nn.GRU(IN, -1), ValueError, r"GRU: hidden_size must be positive"),
-    (lambda: nn.RNN(IN, HID, num_layers=0), ValueError, r"RNN: num_layers must be positive, got 0"),
-    (lambda: nn.RNN(IN, 2.5), TypeError, r"RNN: hidden_size should be of type int"),
+    (lambda: nn.LSTM(IN, 0), ValueError, r"LSTM: hidden_size must be >= 1, got hidden_size=0"),
+    (lambda: nn.GRU(IN, -1), ValueError, r"GRU: hidden_size must be >= 1"),
+    (lambda: nn.RNN(IN, HID, num_layers=0), ValueError, r"RNN: num_layers must be >= 1, got num_layers=0"),
+    (lambda: nn.RNN(IN, 2.5), TypeError, r"RNN: hidden_size must be an int"),
+    (lambda: nn.GRU(0, HID), ValueError, r"GRU: input_size must be >= 1, got input_size=0"),  # as torch (cells take 0)
     (lambda: nn.LSTM(IN, HID, dropout=1.5), ValueError, r"LSTM: dropout should be a number in range \[0, 1\]"),
     (lambda: nn.GRU(IN, HID, dropout=-0.1), ValueError, r"GRU: dropout should be a number"),
     (lambda: nn.LSTM(IN, HID, proj_size=HID), ValueError, r"LSTM: proj_size has to be smaller than hidden_size"),
     (lambda: nn.LSTM(IN, HID, proj_size=-1), ValueError, r"LSTM: proj_size must be >= 0"),
     (lambda: nn.RNN(IN, HID, nonlinearity="gelu"), ValueError, r"RNN: unknown nonlinearity 'gelu'"),
     (lambda: nn.RNNCell(IN, HID, nonlinearity="sigmoid"), ValueError, r"RNNCell: unknown nonlinearity"),
-    (lambda: nn.GRUCell(IN, 0), ValueError, r"GRUCell: hidden_size must be positive"),
+    (lambda: nn.GRUCell(IN, 0), ValueError, r"GRUCell: hidden_size must be >= 1"),
 ])
 def test_constructor_errors(make, exc, match):
     with pytest.raises(exc, match=match):

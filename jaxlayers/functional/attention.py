@@ -217,7 +217,7 @@ def scaled_dot_product_attention(
             f"{layer}: the batch dims of query {shape_str(query)}, key {shape_str(key)} and value "
             f"{shape_str(value)} do not broadcast"
         ) from None
-    dtype = query.dtype
+    dtype = jnp.promote_types(query.dtype, jnp.float32)  # the scores' dtype: a float32 mask is not rounded to half
     bias = _mask_to_bias(attn_mask, "attn_mask", dtype, layer, true_means_masked=False)
     if bias is not None and not _broadcastable(bias.shape, tuple(batch) + (L, S)):
         raise ValueError(
@@ -395,7 +395,7 @@ def multi_head_attention_forward(
         raise ValueError(f"{layer}: bias_k and bias_v must both be given or both be None")
     dropout_p = _check_p(dropout_p, layer)
 
-    dtype = query.dtype
+    dtype = jnp.promote_types(query.dtype, jnp.float32)  # the scores' dtype: a float32 mask is not rounded to half
     kpm = _mask_to_bias(key_padding_mask, "key_padding_mask", dtype, layer, true_means_masked=True)
     if is_causal and attn_mask is None:
         raise ValueError(
@@ -403,7 +403,8 @@ def multi_head_attention_forward(
             "with Transformer.generate_square_subsequent_mask(L)"
         )
     causal_only = bool(is_causal) and kpm is None and not need_weights
-    am = None if causal_only else _mask_to_bias(attn_mask, "attn_mask", dtype, layer, true_means_masked=True)
+    am = _mask_to_bias(attn_mask, "attn_mask", dtype, layer, true_means_masked=True)  # checks its dtype
+    am = None if causal_only else am
     if attn_mask is not None:  # shape is checked even when the causal hint replaces it
         shp = tuple(jnp.shape(attn_mask))
         want = (L, S) if len(shp) == 2 else (N * H, L, S)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from .. import init as jinit
-from .._utils import require_train
+from .._utils import check_sizes, require_train
 from ..functional import recurrent as R
 from ._options import LayerOptions
 from .utils.rnn import PackedSequence
@@ -27,13 +27,6 @@ from ._param import param
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
 _NONLINEARITY = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
-
-
-def _check_int(layer: str, arg: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{layer}: {arg} should be of type int, got: {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{layer}: {arg} must be {'positive' if minimum == 1 else f'>= {minimum}'}, got {value}")
 
 
 def _inits(module: Any) -> tuple[Callable, Callable]:
@@ -49,8 +42,8 @@ class _CellBase(LayerOptions):
 
     def __post_init__(self) -> None:
         layer = type(self).__name__
-        _check_int(layer, "input_size", self.input_size, 0)
-        _check_int(layer, "hidden_size", self.hidden_size, 1)
+        check_sizes(layer, input_size=self.input_size)  # a cell takes 0 (torch too)
+        check_sizes(layer, 1, hidden_size=self.hidden_size)
         if getattr(self, "nonlinearity", "tanh") not in _NONLINEARITY:
             raise ValueError(f"{layer}: unknown nonlinearity {self.nonlinearity!r}; use 'tanh' or 'relu'")
         super().__post_init__()
@@ -142,9 +135,8 @@ class _RNNBase(LayerOptions):
 
     def __post_init__(self) -> None:
         layer = type(self).__name__
-        _check_int(layer, "input_size", self.input_size, 0)
-        _check_int(layer, "hidden_size", self.hidden_size, 1)
-        _check_int(layer, "num_layers", self.num_layers, 1)
+        check_sizes(layer, 1, input_size=self.input_size, hidden_size=self.hidden_size,  # torch: input_size > 0
+                    num_layers=self.num_layers)
         if getattr(self, "nonlinearity", "tanh") not in _NONLINEARITY:
             raise ValueError(f"{layer}: unknown nonlinearity {self.nonlinearity!r}; use 'tanh' or 'relu'")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Number) \
@@ -152,7 +144,7 @@ class _RNNBase(LayerOptions):
             raise ValueError(f"{layer}: dropout should be a number in range [0, 1] representing the "
                              f"probability of an element being zeroed, got {self.dropout!r}")
         if hasattr(self, "proj_size"):
-            _check_int(layer, "proj_size", self.proj_size, 0)
+            check_sizes(layer, proj_size=self.proj_size)
             if self.proj_size >= self.hidden_size:
                 raise ValueError(f"{layer}: proj_size has to be smaller than hidden_size, got "
                                  f"proj_size={self.proj_size} and hidden_size={self.hidden_size}")
