@@ -16,7 +16,31 @@ from .._utils import accepts_train
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Flatten", "Unflatten"]
 
 
-class Sequential(fnn.Module):
+class _AdoptsLayers(fnn.Module):
+    """A container whose ``layers`` field holds its children: Flax would adopt them as "layers_0",
+    "layers_1", ...; bound (inside ``init``/``apply``), ``setup`` clones each under its torch name
+    in ``names`` instead (plain callables are kept as they are)."""
+
+    def _register_submodules(self, name: str, val: Any) -> None:
+        if name == "layers":
+            object.__setattr__(self, name, val)
+            return
+        super()._register_submodules(name, val)
+
+    def setup(self) -> None:
+        object.__setattr__(self, "_bound_children", tuple(
+            layer.clone(parent=self, name=name) if isinstance(layer, fnn.Module) else layer
+            for name, layer in zip(self.names, self.layers)))
+
+    def _bound_layers(self) -> tuple:
+        """The bound children inside ``init``/``apply``; the children as given otherwise."""
+        if self.scope is None:
+            return self.layers
+        self._try_setup()
+        return self._bound_children
+
+
+class Sequential(_AdoptsLayers):
     """Chain of layers, as ``torch.nn.Sequential``.
 
     ``Sequential(a, b, c)`` names its children ``"0"``, ``"1"``, ``"2"``;
@@ -35,27 +59,8 @@ class Sequential(fnn.Module):
     layers: tuple = ()
     names: tuple = ()
 
-    def _register_submodules(self, name: str, val: Any) -> None:
-        # Flax would adopt the ``layers`` as "layers_0", "layers_1", ...: setup adopts them under torch's names
-        if name == "layers":
-            object.__setattr__(self, name, val)
-            return
-        super()._register_submodules(name, val)
-
-    def setup(self) -> None:
-        object.__setattr__(self, "_bound_children", tuple(
-            layer.clone(parent=self, name=name) if isinstance(layer, fnn.Module) else layer
-            for name, layer in zip(self.names, self.layers)))
-
-    def _children(self) -> tuple:
-        """The bound children inside ``init``/``apply``; the children as given otherwise."""
-        if self.scope is None:
-            return self.layers
-        self._try_setup()
-        return self._bound_children
-
     def __call__(self, x: Any, *, train: bool | None = None) -> Any:
-        for layer in self._children():
+        for layer in self._bound_layers():
             if train is not None and accepts_train(layer):
                 x = layer(x, train=train)
             else:
@@ -66,7 +71,7 @@ class Sequential(fnn.Module):
         return len(self.layers)
 
     def __getitem__(self, idx: int | str | slice) -> Any:
-        children = self._children()
+        children = self._bound_layers()
         if isinstance(idx, str):
             if idx not in self.names:
                 raise KeyError(f"Sequential: no child named {idx!r}; children are {list(self.names)}")
@@ -234,7 +239,7 @@ class _DictAccess(_Container):
         return self._entries()[self.names.index(key)]
 
 
-class _ModuleContainer(_Container):
+class _ModuleContainer(_AdoptsLayers, _Container):
     """Holds child modules under torch's names (``"0"``, ``"1"``, ... or the dict's keys).
 
     The children are kept as given in ``layers``; when the container is bound (inside
@@ -245,24 +250,8 @@ class _ModuleContainer(_Container):
 
     _noun: ClassVar[str] = "module"
 
-    def _register_submodules(self, name: str, val: Any) -> None:
-        # Flax would adopt the children of the ``layers`` field as "layers_0", "layers_1";
-        # they are adopted in ``setup`` under torch's names instead.
-        if name == "layers":
-            object.__setattr__(self, name, val)
-            return
-        super()._register_submodules(name, val)
-
-    def setup(self) -> None:
-        object.__setattr__(self, "_bound_children", tuple(
-            layer.clone(parent=self, name=name) for name, layer in zip(self.names, self.layers)))
-
     def _entries(self) -> tuple:
-        """The bound children inside ``init``/``apply``; the children as given otherwise."""
-        if self.scope is None:
-            return self.layers
-        self._try_setup()
-        return self._bound_children
+        return self._bound_layers()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         cls = type(self).__name__
