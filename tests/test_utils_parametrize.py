@@ -2,7 +2,9 @@
 torch in float64: torch's state_dict keys load strictly, outputs and gradients match in training
 and evaluation, and spectral norm's power-iteration buffers follow torch's over 3 training steps."""
 
+import dataclasses
 import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -408,3 +410,41 @@ def test_spectral_norm_of_a_vector_as_torch(legacy, rng):
     y, vjp = jax.vjp(lambda v, x: jm.apply(v, x, train=True, mutable=["batch_stats"])[0], v, jnp.asarray(x))
     close(y, yt)
     close(vjp(jnp.ones_like(y))[1], xt.grad)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reparam(parametrize.Parametrization):
+    """A custom parametrization: the stored tensor ``original`` through ``fn``."""
+
+    fn: Any = None
+
+    def slots(self, tensor_name):
+        return {"original": ("params", ("parametrizations", tensor_name, "original"))}
+
+    def init(self, key, tensor):
+        return {"original": tensor}
+
+    def forward(self, values, train, update):
+        return self.fn(values["original"]), {}
+
+
+@pytest.mark.parametrize("what,fn,torch_fn", [
+    ("shape", lambda w: w[:, :2], lambda w: w[:, :2]),
+    ("dtype", lambda w: w.astype(jnp.float16), lambda w: w.half()),
+])
+def test_custom_parametrization_may_change_the_tensor_only_when_unsafe(what, fn, torch_fn):
+    """torch refuses a parametrization that changes the tensor's shape or dtype unless unsafe=True
+    (register_parametrization had no unsafe argument and no check)."""
+    class TorchReparam(torch.nn.Module):
+        def forward(self, w):
+            return torch_fn(w)
+
+    with pytest.raises(ValueError, match=f"may not change the {what}"):
+        torch.nn.utils.parametrize.register_parametrization(torch.nn.Linear(3, 4), "weight", TorchReparam())
+    x = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match=f"may not change the {what} of the tensor, unless the `unsafe` flag"):
+        parametrize.register_parametrization(nn.Linear(3, 4), "weight", _Reparam(fn)).init(jax.random.key(0), x)
+    if what == "dtype":  # allowed with unsafe=True (a changed shape would fail in Linear's forward, as torch's)
+        m = parametrize.register_parametrization(nn.Linear(3, 4), "weight", _Reparam(fn), unsafe=True)
+        v = m.init(jax.random.key(0), x)
+        assert v["params"]["parametrizations"]["weight"]["original"].dtype == jnp.float32

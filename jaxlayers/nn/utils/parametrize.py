@@ -31,6 +31,7 @@ from typing import Any
 
 import flax.linen as fnn
 import jax
+import jax.numpy as jnp
 
 from ..._utils import accepts_train, require_train
 
@@ -138,6 +139,8 @@ class Parametrized(fnn.Module):
       module: the wrapped module (any jaxlayers/linen module with a ``params`` entry ``tensor_name``).
       tensor_name: the parametrized tensor, e.g. ``"weight"`` or ``"weight_hh_l0"``.
       parametrization: a :class:`Parametrization`.
+      unsafe: allow a parametrization that changes the tensor's shape or dtype (torch's flag); without
+        it, ``init`` checks that the parametrized tensor has the original's (``ValueError`` as torch).
 
     Call: ``wrapped(*args, train=None, **kwargs)``: the wrapped module's call; ``train`` is passed
     on when the wrapped module takes it, and is required when the parametrization depends on it
@@ -148,6 +151,7 @@ class Parametrized(fnn.Module):
     module: fnn.Module
     tensor_name: str = "weight"
     parametrization: Parametrization | None = None
+    unsafe: bool = False
 
     def _inner(self) -> fnn.Module:
         return self.module.clone(parent=None, name=None)
@@ -166,6 +170,7 @@ class Parametrized(fnn.Module):
         if par.needs_train:
             train = require_train(layer, train)
         slots = par.slots(self.tensor_name)
+        original = None
 
         if self.is_initializing() and not self.has_variable(*_top(slots)):
             key = self.make_rng("params")
@@ -177,7 +182,7 @@ class Parametrized(fnn.Module):
                 raise ValueError(
                     f"{layer}: module {type(self.module).__name__} has no parameter {self.tensor_name!r} "
                     f"(its parameters: {sorted(params)})")
-            tensor = params[self.tensor_name]
+            tensor = original = params[self.tensor_name]
             del params[self.tensor_name]
             values = par.init(k_par, tensor)
             for role, (col, path) in slots.items():
@@ -198,6 +203,8 @@ class Parametrized(fnn.Module):
         values = _stored_values(stored, slots)
         update = bool(train) and not self.is_initializing() and self.is_mutable_collection("batch_stats")
         tensor, new_buffers = par.forward(values, train=bool(train), update=update)
+        if original is not None and not self.unsafe:
+            _check_unchanged(layer, original, tensor)
         for role in values:
             _delete(stored[slots[role][0]], slots[role][1])
         stored = {c: t for c, t in stored.items() if t or c == "params"}
@@ -221,6 +228,16 @@ class Parametrized(fnn.Module):
             for k in tree:
                 self.put_variable(col, k, merged[k])
         return out
+
+
+def _check_unchanged(layer: str, original: Any, tensor: Any) -> None:
+    """torch's checks at registration: the parametrized tensor keeps the original's shape and dtype."""
+    for what, before, after in (("shape", tuple(jnp.shape(original)), tuple(jnp.shape(tensor))),
+                                ("dtype", jnp.result_type(original), jnp.result_type(tensor))):
+        if before != after:
+            raise ValueError(f"{layer}: registering a parametrization may not change the {what} of the tensor, "
+                             f"unless the `unsafe` flag is enabled (unparametrized {what}: {before}, parametrized "
+                             f"{what}: {after})")
 
 
 def _stored_values(variables: Mapping, slots: Mapping[str, tuple[str, Path]]) -> dict:
@@ -247,13 +264,14 @@ def _merge(old: Any, new: Any) -> Any:
 
 
 def register_parametrization(module: fnn.Module, tensor_name: str, parametrization: Parametrization, *,
-                             module_name: str | None = None) -> Parametrized:
+                             unsafe: bool = False, module_name: str | None = None) -> Parametrized:
     """Wrap ``module`` so that ``tensor_name`` is computed by ``parametrization``.
 
     As ``torch.nn.utils.parametrize.register_parametrization``, but returns the wrapper (a new linen
     module) instead of mutating ``module``; ``module_name`` is the wrapper's linen name (needed in a
     compact parent to get torch's key, e.g. ``conv.weight_g``; ``setup`` attributes and
-    ``Sequential`` name it themselves).
+    ``Sequential`` name it themselves).  ``unsafe`` as torch's: without it a parametrization may not
+    change the tensor's shape or dtype (checked at ``init``).
     """
     if not isinstance(module, fnn.Module):
         raise TypeError(f"register_parametrization: expected a flax.linen Module, got {type(module).__name__}")
@@ -264,7 +282,7 @@ def register_parametrization(module: fnn.Module, tensor_name: str, parametrizati
         if p.tensor_name == tensor_name:
             raise ValueError(f"{parametrization.label}: {tensor_name!r} of {type(_base(module)).__name__} is "
                              f"already parametrized by {p.parametrization.label}")
-    return Parametrized(module, tensor_name, parametrization, name=module_name)
+    return Parametrized(module, tensor_name, parametrization, unsafe=unsafe, name=module_name)
 
 
 def _chain(module: Any) -> list[Parametrized]:
