@@ -244,6 +244,20 @@ def test_avg_pool_parity(n, shape, kw, rng, lowering):
     _parity(lambda a: jf(a, **kw), lambda a: tf(a, **kw), x, rng)
 
 
+@pytest.mark.parametrize("n,kw", [(1, dict(kernel_size=3, stride=2, padding=1)),
+                                  (2, dict(kernel_size=3, stride=2, padding=1, count_include_pad=False, ceil_mode=True)),
+                                  (2, dict(kernel_size=2, divisor_override=-3)),
+                                  (3, dict(kernel_size=2, padding=1, count_include_pad=False))])
+def test_avg_pool_of_integers_truncates_as_torch(n, kw):
+    """torch's int64 kernel: integer window sums divided with truncation towards zero (it was a
+    TypeError here); negative sums and divisors included."""
+    x = np.random.default_rng(n).integers(-9, 10, (2, 3) + (5,) * n).astype(np.int64)
+    got = getattr(F, f"avg_pool{n}d")(x, **kw)
+    want = getattr(TF, f"avg_pool{n}d")(torch.tensor(x), **kw)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(np.asarray(got), want.numpy())
+
+
 def test_avg_pool_ceil_overhang_divisor_numpy():
     # L=6, k=3, s=2, p=1, ceil: windows start -1, 1, 3, 5; the last, [5, 8), runs past the
     # padded input (L + p = 7): torch divides it by 2 (count_include_pad) or 1 (input elements).
@@ -601,8 +615,8 @@ def test_errors():
         nn.AdaptiveMaxPool2d((2.0, 2)).apply({}, x)
     with pytest.raises(ValueError, match="avg_pool2d: divisor_override must be non-zero"):
         F.avg_pool2d(x, 2, divisor_override=0)
-    with pytest.raises(TypeError, match="avg_pool2d: expected a floating-point input"):
-        F.avg_pool2d(jnp.zeros((1, 2, 4, 4), jnp.int32), 2)
+    with pytest.raises(TypeError, match=r"avg_pool2d: expected a real \(integer or floating-point\) input, got dtype bool"):
+        F.avg_pool2d(jnp.zeros((1, 2, 4, 4), bool), 2)
     with pytest.raises(ValueError, match="lp_pool2d: norm_type must be non-zero"):
         F.lp_pool2d(x, 0, 2)
     with pytest.raises(TypeError, match="LPPool1d: norm_type must be a number"):

@@ -546,8 +546,7 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
             raise ValueError(f"{name}: divisor_override must be non-zero, got {divisor_override}")
     last = _is_last(name, channel_axis, n)
     x, unbatched = _batched(input, n, name, last=last)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
+    integer = jnp.issubdtype(x.dtype, jnp.integer)  # torch's int64 kernel: integer sums, truncating division
     spatial = _spatial_shape(x, last)
     if n == 3 and any(a < b for a, b in zip(spatial, k)):  # torch's 3-d average pool checks this, whatever the padding
         raise ValueError(f"{name}: input of spatial size {spatial} is smaller than kernel_size {k} "
@@ -555,7 +554,10 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
     win = _window(name, x, k, s, p, (1,) * n, ceil_mode, last)
     # sums and the division in at least float32, rounded once, as torch's (bfloat16 sums of
     # 1 + 3 * 2**-8 lost the small terms)
-    summed = compiled(_window_sum_entry, (win,), x.astype(jnp.promote_types(x.dtype, jnp.float32)))
+    if integer:
+        summed = _window_sum(x, win)
+    else:
+        summed = compiled(_window_sum_entry, (win,), x.astype(jnp.promote_types(x.dtype, jnp.float32)))
     if divisor_override is not None:
         divisor = np.float64(divisor_override)
     else:
@@ -563,6 +565,8 @@ def _avg_pool_nd(input: Any, kernel_size: Any, stride: Any, padding: Any, ceil_m
                             for i in range(n))
         if np.all(divisor == divisor.flat[0]):  # one divisor everywhere: a scalar, not a broadcast array
             divisor = divisor.flat[0]
+    if integer:  # lax.div truncates towards zero, as C++'s integer division
+        return _unbatch(lax.div(summed, jnp.broadcast_to(jnp.asarray(divisor, x.dtype), summed.shape)), unbatched)
     return _unbatch((summed / jnp.asarray(divisor, summed.dtype)).astype(x.dtype), unbatched)
 
 
