@@ -255,7 +255,7 @@ class SpectralNorm(Parametrization):
     def forward(self, values, train, update):
         w = values["w"]
         if self._vector(w):
-            return w / jnp.maximum(_vector_norm(w, 2), self.eps), {}  # F.normalize(w, dim=0, eps)
+            return _normalize(w, self.eps), {}
         u, v = values["u"], values["v"]
         dim = self._dim(w)
         new = {}

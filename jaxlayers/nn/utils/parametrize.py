@@ -205,10 +205,7 @@ class Parametrized(fnn.Module):
         tensor, new_buffers = par.forward(values, train=bool(train), update=update)
         if original is not None and not self.unsafe:
             _check_unchanged(layer, original, tensor)
-        for role in values:
-            _delete(stored[slots[role][0]], slots[role][1])
-        stored = {c: t for c, t in stored.items() if t or c == "params"}
-        stored.setdefault("params", {})[self.tensor_name] = tensor
+        stored = _with_tensor(stored, slots, values, self.tensor_name, tensor)
 
         mutable = [c for c in stored if c != "params" and self.is_mutable_collection(c)
                    and not self.is_initializing()]
@@ -244,6 +241,17 @@ def _stored_values(variables: Mapping, slots: Mapping[str, tuple[str, Path]]) ->
     """``{role: array}`` of the slots that hold a variable (a parametrization may leave some empty)."""
     return {role: _get(variables[col], path) for role, (col, path) in slots.items()
             if _has(variables.get(col, {}), path)}
+
+
+def _with_tensor(variables: dict, slots: Mapping[str, tuple[str, Path]], values: Mapping, tensor_name: str,
+                 tensor: Any) -> dict:
+    """``variables`` (a copy, changed in place) with the parametrization's stored ``values`` taken out
+    (collections left empty dropped) and the plain ``params`` entry ``tensor_name`` put in."""
+    for role in values:
+        _delete(variables[slots[role][0]], slots[role][1])
+    variables = {c: t for c, t in variables.items() if t or c == "params"}
+    variables.setdefault("params", {})[tensor_name] = tensor
+    return variables
 
 
 def _top(slots: Mapping[str, tuple[str, Path]]) -> tuple[str, str]:
@@ -318,10 +326,7 @@ def _remove(fn: str, module: Any, variables: Mapping, tensor_name: str, kinds: t
     variables = _copy(variables)
     values = _stored_values(variables, slots)
     tensor = par.forward(values, train=False, update=False)[0] if leave_parametrized else par.original(values)
-    for role in values:
-        _delete(variables[slots[role][0]], slots[role][1])
-    variables = {c: t for c, t in variables.items() if t or c == "params"}
-    variables.setdefault("params", {})[tensor_name] = tensor
+    variables = _with_tensor(variables, slots, values, tensor_name, tensor)
     # rebuild the chain without the target wrapper
     inner = target.module
     for p in reversed(chain[:chain.index(target)]):
