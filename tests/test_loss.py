@@ -725,6 +725,12 @@ def test_uint8_targets_ignore_by_value():
         close(getattr(F, fn)(jnp.asarray(x), jnp.asarray(t, jnp.uint8), reduction="none"), want)
     close(F.cross_entropy(jnp.asarray(x), jnp.asarray(t, jnp.uint8), label_smoothing=0.1),
           TF.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=0.1))
+    # linear_cross_entropy's mean divides by the weight of the same targets (its own comparison had
+    # dropped class 156 from it: 3x torch's mean)
+    h, w = np.random.default_rng(1).normal(size=(3, 4)), np.random.default_rng(2).normal(size=(160, 4))
+    for chunk_size in (None, 2):
+        close(F.linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), jnp.asarray(t, jnp.uint8), chunk_size=chunk_size),
+              TF.cross_entropy(torch.tensor(h) @ torch.tensor(w).T, torch.tensor(t)))
 
 
 def test_loss_dtype_and_nan_rules_as_torch():

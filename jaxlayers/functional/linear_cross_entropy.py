@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from .._utils import HALF, compiled, shape_str
-from .loss import _check_index_target, _check_label_smoothing, _cross_entropy, _legacy_reduction, _reduce
+from .loss import _check_index_target, _check_label_smoothing, _cross_entropy, _ignored, _legacy_reduction, _reduce
 
 __all__ = ["linear_cross_entropy"]
 
@@ -115,7 +115,7 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
     valid = (t >= 0) & (t < num_classes)
     wy = jnp.ones(t.shape, per_row.dtype) if weight is None else jnp.asarray(weight, per_row.dtype)[
         jnp.where(valid, t, 0)]
-    wy = jnp.where(t == ignore_index, 0.0, jnp.where(valid, wy, jnp.nan))
+    wy = jnp.where(_ignored(t, ignore_index), 0.0, jnp.where(valid, wy, jnp.nan))
     total = jnp.sum(wy)
     # torch divides the loss and the smoothing term by the weight sum apart: no weight is 0/0 = NaN
     # (one division of their sum would give inf when only the smoothing term is non-zero)
