@@ -451,7 +451,6 @@ class NNXBasicBlock(jnnx.Module):
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, *, rngs: fnnx.Rngs,
                  param_dtype: Any = jnp.float32) -> None:
-        self._init_mode()  # torch's default: training mode (model.training reads it)
         kw = dict(rngs=rngs, param_dtype=param_dtype)
         self.conv1 = jnnx.Conv2d(inplanes, planes, 3, stride, 1, bias=False, **kw)
         self.bn1 = jnnx.BatchNorm2d(planes, **kw)
@@ -470,7 +469,6 @@ class NNXBottleneck(jnnx.Module):
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, *, rngs: fnnx.Rngs,
                  param_dtype: Any = jnp.float32) -> None:
-        self._init_mode()
         kw = dict(rngs=rngs, param_dtype=param_dtype)
         out_c = planes * 4
         self.conv1 = jnnx.Conv2d(inplanes, planes, 1, bias=False, **kw)
@@ -498,7 +496,6 @@ class NNXResNet(jnnx.Module):
     def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 10,
                  width: int = 64, small_input: bool = True, *, rngs: fnnx.Rngs,
                  param_dtype: Any = jnp.float32) -> None:
-        self._init_mode()
         kw = dict(rngs=rngs, param_dtype=param_dtype)
         w = width
         if small_input:

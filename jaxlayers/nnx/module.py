@@ -159,10 +159,6 @@ class Module(nnx.Module):
         if name in self._order:  # torch: a child deleted and assigned again comes last
             super().__setattr__("_order", tuple(k for k in self._order if k != name))
 
-    def _init_mode(self) -> None:
-        """Training mode, as after construction (subclasses written when they had to call it still do)."""
-        self.deterministic = self.use_running_average = False
-
     def _child_order(self) -> tuple[str, ...]:
         """Attribute names in torch's order: as first assigned (``_order``), then any set without
         ``__setattr__`` (the mode flags)."""
