@@ -397,8 +397,8 @@ def test_conv_module_grad_of_grad_and_jvp(rng):
     [
         (lambda: nn.Conv2d(3, 4, 3, groups=2), ValueError, r"Conv2d: in_channels=3 must be divisible by groups=2"),
         (lambda: nn.Conv2d(4, 3, 3, groups=2), ValueError, r"Conv2d: out_channels=3 must be divisible by groups=2"),
-        (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, r"Conv2d: groups must be a positive int"),
-        (lambda: nn.Conv2d(0, 4, 3), ValueError, r"Conv2d: in_channels must be a positive int"),
+        (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, r"Conv2d: groups must be >= 1, got groups=0"),
+        (lambda: nn.Conv2d(0, 4, 3), ValueError, r"Conv2d: in_channels must be >= 1, got in_channels=0"),
         (lambda: nn.Conv1d(2.0, 4, 3), TypeError, r"Conv1d: in_channels must be an int"),
         (lambda: nn.Conv2d(3, 4, 3, padding=-1), ValueError, r"Conv2d: negative padding is not supported"),
         (lambda: nn.Conv2d(3, 4, 3, padding=(1, 2, 3)), ValueError, r"Conv2d: padding must be an int or a sequence of 2"),

@@ -132,6 +132,8 @@ def test_affine_grid_then_grid_sample_identity():
     (lambda: F.grid_sample(X4, G5), ValueError, "same number of dimensions"),
     (lambda: F.grid_sample(np.zeros((2, 1, 0, 3)), G4), ValueError, "non-empty spatial"),
     (lambda: F.grid_sample(X4.astype(np.int32), G4), TypeError, "floating-point input"),
+    (lambda: F.grid_sample(X4.astype(np.float16), G4), TypeError,
+     "same dtype, got input float16 and grid float64"),  # torch raises; promoting rounded one of them
     (lambda: F.affine_grid(np.zeros((1, 2, 3)), (1, 1, 3, 3, 3)), ValueError,
      r"affine_grid: expected a batch of 3-D affine matrices of shape \(1, 3, 4\)"),
     (lambda: F.affine_grid(np.zeros((1, 2, 3)), (1, 1, 3)), ValueError, "only 4-D and 5-D sizes"),
@@ -139,7 +141,7 @@ def test_affine_grid_then_grid_sample_identity():
     (lambda: F.affine_grid(np.zeros((1, 2, 3), np.int32), (1, 1, 3, 3)), TypeError, "floating-point"),
     (lambda: F.affine_grid(np.zeros((1, 2, 3)), 5), TypeError, "size must be a sequence"),
     (lambda: F.affine_grid(np.zeros((1, 2, 3)), (1, 1, 4.5, 4)), TypeError, "size must be a sequence of ints"),
-], ids=range(15))
+], ids=range(16))
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

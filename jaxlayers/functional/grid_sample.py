@@ -63,6 +63,9 @@ def _check_grid_sample(x: jax.Array, g: jax.Array, mode: str, padding_mode: str,
     for a, what in ((x, "input"), (g, "grid")):
         if not jnp.issubdtype(a.dtype, jnp.inexact):
             raise TypeError(f"{name}: expected a floating-point {what}, got dtype {a.dtype}")
+    if x.dtype != g.dtype:  # torch raises too; promoting would round the other one silently
+        raise TypeError(f"{name}: expected input and grid to have the same dtype, got input {x.dtype} and "
+                        f"grid {g.dtype}")
 
 
 def _unnormalize(c: jax.Array, size: int, align_corners: bool) -> jax.Array:
@@ -229,7 +232,7 @@ def grid_sample(input: Any, grid: Any, mode: str = "bilinear", padding_mode: str
         input: ``(N, C, H_in, W_in)`` or ``(N, C, D_in, H_in, W_in)``.
         grid: ``(N, H_out, W_out, 2)`` or ``(N, D_out, H_out, W_out, 3)`` with
             normalised ``(x, y[, z])`` coordinates in ``[-1, 1]`` (``x`` indexes
-            the width).
+            the width); of ``input``'s floating dtype (TypeError otherwise, as torch).
         mode: ``"bilinear"`` (trilinear for 5-D), ``"nearest"`` (rounds half to
             even) or ``"bicubic"`` (4-D only).
         padding_mode: values outside the input: ``"zeros"``, ``"border"``

@@ -17,7 +17,7 @@ from flax.linen.dtypes import promote_dtype
 
 from .._memory_format import channels_last
 from .. import init as jl_init
-from .._utils import _is_int, check_input_rank, ntuple, shape_str
+from .._utils import check_input_rank, check_sizes, ntuple, shape_str
 from ..functional.conv import (
     _check_output_padding,
     _conv_nd,
@@ -63,12 +63,8 @@ class _ConvBase(LayerOptions):
     @fnn.nowrap  # called by __post_init__, unbound (flax's wrapper needs a scope under tabulate)
     def _validate(self) -> None:
         name, n = self._name, self.num_spatial_dims
-        for arg in ("out_channels", "groups") + (("in_channels",) if self.in_channels is not None else ()):
-            v = getattr(self, arg)
-            if not _is_int(v):
-                raise TypeError(f"{name}: {arg} must be an int, got {v!r}")
-            if v < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {arg}={v}")
+        sizes = ("out_channels", "groups") + (("in_channels",) if self.in_channels is not None else ())
+        check_sizes(name, 1, **{arg: getattr(self, arg) for arg in sizes})
         for arg in ("in_channels", "out_channels"):
             v = getattr(self, arg)
             if v is not None and v % self.groups:
