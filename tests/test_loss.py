@@ -258,6 +258,13 @@ def test_legacy_reduction_arguments():
                 close(module.apply({}, x, t), ours)
     with pytest.warns(UserWarning):  # torch's category too
         F.cross_entropy(x, np.array([0, 1, 2]), size_average=False)
+    # kl_div: the legacy arguments pick the reduction and 'batchmean' still divides by the batch size
+    logp, p = np.log(_n(3, 4) ** 2 + 0.1), _n(3, 4) ** 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for sa, rd in ((False, None), (True, None), (None, False)):
+            close(F.kl_div(logp, p, size_average=sa, reduce=rd, reduction="batchmean"),
+                  TF.kl_div(torch.tensor(logp), torch.tensor(p), size_average=sa, reduce=rd, reduction="batchmean"))
 
 
 def test_bce_with_logits_stable_float32():
@@ -328,6 +335,11 @@ def test_cross_entropy_edge_reductions_like_torch():
         close(F.cross_entropy(e, e, reduction=red), TF.cross_entropy(to_torch(e), to_torch(e), reduction=red))
         close(F.cross_entropy(e, np.array([-100, -100]), reduction=red),
               TF.cross_entropy(to_torch(e), torch.tensor([-100, -100]), reduction=red))
+    # an empty batch of multi_margin_loss: torch's empty result ('sum'/'mean' read uninitialised memory
+    # there; ours are an empty sum and NaN); the reshape to (0, -1) had raised ZeroDivisionError
+    want = TF.multi_margin_loss(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long), reduction="none")
+    close(F.multi_margin_loss(np.zeros((0, 5)), np.zeros(0, np.int64), reduction="none"), want)
+    close(F.multi_margin_loss(np.zeros((0, 5)), np.zeros(0, np.int64), reduction="sum"), 0.0)
 
 
 def test_half_precision_computed_in_float32():
@@ -728,9 +740,22 @@ def test_uint8_targets_ignore_by_value():
     # linear_cross_entropy's mean divides by the weight of the same targets (its own comparison had
     # dropped class 156 from it: 3x torch's mean)
     h, w = np.random.default_rng(1).normal(size=(3, 4)), np.random.default_rng(2).normal(size=(160, 4))
+    wt = torch.tensor(w, requires_grad=True)
+    want = TF.cross_entropy(torch.tensor(h) @ wt.T, torch.tensor(t))
+    want.backward()
     for chunk_size in (None, 2):
-        close(F.linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), jnp.asarray(t, jnp.uint8), chunk_size=chunk_size),
-              TF.cross_entropy(torch.tensor(h) @ torch.tensor(w).T, torch.tensor(t)))
+        loss, dw = jax.value_and_grad(lambda w_: F.linear_cross_entropy(
+            jnp.asarray(h), w_, jnp.asarray(t, jnp.uint8), chunk_size=chunk_size))(jnp.asarray(w))
+        close(loss, want)
+        close(dw, wt.grad)
+    # 6 classes, chunks of 2 rows: the padded row's target had been ignore_index, 156 in uint8, an
+    # out-of-range class whose NaN loss (sliced off) times a zero cotangent made dW NaN
+    t6, w6 = np.array([0, 5, 2]), w[:6]
+    wt = torch.tensor(w6, requires_grad=True)
+    TF.cross_entropy(torch.tensor(h) @ wt.T, torch.tensor(t6)).backward()
+    dw = jax.grad(lambda w_: F.linear_cross_entropy(jnp.asarray(h), w_, jnp.asarray(t6, jnp.uint8),
+                                                    chunk_size=2))(jnp.asarray(w6))
+    close(dw, wt.grad)
 
 
 def test_loss_dtype_and_nan_rules_as_torch():

@@ -104,8 +104,9 @@ def _linear_cross_entropy(input: Any, linear_weight: Any, target: Any, linear_bi
     chunks = math.ceil(n / rows) if n else 0
     pad = chunks * rows - n
     xp = jnp.pad(x, ((0, pad), (0, 0))).reshape(chunks, rows, x.shape[1])
-    fill = 0 if probs else ignore_index
-    tp = jnp.pad(t, ((0, pad),) + ((0, 0),) * (t.ndim - 1), constant_values=fill)
+    # padded rows are sliced off below; their target is class 0 so that their loss is finite (a NaN one,
+    # e.g. ignore_index wrapped in uint8, times its zero cotangent put NaN into the weight's gradient)
+    tp = jnp.pad(t, ((0, pad),) + ((0, 0),) * (t.ndim - 1))
     tp = tp.reshape((chunks, rows) + t.shape[1:])
 
     per_row = compiled(_chunk_losses, (ignore_index, label_smoothing, name, precision), xp, tp, w, b,

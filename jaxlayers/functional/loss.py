@@ -629,7 +629,7 @@ def _multi_margin_loss(input: Any, target: Any, p: int, margin: float, weight: A
     if t.ndim > 1 or t.size != frames:  # torch takes any target of `frames` elements up to 1-D, shaping the loss
         raise ValueError(f"{name}: expected target of shape {shape_str(x.shape[:-1])} for input of shape "
                          f"{shape_str(in_shape)}, got {shape_str(t)}")
-    out_shape, x, t = t.shape, x.reshape(frames, -1), t.reshape(frames)
+    out_shape, x, t = t.shape, x.reshape(frames, x.shape[-1]), t.reshape(frames)
     num_classes = x.shape[-1]
     _check_index_target(name, t, num_classes)
     w = _class_weight(name, weight, num_classes)
@@ -863,8 +863,12 @@ def kl_div(input: Any, target: Any, size_average: Any = None, reduce: Any = None
     """
     if size_average is None and reduce is None and reduction == "mean":
         _warn_kl_div_mean("kl_div")
-    reduction = _legacy_reduction(size_average, reduce, reduction, "kl_div", REDUCTIONS + ("batchmean",))
-    return _kl_div(input, target, reduction, log_target, "kl_div")
+    legacy = _legacy_reduction(size_average, reduce, reduction, "kl_div", REDUCTIONS + ("batchmean",))
+    out = _kl_div(input, target, legacy, log_target, "kl_div")
+    if legacy != reduction == "batchmean" and jnp.ndim(input):
+        # torch: legacy arguments pick the reduction, and 'batchmean' still divides by the batch size
+        return out / jnp.shape(input)[0]
+    return out
 
 
 def _warn_kl_div_mean(name: str, stacklevel: int = 2) -> None:
