@@ -263,9 +263,9 @@ def test_lazy_modules_vs_torch(ours_cls, torch_cls, xs, args, kw, rng):
 
 def test_lazy_signature_is_torch_without_in_channels():
     m = nn.LazyConv2d(8, 3, 2, 1)
-    assert (m.out_channels, m.kernel_size, m.stride, m.padding) == (8, 3, 2, 1)
+    assert (m.out_channels, m.kernel_size, m.stride, m.padding) == (8, (3, 3), (2, 2), (1, 1))  # torch's tuples
     t = nn.LazyConvTranspose2d(8, 3, 2, 1, 1, 1, False, 1)
-    assert (t.output_padding, t.groups, t.bias, t.dilation) == (1, 1, False, 1)
+    assert (t.output_padding, t.groups, t.bias, t.dilation) == ((1, 1), 1, False, (1, 1))
     assert isinstance(m, nn.Conv2d) and isinstance(t, nn.ConvTranspose2d)
 
 
@@ -274,7 +274,8 @@ def test_constructor_positional_order_like_torch():
     assert (m.stride, m.padding, m.dilation, m.groups, m.bias, m.padding_mode) == ((2, 1), (4, 2), (3, 1), 1, False,
                                                                                      "reflect")
     t = nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, 2, False, 1)
-    assert (t.output_padding, t.groups, t.bias, t.dilation) == (1, 2, False, 1)
+    theirs = torch.nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, 2, False, 1)
+    assert (t.output_padding, t.groups, t.bias, t.dilation) == (theirs.output_padding, 2, False, theirs.dilation)
     params = inspect.signature(nn.Conv2d).parameters
     for name in ("dtype", "param_dtype", "weight_init", "bias_init", "precision"):
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY  # Flax options are keyword-only

@@ -63,3 +63,9 @@ class StatsOptions(AffineOptions):
 
     axis_name: Any = kw_only(None)
     axis_index_groups: Any = kw_only(None)
+
+
+def set_field(module: fnn.Module, name: str, value: Any) -> None:
+    """Store a constructor argument as torch's module holds it (``kernel_size=3`` as ``(3, 3)``),
+    from ``__post_init__``: linen's fields are frozen after construction."""
+    object.__setattr__(module, name, value)

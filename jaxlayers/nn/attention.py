@@ -11,7 +11,7 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from .._utils import require_train
 from ..functional.attention import multi_head_attention_forward
-from ._options import PrecisionOptions, kw_only
+from ._options import PrecisionOptions, kw_only, set_field
 from ._param import param
 
 __all__ = ["MultiheadAttention"]
@@ -109,19 +109,14 @@ class MultiheadAttention(PrecisionOptions):
             )
         if not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"MultiheadAttention: dropout must be in [0, 1], got {self.dropout}")
+        for arg in ("kdim", "vdim"):  # torch's attributes: embed_dim when not given
+            if getattr(self, arg) is None:
+                set_field(self, arg, self.embed_dim)
         super().__post_init__()
 
     @property
-    def _kdim(self) -> int:
-        return self.embed_dim if self.kdim is None else self.kdim
-
-    @property
-    def _vdim(self) -> int:
-        return self.embed_dim if self.vdim is None else self.vdim
-
-    @property
     def _qkv_same_embed_dim(self) -> bool:
-        return self._kdim == self.embed_dim and self._vdim == self.embed_dim
+        return self.kdim == self.embed_dim and self.vdim == self.embed_dim
 
     @property
     def head_dim(self) -> int:
@@ -150,8 +145,8 @@ class MultiheadAttention(PrecisionOptions):
         else:
             in_w = None
             qw = param(self, "q_proj_weight", w_init, (E, E), pd)
-            kw = param(self, "k_proj_weight", w_init, (E, self._kdim), pd)
-            vw = param(self, "v_proj_weight", w_init, (E, self._vdim), pd)
+            kw = param(self, "k_proj_weight", w_init, (E, self.kdim), pd)
+            vw = param(self, "v_proj_weight", w_init, (E, self.vdim), pd)
         in_b = param(self, "in_proj_bias", self.in_proj_bias_init or jinit.zeros, (3 * E,), pd) if self.bias else None
         out_w, out_b = _OutProj(E, self.bias, pd, self.out_proj_weight_init, name="out_proj")()
         if self.add_bias_kv:

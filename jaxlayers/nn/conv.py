@@ -28,7 +28,7 @@ from ..functional.conv import (
     same_padding_reversed,
 )
 from ..functional.padding import _pad
-from ._options import LayerOptions, kw_only
+from ._options import LayerOptions, kw_only, set_field
 from ._param import param
 
 __all__ = [
@@ -54,6 +54,12 @@ class _ConvBase(LayerOptions):
     # ------------------------------------------------------------ construction
     def __post_init__(self) -> None:
         self._validate()
+        # torch's attributes: kernel_size, stride, dilation, output_padding and a numeric padding as tuples
+        n, name = self.num_spatial_dims, self._name
+        for arg in ("kernel_size", "stride", "dilation") + (("output_padding",) if self.transposed else ()):
+            set_field(self, arg, ntuple(getattr(self, arg), n, arg, name))
+        if not isinstance(self.padding, str):
+            set_field(self, "padding", ntuple(self.padding, n, "padding", name))
         super().__post_init__()
 
     @property

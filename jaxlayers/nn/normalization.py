@@ -24,7 +24,7 @@ from .._memory_format import channels_last
 from .. import init as jinit
 from .._utils import channel_dim, index_dtype, require_train, shape_str
 from ..functional import normalization as Fn
-from ._options import AffineOptions, InitOptions, StatsOptions, kw_only
+from ._options import AffineOptions, InitOptions, StatsOptions, kw_only, set_field
 from ._param import param
 
 __all__ = [
@@ -261,7 +261,15 @@ class InstanceNorm3d(_InstanceNorm):
     num_spatial_dims: ClassVar[int] = 3
 
 
-class LayerNorm(AffineOptions):
+class _TrailingShape:
+    """``normalized_shape`` held as torch's modules hold it: a tuple of ints, checked at construction."""
+
+    def __post_init__(self) -> None:
+        set_field(self, "normalized_shape", Fn._normalized_shape(type(self).__name__, self.normalized_shape))
+        super().__post_init__()
+
+
+class LayerNorm(_TrailingShape, AffineOptions):
     """Layer normalisation over the trailing dims, as ``torch.nn.LayerNorm``.
 
     Args:
@@ -282,7 +290,7 @@ class LayerNorm(AffineOptions):
     @fnn.compact
     def __call__(self, input: jax.Array) -> jax.Array:
         name = type(self).__name__
-        shape = Fn._normalized_shape(name, self.normalized_shape)
+        shape = self.normalized_shape
         x = jnp.asarray(input)
         Fn._check_trailing(name, x, shape)
         ea = self.elementwise_affine
@@ -332,7 +340,7 @@ class GroupNorm(AffineOptions):
         return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name, channel_axis=channel_axis)
 
 
-class RMSNorm(InitOptions):
+class RMSNorm(_TrailingShape, InitOptions):
     """Root-mean-square normalisation, as ``torch.nn.RMSNorm``.
 
     Args:
@@ -352,7 +360,7 @@ class RMSNorm(InitOptions):
     @fnn.compact
     def __call__(self, input: jax.Array) -> jax.Array:
         name = type(self).__name__
-        shape = Fn._normalized_shape(name, self.normalized_shape)
+        shape = self.normalized_shape
         x = jnp.asarray(input)
         Fn._check_trailing(name, x, shape)
         weight = None

@@ -25,15 +25,17 @@ from flax.linen.dtypes import promote_dtype
 from .. import init as jinit
 from .._utils import check_sizes, shape_str
 from ..functional.sparse import _MODES, _embedding, _embedding_bag, _normalise_padding_idx, embedding_renorm
-from ._options import InitOptions
+from ._options import InitOptions, set_field
 from ._param import param
 
 __all__ = ["Embedding", "EmbeddingBag"]
 
 
-def _check_common(layer: str, num: Any, dim: Any, padding_idx: Any, weight: Any) -> None:
+def _check_common(module: linen.Module) -> None:
+    """torch's constructor checks; a negative ``padding_idx`` is held as ``num_embeddings + padding_idx``."""
+    layer, num, dim, weight = type(module).__name__, module.num_embeddings, module.embedding_dim, module._weight
     check_sizes(layer, num_embeddings=num, embedding_dim=dim)
-    _normalise_padding_idx(layer, padding_idx, int(num))
+    set_field(module, "padding_idx", _normalise_padding_idx(layer, module.padding_idx, int(num)))
     if weight is not None and tuple(np.shape(weight)) != (num, dim):
         raise ValueError(
             f"{layer}: shape of _weight {shape_str(np.shape(weight))} does not match "
@@ -127,8 +129,7 @@ class Embedding(_EmbeddingBase):
     _freeze: bool = False
 
     def __post_init__(self) -> None:
-        _check_common(type(self).__name__, self.num_embeddings, self.embedding_dim, self.padding_idx,
-                      self._weight)
+        _check_common(self)
         super().__post_init__()
 
     @linen.compact
@@ -216,8 +217,7 @@ class EmbeddingBag(_EmbeddingBase):
     _freeze: bool = False
 
     def __post_init__(self) -> None:
-        _check_common(type(self).__name__, self.num_embeddings, self.embedding_dim, self.padding_idx,
-                      self._weight)
+        _check_common(self)
         if self.mode not in _MODES:
             raise ValueError(f"{type(self).__name__}: mode has to be one of sum, mean or max, got {self.mode!r}")
         super().__post_init__()
