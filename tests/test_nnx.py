@@ -717,3 +717,88 @@ def test_sequential_passes_rngs_only_to_children_that_take_it():
     key, x = jax.random.key(1), jnp.ones(8)
     got = jnnx.Sequential(Block(), Noisy())(x, rngs=key)
     np.testing.assert_array_equal(got, jnnx.Dropout(0.5)(jnp.tanh(x), rngs=jax.random.fold_in(key, 1)))
+
+
+class _OwnAfterChild(jnnx.Module):
+    def __init__(self, rngs):
+        self.lin = jnnx.Linear(2, 2, rngs=rngs)
+        self.scale_buf = fnnx.BatchStat(jnp.zeros(2))  # a buffer assigned before the parameter
+        self.w = fnnx.Param(jnp.ones(2))
+
+
+class _TorchOwnAfterChild(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.register_buffer("scale_buf", torch.zeros(2))
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+
+def test_own_parameters_and_buffers_come_before_children_as_torch():
+    """torch lists a module's own parameters, then its own buffers, then its children, whatever the
+    assignment order: zip(torch_model.parameters(), model.parameters()) pairs the same tensors."""
+    ours, theirs = _OwnAfterChild(fnnx.Rngs(0)), _TorchOwnAfterChild()
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["w", "scale_buf", "lin.weight", "lin.bias"]
+    assert [k for k, _ in ours.named_parameters()] == [k for k, _ in theirs.named_parameters()]
+    ours.load_state_dict(theirs.state_dict())
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        close(p.get_value(), q.detach(), rtol=1e-6, atol=1e-7)  # float32 variables from torch's float64
+
+
+ATTRIBUTES = [  # (torch module, jaxlayers.nnx module, attributes torch holds)
+    (lambda m: m.Linear(3, 4, bias=False), ("in_features", "out_features", "bias")),
+    (lambda m: m.Conv2d(3, 4, 3, stride=(2, 1), padding=1), ("in_channels", "out_channels", "kernel_size", "stride",
+                                                             "padding", "dilation", "groups", "padding_mode")),
+    (lambda m: m.Conv1d(2, 2, 3, padding="same"), ("kernel_size", "padding")),
+    (lambda m: m.ConvTranspose3d(2, 2, [3, 1, 2], stride=2, output_padding=1), ("kernel_size", "stride",
+                                                                                "output_padding", "padding")),
+    (lambda m: m.LayerNorm(5, elementwise_affine=False), ("normalized_shape", "eps", "weight", "bias")),
+    (lambda m: m.RMSNorm([2, 3]), ("normalized_shape",)),
+    (lambda m: m.BatchNorm2d(4, affine=False), ("num_features", "momentum", "weight", "bias")),
+    (lambda m: m.MultiheadAttention(6, 2), ("embed_dim", "num_heads", "kdim", "vdim", "head_dim", "batch_first")),
+    (lambda m: m.LSTM(3, 5, 2), ("input_size", "hidden_size", "num_layers", "bidirectional")),
+    (lambda m: m.Embedding(7, 3, padding_idx=-1), ("num_embeddings", "embedding_dim", "padding_idx")),
+]
+
+
+def _value(v):
+    return v if v is None or isinstance(v, (int, float, str, tuple)) else "array"
+
+
+class _NNXNamespace:
+    """``jaxlayers.nnx`` classes constructed with a fixed ``rngs`` (``build(NNX)``)."""
+
+    def __getattr__(self, name):
+        cls = getattr(jnnx, name)
+        return lambda *a, **k: cls(*a, rngs=fnnx.Rngs(0), **k)
+
+
+@pytest.mark.parametrize("build,attrs", ATTRIBUTES, ids=[a[1][0] + str(i) for i, a in enumerate(ATTRIBUTES)])
+def test_constructor_settings_are_attributes_as_torch(build, attrs):
+    """Ported code reads them (``model.fc = Linear(model.fc.in_features, 10)``, ResNet's init loop's
+    ``m.kernel_size[0] * m.kernel_size[1] * m.out_channels``); torch normalises the conv arguments to
+    tuples, normalized_shape to a tuple, kdim/vdim to embed_dim.  A switched-off weight/bias is None
+    (NNX; a linen module's ``bias`` is its constructor flag)."""
+    theirs, linen, ours = build(torch.nn), build(nn), build(_NNXNamespace())
+    for a in attrs:
+        assert _value(getattr(ours, a)) == _value(getattr(theirs, a)), (a, "nnx")
+        if a not in ("weight", "bias"):
+            assert _value(getattr(linen, a)) == _value(getattr(theirs, a)), (a, "linen")
+
+
+def test_linen_methods_and_static_methods_are_forwarded():
+    assert np.array_equal(jnnx.Transformer.generate_square_subsequent_mask(4),
+                          torch.nn.Transformer.generate_square_subsequent_mask(4).numpy())
+    asm = jnnx.AdaptiveLogSoftmaxWithLoss(8, 10, [4], rngs=fnnx.Rngs(0))
+    ref = nn.AdaptiveLogSoftmaxWithLoss(8, 10, [4])
+    variables = {"params": interop.state_dict_to_variables(asm.state_dict())["params"]}
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    close(asm.log_prob(x), ref.apply(variables, x, method="log_prob"))
+    assert np.array_equal(asm.predict(x), ref.apply(variables, x, method="predict"))
+    with pytest.raises(AttributeError, match="'ReLU' object has no attribute 'weight'"):
+        jnnx.ReLU().weight
+
+
+def test_parameter_containers_take_torchs_keywords():
+    assert list(jnnx.ParameterList(values=[jnp.ones(2)]).state_dict()) == ["0"]
+    assert list(jnnx.ParameterDict(parameters={"a": jnp.ones(2)}).state_dict()) == ["a"]

@@ -23,3 +23,14 @@ from .rearrange import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .resampling import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
+
+# torch's in-place forms (``F.relu_(x)``): JAX arrays are immutable, so each is its pure function and
+# returns the result; a ported ``x = F.relu_(x)`` works, a bare ``F.relu_(x)`` changes nothing.
+relu_ = relu  # noqa: F405
+elu_ = elu  # noqa: F405
+celu_ = celu  # noqa: F405
+selu_ = selu  # noqa: F405
+leaky_relu_ = leaky_relu  # noqa: F405
+hardtanh_ = hardtanh  # noqa: F405
+rrelu_ = rrelu  # noqa: F405
+threshold_ = threshold  # noqa: F405

@@ -21,6 +21,7 @@ every graph definition (here: Submodules and an identity-hashed holder).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Mapping
@@ -334,7 +335,7 @@ class LinenLayer(Module):
         for collection, path, value in _torch_ordered(variables):
             node = self
             for part in path[:-1]:
-                if not hasattr(node, part):
+                if part not in vars(node):
                     setattr(node, part, Submodule())
                 node = getattr(node, part)
             setattr(node, path[-1], _var_type(collection)(jnp.asarray(value)))
@@ -375,6 +376,23 @@ class LinenLayer(Module):
                 for part in path:
                     node = getattr(node, part)
                 node.set_value(value)
+
+    def __getattr__(self, name: str) -> Any:
+        """torch's constructor settings as attributes (``fc.in_features``, ``conv.kernel_size``): the
+        linen layer's fields; a ``weight``/``bias`` switched off (``bias=False``, ``affine=False``) is None,
+        as torch registers it."""
+        holder = vars(self).get("_linen")
+        if holder is not None and not name.startswith("_"):
+            fields = _public_fields(type(holder.module))
+            if name in ("weight", "bias") and fields & {"bias", "affine", "elementwise_affine"}:
+                return None
+            if name in fields:
+                return getattr(holder.module, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def extra_repr(self) -> str:
+        method = getattr(self._linen.module, "extra_repr", None)
+        return method() if method is not None else ""
 
     @property
     def _has_stats(self) -> bool:
@@ -434,6 +452,15 @@ class LinenLayer(Module):
                               "construct it with rngs=nnx.Rngs(seed) or call it with rngs=key")
         return ValueError(f"{type(self._linen.module).__name__}: training mode needs randomness: "
                           "construct it with rngs=nnx.Rngs(seed), call it with rngs=key, or call .eval()")
+
+
+@functools.lru_cache(maxsize=None)
+def _public_fields(cls: type) -> frozenset[str]:
+    """The layer's public dataclass fields and properties (``MultiheadAttention.head_dim``)."""
+    fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
+    properties = {n for n in dir(cls) if not hasattr(fnn.Module, n)  # linen wraps them in descriptors
+                  and isinstance(getattr(inspect.getattr_static(cls, n), "wrapped", None), property)}
+    return frozenset(n for n in fields | properties if not n.startswith("_"))
 
 
 def _arrays_only(tree: Any) -> bool:
@@ -521,9 +548,31 @@ def wrap_linen_class(linen_cls: type[fnn.Module]) -> type[LinenLayer]:
             return from_linen(module, variables, rngs=rngs)
 
         namespace["from_pretrained"] = classmethod(from_pretrained)
+    namespace.update(_forwarded_methods(linen_cls))
     cls = type(name, (LinenLayer,), namespace)
     _GENERATED[linen_cls] = cls
     return cls
+
+
+def _forwarded_methods(linen_cls: type[fnn.Module]) -> dict[str, Any]:
+    """The linen layer's own public methods: static ones as they are
+    (``Transformer.generate_square_subsequent_mask``), others called through ``apply(method=...)``
+    (``AdaptiveLogSoftmaxWithLoss.log_prob``)."""
+    out: dict[str, Any] = {}
+    for name in dir(linen_cls):
+        if name.startswith("_") or hasattr(fnn.Module, name) or name in ("from_pretrained", "extra_repr"):
+            continue
+        value = inspect.getattr_static(linen_cls, name)
+        if isinstance(value, staticmethod):
+            out[name] = value
+        elif inspect.isfunction(value):
+            def method(self: LinenLayer, *args: Any, _name: str = name, **kwargs: Any) -> Any:
+                return self(*args, method=_name, **kwargs)
+
+            method.__name__ = method.__qualname__ = name
+            method.__doc__ = f"As ``jaxlayers.nn.{linen_cls.__name__}.{name}`` (``apply(..., method={name!r})``)."
+            out[name] = method
+    return out
 
 
 def from_linen(module: fnn.Module, variables: Any = None, *, rngs: Any = None) -> Module:

@@ -333,6 +333,9 @@ class ParameterList(ModuleList):
     {'0': (2,), '1': (2, 3)}
     """
 
+    def __init__(self, values: Iterable[Any] | None = None):  # torch's argument name
+        super().__init__(values)
+
     def _check_child(self, key: str, value: Any) -> Any:
         return _to_param("ParameterList", key, value)
 
@@ -343,6 +346,9 @@ class ParameterDict(ModuleDict):
     Arrays are stored as ``nnx.Param``; ``pdict["scale"]`` is the variable.  Same
     dict operations as :class:`ModuleDict`.
     """
+
+    def __init__(self, parameters: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None):  # torch's name
+        super().__init__(parameters)
 
     def _check_child(self, key: str, value: Any) -> Any:
         return _to_param("ParameterDict", key, value)

@@ -56,23 +56,29 @@ def _walk(node: Any, prefix: str, seen: set[int], aliases: bool = False) -> Iter
     """Every Variable and every module below ``node``: ``(dotted key, object)``, each object once
     (torch's ``named_parameters``/``named_modules``), or with ``aliases`` once under every name
     it is reachable by (torch's ``state_dict``: a tied weight is listed under each of its
-    names); ``seen`` then holds the containers being walked, which only a cycle meets again."""
-    for name, value in _child_items(node):
+    names); ``seen`` then holds the containers being walked, which only a cycle meets again.
+    Per node torch's order: its own parameters, its own buffers, then its children (each in
+    assignment order)."""
+    items = list(_child_items(node))
+    own = sorted((item for item in items if isinstance(item[1], nnx.Variable)),
+                 key=lambda item: not isinstance(item[1], nnx.Param))
+    for name, value in own:
         if id(value) in seen:
             continue
-        key = prefix + name
-        if isinstance(value, nnx.Variable):
-            if not aliases:
-                seen.add(id(value))
-            if not isinstance(value, _SKIP_TYPES):
-                yield key, value
-        elif _is_container(value):
+        if not aliases:
             seen.add(id(value))
-            if isinstance(value, nnx.Module):
-                yield key, value
-            yield from _walk(value, key + ".", seen, aliases)
-            if aliases:
-                seen.discard(id(value))
+        if not isinstance(value, _SKIP_TYPES):
+            yield prefix + name, value
+    for name, value in items:
+        if id(value) in seen or not _is_container(value):
+            continue
+        key = prefix + name
+        seen.add(id(value))
+        if isinstance(value, nnx.Module):
+            yield key, value
+        yield from _walk(value, key + ".", seen, aliases)
+        if aliases:
+            seen.discard(id(value))
 
 
 def _nest(flat: Mapping[str, Any]) -> dict:
