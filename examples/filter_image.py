@@ -24,9 +24,10 @@ from jaxlayers_examples.config import ConfigError, load_config
 
 
 def _sharpen() -> np.ndarray:
-    """-1/9 everywhere and 1 in the centre: the image minus its local mean (high-pass)."""
+    """Unsharp masking: the image plus its detail (the image minus its local 3x3 mean), a kernel that
+    sums to 1 so that flat regions keep their brightness."""
     k = np.full((3, 3), -1.0 / 9.0)
-    k[1, 1] = 1.0
+    k[1, 1] += 2.0
     return k
 
 
@@ -55,6 +56,8 @@ class Config:
             raise ConfigError(f"pool must be >= 1, got {self.pool}")
         if self.crop < 0 or self.crop == 1:  # reflect padding needs >= 2 pixels per side length
             raise ConfigError(f"crop must be 0 (the whole image) or >= 2, got {self.crop}")
+        if self.crop and self.pool > self.crop:
+            raise ConfigError(f"pool={self.pool} is larger than the crop={self.crop} it pools")
 
 
 def load_image(name: str, crop: int = 0) -> np.ndarray:

@@ -115,11 +115,11 @@ def train_nnx(cfg: Any, out_dir: pathlib.Path | None = None, log: Callable = pri
     from flax import nnx as fnnx
 
     from jaxlayers import interop
-    from train_classifier import advance, load_data, make_optimizer, progress_bar
+    from train_classifier import advance, load_data, make_optimizer, progress_bar, steps_per_epoch as count_steps
 
     x_train, y_train, x_test, y_test = load_data(cfg.data)
     bs = cfg.train.batch_size
-    steps_per_epoch = len(x_train) // bs
+    steps_per_epoch = count_steps(len(x_train), bs)
     model = build_nnx_model(cfg.model, cfg.train.seed)
     tx, lr_schedule = make_optimizer(cfg.optim, steps_per_epoch, cfg.train.epochs)
     optimizer = fnnx.Optimizer(model, tx, wrt=fnnx.Param)

@@ -78,8 +78,11 @@ class OptimConfig:
             raise ConfigError(f"optim.name must be 'adamw' or 'sgd', got {self.name!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+        if not 0 < self.lr < float("inf"):
+            raise ConfigError(f"optim.lr must be positive and finite, got {self.lr}")
+        for name in ("weight_decay", "momentum"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise ConfigError(f"optim.{name} must be >= 0 and finite, got {getattr(self, name)}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
@@ -168,6 +171,13 @@ def in_layout(memory_format: str, call: Callable[[Any], Any], x: Any) -> Any:
         return call(jnp.moveaxis(x, 1, -1) if memory_format == "channels_last" else x)
 
 
+def steps_per_epoch(train_samples: int, batch_size: int) -> int:
+    """Full batches per epoch (the last partial one is dropped); a batch larger than the data is a config error."""
+    if batch_size > train_samples:
+        raise ConfigError(f"train.batch_size={batch_size} exceeds the {train_samples} training samples")
+    return train_samples // batch_size
+
+
 def make_optimizer(cfg: OptimConfig, steps_per_epoch: int, epochs: int):
     import optax
 
@@ -201,12 +211,10 @@ class Trainer:
         for name in ("batch_size", "eval_batch_size"):
             if getattr(cfg.train, name) % n:
                 raise ConfigError(f"train.{name}={getattr(cfg.train, name)} must be divisible by the {n} devices")
-        if cfg.train.batch_size > len(self.x_train):
-            raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(self.x_train)} training samples")
         self.mesh = Mesh(np.array(devices[:n]), ("data",))
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())
-        self.steps_per_epoch = len(self.x_train) // cfg.train.batch_size
+        self.steps_per_epoch = steps_per_epoch(len(self.x_train), cfg.train.batch_size)
         self.model = build_model(cfg.model)
         self.tx, self.lr_schedule = make_optimizer(cfg.optim, self.steps_per_epoch, cfg.train.epochs)
         self.dropout_key = jax.random.key(cfg.train.seed + 1)
@@ -331,16 +339,16 @@ class Trainer:
         ckpt = None
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.yaml").write_text(_yaml_dump(to_dict(cfg)))
             if cfg.output.checkpoint or cfg.output.resume:
                 ckpt = Checkpointer(out_dir / CHECKPOINT, keep=cfg.checkpoint.keep)
             if not cfg.output.resume and ckpt is not None and ckpt.all_steps():
                 log(f"output.resume=false: deleting the previous run's checkpoints in {ckpt.directory}")
                 ckpt.delete_all()
             if cfg.output.resume and ckpt.latest_step() is not None:
-                state, history = restore_checkpoint(ckpt, state)
+                state, history = restore_checkpoint(ckpt, state, cfg)
                 start = len(history)
                 log(f"resumed from {ckpt.directory / str(ckpt.latest_step())} after epoch {start}")
+            (out_dir / "config.yaml").write_text(_yaml_dump(to_dict(cfg)))
             _write_metrics(out_dir, history)
         ran = 0
         try:
@@ -357,7 +365,7 @@ class Trainer:
                 if out_dir is not None:
                     _write_metrics(out_dir, history)
                     if cfg.output.checkpoint:
-                        save_checkpoint(ckpt, state, history)
+                        save_checkpoint(ckpt, state, history, cfg)
         except KeyboardInterrupt:
             if ckpt is not None:
                 ckpt.wait()  # the save in flight completes: it is the last checkpoint
@@ -378,14 +386,37 @@ class Trainer:
 # --------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(ckpt: Checkpointer, state: dict, history: list[dict]) -> None:
+# What a resumed run may change: how it runs, not what it trains (the data split, the steps per epoch,
+# the schedule, the model and the seed would otherwise change under a half-trained state).
+_RESUMABLE_CHANGES = ("output.", "checkpoint.", "train.max_epochs_this_run", "train.eval_batch_size",
+                      "train.num_devices", "model.memory_format")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def save_checkpoint(ckpt: Checkpointer, state: dict, history: list[dict], cfg: Config) -> None:
     """The whole train state (sharded arrays as they are, the optimizer state with its
-    structure) and the metrics so far, saved in the background as step ``len(history)``."""
-    ckpt.save(len(history), state, {"history": history})
+    structure), the metrics so far and the config, saved in the background as step ``len(history)``."""
+    ckpt.save(len(history), state, {"history": history, "config": to_dict(cfg)})
 
 
-def restore_checkpoint(ckpt: Checkpointer, template: dict) -> tuple[dict, list[dict]]:
-    """The latest checkpoint onto ``template``'s shardings, and its metrics history."""
+def restore_checkpoint(ckpt: Checkpointer, template: dict, cfg: Config) -> tuple[dict, list[dict]]:
+    """The latest checkpoint onto ``template``'s shardings, and its metrics history; exits when
+    ``cfg`` trains something other than what the checkpoint was trained with."""
+    saved = ckpt.read_meta().get("config")
+    if saved is not None:
+        before, now = _flat(saved), _flat(to_dict(cfg))
+        changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                   if before.get(k) != now.get(k) and not k.startswith(_RESUMABLE_CHANGES)]
+        if changed:
+            raise SystemExit(f"error: the checkpoint in {ckpt.directory} was trained with another config ("
+                             + "; ".join(changed) + ")\nuse a fresh output.dir, output.resume=false, "
+                             "or the checkpoint's settings")
     try:
         state, meta = ckpt.restore(template)
     except CheckpointMismatchError as e:

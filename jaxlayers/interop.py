@@ -346,6 +346,8 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metada
     arrays = {}
     for key in sorted(tensors):
         arr = to_numpy(tensors[key])
+        if arr.dtype.byteorder == ">":  # safetensors stores little-endian
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
         if arr.dtype not in supported:
             raise TypeError(f"save_safetensors: unsupported dtype {arr.dtype} for {key!r}")
         arrays[str(key)] = np.require(arr, requirements="C")  # (ascontiguousarray makes 0-d 1-d)

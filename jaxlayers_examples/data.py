@@ -46,8 +46,11 @@ def load_data(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     y = digits.target.astype(np.int32)
     if cfg.subset is not None:
         x, y = x[: cfg.subset], y[: cfg.subset]
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y if cfg.subset is None else None
-    )
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y if cfg.subset is None else None
+        )
+    except ValueError as e:  # a stratified split needs a sample of every class on each side
+        raise ConfigError(f"data.test_fraction={cfg.test_fraction}: {e}") from None
     mean, std = x_tr.mean(), x_tr.std()
     return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te

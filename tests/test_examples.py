@@ -66,6 +66,8 @@ def test_default_config_loads_and_overrides_apply():
         ("optim.lr=1e-3x", r"optim\.lr: expected a number, got '1e-3x'"),
         ("optim.lr=nan", r"optim\.lr: expected a number, got nan"),
         ("optim.lr=true", r"optim\.lr: expected a number, got True"),
+        ("optim.lr=inf", r"optim\.lr must be positive and finite, got inf"),
+        ("optim.weight_decay=-5", r"optim\.weight_decay must be >= 0 and finite"),
         ("train.epochs=1e3", r"train\.epochs: expected an integer, got '1e3'"),
         ("output.dir=[a]", r"output\.dir: expected a string"),
     ],
@@ -73,6 +75,18 @@ def test_default_config_loads_and_overrides_apply():
 def test_config_errors_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(tc.Config, ROOT / "configs" / "digits_cnn.yaml", [override])
+
+
+def test_data_errors_found_when_loading_name_the_key():
+    """Checked where the data are loaded, before any JAX work: a stratified split needs every class on
+    both sides (sklearn's traceback otherwise); a batch larger than the training set (the NNX trainer
+    divided by zero steps per epoch)."""
+    import nnx_train
+
+    with pytest.raises(ConfigError, match=r"data\.test_fraction=0\.001: The test_size = 2 should be greater"):
+        tc.Trainer(tiny(None, "data.subset=null", "data.test_fraction=0.001"))
+    with pytest.raises(ConfigError, match=r"train\.batch_size=64 exceeds the 22 training samples"):
+        nnx_train.train_nnx(load_config(tc.Config, ROOT / "configs" / "digits_cnn_nnx.yaml", ["data.subset=30"]))
 
 
 def test_numbers_in_e_notation_and_strings_as_written(tmp_path):
@@ -240,6 +254,11 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(x, y)
     lines = (part / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # resuming with another data split or schedule would train on test samples or jump the learning
+    # rate: refused before training, naming what changed; the recorded config is left as it was
+    with pytest.raises(SystemExit, match=r"data.split_seed: 0 -> 1; train.epochs: 2 -> 3"):
+        tc.Trainer(tiny(part, "data.split_seed=1", "train.epochs=3")).fit(part, log=lambda *a: None)
+    assert "split_seed: 0" in (part / "config.yaml").read_text()
 
 
 @pytest.mark.slow
@@ -330,6 +349,8 @@ def test_filter_image_rejects_a_one_pixel_crop():
         with pytest.raises(ConfigError, match=r"crop must be 0 \(the whole image\) or >= 2"):
             load_config(filter_image.Config, ROOT / "configs" / "filter_image.yaml", [f"crop={crop}"])
     assert load_config(filter_image.Config, ROOT / "configs" / "filter_image.yaml", ["crop=2"]).crop == 2
+    with pytest.raises(ConfigError, match=r"pool=4 is larger than the crop=2"):
+        load_config(filter_image.Config, ROOT / "configs" / "filter_image.yaml", ["crop=2", "pool=4"])
 
 
 def test_filter_image_kernels_match_a_numpy_convolution(tmp_path):
@@ -340,7 +361,7 @@ def test_filter_image_kernels_match_a_numpy_convolution(tmp_path):
     for name in ("original", "sharpen", "sharpen_pooled", "edges_pooled", "filters"):
         assert (tmp_path / f"{name}.png").is_file(), name
     k = filter_image.KERNELS["sharpen"]
-    assert k[1, 1] == 1.0 and np.isclose(k.sum() - 1.0, -8 / 9)
+    assert np.isclose(k[1, 1], 17 / 9) and np.isclose(k.sum(), 1.0)  # brightness kept (it had summed to 1/9)
     image = filter_image.load_image("china.jpg", crop=12)
     out = filter_image.apply_filters(image, ["sharpen", "edges"], 2)
     # NumPy oracle: cross-correlation with reflect padding, then 2x2 means

@@ -187,6 +187,9 @@ def test_safetensors_round_trip_all_dtypes(tmp_path, rng):
     for k, v in tensors.items():
         assert back[k].dtype == v.dtype and back[k].shape == v.shape, k
         np.testing.assert_array_equal(back[k], v)
+    # big-endian arrays (from a file or another machine) are stored little-endian, not refused as a dtype
+    interop.save_safetensors(path, {"be": np.arange(3, dtype=">f4")})
+    np.testing.assert_array_equal(interop.load_safetensors(path)["be"], np.arange(3, dtype=np.float32))
 
 
 def test_safetensors_interoperates_with_reference_library(tmp_path, rng):
