@@ -185,8 +185,8 @@ class _ConvNd(_ConvBase):
 
     @channels_last
     @fnn.compact
-    def __call__(self, x: Any) -> Any:
-        x, weight, bias = self._params(x)
+    def __call__(self, input: Any) -> Any:
+        x, weight, bias = self._params(input)
         padding = self.padding
         if self.padding_mode != "zeros":
             x = _pad(x, self._explicit_padding(), self.padding_mode, name=self._name)
@@ -229,8 +229,8 @@ class _ConvTransposeNd(_ConvBase):
 
     @channels_last(shapes=("output_size",))
     @fnn.compact
-    def __call__(self, x: Any, output_size: Any = None) -> Any:
-        x, weight, bias = self._params(x)
+    def __call__(self, input: Any, output_size: Any = None) -> Any:
+        x, weight, bias = self._params(input)
         n, name = self.num_spatial_dims, self._name
         output_padding = self.output_padding
         if output_size is not None:

@@ -43,8 +43,8 @@ class _PadNd(fnn.Module):
         return None
 
     @channels_last
-    def __call__(self, x: Any) -> Any:
-        return _pad(x, self._pad_tuple(), self.mode, self._fill(), name=type(self).__name__)
+    def __call__(self, input: Any) -> Any:
+        return _pad(input, self._pad_tuple(), self.mode, self._fill(), name=type(self).__name__)
 
 
 class _ConstantPadNd(_PadNd):
