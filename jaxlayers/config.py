@@ -86,7 +86,7 @@ class _Setting:
 
     def __init__(self, name: str, values: tuple[str, ...], env: str, default: str, help: str):
         self.name, self.values = name, values
-        initial = self.check(os.environ.get(env, default), env)
+        initial = self.check(os.environ.get(env, default).strip().lower(), env)
         try:
             from jax._src import config as _jax_config
 
@@ -170,8 +170,19 @@ def channels_last() -> bool:
     return get_memory_format() == "channels_last"
 
 
+def _env_flag(env: str) -> bool:
+    """A boolean environment variable: 1/true/yes/on or 0/false/no/off (or unset); anything else is an
+    error, as for the other settings (``JAXLAYERS_AUTOTUNE=2`` had silently meant off)."""
+    value = os.environ.get(env, "0").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"jaxlayers.config: {env} must be 1/true/yes/on or 0/false/no/off, got {value!r}")
+
+
 _autotune = {
-    "on": os.environ.get("JAXLAYERS_AUTOTUNE", "0").strip().lower() in ("1", "true", "yes", "on"),
+    "on": _env_flag("JAXLAYERS_AUTOTUNE"),
     "cache_file": os.environ.get("JAXLAYERS_AUTOTUNE_CACHE") or None,
 }
 

@@ -70,12 +70,23 @@ def test_switch_from_the_environment():
     import sys
 
     code = "import jaxlayers.config as c; print(c.get_lowering())"
-    out = subprocess.run([sys.executable, "-c", code], env={"JAXLAYERS_LOWERING": "reference", "PATH": ""},
+    out = subprocess.run([sys.executable, "-c", code], env={"JAXLAYERS_LOWERING": " Reference", "PATH": ""},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "reference"
     bad = subprocess.run([sys.executable, "-c", code], env={"JAXLAYERS_LOWERING": "turbo", "PATH": ""},
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "JAXLAYERS_LOWERING must be one of" in bad.stderr
+
+
+def test_autotune_environment_flag(monkeypatch):
+    """1/true/yes/on or 0/false/no/off, any case and spacing; anything else an error, as for the other
+    settings (``JAXLAYERS_AUTOTUNE=2`` had silently meant off)."""
+    for value, want in ((" ON ", True), ("1", True), ("False", False), ("", False)):
+        monkeypatch.setenv("JAXLAYERS_AUTOTUNE", value)
+        assert config._env_flag("JAXLAYERS_AUTOTUNE") is want
+    monkeypatch.setenv("JAXLAYERS_AUTOTUNE", "2")
+    with pytest.raises(ValueError, match="JAXLAYERS_AUTOTUNE must be 1/true/yes/on or 0/false/no/off, got '2'"):
+        config._env_flag("JAXLAYERS_AUTOTUNE")
 
 
 # ------------------------------------------------------------------------- convolution lowerings
@@ -346,9 +357,18 @@ def test_conv_autotune_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
     assert len(timed) == n  # same key: cached
     stored = json.loads(cache.read_text())
     assert len(stored) == 1 and list(stored.values())[0] in ("reference", "tap_weight_grad", "stacked_taps")
+    # keyed by the CPU model and its feature flags: an AVX2 and an AVX-512 machine sharing a cache
+    # file (a home directory, an image) would have replayed each other's timings
+    assert autotune._cpu() in list(stored)[0]
     autotune.clear()
     F.conv2d(x, w, padding=1)
     assert len(timed) == n  # read back from disk
+    # a cache path that cannot be written (here a directory) leaves no temporary file behind
+    autotune.clear()
+    (tmp_path / "dir.json").mkdir()
+    monkeypatch.setattr(config, "_autotune", {"on": True, "cache_file": str(tmp_path / "dir.json")})
+    F.conv2d(x, w, padding=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.json", "tune.json"]
     autotune.clear()
 
 

@@ -13,6 +13,8 @@ turns it on) the first candidate (the reference) is chosen without measuring.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -31,8 +33,23 @@ _lock = threading.Lock()
 _disk_loaded: set[str] = set()
 
 
+def _cpu() -> str:
+    """The CPU's model name and a digest of its feature flags (``/proc/cpuinfo``; the platform's
+    processor string elsewhere): an AVX2 and an AVX-512 machine must not share timings."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        flags = info.get("flags") or info.get("Features") or ""
+        return f"{info.get('model name', '')}|{hashlib.sha1(flags.encode()).hexdigest()[:10]}"
+    except (OSError, ValueError):
+        return platform.processor()
+
+
+@functools.lru_cache(maxsize=1)
 def _machine() -> str:
-    return f"{platform.machine()}|{jax.default_backend()}|{jax.devices()[0].device_kind}|jax{jax.__version__}"
+    return (f"{platform.machine()}|{_cpu()}|{jax.default_backend()}|{jax.devices()[0].device_kind}"
+            f"|jax{jax.__version__}")
 
 
 def _load(path: str) -> None:
@@ -55,7 +72,10 @@ def _save(path: str) -> None:
             json.dump(_cache, f, indent=0, sort_keys=True)
         os.replace(tmp, path)
     except OSError:  # a read-only cache location only loses the on-disk copy
-        pass
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
 
 
 def _time(fn: Callable, args: Sequence[Any], repeats: int) -> float:
