@@ -802,3 +802,35 @@ def test_linen_methods_and_static_methods_are_forwarded():
 def test_parameter_containers_take_torchs_keywords():
     assert list(jnnx.ParameterList(values=[jnp.ones(2)]).state_dict()) == ["0"]
     assert list(jnnx.ParameterDict(parameters={"a": jnp.ones(2)}).state_dict()) == ["a"]
+
+
+def test_settings_written_as_in_torch_reconfigure_the_layer():
+    """``for m in model.modules(): m.momentum = ...`` and ``drop.p = 0`` change what the layer does, as in
+    torch (the value had read back changed while the layer kept the old one); the variables are kept."""
+    x = np.arange(12.0).reshape(4, 3)
+    bn, theirs = jnnx.BatchNorm1d(3, rngs=fnnx.Rngs(0)), torch.nn.BatchNorm1d(3)
+    step = fnnx.jit(lambda m, x: m(x))
+    step(bn, x / 2), theirs(to_torch(x / 2))
+    bn.momentum = theirs.momentum = 0.5
+    step(bn, x), theirs(to_torch(x))
+    close(bn.running_mean.get_value(), theirs.running_mean, rtol=1e-6)
+    drop = jnnx.Dropout(0.5, rngs=fnnx.Rngs(0))
+    drop.p = 0.0
+    assert drop.p == 0.0 and np.array_equal(drop(np.ones(8)), np.ones(8))
+    # an RNN's bias is its flag, as torch's; a loss's class weight is the array
+    assert jnnx.LSTM(3, 4, rngs=fnnx.Rngs(0)).bias is torch.nn.LSTM(3, 4).bias is True
+    close(jnnx.LinearCrossEntropyLoss(4, 5, weight=jnp.arange(5.0), rngs=fnnx.Rngs(0)).weight, np.arange(5.0))
+
+
+def test_linen_methods_do_not_replace_the_nnx_ones():
+    class Custom(fnn.Module):
+        @fnn.compact
+        def __call__(self, x):
+            return nn.Linear(3, 2)(x)
+
+        def train(self, x):  # a method torch's Module also has
+            return x
+
+    model = Custom()
+    layer = jnnx.from_linen(model, model.init(jax.random.key(0), np.ones((1, 3))))
+    assert layer.eval() is layer and not layer.training

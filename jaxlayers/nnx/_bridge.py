@@ -281,6 +281,12 @@ class LinenLayer(Module):
         self.rngs = _fork(rngs, stream)
 
     def _setup(self, module: fnn.Module) -> None:
+        self._adopt(module)
+        self._paths: tuple = ()
+        self._initialized = False
+
+    def _adopt(self, module: fnn.Module) -> None:
+        """Hold ``module`` and what its configuration decides about calls (keys, streams)."""
         self._linen = _Static(module)
         self._accepts_train = accepts_train(module)
         # torch's FractionalMaxPool draws random windows in every call, training or not
@@ -290,8 +296,6 @@ class LinenLayer(Module):
         # a layer drawing one key (Dropout, RReLU, FractionalMaxPool) takes it as `rng=`: through
         # `rngs=` linen derives another key from it, a second hash per call in the compiled step
         self._key_keyword = collection if accepts(module, "rng") else None
-        self._paths: tuple = ()
-        self._initialized = False
         self._mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
 
     # variables ----------------------------------------------------------------
@@ -377,18 +381,43 @@ class LinenLayer(Module):
                     node = getattr(node, part)
                 node.set_value(value)
 
+    def _setting(self, name: str) -> bool:
+        """Whether ``name`` reads and writes a setting of the linen layer (not a variable or child here)."""
+        holder = vars(self).get("_linen")
+        return (holder is not None and not name.startswith("_") and name not in vars(self)
+                and name in _public_fields(type(holder.module)))
+
+    def _switched_off(self, name: str) -> bool:
+        """A ``weight``/``bias`` torch registers as None: a norm without affine parameters, or a layer
+        with a ``weight`` and ``bias=False`` (an RNN's ``bias`` is its flag, as torch's)."""
+        holder = vars(self).get("_linen")
+        return (holder is not None and name in ("weight", "bias") and name not in vars(self)
+                and bool(_public_fields(type(holder.module)) & {"affine", "elementwise_affine"}
+                         or "weight" in vars(self)))
+
     def __getattr__(self, name: str) -> Any:
         """torch's constructor settings as attributes (``fc.in_features``, ``conv.kernel_size``): the
         linen layer's fields; a ``weight``/``bias`` switched off (``bias=False``, ``affine=False``) is None,
         as torch registers it."""
-        holder = vars(self).get("_linen")
-        if holder is not None and not name.startswith("_"):
-            fields = _public_fields(type(holder.module))
-            if name in ("weight", "bias") and fields & {"bias", "affine", "elementwise_affine"}:
-                return None
-            if name in fields:
-                return getattr(holder.module, name)
+        if self._switched_off(name):
+            return None
+        if self._setting(name):
+            try:
+                return getattr(self._linen.module, name)
+            except Exception as e:  # a property of an unbound module: hasattr() gives False
+                raise AttributeError(f"{type(self).__name__}.{name}: {e}") from e
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Setting one of them reconfigures the layer, as in torch (``bn.momentum = 0.01``, ``drop.p = 0``):
+        the linen module is rebuilt with the new value (its checks run) and keeps the variables."""
+        if self._setting(name) and not self._switched_off(name):
+            holder = self._linen
+            module = holder.module.clone(**{name: value})
+            self._adopt(module)
+            self._linen.stateless = holder.stateless
+            return
+        super().__setattr__(name, value)
 
     def extra_repr(self) -> str:
         method = getattr(self._linen.module, "extra_repr", None)
@@ -560,7 +589,8 @@ def _forwarded_methods(linen_cls: type[fnn.Module]) -> dict[str, Any]:
     (``AdaptiveLogSoftmaxWithLoss.log_prob``)."""
     out: dict[str, Any] = {}
     for name in dir(linen_cls):
-        if name.startswith("_") or hasattr(fnn.Module, name) or name in ("from_pretrained", "extra_repr"):
+        if (name.startswith("_") or hasattr(fnn.Module, name) or hasattr(LinenLayer, name)
+                or name in ("from_pretrained", "extra_repr")):
             continue
         value = inspect.getattr_static(linen_cls, name)
         if isinstance(value, staticmethod):
