@@ -335,6 +335,14 @@ def test_cross_entropy_edge_reductions_like_torch():
         close(F.cross_entropy(e, e, reduction=red), TF.cross_entropy(to_torch(e), to_torch(e), reduction=red))
         close(F.cross_entropy(e, np.array([-100, -100]), reduction=red),
               TF.cross_entropy(to_torch(e), torch.tensor([-100, -100]), reduction=red))
+    # an unbatched (C,) input takes a (1,) index target too, as torch's (a scalar for every reduction;
+    # torch's own backward then raises a size mismatch, ours differentiates as for the () target)
+    v = _n(5)
+    for fn in ("cross_entropy", "nll_loss"):
+        for red in REDUCTIONS:
+            close(getattr(F, fn)(v, np.array([2]), reduction=red),
+                  getattr(TF, fn)(to_torch(v), torch.tensor([2]), reduction=red))
+    close(jax.grad(lambda a: F.cross_entropy(a, np.array([2])))(v), jax.grad(lambda a: F.cross_entropy(a, np.array(2)))(v))
     # an empty batch of multi_margin_loss: torch's empty result ('sum'/'mean' read uninitialised memory
     # there; ours are an empty sum and NaN); the reshape to (0, -1) had raised ZeroDivisionError
     want = TF.multi_margin_loss(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long), reduction="none")

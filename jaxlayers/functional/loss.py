@@ -189,7 +189,7 @@ def _class_layout(name: str, input: jax.Array, target: jax.Array, probs_allowed:
                             f"and must be floating point, got {target.dtype}")
         return batched, True
     expected = (input.shape[0],) + input.shape[2:] if batched else ()
-    if target.shape != expected:
+    if target.shape != expected and not (not batched and target.shape == (1,)):  # torch takes (1,) for (C,)
         extra = f" or class probabilities of shape {shape_str(input)}" if probs_allowed else ""
         raise ValueError(f"{name}: expected target of class indices of shape {shape_str(expected)}{extra} for input "
                          f"of shape {shape_str(input)}, got target of shape {shape_str(target)}")
@@ -255,7 +255,7 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         x = x.astype(jnp.result_type(x.dtype, compute_dtype(out_dtype)))
     _check_label_smoothing(name, label_smoothing)
     if not batched:
-        x, t = x[None], t[None]
+        x, t = x[None], t[None] if probs or t.ndim == 0 else t  # a (1,) index target is batch-shaped
     num_classes = x.shape[1]
     w = _class_weight(name, weight, num_classes)
     # log_softmax(x)[c] = xs[c] - lse (xs: the max-shifted logits) is never materialised: sums over
