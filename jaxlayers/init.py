@@ -10,18 +10,22 @@ Every ``torch.nn.init`` function has a namesake with torch's trailing underscore
 torch's arguments (minus the tensor) and returns an initialiser:
 ``init.kaiming_uniform_(a=0.1, mode="fan_out")(key, (8, 4, 3, 3), jnp.float32)``; it can be
 passed wherever a module takes ``weight_init``/``bias_init``.  torch's ``generator`` is replaced
-by the ``key``.  Distribution arguments are checked when the initialiser is built, shape
+by the ``key``.  Given an ``nnx.Param`` first, it is torch's call and fills it in place
+(``init.kaiming_normal_(m.weight, mode="fan_out", generator=key)``; without a generator the keys
+of :func:`manual_seed`'s sequence).  Distribution arguments are checked when the initialiser is built, shape
 requirements (``fan`` needs 2 dims, ``eye_`` 2, ``dirac_`` 3 to 5) when it is called.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "Initializer",
@@ -57,6 +61,7 @@ __all__ = [
     "dirac",
     "orthogonal",
     "sparse",
+    "manual_seed",
 ]
 
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
@@ -430,6 +435,64 @@ def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
         return jnp.where(rank < num_zeros, jnp.zeros((), dtype), w)
 
     return init
+
+
+# ---------------------------------------------------------------- torch's call on a parameter
+
+_generator: dict[str, Any] = {"key": None, "drawn": 0}
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the keys that torch-style in-place calls (``init.normal_(m.weight, std=0.01)``) draw when
+    given no ``generator``, as ``torch.manual_seed`` seeds torch's global generator (default seed 0)."""
+    _generator.update(key=jax.random.key(int(seed)), drawn=0)
+
+
+def _next_key() -> jax.Array:
+    if _generator["key"] is None:
+        manual_seed(0)
+    _generator["drawn"] += 1
+    return jax.random.fold_in(_generator["key"], _generator["drawn"])
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "get_value") and hasattr(value, "set_value") or (
+        isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) > 0)
+
+
+def _torch_call(fn: Callable[..., Initializer]) -> Callable[..., Any]:
+    """``fn(*args)`` returns an initialiser, as before; ``fn(param, *args, generator=key)`` is torch's
+    call: it fills an ``nnx.Param`` (any ``nnx.Variable``) in place and returns it, with the key
+    ``generator`` or the next one of :func:`manual_seed`'s sequence.  An array is immutable: a
+    TypeError says what to write instead (the call had bound the array to the first argument, ``a``
+    or ``mean``, and silently changed nothing)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, generator: Any = None, **kwargs: Any) -> Any:
+        tensor = kwargs.pop("tensor", None)
+        if tensor is None and args and _is_tensor(args[0]):
+            tensor, args = args[0], args[1:]
+        if tensor is None:
+            if generator is not None:
+                raise TypeError(f"{fn.__name__}: generator= goes with a parameter to fill "
+                                f"({fn.__name__}(param, ..., generator=key)); the initialiser takes the key")
+            return fn(*args, **kwargs)
+        if not (hasattr(tensor, "get_value") and hasattr(tensor, "set_value")):
+            raise TypeError(f"{fn.__name__}: JAX arrays are immutable, so a {type(tensor).__name__} cannot be filled "
+                            f"in place; pass the module's nnx.Param ({fn.__name__}(m.weight, ...)), or build "
+                            f"the array with {fn.__name__}(...)(key, shape, dtype)")
+        value = jnp.asarray(tensor.get_value())
+        tensor.set_value(fn(*args, **kwargs)(_next_key() if generator is None else generator, value.shape,
+                                             value.dtype))
+        return tensor
+
+    return call
+
+
+_IN_PLACE = ("uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_",
+             "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_", "sparse_")
+for _name in _IN_PLACE:
+    globals()[_name] = _torch_call(globals()[_name])
 
 
 # torch's deprecated names without the underscore (``torch.nn.init.orthogonal`` etc.); torch warns,

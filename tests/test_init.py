@@ -290,3 +290,28 @@ def test_every_torch_init_name_exists():
     assert not [n for n in names if not hasattr(init, n)]
     for name in ("eye", "dirac", "orthogonal", "sparse"):
         assert getattr(init, name) is getattr(init, name + "_")
+
+
+def test_torch_calls_on_a_parameter_fill_it_in_place():
+    """torch's ``for m in model.modules(): init.kaiming_normal_(m.weight, mode="fan_out")`` loop: the call
+    had bound the weight to ``a`` and returned an initialiser, leaving the model at its default init."""
+    from flax import nnx as fnnx
+
+    import jaxlayers.nnx as jnnx
+
+    conv = jnnx.Conv2d(64, 64, 3, rngs=fnnx.Rngs(0))
+    assert init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu") is conv.weight
+    np.testing.assert_allclose(np.std(conv.weight[...]), math.sqrt(2 / (64 * 9)), rtol=0.03)  # default: 0.024
+    init.trunc_normal_(conv.weight, std=0.02)  # ViT/ConvNeXt; it had raised an unclear ValueError
+    np.testing.assert_allclose(np.std(conv.weight[...]), 0.02, rtol=0.03)  # the bounds +-2 are 100 std away
+    init.constant_(conv.weight, 0.5), init.zeros_(tensor=conv.bias)
+    assert (conv.weight[...] == 0.5).all() and not conv.bias[...].any()
+    key = jax.random.key(3)
+    init.normal_(conv.weight, 0.0, 0.01, generator=key)
+    np.testing.assert_allclose(conv.weight[...], 0.01 * jax.random.normal(key, (64, 64, 3, 3), jnp.float32), rtol=1e-6)
+    init.manual_seed(1)
+    first = np.asarray(init.uniform_(conv.bias, -1, 1)[...])
+    init.manual_seed(1)
+    np.testing.assert_array_equal(init.uniform_(conv.bias, -1, 1)[...], first)  # as torch.manual_seed
+    with pytest.raises(TypeError, match="JAX arrays are immutable.*pass the module's nnx.Param"):
+        init.normal_(jnp.ones((2, 2)), 0.0, 1.0)
