@@ -834,3 +834,24 @@ def test_linen_methods_do_not_replace_the_nnx_ones():
     model = Custom()
     layer = jnnx.from_linen(model, model.init(jax.random.key(0), np.ones((1, 3))))
     assert layer.eval() is layer and not layer.training
+
+
+def test_double_and_apply_as_torch():
+    """``model.double()`` casts floating parameters and buffers (float32 variables had held a float64
+    torch state_dict at ~1e-7); ``model.apply(fn)`` visits children first, then the module."""
+    ours = jnnx.Sequential(jnnx.Conv2d(3, 4, 3, rngs=fnnx.Rngs(0)), jnnx.BatchNorm2d(4, rngs=fnnx.Rngs(0)),
+                           jnnx.Flatten(), jnnx.Linear(36, 2, rngs=fnnx.Rngs(0)))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                 torch.nn.Linear(36, 2)).double()
+    assert ours.double() is ours
+    ours.load_state_dict(theirs.state_dict())
+    assert {k: str(v.dtype) for k, v in ours.state_dict().items()} == {
+        k: str(v.dtype).replace("torch.", "") for k, v in theirs.state_dict().items()}
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 5))
+    close(ours(x), theirs(to_torch(x)), rtol=1e-12, atol=1e-12)
+    seen = []
+    ours.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Conv2d", "BatchNorm2d", "Flatten", "Linear", "Sequential"]
+    assert ours.float().state_dict()["0.weight"].dtype == np.float32
+    with pytest.raises(TypeError, match="Sequential.to: expected a floating dtype, got 'cpu'"):
+        ours.to("cpu")

@@ -239,6 +239,46 @@ class Module(nnx.Module):
         for _, b in self.named_buffers():
             yield b
 
+    def apply(self, fn: Any) -> "Module":
+        """torch's ``model.apply(fn)``: ``fn`` on every child module (recursively), then on this one."""
+        for child in self.children():
+            if isinstance(child, Module):
+                child.apply(fn)
+            else:
+                fn(child)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------ dtype
+    def to(self, dtype: Any) -> "Module":
+        """torch's ``model.to(dtype)``: floating-point parameters and buffers cast to ``dtype`` in place
+        (``num_batches_tracked`` keeps its integer type).  Devices are JAX's: ``jax.device_put``."""
+        try:
+            dtype = jnp.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype!r} (place arrays "
+                            "on a device with jax.device_put / nnx.state + jax.device_put)") from None
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype}")
+        for _, var in self._named_variables():
+            value = var.get_value()
+            if jnp.issubdtype(jnp.result_type(value), jnp.floating):
+                var.set_value(jnp.asarray(value).astype(dtype))
+        return self
+
+    def double(self) -> "Module":
+        """``to(float64)`` (needs ``jax_enable_x64``), as torch's."""
+        return self.to(jnp.float64)
+
+    def float(self) -> "Module":
+        return self.to(jnp.float32)
+
+    def half(self) -> "Module":
+        return self.to(jnp.float16)
+
+    def bfloat16(self) -> "Module":
+        return self.to(jnp.bfloat16)
+
     # ------------------------------------------------------------ state_dict
     def state_dict(self, *, keep_vars: bool = False) -> dict[str, Any]:
         """Flat ``{torch key: np.ndarray}``, parameters and buffers, as torch's ``state_dict()``.
