@@ -230,3 +230,29 @@ def test_vector_to_parameters_keeps_a_tuple():
     out = U.vector_to_parameters(jnp.arange(3.0), (jnp.zeros(2), jnp.zeros(1)))
     assert type(out) is tuple and [a.tolist() for a in out] == [[0.0, 1.0], [2.0]]
     assert type(U.vector_to_parameters(jnp.arange(3.0), [jnp.zeros(2), jnp.zeros(1)])) is list
+
+
+def test_vector_round_trip_of_an_nnx_models_parameters():
+    """torch's ``parameters_to_vector(model.parameters())`` (a generator: it raised a TypeError) and
+    ``vector_to_parameters(vec, model.parameters())``, which writes the model's parameters in place."""
+    from flax import nnx as fnnx
+
+    import jaxlayers.nnx as jnnx
+
+    ours, theirs = jnnx.Linear(3, 2, rngs=fnnx.Rngs(0)), torch.nn.Linear(3, 2)
+    ours.load_state_dict(theirs.state_dict())
+    close(U.parameters_to_vector(ours.parameters()), TU.parameters_to_vector(theirs.parameters()).detach(),
+          rtol=1e-6)
+    TU.vector_to_parameters(torch.arange(8.0, dtype=torch.float64), theirs.parameters())
+    U.vector_to_parameters(jnp.arange(8.0), ours.parameters())
+    close(ours.state_dict(), {k: v.detach() for k, v in theirs.state_dict().items()})
+
+
+def test_clipping_model_parameters_says_gradients_are_returned():
+    """torch's ``clip_grad_norm_(model.parameters(), 1.0)`` had failed inside JAX ("dtype object is not a
+    valid JAX array type")."""
+    params = iter([jnp.ones(2)])
+    with pytest.raises(TypeError, match=r"clip_grad_norm_: expected the gradients as a pytree.*model.parameters"):
+        U.clip_grad_norm_(params, 1.0)
+    with pytest.raises(TypeError, match=r"clip_grad_value_: expected the gradients"):
+        U.clip_grad_value_((p for p in [jnp.ones(2)]), 1.0)

@@ -12,6 +12,8 @@ is concrete (outside ``jit``); under ``jit`` the norm is a tracer and no check i
 
 from __future__ import annotations
 
+import collections.abc
+
 import math
 from typing import Any
 
@@ -54,8 +56,16 @@ def _vector_norm(x: jax.Array, p: float, axis: int | tuple[int, ...] | None = No
     return norm.astype(x.dtype)
 
 
-def _leaves(tensors: Any) -> list:
+def _leaves(tensors: Any, fn: str = "get_total_norm") -> list:
+    _check_pytree(tensors, fn)
     return [jnp.asarray(t) for t in jax.tree.leaves(tensors)]
+
+
+def _check_pytree(grads: Any, fn: str) -> None:
+    if isinstance(grads, collections.abc.Iterator):  # torch's model.parameters(): JAX's gradients are returned
+        raise TypeError(f"{fn}: expected the gradients as a pytree (jax.grad's / nnx.grad's output), got an "
+                        f"iterator such as model.parameters(); JAX keeps no .grad on parameters: clip the "
+                        f"gradients and use the returned ones")
 
 
 def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
@@ -151,6 +161,7 @@ def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0, error_i
       >>> float(n), [round(float(v), 4) for v in g["w"]]
       (5.0, [0.6, 0.8])
     """
+    _check_pytree(grads, "clip_grad_norm_")
     total = get_total_norm(grads, norm_type, error_if_nonfinite)
     return clip_grads_with_norm_(grads, max_norm, total), total
 
@@ -165,6 +176,7 @@ def clip_grad_value_(grads: Any, clip_value: float, foreach: bool | None = None)
     """
     del foreach
     v = float(clip_value)
+    _check_pytree(grads, "clip_grad_value_")
     return jax.tree.map(lambda g: jnp.clip(g, -v, v), grads)
 
 

@@ -11,7 +11,7 @@ loses that order: pass ``names=`` (e.g. ``list(torch_model.state_dict())`` or th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Sequence
 
 import jax
@@ -42,9 +42,13 @@ def _ordered(fn: str, params: Any, names: Sequence[str] | None) -> tuple[list[st
             if missing or extra:
                 raise ValueError(f"{fn}: names do not match the parameters: missing {missing}, unexpected {extra}")
         return names, [flat[n] for n in names]
-    if isinstance(params, (list, tuple)):
-        return None, list(params)
+    if isinstance(params, Iterable) and not isinstance(params, (str, bytes)) and not hasattr(params, "shape"):
+        return None, list(params)  # a list, or torch's model.parameters() of an NNX model (nnx.Params)
     raise TypeError(f"{fn}: expected a dict of parameters or a list of arrays, got {type(params).__name__}")
+
+
+def _value(p: Any) -> Any:
+    return p.get_value() if hasattr(p, "get_value") else p
 
 
 def parameters_to_vector(parameters: Any, names: Sequence[str] | None = None) -> jax.Array:
@@ -52,7 +56,7 @@ def parameters_to_vector(parameters: Any, names: Sequence[str] | None = None) ->
 
     Args:
       parameters: a params dict (or variables with a ``params`` entry; buffers are left out, as
-        torch's ``model.parameters()``) or a list of arrays.
+        torch's ``model.parameters()``), a list of arrays, or an NNX model's ``model.parameters()``.
       names: optional torch keys (``"0.weight"``, ...) fixing the order (see the module docstring).
 
     Shape: ``(sum of the parameters' sizes,)``.
@@ -65,12 +69,13 @@ def parameters_to_vector(parameters: Any, names: Sequence[str] | None = None) ->
     _, leaves = _ordered("parameters_to_vector", parameters, names)
     if not leaves:
         return jnp.zeros((0,))
-    return jnp.concatenate([jnp.ravel(jnp.asarray(p)) for p in leaves])
+    return jnp.concatenate([jnp.ravel(jnp.asarray(_value(p))) for p in leaves])
 
 
 def vector_to_parameters(vec: Any, parameters: Any, names: Sequence[str] | None = None) -> Any:
     """Split ``vec`` into parameters shaped like ``parameters``, as
-    ``torch.nn.utils.vector_to_parameters`` (which writes in place; this returns the new params).
+    ``torch.nn.utils.vector_to_parameters`` (which writes in place; this returns the new params, and
+    writes ``nnx.Param``s given as ``model.parameters()`` in place too).
 
     Args:
       vec: a 1-D array of ``sum of sizes`` entries.
@@ -91,7 +96,8 @@ def vector_to_parameters(vec: Any, parameters: Any, names: Sequence[str] | None 
     if not hasattr(vec, "shape") or not hasattr(vec, "dtype"):
         raise TypeError(f"{fn}: expected vec to be an array, but got {type(vec).__name__}")
     vec = jnp.asarray(vec)
-    keys, leaves = _ordered(fn, parameters, names)
+    keys, variables = _ordered(fn, parameters, names)
+    leaves = [_value(p) for p in variables]
     sizes = [int(np.prod(np.shape(p))) for p in leaves]
     if vec.ndim != 1 or vec.shape[0] != sum(sizes):
         raise ValueError(f"{fn}: expected a 1-D vec of {sum(sizes)} entries (the parameters' total size), "
@@ -100,6 +106,9 @@ def vector_to_parameters(vec: Any, parameters: Any, names: Sequence[str] | None 
     for p, n in zip(leaves, sizes):
         out.append(vec[start:start + n].reshape(np.shape(p)).astype(jnp.result_type(p)))
         start += n
+    for var, value in zip(variables, out):  # NNX parameters (model.parameters()) are written in place, as torch
+        if hasattr(var, "set_value"):
+            var.set_value(value)
     if keys is None:
         return tuple(out) if isinstance(_params(parameters), tuple) else out
     return _nest(dict(zip(keys, out)))
