@@ -59,7 +59,8 @@ class Sequential(_AdoptsLayers):
     layers: tuple = ()
     names: tuple = ()
 
-    def __call__(self, x: Any, *, train: bool | None = None) -> Any:
+    def __call__(self, input: Any, *, train: bool | None = None) -> Any:
+        x = input
         for layer in self._bound_layers():
             if train is not None and accepts_train(layer):
                 x = layer(x, train=train)
@@ -121,8 +122,8 @@ class Flatten(fnn.Module):
     end_dim: int = -1
 
     @channels_last
-    def __call__(self, x):
-        return ops.flatten(x, self.start_dim, self.end_dim)
+    def __call__(self, input):
+        return ops.flatten(input, self.start_dim, self.end_dim)
 
 
 class Unflatten(fnn.Module):
@@ -135,8 +136,8 @@ class Unflatten(fnn.Module):
     dim: int
     unflattened_size: tuple
 
-    def __call__(self, x):
-        return ops.unflatten(x, self.dim, tuple(self.unflattened_size))
+    def __call__(self, input):
+        return ops.unflatten(input, self.dim, tuple(self.unflattened_size))
 
 
 # --------------------------------------------------------------------------- ModuleList / ModuleDict

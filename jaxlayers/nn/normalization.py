@@ -358,10 +358,10 @@ class RMSNorm(_TrailingShape, InitOptions):
     elementwise_affine: bool = True
 
     @fnn.compact
-    def __call__(self, input: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:  # torch's RMSNorm.forward(x)
         name = type(self).__name__
         shape = self.normalized_shape
-        x = jnp.asarray(input)
+        x = jnp.asarray(x)
         Fn._check_trailing(name, x, shape)
         weight = None
         if self.elementwise_affine:
