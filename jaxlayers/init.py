@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import threading
 from typing import Any, Callable, Sequence
 
 import jax
@@ -439,20 +440,43 @@ def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
 
 # ---------------------------------------------------------------- torch's call on a parameter
 
-_generator: dict[str, Any] = {"key": None, "drawn": 0}
+_generator: dict[str, Any] = {"seed": 0, "drawn": 0}
+_generator_lock = threading.Lock()
 
 
 def manual_seed(seed: int) -> None:
     """Seed the keys that torch-style in-place calls (``init.normal_(m.weight, std=0.01)``) draw when
-    given no ``generator``, as ``torch.manual_seed`` seeds torch's global generator (default seed 0)."""
-    _generator.update(key=jax.random.key(int(seed)), drawn=0)
+    given no ``generator``, as ``torch.manual_seed`` seeds torch's global generator (default seed 0).
+    The sequence advances in Python: inside ``jax.jit`` one trace draws one key for every call of the
+    compiled function, so pass ``generator=`` there."""
+    with _generator_lock:
+        _generator.update(seed=int(seed), drawn=0)
 
 
 def _next_key() -> jax.Array:
-    if _generator["key"] is None:
-        manual_seed(0)
-    _generator["drawn"] += 1
-    return jax.random.fold_in(_generator["key"], _generator["drawn"])
+    with _generator_lock:
+        _generator["drawn"] += 1
+        seed, drawn = _generator["seed"], _generator["drawn"]
+    return jax.random.fold_in(jax.random.key(seed), drawn)  # built per draw: never a stored tracer
+
+
+def _key(generator: Any, fn: str) -> jax.Array:
+    """torch's ``generator``: a key, or an ``nnx.Rngs``/``RngStream`` that advances as torch's does."""
+    if generator is None:
+        return _next_key()
+    if hasattr(generator, "params") and callable(getattr(generator, "params")):  # nnx.Rngs
+        return generator.params()
+    if callable(generator) and not isinstance(generator, jax.Array):  # nnx.RngStream
+        return generator()
+    if isinstance(generator, jax.Array) and (jnp.issubdtype(generator.dtype, jax.dtypes.prng_key)
+                                             or generator.shape == (2,)):
+        return generator
+    raise TypeError(f"{fn}: generator must be a jax.random key, an nnx.Rngs or an nnx.RngStream, "
+                    f"got {type(generator).__name__}")
+
+
+# deterministic fills, which torch also runs on integer tensors
+_FILLS = ("constant_", "ones_", "zeros_", "eye_", "dirac_", "constant")
 
 
 def _is_tensor(value: Any) -> bool:
@@ -482,15 +506,20 @@ def _torch_call(fn: Callable[..., Initializer]) -> Callable[..., Any]:
                             f"in place; pass the module's nnx.Param ({fn.__name__}(m.weight, ...)), or build "
                             f"the array with {fn.__name__}(...)(key, shape, dtype)")
         value = jnp.asarray(tensor.get_value())
-        tensor.set_value(fn(*args, **kwargs)(_next_key() if generator is None else generator, value.shape,
-                                             value.dtype))
+        if not jnp.issubdtype(value.dtype, jnp.inexact) and fn.__name__ not in _FILLS:
+            raise TypeError(f"{fn.__name__}: expected a floating-point parameter, got {value.dtype} (torch does not "
+                            "draw random values into integer tensors)")
+        tensor.set_value(fn(*args, **kwargs)(_key(generator, fn.__name__), value.shape, value.dtype))
         return tensor
 
     return call
 
 
+# torch's functions and its deprecated names without the underscore (torch.nn.init.normal(tensor, ...)),
+# whose factory forms here take the same arguments after the tensor
 _IN_PLACE = ("uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_",
-             "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_", "sparse_")
+             "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_", "sparse_",
+             "uniform", "normal", "constant", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal")
 for _name in _IN_PLACE:
     globals()[_name] = _torch_call(globals()[_name])
 

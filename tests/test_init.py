@@ -315,3 +315,29 @@ def test_torch_calls_on_a_parameter_fill_it_in_place():
     np.testing.assert_array_equal(init.uniform_(conv.bias, -1, 1)[...], first)  # as torch.manual_seed
     with pytest.raises(TypeError, match="JAX arrays are immutable.*pass the module's nnx.Param"):
         init.normal_(jnp.ones((2, 2)), 0.0, 1.0)
+
+
+def test_torch_calls_inside_jit_with_generators_and_deprecated_names():
+    """A first draw inside nnx.jit had stored a tracer as the global key (every later call failed); torch's
+    deprecated names (init.normal(w, ...)) had returned an initialiser and left the weight as it was; an
+    nnx.Rngs generator advances as torch's Generator; integer parameters take fills, not random draws."""
+    from flax import nnx as fnnx
+
+    import jaxlayers.nnx as jnnx
+
+    lin = jnnx.Linear(8, 8, rngs=fnnx.Rngs(0))
+    fnnx.jit(lambda m: init.normal_(m.weight, std=0.01))(lin)
+    init.normal_(lin.weight)  # eager, after the traced draw
+    for deprecated, args in ((init.normal, (0.0, 0.5)), (init.xavier_uniform, ()), (init.kaiming_normal, ())):
+        before = np.asarray(lin.weight[...])
+        deprecated(lin.weight, *args)
+        assert not np.array_equal(before, lin.weight[...]), deprecated.__name__
+    init.constant(lin.bias, 0.25)
+    assert (lin.bias[...] == 0.25).all()
+    other, rngs = jnnx.Linear(8, 8, rngs=fnnx.Rngs(0)), fnnx.Rngs(0)
+    init.normal_(lin.weight, generator=rngs), init.normal_(other.weight, generator=rngs)
+    assert not np.array_equal(lin.weight[...], other.weight[...])
+    counts = fnnx.Param(jnp.zeros(3, jnp.int32))
+    with pytest.raises(TypeError, match="normal_: expected a floating-point parameter, got int32"):
+        init.normal_(counts)
+    assert init.ones_(counts)[...].tolist() == [1, 1, 1]

@@ -855,3 +855,26 @@ def test_double_and_apply_as_torch():
     assert ours.float().state_dict()["0.weight"].dtype == np.float32
     with pytest.raises(TypeError, match="Sequential.to: expected a floating dtype, got 'cpu'"):
         ours.to("cpu")
+
+
+def test_apply_reaches_flax_containers_and_settings_keep_the_trace():
+    """apply(fn) had visited an nnx.List/nnx.Dict but not the layers in it (model.apply(_init_weights)
+    left them at their default init); assigning a setting its current value does not retrace; a
+    module's training flag is settable as torch's."""
+    class Net(jnnx.Module):
+        def __init__(self):
+            self.blocks = fnnx.List([jnnx.Linear(2, 2, rngs=fnnx.Rngs(0)), jnnx.Linear(2, 2, rngs=fnnx.Rngs(1))])
+            self.heads = fnnx.Dict({"a": jnnx.Linear(2, 1, rngs=fnnx.Rngs(2))})
+            self.tied = self.heads["a"]
+
+    net, seen = Net(), []
+    net.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Linear", "Linear", "List", "Linear", "Dict", "Net"]  # the tied layer once, as torch
+    bn, traces = jnnx.BatchNorm1d(3, rngs=fnnx.Rngs(0)), []
+    step = fnnx.jit(lambda m, x: traces.append(1) or m(x))
+    for _ in range(3):
+        bn.momentum = 0.1
+        step(bn, np.ones((4, 3)))
+    assert len(traces) == 1
+    bn.training = False
+    assert not bn.training and bn.train().training

@@ -381,11 +381,12 @@ class LinenLayer(Module):
                     node = getattr(node, part)
                 node.set_value(value)
 
-    def _setting(self, name: str) -> bool:
-        """Whether ``name`` reads and writes a setting of the linen layer (not a variable or child here)."""
+    def _setting(self, name: str, write: bool = False) -> bool:
+        """Whether ``name`` reads (a field or property) or writes (a field) a setting of the linen layer,
+        not a variable or child here."""
         holder = vars(self).get("_linen")
         return (holder is not None and not name.startswith("_") and name not in vars(self)
-                and name in _public_fields(type(holder.module)))
+                and name in (_fields(type(holder.module)) if write else _public_fields(type(holder.module))))
 
     def _switched_off(self, name: str) -> bool:
         """A ``weight``/``bias`` torch registers as None: a norm without affine parameters, or a layer
@@ -411,8 +412,11 @@ class LinenLayer(Module):
     def __setattr__(self, name: str, value: Any) -> None:
         """Setting one of them reconfigures the layer, as in torch (``bn.momentum = 0.01``, ``drop.p = 0``):
         the linen module is rebuilt with the new value (its checks run) and keeps the variables."""
-        if self._setting(name) and not self._switched_off(name):
+        if self._setting(name, write=True) and not self._switched_off(name):
             holder = self._linen
+            old = getattr(holder.module, name)
+            if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
+                return
             module = holder.module.clone(**{name: value})
             self._adopt(module)
             self._linen.stateless = holder.stateless
@@ -430,6 +434,10 @@ class LinenLayer(Module):
     @property
     def training(self) -> bool:
         return not (self.use_running_average if self._has_stats else self.deterministic)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.deterministic = self.use_running_average = not mode
 
     # call ---------------------------------------------------------------------
     def _call_rngs(self, rngs: Any, train: bool) -> dict:
@@ -484,12 +492,25 @@ class LinenLayer(Module):
 
 
 @functools.lru_cache(maxsize=None)
+def _fields(cls: type) -> frozenset[str]:
+    """The layer's public dataclass fields: its constructor's settings."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")
+                     and not f.name.startswith("_"))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays: compared by identity
+        return a is b
+
+
+@functools.lru_cache(maxsize=None)
 def _public_fields(cls: type) -> frozenset[str]:
     """The layer's public dataclass fields and properties (``MultiheadAttention.head_dim``)."""
-    fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
-    properties = {n for n in dir(cls) if not hasattr(fnn.Module, n)  # linen wraps them in descriptors
-                  and isinstance(getattr(inspect.getattr_static(cls, n), "wrapped", None), property)}
-    return frozenset(n for n in fields | properties if not n.startswith("_"))
+    properties = {n for n in dir(cls) if not hasattr(fnn.Module, n) and not n.startswith("_")  # linen wraps
+                  and isinstance(getattr(inspect.getattr_static(cls, n), "wrapped", None), property)}  # them
+    return _fields(cls) | properties
 
 
 def _arrays_only(tree: Any) -> bool:

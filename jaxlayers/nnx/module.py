@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -79,6 +80,17 @@ def _walk(node: Any, prefix: str, seen: set[int], aliases: bool = False) -> Iter
         yield from _walk(value, key + ".", seen, aliases)
         if aliases:
             seen.discard(id(value))
+
+
+def _post_order(node: Any, seen: set[int]) -> Iterator[nnx.Module]:
+    """The modules below ``node``, each once, children before their parent (torch's ``apply`` order)."""
+    for _, value in _child_items(node):
+        if id(value) in seen or not _is_container(value):
+            continue
+        seen.add(id(value))
+        yield from _post_order(value, seen)
+        if isinstance(value, nnx.Module):
+            yield value
 
 
 def _nest(flat: Mapping[str, Any]) -> dict:
@@ -176,6 +188,11 @@ class Module(nnx.Module):
     def training(self) -> bool:
         return not self.deterministic
 
+    @training.setter
+    def training(self, mode: bool) -> None:
+        """torch's ``module.training = mode``: this module only (``train(mode)`` sets every child)."""
+        self.deterministic = self.use_running_average = not mode
+
     def train(self, mode: bool = True, **attributes: Any) -> "Module":  # type: ignore[override]
         """torch's ``module.train(mode)``; extra keywords go to ``set_attributes``."""
         if not isinstance(mode, (bool, np.bool_)):
@@ -240,12 +257,11 @@ class Module(nnx.Module):
             yield b
 
     def apply(self, fn: Any) -> "Module":
-        """torch's ``model.apply(fn)``: ``fn`` on every child module (recursively), then on this one."""
-        for child in self.children():
-            if isinstance(child, Module):
-                child.apply(fn)
-            else:
-                fn(child)
+        """torch's ``model.apply(fn)``: ``fn`` on every module below this one, children before their
+        parent (also inside flax's ``nnx.List``/``nnx.Dict`` and other ``nnx.Module``s), each once;
+        then on this one."""
+        for module in _post_order(self, {id(self)}):
+            fn(module)
         fn(self)
         return self
 
@@ -260,6 +276,8 @@ class Module(nnx.Module):
                             "on a device with jax.device_put / nnx.state + jax.device_put)") from None
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype}")
+        if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # JAX would keep float32, warning only
+            raise ValueError(f"{type(self).__name__}.to: float64 needs jax.config.update('jax_enable_x64', True)")
         for _, var in self._named_variables():
             value = var.get_value()
             if jnp.issubdtype(jnp.result_type(value), jnp.floating):
