@@ -130,6 +130,20 @@ def accepts_train(fn: Any) -> bool:
     return accepts(fn, "train")
 
 
+def train_positional(fn: Any) -> bool:
+    """Whether ``__call__`` takes ``train`` as its second positional argument (``block(x, train)``):
+    a block wrapped by flax's ``nn.remat(Block, static_argnums=(2,))`` must get it by position."""
+    target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if params and params[0].name == "self":
+        params = params[1:]
+    return (len(params) >= 2 and params[1].name == "train"
+            and params[1].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+
+
 def accepts(fn: Any, keyword: str) -> bool:
     """Whether a module or callable takes the keyword ``keyword`` in ``__call__``."""
     target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn

@@ -388,3 +388,23 @@ def test_container_errors():
         Bad().init(jax.random.key(0), -2)
     with pytest.raises(KeyError, match=r"ParameterDict: no parameter named 'b'"):
         Bad().init(jax.random.key(0), "b")
+
+
+class _PositionalTrainBlock(fnn.Module):
+    @fnn.compact
+    def __call__(self, x, train):
+        return nn.ReLU()(nn.BatchNorm1d(4)(nn.Linear(4, 4)(x), train=train))
+
+
+def test_sequential_of_remat_blocks_taking_train_by_position():
+    """The README's nn.remat(Block, static_argnums=(2,)) in a Sequential (ResNet's layerN): Sequential gave
+    `train` by keyword, which flax's lifted remat counted wrongly (an error from inside jax.checkpoint)."""
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    remat = nn.Sequential(fnn.remat(_PositionalTrainBlock, static_argnums=(2,))(),
+                          fnn.remat(_PositionalTrainBlock, static_argnums=(2,))())
+    plain = nn.Sequential(_PositionalTrainBlock(), _PositionalTrainBlock())
+    v = plain.init(jax.random.key(0), x, train=False)
+    for train in (False, True):
+        want = plain.apply(v, x, train=train, mutable=["batch_stats"])
+        got = remat.apply(v, x, train=train, mutable=["batch_stats"])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._memory_format import channels_last
 from .. import ops
-from .._utils import accepts_train
+from .._utils import accepts_train, train_positional
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Flatten", "Unflatten"]
 
@@ -62,7 +62,9 @@ class Sequential(_AdoptsLayers):
     def __call__(self, input: Any, *, train: bool | None = None) -> Any:
         x = input
         for layer in self._bound_layers():
-            if train is not None and accepts_train(layer):
+            if train is not None and train_positional(layer):  # e.g. a block under nn.remat(static_argnums)
+                x = layer(x, train)
+            elif train is not None and accepts_train(layer):
                 x = layer(x, train=train)
             else:
                 x = layer(x)
