@@ -878,3 +878,19 @@ def test_apply_reaches_flax_containers_and_settings_keep_the_trace():
     assert len(traces) == 1
     bn.training = False
     assert not bn.training and bn.train().training
+
+
+def test_parametrized_layers_through_from_linen_load_torchs_state_dict():
+    """from_linen(weight_norm(nn.Conv1d(...))) had created no variables, so a torch state_dict was all
+    unexpected keys; the wrapper's probe is its layer's.  An NNX layer given to weight_norm says how."""
+    from jaxlayers.nn.utils import parametrizations as P
+
+    x = np.random.default_rng(0).normal(size=(2, 4, 7))
+    for ours, theirs in ((P.weight_norm, torch.nn.utils.parametrizations.weight_norm),
+                         (P.spectral_norm, torch.nn.utils.parametrizations.spectral_norm)):
+        layer, ref = jnnx.from_linen(ours(nn.Conv1d(4, 6, 3)), rngs=fnnx.Rngs(0)), theirs(torch.nn.Conv1d(4, 6, 3))
+        assert list(layer.state_dict()) == list(ref.state_dict())
+        layer.load_state_dict(ref.state_dict())
+        close(layer.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match=r"for NNX wrap the linen layer.*from_linen\(weight_norm\(jaxlayers.nn.Conv1d"):
+        P.weight_norm(jnnx.Conv1d(4, 6, 3, rngs=fnnx.Rngs(0)))

@@ -197,6 +197,18 @@ def test_remove_gives_the_plain_module(old, rng):
         close(plain.apply(pv, jnp.asarray(x)), tm(torch.tensor(x)).detach())
 
 
+def test_removing_spectral_norm_in_training_mode_iterates_as_torch(rng):
+    """torch evaluates the tensor in the module's mode: removed in training mode, a spectral norm runs one
+    more power iteration (ConvTranspose with 2 iterations: 4e-7 from the evaluation-mode weight)."""
+    x = rng.standard_normal((1, 3, 5))
+    tm = _torch(TP.spectral_norm, torch.nn.ConvTranspose1d(3, 4, 2), n_power_iterations=2)
+    jm = P.spectral_norm(nn.ConvTranspose1d(3, 4, 2, **F64), n_power_iterations=2)
+    v = interop.load_state_dict(jm.init(jax.random.key(0), jnp.asarray(x), train=False), tm.state_dict())
+    TP.parametrize.remove_parametrizations(tm, "weight")  # tm.training: True
+    _, pv = parametrize.remove_parametrizations(jm, v, "weight", train=True)
+    close(pv["params"]["weight"], tm.weight.detach(), rtol=1e-12, atol=1e-14)
+
+
 def test_leave_parametrized_false_and_chained_parametrizations(rng):
     tm = TP.spectral_norm(torch.nn.Linear(3, 4))
     jm = P.spectral_norm(nn.Linear(3, 4, **F64))

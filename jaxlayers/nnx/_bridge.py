@@ -153,6 +153,9 @@ def _probe_inputs(module: fnn.Module) -> tuple | None:
     custom = getattr(type(module), "_nnx_probe_inputs", None)
     if custom is not None:  # a layer the rules below do not describe (a loss with parameters: index targets)
         return custom(module)
+    inner = getattr(module, "module", None)
+    if isinstance(inner, fnn.Module) and getattr(type(module), "forwards_inputs", False):
+        return _probe_inputs(inner)  # a wrapper calling the layer it holds (weight_norm, spectral_norm)
     f32 = jnp.float32
     n = _required_inputs(module)
     if isinstance(getattr(module, "in_channels", None), int):  # convolutions

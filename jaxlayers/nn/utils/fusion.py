@@ -10,7 +10,7 @@ with ``bias=True``.  BatchNorm's ``eps`` is not a variable, so it is an argument
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +57,25 @@ def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
     return w, b
 
 
-def _bn(fn: str, bn_vars: Mapping) -> tuple:
+def _variables(fn: str, given: Any, what: str) -> Mapping:
+    """A layer's variables: a variables dict, or a ``jaxlayers.nnx`` layer's (torch's call on modules)."""
+    if isinstance(given, Mapping):
+        return given
+    if hasattr(given, "_variables_template"):
+        return given._variables_template()
+    raise TypeError(f"{fn}: expected the {what}'s variables ({{'params': ..., 'batch_stats': ...}}) or a "
+                    f"jaxlayers.nnx layer, got {type(given).__name__}")
+
+
+def _eps(bn: Any, eps: float | None) -> float:
+    """The BatchNorm's eps: given, else the NNX layer's own (torch reads the module's), else torch's 1e-5."""
+    if eps is not None:
+        return eps
+    return getattr(bn, "eps", 1e-5) if not isinstance(bn, Mapping) else 1e-5
+
+
+def _bn(fn: str, bn_vars: Any) -> tuple:
+    bn_vars = _variables(fn, bn_vars, "BatchNorm")
     stats = bn_vars.get("batch_stats", {})
     if "running_mean" not in stats or "running_var" not in stats:
         raise ValueError(f"{fn}: the BatchNorm variables have no running statistics (batch_stats running_mean/"
@@ -66,23 +84,25 @@ def _bn(fn: str, bn_vars: Mapping) -> tuple:
     return stats["running_mean"], stats["running_var"], params.get("weight"), params.get("bias")
 
 
-def _layer(fn: str, vars_: Mapping, what: str) -> tuple:
-    params = vars_.get("params", {})
+def _layer(fn: str, vars_: Any, what: str) -> tuple:
+    params = _variables(fn, vars_, what).get("params", {})
     if "weight" not in params:
         raise ValueError(f"{fn}: the {what} variables have no params 'weight'")
     return params["weight"], params.get("bias")
 
 
 def fuse_conv_bn_eval(conv_vars: Mapping, bn_vars: Mapping, transpose: bool = False, *,
-                      eps: float = 1e-5) -> dict:
+                      eps: float | None = None) -> dict:
     """Variables of one conv equal to ``conv -> BatchNorm`` in evaluation, as
     ``torch.nn.utils.fusion.fuse_conv_bn_eval`` (on variables, not modules).
 
     Args:
-      conv_vars: the conv's variables (``params`` ``weight`` and optional ``bias``).
-      bn_vars: the BatchNorm's variables (running statistics required).
+      conv_vars: the conv's variables (``params`` ``weight`` and optional ``bias``), or a
+        ``jaxlayers.nnx`` conv.
+      bn_vars: the BatchNorm's variables (running statistics required), or a ``jaxlayers.nnx``
+        BatchNorm.
       transpose: the conv is transposed (weight ``(in, out/groups, *k)``).
-      eps: the BatchNorm's ``eps``.
+      eps: the BatchNorm's ``eps``; default: the NNX BatchNorm's own, or torch's 1e-5 for variables.
 
     Returns:
       ``{"params": {"weight": ..., "bias": ...}}`` for the same conv with ``bias=True``.
@@ -103,16 +123,16 @@ def fuse_conv_bn_eval(conv_vars: Mapping, bn_vars: Mapping, transpose: bool = Fa
         raise ValueError(f"{fn}: the conv weight's output-channel dim ({1 if transpose else 0}) has {out_ch} "
                          f"entries but the BatchNorm has {jnp.shape(rm)[0]} features (weight {tuple(jnp.shape(w))}, "
                          f"transpose={transpose}; a grouped transposed conv cannot be fused, as in torch)")
-    w, b = fuse_conv_bn_weights(w, b, rm, rv, eps, g, beta, transpose)
+    w, b = fuse_conv_bn_weights(w, b, rm, rv, _eps(bn_vars, eps), g, beta, transpose)
     return {"params": {"weight": w, "bias": b}}
 
 
-def fuse_linear_bn_eval(linear_vars: Mapping, bn_vars: Mapping, *, eps: float = 1e-5) -> dict:
+def fuse_linear_bn_eval(linear_vars: Mapping, bn_vars: Mapping, *, eps: float | None = None) -> dict:
     """Variables of one Linear equal to ``Linear -> BatchNorm1d`` in evaluation, as
     ``torch.nn.utils.fusion.fuse_linear_bn_eval``.
 
-    The BatchNorm must have ``out_features`` features, or 1 (broadcast), as torch requires.
-    Returns ``{"params": {"weight": (out, in), "bias": (out,)}}``.
+    The BatchNorm must have ``out_features`` features, or 1 (broadcast), as torch requires.  Variables
+    or ``jaxlayers.nnx`` layers, ``eps`` as :func:`fuse_conv_bn_eval`.  Returns ``{"params": {"weight": (out, in), "bias": (out,)}}``.
     """
     fn = "fuse_linear_bn_eval"
     w, b = _layer(fn, linear_vars, "Linear")
@@ -121,5 +141,5 @@ def fuse_linear_bn_eval(linear_vars: Mapping, bn_vars: Mapping, *, eps: float = 
     if not (nf == out or nf == 1):
         raise ValueError(f"{fn}: to fuse, the Linear's out_features ({out}) must equal the BatchNorm's "
                          f"num_features ({nf}), or the BatchNorm must have 1 feature")
-    w, b = fuse_linear_bn_weights(w, b, rm, rv, eps, g, beta)
+    w, b = fuse_linear_bn_weights(w, b, rm, rv, _eps(bn_vars, eps), g, beta)
     return {"params": {"weight": w, "bias": b}}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as fnn
 import jax
@@ -148,6 +148,8 @@ class Parametrized(fnn.Module):
     parametrization's under torch's keys.
     """
 
+    #: its call is the wrapped module's (the NNX front end builds its variables from the same probe input)
+    forwards_inputs: ClassVar[bool] = True
     module: fnn.Module
     tensor_name: str = "weight"
     parametrization: Parametrization | None = None
@@ -282,7 +284,11 @@ def register_parametrization(module: fnn.Module, tensor_name: str, parametrizati
     change the tensor's shape or dtype (checked at ``init``).
     """
     if not isinstance(module, fnn.Module):
-        raise TypeError(f"register_parametrization: expected a flax.linen Module, got {type(module).__name__}")
+        hint = ""
+        if hasattr(module, "_linen"):  # a jaxlayers.nnx layer
+            hint = (f"; for NNX wrap the linen layer and convert it: jaxlayers.nnx.from_linen(weight_norm("
+                    f"jaxlayers.nn.{type(module).__name__}(...)), rngs=...)")
+        raise TypeError(f"register_parametrization: expected a flax.linen Module, got {type(module).__name__}{hint}")
     if not isinstance(parametrization, Parametrization):
         raise TypeError("register_parametrization: parametrization must be a jaxlayers "
                         f"Parametrization, got {type(parametrization).__name__}")
@@ -313,7 +319,7 @@ def is_parametrized(module: Any, tensor_name: str | None = None) -> bool:
 
 
 def _remove(fn: str, module: Any, variables: Mapping, tensor_name: str, kinds: tuple | None,
-            leave_parametrized: bool = True) -> tuple[fnn.Module, dict]:
+            leave_parametrized: bool = True, train: bool = False) -> tuple[fnn.Module, dict]:
     chain = _chain(module)
     hit = [p for p in chain if p.tensor_name == tensor_name
            and (kinds is None or isinstance(p.parametrization, kinds))]
@@ -325,7 +331,8 @@ def _remove(fn: str, module: Any, variables: Mapping, tensor_name: str, kinds: t
     slots = par.slots(tensor_name)
     variables = _copy(variables)
     values = _stored_values(variables, slots)
-    tensor = par.forward(values, train=False, update=False)[0] if leave_parametrized else par.original(values)
+    tensor = (par.forward(values, train=bool(train), update=bool(train))[0] if leave_parametrized
+              else par.original(values))
     variables = _with_tensor(variables, slots, values, tensor_name, tensor)
     # rebuild the chain without the target wrapper
     inner = target.module
@@ -335,20 +342,23 @@ def _remove(fn: str, module: Any, variables: Mapping, tensor_name: str, kinds: t
 
 
 def remove_parametrizations(module: fnn.Module, variables: Mapping, tensor_name: str = "weight",
-                            leave_parametrized: bool = True) -> tuple[fnn.Module, dict]:
+                            leave_parametrized: bool = True, *, train: bool = False) -> tuple[fnn.Module, dict]:
     """Undo a parametrization, as ``torch.nn.utils.parametrize.remove_parametrizations``.
 
     Args:
       module: a :class:`Parametrized` wrapper (possibly wrapping further wrappers).
       variables: its variables (``{"params": ..., "batch_stats": ...}``).
       tensor_name: the parametrized tensor.
-      leave_parametrized: keep the current value of the tensor (evaluated as in evaluation, without
-        a power iteration); ``False`` keeps the unparametrized ``original`` instead.
+      leave_parametrized: keep the current value of the tensor; ``False`` keeps the unparametrized
+        ``original`` instead.
+      train: torch's ``module.training`` at the call: torch evaluates the tensor in the module's mode,
+        so a spectral norm removed in training mode runs one more power iteration first (default
+        False: as after ``module.eval()``).
 
     Returns:
       ``(module, variables)`` without the parametrization and with a plain ``tensor_name``.
     """
-    return _remove("remove_parametrizations", module, variables, tensor_name, None, leave_parametrized)
+    return _remove("remove_parametrizations", module, variables, tensor_name, None, leave_parametrized, train)
 
 
 def cached() -> Any:
