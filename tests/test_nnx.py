@@ -894,3 +894,17 @@ def test_parametrized_layers_through_from_linen_load_torchs_state_dict():
         close(layer.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match=r"for NNX wrap the linen layer.*from_linen\(weight_norm\(jaxlayers.nn.Conv1d"):
         P.weight_norm(jnnx.Conv1d(4, 6, 3, rngs=fnnx.Rngs(0)))
+
+
+def test_transformer_stacks_keep_their_final_norm():
+    """A child stored under the name of a linen field (TransformerEncoder's ``norm``) had been taken for a
+    setting: the norm's variables went nowhere and the call failed."""
+    r = fnnx.Rngs(0)
+    enc = jnnx.TransformerEncoder(jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=r), 2,
+                                  jnnx.LayerNorm(8, rngs=r), rngs=r)
+    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0), 2,
+                                      torch.nn.LayerNorm(8), enable_nested_tensor=False)
+    assert list(enc.state_dict()) == list(ref.state_dict())
+    enc.load_state_dict(ref.state_dict())
+    x = np.random.default_rng(0).normal(size=(5, 3, 8))
+    close(enc.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)

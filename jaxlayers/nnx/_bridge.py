@@ -415,7 +415,8 @@ class LinenLayer(Module):
     def __setattr__(self, name: str, value: Any) -> None:
         """Setting one of them reconfigures the layer, as in torch (``bn.momentum = 0.01``, ``drop.p = 0``):
         the linen module is rebuilt with the new value (its checks run) and keeps the variables."""
-        if self._setting(name, write=True) and not self._switched_off(name):
+        child = isinstance(value, (nnx.Variable, nnx.Module))  # a variable or child under a field's name (norm)
+        if not child and self._setting(name, write=True) and not self._switched_off(name):
             holder = self._linen
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
