@@ -908,3 +908,20 @@ def test_transformer_stacks_keep_their_final_norm():
     enc.load_state_dict(ref.state_dict())
     x = np.random.default_rng(0).normal(size=(5, 3, 8))
     close(enc.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda m: m.LayerNorm(8), (2, 3, 8)), (lambda m: m.BatchNorm2d(8), (2, 8, 3, 3)),
+    (lambda m: m.GroupNorm(2, 8), (2, 8, 3)), (lambda m: m.RMSNorm(8), (2, 8)),
+], ids=["LayerNorm", "BatchNorm2d", "GroupNorm", "RMSNorm"])
+def test_norms_of_a_cast_model_return_its_dtype_as_torch(make, shape):
+    """After model.bfloat16() the norms had computed in their declared param_dtype (float32), so a
+    'bfloat16' transformer ran in float32 from its first LayerNorm on."""
+    x = np.random.default_rng(0).normal(size=shape)
+    ours, theirs = make(_NNXNamespace()).bfloat16(), make(torch.nn).bfloat16()
+    for mode in ("train", "eval"):
+        getattr(ours, mode)(), getattr(theirs, mode)()
+        got = ours(jnp.asarray(x, jnp.bfloat16))
+        want = theirs(torch.tensor(x, dtype=torch.bfloat16))
+        assert got.dtype == jnp.bfloat16, mode
+        close(np.asarray(got, np.float32), want.float().detach(), rtol=2e-2, atol=2e-2)

@@ -44,10 +44,13 @@ __all__ = [
 ]
 
 
-def _compute_dtype(module: fnn.Module, x: jax.Array, has_params: bool) -> Any:
+def _compute_dtype(module: fnn.Module, x: jax.Array, *params: Any) -> Any:
+    """``dtype`` if given, else the promotion of the input's and the parameters' dtypes: the arrays'
+    own (a model cast with ``.bfloat16()`` / ``.double()`` keeps ``param_dtype`` float32 in its fields;
+    the declared dtype had made every bfloat16 norm return float32)."""
     if module.dtype is not None:
         return module.dtype
-    return jnp.result_type(x.dtype, module.param_dtype) if has_params else x.dtype
+    return jnp.result_type(x.dtype, *[jnp.result_type(p) for p in params if p is not None])
 
 
 def _check_channels(name: str, x: jax.Array, num_features: int, axis: int = 1, arg: str = "num_features") -> None:
@@ -153,7 +156,7 @@ class _BatchNorm(_StatsMixin, StatsOptions):
         if self.affine or self.track_running_stats:  # else nothing has num_features' shape: torch takes any C
             _check_channels(name, x, c, axis)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
-        x = x.astype(_compute_dtype(self, x, self.affine))
+        x = x.astype(_compute_dtype(self, x, weight, bias))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
         axis_name, groups = self._device_axis()
         result = Fn._batch_norm(
@@ -233,7 +236,7 @@ class _InstanceNorm(_StatsMixin, StatsOptions):
                           "silence this warning by not passing in num_features, which is not used because "
                           "affine=False", stacklevel=2)
         weight, bias = _affine_params(self, (c,), self.affine, self.affine and self.bias)
-        x = x.astype(_compute_dtype(self, x, self.affine))
+        x = x.astype(_compute_dtype(self, x, weight, bias))
         buffers, rm, rv, nbt = self._optional_buffers(c, self.track_running_stats)
         axis_name, groups = self._device_axis()
         result = Fn._instance_norm(
@@ -295,7 +298,7 @@ class LayerNorm(_TrailingShape, AffineOptions):
         Fn._check_trailing(name, x, shape)
         ea = self.elementwise_affine
         weight, bias = _affine_params(self, shape, ea, ea and self.bias)
-        x = x.astype(_compute_dtype(self, x, ea))
+        x = x.astype(_compute_dtype(self, x, weight, bias))
         return Fn._layer_norm(x, shape, weight, bias, self.eps, name=name)
 
 
@@ -336,7 +339,7 @@ class GroupNorm(AffineOptions):
             raise ValueError(f"{name}: expected (N, C, *) input, got {x.ndim}-D input of shape {shape_str(x)}")
         _check_channels(name, x, self.num_channels, channel_dim(name, channel_axis, x.ndim), arg="num_channels")
         weight, bias = _affine_params(self, (self.num_channels,), self.affine, self.affine and self.bias)
-        x = x.astype(_compute_dtype(self, x, self.affine))
+        x = x.astype(_compute_dtype(self, x, weight, bias))
         return Fn._group_norm(x, self.num_groups, weight, bias, self.eps, name=name, channel_axis=channel_axis)
 
 
@@ -366,7 +369,7 @@ class RMSNorm(_TrailingShape, InitOptions):
         weight = None
         if self.elementwise_affine:
             weight = param(self, "weight", self.weight_init or jinit.ones, shape, self.param_dtype)
-        x = x.astype(_compute_dtype(self, x, self.elementwise_affine))
+        x = x.astype(_compute_dtype(self, x, weight))
         return Fn._rms_norm(x, shape, weight, self.eps, name=name)
 
 
@@ -457,7 +460,7 @@ class _SwitchNorm(_StatsMixin, StatsOptions):
         k = 3 if using_bn and d else 2
         mean_weight = param(self, "mean_weight", jinit.ones, (k,), self.param_dtype)
         var_weight = param(self, "var_weight", jinit.ones, (k,), self.param_dtype)
-        x = x.astype(_compute_dtype(self, x, True))
+        x = x.astype(_compute_dtype(self, x, weight, bias, mean_weight, var_weight))
         axis_name, groups = self._device_axis()
         rm = rv = None
         if using_bn:
