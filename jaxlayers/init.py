@@ -479,9 +479,15 @@ def _key(generator: Any, fn: str) -> jax.Array:
 _FILLS = ("constant_", "ones_", "zeros_", "eye_", "dirac_", "constant")
 
 
-def _is_tensor(value: Any) -> bool:
+# torch's keyword names of the deprecated functions whose arguments are named differently here
+_TORCH_KEYWORDS = {"uniform": {"a": "low", "b": "high"}, "constant": {"val": "value"}}
+
+
+def _is_tensor(value: Any, fn: str) -> bool:
+    """A parameter to fill: an ``nnx.Variable``; or an array given where the first argument is a number
+    (``constant`` takes an array value: ``PReLU(init=array)``)."""
     return hasattr(value, "get_value") and hasattr(value, "set_value") or (
-        isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) > 0)
+        fn not in ("constant", "constant_") and isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) > 0)
 
 
 def _torch_call(fn: Callable[..., Initializer]) -> Callable[..., Any]:
@@ -494,8 +500,10 @@ def _torch_call(fn: Callable[..., Initializer]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def call(*args: Any, generator: Any = None, **kwargs: Any) -> Any:
         tensor = kwargs.pop("tensor", None)
-        if tensor is None and args and _is_tensor(args[0]):
+        if tensor is None and args and _is_tensor(args[0], fn.__name__):
             tensor, args = args[0], args[1:]
+        if tensor is not None:  # torch's call: torch's keyword names
+            kwargs = {_TORCH_KEYWORDS.get(fn.__name__, {}).get(k, k): v for k, v in kwargs.items()}
         if tensor is None:
             if generator is not None:
                 raise TypeError(f"{fn.__name__}: generator= goes with a parameter to fill "

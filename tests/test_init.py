@@ -315,6 +315,10 @@ def test_torch_calls_on_a_parameter_fill_it_in_place():
     np.testing.assert_array_equal(init.uniform_(conv.bias, -1, 1)[...], first)  # as torch.manual_seed
     with pytest.raises(TypeError, match="JAX arrays are immutable.*pass the module's nnx.Param"):
         init.normal_(jnp.ones((2, 2)), 0.0, 1.0)
+    # constant's value may be an array (PReLU(init=array) builds its weight so); torch's keyword names
+    np.testing.assert_allclose(init.constant(np.array([0.1, 0.2]))(None, (3, 2)), [[0.1, 0.2]] * 3, rtol=1e-6)
+    init.uniform(conv.bias, a=2.0, b=3.0), init.constant(conv.weight, val=0.25)
+    assert (conv.bias[...] >= 2).all() and (conv.weight[...] == 0.25).all()
 
 
 def test_torch_calls_inside_jit_with_generators_and_deprecated_names():

@@ -892,7 +892,7 @@ def test_parametrized_layers_through_from_linen_load_torchs_state_dict():
         assert list(layer.state_dict()) == list(ref.state_dict())
         layer.load_state_dict(ref.state_dict())
         close(layer.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
-    with pytest.raises(TypeError, match=r"for NNX wrap the linen layer.*from_linen\(weight_norm\(jaxlayers.nn.Conv1d"):
+    with pytest.raises(TypeError, match=r"for NNX wrap the linen layer.*from_linen\(<weight_norm, spectral_norm, ...>\(jaxlayers.nn.Conv1d"):
         P.weight_norm(jnnx.Conv1d(4, 6, 3, rngs=fnnx.Rngs(0)))
 
 
@@ -908,6 +908,8 @@ def test_transformer_stacks_keep_their_final_norm():
     enc.load_state_dict(ref.state_dict())
     x = np.random.default_rng(0).normal(size=(5, 3, 8))
     close(enc.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match=r"TransformerEncoder.norm: a layer given to the constructor .* norm=\.\.\."):
+        enc.norm = jnnx.LayerNorm(8, rngs=r)  # the call would not use it
 
 
 @pytest.mark.parametrize("make,shape", [

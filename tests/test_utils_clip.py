@@ -254,6 +254,10 @@ def test_clipping_model_parameters_says_gradients_are_returned():
     params = iter([jnp.ones(2)])
     with pytest.raises(TypeError, match=r"clip_grad_norm_: expected the gradients as a pytree.*model.parameters"):
         U.clip_grad_norm_(params, 1.0)
+    from flax import nnx as fnnx
+
+    with pytest.raises(TypeError, match=r"clip_grad_norm_: expected the gradients"):  # list(model.parameters())
+        U.clip_grad_norm_([fnnx.Param(jnp.ones(2))], 1.0)
     with pytest.raises(TypeError, match=r"clip_grad_value_: expected the gradients"):
         U.clip_grad_value_((p for p in [jnp.ones(2)]), 1.0)
 
@@ -270,7 +274,9 @@ def test_fusion_takes_nnx_layers_and_their_eps_as_torch():
         tb.running_mean.uniform_(-1, 1), tb.running_var.uniform_(0.1, 0.3)
     conv, bn = jnnx.Conv2d(3, 4, 3, rngs=fnnx.Rngs(0)).double(), jnnx.BatchNorm2d(4, eps=1e-3, rngs=fnnx.Rngs(0)).double()
     conv.load_state_dict(tc.state_dict()), bn.load_state_dict(tb.state_dict())
-    fused, want = U.fuse_conv_bn_eval(conv, bn), torch.nn.utils.fusion.fuse_conv_bn_eval(tc, tb)
+    with pytest.raises(ValueError, match="fuse_conv_bn_eval: fusion only for eval"):  # torch asserts too
+        U.fuse_conv_bn_eval(conv, bn)
+    fused, want = U.fuse_conv_bn_eval(conv.eval(), bn.eval()), torch.nn.utils.fusion.fuse_conv_bn_eval(tc, tb)
     close(fused["params"], {"weight": want.weight.detach(), "bias": want.bias.detach()}, rtol=1e-12)
     with pytest.raises(TypeError, match="fuse_linear_bn_eval: expected the Linear's variables"):
         U.fuse_linear_bn_eval([1.0], bn)

@@ -416,6 +416,11 @@ class LinenLayer(Module):
         """Setting one of them reconfigures the layer, as in torch (``bn.momentum = 0.01``, ``drop.p = 0``):
         the linen module is rebuilt with the new value (its checks run) and keeps the variables."""
         child = isinstance(value, (nnx.Variable, nnx.Module))  # a variable or child under a field's name (norm)
+        holder = vars(self).get("_linen")
+        if isinstance(value, LinenLayer) and holder is not None and name in _fields(type(holder.module)):
+            raise TypeError(f"{type(self).__name__}.{name}: a layer given to the constructor is part of the linen "
+                            f"definition and cannot be replaced afterwards; construct it with {name}=... "
+                            "(state_dict keys alone would not make the call use it)")
         if not child and self._setting(name, write=True) and not self._switched_off(name):
             holder = self._linen
             old = getattr(holder.module, name)

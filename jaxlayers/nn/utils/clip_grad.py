@@ -62,7 +62,8 @@ def _leaves(tensors: Any, fn: str = "get_total_norm") -> list:
 
 
 def _check_pytree(grads: Any, fn: str) -> None:
-    if isinstance(grads, collections.abc.Iterator):  # torch's model.parameters(): JAX's gradients are returned
+    params = isinstance(grads, (list, tuple)) and any(hasattr(g, "get_value") for g in grads)  # list(parameters())
+    if params or isinstance(grads, collections.abc.Iterator):  # torch's model.parameters(): gradients are returned
         raise TypeError(f"{fn}: expected the gradients as a pytree (jax.grad's / nnx.grad's output), got an "
                         f"iterator such as model.parameters(); JAX keeps no .grad on parameters: clip the "
                         f"gradients and use the returned ones")

@@ -62,6 +62,9 @@ def _variables(fn: str, given: Any, what: str) -> Mapping:
     if isinstance(given, Mapping):
         return given
     if hasattr(given, "_variables_template"):
+        if getattr(given, "training", False):  # torch: "Fusion only for eval!"
+            raise ValueError(f"{fn}: fusion only for eval: call .eval() on the {what} first (its {type(given).__name__} "
+                             "is in training mode)")
         return given._variables_template()
     raise TypeError(f"{fn}: expected the {what}'s variables ({{'params': ..., 'batch_stats': ...}}) or a "
                     f"jaxlayers.nnx layer, got {type(given).__name__}")

@@ -286,8 +286,8 @@ def register_parametrization(module: fnn.Module, tensor_name: str, parametrizati
     if not isinstance(module, fnn.Module):
         hint = ""
         if hasattr(module, "_linen"):  # a jaxlayers.nnx layer
-            hint = (f"; for NNX wrap the linen layer and convert it: jaxlayers.nnx.from_linen(weight_norm("
-                    f"jaxlayers.nn.{type(module).__name__}(...)), rngs=...)")
+            hint = (f"; for NNX wrap the linen layer and convert it: jaxlayers.nnx.from_linen(<weight_norm, "
+                    f"spectral_norm, ...>(jaxlayers.nn.{type(module).__name__}(...)), rngs=...)")
         raise TypeError(f"register_parametrization: expected a flax.linen Module, got {type(module).__name__}{hint}")
     if not isinstance(parametrization, Parametrization):
         raise TypeError("register_parametrization: parametrization must be a jaxlayers "
