@@ -853,6 +853,9 @@ def test_double_and_apply_as_torch():
     ours.apply(lambda m: seen.append(type(m).__name__))
     assert seen == ["Conv2d", "BatchNorm2d", "Flatten", "Linear", "Sequential"]
     assert ours.float().state_dict()["0.weight"].dtype == np.float32
+    lazy = jnnx.Sequential(jnnx.LazyLinear(3, rngs=fnnx.Rngs(0)), jnnx.LazyBatchNorm1d(rngs=fnnx.Rngs(0))).double()
+    lazy(np.ones((4, 5), np.float32))  # created at the first call in the cast dtype, as torch's lazy modules
+    assert {str(v.dtype) for v in lazy.state_dict().values()} == {"float64", "int64"}
     with pytest.raises(TypeError, match="Sequential.to: expected a floating dtype, got 'cpu'"):
         ours.to("cpu")
 

@@ -432,6 +432,11 @@ class LinenLayer(Module):
             return
         super().__setattr__(name, value)
 
+    def _cast_waiting_variables(self, dtype: Any) -> None:
+        # torch's lazy modules materialise in the dtype they were cast to
+        if not (self._initialized or self._linen.stateless) and "param_dtype" in _fields(type(self._linen.module)):
+            self.param_dtype = dtype
+
     def extra_repr(self) -> str:
         method = getattr(self._linen.module, "extra_repr", None)
         return method() if method is not None else ""

@@ -282,7 +282,13 @@ class Module(nnx.Module):
             value = var.get_value()
             if jnp.issubdtype(jnp.result_type(value), jnp.floating):
                 var.set_value(jnp.asarray(value).astype(dtype))
+        for module in [*_post_order(self, {id(self)}), self]:  # lazy layers create theirs in that dtype
+            if isinstance(module, Module):
+                module._cast_waiting_variables(dtype)
         return self
+
+    def _cast_waiting_variables(self, dtype: Any) -> None:
+        """Hook for layers whose variables are created at their first call (lazy layers)."""
 
     def double(self) -> "Module":
         """``to(float64)`` (needs ``jax_enable_x64``), as torch's."""
