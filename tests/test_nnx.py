@@ -930,3 +930,16 @@ def test_norms_of_a_cast_model_return_its_dtype_as_torch(make, shape):
         want = theirs(torch.tensor(x, dtype=torch.bfloat16))
         assert got.dtype == jnp.bfloat16, mode
         close(np.asarray(got, np.float32), want.float().detach(), rtol=2e-2, atol=2e-2)
+
+
+def test_sync_batch_norm_with_an_axis_name_builds_and_trains_under_shard_map():
+    """Building an NNX norm with axis_name had traced a training call outside any mapped context (its
+    check for random keys): NameError, unbound axis name."""
+    from jax.sharding import Mesh, PartitionSpec as Spec
+
+    x = np.random.default_rng(0).normal(size=(8, 3, 2))
+    ours, theirs = jnnx.SyncBatchNorm(3, axis_name="b", rngs=fnnx.Rngs(0)), torch.nn.BatchNorm1d(3)
+    mesh = Mesh(np.array(jax.devices()[:4]), ("b",))
+    step = fnnx.shard_map(lambda m, x: m(x), mesh=mesh, in_specs=(Spec(), Spec("b")), out_specs=Spec("b"))
+    close(step(ours, jnp.asarray(x, jnp.float32)), theirs(to_torch(x)), rtol=1e-5, atol=1e-5)
+    close(ours.running_var.get_value(), theirs.running_var, rtol=1e-5)  # unbiased over the global batch

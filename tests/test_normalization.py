@@ -471,6 +471,16 @@ def test_shard_map_axis_name(cls, rng):
         assert not np.allclose(local(v, x)[0], y1)
 
 
+def test_one_value_per_channel_over_the_devices_is_torchs_error():
+    """One sample per group of devices: torch's ValueError, not a ZeroDivisionError from n / (n - 1)."""
+    m = nn.BatchNorm1d(3, axis_name="batch", axis_index_groups=[[0], [1], [2], [3]])
+    v = m.init(jax.random.PRNGKey(0), jnp.ones((2, 3)), train=False)
+    step = jax.shard_map(lambda x: m.apply(v, x, train=True, mutable=["batch_stats"])[0], mesh=_mesh(),
+                         in_specs=P("batch"), out_specs=P("batch"))
+    with pytest.raises(ValueError, match="more than 1 value per channel when training over the devices of axis"):
+        step(jnp.ones((4, 3)))
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -292,9 +292,11 @@ def _batch_norm(
     if not eps > 0:
         raise ValueError(f"{name}: eps must be positive during training, got {eps}")
     per_device = x.size // c if c else 0
-    if per_device == 1 and axis_name is None:
+    if per_device == 1 and (axis_name is None or _device_count(axis_name, axis_index_groups) == 1):
+        where = "" if axis_name is None else f" over the devices of axis {axis_name!r}"
         raise ValueError(
-            f"{name}: expected more than 1 value per channel when training, got input of shape {shape_str(x)}"
+            f"{name}: expected more than 1 value per channel when training{where}, got input of shape "
+            f"{shape_str(x)}"
         )
     if running_mean is not None:
         factor, nbt = _momentum_factor(name, momentum, num_batches_tracked)

@@ -63,6 +63,8 @@ def _draws_keys(module: fnn.Module) -> bool:
         return True
     if not accepts_train(module):
         return False
+    if getattr(module, "axis_name", None) is not None:  # traced outside a mapped context: no collective
+        module = module.clone(**{k: None for k in ("axis_name", "axis_index_groups") if hasattr(module, k)})
     try:
         return _training_draws_keys(module)
     except TypeError:  # unhashable configuration (a list among the fields): not cached
