@@ -318,8 +318,24 @@ def first_finite(x: Any, axes: Sequence[int]) -> jax.Array:
     """Each slice's first element over ``axes`` (kept as size-1 dims), 0 where that is not finite,
     held constant (``stop_gradient``): the shift of stable moments ``s + E[x − s]``, exact for a
     constant slice (an infinite shift would make ``inf − inf`` a NaN mean)."""
-    shift = x[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
+    index = tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))
+    if _explicitly_sharded(x, axes):  # slicing a dim sharded in an Explicit mesh is refused: slice it as Auto
+        shift = jax.sharding.auto_axes(lambda a: a[index], out_sharding=jax.sharding.PartitionSpec())(x)
+    else:
+        shift = x[index]
     return jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype)))
+
+
+def _explicitly_sharded(x: Any, axes: Sequence[int]) -> bool:
+    """Whether a dim of ``x`` among ``axes`` is sharded over an ``Explicit`` mesh (JAX 0.10's
+    ``jax.make_mesh`` default)."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
+    if mesh is None or explicit is None or not any(t == explicit for t in getattr(mesh, "axis_types", ())):
+        return False
+    spec = tuple(getattr(sharding, "spec", ()))
+    return any(i < len(spec) and spec[i] is not None for i in axes)
 
 
 def concrete(x: Any) -> np.ndarray | None:

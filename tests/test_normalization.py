@@ -471,6 +471,20 @@ def test_shard_map_axis_name(cls, rng):
         assert not np.allclose(local(v, x)[0], y1)
 
 
+def test_batch_norm_under_an_explicit_mesh(rng):
+    """JAX 0.10's jax.make_mesh gives Explicit axes, where slicing the sharded batch for the moments' shift
+    raised a ShardingTypeError; the result equals the unsharded one."""
+    x = rng.normal(size=(8, 3, 4, 4)) * 3 + 5
+    m = nn.BatchNorm2d(3)
+    v = m.init(jax.random.PRNGKey(0), x, train=False)
+    step = jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"]))
+    want = step(v, x)
+    mesh = jax.make_mesh((4,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        got = step(v, jax.device_put(x, NamedSharding(mesh, P("batch"))))
+    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_one_value_per_channel_over_the_devices_is_torchs_error():
     """One sample per group of devices: torch's ValueError, not a ZeroDivisionError from n / (n - 1)."""
     m = nn.BatchNorm1d(3, axis_name="batch", axis_index_groups=[[0], [1], [2], [3]])
