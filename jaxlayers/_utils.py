@@ -130,14 +130,19 @@ def accepts_train(fn: Any) -> bool:
     return accepts(fn, "train")
 
 
+def _call_parameters(fn: Any) -> list[inspect.Parameter]:
+    """The parameters of a module's or callable's ``__call__`` (none when they cannot be read)."""
+    target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn
+    try:
+        return list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
 def train_positional(fn: Any) -> bool:
     """Whether ``__call__`` takes ``train`` as its second positional argument (``block(x, train)``):
     a block wrapped by flax's ``nn.remat(Block, static_argnums=(2,))`` must get it by position."""
-    target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn
-    try:
-        params = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        return False
+    params = _call_parameters(fn)
     if params and params[0].name == "self":
         params = params[1:]
     return (len(params) >= 2 and params[1].name == "train"
@@ -146,12 +151,12 @@ def train_positional(fn: Any) -> bool:
 
 def accepts(fn: Any, keyword: str) -> bool:
     """Whether a module or callable takes the keyword ``keyword`` in ``__call__``."""
-    target = fn.__call__ if hasattr(fn, "__call__") and not inspect.isfunction(fn) else fn
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
-    return keyword in params
+    return any(p.name == keyword for p in _call_parameters(fn))
+
+
+def is_variable(value: Any) -> bool:
+    """Whether ``value`` is an ``nnx.Variable`` (an NNX model's parameter or buffer), by its interface."""
+    return hasattr(value, "get_value") and hasattr(value, "set_value")
 
 
 def stream_key(module: Any, rng: Any) -> Any:

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._utils import is_variable
+
 __all__ = [
     "Initializer",
     "fan_in_and_fan_out",
@@ -498,7 +500,7 @@ _TORCH_KEYWORDS = {"uniform": {"a": "low", "b": "high"}, "constant": {"val": "va
 def _is_tensor(value: Any, fn: str) -> bool:
     """A parameter to fill: an ``nnx.Variable``; or an array given where the first argument is a number
     (``constant`` takes an array value: ``PReLU(init=array)``)."""
-    return hasattr(value, "get_value") and hasattr(value, "set_value") or (
+    return is_variable(value) or (
         fn not in ("constant", "constant_") and isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) > 0)
 
 
@@ -521,7 +523,7 @@ def _torch_call(fn: Callable[..., Initializer]) -> Callable[..., Any]:
                 raise TypeError(f"{fn.__name__}: generator= goes with a parameter to fill "
                                 f"({fn.__name__}(param, ..., generator=key)); the initialiser takes the key")
             return fn(*args, **kwargs)
-        if not (hasattr(tensor, "get_value") and hasattr(tensor, "set_value")):
+        if not is_variable(tensor):
             raise TypeError(f"{fn.__name__}: JAX arrays are immutable, so a {type(tensor).__name__} cannot be filled "
                             f"in place; pass the module's nnx.Param ({fn.__name__}(m.weight, ...)), or build "
                             f"the array with {fn.__name__}(...)(key, shape, dtype)")

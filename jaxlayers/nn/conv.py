@@ -89,13 +89,10 @@ class _ConvBase(LayerOptions):
             _check_output_padding(ntuple(self.output_padding, n, "output_padding", name), stride, dilation, name)
 
     # ------------------------------------------------------------- parameters
-    def _kernel(self) -> tuple[int, ...]:
-        return ntuple(self.kernel_size, self.num_spatial_dims, "kernel_size", self._name)
-
     def _weight_shape(self, in_channels: int) -> tuple[int, ...]:
         if self.transposed:
-            return (in_channels, self.out_channels // self.groups) + self._kernel()
-        return (self.out_channels, in_channels // self.groups) + self._kernel()
+            return (in_channels, self.out_channels // self.groups) + self.kernel_size
+        return (self.out_channels, in_channels // self.groups) + self.kernel_size
 
     def _in_channels_from_weight(self, shape: tuple[int, ...]) -> int:
         return shape[0] if self.transposed else shape[1] * self.groups
@@ -176,9 +173,8 @@ class _ConvNd(_ConvBase):
         """torch's ``_reversed_padding_repeated_twice``: the F.pad tuple for non-zeros padding modes."""
         n = self.num_spatial_dims
         padding = _parse_padding(self.padding, n, self._name)
-        dilation = ntuple(self.dilation, n, "dilation", self._name)
         if padding == "same":
-            return same_padding_reversed(self._kernel(), dilation)
+            return same_padding_reversed(self.kernel_size, self.dilation)
         if padding == "valid":
             return (0,) * (2 * n)
         return tuple(p for p in reversed(padding) for _ in range(2))
@@ -235,9 +231,8 @@ class _ConvTransposeNd(_ConvBase):
         output_padding = self.output_padding
         if output_size is not None:
             output_padding = _output_padding(
-                jnp.shape(x), output_size, self._kernel(),
-                ntuple(self.stride, n, "stride", name), ntuple(self.padding, n, "padding", name),
-                ntuple(self.dilation, n, "dilation", name), n=n, name=name,
+                jnp.shape(x), output_size, self.kernel_size, self.stride, self.padding, self.dilation,
+                n=n, name=name,
             )
         return _conv_transpose_nd(x, weight, bias, self.stride, self.padding, output_padding, self.groups,
                                   self.dilation, n=n, name=name, precision=self.precision)

@@ -424,7 +424,6 @@ class LinenLayer(Module):
                             f"definition and cannot be replaced afterwards; construct it with {name}=... "
                             "(state_dict keys alone would not make the call use it)")
         if not child and self._setting(name, write=True) and not self._switched_off(name):
-            holder = self._linen
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
                 return

@@ -282,10 +282,8 @@ class Module(nnx.Module):
             value = var.get_value()
             if jnp.issubdtype(jnp.result_type(value), jnp.floating):
                 var.set_value(jnp.asarray(value).astype(dtype))
-        for module in [*_post_order(self, {id(self)}), self]:  # lazy layers create theirs in that dtype
-            if isinstance(module, Module):
-                module._cast_waiting_variables(dtype)
-        return self
+        # lazy layers create theirs in that dtype
+        return self.apply(lambda m: m._cast_waiting_variables(dtype) if isinstance(m, Module) else None)
 
     def _cast_waiting_variables(self, dtype: Any) -> None:
         """Hook for layers whose variables are created at their first call (lazy layers)."""

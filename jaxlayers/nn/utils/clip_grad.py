@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..._utils import concrete, extreme
+from ..._utils import concrete, extreme, is_variable
 
 __all__ = [
     "get_total_norm",
@@ -62,7 +62,7 @@ def _leaves(tensors: Any, fn: str = "get_total_norm") -> list:
 
 
 def _check_pytree(grads: Any, fn: str) -> None:
-    params = isinstance(grads, (list, tuple)) and any(hasattr(g, "get_value") for g in grads)  # list(parameters())
+    params = isinstance(grads, (list, tuple)) and any(is_variable(g) for g in grads)  # list(parameters())
     if params or isinstance(grads, collections.abc.Iterator):  # torch's model.parameters(): gradients are returned
         raise TypeError(f"{fn}: expected the gradients as a pytree (jax.grad's / nnx.grad's output), got an "
                         f"iterator such as model.parameters(); JAX keeps no .grad on parameters: clip the "

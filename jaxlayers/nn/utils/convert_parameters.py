@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..._utils import is_variable
 from ...interop import _nest, flatten_variables
 
 __all__ = ["parameters_to_vector", "vector_to_parameters"]
@@ -48,7 +49,7 @@ def _ordered(fn: str, params: Any, names: Sequence[str] | None) -> tuple[list[st
 
 
 def _value(p: Any) -> Any:
-    return p.get_value() if hasattr(p, "get_value") else p
+    return p.get_value() if is_variable(p) else p
 
 
 def parameters_to_vector(parameters: Any, names: Sequence[str] | None = None) -> jax.Array:
@@ -107,7 +108,7 @@ def vector_to_parameters(vec: Any, parameters: Any, names: Sequence[str] | None 
         out.append(vec[start:start + n].reshape(np.shape(p)).astype(jnp.result_type(p)))
         start += n
     for var, value in zip(variables, out):  # NNX parameters (model.parameters()) are written in place, as torch
-        if hasattr(var, "set_value"):
+        if is_variable(var):
             var.set_value(value)
     if keys is None:
         return tuple(out) if isinstance(_params(parameters), tuple) else out
