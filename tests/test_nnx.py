@@ -24,6 +24,7 @@ from flax import nnx as fnnx
 
 import jaxlayers.nn as nn
 import jaxlayers.nnx as jnnx
+from jaxlayers import init as jinit
 from jaxlayers import interop
 from oracle import close, to_numpy, to_torch
 
@@ -913,6 +914,51 @@ def test_transformer_stacks_keep_their_final_norm():
     close(enc.eval()(x), ref.eval()(to_torch(x)), rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match=r"TransformerEncoder.norm: a layer given to the constructor .* norm=\.\.\."):
         enc.norm = jnnx.LayerNorm(8, rngs=r)  # the call would not use it
+
+
+def test_children_of_composite_layers_are_layers_as_torch():
+    """A composite layer's children had held variables only (Submodule): ``enc.layers[0]`` raised, an
+    ``isinstance(m, Linear)`` init loop skipped the transformer's linear layers silently, and no child could
+    be called alone."""
+    r = fnnx.Rngs(0)
+    enc = jnnx.TransformerEncoder(jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=r), 2,
+                                  jnnx.LayerNorm(8, rngs=r), rngs=r).double()
+    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0), 2,
+                                      torch.nn.LayerNorm(8), enable_nested_tensor=False).double()
+    enc.load_state_dict(ref.state_dict())
+    enc.eval(), ref.eval()
+    assert [n for n, _ in enc.named_modules()] == [
+        n for n, m in ref.named_modules() if not isinstance(m, torch.nn.Dropout)]  # dropouts hold nothing here
+    linears = [n for n, m in ref.named_modules() if isinstance(m, torch.nn.Linear)]  # out_proj is one too
+    assert [n for n, m in enc.named_modules() if isinstance(m, jnnx.Linear)] == linears
+    for m in enc.modules():  # torch's init loop, on both
+        if isinstance(m, jnnx.Linear):
+            jinit.constant_(m.bias, 0.5)
+    for m in ref.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.constant_(m.bias, 0.5)
+    x = np.random.default_rng(0).normal(size=(5, 3, 8))
+    xt = to_torch(x)
+    assert len(enc.layers) == len(ref.layers) == 2
+    close(enc(x), ref(xt), rtol=1e-12, atol=1e-12)
+    close(enc.layers[-1](x), ref.layers[-1](xt), rtol=1e-12, atol=1e-12)
+    close(enc.layers[0].linear1(x), ref.layers[0].linear1(xt), rtol=1e-12, atol=1e-12)
+    close(enc.layers[0].self_attn.out_proj(x), ref.layers[0].self_attn.out_proj(xt), rtol=1e-12, atol=1e-12)
+    close(enc.layers[1].self_attn(x, x, x)[0], ref.layers[1].self_attn(xt, xt, xt)[0], rtol=1e-12, atol=1e-12)
+    assert [type(m).__name__ for m in enc.layers] == ["TransformerEncoderLayer"] * 2
+    assert not enc.layers[0].self_attn.training and enc.train().layers[1].linear2.training
+    with pytest.raises(TypeError, match="TransformerEncoderLayer.dropout: this layer is a child that "
+                                        "TransformerEncoder built .* would not change TransformerEncoder's call"):
+        enc.layers[0].dropout = 0.1
+    with pytest.raises(IndexError, match="_Layers: index 2 is out of range for 2 children"):
+        enc.layers[2]
+    layer = jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=r)
+    layer.dropout = 0.25  # its own setting: its children follow
+    assert layer.self_attn.dropout == 0.25
+    asm, asm_ref = jnnx.AdaptiveLogSoftmaxWithLoss(8, 20, [5, 10], rngs=r), torch.nn.AdaptiveLogSoftmaxWithLoss(8, 20, [5, 10])
+    assert [n for n, _ in asm.named_modules()] == [n for n, _ in asm_ref.named_modules()]
+    assert ((asm.head.out_features, asm.tail[0][0].out_features, asm.tail[1][1].in_features, len(asm.tail))
+            == (asm_ref.head.out_features, asm_ref.tail[0][0].out_features, asm_ref.tail[1][1].in_features, 2))
 
 
 @pytest.mark.parametrize("make,shape", [

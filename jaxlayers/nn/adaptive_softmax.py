@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as fnn
 import jax
@@ -13,6 +13,7 @@ from .. import init as jinit
 from ..functional import adaptive_softmax as A
 from ._options import AffineOptions
 from ._param import param
+from .linear import Linear
 
 __all__ = ["AdaptiveLogSoftmaxWithLoss"]
 
@@ -34,10 +35,16 @@ class _LinearParams(AffineOptions):
                       self.param_dtype)
         return w, b
 
+    def torch_layer(self) -> Linear:
+        """The layer torch holds here (a ``Linear``): what ``jaxlayers.nnx`` makes ``head``, ``tail[i][j]``."""
+        return Linear(self.in_features, self.out_features, bias=self.bias, param_dtype=self.param_dtype,
+                      weight_init=self.weight_init, bias_init=self.bias_init, parent=None)
+
 
 class _Cluster(AffineOptions):
     """torch's ``Sequential(Linear(in, hsz, bias=False), Linear(hsz, osz, bias=False))``: children ``"0"``, ``"1"``."""
 
+    torch_container: ClassVar[bool] = True
     proj: tuple = ()
     outw: tuple = ()
 
@@ -52,6 +59,7 @@ class _Cluster(AffineOptions):
 class _Tail(AffineOptions):
     """torch's ``tail`` ModuleList: child ``"i"`` is cluster ``i``'s :class:`_Cluster`."""
 
+    torch_container: ClassVar[bool] = True
     shapes: tuple = ()
 
     @fnn.compact

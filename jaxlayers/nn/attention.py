@@ -12,6 +12,7 @@ from .. import init as jinit
 from .._utils import require_train
 from ..functional.attention import multi_head_attention_forward
 from ._options import PrecisionOptions, kw_only, set_field
+from .linear import Linear
 from ._param import param
 
 __all__ = ["MultiheadAttention"]
@@ -34,6 +35,11 @@ class _OutProj(fnn.Module):
                   (self.features, self.features), self.param_dtype)
         b = param(self, "bias", self.bias_init or jinit.zeros, (self.features,), self.param_dtype) if self.bias else None
         return w, b
+
+    def torch_layer(self) -> Linear:
+        """The layer torch holds here (a ``Linear``): what ``jaxlayers.nnx`` makes ``attn.out_proj``."""
+        return Linear(self.features, self.features, bias=self.bias, param_dtype=self.param_dtype,
+                      weight_init=self.weight_init, bias_init=self.bias_init or jinit.zeros, parent=None)
 
 
 class MultiheadAttention(PrecisionOptions):

@@ -9,7 +9,7 @@ torch's ``state_dict`` keys (``layers.0.self_attn.in_proj_weight``, ...).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import flax.linen as fnn
 import jax.numpy as jnp
@@ -231,6 +231,7 @@ def _check_features(layer: str, arg: str, x: Any, d_model: int) -> None:
 class _Layers(fnn.Module):
     """torch's ``ModuleList`` of deep copies: children ``"0"``, ``"1"``, ... of one template."""
 
+    torch_container: ClassVar[bool] = True  # jaxlayers.nnx indexes its children: enc.layers[0]
     template: fnn.Module
     num_layers: int
 

@@ -5,8 +5,9 @@ arguments, so torch's parsing and checks run once, in the linen dataclass) and
 its variables as NNX variables under torch's names: ``params`` become
 ``nnx.Param``, ``batch_stats`` (``running_mean``, ``running_var``,
 ``num_batches_tracked``) ``nnx.BatchStat``; a linen submodule (``self_attn``,
-``out_proj``) becomes a :class:`Submodule` holding its variables, so the NNX state
-has exactly torch's keys.  A call is ``linen_module.apply(...)`` with ``train``
+``layers.0``) becomes a child layer of its own NNX class holding its variables (torch's
+``out_proj`` a ``Linear``), so the NNX state has exactly torch's keys and each child can
+be called alone.  A call is ``linen_module.apply(...)`` with ``train``
 from the module's mode, running statistics written back in place in training,
 and dropout keys drawn from the module's own fork of the ``rngs`` stream.
 
@@ -37,7 +38,7 @@ from flax.nnx import variablelib
 
 from .. import config, interop
 from .._utils import accepts, accepts_train, compiled, ntuple
-from .module import Module, Submodule, _nest
+from .module import IndexedChildren, Module, Submodule, _nest
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
 
@@ -204,19 +205,64 @@ def _lazy_template(module: fnn.Module) -> list[tuple[tuple, jax.ShapeDtypeStruct
     try:
         probe = (_probe_inputs(module.clone(**unset)) if unset
                  else tuple(jnp.zeros((1, size), jnp.float32) for _ in range(_required_inputs(module))))
-        leaves = jax.eval_shape(lambda: _init_in_order(module, paths, {"params": jax.random.key(0)}, *probe, **train))
+        leaves = jax.eval_shape(lambda: _init_in_order(module, paths, {}, {"params": jax.random.key(0)}, *probe,
+                                                       **train))
     except Exception:  # it takes inputs of another kind (indices, images): it waits for its first call
         return []
     return list(zip(paths, leaves))
 
 
-def _init_in_order(module: fnn.Module, paths: list, rngs: dict, *args: Any, **kwargs: Any) -> list:
+def _init_in_order(module: fnn.Module, paths: list, children: dict, rngs: dict, *args: Any, **kwargs: Any) -> list:
     """``module.init``'s variables as a list in creation order (torch's), their ``(collection, *path)``
-    recorded in ``paths`` while tracing: a traced function's output dicts come back sorted."""
-    variables = module.init(rngs, *args, **kwargs)
+    recorded in ``paths`` while tracing (a traced function's output dicts come back sorted), and the
+    submodules it runs in ``children`` (:func:`_linen_children`)."""
+    with fnn.intercept_methods(functools.partial(_record_child, children)):
+        variables = module.init(rngs, *args, **kwargs)
     flat = [((c,) + p, v) for c, tree in variables.items() for p, v in _flatten(tree)]
     paths[:] = [p for p, _ in flat]
     return [v for _, v in flat]
+
+
+def _linen_children(module: fnn.Module, args: tuple, kwargs: dict) -> dict[tuple, fnn.Module]:
+    """The linen submodules that a call of ``module`` runs, by path (``("layers", "0", "self_attn")``),
+    unbound and unnamed (what the NNX child layers call), from one abstract trace of ``init``; where a
+    submodule holds a torch layer's variables without its call (MultiheadAttention's ``out_proj``), that
+    layer (``torch_layer()``).  Empty where the trace fails."""
+    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+    arrays = tuple(i for i, leaf in enumerate(leaves) if isinstance(leaf, (jax.Array, np.ndarray)))
+    abstract = tuple(jax.ShapeDtypeStruct(np.shape(leaves[i]), leaves[i].dtype) for i in arrays)
+    static = tuple(leaf for i, leaf in enumerate(leaves) if i not in arrays)
+    try:
+        return _traced_children(module, treedef, arrays, static, abstract)
+    except TypeError:  # unhashable configuration or argument: not cached
+        return _traced_children.__wrapped__(module, treedef, arrays, static, abstract)
+
+
+def _record_child(found: dict, next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
+    """A linen method interceptor: the submodules called, by path, into ``found``."""
+    sub = context.module
+    path = tuple(sub.scope.path) if sub.scope is not None else ()
+    if path and path not in found:
+        sub = sub.clone(parent=None, name=None, _deep_clone=True)
+        found[path] = sub.torch_layer() if hasattr(sub, "torch_layer") else sub
+    return next_fun(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=256)
+def _traced_children(module: fnn.Module, treedef: Any, arrays: tuple, static: tuple, abstract: tuple) -> dict:
+    found: dict[tuple, fnn.Module] = {}
+
+    def init(*values: Any) -> None:
+        rest, given = iter(static), iter(values)
+        leaves = [next(given) if i in arrays else next(rest) for i in range(len(arrays) + len(static))]
+        args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
+        _init_in_order(module, [], found, {"params": jax.random.key(0)}, *args, **kwargs)
+
+    try:
+        jax.eval_shape(init, *abstract)
+    except Exception:  # a call the probe does not pass (a lazy layer's guess): children stay Submodules
+        return {}
+    return found
 
 
 def _cached_init(module: fnn.Module) -> Any:
@@ -231,7 +277,8 @@ def _cached_init(module: fnn.Module) -> Any:
 @functools.lru_cache(maxsize=512)
 def _jit_init(module: fnn.Module) -> Any:
     paths: list = []
-    jitted = jax.jit(functools.partial(_init_in_order, module, paths), static_argnames=("train",))
+    children: dict = {}
+    jitted = jax.jit(functools.partial(_init_in_order, module, paths, children), static_argnames=("train",))
 
     def init(rngs: dict, *args: Any, **kwargs: Any) -> dict:
         leaves = jitted(rngs, *args, **kwargs)
@@ -243,6 +290,7 @@ def _jit_init(module: fnn.Module) -> Any:
             node[path[-1]] = value
         return out
 
+    init.children = children  # filled by the trace
     return init
 
 
@@ -262,7 +310,7 @@ class LinenLayer(Module):
     _linen_cls: type[fnn.Module] | None = None
 
     def __init__(self, *args: Any, rngs: nnx.Rngs | int | jax.Array | None = None,
-                 _linen_state: tuple | None = None, **kwargs: Any):
+                 _linen_state: tuple | None = None, _children: Mapping | None = None, **kwargs: Any):
         cls = type(self)._linen_cls
         if cls is None:
             raise TypeError("LinenLayer is abstract: use a generated class such as jaxlayers.nnx.Linear, "
@@ -275,14 +323,16 @@ class LinenLayer(Module):
         probe = _probe_inputs(module) if variables is None else None
         self._setup(module)
         if variables is not None:
-            self._store_variables(variables)
+            self._store_variables(variables, children=_children)
         elif probe is not None:  # the probe is torch-layout, whatever memory format is in effect
             with config.memory_format("contiguous"):
                 self._create_variables(probe, {}, rngs)
         # A stream is kept only where it is used later: random keys (a lazy layer's parameters come
         # from the same stream), or variables created at the first call.
         lazy = variables is None and probe is None
-        stream = self._rng_streams[-1] if _draws_keys(module) else "params" if lazy else None  # [-1]: rng_collection
+        stream = None
+        if rngs is not None:
+            stream = self._rng_streams[-1] if _draws_keys(module) else "params" if lazy else None  # [-1]: rng_collection
         self.rngs = _fork(rngs, stream)
 
     def _setup(self, module: fnn.Module) -> None:
@@ -316,6 +366,7 @@ class LinenLayer(Module):
         init = module.init
         if not kwargs or list(kwargs) == ["train"]:
             init = _cached_init(module) or init
+        children = getattr(init, "children", None)
         variables = None
         if at_call:
             # at the first call (often inside nnx.jit) a layer without parameters (Dropout) draws
@@ -332,25 +383,76 @@ class LinenLayer(Module):
                                 "to the constructor")
             params_key = rngs.params() if isinstance(rngs, nnx.Rngs) else rngs()  # the caller's, or the own stream
             variables = init({**key, "params": params_key}, *args, **kwargs)
-        self._store_variables(variables)
+        self._store_variables(variables, inputs=(args, kwargs), children=children)
 
-    def _store_variables(self, variables: Any) -> None:
+    def _store_variables(self, variables: Any, inputs: tuple | None = None,
+                         children: Mapping | None = None) -> None:
+        """Hold ``variables`` under torch's keys.  A linen submodule holding some of them (``self_attn``,
+        ``layers.0``) becomes a child layer of its own NNX class (``children``: by path, else found from a
+        trace of a call on ``inputs``, or on the probe), which holds them; other nodes are Submodules."""
         if not jax.tree_util.tree_leaves(dict(variables)):
             # Nothing to hold: remember it in the identity-hashed holder, so that the graph
             # definition (and nnx.jit's cache) does not change at the first call.
             self._linen.stateless = True
             return
+        ordered = _torch_ordered(variables)
+        if children is None:
+            children = {}
+            if any(len(path) > 1 for _, path, _ in ordered):
+                children = self._linen_children(inputs)
         paths = []
-        for collection, path, value in _torch_ordered(variables):
+        for collection, path, value in ordered:
             node = self
-            for part in path[:-1]:
+            for depth, part in enumerate(path[:-1], 1):
                 if part not in vars(node):
-                    setattr(node, part, Submodule())
+                    Module.__setattr__(node, part, self._new_child(path[:depth], variables, children))
                 node = getattr(node, part)
-            setattr(node, path[-1], _var_type(collection)(jnp.asarray(value)))
+                if isinstance(node, LinenLayer):
+                    break  # a child layer, which holds the rest of the path
+            else:
+                setattr(node, path[-1], _var_type(collection)(jnp.asarray(value)))
             paths.append((collection, path))
         self._paths = tuple(paths)
         self._initialized = True
+        for _, module in self.named_modules():  # the children built here (and below) belong to this layer
+            if module is not self and isinstance(module, LinenLayer):
+                Module.__setattr__(module, "_owner", type(self._linen.module).__name__)
+
+    def _linen_children(self, inputs: tuple | None) -> dict[tuple, fnn.Module]:
+        module = self._linen.module
+        if inputs is None:
+            probe = _probe_inputs(module)
+            if probe is None:
+                return {}
+            inputs = (probe, {"train": False} if self._accepts_train else {})
+        return _linen_children(module, *inputs)
+
+    def _new_child(self, path: tuple, variables: Any, children: Mapping) -> Module:
+        """The node at ``path``: the NNX layer of the linen submodule found there, holding its variables
+        (torch's ``attn.out_proj`` is a ``Linear``), else a :class:`Submodule`."""
+        sub = children.get(path)
+        if sub is None:
+            return Submodule()
+        tree = {}
+        for collection, root in variables.items():
+            for part in path:
+                root = root.get(part) if hasattr(root, "get") else None
+            if root:
+                tree[collection] = root
+        below = {p[len(path):]: m for p, m in children.items() if p[:len(path)] == path and len(p) > len(path)}
+        child = wrap_linen_class(type(sub))(_linen_state=(sub, tree), _children=below)
+        return child.train(self.training)
+
+    def _refresh_children(self) -> None:
+        """After a setting changed (``layer.dropout = 0.1``), the child layers take their new linen modules."""
+        if not any(isinstance(v, LinenLayer) for v in vars(self).values()):
+            return
+        for path, sub in self._linen_children(None).items():
+            node = self
+            for part in path:
+                node = vars(node).get(part)
+            if isinstance(node, LinenLayer):
+                node._adopt(sub)
 
     def _lazy_load(self, state_dict: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
         """torch's lazy load: variables that wait for the first call are created with the state_dict's
@@ -427,9 +529,16 @@ class LinenLayer(Module):
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
                 return
+            owner = vars(self).get("_owner")
+            if owner is not None:  # its parent's call would not see the change
+                raise TypeError(f"{type(self).__name__}.{name}: this layer is a child that {owner} built from its "
+                                f"own definition; setting {name} here would not change {owner}'s call. Give the "
+                                f"setting before the {owner} is built (to it, or to the layer its constructor "
+                                "takes), or build the stack from a ModuleList of layers")
             module = holder.module.clone(**{name: value})
             self._adopt(module)
             self._linen.stateless = holder.stateless
+            self._refresh_children()
             return
         super().__setattr__(name, value)
 
@@ -614,7 +723,8 @@ def wrap_linen_class(linen_cls: type[fnn.Module]) -> type[LinenLayer]:
 
         namespace["from_pretrained"] = classmethod(from_pretrained)
     namespace.update(_forwarded_methods(linen_cls))
-    cls = type(name, (LinenLayer,), namespace)
+    bases = (IndexedChildren, LinenLayer) if getattr(linen_cls, "torch_container", False) else (LinenLayer,)
+    cls = type(name, bases, namespace)
     _GENERATED[linen_cls] = cls
     return cls
 

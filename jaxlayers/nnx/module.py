@@ -349,6 +349,29 @@ class Module(nnx.Module):
         return _IncompatibleKeys(list(report.missing), list(report.unexpected))
 
 
+class IndexedChildren:
+    """torch's ``ModuleList`` indexing for a composite layer's numbered children (``enc.layers[0]``,
+    ``len(enc.layers)``, ``for layer in enc.layers``)."""
+
+    def _numbered(self) -> list[nnx.Module]:
+        return [getattr(self, k) for k in sorted((k for k in vars(self) if k.isdigit()), key=int)]
+
+    def __getitem__(self, index: int | slice) -> Any:
+        children = self._numbered()
+        try:
+            return children[index]
+        except IndexError:
+            raise IndexError(f"{type(self).__name__}: index {index} is out of range for {len(children)} "
+                             "children") from None
+
+    def __len__(self) -> int:
+        return len(self._numbered())
+
+    def __iter__(self) -> Iterator[nnx.Module]:
+        return iter(self._numbered())
+
+
 class Submodule(Module):
-    """A child of a wrapped linen layer that holds variables only (``self_attn``,
-    ``out_proj``, ``layers.0``), so that the variables keep torch's keys."""
+    """A node of a wrapped linen layer's variables that is no linen submodule (a parametrization's
+    ``parametrizations``): it holds variables only, so that they keep torch's keys.  Linen submodules
+    (``self_attn``, ``layers.0``) become layers of their own NNX classes."""
