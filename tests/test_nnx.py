@@ -281,6 +281,8 @@ def test_split_merge_state_dict_round_trip_and_strict_report():
     assert not np.array_equal(other(x), model(x))
     report = other.load_state_dict(model.state_dict())
     assert report.ok
+    with pytest.raises(ValueError, match="read-only"):  # torch's shares memory: a write there loads a weight
+        np.copyto(other.state_dict()["conv.bias"], 7.0)
     np.testing.assert_array_equal(other(x), model(x))
     assert [k for k, _ in model.named_parameters()] == ["conv.weight", "conv.bias", "bn.weight", "bn.bias",
                                                         "fc.weight", "fc.bias"]

@@ -169,6 +169,35 @@ def test_narrow_repeat():
     _many(pairs, X)
 
 
+@pytest.mark.parametrize("dim,index_shape", [(0, (2, 3, 4)), (1, (2, 5, 4)), (-1, (1, 2, 6)), (2, (2, 3, 0))])
+def test_gather_matches_torch(dim, index_shape):
+    """torch.gather (DQN's ``q.gather(1, actions)``): the index may be smaller than the input in the other
+    dims, and larger along ``dim``; values and the input's gradient as torch's."""
+    n = X.shape[dim]
+    index = np.random.default_rng(1).integers(0, n, index_shape)
+    _check_vs_torch(lambda x: ops.gather(x, dim, index), lambda x: torch.gather(x, dim, torch.from_numpy(index)), X)
+    check_grads(lambda x: ops.gather(x, dim, index), (X,), order=2, modes=("fwd", "rev"))
+    if dim % 3 and index_shape[0] == X.shape[0]:  # vmap over the batch: each example's dim is one lower
+        close(jax.vmap(lambda x, i: ops.gather(x, dim % 3 - 1, i))(X, index), ops.gather(X, dim, index))
+    close(ops.gather(jnp.array(3.0), 0, jnp.array(0)), torch.gather(torch.tensor(3.0), 0, torch.tensor(0)))
+
+
+def test_gather_errors_as_torch():
+    x = jnp.asarray(X)
+    with pytest.raises(IndexError, match=r"gather\(\): index 4 is out of bounds for dimension 2 with size 4"):
+        ops.gather(x, 2, np.full((1, 1, 1), 4))
+    with pytest.raises(IndexError, match="index -1 is out of bounds"):  # torch does not wrap it
+        ops.gather(x, 0, np.full((1, 1, 1), -1))
+    with pytest.raises(ValueError, match=r"Size does not match at a dimension other than 0: index \(2, 4, 4\)"):
+        ops.gather(x, 0, np.zeros((2, 4, 4), int))
+    with pytest.raises(ValueError, match="same number of dimensions"):
+        ops.gather(x, 0, np.zeros((2, 3), int))
+    with pytest.raises(TypeError, match="Expected dtype int64 for index, got float"):
+        ops.gather(x, 0, np.zeros((1, 1, 1)))
+    traced = jax.jit(lambda i: ops.gather(x, 1, i))(np.array([[[3]], [[-1]]]))  # unchecked: never wrapped
+    assert np.isnan(np.asarray(traced)).all()
+
+
 def test_repeat_is_tiling_not_jnp_repeat():
     np.testing.assert_array_equal(ops.repeat(jnp.array([1, 2]), 2), [1, 2, 1, 2])
 

@@ -93,6 +93,11 @@ def _post_order(node: Any, seen: set[int]) -> Iterator[nnx.Module]:
             yield value
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
 def _nest(flat: Mapping[str, Any]) -> dict:
     tree: dict = {}
     for key, value in flat.items():
@@ -305,10 +310,12 @@ class Module(nnx.Module):
     def state_dict(self, *, keep_vars: bool = False) -> dict[str, Any]:
         """Flat ``{torch key: np.ndarray}``, parameters and buffers, as torch's ``state_dict()``.
 
-        ``keep_vars=True`` gives the ``nnx.Variable`` objects instead of copies.  A variable
+        The arrays are read-only copies: torch's share memory with the parameters, so writing into
+        one (``sd[k].copy_(v)``) would load it there and here would change nothing.
+        ``keep_vars=True`` gives the ``nnx.Variable`` objects instead.  A variable
         shared by several modules (tied weights) is listed under each of its names, as torch's.
         """
-        return {k: (v if keep_vars else interop.to_numpy(v.get_value()))
+        return {k: (v if keep_vars else _read_only(interop.to_numpy(v.get_value())))  # copies
                 for k, v in self._named_variables(aliases=True)}
 
     def _variables_template(self) -> dict[str, dict]:
