@@ -138,13 +138,29 @@ def variables_to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarra
     """Flax variables -> flat ``{"conv1.weight": np.ndarray, ...}`` with torch's keys.
 
     ``params`` and ``batch_stats`` are merged per module (parameters first, as
-    torch lists them); other collections are ignored.
+    torch lists them); other collections are ignored.  A ``jaxlayers.nnx`` model gives
+    its ``state_dict()``.
     """
+    if callable(getattr(variables, "state_dict", None)) and not isinstance(variables, Mapping):
+        return dict(variables.state_dict())
+    return {k: to_numpy(v) for k, v in flatten_variables(_torch_order(_merged_collections(variables))).items()}
+
+
+def _merged_collections(variables: Mapping[str, Any]) -> dict:
+    """``params`` and ``batch_stats`` merged into one tree; a mapping with neither (a params dict without
+    its collection, an ``nnx.State``) is a ValueError, not an empty state_dict."""
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"expected Flax variables ({{'params': ..., 'batch_stats': ...}}) or a jaxlayers.nnx "
+                        f"model, got {type(variables).__name__}")
+    if variables and not any(col in variables for col in _COLLECTIONS):
+        raise ValueError(f"expected Flax variables with a {' or '.join(map(repr, _COLLECTIONS))} collection, got "
+                         f"the keys {sorted(map(str, variables))[:6]}: pass {{'params': params}} for a params tree, "
+                         "and a jaxlayers.nnx model itself (or its state_dict()), not its nnx.State")
     merged: dict = {}
     for col in _COLLECTIONS:
         if col in variables:
             merged = _merge(merged, variables[col])
-    return {k: to_numpy(v) for k, v in flatten_variables(_torch_order(merged)).items()}
+    return merged
 
 
 def _torch_order(tree: Mapping) -> dict:
@@ -223,11 +239,7 @@ def _torch_compatible(state_dict: Mapping[str, Any], variables: Mapping[str, Any
 
 
 def variables_to_state_dict_shapes(variables: Mapping[str, Any]) -> dict[str, Any]:
-    merged: dict = {}
-    for col in _COLLECTIONS:
-        if col in variables:
-            merged = _merge(merged, variables[col])
-    return flatten_variables(merged)
+    return flatten_variables(_merged_collections(variables))
 
 
 def load_state_dict(
@@ -394,7 +406,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def save_variables(path: str | os.PathLike, variables: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> None:
-    """Save Flax variables as a torch-keyed ``.safetensors`` file."""
+    """Save Flax variables (or a ``jaxlayers.nnx`` model) as a torch-keyed ``.safetensors`` file."""
     save_safetensors(path, variables_to_state_dict(variables), metadata)
 
 

@@ -192,6 +192,25 @@ def test_safetensors_round_trip_all_dtypes(tmp_path, rng):
     np.testing.assert_array_equal(interop.load_safetensors(path)["be"], np.arange(3, dtype=np.float32))
 
 
+def test_save_variables_takes_variables_or_an_nnx_model_and_refuses_other_trees(tmp_path):
+    """A params tree without its collection (or an nnx.State) had been saved as an empty file, silently."""
+    from flax import nnx as fnnx
+
+    from jaxlayers import nnx as jnnx
+
+    model = jnnx.BatchNorm1d(3, rngs=fnnx.Rngs(0))
+    interop.save_variables(tmp_path / "m.safetensors", model)
+    want = torch.nn.BatchNorm1d(3).state_dict()
+    got = interop.load_safetensors(tmp_path / "m.safetensors")
+    assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k].numpy()) for k in want)
+    for bad in ({"bn": {"weight": np.ones(3)}}, fnnx.state(model)):
+        with pytest.raises(ValueError, match=r"expected Flax variables with a 'params' or 'batch_stats' collection"):
+            interop.save_variables(tmp_path / "bad.safetensors", bad)
+    with pytest.raises(TypeError, match="expected Flax variables .* or a jaxlayers.nnx model, got list"):
+        interop.variables_to_state_dict([1])
+    assert interop.variables_to_state_dict({}) == {}
+
+
 def test_safetensors_interoperates_with_reference_library(tmp_path, rng):
     from safetensors.numpy import load_file, save_file
     from safetensors.torch import load_file as torch_load_file

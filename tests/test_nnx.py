@@ -929,8 +929,8 @@ def test_children_of_composite_layers_are_layers_as_torch():
                                       torch.nn.LayerNorm(8), enable_nested_tensor=False).double()
     enc.load_state_dict(ref.state_dict())
     enc.eval(), ref.eval()
-    assert [n for n, _ in enc.named_modules()] == [
-        n for n, m in ref.named_modules() if not isinstance(m, torch.nn.Dropout)]  # dropouts hold nothing here
+    assert sorted(n for n, _ in enc.named_modules()) == sorted(  # `dropout` is the layers' rate setting
+        n for n, _ in ref.named_modules() if not n.endswith(".dropout"))
     linears = [n for n, m in ref.named_modules() if isinstance(m, torch.nn.Linear)]  # out_proj is one too
     assert [n for n, m in enc.named_modules() if isinstance(m, jnnx.Linear)] == linears
     for m in enc.modules():  # torch's init loop, on both
@@ -952,6 +952,13 @@ def test_children_of_composite_layers_are_layers_as_torch():
     with pytest.raises(TypeError, match="TransformerEncoderLayer.dropout: this layer is a child that "
                                         "TransformerEncoder built .* would not change TransformerEncoder's call"):
         enc.layers[0].dropout = 0.1
+    with pytest.raises(TypeError, match="Dropout.p: this layer is a child that TransformerEncoder built"):
+        for m in enc.modules():  # torch's loop setting dropout: it had found no Dropout, silently
+            if isinstance(m, jnnx.Dropout):
+                m.p = 0.3
+    with pytest.raises(TypeError, match="TransformerEncoderLayer.linear1: a child that TransformerEncoderLayer built "
+                                        "from its own definition cannot be replaced"):
+        enc.layers[0].linear1 = jnnx.Linear(8, 16, rngs=r)  # torch's surgery: the call would not use it
     with pytest.raises(IndexError, match="_Layers: index 2 is out of range for 2 children"):
         enc.layers[2]
     layer = jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=r)

@@ -238,6 +238,19 @@ def _linen_children(module: fnn.Module, args: tuple, kwargs: dict) -> dict[tuple
         return _traced_children.__wrapped__(module, treedef, arrays, static, abstract)
 
 
+def _is_torch_layer(module: fnn.Module) -> bool:
+    """A public ``jaxlayers.nn`` layer (``Dropout``), which torch registers as a child even when it holds nothing."""
+    from .. import nn as linen_nn
+
+    return getattr(linen_nn, type(module).__name__, None) is type(module)
+
+
+def _may_have_children(module: fnn.Module) -> bool:
+    """Whether ``module``'s fields name other layers or a dropout (composites), so its call may build
+    children that hold no variables."""
+    return any(isinstance(getattr(module, f, None), fnn.Module) or f == "dropout" for f in _fields(type(module)))
+
+
 def _record_child(found: dict, next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
     """A linen method interceptor: the submodules called, by path, into ``found``."""
     sub = context.module
@@ -398,7 +411,7 @@ class LinenLayer(Module):
         ordered = _torch_ordered(variables)
         if children is None:
             children = {}
-            if any(len(path) > 1 for _, path, _ in ordered):
+            if any(len(path) > 1 for _, path, _ in ordered) or _may_have_children(self._linen.module):
                 children = self._linen_children(inputs)
         paths = []
         for collection, path, value in ordered:
@@ -412,6 +425,11 @@ class LinenLayer(Module):
             else:
                 setattr(node, path[-1], _var_type(collection)(jnp.asarray(value)))
             paths.append((collection, path))
+        for path, sub in children.items():  # torch's children that hold nothing (a transformer layer's dropouts),
+            # unless the name is a setting here (its `dropout` rate, which a write rebuilds the layer with)
+            if (len(path) == 1 and path[0] not in vars(self) and not self._setting(path[0], write=True)
+                    and _is_torch_layer(sub)):
+                Module.__setattr__(self, path[0], self._new_child(path, {}, children))
         self._paths = tuple(paths)
         self._initialized = True
         for _, module in self.named_modules():  # the children built here (and below) belong to this layer
@@ -525,6 +543,11 @@ class LinenLayer(Module):
             raise TypeError(f"{type(self).__name__}.{name}: a layer given to the constructor is part of the linen "
                             f"definition and cannot be replaced afterwards; construct it with {name}=... "
                             "(state_dict keys alone would not make the call use it)")
+        current = vars(self).get(name)
+        if isinstance(current, LinenLayer) and value is not current and "_owner" in vars(current):
+            raise TypeError(f"{type(self).__name__}.{name}: a child that {type(holder.module).__name__} built from "
+                            "its own definition cannot be replaced: the call would not use the new layer. For "
+                            "module surgery (swapping in another layer), write the model from layers and ModuleLists")
         if not child and self._setting(name, write=True) and not self._switched_off(name):
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
@@ -532,9 +555,9 @@ class LinenLayer(Module):
             owner = vars(self).get("_owner")
             if owner is not None:  # its parent's call would not see the change
                 raise TypeError(f"{type(self).__name__}.{name}: this layer is a child that {owner} built from its "
-                                f"own definition; setting {name} here would not change {owner}'s call. Give the "
-                                f"setting before the {owner} is built (to it, or to the layer its constructor "
-                                "takes), or build the stack from a ModuleList of layers")
+                                f"own definition; setting {name} here would not change {owner}'s call. Change it "
+                                f"through the {owner}'s own settings (its constructor's arguments, which can also "
+                                "be written as attributes), or build the stack from a ModuleList of layers")
             module = holder.module.clone(**{name: value})
             self._adopt(module)
             self._linen.stateless = holder.stateless
