@@ -354,8 +354,11 @@ class LinenLayer(Module):
         self._initialized = False
 
     def _adopt(self, module: fnn.Module) -> None:
-        """Hold ``module`` and what its configuration decides about calls (keys, streams)."""
+        """Hold ``module`` (a rebuilt one keeps the old one's ``stateless``) and what its configuration
+        decides about calls (keys, streams)."""
+        previous = vars(self).get("_linen")
         self._linen = _Static(module)
+        self._linen.stateless = previous is not None and previous.stateless
         self._accepts_train = accepts_train(module)
         # torch's FractionalMaxPool draws random windows in every call, training or not
         self._always_random = not self._accepts_train and _draws_keys(module)
@@ -560,7 +563,6 @@ class LinenLayer(Module):
                                 "be written as attributes), or build the stack from a ModuleList of layers")
             module = holder.module.clone(**{name: value})
             self._adopt(module)
-            self._linen.stateless = holder.stateless
             self._refresh_children()
             return
         super().__setattr__(name, value)
