@@ -918,6 +918,16 @@ def test_transformer_stacks_keep_their_final_norm():
         enc.norm = jnnx.LayerNorm(8, rngs=r)  # the call would not use it
 
 
+def test_torch_gradient_habits_say_what_to_do_instead():
+    """``model.layer1.requires_grad_(False)`` had raised flax's AttributeError (and flax's hint for
+    ``p.requires_grad = False`` sets a label nothing reads); ``model.zero_grad()`` likewise."""
+    model = jnnx.Sequential(jnnx.Linear(2, 2, rngs=fnnx.Rngs(0)))
+    with pytest.raises(TypeError, match=r"Sequential.requires_grad_: .*nnx.DiffState\(0, trainable\)"):
+        model.requires_grad_(False)
+    with pytest.raises(TypeError, match="Linear.zero_grad: gradients are not stored on the model"):
+        model[0].zero_grad()
+
+
 def test_children_of_composite_layers_are_layers_as_torch():
     """A composite layer's children had held variables only (Submodule): ``enc.layers[0]`` raised, an
     ``isinstance(m, Linear)`` init loop skipped the transformer's linear layers silently, and no child could

@@ -293,6 +293,21 @@ class Module(nnx.Module):
     def _cast_waiting_variables(self, dtype: Any) -> None:
         """Hook for layers whose variables are created at their first call (lazy layers)."""
 
+    # ------------------------------------------------------------ gradients
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """torch's ``requires_grad_`` has no state to set here: JAX returns gradients of what it is asked
+        to differentiate.  A TypeError that says how to freeze parameters instead."""
+        raise TypeError(f"{type(self).__name__}.requires_grad_: JAX computes gradients of what it is asked to "
+                        "differentiate, so parameters carry no requires_grad flag. To freeze some, differentiate "
+                        "and optimise a filter: nnx.value_and_grad(loss, argnums=nnx.DiffState(0, trainable)) and "
+                        "nnx.Optimizer(model, tx, wrt=trainable) (docs/nnx.md, 'Parameter groups and frozen "
+                        "parameters')")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's ``zero_grad``: nothing is accumulated here (``nnx.grad`` returns fresh gradients)."""
+        raise TypeError(f"{type(self).__name__}.zero_grad: gradients are not stored on the model: nnx.grad / "
+                        "nnx.value_and_grad return them for each step, so there is nothing to zero (drop the call)")
+
     def double(self) -> "Module":
         """``to(float64)`` (needs ``jax_enable_x64``), as torch's."""
         return self.to(jnp.float64)
