@@ -363,6 +363,9 @@ def test_module_parity(name, args):
 def test_modules_keep_torch_signatures():
     assert nn.LeakyReLU().negative_slope == 0.01
     assert (nn.Hardtanh().min_val, nn.Hardtanh().max_val) == (-1.0, 1.0)
+    with pytest.warns(DeprecationWarning, match="`min_value` is deprecated and renamed to `min_val`"):
+        old = nn.Hardtanh(min_value=-2.0, max_value=0.5)  # torch's deprecated names replace the new ones
+    assert (old.min_val, old.max_val) == (torch.nn.Hardtanh(min_value=-2.0, max_value=0.5).min_val, 0.5)
     assert (nn.Softplus().beta, nn.Softplus().threshold) == (1.0, 20.0)
     assert nn.GELU().approximate == "none" and nn.GLU().dim == -1 and nn.Softmax().dim is None
     t = nn.Threshold(0.5, 2.0, True)

@@ -116,6 +116,8 @@ def test_one_hot():
     assert y.dtype == index_dtype()
     np.testing.assert_array_equal(y, TF.one_hot(torch.from_numpy(t)).numpy())
     np.testing.assert_array_equal(F.one_hot(t, 6), TF.one_hot(torch.from_numpy(t), 6).numpy())
+    np.testing.assert_array_equal(F.one_hot(input=t, num_classes=6),  # torch's keyword (its docs say tensor)
+                                  TF.one_hot(input=torch.from_numpy(t), num_classes=6).numpy())
     np.testing.assert_array_equal(jax.jit(lambda a: F.one_hot(a, 5))(t), TF.one_hot(torch.from_numpy(t), 5).numpy())
     with pytest.raises(ValueError, match="one_hot: num_classes=-1 .* pass num_classes explicitly"):
         jax.jit(F.one_hot)(t)

@@ -76,6 +76,17 @@ def test_optax_transformations_use_torchs_numbers(rng):
     assert not np.allclose(ours, theirs, rtol=1e-9, atol=0)
 
 
+def test_optax_transformations_refuse_torchs_deprecated_call():
+    """torch's deprecated ``clip_grad_norm(parameters, max_norm)`` shares the transform's name: called
+    that way it had returned a transform and clipped nothing."""
+    grads = {"w": jnp.ones(2)}
+    with pytest.raises(TypeError, match=r"max_norm must be a number, got dict; .* is clip_grad_norm_\(grads, max_norm\)"):
+        U.clip_grad_norm(grads, 1.0)
+    with pytest.raises(TypeError, match=r"clip_value must be a number, got dict"):
+        U.clip_grad_value(grads)
+    U.clip_grad_norm(jnp.float32(1.0), "inf"), U.clip_grad_value(1)  # numbers and 0-d arrays
+
+
 def test_half_precision_norms_accumulate_in_float32_as_torch():
     """Squares of 300 overflow float16 and of 1e-4 underflow: torch's vector_norm accumulates in float32."""
     for value, n in ((300.0, 3), (1e-4, 100)):
@@ -276,7 +287,7 @@ def test_fusion_takes_nnx_layers_and_their_eps_as_torch():
     conv.load_state_dict(tc.state_dict()), bn.load_state_dict(tb.state_dict())
     with pytest.raises(ValueError, match="fuse_conv_bn_eval: fusion only for eval"):  # torch asserts too
         U.fuse_conv_bn_eval(conv, bn)
-    fused, want = U.fuse_conv_bn_eval(conv.eval(), bn.eval()), torch.nn.utils.fusion.fuse_conv_bn_eval(tc, tb)
+    fused, want = U.fuse_conv_bn_eval(conv=conv.eval(), bn=bn.eval()), torch.nn.utils.fusion.fuse_conv_bn_eval(tc, tb)
     close(fused["params"], {"weight": want.weight.detach(), "bias": want.bias.detach()}, rtol=1e-12)
     with pytest.raises(TypeError, match="fuse_linear_bn_eval: expected the Linear's variables"):
         U.fuse_linear_bn_eval([1.0], bn)

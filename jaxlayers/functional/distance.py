@@ -318,12 +318,12 @@ def normalize(input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out:
     return r[0] if x.ndim == 0 else r
 
 
-def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
+def one_hot(input: Any, num_classes: int = -1) -> jax.Array:
     """One-hot encoding of integer class indices, as ``torch.nn.functional.one_hot``.
 
     Args:
-        tensor: integer array of class indices.
-        num_classes: number of classes; ``-1`` infers ``max(tensor) + 1``, which
+        input: integer array of class indices (torch's keyword; its docs call it ``tensor``).
+        num_classes: number of classes; ``-1`` infers ``max(input) + 1``, which
             needs a concrete array (give ``num_classes`` under ``jit``).
 
     Shape: ``(*) -> (*, num_classes)``, dtype ``index_dtype()`` (int64 with x64,
@@ -339,7 +339,7 @@ def one_hot(tensor: Any, num_classes: int = -1) -> jax.Array:
         [[1, 0, 0], [0, 0, 1]]
     """
     name = "one_hot"
-    x = jnp.asarray(tensor)
+    x = jnp.asarray(input)
     if not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(f"{name}: expected an integer tensor of class indices, got dtype {x.dtype}")
     if not _is_int(num_classes):

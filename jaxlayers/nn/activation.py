@@ -8,6 +8,7 @@ the fields named in ``_args``; argument checks run at construction.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, ClassVar
 
 import flax.linen as fnn
@@ -19,7 +20,7 @@ from .._memory_format import channels_last
 from .. import init as jinit
 from .._utils import require_train, stream_key
 from ..functional import activation as A
-from ._options import InitOptions
+from ._options import InitOptions, set_field
 from ._param import param
 
 __all__ = [
@@ -337,6 +338,8 @@ class Hardtanh(_Activation):
         min_val: Default -1.0.
         max_val: Default 1.0; ValueError at construction if ``max_val < min_val``.
         inplace: no-op.
+        min_value, max_value: torch's deprecated names of ``min_val`` / ``max_val``; given, they
+            replace them (with torch's deprecation warning).
 
     Shape: any shape, output of the same shape.
 
@@ -350,12 +353,19 @@ class Hardtanh(_Activation):
     min_val: float = -1.0
     max_val: float = 1.0
     inplace: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
     _fn = _static(A._hardtanh)
     _args = ("min_val", "max_val")
     _named = True
 
     @fnn.nowrap
     def _check(self) -> None:
+        for old, new in (("min_value", "min_val"), ("max_value", "max_val")):
+            if getattr(self, old) is not None:
+                warnings.warn(f"keyword argument `{old}` is deprecated and renamed to `{new}`", DeprecationWarning,
+                              stacklevel=4)
+                set_field(self, new, getattr(self, old))
         if self.max_val < self.min_val:
             raise ValueError(
                 f"Hardtanh: max_val ({self.max_val}) must be greater than or equal to min_val ({self.min_val})"

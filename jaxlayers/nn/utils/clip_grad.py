@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..._utils import concrete, extreme, is_variable
 
@@ -181,6 +182,15 @@ def clip_grad_value_(grads: Any, clip_value: float, foreach: bool | None = None)
     return jax.tree.map(lambda g: jnp.clip(g, -v, v), grads)
 
 
+def _transform_argument(fn: str, arg: str, value: Any, torch_form: str) -> None:
+    """The transforms take numbers: torch's deprecated ``clip_grad_norm(parameters, max_norm)`` has the
+    same name, and called that way it had returned a transform and clipped nothing."""
+    if isinstance(value, bool) or not (hasattr(value, "__float__") and np.ndim(value) == 0):  # a 0-d array too
+        raise TypeError(f"{fn}: {arg} must be a number, got {type(value).__name__}; {fn} here is an optax "
+                        f"transform ({fn}({arg}) in optax.chain). torch's {fn}(parameters, {arg}) is "
+                        f"{torch_form}, which returns the clipped gradients")
+
+
 def clip_grad_norm(max_norm: float, norm_type: float = 2.0):
     """An ``optax.GradientTransformation`` applying :func:`clip_grad_norm_` to the updates
     (torch's numbers: ``1e-6`` in the coefficient, any ``norm_type``).
@@ -194,6 +204,8 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0):
     """
     import optax
 
+    _transform_argument("clip_grad_norm", "max_norm", max_norm, "clip_grad_norm_(grads, max_norm)")
+
     def update(updates, state, params=None):
         del params
         return clip_grad_norm_(updates, max_norm, norm_type)[0], state
@@ -204,6 +216,8 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0):
 def clip_grad_value(clip_value: float):
     """An ``optax.GradientTransformation`` applying :func:`clip_grad_value_` to the updates."""
     import optax
+
+    _transform_argument("clip_grad_value", "clip_value", clip_value, "clip_grad_value_(grads, clip_value)")
 
     def update(updates, state, params=None):
         del params

@@ -94,15 +94,15 @@ def _layer(fn: str, vars_: Any, what: str) -> tuple:
     return params["weight"], params.get("bias")
 
 
-def fuse_conv_bn_eval(conv_vars: Mapping, bn_vars: Mapping, transpose: bool = False, *,
+def fuse_conv_bn_eval(conv: Mapping, bn: Mapping, transpose: bool = False, *,
                       eps: float | None = None) -> dict:
     """Variables of one conv equal to ``conv -> BatchNorm`` in evaluation, as
     ``torch.nn.utils.fusion.fuse_conv_bn_eval`` (on variables, not modules).
 
     Args:
-      conv_vars: the conv's variables (``params`` ``weight`` and optional ``bias``), or a
-        ``jaxlayers.nnx`` conv.
-      bn_vars: the BatchNorm's variables (running statistics required), or a ``jaxlayers.nnx``
+      conv: the conv's variables (``params`` ``weight`` and optional ``bias``), or a
+        ``jaxlayers.nnx`` conv (torch's argument names).
+      bn: the BatchNorm's variables (running statistics required), or a ``jaxlayers.nnx``
         BatchNorm.
       transpose: the conv is transposed (weight ``(in, out/groups, *k)``).
       eps: the BatchNorm's ``eps``; default: the NNX BatchNorm's own, or torch's 1e-5 for variables.
@@ -119,18 +119,18 @@ def fuse_conv_bn_eval(conv_vars: Mapping, bn_vars: Mapping, transpose: bool = Fa
       ([0.5, 0.5], [-0.5, -0.5])
     """
     fn = "fuse_conv_bn_eval"
-    w, b = _layer(fn, conv_vars, "conv")
-    rm, rv, g, beta = _bn(fn, bn_vars)
+    w, b = _layer(fn, conv, "conv")
+    rm, rv, g, beta = _bn(fn, bn)
     out_ch = jnp.shape(w)[1 if transpose else 0]
     if jnp.shape(rm)[0] != out_ch:
         raise ValueError(f"{fn}: the conv weight's output-channel dim ({1 if transpose else 0}) has {out_ch} "
                          f"entries but the BatchNorm has {jnp.shape(rm)[0]} features (weight {tuple(jnp.shape(w))}, "
                          f"transpose={transpose}; a grouped transposed conv cannot be fused, as in torch)")
-    w, b = fuse_conv_bn_weights(w, b, rm, rv, _eps(bn_vars, eps), g, beta, transpose)
+    w, b = fuse_conv_bn_weights(w, b, rm, rv, _eps(bn, eps), g, beta, transpose)
     return {"params": {"weight": w, "bias": b}}
 
 
-def fuse_linear_bn_eval(linear_vars: Mapping, bn_vars: Mapping, *, eps: float | None = None) -> dict:
+def fuse_linear_bn_eval(linear: Mapping, bn: Mapping, *, eps: float | None = None) -> dict:
     """Variables of one Linear equal to ``Linear -> BatchNorm1d`` in evaluation, as
     ``torch.nn.utils.fusion.fuse_linear_bn_eval``.
 
@@ -138,11 +138,11 @@ def fuse_linear_bn_eval(linear_vars: Mapping, bn_vars: Mapping, *, eps: float | 
     or ``jaxlayers.nnx`` layers, ``eps`` as :func:`fuse_conv_bn_eval`.  Returns ``{"params": {"weight": (out, in), "bias": (out,)}}``.
     """
     fn = "fuse_linear_bn_eval"
-    w, b = _layer(fn, linear_vars, "Linear")
-    rm, rv, g, beta = _bn(fn, bn_vars)
+    w, b = _layer(fn, linear, "Linear")
+    rm, rv, g, beta = _bn(fn, bn)
     out, nf = jnp.shape(w)[0], jnp.shape(rm)[0]
     if not (nf == out or nf == 1):
         raise ValueError(f"{fn}: to fuse, the Linear's out_features ({out}) must equal the BatchNorm's "
                          f"num_features ({nf}), or the BatchNorm must have 1 feature")
-    w, b = fuse_linear_bn_weights(w, b, rm, rv, _eps(bn_vars, eps), g, beta)
+    w, b = fuse_linear_bn_weights(w, b, rm, rv, _eps(bn, eps), g, beta)
     return {"params": {"weight": w, "bias": b}}
