@@ -863,6 +863,17 @@ def test_double_and_apply_as_torch():
         ours.to("cpu")
 
 
+def test_an_abstract_model_casts_and_loads_torchs_weights():
+    """torch's meta device + load: a model from nnx.eval_shape (no weights computed) takes ``.double()``
+    (a TypeError on its ShapeDtypeStructs before) and ``load_state_dict``, then runs as torch."""
+    ours = fnnx.eval_shape(lambda: jnnx.Sequential(jnnx.Conv2d(3, 4, 3, rngs=fnnx.Rngs(0)),
+                                                    jnnx.BatchNorm2d(4, rngs=fnnx.Rngs(0))))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).double()
+    assert ours.double().load_state_dict(theirs.state_dict()).ok
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 5))
+    close(ours(x), theirs(to_torch(x)), rtol=1e-12, atol=1e-12)
+
+
 def test_apply_reaches_flax_containers_and_settings_keep_the_trace():
     """apply(fn) had visited an nnx.List/nnx.Dict but not the layers in it (model.apply(_init_weights)
     left them at their default init); assigning a setting its current value does not retrace; a

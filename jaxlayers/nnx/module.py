@@ -285,8 +285,9 @@ class Module(nnx.Module):
             raise ValueError(f"{type(self).__name__}.to: float64 needs jax.config.update('jax_enable_x64', True)")
         for _, var in self._named_variables():
             value = var.get_value()
-            if jnp.issubdtype(jnp.result_type(value), jnp.floating):
-                var.set_value(jnp.asarray(value).astype(dtype))
+            if jnp.issubdtype(value.dtype, jnp.floating):
+                abstract = isinstance(value, jax.ShapeDtypeStruct)  # a model from nnx.eval_shape (torch's meta)
+                var.set_value(jax.ShapeDtypeStruct(value.shape, dtype) if abstract else jnp.asarray(value).astype(dtype))
         # lazy layers create theirs in that dtype
         return self.apply(lambda m: m._cast_waiting_variables(dtype) if isinstance(m, Module) else None)
 
