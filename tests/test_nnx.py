@@ -929,6 +929,39 @@ def test_transformer_stacks_keep_their_final_norm():
         enc.norm = jnnx.LayerNorm(8, rngs=r)  # the call would not use it
 
 
+def test_parameter_data_takes_torchs_in_place_methods():
+    """``m.weight.data.normal_(0, 0.02)``, ``.zero_()``, ``data[padding_idx].zero_()`` (Hugging Face's
+    ``_init_weights``) and the EMA update ``pe.data.mul_(d).add_(p.data, alpha=1 - d)`` had failed on an
+    nnx.Param with an error naming JAX's array type; torch's in-place methods now write the parameter."""
+    rng = np.random.default_rng(0)
+    w0, w1 = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    ours, theirs = jnnx.Parameter(jnp.asarray(w0)), torch.nn.Parameter(torch.tensor(w0))
+    other, t_other = jnnx.Parameter(jnp.asarray(w1)), torch.tensor(w1)
+    steps = [lambda d, o: d.mul_(0.9).add_(o, alpha=0.1), lambda d, o: d.sub_(o, alpha=2.0).div_(3.0),
+             lambda d, o: d.lerp_(o, 0.25), lambda d, o: d.clamp_(-0.5, 0.5), lambda d, o: d[1].fill_(7.0),
+             lambda d, o: d[:, 0].zero_(), lambda d, o: d[2:].copy_(o[0])]
+    for step in steps:
+        step(ours.data, other.data)
+        with torch.no_grad():
+            step(theirs.data, t_other)
+        close(ours[...], theirs.detach(), rtol=1e-15, atol=0)
+    assert (ours.dim(), ours.numel(), isinstance(ours, fnnx.Param)) == (theirs.dim(), theirs.numel(), True)
+    emb = jnnx.Embedding(10, 4, padding_idx=0, rngs=fnnx.Rngs(0))  # the layers' parameters are Parameters
+    emb.weight.data.normal_(0.0, 0.02, generator=jax.random.key(1))
+    emb.weight.data[emb.padding_idx].zero_()
+    assert not np.any(emb.weight[0]) and 0.005 < float(jnp.std(emb.weight[1:])) < 0.04
+    half = jnnx.Linear(3, 2, rngs=fnnx.Rngs(0)).bfloat16()
+    half.bias.data.add_(np.float64(1.0) / 3)  # computed and stored in the parameter's dtype, as torch
+    assert half.bias.dtype == jnp.bfloat16
+    half.bias.data = np.zeros(5)  # torch's p.data = t replaces the values
+    assert half.bias.shape == (5,)
+    assert type(jnnx.ParameterList([jnp.ones(2)])[0]) is jnnx.Parameter
+    with pytest.raises(TypeError, match="Parameter.requires_grad: JAX computes gradients .*nnx.DiffState"):
+        emb.weight.requires_grad = False
+    with pytest.raises(TypeError, match=r"Parameter.grad: .* has no .grad"):
+        emb.weight.grad
+
+
 def test_torch_gradient_habits_say_what_to_do_instead():
     """``model.layer1.requires_grad_(False)`` had raised flax's AttributeError (and flax's hint for
     ``p.requires_grad = False`` sets a label nothing reads); ``model.zero_grad()`` likewise."""

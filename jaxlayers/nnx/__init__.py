@@ -23,6 +23,7 @@ from .. import nn as _nn
 from ._bridge import LinenLayer, from_linen, wrap_linen_class
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .module import Module, Submodule
+from .parameter import Parameter, TensorData
 
 _NATIVE = {"Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"}
 
@@ -39,5 +40,5 @@ _WRAPPED = [n for n in _linen_layer_names() if n not in _NATIVE]
 globals().update({n: wrap_linen_class(getattr(_nn, n)) for n in _WRAPPED})
 
 __all__ = sorted(_WRAPPED + list(_NATIVE)) + [
-    "Module", "Submodule", "LinenLayer", "from_linen", "wrap_linen_class",
+    "Module", "Submodule", "LinenLayer", "from_linen", "wrap_linen_class", "Parameter", "TensorData",
 ]

@@ -3,7 +3,7 @@
 ``LinenLayer`` holds one linen module (built from the torch constructor
 arguments, so torch's parsing and checks run once, in the linen dataclass) and
 its variables as NNX variables under torch's names: ``params`` become
-``nnx.Param``, ``batch_stats`` (``running_mean``, ``running_var``,
+:class:`~jaxlayers.nnx.Parameter` (an ``nnx.Param`` with torch's ``.data`` methods), ``batch_stats`` (``running_mean``, ``running_var``,
 ``num_batches_tracked``) ``nnx.BatchStat``; a linen submodule (``self_attn``,
 ``layers.0``) becomes a child layer of its own NNX class holding its variables (torch's
 ``out_proj`` a ``Linear``), so the NNX state has exactly torch's keys and each child can
@@ -39,6 +39,7 @@ from flax.nnx import variablelib
 from .. import config, interop
 from .._utils import accepts, accepts_train, compiled, ntuple
 from .module import IndexedChildren, Module, Submodule, _nest
+from .parameter import Parameter
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
 
@@ -101,7 +102,7 @@ def _fork(rngs: nnx.Rngs | None, stream: str | None) -> nnx.RngStream | None:
 
 def _var_type(collection: str) -> type[nnx.Variable]:
     if collection == "params":
-        return nnx.Param
+        return Parameter
     if collection == "batch_stats":
         return nnx.BatchStat
     return variablelib.variable_type_from_name(collection, allow_register=True)

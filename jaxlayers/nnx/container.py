@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .module import Module
+from .parameter import Parameter
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 
@@ -316,7 +317,7 @@ def _to_param(container: str, key: str, value: Any) -> nnx.Variable:
     if isinstance(value, nnx.Variable):
         return value
     if isinstance(value, (jax.Array, int, float)) or hasattr(value, "__array__"):
-        return nnx.Param(jnp.asarray(value))
+        return Parameter(jnp.asarray(value))
     raise TypeError(f"{container}: entry {key!r} must be an array or an nnx.Param, got {type(value).__name__}")
 
 

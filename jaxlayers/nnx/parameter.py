@@ -1,0 +1,190 @@
+"""torch's ``nn.Parameter`` as an ``nnx.Param``: ``p.data`` with torch's in-place tensor methods.
+
+Every ``jaxlayers.nnx`` layer holds its parameters as :class:`Parameter` (an
+``nnx.Param``: flax's filters, optimizers and transforms treat it as one), so
+torch's init and update idioms port as they are written::
+
+    module.weight.data.normal_(mean=0.0, std=0.02)      # Hugging Face's _init_weights
+    module.bias.data.zero_()
+    module.weight.data[padding_idx].zero_()
+    p_ema.data.mul_(decay).add_(p.data, alpha=1 - decay)
+
+The methods write the parameter in place (``set_value``), computing in its dtype
+as torch does; random fills take ``generator=`` (a key, an ``nnx.Rngs``) or the
+:func:`jaxlayers.init.manual_seed` sequence, as :mod:`jaxlayers.init`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from .. import init as jinit
+from .._utils import is_variable
+
+__all__ = ["Parameter", "TensorData"]
+
+_NO_FLAG = ("JAX computes gradients of what it is asked to differentiate, so a parameter has no {what}: "
+            "freeze with a filter (nnx.DiffState(0, trainable), nnx.Optimizer(model, tx, wrt=trainable)) and "
+            "take gradients from nnx.grad (docs/nnx.md)")
+
+
+def _array(value: Any) -> Any:
+    """An operand of torch's in-place methods: a number, an array, a parameter or its ``data``, a torch tensor."""
+    if is_variable(value):
+        return value.get_value()
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, no import
+        return value.detach().cpu().numpy()
+    return value
+
+
+class TensorData:
+    """``param.data`` or ``param.data[index]``: torch's in-place tensor methods, written into the parameter.
+
+    Each method returns the ``TensorData`` (torch's chaining: ``p.data.mul_(d).add_(q.data, alpha=1 - d)``).
+    Reading: ``shape``, ``dtype``, ``ndim``, ``get_value()``, or any JAX function (``jnp.asarray(p.data)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nnx
+        >>> p = nnx.Parameter(jnp.ones((2, 3)))
+        >>> _ = p.data.mul_(2.0).add_(jnp.ones(3), alpha=0.5)
+        >>> _ = p.data[0].zero_()
+        >>> p[...].tolist()
+        [[0.0, 0.0, 0.0], [2.5, 2.5, 2.5]]
+    """
+
+    __slots__ = ("_param", "_index")
+
+    def __init__(self, param: nnx.Variable, index: Any = None):
+        self._param, self._index = param, index
+
+    def get_value(self) -> Any:
+        value = self._param.get_value()
+        return value if self._index is None else value[self._index]
+
+    def set_value(self, value: Any) -> None:
+        """Write ``value`` (cast to the parameter's dtype, broadcast to the view's shape, as torch's ``copy_``)."""
+        old = self.get_value()
+        new = jnp.broadcast_to(jnp.asarray(_array(value)).astype(old.dtype), old.shape)
+        whole = self._param.get_value()
+        self._param.set_value(new if self._index is None else jnp.asarray(whole).at[self._index].set(new))
+
+    def __getitem__(self, index: Any) -> "TensorData":
+        if self._index is not None:
+            raise TypeError("TensorData: index the parameter's data once (p.data[i, j], not p.data[i][j])")
+        return TensorData(self._param, index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self[index].set_value(value)
+
+    def _write(self, value: Any) -> "TensorData":
+        self.set_value(value)
+        return self
+
+    # torch's in-place methods ---------------------------------------------------------------------
+    def zero_(self) -> "TensorData":
+        return self._write(0)
+
+    def fill_(self, value: Any) -> "TensorData":
+        return self._write(_array(value))
+
+    def copy_(self, src: Any) -> "TensorData":
+        return self._write(src)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> "TensorData":
+        jinit.normal_(self, mean, std, generator=generator)
+        return self
+
+    def uniform_(self, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> "TensorData":
+        """torch's ``uniform_(from=0, to=1)`` (``from`` is a Python keyword: give the bounds by position)."""
+        jinit.uniform_(self, low, high, generator=generator)
+        return self
+
+    def mul_(self, other: Any) -> "TensorData":
+        return self._write(self.get_value() * _array(other))
+
+    def div_(self, other: Any) -> "TensorData":
+        return self._write(self.get_value() / _array(other))
+
+    def add_(self, other: Any, *, alpha: float = 1) -> "TensorData":
+        return self._write(self.get_value() + alpha * jnp.asarray(_array(other)))
+
+    def sub_(self, other: Any, *, alpha: float = 1) -> "TensorData":
+        return self._write(self.get_value() - alpha * jnp.asarray(_array(other)))
+
+    def lerp_(self, end: Any, weight: Any) -> "TensorData":
+        value = self.get_value()
+        return self._write(value + _array(weight) * (jnp.asarray(_array(end)) - value))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> "TensorData":  # noqa: A002 (torch's names)
+        return self._write(jnp.clip(self.get_value(), _array(min), _array(max)))
+
+    # reading ----------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.get_value().shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.get_value().dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __jax_array__(self) -> Any:
+        return jnp.asarray(self.get_value())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy as np
+
+        return np.asarray(self.get_value(), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"TensorData({self.get_value()!r})"
+
+
+class Parameter(nnx.Param):
+    """torch's ``nn.Parameter(tensor)``: an ``nnx.Param`` with ``.data`` (:class:`TensorData`),
+    ``dim()`` and ``numel()``; ``requires_grad`` and ``grad`` are TypeErrors that say what JAX does
+    instead.  Custom modules use it as torch's: ``self.cls_token = nnx.Parameter(jnp.zeros((1, 1, d)))``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxlayers import nnx
+        >>> p = nnx.Parameter(jnp.zeros((2, 3)))
+        >>> _ = p.data.fill_(0.5)
+        >>> p.dim(), p.numel(), float(p[0, 0])
+        (2, 6, 0.5)
+    """
+
+    __slots__ = ()
+
+    @property
+    def data(self) -> TensorData:
+        return TensorData(self)
+
+    @data.setter
+    def data(self, value: Any) -> None:  # torch's p.data = t replaces the values (shape and dtype too)
+        self.set_value(jnp.asarray(_array(value)))
+
+    def dim(self) -> int:
+        return self.get_value().ndim
+
+    def numel(self) -> int:
+        return int(self.get_value().size)
+
+    @property
+    def requires_grad(self) -> bool:
+        raise TypeError("Parameter.requires_grad: " + _NO_FLAG.format(what="requires_grad flag"))
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        raise TypeError("Parameter.requires_grad: " + _NO_FLAG.format(what="requires_grad flag"))
+
+    @property
+    def grad(self) -> Any:
+        raise TypeError("Parameter.grad: " + _NO_FLAG.format(what=".grad"))
