@@ -141,7 +141,9 @@ def variables_to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarra
     torch lists them); other collections are ignored.  A ``jaxlayers.nnx`` model gives
     its ``state_dict()``.
     """
-    if callable(getattr(variables, "state_dict", None)) and not isinstance(variables, Mapping):
+    from .nnx.module import Module  # here: jaxlayers.nnx imports this module
+
+    if isinstance(variables, Module):
         return dict(variables.state_dict())
     return {k: to_numpy(v) for k, v in flatten_variables(_torch_order(_merged_collections(variables))).items()}
 

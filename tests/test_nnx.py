@@ -11,6 +11,7 @@ containers, and that every linen Module class has an NNX counterpart.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import flax.linen as fnn
@@ -1013,6 +1014,15 @@ def test_children_of_composite_layers_are_layers_as_torch():
     with pytest.raises(TypeError, match="TransformerEncoderLayer.linear1: a child that TransformerEncoderLayer built "
                                         "from its own definition cannot be replaced"):
         enc.layers[0].linear1 = jnnx.Linear(8, 16, rngs=r)  # torch's surgery: the call would not use it
+    with pytest.raises(TypeError, match="cannot be deleted"):  # nor by del, then an assignment
+        del enc.layers[0].linear1
+    with pytest.raises(TypeError, match="num_layers = 3 would change the layer's variables .*layers.2"):
+        enc.num_layers = 3  # it had failed inside the refresh, leaving the layer rebuilt and broken
+    with pytest.raises(ValueError, match="as a child of TransformerEncoderLayer it has no stream of its own"):
+        jnnx.TransformerEncoderLayer(8, 2, 16, rngs=r).self_attn.train()(x, x, x)
+    clone = copy.deepcopy(enc.layers[0])  # torch's _get_clones: a copy belongs to no parent
+    clone.dropout = 0.5
+    assert clone.self_attn.dropout == 0.5
     with pytest.raises(IndexError, match="_Layers: index 2 is out of range for 2 children"):
         enc.layers[2]
     layer = jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=r)

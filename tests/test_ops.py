@@ -192,8 +192,13 @@ def test_gather_errors_as_torch():
         ops.gather(x, 0, np.zeros((2, 4, 4), int))
     with pytest.raises(ValueError, match="same number of dimensions"):
         ops.gather(x, 0, np.zeros((2, 3), int))
-    with pytest.raises(TypeError, match="Expected dtype int64 for index, got float"):
+    with pytest.raises(TypeError, match="Expected dtype int32/int64 for index, got float"):
         ops.gather(x, 0, np.zeros((1, 1, 1)))
+    with pytest.raises(TypeError, match="got uint32"):  # unsigned indices had wrapped silently under jit
+        ops.gather(x, 0, np.zeros((1, 1, 1), np.uint32))
+    with pytest.raises(IndexError, match=f"index {2**32 + 1} is out of bounds"):  # checked before a cast to int32
+        ops.gather(x, 1, np.full((1, 1, 1), 2**32 + 1, np.int64))
+    close(ops.gather(jnp.arange(5.0), 0, np.int64(1)), torch.gather(torch.arange(5.0), 0, torch.tensor(1)))
     traced = jax.jit(lambda i: ops.gather(x, 1, i))(np.array([[[3]], [[-1]]]))  # unchecked: never wrapped
     assert np.isnan(np.asarray(traced)).all()
 

@@ -279,6 +279,28 @@ def _traced_children(module: fnn.Module, treedef: Any, arrays: tuple, static: tu
     return found
 
 
+def _variable_shapes(module: fnn.Module) -> dict[tuple, tuple] | None:
+    """``{(collection, *path): shape}`` of the variables ``module`` creates (an abstract ``init`` on its
+    probe), or None where no probe input is known or the init fails."""
+    try:
+        return _abstract_shapes(module)
+    except TypeError:  # unhashable configuration: not cached
+        return _abstract_shapes.__wrapped__(module)
+
+
+@functools.lru_cache(maxsize=256)
+def _abstract_shapes(module: fnn.Module) -> dict[tuple, tuple] | None:
+    probe = _probe_inputs(module)
+    if probe is None:
+        return None
+    train = {"train": False} if accepts_train(module) else {}
+    try:
+        variables = jax.eval_shape(lambda: module.init({"params": jax.random.key(0)}, *probe, **train))
+    except Exception:
+        return None
+    return {(c,) + path: tuple(v.shape) for c, tree in variables.items() for path, v in _flatten(tree)}
+
+
 def _cached_init(module: fnn.Module) -> Any:
     """``module.init`` compiled once per layer configuration (twelve identical blocks compile
     once; the forward pass is dead code there), or None for an unhashable configuration."""
@@ -465,6 +487,39 @@ class LinenLayer(Module):
         child = wrap_linen_class(type(sub))(_linen_state=(sub, tree), _children=below)
         return child.train(self.training)
 
+    def __delattr__(self, name: str) -> None:
+        self._check_not_owned_child(name, "deleted")
+        super().__delattr__(name)
+
+    def __deepcopy__(self, memo: Any = None) -> "LinenLayer":
+        """A copy of a child (torch's ``_get_clones``) belongs to no parent: its settings can be written."""
+        copy = super().__deepcopy__(memo)
+        if "_owner" in vars(copy):
+            Module.__delattr__(copy, "_owner")
+        return copy
+
+    def _check_not_owned_child(self, name: str, what: str) -> None:
+        current = vars(self).get(name)
+        if isinstance(current, LinenLayer) and "_owner" in vars(current):
+            raise TypeError(f"{type(self).__name__}.{name}: a child that {type(self._linen.module).__name__} built "
+                            f"from its own definition cannot be {what}: the call would still run it. For module "
+                            "surgery (swapping in another layer), write the model from layers and ModuleLists")
+
+    def _check_variables_kept(self, name: str, value: Any, module: fnn.Module) -> None:
+        """A setting whose new value needs variables the layer lacks (``num_layers`` up, ``in_features``) is
+        a TypeError before anything changes: torch reads those at construction only.  Variables the new
+        value does not use stay (``track_running_stats = False``: the statistics are kept, unused)."""
+        if not self._initialized:
+            return
+        shapes = _variable_shapes(module) or {}
+        have = {(c,) + tuple(path): tuple(jnp.shape(v)) for c, tree in self._linen_variables().items()
+                for path, v in _flatten(tree)}
+        changed = sorted(".".join(k[1:]) for k, shape in shapes.items() if have.get(k) != shape)
+        if changed:
+            raise TypeError(f"{type(self).__name__}.{name} = {value!r} would change the layer's variables "
+                            f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''}); torch reads "
+                            f"{name} at construction only: construct a new {type(self).__name__}")
+
     def _refresh_children(self) -> None:
         """After a setting changed (``layer.dropout = 0.1``), the child layers take their new linen modules."""
         if not any(isinstance(v, LinenLayer) for v in vars(self).values()):
@@ -472,7 +527,7 @@ class LinenLayer(Module):
         for path, sub in self._linen_children(None).items():
             node = self
             for part in path:
-                node = vars(node).get(part)
+                node = vars(node).get(part) if node is not None else None
             if isinstance(node, LinenLayer):
                 node._adopt(sub)
 
@@ -547,11 +602,8 @@ class LinenLayer(Module):
             raise TypeError(f"{type(self).__name__}.{name}: a layer given to the constructor is part of the linen "
                             f"definition and cannot be replaced afterwards; construct it with {name}=... "
                             "(state_dict keys alone would not make the call use it)")
-        current = vars(self).get(name)
-        if isinstance(current, LinenLayer) and value is not current and "_owner" in vars(current):
-            raise TypeError(f"{type(self).__name__}.{name}: a child that {type(holder.module).__name__} built from "
-                            "its own definition cannot be replaced: the call would not use the new layer. For "
-                            "module surgery (swapping in another layer), write the model from layers and ModuleLists")
+        if vars(self).get(name) is not value:
+            self._check_not_owned_child(name, "replaced")
         if not child and self._setting(name, write=True) and not self._switched_off(name):
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
@@ -563,6 +615,7 @@ class LinenLayer(Module):
                                 f"through the {owner}'s own settings (its constructor's arguments, which can also "
                                 "be written as attributes), or build the stack from a ModuleList of layers")
             module = holder.module.clone(**{name: value})
+            self._check_variables_kept(name, value, module)
             self._adopt(module)
             self._refresh_children()
             return
@@ -634,6 +687,10 @@ class LinenLayer(Module):
             raise self._no_key_error() from None
 
     def _no_key_error(self) -> ValueError:
+        owner = vars(self).get("_owner")
+        if owner is not None:  # built by its parent, without a stream of its own
+            return ValueError(f"{type(self._linen.module).__name__}: training mode needs randomness: as a child of "
+                              f"{owner} it has no stream of its own; call it with rngs=key, or call .eval()")
         if self._always_random:
             return ValueError(f"{type(self._linen.module).__name__}: needs randomness in every call: "
                               "construct it with rngs=nnx.Rngs(seed) or call it with rngs=key")

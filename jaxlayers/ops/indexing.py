@@ -8,6 +8,7 @@ a negative or too large index is an error, never wrapped.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from .._utils import concrete, shape_str
 from .shape import _dim
@@ -21,7 +22,7 @@ def gather(input, dim: int, index, *, sparse_grad: bool = False):
     Args:
         input: the source array.
         dim: the dim ``index`` indexes along (negative counts from the end).
-        index: integer array with ``input``'s number of dims; along every other dim
+        index: int32/int64 array with ``input``'s number of dims (0-d counts as 1-d); along every other dim
             ``index.shape[d] <= input.shape[d]``.  Indices must lie in ``[0, input.shape[dim])``:
             a concrete index outside is torch's error (``IndexError`` here); under tracing it
             cannot be checked and gives NaN (floating inputs) or the dtype's fill value, never a
@@ -37,21 +38,20 @@ def gather(input, dim: int, index, *, sparse_grad: bool = False):
         >>> ops.gather(q, 1, jnp.array([[2], [0]])).tolist()   # DQN's q.gather(1, actions)
         [[3.0], [4.0]]
     """
-    x, index = jnp.asarray(input), jnp.asarray(index)
-    if not jnp.issubdtype(index.dtype, jnp.integer):
-        raise TypeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
-    if index.ndim != x.ndim:
+    x, out_shape = jnp.asarray(input), np.shape(index)
+    dtype = np.dtype(getattr(index, "dtype", None) or np.asarray(index).dtype)
+    if dtype not in (np.int32, np.int64):  # torch's rule; unsigned indices would wrap inside take_along_axis
+        raise TypeError(f"gather(): Expected dtype int32/int64 for index, got {dtype}")
+    if max(len(out_shape), 1) != max(x.ndim, 1):  # a 0-d array counts as 1-d, as torch's check
         raise ValueError(f"gather(): Index tensor must have the same number of dimensions as input tensor; "
-                         f"input {shape_str(x)}, index {shape_str(index)}")
+                         f"input {shape_str(x)}, index {shape_str(out_shape)}")
     d = _dim(dim, x.ndim, "gather")
-    scalar = x.ndim == 0
-    if scalar:
-        x, index = x[None], index[None]
+    values = concrete(index)  # checked before any cast: int64 values past int32 would wrap in jnp.asarray
+    x, index = jnp.atleast_1d(x), jnp.atleast_1d(jnp.asarray(index))
     if any(i > s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d):
         raise ValueError(f"gather(): Size does not match at a dimension other than {d}: index {shape_str(index)} "
                          f"is larger than input {shape_str(x)}")
     n = x.shape[d]
-    values = concrete(index)
     if values is not None and values.size:
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= n:
@@ -59,4 +59,4 @@ def gather(input, dim: int, index, *, sparse_grad: bool = False):
             raise IndexError(f"gather(): index {bad} is out of bounds for dimension {d} with size {n}")
     x = x[tuple(slice(None) if k == d else slice(0, i) for k, i in enumerate(index.shape))]
     out = jnp.take_along_axis(x, jnp.where(index < 0, n, index), axis=d, mode="fill")
-    return out[0] if scalar else out
+    return out.reshape(out_shape)
