@@ -45,14 +45,25 @@ __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
 
 
 class _Static:
-    """Holds the linen module as a static attribute: hashed and compared by identity
-    (linen modules may hold lists, and hashing one per jit call would cost time)."""
+    """Holds the linen module, and what its configuration decides about calls, as one static attribute:
+    hashed and compared by identity (linen modules may hold lists, and hashing one per jit call would
+    cost time; one attribute instead of six is less for ``nnx.jit`` to walk at every call)."""
 
-    __slots__ = ("module", "stateless")
+    __slots__ = ("module", "stateless", "accepts_train", "always_random", "rng_streams", "key_keyword",
+                 "mutable_params")
 
     def __init__(self, module: fnn.Module):
         self.module = module
         self.stateless = False  # set when creating variables gave none (activations, pooling, losses)
+        self.accepts_train = accepts_train(module)
+        # torch's FractionalMaxPool draws random windows in every call, training or not
+        self.always_random = not self.accepts_train and _draws_keys(module)
+        collection = getattr(module, "rng_collection", "dropout")
+        self.rng_streams = tuple(dict.fromkeys(("dropout", collection)))
+        # a layer drawing one key (Dropout, RReLU, FractionalMaxPool) takes it as `rng=`: through
+        # `rngs=` linen derives another key from it, a second hash per call in the compiled step
+        self.key_keyword = collection if accepts(module, "rng") else None
+        self.mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
 
     def __repr__(self) -> str:
         return f"{type(self.module).__name__}(linen)"
@@ -346,7 +357,8 @@ class LinenLayer(Module):
     _linen_cls: type[fnn.Module] | None = None
 
     def __init__(self, *args: Any, rngs: nnx.Rngs | int | jax.Array | None = None,
-                 _linen_state: tuple | None = None, _children: Mapping | None = None, **kwargs: Any):
+                 _linen_state: tuple | None = None, _children: Mapping | None = None, _owner: str | None = None,
+                 **kwargs: Any):
         cls = type(self)._linen_cls
         if cls is None:
             raise TypeError("LinenLayer is abstract: use a generated class such as jaxlayers.nnx.Linear, "
@@ -358,6 +370,8 @@ class LinenLayer(Module):
         rngs = _to_rngs(rngs, cls.__name__)
         probe = _probe_inputs(module) if variables is None else None
         self._setup(module)
+        if _owner is not None:  # a child that a composite layer built (its children belong to that layer too)
+            self._owner = _owner
         if variables is not None:
             self._store_variables(variables, children=_children)
         elif probe is not None:  # the probe is torch-layout, whatever memory format is in effect
@@ -382,15 +396,12 @@ class LinenLayer(Module):
         previous = vars(self).get("_linen")
         self._linen = _Static(module)
         self._linen.stateless = previous is not None and previous.stateless
-        self._accepts_train = accepts_train(module)
-        # torch's FractionalMaxPool draws random windows in every call, training or not
-        self._always_random = not self._accepts_train and _draws_keys(module)
-        collection = getattr(module, "rng_collection", "dropout")
-        self._rng_streams = tuple(dict.fromkeys(("dropout", collection)))
-        # a layer drawing one key (Dropout, RReLU, FractionalMaxPool) takes it as `rng=`: through
-        # `rngs=` linen derives another key from it, a second hash per call in the compiled step
-        self._key_keyword = collection if accepts(module, "rng") else None
-        self._mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
+
+    _accepts_train = property(lambda self: self._linen.accepts_train)
+    _always_random = property(lambda self: self._linen.always_random)
+    _rng_streams = property(lambda self: self._linen.rng_streams)
+    _key_keyword = property(lambda self: self._linen.key_keyword)
+    _mutable_params = property(lambda self: self._linen.mutable_params)
 
     # variables ----------------------------------------------------------------
     def _create_variables(self, args: tuple, kwargs: dict, rngs: nnx.Rngs | nnx.RngStream | None,
@@ -458,9 +469,6 @@ class LinenLayer(Module):
                 Module.__setattr__(self, path[0], self._new_child(path, {}, children))
         self._paths = tuple(paths)
         self._initialized = True
-        for _, module in self.named_modules():  # the children built here (and below) belong to this layer
-            if module is not self and isinstance(module, LinenLayer):
-                Module.__setattr__(module, "_owner", type(self._linen.module).__name__)
 
     def _linen_children(self, inputs: tuple | None) -> dict[tuple, fnn.Module]:
         module = self._linen.module
@@ -484,8 +492,9 @@ class LinenLayer(Module):
             if root:
                 tree[collection] = root
         below = {p[len(path):]: m for p, m in children.items() if p[:len(path)] == path and len(p) > len(path)}
-        child = wrap_linen_class(type(sub))(_linen_state=(sub, tree), _children=below)
-        return child.train(self.training)
+        owner = vars(self).get("_owner") or type(self._linen.module).__name__
+        child = wrap_linen_class(type(sub))(_linen_state=(sub, tree), _children=below, _owner=owner)
+        return child if self.training else child.eval()  # a new module is in training mode
 
     def __delattr__(self, name: str) -> None:
         self._check_not_owned_child(name, "deleted")

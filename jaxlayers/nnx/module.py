@@ -172,7 +172,7 @@ class Module(nnx.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         new = name not in vars(self)
         super().__setattr__(name, value)
-        if new and name != "_order" and name not in self._order:
+        if new and not name.startswith("_") and name not in self._order:  # private attributes are no children
             # flax rebuilds attributes sorted by name (nnx.merge, inside nnx.jit): the order is kept
             # in this static tuple, which travels in the graph definition
             super().__setattr__("_order", self._order + (name,))
