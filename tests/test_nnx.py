@@ -860,8 +860,13 @@ def test_double_and_apply_as_torch():
     lazy = jnnx.Sequential(jnnx.LazyLinear(3, rngs=fnnx.Rngs(0)), jnnx.LazyBatchNorm1d(rngs=fnnx.Rngs(0))).double()
     lazy(np.ones((4, 5), np.float32))  # created at the first call in the cast dtype, as torch's lazy modules
     assert {str(v.dtype) for v in lazy.state_dict().values()} == {"float64", "int64"}
-    with pytest.raises(TypeError, match="Sequential.to: expected a floating dtype, got 'cpu'"):
-        ours.to("cpu")
+    cpu = jax.devices("cpu")[0]  # torch's model.to(device) (a TypeError before): a device, a dtype or both
+    assert ours.to("cpu") is ours and ours.to(cpu, jnp.float32) is ours
+    assert ours[0].weight.dtype == jnp.float32 and ours[0].weight.get_value().devices() == {cpu}
+    with pytest.raises(ValueError, match=r"Sequential.to: no device 'cuda:99' here .* 'cuda' is JAX's 'gpu'"):
+        ours.to("cuda:99")
+    with pytest.raises(TypeError, match="Sequential.to: expected a floating dtype or a device, got 'cpux'"):
+        ours.to("cpux")
 
 
 def test_an_abstract_model_casts_and_loads_torchs_weights():
@@ -957,6 +962,13 @@ def test_parameter_data_takes_torchs_in_place_methods():
     half.bias.data = np.zeros(5)  # torch's p.data = t replaces the values
     assert half.bias.shape == (5,)
     assert type(jnnx.ParameterList([jnp.ones(2)])[0]) is jnnx.Parameter
+    emb2 = jnnx.Embedding(16, 4, rngs=fnnx.Rngs(0))  # nanoGPT's crop_block_size: torch's module reads the new shape
+    with pytest.raises(ValueError, match=r"Embedding.weight: a parameter of shape \(8, 4\) cannot replace one of "
+                                         r"shape \(16, 4\).*from_pretrained"):
+        emb2.weight = jnnx.Parameter(emb2.weight[:8])
+    emb2.weight.data = emb2.weight[:8]
+    with pytest.raises(ValueError, match="Embedding: a parameter's shape differs from what the layer's settings give"):
+        emb2(np.array([1]))  # flax's ScopeParamShapeError before
     with pytest.raises(TypeError, match="Parameter.requires_grad: JAX computes gradients .*nnx.DiffState"):
         emb.weight.requires_grad = False
     with pytest.raises(TypeError, match=r"Parameter.grad: .* has no .grad"):

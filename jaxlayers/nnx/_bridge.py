@@ -611,8 +611,16 @@ class LinenLayer(Module):
             raise TypeError(f"{type(self).__name__}.{name}: a layer given to the constructor is part of the linen "
                             f"definition and cannot be replaced afterwards; construct it with {name}=... "
                             "(state_dict keys alone would not make the call use it)")
-        if vars(self).get(name) is not value:
+        current = vars(self).get(name)
+        if current is not value:
             self._check_not_owned_child(name, "replaced")
+        if (isinstance(value, nnx.Variable) and isinstance(current, nnx.Variable)
+                and jnp.shape(value.get_value()) != jnp.shape(current.get_value())):
+            raise ValueError(f"{type(self).__name__}.{name}: a parameter of shape {jnp.shape(value.get_value())} "
+                             f"cannot replace one of shape {jnp.shape(current.get_value())}: the layer's settings fix "
+                             f"its shapes (torch's module reads the new one); for another size build a new layer "
+                             f"({type(self).__name__}.from_pretrained(w) where it has one, or a new "
+                             f"{type(self).__name__}(...))")
         if not child and self._setting(name, write=True) and not self._switched_off(name):
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
@@ -694,6 +702,10 @@ class LinenLayer(Module):
             return _apply(module, variables, args, keys, (), kwargs)
         except flax.errors.InvalidRngError:
             raise self._no_key_error() from None
+        except flax.errors.ScopeParamShapeError as e:  # a parameter given another shape (p.data = t[:8])
+            raise ValueError(f"{type(module).__name__}: a parameter's shape differs from what the layer's settings "
+                             f"give ({e}); here a layer's parameters keep their shapes: for another size build a "
+                             "new layer (Embedding.from_pretrained(w), ...)") from None
 
     def _no_key_error(self) -> ValueError:
         owner = vars(self).get("_owner")

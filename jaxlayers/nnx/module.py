@@ -93,6 +93,26 @@ def _post_order(node: Any, seen: set[int]) -> Iterator[nnx.Module]:
             yield value
 
 
+_DEVICE_KINDS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu", "tpu": "tpu"}
+
+
+def _device(device: Any, module: str) -> Any:
+    """torch's device spelling (``"cuda:1"``) or a ``jax.Device`` -> the ``jax.Device``."""
+    if isinstance(device, jax.Device):
+        return device
+    kind, _, index = str(device).partition(":")
+    platform = _DEVICE_KINDS.get(kind)
+    try:
+        devices = jax.devices(platform) if platform else []
+    except RuntimeError:  # no such backend here
+        devices = []
+    i = int(index) if index.isdigit() else 0
+    if i >= len(devices):
+        raise ValueError(f"{module}.to: no device {device!r} here (JAX's devices: {jax.devices()}); torch's "
+                         "'cuda' is JAX's 'gpu' platform")
+    return devices[i]
+
+
 def _read_only(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -271,14 +291,27 @@ class Module(nnx.Module):
         return self
 
     # ------------------------------------------------------------ dtype
-    def to(self, dtype: Any) -> "Module":
-        """torch's ``model.to(dtype)``: floating-point parameters and buffers cast to ``dtype`` in place
-        (``num_batches_tracked`` keeps its integer type).  Devices are JAX's: ``jax.device_put``."""
+    def to(self, *args: Any, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> "Module":
+        """torch's ``model.to(dtype)``, ``model.to(device)``, ``model.to(device, dtype)``: floating-point
+        parameters and buffers cast to ``dtype`` in place (``num_batches_tracked`` keeps its integer type);
+        every variable put on ``device`` (a ``jax.Device``, or torch's ``"cpu"``, ``"cuda"``, ``"cuda:1"``:
+        JAX's ``gpu`` devices), with ``jax.device_put``.  Returns the module."""
+        for arg in args:  # torch's positional forms: a device, a dtype, or both
+            if isinstance(arg, jax.Device) or (isinstance(arg, str) and arg.split(":")[0] in _DEVICE_KINDS):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None:
+            target = _device(device, type(self).__name__)
+            for _, var in self._named_variables():
+                var.set_value(jax.device_put(var.get_value(), target))
+        return self if dtype is None else self._cast(dtype)
+
+    def _cast(self, dtype: Any) -> "Module":
         try:
             dtype = jnp.dtype(dtype)
         except TypeError:
-            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype!r} (place arrays "
-                            "on a device with jax.device_put / nnx.state + jax.device_put)") from None
+            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype or a device, got {dtype!r}") from None
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype}")
         if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # JAX would keep float32, warning only
