@@ -971,8 +971,39 @@ def test_parameter_data_takes_torchs_in_place_methods():
         emb2(np.array([1]))  # flax's ScopeParamShapeError before
     with pytest.raises(TypeError, match="Parameter.requires_grad: JAX computes gradients .*nnx.DiffState"):
         emb.weight.requires_grad = False
-    with pytest.raises(TypeError, match=r"Parameter.grad: .* has no .grad"):
+    with pytest.raises(AttributeError, match=r"Parameter.grad: .* has no grad"):
         emb.weight.grad
+    assert getattr(emb.weight, "requires_grad", "none") == "none"  # duck-typing code keeps working
+    ema = jnnx.Parameter(jnp.asarray(w0))  # torch's other EMA spelling, and tensor reads
+    ema.data.mul_(0.9).add_((1 - 0.9) * other.data)
+    close(ema[...], 0.9 * w0 + 0.1 * w1, rtol=1e-15, atol=1e-15)
+    assert ema.data.size() == (4, 3) and ema.data.size(0) == 4 and ema.data.numel() == 12
+    close(ema.data.clone(), ema[...], rtol=0, atol=0)
+    ints = jnnx.Parameter(jnp.ones(3, jnp.int32))
+    with pytest.raises(TypeError, match="result type float.* can't be cast to the parameter's int32"):
+        ints.data.mul_(2.5)  # torch's error; it had truncated to 2
+    ints.data.fill_(1.5)  # a fill casts, as torch's
+    with pytest.raises(IndexError, match="index 4 is out of bounds for dimension 0 with size 4"):
+        ours.data[4].zero_()  # JAX had clamped it to the last row, silently
+    with pytest.raises(ValueError, match="at least one of 'min' or 'max'"):
+        ours.data.clamp_()
+    lerp = jnnx.Parameter(jnp.asarray(w0))
+    lerp.data.lerp_(jnp.asarray(w1), 1.0)  # exact at the end, as torch's two-sided formula
+    assert np.array_equal(lerp[...], w1)
+
+
+def test_private_children_keep_torchs_order_through_merge():
+    """torch registers ``self._fc = Linear(...)`` as a child (EfficientNet-PyTorch names every child so);
+    the order of state_dict() must survive nnx.split/merge, which rebuilds attributes sorted by name."""
+
+    class Net(jnnx.Module):
+        def __init__(self):
+            self._conv_stem = jnnx.Conv2d(3, 4, 3, bias=False, rngs=fnnx.Rngs(0))
+            self._bn0 = jnnx.BatchNorm2d(4, rngs=fnnx.Rngs(0))
+            self._fc = jnnx.Linear(4, 2, rngs=fnnx.Rngs(0))
+
+    merged = fnnx.merge(*fnnx.split(Net()))
+    assert [k for k, _ in merged.named_children()] == ["_conv_stem", "_bn0", "_fc"]
 
 
 def test_torch_gradient_habits_say_what_to_do_instead():
@@ -1035,6 +1066,11 @@ def test_children_of_composite_layers_are_layers_as_torch():
     clone = copy.deepcopy(enc.layers[0])  # torch's _get_clones: a copy belongs to no parent
     clone.dropout = 0.5
     assert clone.self_attn.dropout == 0.5
+    with pytest.raises(TypeError, match="child that TransformerEncoderLayer built"):  # its children are its own
+        clone.norm1.eps = 1e-3
+    bn = jnnx.BatchNorm1d(3, rngs=r)
+    with pytest.raises(TypeError, match=r"BatchNorm1d.affine = False would change the layer's variables \(bias, weight\)"):
+        bn.affine = False  # torch's BatchNorm keeps using its weight: here it had been dropped silently
     with pytest.raises(IndexError, match="_Layers: index 2 is out of range for 2 children"):
         enc.layers[2]
     layer = jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=r)

@@ -199,6 +199,8 @@ def test_gather_errors_as_torch():
     with pytest.raises(IndexError, match=f"index {2**32 + 1} is out of bounds"):  # checked before a cast to int32
         ops.gather(x, 1, np.full((1, 1, 1), 2**32 + 1, np.int64))
     close(ops.gather(jnp.arange(5.0), 0, np.int64(1)), torch.gather(torch.arange(5.0), 0, torch.tensor(1)))
+    idx = torch.tensor([[[1]], [[2]]])  # torch tensors as they come in a port
+    close(ops.gather(torch.from_numpy(X), 1, idx), torch.gather(torch.from_numpy(X), 1, idx))
     traced = jax.jit(lambda i: ops.gather(x, 1, i))(np.array([[[3]], [[-1]]]))  # unchecked: never wrapped
     assert np.isnan(np.asarray(traced)).all()
 

@@ -501,10 +501,14 @@ class LinenLayer(Module):
         super().__delattr__(name)
 
     def __deepcopy__(self, memo: Any = None) -> "LinenLayer":
-        """A copy of a child (torch's ``_get_clones``) belongs to no parent: its settings can be written."""
+        """A copy of a child (torch's ``_get_clones``) belongs to no parent: its settings can be written,
+        and its own children belong to it."""
         copy = super().__deepcopy__(memo)
         if "_owner" in vars(copy):
             Module.__delattr__(copy, "_owner")
+            for _, module in copy.named_modules():
+                if module is not copy and isinstance(module, LinenLayer):
+                    module._owner = type(copy._linen.module).__name__
         return copy
 
     def _check_not_owned_child(self, name: str, what: str) -> None:
@@ -515,15 +519,17 @@ class LinenLayer(Module):
                             "surgery (swapping in another layer), write the model from layers and ModuleLists")
 
     def _check_variables_kept(self, name: str, value: Any, module: fnn.Module) -> None:
-        """A setting whose new value needs variables the layer lacks (``num_layers`` up, ``in_features``) is
-        a TypeError before anything changes: torch reads those at construction only.  Variables the new
-        value does not use stay (``track_running_stats = False``: the statistics are kept, unused)."""
+        """A setting whose new value would change the variables (``num_layers``, ``in_features``, ``affine``,
+        ``track_running_stats``) is a TypeError before anything changes: torch reads those at construction
+        only (its BatchNorm keeps using the weight and running statistics it has)."""
         if not self._initialized:
             return
-        shapes = _variable_shapes(module) or {}
+        shapes = _variable_shapes(module)
+        if shapes is None:
+            return
         have = {(c,) + tuple(path): tuple(jnp.shape(v)) for c, tree in self._linen_variables().items()
                 for path, v in _flatten(tree)}
-        changed = sorted(".".join(k[1:]) for k, shape in shapes.items() if have.get(k) != shape)
+        changed = sorted(".".join(k[1:]) for k in set(shapes) | set(have) if have.get(k) != shapes.get(k))
         if changed:
             raise TypeError(f"{type(self).__name__}.{name} = {value!r} would change the layer's variables "
                             f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''}); torch reads "

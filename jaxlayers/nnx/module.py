@@ -93,6 +93,9 @@ def _post_order(node: Any, seen: set[int]) -> Iterator[nnx.Module]:
             yield value
 
 
+# the NNX layers' own bookkeeping, which is no child (torch's `self._fc = Linear(...)` is one)
+_INTERNAL = frozenset({"_order", "_linen", "_paths", "_initialized", "_owner"})
+
 _DEVICE_KINDS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu", "tpu": "tpu"}
 
 
@@ -192,7 +195,7 @@ class Module(nnx.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         new = name not in vars(self)
         super().__setattr__(name, value)
-        if new and not name.startswith("_") and name not in self._order:  # private attributes are no children
+        if new and name not in _INTERNAL and name not in self._order:
             # flax rebuilds attributes sorted by name (nnx.merge, inside nnx.jit): the order is kept
             # in this static tuple, which travels in the graph definition
             super().__setattr__("_order", self._order + (name,))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from .. import init as jinit
@@ -44,7 +45,9 @@ class TensorData:
     """``param.data`` or ``param.data[index]``: torch's in-place tensor methods, written into the parameter.
 
     Each method returns the ``TensorData`` (torch's chaining: ``p.data.mul_(d).add_(q.data, alpha=1 - d)``).
-    Reading: ``shape``, ``dtype``, ``ndim``, ``get_value()``, or any JAX function (``jnp.asarray(p.data)``).
+    Reading: ``shape``, ``size()``, ``dim()``, ``numel()``, ``clone()``, arithmetic (``(1 - d) * p.data``)
+    and the array's methods give JAX arrays.  Unlike torch, a view by a boolean mask or an integer
+    array (``p.data[mask].zero_()``) writes into the parameter (torch's acts on a copy).
 
     Example:
         >>> import jax.numpy as jnp
@@ -75,6 +78,11 @@ class TensorData:
     def __getitem__(self, index: Any) -> "TensorData":
         if self._index is not None:
             raise TypeError("TensorData: index the parameter's data once (p.data[i, j], not p.data[i][j])")
+        parts = index if isinstance(index, tuple) else (index,)
+        if not any(p is Ellipsis or p is None for p in parts):  # JAX clamps an integer out of range: torch raises
+            for dim, (p, n) in enumerate(zip(parts, self.shape)):
+                if isinstance(p, (int, np.integer)) and not isinstance(p, bool) and not -n <= p < n:
+                    raise IndexError(f"TensorData: index {p} is out of bounds for dimension {dim} with size {n}")
         return TensorData(self._param, index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -84,12 +92,25 @@ class TensorData:
         self.set_value(value)
         return self
 
+    def _arith(self, value: Any) -> "TensorData":
+        """The result of an arithmetic method, written back: as torch, a floating result does not go into an
+        integer parameter (``mul_(2.5)`` on int32 is torch's error, not a truncation)."""
+        dtype = self.dtype
+        if not jnp.issubdtype(dtype, jnp.inexact) and jnp.issubdtype(jnp.result_type(value), jnp.inexact):
+            raise TypeError(f"TensorData: result type {jnp.result_type(value)} can't be cast to the parameter's "
+                            f"{dtype}, as in torch")
+        return self._write(value)
+
     # torch's in-place methods ---------------------------------------------------------------------
     def zero_(self) -> "TensorData":
         return self._write(0)
 
     def fill_(self, value: Any) -> "TensorData":
-        return self._write(_array(value))
+        value = _array(value)
+        if np.ndim(value):
+            raise ValueError(f"TensorData.fill_: only a number or a 0-d array fills, got shape {np.shape(value)} "
+                             "(copy_ takes an array)")
+        return self._write(value)
 
     def copy_(self, src: Any) -> "TensorData":
         return self._write(src)
@@ -98,29 +119,65 @@ class TensorData:
         jinit.normal_(self, mean, std, generator=generator)
         return self
 
-    def uniform_(self, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> "TensorData":
-        """torch's ``uniform_(from=0, to=1)`` (``from`` is a Python keyword: give the bounds by position)."""
-        jinit.uniform_(self, low, high, generator=generator)
+    def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator: Any = None) -> "TensorData":
+        """torch's ``uniform_(from=0, to=1)`` (``from`` is a Python keyword: ``from_=``, or by position)."""
+        jinit.uniform_(self, from_, to, generator=generator)
         return self
 
     def mul_(self, other: Any) -> "TensorData":
-        return self._write(self.get_value() * _array(other))
+        return self._arith(self.get_value() * _array(other))
 
     def div_(self, other: Any) -> "TensorData":
-        return self._write(self.get_value() / _array(other))
+        return self._arith(self.get_value() / _array(other))
 
     def add_(self, other: Any, *, alpha: float = 1) -> "TensorData":
-        return self._write(self.get_value() + alpha * jnp.asarray(_array(other)))
+        """``self += alpha * other`` (torch rounds once, with a fused multiply-add: here 1 ulp may differ)."""
+        return self._arith(self.get_value() + alpha * jnp.asarray(_array(other)))
 
     def sub_(self, other: Any, *, alpha: float = 1) -> "TensorData":
-        return self._write(self.get_value() - alpha * jnp.asarray(_array(other)))
+        return self._arith(self.get_value() - alpha * jnp.asarray(_array(other)))
 
     def lerp_(self, end: Any, weight: Any) -> "TensorData":
-        value = self.get_value()
-        return self._write(value + _array(weight) * (jnp.asarray(_array(end)) - value))
+        """torch's two-sided formula: exact at both ends (``weight=1`` gives ``end``)."""
+        value, end, weight = self.get_value(), jnp.asarray(_array(end)), jnp.asarray(_array(weight))
+        diff = end - value
+        return self._arith(jnp.where(jnp.abs(weight) < 0.5, value + weight * diff, end - diff * (1 - weight)))
 
     def clamp_(self, min: Any = None, max: Any = None) -> "TensorData":  # noqa: A002 (torch's names)
-        return self._write(jnp.clip(self.get_value(), _array(min), _array(max)))
+        if min is None and max is None:
+            raise ValueError("TensorData.clamp_: at least one of 'min' or 'max' must not be None")
+        return self._arith(jnp.clip(self.get_value(), _array(min), _array(max)))
+
+    # torch tensor reads: the values as a JAX array --------------------------------------------------
+    def clone(self) -> Any:
+        return jnp.array(self.get_value())
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getattr__(self, name: str) -> Any:  # p.data.sum(), p.data.T: the array's
+        return getattr(self.get_value(), name)
+
+    def _binary(op: str) -> Any:  # noqa: N805 (builds the operators below)
+        def method(self: "TensorData", other: Any) -> Any:
+            return getattr(jnp.asarray(self.get_value()), op)(_array(other))
+
+        method.__name__ = op
+        return method
+
+    for _op in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "pow", "rpow", "matmul",
+                "rmatmul", "lt", "le", "gt", "ge"):
+        locals()[f"__{_op}__"] = _binary(f"__{_op}__")
+    del _op, _binary
+
+    def __neg__(self) -> Any:
+        return -jnp.asarray(self.get_value())
 
     # reading ----------------------------------------------------------------------------------------
     @property
@@ -139,9 +196,10 @@ class TensorData:
         return jnp.asarray(self.get_value())
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        import numpy as np
-
         return np.asarray(self.get_value(), dtype=dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"TensorData({self.get_value()!r})"
@@ -149,8 +207,8 @@ class TensorData:
 
 class Parameter(nnx.Param):
     """torch's ``nn.Parameter(tensor)``: an ``nnx.Param`` with ``.data`` (:class:`TensorData`),
-    ``dim()`` and ``numel()``; ``requires_grad`` and ``grad`` are TypeErrors that say what JAX does
-    instead.  Custom modules use it as torch's: ``self.cls_token = nnx.Parameter(jnp.zeros((1, 1, d)))``.
+    ``dim()`` and ``numel()``; reading ``requires_grad`` or ``grad`` is an AttributeError, and setting
+    ``requires_grad`` a TypeError, that says what JAX does instead.  Custom modules use it as torch's: ``self.cls_token = nnx.Parameter(jnp.zeros((1, 1, d)))``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -177,14 +235,14 @@ class Parameter(nnx.Param):
     def numel(self) -> int:
         return int(self.get_value().size)
 
-    @property
-    def requires_grad(self) -> bool:
+    def _no_requires_grad(self, value: bool) -> None:
         raise TypeError("Parameter.requires_grad: " + _NO_FLAG.format(what="requires_grad flag"))
 
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
-        raise TypeError("Parameter.requires_grad: " + _NO_FLAG.format(what="requires_grad flag"))
+    requires_grad = property(None, _no_requires_grad)  # reading falls to __getattr__: an AttributeError
 
-    @property
-    def grad(self) -> Any:
-        raise TypeError("Parameter.grad: " + _NO_FLAG.format(what=".grad"))
+    def __getattr__(self, name: str) -> Any:
+        """``p.grad`` and ``p.requires_grad`` are AttributeErrors that say what JAX does instead (so
+        ``hasattr``/``getattr(p, name, default)`` work)."""
+        if name in ("grad", "requires_grad"):
+            raise AttributeError(f"Parameter.{name}: " + _NO_FLAG.format(what=name))
+        return super().__getattr__(name)

@@ -38,6 +38,10 @@ def gather(input, dim: int, index, *, sparse_grad: bool = False):
         >>> ops.gather(q, 1, jnp.array([[2], [0]])).tolist()   # DQN's q.gather(1, actions)
         [[3.0], [4.0]]
     """
+    if hasattr(index, "detach") and hasattr(index, "cpu"):  # a torch tensor (no import)
+        index = index.detach().cpu().numpy()
+    if hasattr(input, "detach") and hasattr(input, "cpu"):
+        input = input.detach().cpu().numpy()
     x, out_shape = jnp.asarray(input), np.shape(index)
     dtype = np.dtype(getattr(index, "dtype", None) or np.asarray(index).dtype)
     if dtype not in (np.int32, np.int64):  # torch's rule; unsigned indices would wrap inside take_along_axis
