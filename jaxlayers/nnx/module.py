@@ -321,7 +321,7 @@ class Module(nnx.Module):
             raise ValueError(f"{type(self).__name__}.to: float64 needs jax.config.update('jax_enable_x64', True)")
         for _, var in self._named_variables():
             value = var.get_value()
-            if jnp.issubdtype(value.dtype, jnp.floating):
+            if jnp.issubdtype(getattr(value, "dtype", None) or jnp.result_type(value), jnp.floating):
                 abstract = isinstance(value, jax.ShapeDtypeStruct)  # a model from nnx.eval_shape (torch's meta)
                 var.set_value(jax.ShapeDtypeStruct(value.shape, dtype) if abstract else jnp.asarray(value).astype(dtype))
         # lazy layers create theirs in that dtype
