@@ -154,6 +154,11 @@ def accepts(fn: Any, keyword: str) -> bool:
     return any(p.name == keyword for p in _call_parameters(fn))
 
 
+def is_torch_tensor(value: Any) -> bool:
+    """Whether ``value`` is a ``torch.Tensor``, without importing torch."""
+    return hasattr(value, "detach") and hasattr(value, "cpu")
+
+
 def is_variable(value: Any) -> bool:
     """Whether ``value`` is an ``nnx.Variable`` (an NNX model's parameter or buffer), by its interface."""
     return hasattr(value, "get_value") and hasattr(value, "set_value")

@@ -27,6 +27,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ._utils import is_torch_tensor
+
 __all__ = [
     "BUFFER_NAMES",
     "StateDictMismatchError",
@@ -58,7 +60,7 @@ def to_numpy(value: Any, key: str | None = None) -> np.ndarray:
     """A NumPy copy of a torch tensor, JAX array or array-like; bfloat16 and the float8 types kept
     (as ``ml_dtypes``' types, bit for bit).  A torch dtype with no JAX twin (``complex32``) is a
     TypeError naming ``key``."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, no import
+    if is_torch_tensor(value):
         t = value.detach().cpu()
         name = str(t.dtype)
         if name in _ML_DTYPES:

@@ -205,6 +205,12 @@ def _probe_inputs(module: fnn.Module) -> tuple | None:
     return None
 
 
+def _probe_call(module: fnn.Module) -> tuple[tuple, dict] | None:
+    """The probe's arguments and keywords for an evaluation-mode call, or None (see :func:`_probe_inputs`)."""
+    probe = _probe_inputs(module)
+    return None if probe is None else (probe, {"train": False} if accepts_train(module) else {})
+
+
 def _lazy_template(module: fnn.Module) -> list[tuple[tuple, jax.ShapeDtypeStruct]]:
     """``((collection, *path), abstract variable)`` in creation order, for a layer whose input size only
     its first call fixes (LazyLinear; LazyConv2d, LazyBatchNorm1d: ``in_channels`` / ``num_features``
@@ -301,12 +307,11 @@ def _variable_shapes(module: fnn.Module) -> dict[tuple, tuple] | None:
 
 @functools.lru_cache(maxsize=256)
 def _abstract_shapes(module: fnn.Module) -> dict[tuple, tuple] | None:
-    probe = _probe_inputs(module)
-    if probe is None:
+    call = _probe_call(module)
+    if call is None:
         return None
-    train = {"train": False} if accepts_train(module) else {}
     try:
-        variables = jax.eval_shape(lambda: module.init({"params": jax.random.key(0)}, *probe, **train))
+        variables = jax.eval_shape(lambda: module.init({"params": jax.random.key(0)}, *call[0], **call[1]))
     except Exception:
         return None
     return {(c,) + path: tuple(v.shape) for c, tree in variables.items() for path, v in _flatten(tree)}
@@ -472,12 +477,8 @@ class LinenLayer(Module):
 
     def _linen_children(self, inputs: tuple | None) -> dict[tuple, fnn.Module]:
         module = self._linen.module
-        if inputs is None:
-            probe = _probe_inputs(module)
-            if probe is None:
-                return {}
-            inputs = (probe, {"train": False} if self._accepts_train else {})
-        return _linen_children(module, *inputs)
+        inputs = inputs or _probe_call(module)
+        return {} if inputs is None else _linen_children(module, *inputs)
 
     def _new_child(self, path: tuple, variables: Any, children: Mapping) -> Module:
         """The node at ``path``: the NNX layer of the linen submodule found there, holding its variables

@@ -23,7 +23,8 @@ import numpy as np
 from flax import nnx
 
 from .. import init as jinit
-from .._utils import is_variable
+from .. import interop
+from .._utils import is_torch_tensor, is_variable
 
 __all__ = ["Parameter", "TensorData"]
 
@@ -36,8 +37,8 @@ def _array(value: Any) -> Any:
     """An operand of torch's in-place methods: a number, an array, a parameter or its ``data``, a torch tensor."""
     if is_variable(value):
         return value.get_value()
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, no import
-        return value.detach().cpu().numpy()
+    if is_torch_tensor(value):
+        return interop.to_numpy(value)
     return value
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import concrete, shape_str
+from .. import interop
+from .._utils import concrete, is_torch_tensor, shape_str
 from .shape import _dim
 
 __all__ = ["gather"]
@@ -38,10 +39,7 @@ def gather(input, dim: int, index, *, sparse_grad: bool = False):
         >>> ops.gather(q, 1, jnp.array([[2], [0]])).tolist()   # DQN's q.gather(1, actions)
         [[3.0], [4.0]]
     """
-    if hasattr(index, "detach") and hasattr(index, "cpu"):  # a torch tensor (no import)
-        index = index.detach().cpu().numpy()
-    if hasattr(input, "detach") and hasattr(input, "cpu"):
-        input = input.detach().cpu().numpy()
+    index, input = (interop.to_numpy(a) if is_torch_tensor(a) else a for a in (index, input))
     x, out_shape = jnp.asarray(input), np.shape(index)
     dtype = np.dtype(getattr(index, "dtype", None) or np.asarray(index).dtype)
     if dtype not in (np.int32, np.int64):  # torch's rule; unsigned indices would wrap inside take_along_axis
