@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.test_util import check_grads
 
 try:
     import torch
@@ -65,6 +66,20 @@ def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str =
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, f"{err_msg}: shape {a.shape} != {b.shape}"
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=err_msg, equal_nan=equal_nan)
+
+
+def check_grads_through_hessian(fn: Callable, args: Sequence[Any], atol: float = 1e-5, rtol: float = 1e-5) -> None:
+    """``check_grads`` in forward and reverse mode, and in forward mode through the reverse-mode pullback
+    ``x -> vjp(fn, x)(fn(x))``: forward-over-reverse, the path of ``jax.hessian`` and hessian-vector products.
+    Half the programs of ``check_grads(order=2, modes=("fwd", "rev"))`` (which also runs forward-over-forward,
+    reverse-over-forward and reverse-over-reverse), so the transform table can afford it on every row."""
+
+    def pulled_back(*a):
+        out, pull = jax.vjp(fn, *a)
+        return pull(out)
+
+    check_grads(jax.jit(fn), args, order=1, modes=("fwd", "rev"), atol=atol, rtol=rtol)
+    check_grads(jax.jit(pulled_back), args, order=1, modes=("fwd",), atol=atol, rtol=rtol)
 
 
 def torch_fwd_bwd(fn: Callable, cotangent: Any, *arrays: Any) -> tuple[Any, list]:
