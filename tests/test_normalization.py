@@ -41,14 +41,20 @@ def _randomise_affine(tm, rng):
 
 
 def _grads(module, variables, x, g, **kw):
-    """Output, d(sum(y*g))/d(input) and d/d(params) of a jaxlayers module."""
+    """Output, d(sum(y*g))/d(input) and d/d(params) of a jaxlayers module (one program per module and
+    options: the training steps of a parity check share it)."""
+    return _jitted_grads(variables.get("params", {}), {k: v for k, v in variables.items() if k != "params"},
+                         jnp.asarray(x), jnp.asarray(g), module, tuple(sorted(kw.items())))
 
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _jitted_grads(params, rest, x, g, module, kw):
     def loss(params, x):
-        out = module.apply({**variables, "params": params}, x, **kw)
+        out = module.apply({**rest, "params": params}, x, **{k: list(v) if k == "mutable" else v for k, v in kw})
         y = out[0] if isinstance(out, tuple) else out
         return jnp.sum(y * g), out
 
-    (_, out), (gp, gx) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables.get("params", {}), x)
+    (_, out), (gp, gx) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
     return out, gx, gp
 
 
@@ -72,7 +78,7 @@ def _check_parity(tm, m, xs, *, stateful=True, steps_train=True):
         g = rng.normal(size=x.shape)
         kw = {"train": train} if stateful else {}
         if stateful and train:
-            kw["mutable"] = ["batch_stats"]
+            kw["mutable"] = ("batch_stats",)
         out, gx, gp = _grads(m, variables, x, g, **kw)
         y, tgx, tgp = _torch_grads(tm, x, g)
         if isinstance(out, tuple):
