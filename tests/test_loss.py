@@ -18,6 +18,7 @@ from oracle import check_grads_through_hessian, close, jax_fwd_bwd, to_numpy, to
 
 from jaxlayers import functional as F
 from jaxlayers import nn
+from jaxlayers import interop
 
 R = np.random.default_rng(0)
 
@@ -414,9 +415,18 @@ def test_modules_vs_torch(ours, theirs, kwargs, inputs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NLLLoss2d's deprecation
         expected = theirs(**tkw)(*[to_torch(a) for a in inputs])
-    module = ours(**{k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
-    assert jax.eval_shape(module.init, jax.random.key(0), *inputs) == {}
-    close(jax.jit(module.apply)({}, *inputs), expected)
+        state_dict = theirs(**tkw).state_dict()  # torch's buffers (weight, pos_weight), or nothing
+    # built with other class weights (reversed), which torch's state_dict then replaces
+    module = ours(**{k: jnp.asarray(v[::-1]) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
+    variables = module.init(jax.random.key(0), *inputs)
+    assert set(variables) <= {"batch_stats"} and list(interop.flatten_variables(variables.get("batch_stats", {}))) \
+        == list(state_dict)
+    apply = jax.jit(module.apply)
+    close(apply(interop.load_state_dict(variables, state_dict) if variables else {}, *inputs), expected)
+    if not variables:
+        return
+    unloaded = theirs(**{k: v.flip(-1) if isinstance(v, torch.Tensor) else v for k, v in tkw.items()})
+    close(apply({}, *inputs), unloaded(*[to_torch(a) for a in inputs]))  # without variables: the argument
 
 
 class JitVariantsTest(chex.TestCase):

@@ -1110,3 +1110,36 @@ def test_sync_batch_norm_with_an_axis_name_builds_and_trains_under_shard_map():
     step = fnnx.shard_map(lambda m, x: m(x), mesh=mesh, in_specs=(Spec(), Spec("b")), out_specs=Spec("b"))
     close(step(ours, jnp.asarray(x, jnp.float32)), theirs(to_torch(x)), rtol=1e-5, atol=1e-5)
     close(ours.running_var.get_value(), theirs.running_var, rtol=1e-5)  # unbiased over the global batch
+
+
+def test_weighted_losses_hold_torch_buffers():
+    """torch registers a weighted loss's ``weight`` (``pos_weight``) as a buffer, so a model holding
+    ``self.crit = nn.CrossEntropyLoss(weight=w)`` has ``crit.weight`` in its state_dict: here too,
+    built without a key, loaded from torch's, and the loaded value is the one the call uses."""
+    class TorchNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+            self.crit = torch.nn.CrossEntropyLoss(weight=torch.tensor([0.5, 2.0, 1.0]))
+            self.bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0, 1.0, 0.5]))
+
+    class Net(jnnx.Module):
+        def __init__(self, rngs):
+            self.fc = jnnx.Linear(4, 3, rngs=rngs)
+            self.crit = jnnx.CrossEntropyLoss(weight=jnp.ones(3))
+            self.bce = jnnx.BCEWithLogitsLoss(pos_weight=jnp.ones(3))
+
+    theirs, ours = TorchNet(), Net(fnnx.Rngs(0))
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == [
+        "fc.weight", "fc.bias", "crit.weight", "bce.pos_weight"]
+    ours.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    t, y = np.array([0, 2, 1, 1, 0]), np.random.default_rng(1).uniform(size=(5, 3))
+    out = ours.fc(jnp.asarray(x))
+    with torch.no_grad():
+        ref = theirs.fc(torch.tensor(x))
+        close(ours.crit(out, jnp.asarray(t)), theirs.crit(ref, torch.tensor(t)), atol=1e-6, rtol=1e-5)
+        close(ours.bce(out, jnp.asarray(y)), theirs.bce(ref, torch.tensor(y)), atol=1e-6, rtol=1e-5)
+    assert list(jnnx.NLLLoss().state_dict()) == []  # no weight: no buffer, as torch
+    with pytest.raises(TypeError, match="Linear: creating its parameters needs a key"):
+        jnnx.Linear(4, 3)  # parameters still need one

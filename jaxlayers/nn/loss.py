@@ -4,9 +4,12 @@ Each class keeps torch's constructor arguments (torch's order and defaults) as d
 and is called as torch's: ``loss(input, target)`` (``MarginRankingLoss``/``CosineEmbeddingLoss``:
 ``(input1, input2, target)``; triplet losses: ``(anchor, positive, negative)``;
 ``GaussianNLLLoss``: ``(input, target, var)``; ``CTCLoss``: ``(log_probs, targets, input_lengths,
-target_lengths)``).  They have no variables: ``loss.apply({}, input, target)``.  Where torch keeps
-a ``weight`` (or ``pos_weight``) buffer it is a constructor argument here.  The legacy
-``size_average``/``reduce`` arguments map to ``reduction`` at construction, with torch's warning.
+target_lengths)``).  They hold no parameters: ``loss.apply({}, input, target)``.  Where torch keeps
+a ``weight`` (or ``pos_weight``) buffer it is a constructor argument here, and ``init`` also gives
+it as a ``batch_stats`` variable under torch's name (so a model holding a weighted loss has torch's
+``crit.weight`` key, and a loaded value is the one used); called without it, the loss uses the
+argument.  The legacy ``size_average``/``reduce`` arguments map to ``reduction`` at construction,
+with torch's warning.
 
 >>> import jax.numpy as jnp
 >>> from jaxlayers import nn
@@ -21,6 +24,8 @@ from typing import Any, Callable, ClassVar, Optional
 
 import flax.linen as fnn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from .._memory_format import channels_last
 from ..functional import loss as L
@@ -62,6 +67,10 @@ class _Loss(fnn.Module):
     _fn: ClassVar[Callable[..., Any]]
     _args: ClassVar[tuple[str, ...]] = ()
     _reductions: ClassVar[tuple[str, ...]] = L.REDUCTIONS
+    #: fields torch registers as buffers (class weights), ``batch_stats`` variables here
+    _buffers: ClassVar[tuple[str, ...]] = ()
+    #: whether the target holds class indices (the probe of :meth:`_nnx_probe_inputs`)
+    _index_target: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self._parse_reduction(warn=True)
@@ -72,9 +81,33 @@ class _Loss(fnn.Module):
         return L._legacy_reduction(getattr(self, "size_average", None), getattr(self, "reduce", None),
                                    self.reduction, type(self).__name__, self._reductions, warn=warn)
 
+    @fnn.compact  # a buffer's variable is created in the call
     def __call__(self, *inputs: Any) -> jax.Array:
-        args = tuple(getattr(self, a) for a in self._args)
+        args = tuple(self._field(a) for a in self._args)
         return type(self)._fn(*inputs, *args, self._parse_reduction(), name=type(self).__name__)
+
+    def _field(self, name: str) -> Any:
+        """A constructor field; a buffer (``weight``) is read from ``batch_stats`` where the variables
+        hold it (``init`` creates it there), else from the argument (``loss.apply({}, ...)``)."""
+        value = getattr(self, name)
+        if name not in self._buffers or value is None:
+            return value
+        if self.is_initializing() and not self.has_variable("batch_stats", name):
+            self.variable("batch_stats", name, lambda: jnp.asarray(value))
+        return self.get_variable("batch_stats", name) if self.has_variable("batch_stats", name) else value
+
+    @fnn.nowrap
+    def _nnx_probe_inputs(self) -> tuple | None:
+        """A tiny ``(input, target)`` from which :mod:`jaxlayers.nnx` creates the buffers at construction
+        (scores ``(1, C)`` and class 0, or input and target of the weights' broadcast shape); None without
+        buffers."""
+        shapes = [np.shape(getattr(self, b)) for b in self._buffers if getattr(self, b) is not None]
+        if not shapes:
+            return None
+        shape = np.broadcast_shapes(*shapes)
+        if self._index_target:
+            return jnp.zeros((1,) + shape[-1:], jnp.float32), jnp.zeros((1,), jnp.int32)
+        return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
 
 
 def _static(f: Callable[..., Any]) -> Any:
@@ -152,10 +185,13 @@ class CrossEntropyLoss(_Loss):
     reduce: Optional[bool] = None
     reduction: str = "mean"
     label_smoothing: float = 0.0
+    _buffers = ("weight",)
+    _index_target = True
 
     @channels_last(moved=2)
+    @fnn.compact
     def __call__(self, input: Any, target: Any) -> jax.Array:
-        return L._cross_entropy(input, target, self.weight, self.ignore_index, self._parse_reduction(),
+        return L._cross_entropy(input, target, self._field("weight"), self.ignore_index, self._parse_reduction(),
                                 self.label_smoothing, type(self).__name__)
 
 
@@ -173,10 +209,13 @@ class NLLLoss(_Loss):
     ignore_index: int = -100
     reduce: Optional[bool] = None
     reduction: str = "mean"
+    _buffers = ("weight",)
+    _index_target = True
 
     @channels_last
+    @fnn.compact
     def __call__(self, input: Any, target: Any) -> jax.Array:
-        return L._cross_entropy(input, target, self.weight, self.ignore_index, self._parse_reduction(), 0.0,
+        return L._cross_entropy(input, target, self._field("weight"), self.ignore_index, self._parse_reduction(), 0.0,
                                 type(self).__name__, log_probs=True)
 
 
@@ -198,6 +237,7 @@ class BCELoss(_Loss):
     reduction: str = "mean"
     _fn = _static(lambda i, t, weight, reduction, *, name: L._binary_cross_entropy(i, t, weight, reduction, name))
     _args = ("weight",)
+    _buffers = ("weight",)
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -214,10 +254,12 @@ class BCEWithLogitsLoss(_Loss):
     reduce: Optional[bool] = None
     reduction: str = "mean"
     pos_weight: Any = None
+    _buffers = ("weight", "pos_weight")
 
+    @fnn.compact
     def __call__(self, input: Any, target: Any) -> jax.Array:
-        return L._binary_cross_entropy_with_logits(input, target, self.weight, self._parse_reduction(),
-                                                   self.pos_weight, type(self).__name__)
+        return L._binary_cross_entropy_with_logits(input, target, self._field("weight"), self._parse_reduction(),
+                                                   self._field("pos_weight"), type(self).__name__)
 
 
 class KLDivLoss(_Loss):
@@ -267,6 +309,7 @@ class MultiLabelSoftMarginLoss(_Loss):
     reduce: Optional[bool] = None
     reduction: str = "mean"
     _args = ("weight",)
+    _buffers = ("weight",)
     _fn = _static(L._multilabel_soft_margin_loss)
 
 
@@ -300,6 +343,8 @@ class MultiMarginLoss(_Loss):
     reduce: Optional[bool] = None
     reduction: str = "mean"
     _args = ("p", "margin", "weight")
+    _buffers = ("weight",)
+    _index_target = True
     _fn = _static(L._multi_margin_loss)
 
     def __post_init__(self) -> None:

@@ -423,9 +423,10 @@ class LinenLayer(Module):
             init = _cached_init(module) or init
         children = getattr(init, "children", None)
         variables = None
-        if at_call:
+        if at_call or rngs is None:
             # at the first call (often inside nnx.jit) a layer without parameters (Dropout) draws
-            # no params key: drawn, it put a key derivation into the traced step for nothing
+            # no params key: drawn, it put a key derivation into the traced step for nothing; and a
+            # layer holding buffers only (a weighted loss) needs no key to be built
             try:
                 variables = init(key, *args, **kwargs)
             except flax.errors.InvalidRngError:
