@@ -1141,5 +1141,23 @@ def test_weighted_losses_hold_torch_buffers():
         close(ours.crit(out, jnp.asarray(t)), theirs.crit(ref, torch.tensor(t)), atol=1e-6, rtol=1e-5)
         close(ours.bce(out, jnp.asarray(y)), theirs.bce(ref, torch.tensor(y)), atol=1e-6, rtol=1e-5)
     assert list(jnnx.NLLLoss().state_dict()) == []  # no weight: no buffer, as torch
-    with pytest.raises(TypeError, match="Linear: creating its parameters needs a key"):
-        jnnx.Linear(4, 3)  # parameters still need one
+
+
+def test_layers_with_fixed_initialisers_need_no_key():
+    """torch builds ``nn.BatchNorm2d(64)``, ``nn.LayerNorm(d)``, ``nn.PReLU()`` without a seed (ones,
+    zeros, 0.25): so do these, with torch's values, also under ``nnx.eval_shape``; a layer whose
+    initialiser draws (Linear) still asks for a key, naming itself."""
+    for ours, theirs in [(jnnx.BatchNorm2d(4), torch.nn.BatchNorm2d(4)), (jnnx.LayerNorm(3), torch.nn.LayerNorm(3)),
+                         (jnnx.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4)), (jnnx.PReLU(2), torch.nn.PReLU(2))]:
+        sd = theirs.state_dict()
+        assert list(ours.state_dict()) == list(sd)
+        for k, v in ours.state_dict().items():
+            np.testing.assert_array_equal(v, sd[k].numpy(), err_msg=k)
+    abstract = fnnx.eval_shape(lambda: jnnx.BatchNorm2d(4))
+    assert abstract.running_var.get_value().shape == (4,)
+    lazy = jnnx.LazyBatchNorm2d()
+    lazy(jnp.ones((2, 3, 2, 2)))
+    assert lazy.weight.get_value().shape == (3,)
+    for build in (lambda: jnnx.Linear(4, 3), lambda: fnnx.eval_shape(lambda: jnnx.Conv2d(2, 3, 3))):
+        with pytest.raises(TypeError, match="(Linear|Conv2d): creating its parameters needs a key"):
+            build()

@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 import flax.errors
 import flax.linen as fnn
@@ -346,6 +346,18 @@ def _jit_init(module: fnn.Module) -> Any:
     return init
 
 
+def _uses_key(init: Callable[..., Any], keys: dict, args: tuple, kwargs: dict) -> bool:
+    """Whether ``init``'s variables depend on its ``params`` key: a liveness walk back from the outputs
+    of its traced program (flax derives a key for every parameter; initialisers of ones and zeros
+    leave it unused).  Abstract, so it answers alike under ``nnx.eval_shape``."""
+    jaxpr = jax.make_jaxpr(lambda k: init({**keys, "params": k}, *args, **kwargs))(jax.random.key(0)).jaxpr
+    live = {v for v in jaxpr.outvars if not hasattr(v, "val")}  # variables, not literals
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in live for v in eqn.outvars):
+            live.update(v for v in eqn.invars if not hasattr(v, "val"))
+    return jaxpr.invars[0] in live
+
+
 # ------------------------------------------------------------------ the wrapper
 
 
@@ -435,9 +447,12 @@ class LinenLayer(Module):
             if rngs is None:
                 if self._always_random:
                     raise self._no_key_error()
-                raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
-                                "to the constructor")
-            params_key = rngs.params() if isinstance(rngs, nnx.Rngs) else rngs()  # the caller's, or the own stream
+                if _uses_key(module.init, key, args, kwargs):
+                    raise TypeError(f"{name}: creating its parameters needs a key: pass rngs=nnx.Rngs(seed) "
+                                    "to the constructor")
+                params_key = jax.random.key(0)  # drawn, not used: ones and zeros (norms), as torch needs no seed
+            else:
+                params_key = rngs.params() if isinstance(rngs, nnx.Rngs) else rngs()  # the caller's, or the own stream
             variables = init({**key, "params": params_key}, *args, **kwargs)
         self._store_variables(variables, inputs=(args, kwargs), children=children)
 
