@@ -1061,8 +1061,12 @@ def test_children_of_composite_layers_are_layers_as_torch():
         del enc.layers[0].linear1
     with pytest.raises(TypeError, match="num_layers = 3 would change the layer's variables .*layers.2"):
         enc.num_layers = 3  # it had failed inside the refresh, leaving the layer rebuilt and broken
+    # called alone in training, a child draws its dropout from its parent's stream (torch's global generator)
+    attn = jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.5, rngs=r).self_attn.train()
+    first, second = attn(x, x, x)[1], attn(x, x, x)[1]
+    assert not np.allclose(first, second) and np.any(np.asarray(first) == 0)  # fresh masks on the weights
     with pytest.raises(ValueError, match="as a child of TransformerEncoderLayer it has no stream of its own"):
-        jnnx.TransformerEncoderLayer(8, 2, 16, rngs=r).self_attn.train()(x, x, x)
+        jnnx.TransformerEncoderLayer(8, 2, 16, rngs=fnnx.Rngs(params=0)).self_attn.train()(x, x, x)
     clone = copy.deepcopy(enc.layers[0])  # torch's _get_clones: a copy belongs to no parent
     clone.dropout = 0.5
     assert clone.self_attn.dropout == 0.5

@@ -401,6 +401,19 @@ class LinenLayer(Module):
         if rngs is not None:
             stream = self._rng_streams[-1] if _draws_keys(module) else "params" if lazy else None  # [-1]: rng_collection
         self.rngs = _fork(rngs, stream)
+        self._lend_stream()
+
+    def _lend_stream(self) -> None:
+        """The child layers it built that draw keys (a transformer layer's dropouts) draw from its stream,
+        shared, when called alone in training (``enc.layers[0](x)``), as torch's children share its
+        generator; its own call passes keys down as before."""
+        stream = vars(self).get("rngs")
+        if stream is None or vars(self).get("_owner") is not None:
+            return
+        for _, sub in self.named_modules():
+            if (sub is not self and isinstance(sub, LinenLayer) and vars(sub).get("_owner") is not None
+                    and vars(sub).get("rngs") is None and _draws_keys(sub._linen.module)):
+                Module.__setattr__(sub, "rngs", nnx.data(stream))  # its None was static
 
     def _setup(self, module: fnn.Module) -> None:
         self._adopt(module)
@@ -562,6 +575,7 @@ class LinenLayer(Module):
                 node = vars(node).get(part) if node is not None else None
             if isinstance(node, LinenLayer):
                 node._adopt(sub)
+        self._lend_stream()  # a child may draw keys now (dropout raised from 0)
 
     def _lazy_load(self, state_dict: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
         """torch's lazy load: variables that wait for the first call are created with the state_dict's
@@ -707,6 +721,7 @@ class LinenLayer(Module):
         if not (self._initialized or self._linen.stateless):
             self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, self.rngs,
                                    call_rngs=rngs, at_call=True)
+            self._lend_stream()
         train = False
         if self._accepts_train:
             train = kwargs.setdefault("train", self.training)
