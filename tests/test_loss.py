@@ -424,9 +424,13 @@ def test_modules_vs_torch(ours, theirs, kwargs, inputs):
     apply = jax.jit(module.apply)
     close(apply(interop.load_state_dict(variables, state_dict) if variables else {}, *inputs), expected)
     if not variables:
+        close(module(*inputs), expected)  # called unbound, as torch's criterion(logits, y)
+    if not variables:
         return
     unloaded = theirs(**{k: v.flip(-1) if isinstance(v, torch.Tensor) else v for k, v in tkw.items()})
-    close(apply({}, *inputs), unloaded(*[to_torch(a) for a in inputs]))  # without variables: the argument
+    without = unloaded(*[to_torch(a) for a in inputs])  # without variables (or unbound): the argument
+    close(apply({}, *inputs), without)
+    close(module(*inputs), without)
 
 
 class JitVariantsTest(chex.TestCase):

@@ -81,20 +81,22 @@ class _Loss(fnn.Module):
         return L._legacy_reduction(getattr(self, "size_average", None), getattr(self, "reduce", None),
                                    self.reduction, type(self).__name__, self._reductions, warn=warn)
 
-    @fnn.compact  # a buffer's variable is created in the call
     def __call__(self, *inputs: Any) -> jax.Array:
         args = tuple(self._field(a) for a in self._args)
         return type(self)._fn(*inputs, *args, self._parse_reduction(), name=type(self).__name__)
 
+    def setup(self) -> None:
+        # a buffer (``weight``) is a ``batch_stats`` variable where ``init`` creates it or the variables
+        # hold it; ``loss.apply({}, ...)`` and an unbound call (``criterion(logits, y)``) use the argument
+        self._held = {name: self.variable("batch_stats", name, lambda v=value: jnp.asarray(v))
+                      for name in self._buffers if (value := getattr(self, name)) is not None
+                      and (self.is_initializing() or self.has_variable("batch_stats", name))}
+
     def _field(self, name: str) -> Any:
-        """A constructor field; a buffer (``weight``) is read from ``batch_stats`` where the variables
-        hold it (``init`` creates it there), else from the argument (``loss.apply({}, ...)``)."""
-        value = getattr(self, name)
-        if name not in self._buffers or value is None:
-            return value
-        if self.is_initializing() and not self.has_variable("batch_stats", name):
-            self.variable("batch_stats", name, lambda: jnp.asarray(value))
-        return self.get_variable("batch_stats", name) if self.has_variable("batch_stats", name) else value
+        """A constructor field, or the variable that holds a buffer."""
+        if self.scope is not None and name in self._held:
+            return self._held[name].value
+        return getattr(self, name)
 
     @fnn.nowrap
     def _nnx_probe_inputs(self) -> tuple | None:
@@ -189,7 +191,6 @@ class CrossEntropyLoss(_Loss):
     _index_target = True
 
     @channels_last(moved=2)
-    @fnn.compact
     def __call__(self, input: Any, target: Any) -> jax.Array:
         return L._cross_entropy(input, target, self._field("weight"), self.ignore_index, self._parse_reduction(),
                                 self.label_smoothing, type(self).__name__)
@@ -213,7 +214,6 @@ class NLLLoss(_Loss):
     _index_target = True
 
     @channels_last
-    @fnn.compact
     def __call__(self, input: Any, target: Any) -> jax.Array:
         return L._cross_entropy(input, target, self._field("weight"), self.ignore_index, self._parse_reduction(), 0.0,
                                 type(self).__name__, log_probs=True)
@@ -256,7 +256,6 @@ class BCEWithLogitsLoss(_Loss):
     pos_weight: Any = None
     _buffers = ("weight", "pos_weight")
 
-    @fnn.compact
     def __call__(self, input: Any, target: Any) -> jax.Array:
         return L._binary_cross_entropy_with_logits(input, target, self._field("weight"), self._parse_reduction(),
                                                    self._field("pos_weight"), type(self).__name__)
