@@ -222,7 +222,8 @@ def _per_setting(run, *args):
 
 @pytest.mark.parametrize("nd,mode", FORWARD_CASES[:2] + FORWARD_CASES[3:])
 def test_lowered_taps_equal_the_reference(nd, mode):
-    """Under "auto" the value, ``vmap``, ``jvp``, ``vjp`` and grad of grad equal the reference's."""
+    """Under "auto" the value, ``vmap``, ``jvp``, ``vjp`` and (bilinear 4-D: the lowering differentiates
+    as the reference's program, so one case shows the wiring) grad of grad equal the reference's."""
     x, g = (X4, G4) if nd == 4 else (X5, G5)
     y_shape = x.shape[:2] + g.shape[1:-1]
     ct, tx, tg = RNG.normal(size=y_shape), RNG.normal(size=x.shape), RNG.normal(size=g.shape)
@@ -232,7 +233,9 @@ def test_lowered_taps_equal_the_reference(nd, mode):
 
     def run(a, b):
         loss = lambda u, v: jnp.sum(jnp.sin(f(u, v)))  # noqa: E731
-        second = jax.grad(lambda u, v: jnp.sum(jax.grad(loss, (0, 1))(u, v)[1] ** 2), (0, 1))(a, b)
+        second = ()
+        if (nd, mode) == (4, "bilinear"):
+            second = jax.grad(lambda u, v: jnp.sum(jax.grad(loss, (0, 1))(u, v)[1] ** 2), (0, 1))(a, b)
         return (f(a, b), jax.vmap(f)(jnp.stack([a, 2 * a]), jnp.stack([b, -b])), jax.jvp(f, (a, b), (tx, tg)),
                 jax.vjp(f, a, b)[1](ct), second)
 
