@@ -24,7 +24,7 @@ from flax import nnx
 
 from .. import init as jinit
 from .. import interop
-from .._utils import is_torch_tensor, is_variable
+from .._utils import concrete, is_torch_tensor, is_variable
 
 __all__ = ["Parameter", "TensorData"]
 
@@ -40,6 +40,46 @@ def _array(value: Any) -> Any:
     if is_torch_tensor(value):
         return interop.to_numpy(value)
     return value
+
+
+def _opmath_values(*arrays: Any) -> list[np.ndarray] | None:
+    """The operands as float32 NumPy arrays (torch's computing type for floating parameters of at most 32
+    bits), or None where one is traced (under ``nnx.jit``) or the parameter is float64 or not floating."""
+    values = [concrete(jnp.asarray(a)) for a in arrays]
+    dtype = values[0].dtype if values[0] is not None else None
+    if any(v is None for v in values) or not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize > 4:
+        return None
+    return [v.astype(np.float32) for v in values]
+
+
+def _fma(base: np.ndarray, coeff: np.ndarray, other: np.ndarray, dtype: Any) -> Any:
+    """``base + coeff * other`` rounded once to float32, as torch's vectorised kernels (a fused
+    multiply-add), then to ``dtype``: the float32 product is exact in float64, and the sum rounds twice
+    only where the float64 result sits on a float32 tie (about once in 5e8 elements)."""
+    exact = base.astype(np.float64) + coeff.astype(np.float64) * other.astype(np.float64)
+    return jnp.asarray(exact.astype(np.float32).astype(dtype))
+
+
+def _fused_add(value: Any, other: Any, alpha: Any) -> Any:
+    """``value + alpha * other`` as torch's ``add_(other, alpha=)`` computes it: ``alpha`` rounded to the
+    parameter's dtype, then :func:`_fma`; traced or float64, in the parameter's arithmetic (1 ulp may
+    differ)."""
+    values = _opmath_values(value, other, alpha)
+    if values is None or np.ndim(values[2]) or values[2] == 1:
+        return value + alpha * jnp.asarray(other)
+    dtype = jnp.asarray(value).dtype
+    v, o, a = values
+    return _fma(v, np.float32(np.asarray(a).astype(dtype)), o, dtype)
+
+
+def _in_float32(value: Any, other: Any, op: Any) -> Any:
+    """``op(value, other)`` computed in float32 and rounded once to the parameter's dtype, as torch's
+    kernels for half types (a number operand keeps its float32 value: ``mul_(0.37)`` on bfloat16 is
+    not ``mul_`` by bfloat16's 0.369), or in the parameter's arithmetic where traced or float64."""
+    values = _opmath_values(value, other)
+    if values is None:
+        return op(value, other)
+    return jnp.asarray(op(*values).astype(jnp.asarray(value).dtype))
 
 
 class TensorData:
@@ -126,21 +166,26 @@ class TensorData:
         return self
 
     def mul_(self, other: Any) -> "TensorData":
-        return self._arith(self.get_value() * _array(other))
+        return self._arith(_in_float32(self.get_value(), _array(other), lambda a, b: a * b))
 
     def div_(self, other: Any) -> "TensorData":
-        return self._arith(self.get_value() / _array(other))
+        return self._arith(_in_float32(self.get_value(), _array(other), lambda a, b: a / b))
 
     def add_(self, other: Any, *, alpha: float = 1) -> "TensorData":
-        """``self += alpha * other`` (torch rounds once, with a fused multiply-add: here 1 ulp may differ)."""
-        return self._arith(self.get_value() + alpha * jnp.asarray(_array(other)))
+        """``self += alpha * other``, rounded once as torch's fused multiply-add (see :func:`_fused_add`)."""
+        return self._arith(_fused_add(self.get_value(), _array(other), alpha))
 
     def sub_(self, other: Any, *, alpha: float = 1) -> "TensorData":
-        return self._arith(self.get_value() - alpha * jnp.asarray(_array(other)))
+        return self._arith(_fused_add(self.get_value(), _array(other), -alpha))
 
     def lerp_(self, end: Any, weight: Any) -> "TensorData":
         """torch's two-sided formula: exact at both ends (``weight=1`` gives ``end``)."""
         value, end, weight = self.get_value(), jnp.asarray(_array(end)), jnp.asarray(_array(weight))
+        values = _opmath_values(value, end, weight)
+        if values is not None:  # torch's kernel: float32 for half types, one fused multiply-add
+            v, e, w = values
+            small = np.abs(w) < 0.5
+            return self._arith(_fma(np.where(small, v, e), np.where(small, w, w - np.float32(1)), e - v, value.dtype))
         diff = end - value
         return self._arith(jnp.where(jnp.abs(weight) < 0.5, value + weight * diff, end - diff * (1 - weight)))
 
