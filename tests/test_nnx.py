@@ -821,6 +821,13 @@ def test_settings_written_as_in_torch_reconfigure_the_layer():
     drop = jnnx.Dropout(0.5, rngs=fnnx.Rngs(0))
     drop.p = 0.0
     assert drop.p == 0.0 and np.array_equal(drop(np.ones(8)), np.ones(8))
+    lstm = jnnx.LSTM(2, 3, 2, rngs=fnnx.Rngs(0))  # dropout raised after construction: it had asked for rngs
+    count = int(lstm.rngs.count.get_value())
+    lstm(np.ones((4, 1, 2)))
+    assert int(lstm.rngs.count.get_value()) == count  # dropout 0 spends no key
+    lstm.dropout = 0.5
+    masks = [np.asarray(lstm(np.ones((4, 1, 2)))[0]) for _ in range(2)]
+    assert not np.allclose(*masks) and int(lstm.rngs.count.get_value()) == count + 2
     # an RNN's bias is its flag, as torch's; a loss's class weight is the array
     assert jnnx.LSTM(3, 4, rngs=fnnx.Rngs(0)).bias is torch.nn.LSTM(3, 4).bias is True
     close(jnnx.LinearCrossEntropyLoss(4, 5, weight=jnp.arange(5.0), rngs=fnnx.Rngs(0)).weight, np.arange(5.0))

@@ -49,21 +49,29 @@ class _Static:
     hashed and compared by identity (linen modules may hold lists, and hashing one per jit call would
     cost time; one attribute instead of six is less for ``nnx.jit`` to walk at every call)."""
 
-    __slots__ = ("module", "stateless", "accepts_train", "always_random", "rng_streams", "key_keyword",
-                 "mutable_params")
+    __slots__ = ("module", "stateless", "accepts_train", "_draws", "always_random", "rng_streams",
+                 "key_keyword", "mutable_params")
 
     def __init__(self, module: fnn.Module):
         self.module = module
         self.stateless = False  # set when creating variables gave none (activations, pooling, losses)
         self.accepts_train = accepts_train(module)
+        self._draws = None
         # torch's FractionalMaxPool draws random windows in every call, training or not
-        self.always_random = not self.accepts_train and _draws_keys(module)
+        self.always_random = not self.accepts_train and self.draws_keys
         collection = getattr(module, "rng_collection", "dropout")
         self.rng_streams = tuple(dict.fromkeys(("dropout", collection)))
         # a layer drawing one key (Dropout, RReLU, FractionalMaxPool) takes it as `rng=`: through
         # `rngs=` linen derives another key from it, a second hash per call in the compiled step
         self.key_keyword = collection if accepts(module, "rng") else None
         self.mutable_params = getattr(module, "max_norm", None) is not None  # Embedding's in-place renorm
+
+    @property
+    def draws_keys(self) -> bool:
+        """:func:`_draws_keys`, traced at the first question (a composite's children are rarely asked)."""
+        if self._draws is None:
+            self._draws = _draws_keys(self.module)
+        return self._draws
 
     def __repr__(self) -> str:
         return f"{type(self.module).__name__}(linen)"
@@ -395,24 +403,26 @@ class LinenLayer(Module):
             with config.memory_format("contiguous"):
                 self._create_variables(probe, {}, rngs)
         # A stream is kept only where it is used later: random keys (a lazy layer's parameters come
-        # from the same stream), or variables created at the first call.
+        # from the same stream), a dropout rate that a write may raise from 0 (torch's
+        # `lstm.dropout = 0.2` after construction), or variables created at the first call.
         lazy = variables is None and probe is None
         stream = None
         if rngs is not None:
-            stream = self._rng_streams[-1] if _draws_keys(module) else "params" if lazy else None  # [-1]: rng_collection
+            may_draw = self._linen.draws_keys or isinstance(getattr(module, "dropout", None), (int, float))
+            stream = self._rng_streams[-1] if may_draw else "params" if lazy else None  # [-1]: rng_collection
         self.rngs = _fork(rngs, stream)
         self._lend_stream()
 
     def _lend_stream(self) -> None:
-        """The child layers it built that draw keys (a transformer layer's dropouts) draw from its stream,
-        shared, when called alone in training (``enc.layers[0](x)``), as torch's children share its
-        generator; its own call passes keys down as before."""
+        """The child layers it built draw from its stream, shared, when called alone in training
+        (``enc.layers[0](x)``, its dropouts), as torch's children share its generator; its own call passes
+        keys down as before.  A child that draws no key spends none (:meth:`_call_rngs`)."""
         stream = vars(self).get("rngs")
         if stream is None or vars(self).get("_owner") is not None:
             return
         for _, sub in self.named_modules():
             if (sub is not self and isinstance(sub, LinenLayer) and vars(sub).get("_owner") is not None
-                    and vars(sub).get("rngs") is None and _draws_keys(sub._linen.module)):
+                    and vars(sub).get("rngs") is None):
                 Module.__setattr__(sub, "rngs", nnx.data(stream))  # its None was static
 
     def _setup(self, module: fnn.Module) -> None:
@@ -698,8 +708,8 @@ class LinenLayer(Module):
 
     # call ---------------------------------------------------------------------
     def _call_rngs(self, rngs: Any, train: bool) -> dict:
-        if not ((train and self._accepts_train) or self._always_random):
-            return {}
+        if not ((train and self._accepts_train and self._linen.draws_keys) or self._always_random):
+            return {}  # a layer that draws no key (BatchNorm, dropout 0) spends none from its stream
         return self._stream_keys(self.rngs if rngs is None else rngs)
 
     def _stream_keys(self, source: Any) -> dict:
