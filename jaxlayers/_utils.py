@@ -348,6 +348,19 @@ def _explicitly_sharded(x: Any, axes: Sequence[int]) -> bool:
     return any(i < len(spec) and spec[i] is not None for i in axes)
 
 
+def reshape_rows(x: Any, shape: Sequence[int]) -> jax.Array:
+    """``jnp.reshape(x, shape)`` for a reshape that keeps dim 0 (the batch; GroupNorm's groups): where an
+    ``Explicit`` mesh shards that dim alone, the output keeps its sharding (JAX refuses to guess it)."""
+    shape = tuple(shape)
+    if shape[:1] == x.shape[:1] and _explicitly_sharded(x, range(x.ndim)):
+        sharding = jax.typeof(x).sharding
+        spec = tuple(sharding.spec)
+        if not any(spec[1:]):
+            out = jax.sharding.PartitionSpec(spec[0], *([None] * (len(shape) - 1)))
+            return jnp.reshape(x, shape, out_sharding=jax.sharding.NamedSharding(sharding.mesh, out))
+    return jnp.reshape(x, shape)
+
+
 def concrete(x: Any) -> np.ndarray | None:
     """``x`` as NumPy when its values are known (not a tracer under jit/vmap/grad), else None:
     value checks (offsets, lengths, targets) run only when the values are there to check."""

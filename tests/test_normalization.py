@@ -491,6 +491,22 @@ def test_batch_norm_under_an_explicit_mesh(rng):
     chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("channel_axis", [1, -1])
+def test_group_norm_under_an_explicit_mesh(channel_axis, rng):
+    """GroupNorm reshapes the channels, keeping the batch: under an Explicit mesh JAX refused the reshape
+    of the sharded array (ShardingTypeError); values and gradients now equal the unsharded ones."""
+    x = jnp.asarray(rng.normal(size=(8, 6, 3, 3)) * 2 + 1)
+    x = x if channel_axis == 1 else jnp.moveaxis(x, 1, -1)
+    w, b = jnp.asarray(rng.normal(size=6)), jnp.asarray(rng.normal(size=6))
+    step = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(jnp.sin(F.group_norm(x, 3, w, b, channel_axis=channel_axis))),
+                                      (0, 1)))
+    want = step(x, w)
+    mesh = jax.make_mesh((4,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        got = step(jax.device_put(x, NamedSharding(mesh, P("batch"))), w)
+    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_one_value_per_channel_over_the_devices_is_torchs_error():
     """One sample per group of devices: torch's ValueError, not a ZeroDivisionError from n / (n - 1)."""
     m = nn.BatchNorm1d(3, axis_name="batch", axis_index_groups=[[0], [1], [2], [3]])
