@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any, Iterable, Sequence
 
 import jax
@@ -348,17 +349,67 @@ def _explicitly_sharded(x: Any, axes: Sequence[int]) -> bool:
     return any(i < len(spec) and spec[i] is not None for i in axes)
 
 
-def reshape_rows(x: Any, shape: Sequence[int]) -> jax.Array:
-    """``jnp.reshape(x, shape)`` for a reshape that keeps dim 0 (the batch; GroupNorm's groups): where an
-    ``Explicit`` mesh shards that dim alone, the output keeps its sharding (JAX refuses to guess it)."""
-    shape = tuple(shape)
-    if shape[:1] == x.shape[:1] and _explicitly_sharded(x, range(x.ndim)):
-        sharding = jax.typeof(x).sharding
-        spec = tuple(sharding.spec)
-        if not any(spec[1:]):
-            out = jax.sharding.PartitionSpec(spec[0], *([None] * (len(shape) - 1)))
-            return jnp.reshape(x, shape, out_sharding=jax.sharding.NamedSharding(sharding.mesh, out))
-    return jnp.reshape(x, shape)
+def reshape(x: Any, shape: Sequence[int]) -> jax.Array:
+    """``jnp.reshape(x, shape)`` that keeps the sharding of ``x`` over a mesh of ``Explicit`` axes, where JAX
+    refuses to guess it: a sharded dim that the reshape leaves whole (the batch, while the channels split
+    into groups or a pixel shuffle's factors) stays sharded.  A reshape that splits or merges a sharded dim
+    is left to JAX (its error names the reshape)."""
+    shape = tuple(int(s) for s in shape)
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        shape = tuple(x.size // known if s == -1 else s for s in shape)
+    if 0 in x.shape or not _explicitly_sharded(x, range(x.ndim)):
+        return jnp.reshape(x, shape)
+    sharding = jax.typeof(x).sharding
+    spec = tuple(sharding.spec) + (None,) * (x.ndim - len(tuple(sharding.spec)))
+    out, i, j = [None] * len(shape), 0, 0
+    while i < x.ndim and j < len(shape):  # groups of dims with equal products, in order
+        a, b, pa, pb = i + 1, j + 1, x.shape[i], shape[j]
+        while pa != pb:
+            if pa < pb:
+                pa, a = pa * x.shape[a], a + 1
+            else:
+                pb, b = pb * shape[b], b + 1
+        if (a - i, b - j) == (1, 1):
+            out[j] = spec[i]
+        elif any(s is not None for s in spec[i:a]):
+            return jnp.reshape(x, shape)
+        i, j = a, b
+    out_sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*out))
+    return jnp.reshape(x, shape, out_sharding=out_sharding)
+
+
+def batch_sharding(x: Any, ndim: int, axis: int = 0, out_axis: int = 0) -> Any:
+    """Over a mesh of ``Explicit`` axes that shards ``x``'s dim ``axis`` (its batch) alone, the sharding
+    of a rank-``ndim`` array sharded the same way along its dim ``out_axis`` (a result or an initial state
+    of the same batch); else None."""
+    if not _explicitly_sharded(x, range(x.ndim)):
+        return None
+    sharding = jax.typeof(x).sharding
+    spec = tuple(sharding.spec) + (None,) * (x.ndim - len(tuple(sharding.spec)))
+    if any(s is not None for i, s in enumerate(spec) if i != axis):
+        return None
+    out = [None] * ndim
+    out[out_axis] = spec[axis]
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*out))
+
+
+def explicit_sharding(x: Any, extra: int = 0) -> Any:
+    """``x``'s sharding over a mesh of ``Explicit`` axes, with ``extra`` unsharded trailing dims (a
+    gather's rows); else None."""
+    if not _explicitly_sharded(x, range(x.ndim)):
+        return None
+    sharding = jax.typeof(x).sharding
+    spec = tuple(sharding.spec) + (None,) * (x.ndim - len(tuple(sharding.spec)) + extra)
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+
+
+def broadcast_like(a: Any, like: Any) -> jax.Array:
+    """``jnp.broadcast_to(a, like.shape)`` with ``like``'s sharding over a mesh of ``Explicit`` axes (a
+    replicated per-position constant broadcast to a sharded batch, then selected with it)."""
+    if _explicitly_sharded(like, range(like.ndim)):
+        return jnp.broadcast_to(a, like.shape, out_sharding=jax.typeof(like).sharding)
+    return jnp.broadcast_to(a, like.shape)
 
 
 def concrete(x: Any) -> np.ndarray | None:

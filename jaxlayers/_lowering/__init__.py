@@ -28,11 +28,20 @@ from .. import config
 
 def enabled(*backends: str) -> bool:
     """Whether lowerings are on (``config`` ``"auto"``) for the default backend,
-    which must be one of ``backends`` (any backend when none are given).  Read at
+    which must be one of ``backends`` (any backend when none are given), outside a
+    mesh of ``Explicit`` axes (``jax.set_mesh`` of ``jax.make_mesh``'s default), where
+    JAX asks every reshape, loop carry and gather for its output's sharding: the
+    lowerings are single-device programs, and the reference holds there.  Read at
     trace time."""
-    if not config.use_lowerings():
+    if not config.use_lowerings() or _explicit_mesh():
         return False
     return not backends or jax.default_backend() in backends
+
+
+def _explicit_mesh() -> bool:
+    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
+    mesh = jax.sharding.get_abstract_mesh()
+    return explicit is not None and any(t == explicit for t in getattr(mesh, "axis_types", ()))
 
 
 @jax.custom_batching.custom_vmap

@@ -34,7 +34,8 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete, shape_str
+from .._utils import (abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete,
+                      explicit_sharding, shape_str)
 
 __all__ = [
     "LegacyReductionWarning",
@@ -209,6 +210,12 @@ def _ignored(target: jax.Array, ignore_index: int) -> jax.Array:
     return target == ignore_index
 
 
+def _class_weights(weight: jax.Array, target: jax.Array) -> jax.Array:
+    """``weight[target]``; over a mesh of ``Explicit`` axes with the target sharded (its batch), sharded alike."""
+    sharding = explicit_sharding(target)
+    return weight[target] if sharding is None else weight.at[target].get(out_sharding=sharding)
+
+
 def _nll_terms(scores: jax.Array, target: jax.Array, weight: Any, ignore_index: int,
                lse: Any = 0.0) -> tuple[jax.Array, jax.Array]:
     """Per-element ``-w[y] * (scores[y] - lse)`` (class axis 1) and ``w[y]``; 0 for ``ignore_index``,
@@ -216,7 +223,8 @@ def _nll_terms(scores: jax.Array, target: jax.Array, weight: Any, ignore_index: 
     num_classes = scores.shape[1]
     picked, valid = _pick(scores, target, 1, num_classes)
     picked = picked - lse
-    w = jnp.ones_like(picked) if weight is None else weight.astype(scores.dtype)[jnp.where(valid, target, 0)]
+    w = jnp.ones_like(picked) if weight is None else _class_weights(weight.astype(scores.dtype),
+                                                                  jnp.where(valid, target, 0))
     ignored = _ignored(target, ignore_index)
     w = jnp.where(ignored, 0.0, jnp.where(valid, w, jnp.nan))
     loss = jnp.where(ignored, 0.0, -w * picked)

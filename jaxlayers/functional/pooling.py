@@ -32,8 +32,8 @@ from jax import lax
 
 from .._lowering import pooling as _lowering_pooling
 from .._memory_format import channels_last
-from .._utils import (abs_sign_grad, always_indices, bins_tile, channel_dim, check_input_rank, compiled, concrete, index_dtype,
-                      lowest_value, ntuple, shape_str)
+from .._utils import (abs_sign_grad, always_indices, batch_sharding, bins_tile, broadcast_like, channel_dim, check_input_rank, compiled,
+                      concrete, index_dtype, lowest_value, ntuple, reshape, shape_str)
 
 __all__ = [
     "max_pool1d",
@@ -303,17 +303,17 @@ def _max_pool_reference(x: jax.Array, win: _Window, return_indices: bool) -> Any
     spatial = win.spatial(x)
     taps = win.elements(win.pad(lax.stop_gradient(x), lowest_value(x.dtype)))
     first_tap, first_flat, tap_flat = _window_flat_indices(spatial, win)
-    best = taps[0] if len(taps) == 1 else lax.select_n(jnp.broadcast_to(first_tap, taps[0].shape), *taps)
-    index = jnp.broadcast_to(jnp.asarray(first_flat, index_dtype()), taps[0].shape)
+    best = taps[0] if len(taps) == 1 else lax.select_n(broadcast_like(first_tap, taps[0]), *taps)
+    index = broadcast_like(jnp.asarray(first_flat, index_dtype()), taps[0])
     for t, v in enumerate(taps):
         keep = (v > best) | _is_nan(v)
         best = jnp.where(keep, v, best)
         index = jnp.where(keep, jnp.asarray(tap_flat[t], index_dtype()), index)
     N, C = win.batch_channels(x)
     flat = win.full((math.prod(spatial),), N, C)
-    values = jnp.take_along_axis(x.reshape(flat), index.reshape(win.full((math.prod(win.outs),), N, C)),
+    values = jnp.take_along_axis(reshape(x, flat), reshape(index, win.full((math.prod(win.outs),), N, C)),
                                  axis=win.axis(0), mode="fill", fill_value=lowest_value(x.dtype))
-    values = values.reshape(index.shape)
+    values = reshape(values, index.shape)
     return (values, index) if return_indices else values
 
 
@@ -469,8 +469,11 @@ def _scatter_planes(values: jax.Array, indices: jax.Array, total: int) -> jax.Ar
 
 def _scatter(values: jax.Array, indices: jax.Array, total: int, add: bool) -> jax.Array:
     N, C = values.shape[:2]
-    at = jnp.zeros((N, C, total), values.dtype).at[jnp.arange(N)[:, None, None], jnp.arange(C)[None, :, None], indices]
-    return at.add(values, mode="drop") if add else at.set(values, mode="drop")
+    sharding = batch_sharding(values, 3)  # an Explicit mesh's batch: the planes sharded alike
+    at = jnp.zeros((N, C, total), values.dtype, out_sharding=sharding).at[
+        jnp.arange(N)[:, None, None], jnp.arange(C)[None, :, None], indices]
+    return (at.add(values, mode="drop", out_sharding=sharding) if add
+            else at.set(values, mode="drop", out_sharding=sharding))
 
 
 @_scatter_planes.defjvp

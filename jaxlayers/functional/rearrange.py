@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._memory_format import channels_last
-from .._utils import _is_int, ntuple, shape_str
+from .._utils import _is_int, batch_sharding, ntuple, reshape, shape_str
 
 __all__ = ["pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "unfold", "fold"]
 
@@ -43,9 +43,9 @@ def _pixel_shuffle(input: Any, upscale_factor: int, name: str) -> jax.Array:
             f"got input of shape {shape_str(x)}"
         )
     k = len(lead)
-    y = x.reshape(*lead, c // (r * r), r, r, h, w)
+    y = reshape(x, (*lead, c // (r * r), r, r, h, w))
     y = jnp.transpose(y, tuple(range(k)) + (k, k + 3, k + 1, k + 4, k + 2))
-    return y.reshape(*lead, c // (r * r), h * r, w * r)
+    return reshape(y, (*lead, c // (r * r), h * r, w * r))
 
 
 @channels_last(spatial=2)  # channels-last input must be (N, H, W, C): an unbatched one is ambiguous
@@ -82,9 +82,9 @@ def _pixel_unshuffle(input: Any, downscale_factor: int, name: str) -> jax.Array:
     if x.size == 0:  # torch returns an empty input as it is, unshuffled shape or not
         return x
     k = len(lead)
-    y = x.reshape(*lead, c, h // r, r, w // r, r)
+    y = reshape(x, (*lead, c, h // r, r, w // r, r))
     y = jnp.transpose(y, tuple(range(k)) + (k, k + 2, k + 4, k + 1, k + 3))
-    return y.reshape(*lead, c * r * r, h // r, w // r)
+    return reshape(y, (*lead, c * r * r, h // r, w // r))
 
 
 @channels_last(spatial=2)
@@ -118,8 +118,8 @@ def _channel_shuffle(input: Any, groups: int, name: str) -> jax.Array:
         raise ValueError(
             f"{name}: the number of channels ({c}) must be divisible by groups ({g}), got input of shape {shape_str(x)}"
         )
-    y = x.reshape(n, g, c // g, *rest)
-    return jnp.swapaxes(y, 1, 2).reshape(x.shape)
+    y = reshape(x, (n, g, c // g, *rest))
+    return reshape(jnp.swapaxes(y, 1, 2), x.shape)
 
 
 @channels_last
@@ -188,7 +188,7 @@ def _windows(x: jax.Array, axis: int, k: int, d: int, s: int, n_out: int) -> jax
     or one reshape when the windows tile the axis (``s == k``, ``d == 1``: patches)."""
     if d == 1 and s == k:
         y = lax.slice_in_dim(x, 0, n_out * k, axis=axis)
-        y = y.reshape(x.shape[:axis] + (n_out, k) + x.shape[axis + 1:])
+        y = reshape(y, x.shape[:axis] + (n_out, k) + x.shape[axis + 1:])
         return jnp.swapaxes(y, axis, axis + 1)
     taps = [lax.slice_in_dim(x, i * d, i * d + (n_out - 1) * s + 1, s, axis) for i in range(k)]
     return jnp.stack(taps, axis=axis)
@@ -211,10 +211,10 @@ def _unfold_blocks(x: jax.Array, k, d, p, s, blocks) -> jax.Array:
         limit = lambda i, j: (n, c, i * d[0] + (blocks[0] - 1) * s[0] + 1, j * d[1] + (blocks[1] - 1) * s[1] + 1)
         taps = [lax.slice(xp, (0, 0, i * d[0], j * d[1]), limit(i, j), (1, 1, s[0], s[1]))
                 for i in range(k[0]) for j in range(k[1])]
-        return jnp.stack(taps, axis=2).reshape(n, c * k[0] * k[1], blocks[0] * blocks[1])
+        return reshape(jnp.stack(taps, axis=2), (n, c * k[0] * k[1], blocks[0] * blocks[1]))
     y = _windows(xp, 3, k[1], d[1], s[1], blocks[1])           # (N, C, Hp, kw, ow)
     y = _windows(y, 2, k[0], d[0], s[0], blocks[0])            # (N, C, kh, oh, kw, ow)
-    return jnp.swapaxes(y, 3, 4).reshape(n, c * k[0] * k[1], blocks[0] * blocks[1])
+    return reshape(jnp.swapaxes(y, 3, 4), (n, c * k[0] * k[1], blocks[0] * blocks[1]))
 
 
 def _unfold(input: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any, name: str) -> jax.Array:
@@ -290,7 +290,7 @@ def _fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any, padding
     boolean = x.dtype == jnp.bool_
     if boolean:
         x = x.astype(jnp.int32)
-    image = jax.ShapeDtypeStruct((n, ck // kk) + out, x.dtype)
+    image = jax.ShapeDtypeStruct((n, ck // kk) + out, x.dtype, sharding=batch_sharding(x, 4))
     (y,) = jax.linear_transpose(lambda img: _unfold_blocks(img, k, d, p, s, (oh, ow)), image)(x)
     if boolean:
         y = y != 0

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._lowering import recurrent as _lowering_recurrent
-from .._utils import HALF, compiled, compute_dtype, matmul_wt, shape_str
+from .._utils import HALF, batch_sharding, compiled, compute_dtype, matmul_wt, shape_str
 
 __all__ = [
     "rnn_tanh_cell",
@@ -169,15 +169,16 @@ def _cell(mode: str, name: str, input: jax.Array, hx: Any, w_ih: jax.Array, w_hh
     batched = input.ndim == 2
     state_shape = input.shape[:-1] + (hidden,)
     dtype = jnp.result_type(input, w_ih, w_hh, *(b for b in (b_ih, b_hh) if b is not None))
+    zeros_sharding = batch_sharding(input, len(state_shape)) if batched else None  # an Explicit mesh's batch
     if mode == "LSTM":
         if hx is None:
-            hx = (jnp.zeros(state_shape, dtype), jnp.zeros(state_shape, dtype))
+            hx = tuple(jnp.zeros(state_shape, dtype, out_sharding=zeros_sharding) for _ in range(2))
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
         names = ("h_0", "c_0")
     else:
         if hx is None:
-            hx = jnp.zeros(state_shape, dtype)
+            hx = jnp.zeros(state_shape, dtype, out_sharding=zeros_sharding)
         hx = (hx,)
         names = ("hx",)
     hx = tuple(jnp.asarray(s) for s in hx)
@@ -400,7 +401,8 @@ def rnn(input, hx, weights, *, mode: str = "RNN_TANH", num_layers: int = 1, bias
     elif isinstance(hx, (tuple, list)):
         raise TypeError(f"{name}: hx must be an array h_0, got a {type(hx).__name__}")
     if hx is None:
-        states0 = [jnp.zeros(shp, dtype) for _, shp in specs]
+        sharding = batch_sharding(x, 3, axis=1, out_axis=1)  # an Explicit mesh's batch, as the carries'
+        states0 = [jnp.zeros(shp, dtype, out_sharding=sharding) for _, shp in specs]
     else:
         hx = list(hx) if mode == "LSTM" else [hx]
         states0 = []

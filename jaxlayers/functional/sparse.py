@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import HALF, concrete, shape_str
+from .._utils import HALF, concrete, explicit_sharding, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -90,6 +90,9 @@ def _take_rows(weight: jax.Array, indices: jax.Array) -> jax.Array:
     """``weight[indices]``; out-of-range (incl. negative) indices give NaN rows."""
     num = weight.shape[0]
     safe = jnp.where(indices < 0, num, indices)
+    sharding = explicit_sharding(safe, weight.ndim - 1)  # indices sharded over an Explicit mesh: rows alike
+    if sharding is not None:
+        return weight.at[safe].get(mode="fill", fill_value=jnp.nan, out_sharding=sharding)
     return jnp.take(weight, safe, axis=0, mode="fill", fill_value=jnp.nan)
 
 

@@ -1,0 +1,54 @@
+"""Data parallelism under a mesh of ``Explicit`` axes (``jax.make_mesh``'s default in JAX 0.10, with
+``jax.set_mesh``): JAX asks reshapes, gathers, scatters and loop carries for their outputs' sharding, and
+had refused these functions with a ShardingTypeError.  Each now gives the unsharded values and
+gradients with the batch sharded over 4 host devices (lowerings step aside there: ``_lowering.enabled``)."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxlayers import functional as F
+
+R = np.random.default_rng(0)
+X = jnp.asarray(R.normal(size=(8, 4, 6, 6)))
+T = jnp.asarray(R.integers(0, 4, size=(8,)))
+LSTM_W = {k: jnp.asarray(R.normal(size=s)) for k, s in
+          {"weight_ih_l0": (12, 6), "weight_hh_l0": (12, 3), "bias_ih_l0": (12,), "bias_hh_l0": (12,)}.items()}
+
+CASES = {  # name: (function of the sharded arrays, the arrays; the first is differentiated)
+    "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), (X,)),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 2), (X,)),
+    "max_unpool2d": (lambda x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2), (X,)),
+    "pixel_shuffle": (lambda x: F.pixel_shuffle(x, 2), (X,)),
+    "pixel_unshuffle": (lambda x: F.pixel_unshuffle(x, 2), (X,)),
+    "unfold_fold": (lambda x: F.fold(F.unfold(x, 2), (6, 6), 2), (X,)),
+    "group_norm": (lambda x: F.group_norm(x, 2), (X,)),
+    "cross_entropy_weight": (lambda x, t: F.cross_entropy(x, t, weight=jnp.arange(1.0, 5.0)), (X[:, :, 0, 0], T)),
+    "embedding": (lambda t: F.embedding(t, X[0, :, 0]), (T,)),
+    "lstm": (lambda x: F.rnn(x, None, LSTM_W, mode="LSTM", batch_first=True)[0], (X[:, :, 0],)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_batch_sharded_over_an_explicit_mesh(name):
+    fn, args = CASES[name]
+    differentiable = args[0].dtype.kind == "f"
+
+    def run(*a):
+        out = fn(*a)
+        if not differentiable:
+            return out
+        return out, jax.grad(lambda first: jnp.sum(jnp.sin(fn(first, *a[1:]))))(a[0])
+
+    step = jax.jit(run)
+    want = step(*args)
+    mesh = jax.make_mesh((4,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        got = step(*(jax.device_put(a, NamedSharding(mesh, P("batch"))) for a in args))
+    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
