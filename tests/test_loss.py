@@ -802,3 +802,27 @@ def test_kl_div_module_warns_about_mean_as_torch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nn.KLDivLoss(reduction="batchmean").apply({}, x, t)
+
+
+def test_weighted_loss_inside_a_params_only_transform():
+    """A model holding ``nn.CrossEntropyLoss(weight=w)`` under ``fnn.vmap`` over its params (an
+    ensemble) or ``init(..., mutable=["params"])``: the buffer is not created where ``batch_stats`` is not
+    mutable (it had raised ScopeCollectionNotFound), and the loss uses the argument."""
+    import flax.linen as fnn
+
+    w = jnp.array([1.0, 2.0, 3.0])
+
+    class Net(fnn.Module):
+        @fnn.compact
+        def __call__(self, x, t):
+            return nn.CrossEntropyLoss(weight=w)(nn.Linear(4, 3)(x), t)
+
+    x, t = jnp.asarray(_n(2, 4)), jnp.array([0, 2])
+    ensemble = fnn.vmap(Net, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None, axis_size=3)
+    v = ensemble().init(jax.random.key(0), x, t)
+    assert set(v) == {"params"}
+    p = v["params"]["Linear_0"]
+    for i, got in enumerate(ensemble().apply(v, x, t)):
+        logits = to_torch(x) @ to_torch(p["weight"][i]).double().T + to_torch(p["bias"][i]).double()
+        close(got, TF.cross_entropy(logits, to_torch(t), weight=to_torch(w).double()), rtol=1e-5, atol=1e-6)
+    assert nn.CrossEntropyLoss(weight=w).init(jax.random.key(0), x[:, :3], t, mutable=["params"]) == {}

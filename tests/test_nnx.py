@@ -944,21 +944,40 @@ def test_transformer_stacks_keep_their_final_norm():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_parameter_data_arithmetic_has_torchs_bits(dtype):
-    """EMA-style in-place updates round as torch's CPU kernels: ``add_``/``sub_`` with ``alpha`` one fused
-    multiply-add (``alpha`` in the parameter's dtype), ``lerp_`` one per element, half types computed in
-    float32 with a number operand kept in float32 (two roundings had left 1 ulp on ~28 % of float32
-    elements, and ``mul_(0.37)`` on bfloat16 had multiplied by bfloat16's 0.369)."""
+    """EMA-style in-place updates round as torch's CPU kernels, eagerly and under ``nnx.jit``: ``add_``/
+    ``sub_`` with ``alpha`` one fused multiply-add (``alpha`` and a number operand in the common dtype),
+    ``lerp_`` one per element, half types computed in float32 with a ``mul_`` number kept in float32 (two
+    roundings had left 1 ulp on ~28 % of float32 elements, and ``mul_(0.37)`` on bfloat16 had multiplied
+    by bfloat16's 0.369); a sharded parameter stays sharded."""
     rng = np.random.default_rng(1)
-    w0, w1 = rng.normal(size=(2, 64)).astype(np.float32)
+    w0, w1 = rng.normal(size=(2, 4096)).astype(np.float32)
     tdt = getattr(torch, dtype)
-    ours, other = jnnx.Parameter(jnp.asarray(w0).astype(dtype)), jnp.asarray(w1).astype(dtype)
-    theirs, t_other = torch.tensor(w0).to(tdt), torch.tensor(w1).to(tdt)
     steps = [lambda d, o: d.mul_(0.999).add_(o, alpha=1 - 0.999), lambda d, o: d.sub_(o, alpha=0.37),
-             lambda d, o: d.lerp_(o, 0.3), lambda d, o: d.lerp_(o, 0.7), lambda d, o: d.div_(3.0).mul_(0.37)]
-    for i, step in enumerate(steps):
-        step(ours.data, other)
-        step(theirs, t_other)
-        np.testing.assert_array_equal(np.asarray(ours[...].astype(jnp.float32)), theirs.float().numpy(), err_msg=i)
+             lambda d, o: d.lerp_(o, 0.3), lambda d, o: d.lerp_(o, 0.7), lambda d, o: d.div_(3.0).mul_(0.37),
+             lambda d, o: d.add_(0.1, alpha=0.3)]
+    class Pair(fnnx.Module):
+        def __init__(self):
+            self.p, self.o = jnnx.Parameter(jnp.asarray(w0).astype(dtype)), jnnx.Parameter(jnp.asarray(w1).astype(dtype))
+
+    jitted = fnnx.jit(lambda m, i: [steps[i](m.p.data, m.o[...])] and None, static_argnums=1)
+    for run in ("eager", "nnx.jit"):
+        pair = Pair()
+        ours, other = pair.p, pair.o
+        theirs, t_other = torch.tensor(w0).to(tdt), torch.tensor(w1).to(tdt)
+        for i, step in enumerate(steps):
+            step(ours.data, other[...]) if run == "eager" else jitted(pair, i)
+            step(theirs, t_other)
+            np.testing.assert_array_equal(np.asarray(ours[...].astype(jnp.float32)), theirs.float().numpy(),
+                                          err_msg=f"{run} {i}")
+    mixed, t_mixed = jnnx.Parameter(jnp.asarray(w0).astype(dtype)), torch.tensor(w0).to(tdt)
+    mixed.data.add_(jnp.asarray(w1 * 100), alpha=0.37)  # a float32 operand: computed in the common float32
+    t_mixed.add_(torch.tensor(w1 * 100), alpha=0.37)
+    np.testing.assert_array_equal(np.asarray(mixed[...].astype(jnp.float32)), t_mixed.float().numpy())
+    mesh = jax.make_mesh((2,), ("d",), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:2])
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    sharded = jnnx.Parameter(jax.device_put(jnp.asarray(w0).astype(dtype), sharding))
+    sharded.data.mul_(0.999).add_(jnp.asarray(w1).astype(dtype), alpha=0.001).lerp_(jnp.asarray(w1).astype(dtype), 0.3)
+    assert sharded[...].sharding == sharding
 
 
 def test_parameter_data_takes_torchs_in_place_methods():
@@ -1087,12 +1106,8 @@ def test_children_of_composite_layers_are_layers_as_torch():
         del enc.layers[0].linear1
     with pytest.raises(TypeError, match="num_layers = 3 would change the layer's variables .*layers.2"):
         enc.num_layers = 3  # it had failed inside the refresh, leaving the layer rebuilt and broken
-    # called alone in training, a child draws its dropout from its parent's stream (torch's global generator)
-    attn = jnnx.TransformerEncoderLayer(8, 2, 16, dropout=0.5, rngs=r).self_attn.train()
-    first, second = attn(x, x, x)[1], attn(x, x, x)[1]
-    assert not np.allclose(first, second) and np.any(np.asarray(first) == 0)  # fresh masks on the weights
     with pytest.raises(ValueError, match="as a child of TransformerEncoderLayer it has no stream of its own"):
-        jnnx.TransformerEncoderLayer(8, 2, 16, rngs=fnnx.Rngs(params=0)).self_attn.train()(x, x, x)
+        jnnx.TransformerEncoderLayer(8, 2, 16, rngs=r).self_attn.train()(x, x, x)
     clone = copy.deepcopy(enc.layers[0])  # torch's _get_clones: a copy belongs to no parent
     clone.dropout = 0.5
     assert clone.self_attn.dropout == 0.5
@@ -1171,6 +1186,14 @@ def test_weighted_losses_hold_torch_buffers():
         close(ours.crit(out, jnp.asarray(t)), theirs.crit(ref, torch.tensor(t)), atol=1e-6, rtol=1e-5)
         close(ours.bce(out, jnp.asarray(y)), theirs.bce(ref, torch.tensor(y)), atol=1e-6, rtol=1e-5)
     assert list(jnnx.NLLLoss().state_dict()) == []  # no weight: no buffer, as torch
+    ours.crit.weight = theirs.crit.weight = torch.tensor([2.0, 0.0, 1.0])  # torch's buffer assignment
+    bn = jnnx.BatchNorm1d(3).eval()
+    bn.running_mean = np.ones(3)  # a bare array had replaced the variable, and the next call failed
+    with torch.no_grad():
+        close(ours.crit(out, jnp.asarray(t)), theirs.crit(ref, torch.tensor(t)), atol=1e-6, rtol=1e-5)
+    close(bn(np.ones((2, 3))), np.zeros((2, 3)), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"BatchNorm1d.running_var: a buffer of shape \(4,\) cannot replace"):
+        bn.running_var = np.ones(4)
 
 
 def test_layers_with_fixed_initialisers_need_no_key():

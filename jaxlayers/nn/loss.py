@@ -88,9 +88,11 @@ class _Loss(fnn.Module):
     def setup(self) -> None:
         # a buffer (``weight``) is a ``batch_stats`` variable where ``init`` creates it or the variables
         # hold it; ``loss.apply({}, ...)`` and an unbound call (``criterion(logits, y)``) use the argument
+        creating = self.is_initializing() and self.is_mutable_collection("batch_stats")  # not under
+        # init(..., mutable=["params"]) or a lifted transform that creates params only (fnn.vmap ensembles)
         self._held = {name: self.variable("batch_stats", name, lambda v=value: jnp.asarray(v))
                       for name in self._buffers if (value := getattr(self, name)) is not None
-                      and (self.is_initializing() or self.has_variable("batch_stats", name))}
+                      and (creating or self.has_variable("batch_stats", name))}
 
     def _field(self, name: str) -> Any:
         """A constructor field, or the variable that holds a buffer."""

@@ -37,7 +37,7 @@ from flax import nnx
 from flax.nnx import variablelib
 
 from .. import config, interop
-from .._utils import accepts, accepts_train, compiled, ntuple
+from .._utils import accepts, accepts_train, compiled, is_torch_tensor, ntuple
 from .module import IndexedChildren, Module, Submodule, _nest
 from .parameter import Parameter
 
@@ -411,19 +411,7 @@ class LinenLayer(Module):
             may_draw = self._linen.draws_keys or isinstance(getattr(module, "dropout", None), (int, float))
             stream = self._rng_streams[-1] if may_draw else "params" if lazy else None  # [-1]: rng_collection
         self.rngs = _fork(rngs, stream)
-        self._lend_stream()
 
-    def _lend_stream(self) -> None:
-        """The child layers it built draw from its stream, shared, when called alone in training
-        (``enc.layers[0](x)``, its dropouts), as torch's children share its generator; its own call passes
-        keys down as before.  A child that draws no key spends none (:meth:`_call_rngs`)."""
-        stream = vars(self).get("rngs")
-        if stream is None or vars(self).get("_owner") is not None:
-            return
-        for _, sub in self.named_modules():
-            if (sub is not self and isinstance(sub, LinenLayer) and vars(sub).get("_owner") is not None
-                    and vars(sub).get("rngs") is None):
-                Module.__setattr__(sub, "rngs", nnx.data(stream))  # its None was static
 
     def _setup(self, module: fnn.Module) -> None:
         self._adopt(module)
@@ -585,7 +573,6 @@ class LinenLayer(Module):
                 node = vars(node).get(part) if node is not None else None
             if isinstance(node, LinenLayer):
                 node._adopt(sub)
-        self._lend_stream()  # a child may draw keys now (dropout raised from 0)
 
     def _lazy_load(self, state_dict: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
         """torch's lazy load: variables that wait for the first call are created with the state_dict's
@@ -668,6 +655,16 @@ class LinenLayer(Module):
                              f"its shapes (torch's module reads the new one); for another size build a new layer "
                              f"({type(self).__name__}.from_pretrained(w) where it has one, or a new "
                              f"{type(self).__name__}(...))")
+        if (not child and isinstance(current, nnx.Variable) and not isinstance(current, nnx.Param)
+                and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
+            # torch's buffer assignment (`crit.weight = w` each epoch, `bn.running_mean = t`): the buffer
+            # takes the values (it had been replaced by a bare array, which the next call failed on)
+            new = jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value)
+            if new.shape != jnp.shape(current.get_value()):
+                raise ValueError(f"{type(self).__name__}.{name}: a buffer of shape {new.shape} cannot replace one "
+                                 f"of shape {jnp.shape(current.get_value())}: the layer's settings fix its shapes")
+            current.set_value(new)
+            return
         if not child and self._setting(name, write=True) and not self._switched_off(name):
             old = getattr(holder.module, name)
             if type(old) is type(value) and _same(old, value):  # nnx.jit keeps its trace
@@ -731,7 +728,6 @@ class LinenLayer(Module):
         if not (self._initialized or self._linen.stateless):
             self._create_variables(args, {k: v for k, v in kwargs.items() if k != "train"}, self.rngs,
                                    call_rngs=rngs, at_call=True)
-            self._lend_stream()
         train = False
         if self._accepts_train:
             train = kwargs.setdefault("train", self.training)
