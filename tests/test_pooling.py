@@ -364,7 +364,7 @@ def test_adaptive_max_indices_ties_nan_zeros_match_torch(seed, lowering):
         np.testing.assert_array_equal(np.asarray(v), tv.numpy())
         np.testing.assert_array_equal(np.signbit(np.asarray(v)), np.signbit(tv.numpy()))
         w = rng.normal(size=tv.shape)
-        g = jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, outs)) * w))(jnp.asarray(x))
+        g = jax.jit(jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, outs)) * w)))(jnp.asarray(x))
         xt = torch.tensor(x, requires_grad=True)
         (torch.nan_to_num(tf(xt, outs)) * torch.tensor(w)).sum().backward()
         np.testing.assert_array_equal(np.asarray(g), xt.grad.numpy())
@@ -402,7 +402,7 @@ def test_large_window_max_pool_matches_torch(shape, kw, channels_last, lowering)
         np.testing.assert_array_equal(np.asarray(i), ti.numpy(), err_msg=kind)
         values = f(jnp.asarray(x), **kw)  # no indices, not differentiated: the values' own path
         np.testing.assert_array_equal(np.asarray(values), tv.detach().numpy(), err_msg=kind)
-        grad = jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, **kw)) * w))(jnp.asarray(x))
+        grad = jax.jit(jax.grad(lambda a: jnp.sum(jnp.nan_to_num(f(a, **kw)) * w)))(jnp.asarray(x))
         np.testing.assert_array_equal(np.asarray(grad), xt.grad.numpy(), err_msg=kind)
 
 
