@@ -337,16 +337,33 @@ def first_finite(x: Any, axes: Sequence[int]) -> jax.Array:
     return jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros((), x.dtype)))
 
 
-def _explicitly_sharded(x: Any, axes: Sequence[int]) -> bool:
-    """Whether a dim of ``x`` among ``axes`` is sharded over an ``Explicit`` mesh (JAX 0.10's
-    ``jax.make_mesh`` default)."""
+def has_explicit_axes(mesh: Any) -> bool:
+    """Whether ``mesh`` (concrete or abstract) has an ``Explicit`` axis (JAX 0.10's ``jax.make_mesh``
+    default), where JAX asks reshapes, gathers, scatters and loop carries for their outputs' sharding."""
+    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
+    return explicit is not None and any(t == explicit for t in getattr(mesh, "axis_types", ()))
+
+
+def _explicit_spec(x: Any) -> tuple[Any, tuple] | None:
+    """``(mesh, spec)`` of ``x`` sharded over a mesh of ``Explicit`` axes, the spec one entry per dim;
+    None where no dim of ``x`` is sharded there."""
     sharding = getattr(jax.typeof(x), "sharding", None)
     mesh = getattr(sharding, "mesh", None)
-    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
-    if mesh is None or explicit is None or not any(t == explicit for t in getattr(mesh, "axis_types", ())):
-        return False
+    if mesh is None or not has_explicit_axes(mesh):
+        return None
     spec = tuple(getattr(sharding, "spec", ()))
-    return any(i < len(spec) and spec[i] is not None for i in axes)
+    spec = spec + (None,) * (x.ndim - len(spec))
+    return (mesh, spec) if any(s is not None for s in spec) else None
+
+
+def _explicitly_sharded(x: Any, axes: Sequence[int]) -> bool:
+    """Whether a dim of ``x`` among ``axes`` is sharded over an ``Explicit`` mesh."""
+    found = _explicit_spec(x)
+    return found is not None and any(found[1][i] is not None for i in axes)
+
+
+def _named(mesh: Any, spec: Sequence[Any]) -> Any:
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
 
 
 def reshape(x: Any, shape: Sequence[int]) -> jax.Array:
@@ -358,10 +375,10 @@ def reshape(x: Any, shape: Sequence[int]) -> jax.Array:
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
         shape = tuple(x.size // known if s == -1 else s for s in shape)
-    if 0 in x.shape or not _explicitly_sharded(x, range(x.ndim)):
+    found = None if 0 in x.shape else _explicit_spec(x)
+    if found is None:
         return jnp.reshape(x, shape)
-    sharding = jax.typeof(x).sharding
-    spec = tuple(sharding.spec) + (None,) * (x.ndim - len(tuple(sharding.spec)))
+    mesh, spec = found
     out, i, j = [None] * len(shape), 0, 0
     while i < x.ndim and j < len(shape):  # groups of dims with equal products, in order
         a, b, pa, pb = i + 1, j + 1, x.shape[i], shape[j]
@@ -375,41 +392,32 @@ def reshape(x: Any, shape: Sequence[int]) -> jax.Array:
         elif any(s is not None for s in spec[i:a]):
             return jnp.reshape(x, shape)
         i, j = a, b
-    out_sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*out))
-    return jnp.reshape(x, shape, out_sharding=out_sharding)
+    return jnp.reshape(x, shape, out_sharding=_named(mesh, out))
 
 
 def batch_sharding(x: Any, ndim: int, axis: int = 0, out_axis: int = 0) -> Any:
     """Over a mesh of ``Explicit`` axes that shards ``x``'s dim ``axis`` (its batch) alone, the sharding
     of a rank-``ndim`` array sharded the same way along its dim ``out_axis`` (a result or an initial state
     of the same batch); else None."""
-    if not _explicitly_sharded(x, range(x.ndim)):
-        return None
-    sharding = jax.typeof(x).sharding
-    spec = tuple(sharding.spec) + (None,) * (x.ndim - len(tuple(sharding.spec)))
-    if any(s is not None for i, s in enumerate(spec) if i != axis):
+    found = _explicit_spec(x)
+    if found is None or any(s is not None for i, s in enumerate(found[1]) if i != axis):
         return None
     out = [None] * ndim
-    out[out_axis] = spec[axis]
-    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*out))
+    out[out_axis] = found[1][axis]
+    return _named(found[0], out)
 
 
 def explicit_sharding(x: Any, extra: int = 0) -> Any:
     """``x``'s sharding over a mesh of ``Explicit`` axes, with ``extra`` unsharded trailing dims (a
     gather's rows); else None."""
-    if not _explicitly_sharded(x, range(x.ndim)):
-        return None
-    sharding = jax.typeof(x).sharding
-    spec = tuple(sharding.spec) + (None,) * (x.ndim - len(tuple(sharding.spec)) + extra)
-    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+    found = _explicit_spec(x)
+    return None if found is None else _named(found[0], found[1] + (None,) * extra)
 
 
 def broadcast_like(a: Any, like: Any) -> jax.Array:
     """``jnp.broadcast_to(a, like.shape)`` with ``like``'s sharding over a mesh of ``Explicit`` axes (a
     replicated per-position constant broadcast to a sharded batch, then selected with it)."""
-    if _explicitly_sharded(like, range(like.ndim)):
-        return jnp.broadcast_to(a, like.shape, out_sharding=jax.typeof(like).sharding)
-    return jnp.broadcast_to(a, like.shape)
+    return jnp.broadcast_to(a, like.shape, out_sharding=explicit_sharding(like))
 
 
 def concrete(x: Any) -> np.ndarray | None:

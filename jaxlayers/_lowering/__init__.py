@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import config
+from .._utils import has_explicit_axes
 
 
 def enabled(*backends: str) -> bool:
@@ -33,15 +34,9 @@ def enabled(*backends: str) -> bool:
     JAX asks every reshape, loop carry and gather for its output's sharding: the
     lowerings are single-device programs, and the reference holds there.  Read at
     trace time."""
-    if not config.use_lowerings() or _explicit_mesh():
+    if not config.use_lowerings() or has_explicit_axes(jax.sharding.get_abstract_mesh()):
         return False
     return not backends or jax.default_backend() in backends
-
-
-def _explicit_mesh() -> bool:
-    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
-    mesh = jax.sharding.get_abstract_mesh()
-    return explicit is not None and any(t == explicit for t in getattr(mesh, "axis_types", ()))
 
 
 @jax.custom_batching.custom_vmap

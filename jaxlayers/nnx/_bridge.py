@@ -412,7 +412,6 @@ class LinenLayer(Module):
             stream = self._rng_streams[-1] if may_draw else "params" if lazy else None  # [-1]: rng_collection
         self.rngs = _fork(rngs, stream)
 
-
     def _setup(self, module: fnn.Module) -> None:
         self._adopt(module)
         self._paths: tuple = ()

@@ -66,14 +66,14 @@ def _fma32(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(out), out, p + c)
 
 
-def _computing(value: Any, other: Any) -> tuple[Any, Any]:
-    """torch's types for ``value op other``: the common dtype (a number or 0-d operand takes the
-    parameter's), and the computing type, float32 for half types (torch's ``opmath``); None where the
-    parameter is float64 or not floating (then computed as JAX does)."""
+def _common_dtype(value: Any, other: Any) -> Any:
+    """torch's common dtype of ``value op other`` (a number or 0-d operand takes the parameter's) where
+    torch computes in float32 (its ``opmath`` for float32 and the half types); None for float64 or a
+    non-floating result (then computed as JAX does)."""
     dtype = jnp.result_type(value) if np.ndim(other) == 0 else jnp.result_type(value, other)
     if not jnp.issubdtype(dtype, jnp.floating) or jnp.dtype(dtype).itemsize > 4:
-        return None, None
-    return dtype, jnp.float32
+        return None
+    return dtype
 
 
 def _fused_add(value: Any, other: Any, alpha: Any) -> Any:
@@ -81,12 +81,12 @@ def _fused_add(value: Any, other: Any, alpha: Any) -> Any:
     the common dtype, one fused multiply-add in float32 (:func:`_fma32`), rounded to the parameter's dtype.
     float64: JAX's two roundings (1 ulp may differ)."""
     value = jnp.asarray(value)
-    common, opmath = _computing(value, other)
+    common = _common_dtype(value, other)
     if common is None or np.ndim(alpha):
         return value + alpha * jnp.asarray(other)
-    o = jnp.asarray(other).astype(common).astype(opmath)
-    a = jnp.asarray(alpha).astype(common).astype(opmath)
-    return _fma32(a, o, value.astype(opmath)).astype(value.dtype)
+    o = jnp.asarray(other).astype(common).astype(jnp.float32)
+    a = jnp.asarray(alpha).astype(common).astype(jnp.float32)
+    return _fma32(a, o, value.astype(jnp.float32)).astype(value.dtype)
 
 
 def _in_float32(value: Any, other: Any, op: Any) -> Any:
@@ -94,15 +94,15 @@ def _in_float32(value: Any, other: Any, op: Any) -> Any:
     parameter's dtype, a number operand keeping its float32 value (``mul_(0.37)`` on bfloat16 is not a
     product with bfloat16's 0.369)."""
     value = jnp.asarray(value)
-    common, opmath = _computing(value, other)
+    common = _common_dtype(value, other)
     if common is None:
         return op(value, other)
-    o = jnp.asarray(other, opmath) if np.ndim(other) == 0 else jnp.asarray(other).astype(common).astype(opmath)
+    o = jnp.asarray(other, jnp.float32 if np.ndim(other) == 0 else common).astype(jnp.float32)
     if op is jnp.divide and np.ndim(o) == 0:
         # XLA rewrites a division by a broadcast number as a product with its reciprocal (1 ulp off torch's
         # true division on a third of the elements): the barrier keeps the division
         o = jax.lax.optimization_barrier(jnp.broadcast_to(o, value.shape))
-    return op(value.astype(opmath), o).astype(value.dtype)
+    return op(value.astype(jnp.float32), o).astype(value.dtype)
 
 
 class TensorData:
@@ -204,10 +204,10 @@ class TensorData:
     def lerp_(self, end: Any, weight: Any) -> "TensorData":
         """torch's two-sided formula: exact at both ends (``weight=1`` gives ``end``)."""
         value, end, weight = self.get_value(), jnp.asarray(_array(end)), jnp.asarray(_array(weight))
-        common, opmath = _computing(value, end)
+        common = _common_dtype(value, end)
         if common is not None and not np.ndim(weight):  # torch's kernel: in float32, one fused multiply-add
-            v, e = value.astype(opmath), end.astype(common).astype(opmath)
-            w = weight.astype(opmath)
+            v, e = value.astype(jnp.float32), end.astype(common).astype(jnp.float32)
+            w = weight.astype(jnp.float32)
             small = jnp.abs(w) < 0.5
             return self._arith(_fma32(jnp.where(small, w, w - 1), e - v, jnp.where(small, v, e)).astype(value.dtype))
         diff = end - value
