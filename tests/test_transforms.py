@@ -323,3 +323,36 @@ def test_eager_calls_compile_once():
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert not any(again.values()), again
+
+
+# functions that run their arithmetic as one program outside jit (``_utils.compiled`` after the checks):
+# op by op their first call compiled 25-47 programs and each later call dispatched as many.
+# name -> (function, its inputs from x (7, 3): built before the compilations are counted)
+ONE_PROGRAM = {
+    "cross_entropy": (lambda x, y: F.cross_entropy(x, y, label_smoothing=0.1), lambda x: (x, jnp.arange(7) % 3)),
+    "ctc_loss": (lambda lp: F.ctc_loss(lp, jnp.array([[1, 2]]), jnp.array([7]), jnp.array([2])),
+                 lambda x: (jax.nn.log_softmax(x[:, None]),)),
+    "grid_sample": (lambda x, g: F.grid_sample(x, g, mode="bicubic", align_corners=True),
+                    lambda x: (x[None, None], jnp.tile(x[None, :, :2, None] / 9, (1, 1, 1, 2)))),
+    "fractional_max_pool2d": (lambda x: F.fractional_max_pool2d(x, 2, output_size=2, _random_samples=x[:, :1, :2]),
+                              lambda x: (x[None],)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_PROGRAM))
+def test_eager_first_call_compiles_one_program(name):
+    """The first eager call compiles the function once (and a cast of an argument or two), not op by op."""
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    fn, make = ONE_PROGRAM[name]
+    args = jax.block_until_ready(make(jnp.asarray(np.linspace(0.1, 0.9, 7 * 3).reshape(7, 3))))  # a fresh shape
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        jax.block_until_ready(fn(*args))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert len(compiles) <= 3, f"{name}: {len(compiles)} programs compiled by one eager call"  # + argument casts

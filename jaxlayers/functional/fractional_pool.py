@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._memory_format import channels_last
-from .._utils import always_indices, index_dtype, ntuple, shape_str
+from .._utils import always_indices, compiled, index_dtype, ntuple, shape_str
 
 __all__ = ["fractional_max_pool2d", "fractional_max_pool3d", "fractional_max_pool2d_with_indices",
            "fractional_max_pool3d_with_indices"]
@@ -80,46 +80,15 @@ def _intervals(u: Array, in_size: int, out_size: int, k: int) -> Array:
     return jnp.concatenate([jnp.minimum(starts, in_size - k), last], axis=-1)
 
 
-def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_ratio: Any,
-                         return_indices: bool, samples: Any, key: Any, d: int, name: str, *,
-                         module: bool = False) -> Array | tuple[Array, Array]:
-    kernel, out, ratio = _fractional_args(name, d, kernel_size, output_size, output_ratio, module=module)
-    x = jnp.asarray(input)
-    layouts = "(C, H, W) or (N, C, H, W)" if d == 2 else "(C, T, H, W) or (N, C, T, H, W)"
-    if x.ndim not in (d + 1, d + 2):
-        raise ValueError(f"{name}: expected {d + 1}-D or {d + 2}-D input {layouts}, got {x.ndim}-D input of shape "
-                         f"{shape_str(x)}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype}")
-    unbatched = x.ndim == d + 1
+
+def _pooled(x: Array, samples: Array, out: tuple, kernel: tuple, unbatched: bool) -> tuple[Array, Array]:
+    """Each window's maximum and its flat input index, torch's pick among ties and NaNs; ``samples``
+    ``(>= N, C, d)`` in [0, 1) place the windows."""
     if unbatched:
         x = x[None]
     n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
-    if any(s == 0 for s in x.shape[1:]):
-        raise ValueError(f"{name}: expected input with non-zero channel and spatial sizes, got shape "
-                         f"{shape_str(jnp.asarray(input))}")
-    if out is None:
-        out = tuple(int(s * r) for s, r in zip(spatial, ratio))
-    # torch's checks: o + k - 1 <= size in 2-d, o + k - 1 < size in 3-d
-    rule = "<=" if d == 2 else "<"
-    for j, (size, o, k) in enumerate(zip(spatial, out, kernel)):
-        if o + k - 1 > size - (d == 3):
-            raise ValueError(f"{name}: kernel_size={kernel} with output_size={out} is too large for input of shape "
-                             f"{shape_str(jnp.asarray(input))} (needs output_size + kernel_size - 1 {rule} input size "
-                             f"in every spatial dim, as torch; dim {j + 2 - unbatched} has {size})")
-    if samples is None:
-        if key is None:
-            raise ValueError(f"{name}: a PRNG `key` is required unless _random_samples is given; pass "
-                             f"key=jax.random.key(seed) (the module takes it from the 'dropout' rng stream)")
-        samples = jax.random.uniform(key, (n, c, d), x.dtype)
-    else:
-        samples = jnp.asarray(samples)
-        if samples.ndim != 3 or samples.shape[0] < n or samples.shape[1:] != (c, d):
-            raise ValueError(f"{name}: expected _random_samples of shape {shape_str((n, c, d))} (or more rows, as "
-                             f"torch: the first N are used) for input of shape {shape_str(jnp.asarray(input))}, "
-                             f"got {shape_str(samples)}")
-        samples = samples[:n].astype(x.dtype)
-    samples = jax.lax.stop_gradient(samples)
+    samples = jax.lax.stop_gradient(samples[:n].astype(x.dtype))
+    d = len(spatial)
     # torch's sample order: (W, H) in 2-d, (T, H, W) in 3-d
     order = (1, 0) if d == 2 else (0, 1, 2)
     strides = [math.prod(spatial[j + 1:]) for j in range(d)]
@@ -141,8 +110,48 @@ def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_
     idx = jnp.take_along_axis(flat, sel[..., None], axis=-1)[..., 0]  # (N, C, *out)
     y = jnp.take_along_axis(xf, idx.reshape(n, c, math.prod(out)), axis=2).reshape(idx.shape)
     idx = idx.astype(index_dtype())
-    if unbatched:
-        y, idx = y[0], idx[0]
+    return (y[0], idx[0]) if unbatched else (y, idx)
+
+
+def _fractional_max_pool(input: Any, kernel_size: Any, output_size: Any, output_ratio: Any,
+                         return_indices: bool, samples: Any, key: Any, d: int, name: str, *,
+                         module: bool = False) -> Array | tuple[Array, Array]:
+    kernel, out, ratio = _fractional_args(name, d, kernel_size, output_size, output_ratio, module=module)
+    x = jnp.asarray(input)
+    layouts = "(C, H, W) or (N, C, H, W)" if d == 2 else "(C, T, H, W) or (N, C, T, H, W)"
+    if x.ndim not in (d + 1, d + 2):
+        raise ValueError(f"{name}: expected {d + 1}-D or {d + 2}-D input {layouts}, got {x.ndim}-D input of shape "
+                         f"{shape_str(x)}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype}")
+    unbatched = x.ndim == d + 1
+    shape = (1,) * unbatched + x.shape
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    if any(s == 0 for s in shape[1:]):
+        raise ValueError(f"{name}: expected input with non-zero channel and spatial sizes, got shape "
+                         f"{shape_str(x)}")
+    if out is None:
+        out = tuple(int(s * r) for s, r in zip(spatial, ratio))
+    # torch's checks: o + k - 1 <= size in 2-d, o + k - 1 < size in 3-d
+    rule = "<=" if d == 2 else "<"
+    for j, (size, o, k) in enumerate(zip(spatial, out, kernel)):
+        if o + k - 1 > size - (d == 3):
+            raise ValueError(f"{name}: kernel_size={kernel} with output_size={out} is too large for input of shape "
+                             f"{shape_str(x)} (needs output_size + kernel_size - 1 {rule} input size "
+                             f"in every spatial dim, as torch; dim {j + 2 - unbatched} has {size})")
+    if samples is None:
+        if key is None:
+            raise ValueError(f"{name}: a PRNG `key` is required unless _random_samples is given; pass "
+                             f"key=jax.random.key(seed) (the module takes it from the 'dropout' rng stream)")
+        samples = jax.random.uniform(key, (n, c, d), x.dtype)
+    else:
+        samples = jnp.asarray(samples)
+        if samples.ndim != 3 or samples.shape[0] < n or samples.shape[1:] != (c, d):
+            raise ValueError(f"{name}: expected _random_samples of shape {shape_str((n, c, d))} (or more rows, as "
+                             f"torch: the first N are used) for input of shape {shape_str(x)}, "
+                             f"got {shape_str(samples)}")
+    # one program per shape and options when called outside jit (op by op it compiled ~40)
+    y, idx = compiled(_pooled, (tuple(out), kernel, unbatched), x, samples)
     return (y, idx) if return_indices else y
 
 

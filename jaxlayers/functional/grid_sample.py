@@ -25,7 +25,7 @@ import numpy as np
 
 from .._lowering import grid_sample as _lowering_grid_sample
 from .._memory_format import channels_last
-from .._utils import shape_str
+from .._utils import compiled, shape_str
 
 __all__ = ["grid_sample", "affine_grid"]
 
@@ -191,13 +191,19 @@ def _grid_sample(input: Any, grid: Any, mode: str, padding_mode: str, align_corn
     x, g = jnp.asarray(input), jnp.asarray(grid)
     _check_grid_sample(x, g, mode, padding_mode, name)
     align_corners = bool(align_corners) if align_corners is not None else False
-    dtype = jnp.result_type(x.dtype, g.dtype)
-    x, g = x.astype(dtype), g.astype(dtype)
+    out_shape = x.shape[:2] + tuple(g.shape[1:-1])
+    if 0 in out_shape:
+        return jnp.zeros(out_shape, x.dtype)
+    # one program per shape and options when called outside jit (op by op it compiled ~45)
+    return compiled(_sampled, (mode, padding_mode, align_corners), x, g)
+
+
+def _sampled(x: jax.Array, g: jax.Array, mode: str, padding_mode: str, align_corners: bool) -> jax.Array:
+    """grid_sample's arithmetic on checked, non-empty arrays of one dtype."""
+    dtype = x.dtype
     n = x.ndim - 2
     nb, ch = x.shape[:2]
     out_shape = (nb, ch) + tuple(g.shape[1:-1])
-    if 0 in out_shape:
-        return jnp.zeros(out_shape, dtype)
     # grid[..., k] indexes spatial dim -1 - k: (x, y[, z]) -> (W, H[, D])
     sizes = [int(x.shape[-1 - k]) for k in range(n)]
     xf = x.reshape(nb, ch, -1)

@@ -262,10 +262,25 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         out_dtype = jnp.result_type(out_dtype, t.dtype)
         x = x.astype(jnp.result_type(x.dtype, compute_dtype(out_dtype)))
     _check_label_smoothing(name, label_smoothing)
+    num_classes = x.shape[1] if batched else x.shape[0]
+    w = _class_weight(name, weight, num_classes)
+    if probs and ignore_index >= 0:
+        raise ValueError(f"{name}: ignore_index={ignore_index} is not supported for a target of class "
+                         f"probabilities (shape {shape_str(t)}); only index targets can be ignored")
+    if not probs:
+        _check_index_target(name, t, num_classes, ignore_index)
+    # one program per shape and options when called outside jit (op by op it compiled ~25)
+    static = (ignore_index, reduction, label_smoothing, log_probs, probs, batched, np.dtype(out_dtype))
+    return compiled(_cross_entropy_terms, static, x, t, w)
+
+
+def _cross_entropy_terms(x: jax.Array, t: jax.Array, w: jax.Array | None, ignore_index: int, reduction: str,
+                         label_smoothing: float, log_probs: bool, probs: bool, batched: bool,
+                         out_dtype: Any) -> jax.Array:
+    """:func:`_cross_entropy`'s arithmetic on checked arrays."""
     if not batched:
         x, t = x[None], t[None] if probs or t.ndim == 0 else t  # a (1,) index target is batch-shaped
     num_classes = x.shape[1]
-    w = _class_weight(name, weight, num_classes)
     # log_softmax(x)[c] = xs[c] - lse (xs: the max-shifted logits) is never materialised: sums over
     # classes of a * logp are sum(a * xs) - lse * sum(a), and the index path gathers xs[y] - lse
     x, lse = (x, 0.0) if log_probs else _shifted_logits(x, axis=1)
@@ -277,16 +292,12 @@ def _cross_entropy(input: Any, target: Any, weight: Any, ignore_index: int, redu
         return jnp.sum(a * x, axis=1) - lse * jnp.sum(jnp.broadcast_to(a, x.shape), axis=1)
 
     if probs:
-        if ignore_index >= 0:
-            raise ValueError(f"{name}: ignore_index={ignore_index} is not supported for a target of class "
-                             f"probabilities (shape {shape_str(t)}); only index targets can be ignored")
         t = t.astype(x.dtype)
         if label_smoothing > 0:
             t = t * (1 - label_smoothing) + label_smoothing / num_classes
         loss = -class_sum(t if wb is None else t * wb)
         weight_sum = None
     else:
-        _check_index_target(name, t, num_classes, ignore_index)
         loss, wy = _nll_terms(x, t, w, ignore_index, lse)
         weight_sum = jnp.sum(wy)
         if label_smoothing > 0:  # reduced apart, as torch: all-zero weights give NaN, not inf
@@ -1253,12 +1264,21 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
         idx = jnp.clip(offsets[:, None] + jnp.arange(S), 0, max(tg.shape[0] - 1, 0))
         tg = tg[idx] if tg.shape[0] else jnp.zeros((N, S), tg.dtype)
     S = tg.shape[1]
-    used = jnp.arange(S) < tl[:, None]
-    tgc, usedc = concrete(tg), concrete(used)
-    if tgc is not None and usedc is not None:
-        bad = usedc & ((tgc < 0) | (tgc >= C))
+    tgc = concrete(tg)
+    if tgc is not None and tlc is not None:
+        bad = (np.arange(S) < tlc[:, None]) & ((tgc < 0) | (tgc >= C))
         if bad.any():
             raise IndexError(f"{name}: target index {int(tgc[bad][0])} is out of range for {C} classes")
+    # one program per shape and options when called outside jit (op by op it compiled ~45)
+    return compiled(_ctc_nll, (blank, reduction, zero_infinity, unbatched, np.dtype(out_dtype)), lp, tg, il, tl)
+
+
+def _ctc_nll(lp: jax.Array, tg: jax.Array, il: jax.Array, tl: jax.Array, blank: int, reduction: str,
+             zero_infinity: bool, unbatched: bool, out_dtype: Any) -> jax.Array:
+    """:func:`_ctc_loss`'s arithmetic on checked arrays: ``lp`` ``(T, N, C)``, padded targets ``(N, S)``."""
+    T, N, C = lp.shape
+    S = tg.shape[1]
+    used = jnp.arange(S) < tl[:, None]
     L = 2 * S + 1
     labels = jnp.where(used, tg, blank)
     ext = jnp.full((N, L), blank, labels.dtype).at[:, 1::2].set(labels)
@@ -1268,7 +1288,7 @@ def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: 
     skip = jnp.zeros((N, L), bool)  # s -> s + 2 allowed between two different labels
     if S > 1:
         skip = skip.at[:, 3::2].set(labels[:, 1:] != labels[:, :-1])
-    alpha = compiled(_ctc_alpha, (), lp_ext, skip, il)
+    alpha = _ctc_alpha(lp_ext, skip, il)
     end = jnp.take_along_axis(alpha, 2 * tl[:, None], axis=1)[:, 0]
     before = jnp.where(tl > 0, jnp.take_along_axis(alpha, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0], -jnp.inf)
     nll = -_logsumexp(end, before)
