@@ -31,6 +31,9 @@ CASES = {  # name: (function of the sharded arrays, the arrays; the first is dif
     "group_norm": (lambda x: F.group_norm(x, 2), (X,)),
     "cross_entropy_weight": (lambda x, t: F.cross_entropy(x, t, weight=jnp.arange(1.0, 5.0)), (X[:, :, 0, 0], T)),
     "embedding": (lambda t: F.embedding(t, X[0, :, 0]), (T,)),
+    "embedding_bag_max": (lambda t: F.embedding_bag(t, X[0, :, 0], mode="max", padding_idx=1), (T.reshape(4, 2),)),
+    "embedding_bag_weighted": (lambda p, t: F.embedding_bag(t, X[0, :, 0], per_sample_weights=p, mode="sum"),
+                               (X[:, 0, 0, :2], T.reshape(4, 2).repeat(2, axis=0))),
     "lstm": (lambda x: F.rnn(x, None, LSTM_W, mode="LSTM", batch_first=True)[0], (X[:, :, 0],)),
 }
 

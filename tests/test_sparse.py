@@ -206,8 +206,9 @@ class EmbeddingBagTorchTest(chex.TestCase):
             close(gp, pt.grad.numpy())
 
 
-@pytest.mark.parametrize("jit,padding_idx", [(False, None), (True, 2)])
-def test_embedding_bag_max_picks_rows_as_torch(jit, padding_idx):
+@pytest.mark.parametrize("jit,padding_idx,two_d", [(False, None, False), (True, 2, False), (False, 2, True),
+                                                   (True, None, True)])
+def test_embedding_bag_max_picks_rows_as_torch(jit, padding_idx, two_d):
     # torch keeps a bag's first row, then each later row greater than its pick: the
     # first of tied maxima takes the gradient, a NaN counts only as the first row,
     # and an all -inf column stays -inf.  Rows 0/1/3 tie, row 4 holds -inf and NaNs.
@@ -216,8 +217,10 @@ def test_embedding_bag_max_picks_rows_as_torch(jit, padding_idx):
                   [nan, -inf, nan, -inf], [-inf, -inf, 4.0, nan], [0.5, nan, -2.0, 1.0]])
     flat = np.array([0, 1, 3, 4, 0, 2, 1, 5, 4, 4, 5, 6, 0, 2, 2, 6, 1, 4])
     offsets = np.array([0, 3, 6, 8, 10, 12, 14, 16])
+    if two_d:  # bags of one length: reductions over dim 1 instead of segments
+        flat, offsets = flat.reshape(6, 3), None
     wt = _t(w).requires_grad_()
-    out_t = TF.embedding_bag(_t(flat), wt, _t(offsets), mode="max", padding_idx=padding_idx)
+    out_t = TF.embedding_bag(_t(flat), wt, None if two_d else _t(offsets), mode="max", padding_idx=padding_idx)
     g = np.random.default_rng(0).normal(size=tuple(out_t.shape))
     out_t.backward(_t(g))
     fn = lambda w: F.embedding_bag(flat, w, offsets, mode="max", padding_idx=padding_idx)
@@ -235,6 +238,11 @@ def test_embedding_bag_empty_bags_and_padding_only_bags_are_zero():
         close(out[2], w[3], rtol=0, atol=0)
     out = F.embedding_bag(np.zeros((0,), np.int32), w, np.array([0, 0]))
     assert out.shape == (2, D) and not np.asarray(out).any()
+    for mode in ("sum", "mean", "max"):  # 2-D: a bag of padding only, and bags of length 0
+        out = F.embedding_bag(np.array([[2, 2], [3, 2]]), w, mode=mode, padding_idx=2)
+        close(out, np.stack([np.zeros(D), w[3]]), rtol=0, atol=0)
+        out = F.embedding_bag(np.zeros((3, 0), np.int32), w, mode=mode)
+        assert out.shape == (3, D) and not np.asarray(out).any()
 
 
 def test_embedding_bag_float32_vmap():

@@ -258,8 +258,10 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
 # -------------------------------------------------------------- embedding_bag
 
 
-def _bag_segments(name: str, input: jax.Array, offsets: Any, include_last_offset: bool) -> tuple[jax.Array, jax.Array, int]:
-    """Flat indices, the bag of each, and the number of bags."""
+def _bag_segments(name: str, input: jax.Array, offsets: Any,
+                  include_last_offset: bool) -> tuple[jax.Array, jax.Array | None, int]:
+    """Flat indices, the bag of each, and the number of bags; 2-D input (bags of one length) stays 2-D,
+    without segments."""
     if input.ndim == 2:
         if offsets is not None:
             raise ValueError(
@@ -267,9 +269,7 @@ def _bag_segments(name: str, input: jax.Array, offsets: Any, include_last_offset
                 f"fixed length sequences; got input of shape {shape_str(input.shape)} and offsets of shape "
                 f"{shape_str(jnp.shape(offsets))}"
             )
-        num_bags, length = input.shape
-        segments = jnp.repeat(jnp.arange(num_bags), length)
-        return input.reshape(-1), segments, num_bags
+        return input, None, input.shape[0]
     if input.ndim != 1:
         raise ValueError(
             f"{name}: input has to be 1-D (with offsets) or 2-D, got {input.ndim}-D input of shape {shape_str(input.shape)}"
@@ -343,27 +343,44 @@ def _embedding_bag(
             raise TypeError(
                 f"{name}: per_sample_weights must be a floating-point array, got dtype {per_sample_weights.dtype}"
             )
-        per_sample_weights = per_sample_weights.reshape(-1)
     flat, segments, num_bags = _bag_segments(name, indices, offsets, include_last_offset)
+    if segments is None:  # bags of one length: reductions over dim 1 (a batch sharded over a mesh stays so)
+        bag_sum = lambda v: jnp.sum(v, axis=1)  # noqa: E731
+    else:
+        bag_sum = lambda v: jax.ops.segment_sum(v, segments, num_segments=num_bags)  # noqa: E731
     _check_range(name, flat, num)
 
     rows = _lookup(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
     keep = None if padding_idx is None else (flat != padding_idx)
     if mode == "max":
-        return _bag_max(rows, segments, num_bags, keep)
+        return _bag_max(rows, segments, num_bags, keep) if segments is not None else _fixed_bag_max(rows, keep)
     dtype = rows.dtype
     if dtype in HALF:  # torch accumulates half-precision bags in float32 (a bf16 sum stops growing at 256-512)
         rows = rows.astype(jnp.float32)
     if per_sample_weights is not None:
-        rows = rows * per_sample_weights.astype(dtype).astype(rows.dtype)[:, None]
+        rows = rows * per_sample_weights.astype(dtype).astype(rows.dtype)[..., None]
     if keep is not None:
-        rows = jnp.where(keep[:, None], rows, jnp.zeros((), rows.dtype))
-    out = jax.ops.segment_sum(rows, segments, num_segments=num_bags)
+        rows = jnp.where(keep[..., None], rows, jnp.zeros((), rows.dtype))
+    out = bag_sum(rows)
     if mode == "mean":
-        ones = jnp.ones(flat.shape, jnp.int32) if keep is None else keep.astype(jnp.int32)
-        counts = jax.ops.segment_sum(ones, segments, num_segments=num_bags)
+        counts = bag_sum(jnp.ones(flat.shape, jnp.int32) if keep is None else keep.astype(jnp.int32))
         out = out / jnp.maximum(counts, 1).astype(out.dtype)[:, None]
     return out.astype(dtype)
+
+
+def _fixed_bag_max(rows: jax.Array, keep: jax.Array | None) -> jax.Array:
+    """:func:`_bag_max` for bags of one length, ``rows`` ``(B, L, D)``: reductions over dim 1."""
+    bags, length, dim = rows.shape
+    if length == 0 or bags == 0:
+        return jnp.zeros((bags, dim), rows.dtype)
+    valid = jnp.ones((bags, length), bool) if keep is None else keep
+    first = jnp.argmax(valid, axis=1)                                          # (B,)
+    first_nan = jnp.isnan(jnp.take_along_axis(rows, first[:, None, None], axis=1)[:, 0])  # (B, D)
+    vals = jax.lax.stop_gradient(jnp.where(valid[..., None] & ~jnp.isnan(rows), rows, -jnp.inf))
+    hit = valid[..., None] & (vals == jnp.max(vals, axis=1, keepdims=True))
+    pick = jnp.where(first_nan, first[:, None], jnp.argmax(hit, axis=1))        # (B, D): first of equal maxima
+    out = jnp.take_along_axis(rows, pick[:, None], axis=1)[:, 0]
+    return jnp.where(jnp.any(valid, axis=1)[:, None], out, jnp.zeros((), out.dtype))
 
 
 def _bag_max(rows: jax.Array, segments: jax.Array, num_bags: int, keep: jax.Array | None) -> jax.Array:
