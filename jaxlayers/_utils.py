@@ -414,6 +414,13 @@ def explicit_sharding(x: Any, extra: int = 0) -> Any:
     return None if found is None else _named(found[0], found[1] + (None,) * extra)
 
 
+def gathered(x: Any) -> Any:
+    """``x`` replicated where a mesh of ``Explicit`` axes shards it (a function that pairs every example
+    with every other needs the whole batch on each device, as ``Auto`` axes would gather it); else ``x``."""
+    found = _explicit_spec(x)
+    return x if found is None else jax.sharding.reshard(x, _named(found[0], (None,) * x.ndim))
+
+
 def broadcast_like(a: Any, like: Any) -> jax.Array:
     """``jnp.broadcast_to(a, like.shape)`` with ``like``'s sharding over a mesh of ``Explicit`` axes (a
     replicated per-position constant broadcast to a sharded batch, then selected with it)."""

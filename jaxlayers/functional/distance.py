@@ -21,7 +21,7 @@ import numpy as np
 from jax import lax
 
 from .._lowering import distance as _lowering
-from .._utils import (_is_int, floating_input, half_in_float32, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete, extreme, holds_nan,
+from .._utils import (_is_int, floating_input, half_in_float32, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete, extreme, gathered, holds_nan,
                       index_dtype, nan_max, nan_min, sgn, shape_str, upper_triangle, when_nan)
 
 __all__ = ["cosine_similarity", "pairwise_distance", "pdist", "normalize", "one_hot", "gumbel_softmax"]
@@ -220,7 +220,7 @@ def pdist(input: Any, p: float = 2) -> jax.Array:
     if x.shape[1] == 0:  # no coordinates: every distance is 0 (the max of nothing included)
         n = x.shape[0]
         return jnp.zeros((n * (n - 1) // 2,), x.dtype)
-    return compiled(_lowered_pdist, (p,), x)
+    return compiled(_lowered_pdist, (p,), gathered(x))  # pairs across a sharded batch: on every device
 
 
 def _lowered_pdist(x: jax.Array, p: float) -> jax.Array:
