@@ -1196,6 +1196,33 @@ def test_weighted_losses_hold_torch_buffers():
         bn.running_var = np.ones(4)
 
 
+def test_buffer_assignment_in_a_users_module_as_torch():
+    """``self.pe = t`` on a registered buffer replaces its values (any shape, as torch's user modules), so
+    the buffer stays in ``state_dict()`` and ``nnx.state``; flax alone replaces the variable by an array."""
+
+    class Ours(jnnx.Module):
+        def __init__(self):
+            self.pe = fnnx.BatchStat(jnp.zeros((4, 3)))
+
+        def __call__(self, x):
+            return x + self.pe[...][: x.shape[0]]
+
+    class Theirs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("pe", torch.zeros(4, 3))
+
+    ours, theirs = Ours(), Theirs()
+    ours.pe = theirs.pe = torch.arange(15.0).reshape(5, 3)
+    assert isinstance(ours.pe, fnnx.BatchStat)
+    close(ours.state_dict(), theirs.state_dict())
+    close(fnnx.state(ours, fnnx.BatchStat)["pe"].get_value(), theirs.pe)
+    step = fnnx.jit(lambda m, x: m(x))
+    close(step(ours, jnp.ones((2, 3))), theirs.pe[:2] + 1)
+    ours.pe = np.ones((2, 3))  # a NumPy array too; the next jitted call sees it
+    close(step(ours, jnp.ones((2, 3))), np.full((2, 3), 2.0))
+
+
 def test_layers_with_fixed_initialisers_need_no_key():
     """torch builds ``nn.BatchNorm2d(64)``, ``nn.LayerNorm(d)``, ``nn.PReLU()`` without a seed (ones,
     zeros, 0.25): so do these, with torch's values, also under ``nnx.eval_shape``; a layer whose

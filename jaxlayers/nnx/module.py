@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from .. import interop
+from .._utils import is_torch_tensor
 
 __all__ = ["Module"]
 
@@ -193,6 +194,13 @@ class Module(nnx.Module):
         return self
 
     def __setattr__(self, name: str, value: Any) -> None:
+        current = vars(self).get(name)
+        if (isinstance(current, nnx.Variable) and not isinstance(current, (nnx.Param, *_SKIP_TYPES))
+                and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
+            # torch's buffer assignment (`self.pe = pe` on a registered buffer): the buffer takes the array,
+            # so it stays in state_dict() and nnx.state (flax would replace the variable by a bare array)
+            current.set_value(jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value))
+            return
         new = name not in vars(self)
         super().__setattr__(name, value)
         if new and name not in _INTERNAL and name not in self._order:
