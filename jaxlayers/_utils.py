@@ -417,7 +417,7 @@ def explicit_sharding(x: Any, extra: int = 0) -> Any:
 def gathered(x: Any) -> Any:
     """``x`` replicated where a mesh of ``Explicit`` axes shards it (a function that pairs every example
     with every other needs the whole batch on each device, as ``Auto`` axes would gather it); else ``x``."""
-    found = _explicit_spec(x)
+    found = _explicit_spec(x) if isinstance(x, jax.Array) else None
     return x if found is None else jax.sharding.reshard(x, _named(found[0], (None,) * x.ndim))
 
 

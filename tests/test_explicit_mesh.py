@@ -34,6 +34,9 @@ CASES = {  # name: (function of the sharded arrays, the arrays; the first is dif
     "embedding_bag_max": (lambda t: F.embedding_bag(t, X[0, :, 0], mode="max", padding_idx=1), (T.reshape(4, 2),)),
     "embedding_bag_weighted": (lambda p, t: F.embedding_bag(t, X[0, :, 0], per_sample_weights=p, mode="sum"),
                                (X[:, 0, 0, :2], T.reshape(4, 2).repeat(2, axis=0))),
+    "embedding_bag_offsets": (lambda p, t: F.embedding_bag(t, X[0, :, 0], jnp.array([0, 3, 3, 5]),
+                                                           per_sample_weights=p, mode="sum"),  # gathered
+                              (X[:, 0, 0, 0], T)),
     "pdist": (lambda x: F.pdist(x), (X[:, :, 0, 0],)),  # pairs across the batch: gathered on every device
     "pdist_p3": (lambda x: F.pdist(x, 3.0), (X[:, :, 0, 0],)),
     "lstm": (lambda x: F.rnn(x, None, LSTM_W, mode="LSTM", batch_first=True)[0], (X[:, :, 0],)),

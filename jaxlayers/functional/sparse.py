@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import HALF, concrete, explicit_sharding, shape_str
+from .._utils import HALF, concrete, explicit_sharding, gathered, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -343,6 +343,8 @@ def _embedding_bag(
             raise TypeError(
                 f"{name}: per_sample_weights must be a floating-point array, got dtype {per_sample_weights.dtype}"
             )
+    if indices.ndim == 1:  # bags of any length: each device needs the whole input where a mesh shards it
+        indices, offsets, per_sample_weights = gathered(indices), gathered(offsets), gathered(per_sample_weights)
     flat, segments, num_bags = _bag_segments(name, indices, offsets, include_last_offset)
     if segments is None:  # bags of one length: reductions over dim 1 (a batch sharded over a mesh stays so)
         bag_sum = lambda v: jnp.sum(v, axis=1)  # noqa: E731
