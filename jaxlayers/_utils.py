@@ -414,6 +414,13 @@ def explicit_sharding(x: Any, extra: int = 0) -> Any:
     return None if found is None else _named(found[0], found[1] + (None,) * extra)
 
 
+def replicated_on_mesh(x: Any) -> Any:
+    """Where a mesh of ``Explicit`` axes shards ``x``, the replicated sharding on that mesh (a gather from a
+    sharded table with unsharded indices: each device gets every row it asked for); else None."""
+    found = _explicit_spec(x)
+    return None if found is None else _named(found[0], ())
+
+
 def gathered(x: Any) -> Any:
     """``x`` replicated where a mesh of ``Explicit`` axes shards it (a function that pairs every example
     with every other needs the whole batch on each device, as ``Auto`` axes would gather it); else ``x``."""

@@ -37,6 +37,10 @@ CASES = {  # name: (function of the sharded arrays, the arrays; the first is dif
     "embedding_bag_offsets": (lambda p, t: F.embedding_bag(t, X[0, :, 0], jnp.array([0, 3, 3, 5]),
                                                            per_sample_weights=p, mode="sum"),  # gathered
                               (X[:, 0, 0, 0], T)),
+    # a table sharded by rows (vocabulary parallel), indices unsharded
+    "embedding_table": (lambda w: F.embedding(jnp.array([[0, 5], [7, 3]]), w), (X[:, :, 0, 0],)),
+    "embedding_renorm_table": (lambda w: F.embedding_renorm(w, jnp.array([0, 2, 7]), 0.5), (X[:, :, 0, 0],)),
+    "embedding_bag_table": (lambda w: F.embedding_bag(jnp.array([[0, 5], [7, 7]]), w, mode="max"), (X[:, :, 0, 0],)),
     "pdist": (lambda x: F.pdist(x), (X[:, :, 0, 0],)),  # pairs across the batch: gathered on every device
     "pdist_p3": (lambda x: F.pdist(x, 3.0), (X[:, :, 0, 0],)),
     "lstm": (lambda x: F.rnn(x, None, LSTM_W, mode="LSTM", batch_first=True)[0], (X[:, :, 0],)),

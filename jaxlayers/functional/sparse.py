@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import HALF, concrete, explicit_sharding, gathered, shape_str
+from .._utils import HALF, concrete, explicit_sharding, gathered, replicated_on_mesh, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -90,7 +90,8 @@ def _take_rows(weight: jax.Array, indices: jax.Array) -> jax.Array:
     """``weight[indices]``; out-of-range (incl. negative) indices give NaN rows."""
     num = weight.shape[0]
     safe = jnp.where(indices < 0, num, indices)
-    sharding = explicit_sharding(safe, weight.ndim - 1)  # indices sharded over an Explicit mesh: rows alike
+    # indices sharded over an Explicit mesh: rows alike; a table sharded by rows (unsharded indices): replicated
+    sharding = explicit_sharding(safe, weight.ndim - 1) or replicated_on_mesh(weight)
     if sharding is not None:
         return weight.at[safe].get(mode="fill", fill_value=jnp.nan, out_sharding=sharding)
     return jnp.take(weight, safe, axis=0, mode="fill", fill_value=jnp.nan)
@@ -251,8 +252,9 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
     num = weight.shape[0]
     _check_range(name, indices, num)
     flat = indices.ravel()  # only these rows are read and written, as torch (not the whole table)
-    rows = weight[flat]
-    return weight.at[flat].set(rows * _renorm_scale(rows, max_norm, norm_type), mode="drop")
+    rows = weight.at[flat].get(out_sharding=replicated_on_mesh(weight))  # a table sharded by rows: replicated
+    return weight.at[flat].set(rows * _renorm_scale(rows, max_norm, norm_type), mode="drop",
+                               out_sharding=explicit_sharding(weight))  # and written back in place
 
 
 # -------------------------------------------------------------- embedding_bag
