@@ -414,11 +414,14 @@ def explicit_sharding(x: Any, extra: int = 0) -> Any:
     return None if found is None else _named(found[0], found[1] + (None,) * extra)
 
 
-def replicated_on_mesh(x: Any) -> Any:
-    """Where a mesh of ``Explicit`` axes shards ``x``, the replicated sharding on that mesh (a gather from a
-    sharded table with unsharded indices: each device gets every row it asked for); else None."""
-    found = _explicit_spec(x)
-    return None if found is None else _named(found[0], ())
+def gathered_rows(table: Any, index_ndim: int) -> Any:
+    """Where a mesh of ``Explicit`` axes shards ``table``'s rows (a vocabulary-parallel embedding), the
+    sharding of a gather of its rows by unsharded indices of rank ``index_ndim``: the rows replicated, the
+    other dims sharded as the table's; else None (JAX infers it)."""
+    found = _explicit_spec(table)
+    if found is None or found[1][0] is None:
+        return None
+    return _named(found[0], (None,) * index_ndim + found[1][1:])
 
 
 def gathered(x: Any) -> Any:

@@ -64,3 +64,15 @@ def test_batch_sharded_over_an_explicit_mesh(name):
     with jax.set_mesh(mesh):
         got = step(*(jax.device_put(a, NamedSharding(mesh, P("batch"))) for a in args))
     chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_table_sharded_by_columns_keeps_its_sharding():
+    """Only a table's rows are gathered whole; its embedding dim stays sharded (model parallel)."""
+    mesh = jax.make_mesh((4,), ("model",), axis_types=(jax.sharding.AxisType.Explicit,))
+    w = X[0, :, :, :2].reshape(4, 12).T  # (12, 4)
+    lookup = jax.jit(lambda w: F.embedding(jnp.array([[0, 5], [7, 3]]), w))
+    with jax.set_mesh(mesh):
+        out = lookup(jax.device_put(w, NamedSharding(mesh, P(None, "model"))))
+        assert jax.typeof(out).sharding.spec == P(None, None, "model")
+    chex.assert_trees_all_close(out, lookup(w))
+

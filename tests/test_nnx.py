@@ -1219,8 +1219,15 @@ def test_buffer_assignment_in_a_users_module_as_torch():
     close(fnnx.state(ours, fnnx.BatchStat)["pe"].get_value(), theirs.pe)
     step = fnnx.jit(lambda m, x: m(x))
     close(step(ours, jnp.ones((2, 3))), theirs.pe[:2] + 1)
-    ours.pe = np.ones((2, 3))  # a NumPy array too; the next jitted call sees it
+    ours.pe, theirs.pe = np.ones((2, 3)), torch.ones(2, 3)  # a NumPy array too; the next jitted call sees it
     close(step(ours, jnp.ones((2, 3))), np.full((2, 3), 2.0))
+    other, their_other = Ours(), Theirs()
+    other.pe, their_other.pe = ours.pe, theirs.pe  # shared, then the name rebound: the other keeps the old one
+    ours.pe = theirs.pe = torch.zeros(1, 3)
+    close(other.state_dict(), their_other.state_dict())
+    mapped = fnnx.recursive_map(lambda _, v: v.get_value() + 7 if isinstance(v, fnnx.Variable) else v, other)
+    assert not isinstance(vars(mapped)["pe"], fnnx.Variable)  # flax's own writes keep flax's rule
+    close(other.pe[...], np.ones((2, 3)))  # and leave the source alone
 
 
 def test_layers_with_fixed_initialisers_need_no_key():

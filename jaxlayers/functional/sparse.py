@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import HALF, concrete, explicit_sharding, gathered, replicated_on_mesh, shape_str
+from .._utils import HALF, concrete, explicit_sharding, gathered, gathered_rows, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -91,7 +91,7 @@ def _take_rows(weight: jax.Array, indices: jax.Array) -> jax.Array:
     num = weight.shape[0]
     safe = jnp.where(indices < 0, num, indices)
     # indices sharded over an Explicit mesh: rows alike; a table sharded by rows (unsharded indices): replicated
-    sharding = explicit_sharding(safe, weight.ndim - 1) or replicated_on_mesh(weight)
+    sharding = explicit_sharding(safe, weight.ndim - 1) or gathered_rows(weight, safe.ndim)
     if sharding is not None:
         return weight.at[safe].get(mode="fill", fill_value=jnp.nan, out_sharding=sharding)
     return jnp.take(weight, safe, axis=0, mode="fill", fill_value=jnp.nan)
@@ -252,7 +252,7 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
     num = weight.shape[0]
     _check_range(name, indices, num)
     flat = indices.ravel()  # only these rows are read and written, as torch (not the whole table)
-    rows = weight.at[flat].get(out_sharding=replicated_on_mesh(weight))  # a table sharded by rows: replicated
+    rows = weight.at[flat].get(out_sharding=gathered_rows(weight, 1))  # a table sharded by rows: replicated
     return weight.at[flat].set(rows * _renorm_scale(rows, max_norm, norm_type), mode="drop",
                                out_sharding=explicit_sharding(weight))  # and written back in place
 

@@ -197,16 +197,23 @@ class Module(nnx.Module):
         current = vars(self).get(name)
         if (isinstance(current, nnx.Variable) and not isinstance(current, (nnx.Param, *_SKIP_TYPES))
                 and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
-            # torch's buffer assignment (`self.pe = pe` on a registered buffer): the buffer takes the array,
-            # so it stays in state_dict() and nnx.state (flax would replace the variable by a bare array)
-            current.set_value(jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value))
-            return
+            # torch's buffer assignment (`self.pe = pe` on a registered buffer): a buffer of the same kind holds
+            # the array, so it stays in state_dict() and nnx.state (flax would put a bare array there); a new
+            # variable, as torch rebinds the name: a module sharing the old buffer keeps it
+            value = current.replace(jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value))
         new = name not in vars(self)
         super().__setattr__(name, value)
         if new and name not in _INTERNAL and name not in self._order:
             # flax rebuilds attributes sorted by name (nnx.merge, inside nnx.jit): the order is kept
             # in this static tuple, which travels in the graph definition
             super().__setattr__("_order", self._order + (name,))
+
+    def _graph_node_set_key(self, key: Any, value: Any) -> None:
+        # flax's own writes (nnx.recursive_map, graph updates) set what they were given, without torch's rule
+        if isinstance(key, str) and not isinstance(value, nnx.Variable) and isinstance(vars(self).get(key), nnx.Variable):
+            nnx.Module.__setattr__(self, key, value)
+            return
+        super()._graph_node_set_key(key, value)
 
     def __delattr__(self, name: str) -> None:
         super().__delattr__(name)
