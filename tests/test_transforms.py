@@ -18,6 +18,7 @@ the two settings run the same code.
 
 from __future__ import annotations
 
+import contextlib
 
 import jax
 import jax.numpy as jnp
@@ -304,24 +305,31 @@ EAGER_ROWS = ["layer_norm", "group_norm", "batch_norm", "instance_norm", "ctc_lo
               "interpolate[phased]", "grid_sample"]
 
 
-def test_eager_calls_compile_once():
-    compiles = []
+@contextlib.contextmanager
+def _compiles():
+    """The list of XLA compilations while the block runs (one entry each)."""
+    found = []
 
     def listen(event, duration, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
+            found.append(event)
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        again = {}
+        yield found
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def test_eager_calls_compile_once():
+    again = {}
+    with _compiles() as compiles:
         for name in EAGER_ROWS:
             fn, args = TABLE[name]
             jax.block_until_ready(fn(*args))
             before = len(compiles)
             jax.block_until_ready(fn(*args))
             again[name] = len(compiles) - before
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert not any(again.values()), again
 
 
@@ -342,17 +350,8 @@ ONE_PROGRAM = {
 @pytest.mark.parametrize("name", sorted(ONE_PROGRAM))
 def test_eager_first_call_compiles_one_program(name):
     """The first eager call compiles the function once (and a cast of an argument or two), not op by op."""
-    compiles = []
-
-    def listen(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
     fn, make = ONE_PROGRAM[name]
     args = jax.block_until_ready(make(jnp.asarray(np.linspace(0.1, 0.9, 7 * 3).reshape(7, 3))))  # a fresh shape
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with _compiles() as compiles:
         jax.block_until_ready(fn(*args))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert len(compiles) <= 3, f"{name}: {len(compiles)} programs compiled by one eager call"  # + argument casts

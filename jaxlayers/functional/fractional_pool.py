@@ -80,7 +80,6 @@ def _intervals(u: Array, in_size: int, out_size: int, k: int) -> Array:
     return jnp.concatenate([jnp.minimum(starts, in_size - k), last], axis=-1)
 
 
-
 def _pooled(x: Array, samples: Array, out: tuple, kernel: tuple, unbatched: bool) -> tuple[Array, Array]:
     """Each window's maximum and its flat input index, torch's pick among ties and NaNs; ``samples``
     ``(>= N, C, d)`` in [0, 1) place the windows."""

@@ -37,8 +37,8 @@ from flax import nnx
 from flax.nnx import variablelib
 
 from .. import config, interop
-from .._utils import accepts, accepts_train, compiled, is_torch_tensor, ntuple
-from .module import IndexedChildren, Module, Submodule, _nest
+from .._utils import accepts, accepts_train, compiled, ntuple
+from .module import IndexedChildren, Module, Submodule, _assigned_buffer, _nest
 from .parameter import Parameter
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
@@ -654,11 +654,10 @@ class LinenLayer(Module):
                              f"its shapes (torch's module reads the new one); for another size build a new layer "
                              f"({type(self).__name__}.from_pretrained(w) where it has one, or a new "
                              f"{type(self).__name__}(...))")
-        if (not child and isinstance(current, nnx.Variable) and not isinstance(current, nnx.Param)
-                and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
+        new = _assigned_buffer(current, value)
+        if new is not None:
             # torch's buffer assignment (`crit.weight = w` each epoch, `bn.running_mean = t`): the buffer
             # takes the values (it had been replaced by a bare array, which the next call failed on)
-            new = jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value)
             if new.shape != jnp.shape(current.get_value()):
                 raise ValueError(f"{type(self).__name__}.{name}: a buffer of shape {new.shape} cannot replace one "
                                  f"of shape {jnp.shape(current.get_value())}: the layer's settings fix its shapes")

@@ -167,6 +167,15 @@ class _IncompatibleKeys(NamedTuple):
     __str__ = __repr__
 
 
+def _assigned_buffer(current: Any, value: Any) -> jax.Array | None:
+    """The array that ``value`` (a JAX/NumPy array or torch tensor) assigns to ``current`` where that is a
+    buffer (an ``nnx.Variable`` that is not a ``Param``), as torch's ``module.buf = t``; else None."""
+    if (isinstance(current, nnx.Variable) and not isinstance(current, (nnx.Param, *_SKIP_TYPES))
+            and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
+        return jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value)
+    return None
+
+
 class Module(nnx.Module):
     """``nnx.Module`` with torch's habits; the base of every ``jaxlayers.nnx`` class.
 
@@ -195,12 +204,12 @@ class Module(nnx.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         current = vars(self).get(name)
-        if (isinstance(current, nnx.Variable) and not isinstance(current, (nnx.Param, *_SKIP_TYPES))
-                and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
+        array = _assigned_buffer(current, value)
+        if array is not None:
             # torch's buffer assignment (`self.pe = pe` on a registered buffer): a buffer of the same kind holds
             # the array, so it stays in state_dict() and nnx.state (flax would put a bare array there); a new
             # variable, as torch rebinds the name: a module sharing the old buffer keeps it
-            value = current.replace(jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value))
+            value = current.replace(array)
         new = name not in vars(self)
         super().__setattr__(name, value)
         if new and name not in _INTERNAL and name not in self._order:
