@@ -160,6 +160,11 @@ ROWS = [
     ("embedding_bag", (lambda w, s: F.embedding_bag(jnp.array([0, 2, 1, 3, 2]), w, jnp.array([0, 2]),
                                                     mode="sum", per_sample_weights=s),
                        (_x(4, 3), _x(5, seed=1)))),
+    # 2-D input, bags of one length: reductions over dim 1 (torch's pick for max), not segments
+    ("embedding_bag[fixed]", (lambda w, s: F.embedding_bag(jnp.array([[0, 2], [1, 3], [2, 1]]), w, mode="sum",
+                                                           per_sample_weights=s), (_x(4, 3), _x(3, 2, seed=1)))),
+    ("embedding_bag[fixed_max]", (lambda w: F.embedding_bag(jnp.array([[0, 2, 1], [3, 1, 0]]), w, mode="max",
+                                                            padding_idx=1), (_x(4, 3),))),
     # losses (targets closed over; margins chosen so that hinges stay on one side)
     ("cross_entropy", (lambda x: F.cross_entropy(x, jnp.array([0, 2, 4]), label_smoothing=0.1), (_x(3, 5),))),
     ("nll_loss", (lambda x: F.nll_loss(jax.nn.log_softmax(x), jnp.array([0, 2, 4])), (_x(3, 5),))),
