@@ -349,6 +349,12 @@ ONE_PROGRAM = {
                     lambda x: (x[None, None], jnp.tile(x[None, :, :2, None] / 9, (1, 1, 1, 2)))),
     "fractional_max_pool2d": (lambda x: F.fractional_max_pool2d(x, 2, output_size=2, _random_samples=x[:, :1, :2]),
                               lambda x: (x[None],)),
+    "scaled_dot_product_attention": (lambda q: F.scaled_dot_product_attention(q, q * 2, q, is_causal=True),
+                                     lambda x: (x[None],)),
+    "multi_head_attention_forward": (
+        lambda q, w, o, m: F.multi_head_attention_forward(q, q, q, 3, 1, w, None, None, None, True, 0.0, o, None,
+                                                          key_padding_mask=m)[0],
+        lambda x: (x[:, None], jnp.tile(x[:3] - 0.5, (3, 1)), x[:3] - 0.5, x[None, :, 0] > 0.5)),
 }
 
 
