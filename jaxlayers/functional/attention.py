@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._utils import compiled, shape_str
+from .._utils import compiled_when_eager, shape_str
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
@@ -163,8 +163,8 @@ def scaled_dot_product_attention(
       >>> y.shape, [round(t, 4) for t in y[0, 0, :, 0].tolist()]   # mean over keys 0..l
       ((1, 2, 3, 4), [0.0, 0.5, 1.0])
     """
-    return compiled(_sdpa, (dropout_p, is_causal, scale, enable_gqa, precision), query, key, value, attn_mask,
-                    dropout_key)
+    return compiled_when_eager(_sdpa, (dropout_p, is_causal, scale, enable_gqa, precision), query, key, value,
+                               attn_mask, dropout_key)
 
 
 def _sdpa(query, key, value, attn_mask, dropout_key, dropout_p, is_causal, scale, enable_gqa, precision):
@@ -327,9 +327,9 @@ def multi_head_attention_forward(
     """
     static = (embed_dim_to_check, num_heads, add_zero_attn, dropout_p, training, need_weights, use_separate_proj_weight,
               average_attn_weights, is_causal, precision, name)
-    return compiled(_mha, static, query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v, out_proj_weight,
-                    out_proj_bias, key_padding_mask, attn_mask, q_proj_weight, k_proj_weight, v_proj_weight, static_k,
-                    static_v, dropout_key)
+    return compiled_when_eager(_mha, static, query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v,
+                               out_proj_weight, out_proj_bias, key_padding_mask, attn_mask, q_proj_weight,
+                               k_proj_weight, v_proj_weight, static_k, static_v, dropout_key)
 
 
 def _mha(query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v, out_proj_weight, out_proj_bias,

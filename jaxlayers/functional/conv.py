@@ -17,7 +17,7 @@ from jax import lax
 
 from .._lowering import conv as _lowering
 from .._memory_format import channels_last
-from .._utils import _is_int, add_bias, check_input_rank, ntuple, shape_str
+from .._utils import _is_int, add_bias, check_input_rank, compiled_when_eager, ntuple, shape_str
 
 __all__ = [
     "conv1d",
@@ -233,11 +233,25 @@ def _conv_nd(
             f"{name}: kernel size {kernel} (dilated: {effective}) is larger than the padded input size {padded} "
             f"(input of shape {shape_str(x)}, padding {tuple(pairs)})"
         )
-    batched = x if rank == n + 2 else x[None]
+    static = (n, stride, tuple(pairs), dilation, groups, None, precision, False)
+    return compiled_when_eager(_conv_core, static, x, weight, bias)
+
+
+def _conv_core(x: Any, weight: Any, bias: Any, n: int, stride: tuple, pairs: tuple, dilation: tuple, groups: int,
+               lhs_dilation: tuple | None, precision: Any, transposed: bool) -> Any:
+    """The arithmetic of :func:`_conv_nd` and :func:`_conv_transpose_nd` on checked arguments (one program
+    when called eagerly)."""
+    if transposed:
+        # (in, out/g, *k) -> (out, in/g, *k), spatially flipped: a forward conv over the stride-dilated input.
+        in_ch, out_per_group, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
+        w = weight.reshape((groups, in_ch // groups, out_per_group) + kernel)
+        w = jnp.swapaxes(w, 1, 2).reshape((out_per_group * groups, in_ch // groups) + kernel)
+        weight = jnp.flip(w, axis=tuple(range(2, n + 2)))
+    batched = x if x.ndim == n + 2 else x[None]
     y = _lowering.conv(batched, weight, stride=stride, pairs=pairs, dilation=dilation, groups=groups,
-                       precision=precision, reference=_reference_conv)
+                       lhs_dilation=lhs_dilation, precision=precision, reference=_reference_conv)
     y = _add_bias(y, bias, n)
-    return y if rank == n + 2 else y[0]
+    return y if x.ndim == n + 2 else y[0]
 
 
 def transpose_output_size(
@@ -335,19 +349,9 @@ def _conv_transpose_nd(
             f"{name}: the output size {out_size} is too small (input of shape {shape_str(x)}, kernel {kernel}, "
             f"stride {stride}, padding {pad}, dilation {dilation}, output_padding {output_padding})"
         )
-    # (in, out/g, *k) -> (out, in/g, *k), spatially flipped: a forward conv over the stride-dilated input.
-    w = weight.reshape((groups, in_ch // groups, out_per_group) + kernel)
-    w = jnp.swapaxes(w, 1, 2).reshape((out_ch, in_ch // groups) + kernel)
-    w = jnp.flip(w, axis=tuple(range(2, n + 2)))
-    pairs = [
-        (d * (k - 1) - p, d * (k - 1) - p + op)
-        for k, d, p, op in zip(kernel, dilation, pad, output_padding)
-    ]
-    batched = x if rank == n + 2 else x[None]
-    y = _lowering.conv(batched, w, stride=(1,) * n, pairs=pairs, dilation=dilation, groups=groups,
-                       lhs_dilation=stride, precision=precision, reference=_reference_conv)
-    y = _add_bias(y, bias, n)
-    return y if rank == n + 2 else y[0]
+    pairs = tuple((d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(kernel, dilation, pad, output_padding))
+    static = (n, (1,) * n, pairs, dilation, groups, stride, precision, True)
+    return compiled_when_eager(_conv_core, static, x, weight, bias)
 
 
 _CONV_DOC = """{n}-d convolution (cross-correlation), as ``torch.nn.functional.conv{n}d``.

@@ -41,7 +41,7 @@ from jax import lax
 
 from .._lowering import norm as _lowering_norm
 from .._memory_format import channels_last
-from .._utils import _is_int, channel_dim, compiled, first_finite, reshape, shape_str
+from .._utils import _is_int, channel_dim, compiled, compiled_when_eager, first_finite, reshape, shape_str
 
 __all__ = [
     "NormOutput",
@@ -742,6 +742,16 @@ def _switch_norm(
     axis_index_groups: Any,
     name: str,
 ) -> NormOutput:
+    arrays = (input, running_mean, running_var, weight, bias, mean_weight, var_weight, num_batches_tracked)
+    static = (training, momentum, eps, using_bn, using_moving_average, variance, axis_name, axis_index_groups, name)
+    if axis_name is None:  # its checks read only shapes: one program when called eagerly (op by op: 31)
+        return compiled_when_eager(_switch_norm_body, static, *arrays)
+    return _switch_norm_body(*arrays, *static)
+
+
+def _switch_norm_body(input, running_mean, running_var, weight, bias, mean_weight, var_weight, num_batches_tracked,
+                      training, momentum, eps, using_bn, using_moving_average, variance, axis_name, axis_index_groups,
+                      name) -> NormOutput:
     x = input
     if variance not in _SWITCH_VARIANCES:
         raise ValueError(f"{name}: variance must be one of {_SWITCH_VARIANCES}, got {variance!r}")

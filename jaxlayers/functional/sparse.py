@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._utils import HALF, concrete, explicit_sharding, gathered, gathered_rows, shape_str
+from .._utils import HALF, compiled_when_eager, concrete, explicit_sharding, gathered, gathered_rows, shape_str
 
 __all__ = ["embedding", "embedding_renorm", "embedding_bag"]
 
@@ -169,7 +169,7 @@ def _embedding(
     padding_idx = _normalise_padding_idx(name, padding_idx, num)
     _check_max_norm(name, max_norm, norm_type)
     _check_range(name, indices, num)
-    return _lookup(indices, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
+    return compiled_when_eager(_lookup, (padding_idx, max_norm, norm_type, scale_grad_by_freq), indices, weight)
 
 
 def embedding(
@@ -251,6 +251,10 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
     _check_max_norm(name, max_norm, norm_type)
     num = weight.shape[0]
     _check_range(name, indices, num)
+    return compiled_when_eager(_renormed, (max_norm, norm_type), weight, indices)
+
+
+def _renormed(weight: jax.Array, indices: jax.Array, max_norm: float, norm_type: float) -> jax.Array:
     flat = indices.ravel()  # only these rows are read and written, as torch (not the whole table)
     rows = weight.at[flat].get(out_sharding=gathered_rows(weight, 1))  # a table sharded by rows: replicated
     return weight.at[flat].set(rows * _renorm_scale(rows, max_norm, norm_type), mode="drop",
@@ -260,10 +264,8 @@ def embedding_renorm(weight: Any, input: Any, max_norm: float, norm_type: float 
 # -------------------------------------------------------------- embedding_bag
 
 
-def _bag_segments(name: str, input: jax.Array, offsets: Any,
-                  include_last_offset: bool) -> tuple[jax.Array, jax.Array | None, int]:
-    """Flat indices, the bag of each, and the number of bags; 2-D input (bags of one length) stays 2-D,
-    without segments."""
+def _check_bags(name: str, input: jax.Array, offsets: Any, include_last_offset: bool) -> tuple[jax.Array | None, int]:
+    """The checked offsets (``None`` for 2-D input: bags of one length) and the number of bags."""
     if input.ndim == 2:
         if offsets is not None:
             raise ValueError(
@@ -271,7 +273,7 @@ def _bag_segments(name: str, input: jax.Array, offsets: Any,
                 f"fixed length sequences; got input of shape {shape_str(input.shape)} and offsets of shape "
                 f"{shape_str(jnp.shape(offsets))}"
             )
-        return input, None, input.shape[0]
+        return None, input.shape[0]
     if input.ndim != 1:
         raise ValueError(
             f"{name}: input has to be 1-D (with offsets) or 2-D, got {input.ndim}-D input of shape {shape_str(input.shape)}"
@@ -299,11 +301,7 @@ def _bag_segments(name: str, input: jax.Array, offsets: Any,
                              f"{input.shape[0]} (the end of the last bag), got {int(values[-1])}")
         if (np.diff(values) < 0).any():
             raise ValueError(f"{name}: offsets must be non-decreasing, got {values.tolist()}")
-    positions = jnp.arange(input.shape[0])
-    # Bag of position i: the last b with offsets[b] <= i.  Traced offsets are not checked: positions
-    # past a last offset below input's length, with include_last_offset, land in bag `num_bags` (dropped).
-    segments = jnp.searchsorted(offsets, positions, side="right") - 1
-    return input, segments, num_bags
+    return offsets, num_bags
 
 
 def _embedding_bag(
@@ -347,13 +345,24 @@ def _embedding_bag(
             )
     if indices.ndim == 1:  # bags of any length: each device needs the whole input where a mesh shards it
         indices, offsets, per_sample_weights = gathered(indices), gathered(offsets), gathered(per_sample_weights)
-    flat, segments, num_bags = _bag_segments(name, indices, offsets, include_last_offset)
-    if segments is None:  # bags of one length: reductions over dim 1 (a batch sharded over a mesh stays so)
+    offsets, num_bags = _check_bags(name, indices, offsets, include_last_offset)
+    _check_range(name, indices, num)
+    static = (num_bags, padding_idx, max_norm, norm_type, scale_grad_by_freq, mode)
+    return compiled_when_eager(_bags, static, indices, weight, offsets, per_sample_weights)
+
+
+def _bags(flat: jax.Array, weight: jax.Array, offsets: jax.Array | None, per_sample_weights: jax.Array | None,
+          num_bags: int, padding_idx: int | None, max_norm: float | None, norm_type: float,
+          scale_grad_by_freq: bool, mode: str) -> jax.Array:
+    """:func:`embedding_bag`'s arithmetic on checked arguments (``offsets`` ``None``: 2-D input)."""
+    if offsets is None:  # bags of one length: reductions over dim 1 (a batch sharded over a mesh stays so)
+        segments = None
         bag_sum = lambda v: jnp.sum(v, axis=1)  # noqa: E731
     else:
+        # Bag of position i: the last b with offsets[b] <= i.  Traced offsets are not checked: positions
+        # past a last offset below input's length, with include_last_offset, land in bag `num_bags` (dropped).
+        segments = jnp.searchsorted(offsets, jnp.arange(flat.shape[0]), side="right") - 1
         bag_sum = lambda v: jax.ops.segment_sum(v, segments, num_segments=num_bags)  # noqa: E731
-    _check_range(name, flat, num)
-
     rows = _lookup(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
     keep = None if padding_idx is None else (flat != padding_idx)
     if mode == "max":
