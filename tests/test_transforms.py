@@ -11,7 +11,9 @@ kinks and ties.  For each entry and setting:
   ``lax.scan`` body, each compared with plain calls.
 
 ``test_table_covers_the_public_surface`` fails when a public function has no
-row, so a new family cannot skip this.  Families with lowerings
+row, so a new family cannot skip this.  Rows of one family with equal inputs run as
+one case (their outputs concatenated: a small function does not pay a case's
+fixed cost alone); a failing group names the rows that fail alone.  Families with lowerings
 (``LOWERED_FAMILIES``) run under ``"reference"`` and ``"auto"``; for the others
 the two settings run the same code.
 """
