@@ -1230,6 +1230,36 @@ def test_buffer_assignment_in_a_users_module_as_torch():
     close(other.pe[...], np.ones((2, 3)))  # and leave the source alone
 
 
+@pytest.mark.parametrize("value", [3.0, "x", [1.0, 2.0, 3.0], "array"])
+@pytest.mark.parametrize("name", ["running_mean", "weight"])
+def test_assigning_what_torch_refuses_to_a_parameter_or_buffer_raises(name, value):
+    """torch raises TypeError for a non-tensor given to a buffer and a non-Parameter given to a parameter
+    (flax put the value there and dropped the variable from ``state_dict()``); None, a Parameter, and an
+    array for a buffer are taken, as torch takes them."""
+    ours, theirs = jnnx.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    ours_value, their_value = (np.ones(3), torch.ones(3)) if value == "array" else (value, value)
+    refused = name == "weight" or value != "array"
+    kind = "parameter" if name == "weight" else "buffer"
+    if not refused:
+        setattr(theirs, name, their_value)
+        setattr(ours, name, ours_value)
+        close(ours.state_dict()[name], theirs.state_dict()[name])
+    else:
+        with pytest.raises(TypeError, match=f"cannot assign '[a-zA-Z.]+' as {kind} '{name}'"):
+            setattr(theirs, name, their_value)
+        with pytest.raises(TypeError, match=f"BatchNorm1d.{name}: cannot assign '{type(ours_value).__name__}' as "):
+            setattr(ours, name, ours_value)
+        assert name in ours.state_dict()
+    setattr(ours, name, None)  # torch takes None: the entry leaves state_dict
+    setattr(theirs, name, None)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    user = jnnx.Sequential(jnnx.Linear(2, 2, rngs=fnnx.Rngs(0)))
+    with pytest.raises(TypeError, match="as parameter 'weight'"):
+        user[0].weight = jnp.zeros((2, 2))
+    user[0].weight = jnnx.Parameter(jnp.zeros((2, 2)))
+    assert not user[0].state_dict()["weight"].any()
+
+
 def test_layers_with_fixed_initialisers_need_no_key():
     """torch builds ``nn.BatchNorm2d(64)``, ``nn.LayerNorm(d)``, ``nn.PReLU()`` without a seed (ones,
     zeros, 0.25): so do these, with torch's values, also under ``nnx.eval_shape``; a layer whose

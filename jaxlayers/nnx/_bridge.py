@@ -38,7 +38,7 @@ from flax.nnx import variablelib
 
 from .. import config, interop
 from .._utils import accepts, accepts_train, compiled, ntuple
-from .module import IndexedChildren, Module, Submodule, _assigned_buffer, _nest
+from .module import IndexedChildren, Module, Submodule, _assigned_buffer, _check_assignment, _nest
 from .parameter import Parameter
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
@@ -645,6 +645,7 @@ class LinenLayer(Module):
                             f"definition and cannot be replaced afterwards; construct it with {name}=... "
                             "(state_dict keys alone would not make the call use it)")
         current = vars(self).get(name)
+        _check_assignment(type(self).__name__, name, current, value)
         if current is not value:
             self._check_not_owned_child(name, "replaced")
         if (isinstance(value, nnx.Variable) and isinstance(current, nnx.Variable)

@@ -176,6 +176,22 @@ def _assigned_buffer(current: Any, value: Any) -> jax.Array | None:
     return None
 
 
+def _check_assignment(layer: str, name: str, current: Any, value: Any) -> None:
+    """torch's TypeError for a value that cannot take the place of a parameter or a buffer: a parameter takes a
+    parameter (or a variable), a module or None; a buffer also an array or a torch tensor. Flax would put the
+    value there and drop the variable from ``state_dict()`` and ``nnx.state`` without a word."""
+    if (not isinstance(current, nnx.Variable) or isinstance(current, _SKIP_TYPES) or value is None
+            or isinstance(value, (nnx.Variable, nnx.Module))):
+        return
+    if isinstance(current, nnx.Param):
+        raise TypeError(f"{layer}.{name}: cannot assign '{type(value).__name__}' as parameter '{name}' (a Parameter "
+                        f"or None expected, as torch's nn.Parameter): {name} = Parameter(array) replaces it, "
+                        f"{name}.data = array writes it in place")
+    if _assigned_buffer(current, value) is None:
+        raise TypeError(f"{layer}.{name}: cannot assign '{type(value).__name__}' as buffer '{name}' (an array, a "
+                        "torch tensor or None expected, as torch)")
+
+
 class Module(nnx.Module):
     """``nnx.Module`` with torch's habits; the base of every ``jaxlayers.nnx`` class.
 
@@ -204,6 +220,7 @@ class Module(nnx.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         current = vars(self).get(name)
+        _check_assignment(type(self).__name__, name, current, value)
         array = _assigned_buffer(current, value)
         if array is not None:
             # torch's buffer assignment (`self.pe = pe` on a registered buffer): a buffer of the same kind holds
