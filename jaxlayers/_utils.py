@@ -508,6 +508,31 @@ def compiled_when_eager(fn: Any, static: tuple, *arrays: Any) -> Any:
     return compiled(fn, static, *arrays)
 
 
+def one_program(fn: Any) -> Any:
+    """Decorates a module-level function whose checks read only shapes, dtypes and its non-array arguments:
+    called eagerly, it runs as one program compiled per shapes and other arguments (:func:`compiled_when_eager`:
+    inline under a trace), its checks while tracing; arguments that cannot be hashed run it as it is."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        values = args + tuple(kwargs.values())
+        where = tuple(isinstance(v, (jax.Array, np.ndarray)) for v in values)
+        fixed = tuple(None if w else v for w, v in zip(where, values))
+        arrays = [v for w, v in zip(where, values) if w]
+        return compiled_when_eager(_called_with, (fn, where, fixed, tuple(kwargs)), *arrays)
+
+    return call
+
+
+def _called_with(*values: Any) -> Any:
+    """``fn(*args, **kwargs)`` from :func:`one_program`'s arrays and the static rest."""
+    fn, where, fixed, names = values[-4:]
+    arrays = iter(values[:-4])
+    merged = [next(arrays) if w else f for w, f in zip(where, fixed)]
+    n = len(merged) - len(names)
+    return fn(*merged[:n], **dict(zip(names, merged[n:])))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _compiled_call(fn: Any, static: tuple, autotune: bool, *arrays: Any) -> Any:
     # ``autotune`` is part of the cache key: a lowering may measure its candidates while tracing

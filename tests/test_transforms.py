@@ -412,6 +412,9 @@ ONE_PROGRAM = {
                          lambda x: (x.T[None], x[:3, None, :2], x[0])),
     "conv2d": (lambda x, w: F.conv2d(x, w, padding=1, groups=1), lambda x: (x[None, None], x[None, None, :3])),
     "switch_norm": (lambda x, m, v: F.switch_norm(x, m, v, training=True).output, lambda x: (x[None], x[:, 0], x[:, 1] ** 2)),
+    "poisson_nll_loss": (lambda x, t: F.poisson_nll_loss(x, t, full=True, reduction="sum"), lambda x: (x, x * 3)),
+    "cosine_embedding_loss": (lambda a, b, t: F.cosine_embedding_loss(a, b, t, margin=0.1),
+                              lambda x: (x, x[::-1], jnp.sign(x[:, 0] - 0.5))),
     "scaled_dot_product_attention": (lambda q: F.scaled_dot_product_attention(q, q * 2, q, is_causal=True),
                                      lambda x: (x[None],)),
     "multi_head_attention_forward": (

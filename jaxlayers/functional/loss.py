@@ -35,7 +35,7 @@ import numpy as np
 from .._memory_format import channels_last
 from . import distance as _distance
 from .._utils import (abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete,
-                      explicit_sharding, shape_str)
+                      explicit_sharding, one_program, shape_str)
 
 __all__ = [
     "LegacyReductionWarning",
@@ -504,6 +504,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
 # --------------------------------------------------------------------------- margin losses
 
 
+@one_program
 def _multilabel_soft_margin_loss(input: Any, target: Any, weight: Any, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t, w) = _floats(input, target, weight)
     if x.ndim < 1:
@@ -691,6 +692,7 @@ def multi_margin_loss(input: Any, target: Any, p: int = 1, margin: float = 1.0, 
     return _multi_margin_loss(input, target, p, margin, weight, reduction, "multi_margin_loss")
 
 
+@one_program
 def _soft_margin_loss(input: Any, target: Any, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
     _check_broadcast(name, x, t)
@@ -897,6 +899,7 @@ def _warn_kl_div_mean(name: str, stacklevel: int = 2) -> None:
                   "definition.", UserWarning, stacklevel=stacklevel + 1)
 
 
+@one_program
 def _poisson_nll_loss(input: Any, target: Any, log_input: bool, full: bool, eps: float, reduction: str,
                       name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
@@ -997,6 +1000,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, full: bool = False, eps
 # --------------------------------------------------------------------------- embedding / ranking losses
 
 
+@one_program
 def _margin_ranking_loss(input1: Any, input2: Any, target: Any, margin: float, reduction: str,
                          name: str) -> jax.Array:
     out_dtype, (x1, x2, t) = _floats(input1, input2, target)
@@ -1029,6 +1033,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, margin: float = 0
     return _margin_ranking_loss(input1, input2, target, margin, reduction, "margin_ranking_loss")
 
 
+@one_program
 def _hinge_embedding_loss(input: Any, target: Any, margin: float, reduction: str, name: str) -> jax.Array:
     out_dtype, (x, t) = _floats(input, target)
     _check_broadcast(name, x, t)
@@ -1061,6 +1066,7 @@ def hinge_embedding_loss(input: Any, target: Any, margin: float = 1.0, size_aver
     return _hinge_embedding_loss(input, target, margin, reduction, "hinge_embedding_loss")
 
 
+@one_program
 def _cosine_embedding_loss(input1: Any, input2: Any, target: Any, margin: float, reduction: str,
                            name: str) -> jax.Array:
     out_dtype, (x1, x2, t) = _floats(input1, input2, target)
@@ -1133,6 +1139,7 @@ def _triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any
     return _reduce(loss, reduction).astype(out_dtype)
 
 
+@one_program
 def _triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float, p: float, eps: float, swap: bool,
                          reduction: str, name: str) -> jax.Array:
     if not p >= 0:  # p = 0 counts the differing entries, as torch
