@@ -511,17 +511,28 @@ def compiled_when_eager(fn: Any, static: tuple, *arrays: Any) -> Any:
 def one_program(fn: Any) -> Any:
     """Decorates a module-level function whose checks read only shapes, dtypes and its non-array arguments:
     called eagerly, it runs as one program compiled per shapes and other arguments (:func:`compiled_when_eager`:
-    inline under a trace), its checks while tracing; arguments that cannot be hashed run it as it is."""
+    inline under a trace), its checks while tracing.  Arguments that cannot be hashed run it as it is, and so
+    does a call whose program fails, so that errors and arrays read as values are what they were."""
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         values = args + tuple(kwargs.values())
-        where = tuple(isinstance(v, (jax.Array, np.ndarray)) for v in values)
+        where = tuple(_holds_arrays(v) for v in values)
         fixed = tuple(None if w else v for w, v in zip(where, values))
         arrays = [v for w, v in zip(where, values) if w]
-        return compiled_when_eager(_called_with, (fn, where, fixed, tuple(kwargs)), *arrays)
+        try:
+            return compiled_when_eager(_called_with, (fn, where, fixed, tuple(kwargs)), *arrays)
+        except Exception:  # noqa: BLE001 - an error, or an array argument read as a value (a 0-d array
+            pass  # for an int): the call as it is raises its own error (without this one), or gives its result
+        return fn(*args, **kwargs)
 
     return call
+
+
+def _holds_arrays(value: Any) -> bool:
+    """An array, or a tuple, list or dict of arrays (``None`` entries allowed): traced by :func:`one_program`."""
+    leaves = jax.tree_util.tree_leaves(value)
+    return bool(leaves) and all(isinstance(v, (jax.Array, np.ndarray)) for v in leaves)
 
 
 def _called_with(*values: Any) -> Any:

@@ -415,6 +415,15 @@ ONE_PROGRAM = {
     "poisson_nll_loss": (lambda x, t: F.poisson_nll_loss(x, t, full=True, reduction="sum"), lambda x: (x, x * 3)),
     "cosine_embedding_loss": (lambda a, b, t: F.cosine_embedding_loss(a, b, t, margin=0.1),
                               lambda x: (x, x[::-1], jnp.sign(x[:, 0] - 0.5))),
+    "instance_norm": (lambda x, m, v: F.instance_norm(x, m, v, use_input_stats=True).output,
+                      lambda x: (x[None], x[:, 0], x[:, 1] ** 2)),
+    "rms_norm": (lambda x, w: F.rms_norm(x, (3,), w), lambda x: (x, x[0])),
+    "local_response_norm": (lambda x: F.local_response_norm(x, 3), lambda x: (x[None],)),
+    "unfold": (lambda x: F.unfold(x, 2, padding=1), lambda x: (x[None, None],)),
+    "fold": (lambda x: F.fold(x, (4, 3), 2), lambda x: (jnp.tile(x[:4], (1, 2))[None],)),
+    "affine_grid": (lambda t: F.affine_grid(t, (1, 1, 4, 5), align_corners=False), lambda x: (x[None, :2],)),
+    "lstm_cell": (lambda x, h, c, w, u: F.lstm_cell(x, (h, c), w, u)[1],
+                  lambda x: (x[:2], x[2:4], x[4:6], jnp.tile(x[:4], (3, 1)), jnp.tile(x[:4], (3, 1)))),
     "scaled_dot_product_attention": (lambda q: F.scaled_dot_product_attention(q, q * 2, q, is_causal=True),
                                      lambda x: (x[None],)),
     "multi_head_attention_forward": (
@@ -432,3 +441,17 @@ def test_eager_first_call_compiles_one_program(name):
     with _compiles() as compiles:
         jax.block_until_ready(fn(*args))
     assert len(compiles) <= 3, f"{name}: {len(compiles)} programs compiled by one eager call"  # + argument casts
+
+
+def test_one_program_falls_back_to_the_call_as_it_is():
+    """A function under ``_utils.one_program`` whose program cannot be traced (an array argument read as a value)
+    gives the eager call's result, and its errors are the eager call's own, not chained to the traced attempt's."""
+    a, p, n = (jnp.asarray(np.linspace(-1, 1, 6).reshape(2, 3) * k) for k in (1.0, 0.5, -2.0))
+    close(F.triplet_margin_loss(a, p, n, margin=jnp.asarray(0.7)), F.triplet_margin_loss(a, p, n, margin=0.7),
+          rtol=0, atol=0)
+    with pytest.raises(ValueError, match="margin must be greater than 0") as raised:
+        F.triplet_margin_loss(a, p, n, margin=jnp.asarray(-1.0))
+    assert raised.value.__context__ is None
+    with pytest.raises(ValueError, match="size must be >= 1") as raised:
+        F.local_response_norm(a[None], 0)
+    assert raised.value.__context__ is None

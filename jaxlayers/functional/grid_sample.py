@@ -25,7 +25,7 @@ import numpy as np
 
 from .._lowering import grid_sample as _lowering_grid_sample
 from .._memory_format import channels_last
-from .._utils import compiled, shape_str
+from .._utils import compiled, one_program, shape_str
 
 __all__ = ["grid_sample", "affine_grid"]
 
@@ -270,6 +270,7 @@ def _base_coords(steps: int, align_corners: bool) -> np.ndarray:
     return r if align_corners else r * (steps - 1) / steps
 
 
+@one_program
 def _affine_grid(theta: Any, size: Any, align_corners: Optional[bool], name: str) -> jax.Array:
     t = jnp.asarray(theta)
     if not jnp.issubdtype(t.dtype, jnp.floating):

@@ -41,7 +41,7 @@ from jax import lax
 
 from .._lowering import norm as _lowering_norm
 from .._memory_format import channels_last
-from .._utils import _is_int, channel_dim, compiled, compiled_when_eager, first_finite, reshape, shape_str
+from .._utils import _is_int, channel_dim, compiled, first_finite, one_program, reshape, shape_str
 
 __all__ = [
     "NormOutput",
@@ -377,6 +377,7 @@ def batch_norm(
 # --------------------------------------------------------------------------- instance norm
 
 
+@one_program
 def _instance_norm(
     input: Array,
     running_mean: Array | None,
@@ -604,6 +605,7 @@ def group_norm(
     return _group_norm(input, num_groups, weight, bias, eps, name="group_norm", channel_axis=channel_axis)
 
 
+@one_program
 def _rms_norm(input, normalized_shape, weight, eps, *, name):
     shape = _normalized_shape(name, normalized_shape)
     _check_trailing(name, input, shape)
@@ -638,6 +640,7 @@ def rms_norm(
     return _rms_norm(input, normalized_shape, weight, eps, name="rms_norm")
 
 
+@one_program
 def _local_response_norm(input, size, alpha, beta, k, *, name):
     x = input
     _check_input(name, x, 3, "3-D or higher (N, C, *)")
@@ -722,6 +725,7 @@ def _switch_stats(x: Array, unbiased: bool, using_bn: bool, axis_name: Any, axis
     return [mean_in, mean_ln], [var_in, var_ln], mean_bn, var_bn
 
 
+@one_program  # its checks read only shapes: one program when called eagerly (op by op: 31)
 def _switch_norm(
     input: Array,
     running_mean: Array | None,
@@ -742,16 +746,6 @@ def _switch_norm(
     axis_index_groups: Any,
     name: str,
 ) -> NormOutput:
-    arrays = (input, running_mean, running_var, weight, bias, mean_weight, var_weight, num_batches_tracked)
-    static = (training, momentum, eps, using_bn, using_moving_average, variance, axis_name, axis_index_groups, name)
-    if axis_name is None:  # its checks read only shapes: one program when called eagerly (op by op: 31)
-        return compiled_when_eager(_switch_norm_body, static, *arrays)
-    return _switch_norm_body(*arrays, *static)
-
-
-def _switch_norm_body(input, running_mean, running_var, weight, bias, mean_weight, var_weight, num_batches_tracked,
-                      training, momentum, eps, using_bn, using_moving_average, variance, axis_name, axis_index_groups,
-                      name) -> NormOutput:
     x = input
     if variance not in _SWITCH_VARIANCES:
         raise ValueError(f"{name}: variance must be one of {_SWITCH_VARIANCES}, got {variance!r}")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._memory_format import channels_last
-from .._utils import _is_int, batch_sharding, ntuple, reshape, shape_str
+from .._utils import _is_int, batch_sharding, ntuple, one_program, reshape, shape_str
 
 __all__ = ["pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "unfold", "fold"]
 
@@ -217,6 +217,7 @@ def _unfold_blocks(x: jax.Array, k, d, p, s, blocks) -> jax.Array:
     return reshape(jnp.swapaxes(y, 3, 4), (n, c * k[0] * k[1], blocks[0] * blocks[1]))
 
 
+@one_program
 def _unfold(input: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any, name: str) -> jax.Array:
     x = jnp.asarray(input)
     k, d, p, s = _block_args(kernel_size, dilation, padding, stride, name)
@@ -257,6 +258,7 @@ def unfold(input: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0, st
     return _unfold(input, kernel_size, dilation, padding, stride, "unfold")
 
 
+@one_program
 def _fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any,
           name: str) -> jax.Array:
     x = jnp.asarray(input)

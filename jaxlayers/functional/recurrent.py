@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._lowering import recurrent as _lowering_recurrent
-from .._utils import HALF, batch_sharding, compiled, compute_dtype, matmul_wt, shape_str
+from .._utils import HALF, batch_sharding, compiled, compute_dtype, matmul_wt, one_program, shape_str
 
 __all__ = [
     "rnn_tanh_cell",
@@ -144,6 +144,7 @@ def _scan_reference(gi: tuple[jax.Array, ...], state0: Any, w_hh: jax.Array, b_h
 # ----------------------------------------------------------------------------- cells
 
 
+@one_program
 def _cell(mode: str, name: str, input: jax.Array, hx: Any, w_ih: jax.Array, w_hh: jax.Array,
           b_ih: jax.Array | None, b_hh: jax.Array | None, precision: Any) -> Any:
     gates = _check_mode(mode, name)
