@@ -495,7 +495,16 @@ def compiled(fn: Any, static: tuple, *arrays: Any) -> Any:
         hash(static)
     except TypeError:
         return fn(*arrays, *static)
-    return _compiled_call(fn, static, config.get_autotune(), *arrays)
+    # jit's cache compares static values with ==: with their types in the key, 2.0 does not reuse 2's program
+    # (whose checks, run while tracing, accepted an int)
+    return _compiled_call(fn, (static, _types(static)), config.get_autotune(), *arrays)
+
+
+def _types(value: Any) -> Any:
+    """``value``'s types, nested through tuples and lists."""
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_types(v) for v in value)
+    return type(value)
 
 
 def compiled_when_eager(fn: Any, static: tuple, *arrays: Any) -> Any:
@@ -506,6 +515,9 @@ def compiled_when_eager(fn: Any, static: tuple, *arrays: Any) -> Any:
     if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(arrays)):
         return fn(*arrays, *static)
     return compiled(fn, static, *arrays)
+
+
+_FAILED_PROGRAMS: set = set()  # one_program calls (function, arguments, shapes) whose program failed
 
 
 def one_program(fn: Any) -> Any:
@@ -520,10 +532,18 @@ def one_program(fn: Any) -> Any:
         where = tuple(_holds_arrays(v) for v in values)
         fixed = tuple(None if w else v for w, v in zip(where, values))
         arrays = [v for w, v in zip(where, values) if w]
+        static = (fn, where, fixed, tuple(kwargs))
         try:
-            return compiled_when_eager(_called_with, (fn, where, fixed, tuple(kwargs)), *arrays)
-        except Exception:  # noqa: BLE001 - an error, or an array argument read as a value (a 0-d array
-            pass  # for an int): the call as it is raises its own error (without this one), or gives its result
+            failed = (static, _types(fixed), tuple((a.shape, a.dtype) for a in jax.tree_util.tree_leaves(arrays)))
+            hash(failed)
+        except TypeError:
+            failed = None
+        if failed is None or failed not in _FAILED_PROGRAMS:
+            try:
+                return compiled_when_eager(_called_with, static, *arrays)
+            except Exception:  # noqa: BLE001 - an error, or an array argument read as a value (a 0-d array
+                if failed is not None:  # for an int): the call as it is raises its own error (without this
+                    _FAILED_PROGRAMS.add(failed)  # one) or gives its result, and so do later such calls
         return fn(*args, **kwargs)
 
     return call
@@ -545,6 +565,7 @@ def _called_with(*values: Any) -> Any:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _compiled_call(fn: Any, static: tuple, autotune: bool, *arrays: Any) -> Any:
+def _compiled_call(fn: Any, typed_static: tuple, autotune: bool, *arrays: Any) -> Any:
+    static = typed_static[0]
     # ``autotune`` is part of the cache key: a lowering may measure its candidates while tracing
     return fn(*arrays, *static)

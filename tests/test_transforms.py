@@ -257,7 +257,8 @@ def test_table_covers_the_public_surface():
 
 
 def _same_inputs(a, b):
-    return len(a) == len(b) and all(np.shape(x) == np.shape(y) and np.array_equal(x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(np.shape(x) == np.shape(y) and np.result_type(x) == np.result_type(y)
+                                    and np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def _groups():
@@ -418,7 +419,6 @@ ONE_PROGRAM = {
     "instance_norm": (lambda x, m, v: F.instance_norm(x, m, v, use_input_stats=True).output,
                       lambda x: (x[None], x[:, 0], x[:, 1] ** 2)),
     "rms_norm": (lambda x, w: F.rms_norm(x, (3,), w), lambda x: (x, x[0])),
-    "local_response_norm": (lambda x: F.local_response_norm(x, 3), lambda x: (x[None],)),
     "unfold": (lambda x: F.unfold(x, 2, padding=1), lambda x: (x[None, None],)),
     "fold": (lambda x: F.fold(x, (4, 3), 2), lambda x: (jnp.tile(x[:4], (1, 2))[None],)),
     "affine_grid": (lambda t: F.affine_grid(t, (1, 1, 4, 5), align_corners=False), lambda x: (x[None, :2],)),
@@ -452,6 +452,9 @@ def test_one_program_falls_back_to_the_call_as_it_is():
     with pytest.raises(ValueError, match="margin must be greater than 0") as raised:
         F.triplet_margin_loss(a, p, n, margin=jnp.asarray(-1.0))
     assert raised.value.__context__ is None
-    with pytest.raises(ValueError, match="size must be >= 1") as raised:
-        F.local_response_norm(a[None], 0)
+    with pytest.raises(ValueError, match="normalized_shape") as raised:
+        F.rms_norm(a, (4,))
     assert raised.value.__context__ is None
+    assert F.rms_norm(a, 3).shape == a.shape  # an int, then a float equal to it: the float is refused again
+    with pytest.raises(TypeError):
+        F.rms_norm(a, 3.0)

@@ -640,7 +640,6 @@ def rms_norm(
     return _rms_norm(input, normalized_shape, weight, eps, name="rms_norm")
 
 
-@one_program
 def _local_response_norm(input, size, alpha, beta, k, *, name):
     x = input
     _check_input(name, x, 3, "3-D or higher (N, C, *)")
