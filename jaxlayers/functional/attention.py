@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._utils import compiled_when_eager, shape_str
+from .._utils import one_program, shape_str
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
@@ -116,6 +116,7 @@ def _broadcastable(shape: tuple, target: tuple) -> bool:
 # ----------------------------------------------------------------------------- SDPA
 
 
+@one_program  # its checks read only shapes, dtypes and options: they run while tracing
 def scaled_dot_product_attention(
     query: Any,
     key: Any,
@@ -163,13 +164,6 @@ def scaled_dot_product_attention(
       >>> y.shape, [round(t, 4) for t in y[0, 0, :, 0].tolist()]   # mean over keys 0..l
       ((1, 2, 3, 4), [0.0, 0.5, 1.0])
     """
-    return compiled_when_eager(_sdpa, (dropout_p, is_causal, scale, enable_gqa, precision), query, key, value,
-                               attn_mask, dropout_key)
-
-
-def _sdpa(query, key, value, attn_mask, dropout_key, dropout_p, is_causal, scale, enable_gqa, precision):
-    """:func:`scaled_dot_product_attention` (its checks read only shapes and dtypes, so they run
-    while tracing)."""
     layer = "scaled_dot_product_attention"
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
     for nm, t in (("query", query), ("key", key), ("value", value)):
@@ -251,6 +245,7 @@ def _linear(x, w, b, precision):
     return y if b is None else y + b
 
 
+@one_program  # its checks read only shapes, dtypes and options: they run while tracing
 def multi_head_attention_forward(
     query: Any,
     key: Any,
@@ -325,19 +320,6 @@ def multi_head_attention_forward(
       >>> out.shape, w.shape
       ((5, 1, 8), (1, 5, 5))
     """
-    static = (embed_dim_to_check, num_heads, add_zero_attn, dropout_p, training, need_weights, use_separate_proj_weight,
-              average_attn_weights, is_causal, precision, name)
-    return compiled_when_eager(_mha, static, query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v,
-                               out_proj_weight, out_proj_bias, key_padding_mask, attn_mask, q_proj_weight,
-                               k_proj_weight, v_proj_weight, static_k, static_v, dropout_key)
-
-
-def _mha(query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v, out_proj_weight, out_proj_bias,
-         key_padding_mask, attn_mask, q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v, dropout_key,
-         embed_dim_to_check, num_heads, add_zero_attn, dropout_p, training, need_weights, use_separate_proj_weight,
-         average_attn_weights, is_causal, precision, name):
-    """:func:`multi_head_attention_forward` (its checks read only shapes and dtypes, so they run
-    while tracing)."""
     layer = name
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
     H = int(num_heads)

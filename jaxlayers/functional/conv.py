@@ -172,9 +172,9 @@ def _add_bias(y: Any, bias: Any, n: int) -> Any:
 def _common_args(x: Any, weight: Any, bias: Any, groups: Any, stride: Any, dilation: Any, n: int, name: str,
                  weight_layout: str) -> tuple:
     """Promote dtypes and check what plain and transposed convs share; returns
-    ``(x, weight, bias, rank, groups, stride, dilation, kernel)``."""
+    ``(x, weight, bias, groups, stride, dilation, kernel)``."""
     x, weight, bias = _promote(x, weight, bias)
-    rank = check_input_rank(name, x, (n + 1, n + 2), _layouts(n))
+    check_input_rank(name, x, (n + 1, n + 2), _layouts(n))
     groups = _check_groups(groups, name)
     if weight.ndim != n + 2:
         raise ValueError(f"{name}: weight must be {weight_layout} ({n + 2}-D), got shape {shape_str(weight)}")
@@ -183,7 +183,7 @@ def _common_args(x: Any, weight: Any, bias: Any, groups: Any, stride: Any, dilat
     kernel = tuple(int(k) for k in weight.shape[2:])
     if any(k < 1 for k in kernel):
         raise ValueError(f"{name}: kernel size must be positive, got weight of shape {shape_str(weight)}")
-    return x, weight, bias, rank, groups, stride, dilation, kernel
+    return x, weight, bias, groups, stride, dilation, kernel
 
 
 def _conv_nd(
@@ -200,7 +200,7 @@ def _conv_nd(
     precision: Any = None,
 ) -> Any:
     """N-d cross-correlation in torch layout; ``name`` prefixes every error message."""
-    x, weight, bias, rank, groups, stride, dilation, kernel = _common_args(
+    x, weight, bias, groups, stride, dilation, kernel = _common_args(
         x, weight, bias, groups, stride, dilation, n, name, "(out_channels, in_channels/groups, *kernel_size)")
     out_ch, in_per_group = int(weight.shape[0]), int(weight.shape[1])
     if out_ch == 0:
@@ -326,7 +326,7 @@ def _conv_transpose_nd(
     precision: Any = None,
 ) -> Any:
     """N-d transposed convolution (the gradient of :func:`_conv_nd` w.r.t. its input) in torch layout."""
-    x, weight, bias, rank, groups, stride, dilation, kernel = _common_args(
+    x, weight, bias, groups, stride, dilation, kernel = _common_args(
         x, weight, bias, groups, stride, dilation, n, name, "(in_channels, out_channels/groups, *kernel_size)")
     pad = _parse_padding(padding, n, name, allow_str=False)
     output_padding = ntuple(output_padding, n, "output_padding", name)
