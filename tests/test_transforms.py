@@ -310,9 +310,9 @@ def _bundle(fn, n_args):
         transformed = (jax.vmap(fn)(*batched), jax.vmap(jax.grad(loss, argnums))(*batched),
                        jax.grad(batched_loss, argnums)(*batched),
                        jax.checkpoint(fn)(*args), jax.grad(jax.checkpoint(loss), argnums)(*args), scanned[1])
-        g1, g2 = jax.grad(loss, argnums)(*args), jax.grad(loss, argnums)(*second)
+        y, g1, g2 = fn(*args), jax.grad(loss, argnums)(*args), jax.grad(loss, argnums)(*second)
         stacked = [jnp.stack([u, v]) for u, v in zip(g1, g2)]
-        plain = (jnp.stack([fn(*args), fn(*second)]), stacked, stacked, fn(*args), g1, fn(*args))
+        plain = (jnp.stack([y, fn(*second)]), stacked, stacked, y, g1, y)
         return transformed, plain
 
     return jax.jit(run)
