@@ -653,14 +653,15 @@ def test_norms_where_a_review_found_the_lowering_wrong():
     m = nn.BatchNorm2d(3)
     variables = m.init(jax.random.key(0), inf_first, train=True)
 
-    def run():
+    @jax.jit  # one program per setting (read while tracing); arrays as arguments, not folded constants
+    def run(big, x, inf_first):
         return (F.layer_norm(big, (64,)), F.batch_norm(big.T, np.zeros(2), np.ones(2), training=True)[2],
                 jax.grad(lambda e: jnp.sum(F.layer_norm(x, (4,), eps=e) ** 3))(0.5),
                 m.apply(variables, inf_first, train=True, mutable=["batch_stats"])[1]["batch_stats"]["running_mean"])
 
-    got = run()
+    got = run(big, x, inf_first)
     with config.lowering("reference"):
-        want = run()
+        want = run(big, x, inf_first)
     assert np.isfinite(np.asarray(got[1])).all() and float(got[2]) != 0 and np.isinf(float(got[3][0]))
     np.testing.assert_allclose(got[0], want[0], atol=1e-4)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5)

@@ -145,7 +145,7 @@ def test_orthogonal_matches_torch(omap, shape, rng):
 
         return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(v["params"], x)
 
-    v0 = jm.init(jax.random.key(0), jnp.asarray(x))
+    v0 = jax.jit(jm.init)(jax.random.key(0), jnp.asarray(x))  # one program, not the init op by op
     assert list(interop.variables_to_state_dict(v0)) == list(tm.state_dict())
     # our own init is orthogonal: x = I gives W^T + bias
     w0 = (fwd_bwd(v0, jnp.eye(inp))[0][1] - v0["params"]["bias"]).T
