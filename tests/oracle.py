@@ -70,8 +70,8 @@ def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str =
 
 def on_host(args: Sequence[Any]) -> tuple:
     """``args`` with JAX arrays as NumPy arrays (same values and dtypes), for ``check_grads``: its finite
-    differences add the step to each argument with ``+``, which on a JAX array compiles an XLA program for
-    every new shape (~480 of the transform table's ~1000 programs); on NumPy it compiles nothing."""
+    differences add and subtract the step with ``+`` and ``-``, which on a JAX array compile two XLA programs
+    at every new argument shape; on NumPy they compile nothing."""
     return tuple(np.asarray(a) if isinstance(a, jax.Array) and not jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended)
                  else a for a in args)
 
