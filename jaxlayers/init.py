@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._utils import is_variable
+from ._utils import compiled_when_eager, is_variable
 
 __all__ = [
     "Initializer",
@@ -116,7 +116,12 @@ def _uniform(key: Any, shape: Sequence[int], dtype: Any, low: float, high: float
 
 
 def _normal(key: Any, shape: Sequence[int], dtype: Any, std: float, mean: float = 0.0) -> jax.Array:
-    return (mean + std * jax.random.normal(key, tuple(shape), _wide(dtype))).astype(dtype)
+    # outside a trace one program per shape and parameters, not the draw, a product and a sum compiled apart
+    return compiled_when_eager(_drawn_normal, (tuple(shape), dtype, std, mean), key)
+
+
+def _drawn_normal(key: Any, shape: tuple, dtype: Any, std: float, mean: float) -> jax.Array:
+    return (mean + std * jax.random.normal(key, shape, _wide(dtype))).astype(dtype)
 
 
 def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
@@ -370,16 +375,23 @@ def trunc_normal_(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float
     lo, hi = (0.5 * math.erfc(-t / math.sqrt(2.0)) for t in (alpha, beta))  # Φ, accurate in the lower tail
 
     def init(key, shape, dtype=jnp.float32):
-        wide = _wide(dtype)
-        u = jax.random.uniform(key, _shape(shape), wide)  # [0, 1): the probability is in (lo, hi]
-        top = jnp.asarray(hi, wide)
-        # below hi: where hi rounds to 1 (an upper bound beyond ~5.3 sigma), ndtri(1) is inf (the value b)
-        p = jnp.minimum(top - jnp.asarray(hi - lo, wide) * u, jnp.nextafter(top, jnp.zeros((), wide)))
-        x = jax.scipy.special.ndtri(p)
-        x = (-x if flip else x) * std + mean
-        return jnp.clip(x, a, b).astype(dtype)
+        # outside a trace one program per shape and parameters (op by op, ndtri's polynomials compiled ~15)
+        return compiled_when_eager(_truncated_normal, (_shape(shape), dtype, lo, hi, flip, std, mean, a, b), key)
 
     return init
+
+
+def _truncated_normal(key: Any, shape: tuple, dtype: Any, lo: float, hi: float, flip: bool, std: float, mean: float,
+                      a: float, b: float) -> jax.Array:
+    """:func:`trunc_normal_`'s draw: ``lo``, ``hi`` the bounds' CDFs (of the mirror image if ``flip``)."""
+    wide = _wide(dtype)
+    u = jax.random.uniform(key, shape, wide)  # [0, 1): the probability is in (lo, hi]
+    top = jnp.asarray(hi, wide)
+    # below hi: where hi rounds to 1 (an upper bound beyond ~5.3 sigma), ndtri(1) is inf (the value b)
+    p = jnp.minimum(top - jnp.asarray(hi - lo, wide) * u, jnp.nextafter(top, jnp.zeros((), wide)))
+    x = jax.scipy.special.ndtri(p)
+    x = (-x if flip else x) * std + mean
+    return jnp.clip(x, a, b).astype(dtype)
 
 
 def orthogonal_(gain: float = 1.0) -> Initializer:

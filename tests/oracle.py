@@ -5,7 +5,8 @@ torch <-> JAX conversion.  Import as ``from oracle import close, to_torch, ...``
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +67,22 @@ def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str =
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, f"{err_msg}: shape {a.shape} != {b.shape}"
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=err_msg, equal_nan=equal_nan)
+
+
+@contextlib.contextmanager
+def compiles() -> Iterator[list]:
+    """The list of XLA compilations while the block runs (one entry each)."""
+    found: list = []
+
+    def listen(event: str, duration: float, **kwargs: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            found.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield found
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def on_host(args: Sequence[Any]) -> tuple:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from jaxlayers import init
+from oracle import compiles
 
 SHAPES = [(5, 3), (8, 4, 3, 3), (6, 2, 3), (4, 2, 1, 2, 3)]
 
@@ -345,3 +346,16 @@ def test_torch_calls_inside_jit_with_generators_and_deprecated_names():
     with pytest.raises(TypeError, match="normal_: expected a floating-point parameter, got int32"):
         init.normal_(counts)
     assert init.ones_(counts)[...].tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["trunc_normal_", "normal_", "kaiming_normal_"])
+def test_eager_draw_is_one_program_equal_to_the_jitted_draw(name):
+    """Called outside jit, a drawn initialiser compiles one program per shape (op by op, trunc_normal_
+    had compiled ~15 at each new weight shape), and gives what a jitted init (NNX's constructors,
+    ``jax.jit(model.init)``) gives, bit for bit (op by op its float32 values were an ulp away)."""
+    draw = getattr(init, name)()
+    shape, key = (3, 29), jax.random.key(5)  # a shape no other test draws
+    with compiles() as found:
+        eager = draw(key, shape, jnp.float32)
+    assert len(found) <= 1, f"{name}: {len(found)} programs"
+    np.testing.assert_array_equal(np.asarray(eager), np.asarray(jax.jit(lambda k: draw(k, shape, jnp.float32))(key)))

@@ -20,8 +20,6 @@ the two settings run the same code.
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +28,7 @@ from jax import lax
 
 import jaxlayers.functional as F
 from jaxlayers import config
-from oracle import check_grads_through_hessian, close, public_functions
+from oracle import check_grads_through_hessian, close, compiles, public_functions
 
 LOWERED_FAMILIES = {"conv", "grid_sample", "normalization", "pooling", "resampling"}  # families with a jaxlayers/_lowering module
 KEY = jax.random.key(0)
@@ -366,31 +364,15 @@ EAGER_ROWS = ["layer_norm", "group_norm", "batch_norm", "instance_norm", "ctc_lo
               "interpolate[phased]", "grid_sample"]
 
 
-@contextlib.contextmanager
-def _compiles():
-    """The list of XLA compilations while the block runs (one entry each)."""
-    found = []
-
-    def listen(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            found.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        yield found
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-
-
 def test_eager_calls_compile_once():
     again = {}
-    with _compiles() as compiles:
+    with compiles() as found:
         for name in EAGER_ROWS:
             fn, args = TABLE[name]
             jax.block_until_ready(fn(*args))
-            before = len(compiles)
+            before = len(found)
             jax.block_until_ready(fn(*args))
-            again[name] = len(compiles) - before
+            again[name] = len(found) - before
     assert not any(again.values()), again
 
 
@@ -438,9 +420,9 @@ def test_eager_first_call_compiles_one_program(name):
     """The first eager call compiles the function once (and a cast of an argument or two), not op by op."""
     fn, make = ONE_PROGRAM[name]
     args = jax.block_until_ready(make(jnp.asarray(np.linspace(0.1, 0.9, 7 * 3).reshape(7, 3))))  # a fresh shape
-    with _compiles() as compiles:
+    with compiles() as found:
         jax.block_until_ready(fn(*args))
-    assert len(compiles) <= 3, f"{name}: {len(compiles)} programs compiled by one eager call"  # + argument casts
+    assert len(found) <= 3, f"{name}: {len(found)} programs compiled by one eager call"  # + argument casts
 
 
 def test_one_program_falls_back_to_the_call_as_it_is():
