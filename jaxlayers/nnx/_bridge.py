@@ -38,7 +38,7 @@ from flax.nnx import variablelib
 
 from .. import config, interop
 from .._utils import accepts, accepts_train, compiled, ntuple
-from .module import IndexedChildren, Module, Submodule, _assigned_buffer, _check_assignment, _nest
+from .module import IndexedChildren, Module, Submodule, _assigned_buffer, _nest
 from .parameter import Parameter
 
 __all__ = ["LinenLayer", "from_linen", "wrap_linen_class"]
@@ -645,7 +645,7 @@ class LinenLayer(Module):
                             f"definition and cannot be replaced afterwards; construct it with {name}=... "
                             "(state_dict keys alone would not make the call use it)")
         current = vars(self).get(name)
-        _check_assignment(type(self).__name__, name, current, value)
+        new = _assigned_buffer(type(self).__name__, name, current, value)  # or torch's TypeError
         if current is not value:
             self._check_not_owned_child(name, "replaced")
         if (isinstance(value, nnx.Variable) and isinstance(current, nnx.Variable)
@@ -655,7 +655,6 @@ class LinenLayer(Module):
                              f"its shapes (torch's module reads the new one); for another size build a new layer "
                              f"({type(self).__name__}.from_pretrained(w) where it has one, or a new "
                              f"{type(self).__name__}(...))")
-        new = _assigned_buffer(current, value)
         if new is not None:
             # torch's buffer assignment (`crit.weight = w` each epoch, `bn.running_mean = t`): the buffer
             # takes the values (it had been replaced by a bare array, which the next call failed on)

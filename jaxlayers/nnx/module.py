@@ -167,29 +167,23 @@ class _IncompatibleKeys(NamedTuple):
     __str__ = __repr__
 
 
-def _assigned_buffer(current: Any, value: Any) -> jax.Array | None:
-    """The array that ``value`` (a JAX/NumPy array or torch tensor) assigns to ``current`` where that is a
-    buffer (an ``nnx.Variable`` that is not a ``Param``), as torch's ``module.buf = t``; else None."""
-    if (isinstance(current, nnx.Variable) and not isinstance(current, (nnx.Param, *_SKIP_TYPES))
-            and (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value))):
-        return jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value)
-    return None
-
-
-def _check_assignment(layer: str, name: str, current: Any, value: Any) -> None:
-    """torch's TypeError for a value that cannot take the place of a parameter or a buffer: a parameter takes a
-    parameter (or a variable), a module or None; a buffer also an array or a torch tensor. Flax would put the
+def _assigned_buffer(layer: str, name: str, current: Any, value: Any) -> jax.Array | None:
+    """torch's rules for ``layer.name = value``: the array that ``value`` (a JAX/NumPy array or torch tensor)
+    assigns to ``current`` where that is a buffer (an ``nnx.Variable`` that is not a ``Param``), as torch's
+    ``module.buf = t``; None where the assignment is flax's own (``current`` is no parameter or buffer, or
+    ``value`` is a variable, a module or None).  Anything else raises torch's TypeError: flax would put the
     value there and drop the variable from ``state_dict()`` and ``nnx.state`` without a word."""
     if (not isinstance(current, nnx.Variable) or isinstance(current, _SKIP_TYPES) or value is None
             or isinstance(value, (nnx.Variable, nnx.Module))):
-        return
+        return None
     if isinstance(current, nnx.Param):
         raise TypeError(f"{layer}.{name}: cannot assign '{type(value).__name__}' as parameter '{name}' (a Parameter "
                         f"or None expected, as torch's nn.Parameter): {name} = Parameter(array) replaces it, "
                         f"{name}.data = array writes it in place")
-    if _assigned_buffer(current, value) is None:
+    if not (isinstance(value, (jax.Array, np.ndarray)) or is_torch_tensor(value)):
         raise TypeError(f"{layer}.{name}: cannot assign '{type(value).__name__}' as buffer '{name}' (an array, a "
                         "torch tensor or None expected, as torch)")
+    return jnp.asarray(interop.to_numpy(value) if is_torch_tensor(value) else value)
 
 
 class Module(nnx.Module):
@@ -220,8 +214,7 @@ class Module(nnx.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         current = vars(self).get(name)
-        _check_assignment(type(self).__name__, name, current, value)
-        array = _assigned_buffer(current, value)
+        array = _assigned_buffer(type(self).__name__, name, current, value)
         if array is not None:
             # torch's buffer assignment (`self.pe = pe` on a registered buffer): a buffer of the same kind holds
             # the array, so it stays in state_dict() and nnx.state (flax would put a bare array there); a new
