@@ -70,13 +70,14 @@ def close(a: Any, b: Any, rtol: float = RTOL, atol: float = ATOL, err_msg: str =
 
 
 @contextlib.contextmanager
-def compiles() -> Iterator[list]:
-    """The list of XLA compilations while the block runs (one entry each)."""
+def compiles(event: str = "/jax/core/compile/backend_compile_duration") -> Iterator[list]:
+    """The list of XLA compilations while the block runs (one entry each); or of another of JAX's monitored
+    durations (``"/jax/core/compile/jaxpr_trace_duration"``: the traces)."""
     found: list = []
 
-    def listen(event: str, duration: float, **kwargs: Any) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            found.append(event)
+    def listen(name: str, duration: float, **kwargs: Any) -> None:
+        if name == event:
+            found.append(name)
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:

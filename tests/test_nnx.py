@@ -27,7 +27,7 @@ import jaxlayers.nn as nn
 import jaxlayers.nnx as jnnx
 from jaxlayers import init as jinit
 from jaxlayers import interop
-from oracle import close, to_numpy, to_torch
+from oracle import close, compiles, to_numpy, to_torch
 
 F64 = {"param_dtype": jnp.float64}
 
@@ -359,17 +359,10 @@ def test_embedding_from_pretrained_and_from_linen():
 def test_eager_calls_trace_nothing_after_the_first():
     """An eager call runs the layer's apply compiled once per configuration and shapes: linen's
     apply traced every parameter's initializer again (a Linear call took 1.2 ms, flax.nnx 0.16)."""
-    traces = []
-
-    def listen(event, duration, **kwargs):
-        if event == "/jax/core/compile/jaxpr_trace_duration":
-            traces.append(event)
-
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3, 5, 5)), jnp.float32)
     layers = [jnnx.Conv2d(3, 4, 3, rngs=fnnx.Rngs(0)), jnnx.BatchNorm2d(3, rngs=fnnx.Rngs(0)),
               jnnx.Dropout(0.3, rngs=fnnx.Rngs(0))]
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiles("/jax/core/compile/jaxpr_trace_duration") as traces:
         for layer in layers:
             first = layer(x)
             before = len(traces)
@@ -377,8 +370,6 @@ def test_eager_calls_trace_nothing_after_the_first():
             assert len(traces) == before, type(layer).__name__
             if isinstance(layer, jnnx.Dropout):  # a fresh mask per call
                 assert not np.array_equal(first, second)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert float(layers[1].num_batches_tracked.get_value()) == 2  # the running statistics were written back
     # calls whose values are checked eagerly (indices, losses) keep their errors: not traced
     with pytest.raises(IndexError, match="Embedding: index 12 is out of range"):
