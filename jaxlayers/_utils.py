@@ -369,8 +369,9 @@ def _named(mesh: Any, spec: Sequence[Any]) -> Any:
 def reshape(x: Any, shape: Sequence[int]) -> jax.Array:
     """``jnp.reshape(x, shape)`` that keeps the sharding of ``x`` over a mesh of ``Explicit`` axes, where JAX
     refuses to guess it: a sharded dim that the reshape leaves whole (the batch, while the channels split
-    into groups or a pixel shuffle's factors) stays sharded.  A reshape that splits or merges a sharded dim
-    is left to JAX (its error names the reshape)."""
+    into groups or a pixel shuffle's factors) stays sharded; so does a sharded dim split into several whose
+    first its devices divide (channels ``C * r * r`` sharded -> ``C`` sharded), and several merged whose first
+    alone is sharded.  Any other sharded dim is gathered (its devices' blocks are no blocks of the result)."""
     shape = tuple(int(s) for s in shape)
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
@@ -387,12 +388,21 @@ def reshape(x: Any, shape: Sequence[int]) -> jax.Array:
                 pa, a = pa * x.shape[a], a + 1
             else:
                 pb, b = pb * shape[b], b + 1
-        if (a - i, b - j) == (1, 1):
-            out[j] = spec[i]
-        elif any(s is not None for s in spec[i:a]):
-            return jnp.reshape(x, shape)
+        sharded = [k for k in range(i, a) if spec[k] is not None]
+        if sharded:  # the sharded dim must lead its group (size-1 dims aside) before and after the reshape
+            first_in = next(k for k in range(i, a) if x.shape[k] != 1 or k == a - 1)
+            first_out = next(k for k in range(j, b) if shape[k] != 1 or k == b - 1)
+            if sharded == [first_in] and ((a - i, b - j) == (1, 1) or (
+                    (b - j == 1 or a - i == 1) and shape[first_out] % _devices(mesh, spec[first_in]) == 0)):
+                out[first_out] = spec[first_in]
         i, j = a, b
     return jnp.reshape(x, shape, out_sharding=_named(mesh, out))
+
+
+def _devices(mesh: Any, entry: Any) -> int:
+    """How many devices a spec entry (an axis name, a tuple of them, or None) splits a dim over."""
+    names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+    return math.prod(mesh.shape[n] for n in names)
 
 
 def batch_sharding(x: Any, ndim: int, axis: int = 0, out_axis: int = 0) -> Any:
@@ -412,6 +422,22 @@ def explicit_sharding(x: Any, extra: int = 0) -> Any:
     gather's rows); else None."""
     found = _explicit_spec(x)
     return None if found is None else _named(found[0], found[1] + (None,) * extra)
+
+
+def conv_sharding(x: Any, w: Any, batch: int = 0, x_channel: int = 1, w_out: int = 0) -> Any:
+    """Where a mesh of ``Explicit`` axes shards a convolution's input ``x`` or weight ``w``, its output's
+    sharding (``x``'s layout): the batch sharded as ``x``'s (data parallel), the output channels as ``w``'s
+    (tensor parallel), every other dim whole; a contraction over sharded input channels is summed across
+    their devices.  JAX refuses to guess it (its convolution asks for ``out_sharding``).  Else None."""
+    xs, ws = _explicit_spec(x), _explicit_spec(w)
+    if xs is None and ws is None:
+        return None
+    mesh = (xs or ws)[0]
+    out = [None] * x.ndim
+    out[batch] = xs[1][batch] if xs else None
+    channels = ws[1][w_out] if ws else None
+    out[x_channel] = None if channels is not None and channels == out[batch] else channels
+    return _named(mesh, out)
 
 
 def gathered_rows(table: Any, index_ndim: int) -> Any:

@@ -1,7 +1,8 @@
 """Data parallelism under a mesh of ``Explicit`` axes (``jax.make_mesh``'s default in JAX 0.10, with
 ``jax.set_mesh``): JAX asks reshapes, gathers, scatters and loop carries for their outputs' sharding, and
 had refused these functions with a ShardingTypeError.  Each now gives the unsharded values and
-gradients with the batch sharded over 4 host devices (lowerings step aside there: ``_lowering.enabled``)."""
+gradients with the batch sharded over 4 host devices (lowerings step aside there: ``_lowering.enabled``);
+the convolutions, channel rearrangements and CTC also with channels sharded (tensor parallelism)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,54 @@ def test_a_table_sharded_by_columns_keeps_its_sharding():
         assert jax.typeof(out).sharding.spec == P(None, None, "model")
     chex.assert_trees_all_close(out, lookup(w))
 
+
+
+# Tensor parallelism over a ("batch", "model") mesh: (function, arrays, each array's PartitionSpec, the
+# output's expected spec or None where it is not asserted).  JAX's convolution asks for its output's sharding,
+# and reshapes that split or merge a sharded channel dim refuse to guess it: these had raised a ShardingTypeError.
+TP_X = jnp.asarray(R.normal(size=(4, 8, 5, 5)))
+TP_W = jnp.asarray(R.normal(size=(6, 8, 3, 3)))
+TP_CASES = {
+    "conv2d_out_channels": (lambda x, w: F.conv2d(x, w, padding=1), (TP_X, TP_W),
+                            (P("batch"), P("model")), P("batch", "model")),
+    "conv2d_in_channels": (lambda x, w: F.conv2d(x, w, stride=2), (TP_X, TP_W),
+                           (P("batch", "model"), P(None, "model")), P("batch")),
+    "conv2d_depthwise": (lambda x, w: F.conv2d(x, w, padding=1, groups=8), (TP_X, TP_W[0, :, None]),
+                         (P(None, "model"), P("model")), P(None, "model")),
+    "conv_transpose2d": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), (TP_X, TP_W.transpose(1, 0, 2, 3)),
+                         (P("batch", "model"), P("model")), P("batch")),
+    "conv1d_bias": (lambda x, w, b: F.conv1d(x, w, b), (TP_X[:, :, 0], TP_W[..., 0, :2], TP_W[:, 0, 0, 0]),
+                    (P("batch"), P("model"), P("model")), P("batch", "model")),
+    "conv_tbc": (lambda x, w, b: F.conv_tbc(x, w, b, pad=1),
+                 (TP_X[:, :, 0].transpose(2, 0, 1), TP_W[..., 0, :].transpose(2, 1, 0), TP_W[:, 0, 0, 0]),
+                 (P(None, "batch"), P(None, None, "model"), P("model")), P(None, "batch", "model")),
+    "linear": (lambda x, w: F.linear(x, w), (TP_X[:, :, 0, 0], TP_W[..., 0, 0]), (P("batch"), P("model")),
+               P("batch", "model")),
+    "pixel_shuffle": (lambda x: F.pixel_shuffle(x, 2), (TP_X,), (P("batch", "model"),), P("batch", "model")),
+    "pixel_unshuffle": (lambda x: F.pixel_unshuffle(x[:, :, :4, :4], 2), (TP_X,), (P("batch", "model"),),
+                        P("batch", "model")),
+    "channel_shuffle": (lambda x: F.channel_shuffle(x, 2), (TP_X,), (P("batch", "model"),), None),
+    "fold": (lambda x: F.fold(x, (3, 3), 2), (TP_X[:, :, :4, 0],), (P("batch", "model"),), None),
+    "ctc_loss_replicated_targets": (
+        lambda x: F.ctc_loss(jax.nn.log_softmax(x), jnp.array([[1, 2], [2, 2], [1, 1], [3, 1]]),
+                             jnp.array([5, 3, 4, 5]), jnp.array([2, 1, 2, 2]), reduction="none"),
+        (TP_X[0, :5, :4, :4],), (P(None, "batch"),), P("batch")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TP_CASES))
+def test_tensor_parallel_over_an_explicit_mesh(name):
+    fn, args, specs, out_spec = TP_CASES[name]
+
+    def run(*a):
+        return fn(*a), jax.grad(lambda *b: jnp.sum(jnp.sin(fn(*b))), argnums=tuple(range(len(a))))(*a)
+
+    step = jax.jit(run)
+    want = step(*args)
+    mesh = jax.make_mesh((2, 2), ("batch", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+    with jax.set_mesh(mesh):
+        got = step(*(jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, specs)))
+    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+    if out_spec is not None:  # the output stays sharded (no device holds the whole of it)
+        spec = tuple(jax.typeof(got[0]).sharding.spec)
+        assert spec + (None,) * (got[0].ndim - len(spec)) == tuple(out_spec) + (None,) * (got[0].ndim - len(out_spec))

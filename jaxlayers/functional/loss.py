@@ -34,8 +34,8 @@ import numpy as np
 
 from .._memory_format import channels_last
 from . import distance as _distance
-from .._utils import (abs_sign_grad, clamp_min, clamp_min_straight_through, compiled, compute_dtype, concrete,
-                      explicit_sharding, one_program, shape_str)
+from .._utils import (abs_sign_grad, batch_sharding, clamp_min, clamp_min_straight_through, compiled, compute_dtype,
+                      concrete, explicit_sharding, one_program, shape_str)
 
 __all__ = [
     "LegacyReductionWarning",
@@ -1285,14 +1285,17 @@ def _ctc_nll(lp: jax.Array, tg: jax.Array, il: jax.Array, tl: jax.Array, blank: 
     """:func:`_ctc_loss`'s arithmetic on checked arrays: ``lp`` ``(T, N, C)``, padded targets ``(N, S)``."""
     T, N, C = lp.shape
     S = tg.shape[1]
+    rows = batch_sharding(lp, 2, axis=1)  # an Explicit mesh sharding the batch: per-row arrays sharded so too
+    if rows is not None:
+        tg, il, tl = (jax.sharding.reshard(a, batch_sharding(lp, a.ndim, axis=1)) for a in (tg, il, tl))
     used = jnp.arange(S) < tl[:, None]
     L = 2 * S + 1
     labels = jnp.where(used, tg, blank)
-    ext = jnp.full((N, L), blank, labels.dtype).at[:, 1::2].set(labels)
+    ext = jnp.full((N, L), blank, labels.dtype, device=rows).at[:, 1::2].set(labels)
     valid = (ext >= 0) & (ext < C)  # under jit an out-of-range label gives NaN
     lp_ext = jnp.take_along_axis(lp, jnp.broadcast_to(jnp.where(valid, ext, 0)[None], (T, N, L)), axis=2)
     lp_ext = jnp.where(valid, lp_ext, jnp.nan)
-    skip = jnp.zeros((N, L), bool)  # s -> s + 2 allowed between two different labels
+    skip = jnp.zeros((N, L), bool, device=rows)  # s -> s + 2 allowed between two different labels
     if S > 1:
         skip = skip.at[:, 3::2].set(labels[:, 1:] != labels[:, :-1])
     alpha = _ctc_alpha(lp_ext, skip, il)
@@ -1314,7 +1317,7 @@ def _ctc_alpha(lp_ext: jax.Array, skip: jax.Array, il: jax.Array) -> jax.Array:
     """The forward variables after each row's last input step: ``lp_ext`` ``(T, N, L)`` holds the
     log-probabilities of the blank-extended labels, ``skip`` ``(N, L)`` where ``s -> s + 2`` is allowed."""
     T, N, L = lp_ext.shape
-    neg = jnp.full((N, 1), -jnp.inf, lp_ext.dtype)
+    neg = jnp.full((N, 1), -jnp.inf, lp_ext.dtype, device=batch_sharding(lp_ext, 2, axis=1))
     alpha0 = jnp.where(jnp.arange(L) < 2, lp_ext[0], -jnp.inf)
 
     def step(alpha: jax.Array, inp: tuple) -> tuple:

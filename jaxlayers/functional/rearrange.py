@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._memory_format import channels_last
-from .._utils import _is_int, batch_sharding, ntuple, one_program, reshape, shape_str
+from .._utils import _is_int, batch_sharding, explicit_sharding, ntuple, one_program, reshape, shape_str
 
 __all__ = ["pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "unfold", "fold"]
 
@@ -292,8 +292,11 @@ def _fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any, padding
     boolean = x.dtype == jnp.bool_
     if boolean:
         x = x.astype(jnp.int32)
+    unfolded = lambda img: _unfold_blocks(img, k, d, p, s, (oh, ow))  # noqa: E731
     image = jax.ShapeDtypeStruct((n, ck // kk) + out, x.dtype, sharding=batch_sharding(x, 4))
-    (y,) = jax.linear_transpose(lambda img: _unfold_blocks(img, k, d, p, s, (oh, ow)), image)(x)
+    if explicit_sharding(x) is not None:  # the columns as unfold lays them out (channels may be gathered)
+        x = jax.sharding.reshard(x, jax.eval_shape(unfolded, image).sharding)
+    (y,) = jax.linear_transpose(unfolded, image)(x)
     if boolean:
         y = y != 0
     return y[0] if unbatched else y
