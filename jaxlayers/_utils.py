@@ -272,7 +272,15 @@ HALF = (jnp.bfloat16, jnp.float16)
 
 def matmul_wt(x: Any, w: Any, precision: Any = None) -> jax.Array:
     """``x @ w.T`` over the last axis of ``x`` (any leading dims), ``w`` as stored ``(out, in)``."""
-    return jax.lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())), precision=precision)
+    return jax.lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())), precision=precision,
+                               out_sharding=dense_sharding(x, w))
+
+
+def dense_sharding(x: Any, w: Any, out_dim: int = 0) -> Any:
+    """Over a mesh of ``Explicit`` axes, the sharding of ``x`` times a weight ``w`` over the last dim of ``x``:
+    the leading dims as ``x``'s, the output features as ``w``'s dim ``out_dim`` (0: torch's ``(out, in)``
+    layout; 1: a transposed ``(in, out)`` weight), none for a 1-D weight (:func:`product_sharding`)."""
+    return product_sharding(x, w, [("x", i) for i in range(x.ndim - 1)] + [("w", out_dim)] * (w.ndim == 2))
 
 
 def compute_dtype(dtype: Any) -> Any:
@@ -323,6 +331,19 @@ def upper_triangle(d: Any) -> jax.Array:
     n = d.shape[0]
     i, j = np.triu_indices(n, 1)
     return jnp.reshape(d, -1)[i * n + j]
+
+
+def take_along(values: Any, index: Any, axis: int, **kwargs: Any) -> jax.Array:
+    """``jnp.take_along_axis(values, index, axis, **kwargs)``; where a mesh of ``Explicit`` axes shards ``axis``
+    (the classes of vocabulary-parallel logits), JAX refuses to guess the result's sharding: the gather then
+    runs as on an ``Auto`` axis (each device picks what it holds, summed across them), the result sharded
+    as ``values`` but along ``axis``."""
+    if not _explicitly_sharded(values, [axis % values.ndim]):
+        return jnp.take_along_axis(values, index, axis=axis, **kwargs)
+    spec = list(_explicit_spec(values)[1])
+    spec[axis % values.ndim] = None
+    gather = lambda v, i: jnp.take_along_axis(v, i, axis=axis, **kwargs)  # noqa: E731
+    return jax.sharding.auto_axes(gather, out_sharding=jax.sharding.PartitionSpec(*spec))(values, index)
 
 
 def first_finite(x: Any, axes: Sequence[int]) -> jax.Array:
@@ -424,20 +445,41 @@ def explicit_sharding(x: Any, extra: int = 0) -> Any:
     return None if found is None else _named(found[0], found[1] + (None,) * extra)
 
 
-def conv_sharding(x: Any, w: Any, batch: int = 0, x_channel: int = 1, w_out: int = 0) -> Any:
-    """Where a mesh of ``Explicit`` axes shards a convolution's input ``x`` or weight ``w``, its output's
-    sharding (``x``'s layout): the batch sharded as ``x``'s (data parallel), the output channels as ``w``'s
-    (tensor parallel), every other dim whole; a contraction over sharded input channels is summed across
-    their devices.  JAX refuses to guess it (its convolution asks for ``out_sharding``).  Else None."""
+def product_sharding(x: Any, w: Any, dims: Sequence[tuple[str, int] | None]) -> Any:
+    """Where a mesh of ``Explicit`` axes shards ``x`` or a weight ``w``, the sharding of their product (a
+    convolution, a linear layer), which JAX refuses to guess: output dim ``i`` sharded as dim ``dims[i][1]``
+    of ``"x"`` or ``"w"`` (``dims[i][0]``), or whole (None; an axis already used by an earlier dim too).  A
+    contraction over sharded dims is summed across their devices.  Else None.
+
+    Example (the batch of ``x`` and the output channels of ``w``): ``[("x", 0), ("w", 0), None, None]``."""
     xs, ws = _explicit_spec(x), _explicit_spec(w)
     if xs is None and ws is None:
         return None
-    mesh = (xs or ws)[0]
-    out = [None] * x.ndim
-    out[batch] = xs[1][batch] if xs else None
-    channels = ws[1][w_out] if ws else None
-    out[x_channel] = None if channels is not None and channels == out[batch] else channels
-    return _named(mesh, out)
+    specs = {"x": xs[1] if xs else None, "w": ws[1] if ws else None}
+    out, used = [], set()
+    for dim in dims:
+        entry = None if dim is None or specs[dim[0]] is None else specs[dim[0]][dim[1]]
+        names = set() if entry is None else {entry} if isinstance(entry, str) else set(entry)
+        out.append(None if names & used else entry)
+        used |= names
+    return _named((xs or ws)[0], out)
+
+
+def scan_carry(body: Any, carry: Any, xs: Any) -> Any:
+    """``carry`` resharded as ``body(carry, x)`` returns it, where a mesh of ``Explicit`` axes shards the
+    carry, the scanned ``xs`` or what ``body`` closes over (a hidden size sharded by its weight, tensor
+    parallel): ``lax.scan`` needs one type in and out, and a zero initial state is replicated.  Else
+    ``carry``.  (Traced abstractly, not run.)"""
+    leaves = jax.tree.leaves((carry, xs))
+    if not any(_explicit_spec(a) for a in leaves) and not has_explicit_axes(jax.sharding.get_abstract_mesh()):
+        return carry
+    for _ in range(3):  # until the carry's sharding is the one the body returns
+        out = jax.eval_shape(lambda c, x: body(c, jax.tree.map(lambda a: a[0], x))[0], carry, xs)
+        wanted = jax.tree.map(lambda t: t.sharding, out)
+        if jax.tree.map(lambda a: jax.typeof(a).sharding, carry) == wanted:
+            break
+        carry = jax.tree.map(jax.sharding.reshard, carry, wanted)
+    return carry
 
 
 def gathered_rows(table: Any, index_ndim: int) -> Any:

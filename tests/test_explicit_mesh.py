@@ -84,6 +84,7 @@ def test_a_table_sharded_by_columns_keeps_its_sharding():
 # and reshapes that split or merge a sharded channel dim refuse to guess it: these had raised a ShardingTypeError.
 TP_X = jnp.asarray(R.normal(size=(4, 8, 5, 5)))
 TP_W = jnp.asarray(R.normal(size=(6, 8, 3, 3)))
+TP_IN, TP_OUT, TP_IH, TP_HH = (jnp.asarray(R.normal(size=s)) for s in [(24, 8), (8, 8), (24, 3), (24, 6)])
 TP_CASES = {
     "conv2d_out_channels": (lambda x, w: F.conv2d(x, w, padding=1), (TP_X, TP_W),
                             (P("batch"), P("model")), P("batch", "model")),
@@ -100,6 +101,23 @@ TP_CASES = {
                  (P(None, "batch"), P(None, None, "model"), P("model")), P(None, "batch", "model")),
     "linear": (lambda x, w: F.linear(x, w), (TP_X[:, :, 0, 0], TP_W[..., 0, 0]), (P("batch"), P("model")),
                P("batch", "model")),
+    "linear_row_parallel": (lambda x, w: F.linear(x, w), (TP_X[:, :, 0, 0], TP_W[..., 0, 0]),
+                            (P("batch", "model"), P(None, "model")), P("batch")),
+    "mha_column_then_row_parallel": (  # Megatron's split: in_proj by rows (heads), out_proj by columns
+        lambda q, w_in, w_out: F.multi_head_attention_forward(q, q, q, 8, 2, w_in, None, None, None, False, 0.0,
+                                                              w_out, None, need_weights=False)[0],
+        (TP_X[:, :, :3, 0].transpose(2, 0, 1), TP_IN, TP_OUT),
+        (P(None, "batch"), P("model"), P(None, "model")), P(None, "batch")),
+    "lstm_hidden_sharded": (
+        lambda x, w_ih, w_hh: F.rnn(x, None, {"weight_ih_l0": w_ih, "weight_hh_l0": w_hh}, mode="LSTM", bias=False,
+                                    batch_first=True)[0],
+        (TP_X[:, :5, :3, 0], TP_IH, TP_HH),
+        (P("batch"), P("model"), P("model")), P("batch", None, "model")),
+    "cross_entropy_vocab_parallel": (lambda x: F.cross_entropy(x, jnp.array([0, 5, 7, 2]), label_smoothing=0.1),
+                                     (TP_X[:, :, 0, 0],), (P("batch", "model"),), P()),
+    "multilabel_margin_vocab_parallel": (
+        lambda x: F.multilabel_margin_loss(x, jnp.array([[0, 5, -1, 0] * 2, [7, -1, 1, 1] * 2] * 2), reduction="none"),
+        (TP_X[:, :, 0, 0],), (P("batch", "model"),), P("batch")),
     "pixel_shuffle": (lambda x: F.pixel_shuffle(x, 2), (TP_X,), (P("batch", "model"),), P("batch", "model")),
     "pixel_unshuffle": (lambda x: F.pixel_unshuffle(x[:, :, :4, :4], 2), (TP_X,), (P("batch", "model"),),
                         P("batch", "model")),

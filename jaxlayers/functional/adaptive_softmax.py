@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from .._utils import index_dtype, shape_str
+from .._utils import index_dtype, shape_str, take_along
 from .activation import log_softmax
 from .linear import _linear
 from .loss import _check_index_target
@@ -98,10 +98,10 @@ def adaptive_log_softmax_with_loss(input: Any, target: Any, head_weight: Any, ta
     shortlist = bounds[1]
     cluster = jnp.sum(jnp.stack([t >= b for b in bounds[1:-1]]), axis=0)  # 0: shortlist, i: tail i - 1
     head_index = jnp.where(cluster == 0, t, shortlist + cluster - 1)
-    output = jnp.take_along_axis(head_lp, jnp.clip(head_index, 0, head_lp.shape[1] - 1)[:, None], axis=1)[:, 0]
+    output = take_along(head_lp, jnp.clip(head_index, 0, head_lp.shape[1] - 1)[:, None], 1)[:, 0]
     for i, lp in enumerate(tail_lps):
         local = jnp.clip(t - bounds[i + 1], 0, lp.shape[1] - 1)
-        output = output + jnp.where(cluster == i + 1, jnp.take_along_axis(lp, local[:, None], axis=1)[:, 0], 0.0)
+        output = output + jnp.where(cluster == i + 1, take_along(lp, local[:, None], 1)[:, 0], 0.0)
     output = jnp.where((t >= 0) & (t < bounds[-1]), output, jnp.nan)
     loss = jnp.mean(-output)
     return ASMoutput(output if batched else output[0], loss)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._utils import one_program, shape_str
+from .._utils import dense_sharding, one_program, shape_str
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
@@ -241,7 +241,7 @@ def scaled_dot_product_attention(
 
 
 def _linear(x, w, b, precision):
-    y = jnp.einsum("...i,oi->...o", x, w, precision=precision)
+    y = jnp.einsum("...i,oi->...o", x, w, precision=precision, out_sharding=dense_sharding(x, w))
     return y if b is None else y + b
 
 

@@ -17,7 +17,7 @@ from jax import lax
 
 from .._lowering import conv as _lowering
 from .._memory_format import channels_last
-from .._utils import _is_int, add_bias, check_input_rank, compiled_when_eager, conv_sharding, ntuple, shape_str
+from .._utils import _is_int, add_bias, check_input_rank, compiled_when_eager, ntuple, product_sharding, shape_str
 
 __all__ = [
     "conv1d",
@@ -43,7 +43,7 @@ def _reference_conv(x, w, stride, pairs, lhs_dilation, dilation, groups, precisi
     return lax.conv_general_dilated(
         x, w, window_strides=stride, padding=pairs, lhs_dilation=lhs_dilation, rhs_dilation=dilation,
         dimension_numbers=(spec, "OI" + "DHW"[3 - n:], spec), feature_group_count=groups, precision=precision,
-        out_sharding=conv_sharding(x, w),
+        out_sharding=product_sharding(x, w, [("x", 0), ("w", 0)] + [None] * n),  # batch, out channels
     )
 
 
@@ -484,5 +484,5 @@ def conv_tbc(input, weight, bias, pad=0):
         raise ValueError(f"conv_tbc: kernel width {weight.shape[0]} is larger than the padded input length "
                          f"{x.shape[0] + 2 * int(pad)} (input {shape_str(x)}, pad={pad})")
     y = lax.conv_general_dilated(x, weight, (1,), [(int(pad), int(pad))], dimension_numbers=("HNC", "HIO", "HNC"),
-                                 out_sharding=conv_sharding(x, weight, batch=1, x_channel=2, w_out=2))
+                                 out_sharding=product_sharding(x, weight, [None, ("x", 1), ("w", 2)]))
     return add_bias(y, bias)

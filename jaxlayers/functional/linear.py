@@ -7,7 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 from jax import lax
 
-from .._utils import HALF, add_bias, shape_str
+from .._utils import HALF, add_bias, dense_sharding, shape_str
 
 __all__ = ["linear", "bilinear"]
 
@@ -48,7 +48,7 @@ def _linear(x, weight, bias=None, *, name: str = "linear", in_desc: str | None =
     # half precision: float32 products and bias, rounded once (torch's result)
     acc = jnp.float32 if x.dtype in HALF else None
     y = lax.dot_general(x, weight, (((x.ndim - 1,), (weight.ndim - 1,)), ((), ())), precision=precision,
-                        preferred_element_type=acc)
+                        preferred_element_type=acc, out_sharding=dense_sharding(x, weight))
     return add_bias(y, bias).astype(x.dtype)
 
 

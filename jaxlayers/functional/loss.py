@@ -35,7 +35,7 @@ import numpy as np
 from .._memory_format import channels_last
 from . import distance as _distance
 from .._utils import (abs_sign_grad, batch_sharding, clamp_min, clamp_min_straight_through, compiled, compute_dtype,
-                      concrete, explicit_sharding, one_program, shape_str)
+                      concrete, explicit_sharding, one_program, shape_str, take_along)
 
 __all__ = [
     "LegacyReductionWarning",
@@ -166,7 +166,7 @@ def _pick(values: jax.Array, index: jax.Array, axis: int, num_classes: int) -> t
     """``values`` at ``index`` along ``axis`` and whether the index was in range (clipped gather)."""
     valid = (index >= 0) & (index < num_classes)
     safe = jnp.where(valid, index, 0)
-    picked = jnp.take_along_axis(values, jnp.expand_dims(safe, axis), axis=axis, mode="promise_in_bounds")
+    picked = take_along(values, jnp.expand_dims(safe, axis), axis, mode="promise_in_bounds")
     return jnp.squeeze(picked, axis), valid
 
 
@@ -566,7 +566,7 @@ def _multilabel_margin_loss(input: Any, target: Any, reduction: str, name: str) 
                              f"(expected values in [-1, {num_classes - 1}]; -1 ends a row)")
     valid = (t >= 0) & (t < num_classes)
     safe = jnp.where(valid, t, 0)
-    x_y = jnp.take_along_axis(x, safe, axis=-1)  # x_y[..., j] = x[..., t_j]
+    x_y = take_along(x, safe, -1)  # x_y[..., j] = x[..., t_j]
     # is_target[..., i]: class i is listed (a scatter of the listed slots; no (C, C) one-hot)
     rows = x.shape[:-1]
     lead = tuple(jnp.broadcast_to(jnp.arange(r).reshape((-1,) + (1,) * (len(rows) - k)), t.shape)
@@ -605,7 +605,7 @@ def _multilabel_hinge_sum(x: jax.Array, x_y: jax.Array, listed: jax.Array, is_ta
 
         return lax.cond(jnp.any(lst), add, lambda acc: acc, acc), None
 
-    acc0 = jnp.zeros(x.shape[:-1], x.dtype)
+    acc0 = jnp.zeros_like(jnp.sum(x, axis=-1))  # sharded as the rows are (the sum itself is dead code)
     total, _ = lax.scan(jax.checkpoint(body), acc0, (blocks(x_y, 0), blocks(listed, False)))
     return total
 

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._lowering import recurrent as _lowering_recurrent
-from .._utils import HALF, batch_sharding, compiled, compute_dtype, matmul_wt, one_program, shape_str
+from .._utils import (HALF, batch_sharding, compiled, compute_dtype, dense_sharding, matmul_wt, one_program,
+                      scan_carry, shape_str)
 
 __all__ = [
     "rnn_tanh_cell",
@@ -94,7 +95,7 @@ def _finish(mode: str, gi: tuple[jax.Array, ...], gh: jax.Array, state: Any, w_h
     new = _update(mode, gi, jnp.split(gh, len(gi), axis=-1), state)
     raw = new[0] if mode == "LSTM" else new
     if w_hr_t is not None:
-        h = jnp.matmul(raw, w_hr_t, precision=precision)
+        h = jnp.matmul(raw, w_hr_t, precision=precision, out_sharding=dense_sharding(raw, w_hr_t, 1))
         new = (h if extra is None else h + extra, new[1])
     out = new[0] if mode == "LSTM" else new
     if valid is not None:
@@ -113,7 +114,7 @@ def _time_step(mode: str, w_hh_t: jax.Array, b_hh: jax.Array | None, w_hr_t: jax
     state, output h, (gh, h before LSTM's projection))``, the last for ``jaxlayers._lowering.recurrent``.
     """
     h = state[0] if mode == "LSTM" else state
-    gh = jnp.matmul(h, w_hh_t, precision=precision)
+    gh = jnp.matmul(h, w_hh_t, precision=precision, out_sharding=dense_sharding(h, w_hh_t, 1))
     if b_hh is not None:
         gh = gh + b_hh
     new, out, raw = _finish(mode, gi, gh, state, w_hr_t, valid, precision)
@@ -138,7 +139,7 @@ def _scan_reference(gi: tuple[jax.Array, ...], state0: Any, w_hh: jax.Array, b_h
         new, out, _ = _time_step(mode, w_hh_t, b_hh, w_hr_t, precision, state, *inp)
         return new, out
 
-    return lax.scan(body, state0, (gi, valid), reverse=reverse)
+    return lax.scan(body, scan_carry(body, state0, (gi, valid)), (gi, valid), reverse=reverse)
 
 
 # ----------------------------------------------------------------------------- cells
