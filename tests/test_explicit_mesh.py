@@ -146,3 +146,40 @@ def test_tensor_parallel_over_an_explicit_mesh(name):
     if out_spec is not None:  # the output stays sharded (no device holds the whole of it)
         spec = tuple(jax.typeof(got[0]).sharding.spec)
         assert spec + (None,) * (got[0].ndim - len(spec)) == tuple(out_spec) + (None,) * (got[0].ndim - len(out_spec))
+
+
+def test_nnx_megatron_mlp_trains_as_unsharded():
+    """An NNX model with its first Linear split by rows (column parallel) and its second by columns (row
+    parallel), the batch sharded too: two SGD steps give the unsharded losses, the parameters keep their
+    shardings."""
+    import optax
+    from flax import nnx as fnnx
+
+    from jaxlayers import nnx
+
+    def build():
+        return nnx.Sequential(nnx.Linear(8, 16, rngs=fnnx.Rngs(0)), nnx.ReLU(), nnx.Linear(16, 4, rngs=fnnx.Rngs(1)))
+
+    @fnnx.jit
+    def step(model, opt, x, y):
+        loss, grads = fnnx.value_and_grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean())(model)
+        opt.update(model, grads)
+        return loss
+
+    x, y = X[:, :2, 0, :4].reshape(8, 8), T
+    model = build()
+    opt = fnnx.Optimizer(model, optax.sgd(0.1), wrt=fnnx.Param)
+    want = [step(model, opt, x, y) for _ in range(2)]
+    specs = {"0.weight": P("model"), "0.bias": P("model"), "2.weight": P(None, "model"), "2.bias": P()}
+    mesh = jax.make_mesh((2, 2), ("batch", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+    with jax.set_mesh(mesh):
+        model = build()
+        for name, p in model.named_parameters():
+            p.value = jax.device_put(p.value, NamedSharding(mesh, specs[name]))
+        opt = fnnx.Optimizer(model, optax.sgd(0.1), wrt=fnnx.Param)
+        x, y = (jax.device_put(a, NamedSharding(mesh, P("batch"))) for a in (x, y))
+        got = [step(model, opt, x, y) for _ in range(2)]
+        assert {k: tuple(jax.typeof(p.value).sharding.spec)[:1] for k, p in model.named_parameters()} == {
+            "0.weight": ("model",), "0.bias": ("model",), "2.weight": (None,), "2.bias": (None,)}
+        assert tuple(jax.typeof(model[2].weight.value).sharding.spec) == (None, "model")
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
