@@ -301,14 +301,18 @@ def dirac_(groups: int = 1) -> Initializer:
             raise ValueError(f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape {shape}")
         if shape[0] % groups:
             raise ValueError(f"dirac_: dim 0 (size {shape[0]}) must be divisible by groups={groups}")
-        per = shape[0] // groups
-        m = min(per, shape[1])
-        out = jnp.arange(groups)[:, None] * per + jnp.arange(m)[None, :]
-        inp = jnp.broadcast_to(jnp.arange(m)[None, :], out.shape)
-        center = tuple(k // 2 for k in shape[2:])
-        return jnp.zeros(shape, dtype).at[(out.ravel(), inp.ravel()) + center].set(1)
+        return compiled_when_eager(_dirac, (shape, dtype, groups))  # one program per shape, not op by op
 
     return init
+
+
+def _dirac(shape: tuple, dtype: Any, groups: int) -> jax.Array:
+    per = shape[0] // groups
+    m = min(per, shape[1])
+    out = jnp.arange(groups)[:, None] * per + jnp.arange(m)[None, :]
+    inp = jnp.broadcast_to(jnp.arange(m)[None, :], out.shape)
+    center = tuple(k // 2 for k in shape[2:])
+    return jnp.zeros(shape, dtype).at[(out.ravel(), inp.ravel()) + center].set(1)
 
 
 def xavier_uniform_(gain: float = 1.0) -> Initializer:
@@ -411,18 +415,22 @@ def orthogonal_(gain: float = 1.0) -> Initializer:
             raise ValueError(f"orthogonal_: only tensors with 2 or more dimensions are supported, got shape {shape}")
         if math.prod(shape) == 0:
             return jnp.zeros(shape, dtype)
-        rows = shape[0]
-        cols = math.prod(shape) // rows
-        flat = jax.random.normal(key, (rows, cols), _wide(dtype))  # QR in at least float32, rounded once
-        if rows < cols:
-            flat = flat.T
-        q, r = jnp.linalg.qr(flat)
-        q = q * jnp.sign(jnp.diagonal(r))[None, :]
-        if rows < cols:
-            q = q.T
-        return (gain * q).reshape(shape).astype(dtype)
+        return compiled_when_eager(_orthogonal, (shape, dtype, gain), key)
 
     return init
+
+
+def _orthogonal(key: Any, shape: tuple, dtype: Any, gain: float) -> jax.Array:
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    flat = jax.random.normal(key, (rows, cols), _wide(dtype))  # QR in at least float32, rounded once
+    if rows < cols:
+        flat = flat.T
+    q, r = jnp.linalg.qr(flat)
+    q = q * jnp.sign(jnp.diagonal(r))[None, :]
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape).astype(dtype)
 
 
 def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
@@ -442,14 +450,16 @@ def sparse_(sparsity: float, std: float = 0.01) -> Initializer:
         shape = _shape(shape)
         if len(shape) != 2:
             raise ValueError(f"sparse_: only tensors with 2 dimensions are supported, got shape {shape}")
-        rows, _ = shape
-        num_zeros = int(math.ceil(sparsity * rows))
-        k_val, k_perm = jax.random.split(key)
-        w = _normal(k_val, shape, dtype, std)
-        rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_perm, shape), axis=0), axis=0)
-        return jnp.where(rank < num_zeros, jnp.zeros((), dtype), w)
+        return compiled_when_eager(_sparse, (shape, dtype, int(math.ceil(sparsity * shape[0])), std), key)
 
     return init
+
+
+def _sparse(key: Any, shape: tuple, dtype: Any, num_zeros: int, std: float) -> jax.Array:
+    k_val, k_perm = jax.random.split(key)
+    w = _normal(k_val, shape, dtype, std)
+    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_perm, shape), axis=0), axis=0)
+    return jnp.where(rank < num_zeros, jnp.zeros((), dtype), w)
 
 
 # ---------------------------------------------------------------- torch's call on a parameter

@@ -348,13 +348,14 @@ def test_torch_calls_inside_jit_with_generators_and_deprecated_names():
     assert init.ones_(counts)[...].tolist() == [1, 1, 1]
 
 
-@pytest.mark.parametrize("name", ["trunc_normal_", "normal_", "kaiming_normal_"])
+@pytest.mark.parametrize("name", ["trunc_normal_", "normal_", "kaiming_normal_", "orthogonal_", "sparse_", "dirac_"])
 def test_eager_draw_is_one_program_equal_to_the_jitted_draw(name):
     """Called outside jit, a drawn initialiser compiles one program per shape (op by op, trunc_normal_
-    had compiled ~15 at each new weight shape), and gives what a jitted init (NNX's constructors,
-    ``jax.jit(model.init)``) gives, bit for bit (op by op its float32 values were an ulp away)."""
-    draw = getattr(init, name)()
-    shape, key = (3, 29), jax.random.key(5)  # a shape no other test draws
+    had compiled ~15 at each new weight shape, orthogonal_ and sparse_ 9, dirac_ 21), and gives what a jitted init
+    (NNX's constructors, ``jax.jit(model.init)``) gives, bit for bit (op by op its float32 values were an
+    ulp away)."""
+    draw = getattr(init, name)(*{"sparse_": (0.5,)}.get(name, ()))
+    shape, key = {"dirac_": (3, 5, 29)}.get(name, (3, 29)), jax.random.key(5)  # a shape no other test draws
     with compiles() as found:
         eager = draw(key, shape, jnp.float32)
     assert len(found) <= 1, f"{name}: {len(found)} programs"
