@@ -401,6 +401,8 @@ ONE_PROGRAM = {
     "instance_norm": (lambda x, m, v: F.instance_norm(x, m, v, use_input_stats=True).output,
                       lambda x: (x[None], x[:, 0], x[:, 1] ** 2)),
     "rms_norm": (lambda x, w: F.rms_norm(x, (3,), w), lambda x: (x, x[0])),
+    "linear": (lambda x, w, b: F.linear(x, w, b), lambda x: (x, x[:5], x[0, :1] + x[:5, 0])),
+    "dropout": (lambda x, k: F.dropout(x, 0.3, key=k), lambda x: (x, jax.random.key(3))),
     "unfold": (lambda x: F.unfold(x, 2, padding=1), lambda x: (x[None, None],)),
     "fold": (lambda x: F.fold(x, (4, 3), 2), lambda x: (jnp.tile(x[:4], (1, 2))[None],)),
     "affine_grid": (lambda t: F.affine_grid(t, (1, 1, 4, 5), align_corners=False), lambda x: (x[None, :2],)),

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from .._memory_format import channels_last
-from .._utils import shape_str
+from .._utils import HALF, compiled_when_eager, shape_str
 
 __all__ = [
     "dropout",
@@ -88,6 +88,12 @@ def _apply(x: jax.Array, p: float, key: Any, noise_shape: tuple[int, ...], alpha
         raise TypeError(f"{name}: p={p} needs a floating-point input, got {x.dtype} (torch: result type Float "
                         "can't be cast to the input's integer type)")
     _need_key(key, name, p)
+    if alpha and x.dtype in HALF:  # op by op: each product and sum rounded to x's dtype, as torch's
+        return _masked(x, key, p, noise_shape, alpha)
+    return compiled_when_eager(_masked, (p, noise_shape, alpha), x, key)  # eagerly one program
+
+
+def _masked(x: jax.Array, key: Any, p: float, noise_shape: tuple[int, ...], alpha: bool) -> jax.Array:
     # torch's input * noise (+ b): the mask multiplies, so a dropped inf or NaN gives NaN and a dropped
     # negative -0, as in torch (a select gave 0)
     noise = jax.random.bernoulli(key, 1.0 - p, noise_shape).astype(x.dtype)

@@ -7,7 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 from jax import lax
 
-from .._utils import HALF, add_bias, dense_sharding, shape_str
+from .._utils import HALF, add_bias, dense_sharding, one_program, shape_str
 
 __all__ = ["linear", "bilinear"]
 
@@ -18,6 +18,7 @@ def _promote(*arrays):
     return tuple(None if a is None else jnp.asarray(a, dtype) for a in arrays)
 
 
+@one_program  # eagerly one program per shapes (its half precision is float32 rounded once: equal)
 def _linear(x, weight, bias=None, *, name: str = "linear", in_desc: str | None = None, precision: Any = None):
     """N-d core of :func:`linear`; ``name``/``in_desc`` label errors (``Linear``, ``in_features=4``)."""
     x, weight, bias = _promote(x, weight, bias)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..._utils import concrete, extreme, is_variable
+from ..._utils import concrete, extreme, is_variable, one_program
 
 __all__ = [
     "get_total_norm",
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 
+@one_program  # eagerly (clip_grad_norm_ over a model's gradients) one program per leaf shape
 def _vector_norm(x: jax.Array, p: float, axis: int | tuple[int, ...] | None = None,
                  keepdims: bool = False) -> jax.Array:
     """``torch.linalg.vector_norm(x, p, dim=axis, keepdim=keepdims)`` (``axis=None``: over every
