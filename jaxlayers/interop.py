@@ -25,6 +25,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Iterable
 
+import jax
 import numpy as np
 
 from ._utils import is_torch_tensor
@@ -268,7 +269,9 @@ def load_state_dict(
         does; ``cast=False`` keeps the state_dict's dtypes (e.g. float64).
 
     Returns:
-      New variables with the template's structure (NumPy arrays).
+      New variables with the template's structure: NumPy arrays, except where a template leaf is spread over
+      several devices (a model placed on a mesh, sharded or replicated): there a ``jax.Array`` placed as the
+      leaf is (torch's in-place copy keeps each parameter where it is).
 
     Raises:
       ValueError: with ``strict=False``, a key missing from the state_dict whose
@@ -288,7 +291,9 @@ def load_state_dict(
         for key, old in flat.items():
             if key in state_dict:
                 value = to_numpy(state_dict[key], key)
-                new[key] = value.astype(_leaf_dtype(old), copy=False) if cast else value  # value: a copy
+                new[key] = _placed(value.astype(_leaf_dtype(old), copy=False) if cast else value, old)  # a copy
+            elif _sharded(old) is not None:
+                new[key] = old
             elif _is_abstract(old):
                 raise ValueError(
                     f"load_state_dict: {key!r} is missing from the state_dict and the template has no value to keep "
@@ -298,6 +303,20 @@ def load_state_dict(
                 new[key] = np.asarray(old)
         out[col] = _nest(new)
     return out
+
+
+def _sharded(leaf: Any) -> Any:
+    """The sharding of a template leaf (a ``jax.Array`` or ``jax.ShapeDtypeStruct``) spread over several
+    devices (a sharded or replicated parameter of a model on a mesh); else None."""
+    sharding = getattr(leaf, "sharding", None)
+    return sharding if sharding is not None and len(getattr(sharding, "device_set", ())) > 1 else None
+
+
+def _placed(value: np.ndarray, template: Any) -> Any:
+    """``value`` placed as the template leaf is where that is spread over several devices (torch's in-place copy
+    keeps each parameter where it is: a tensor-parallel model keeps its shardings); else the NumPy array."""
+    sharding = _sharded(template)
+    return value if sharding is None else jax.device_put(value, sharding)
 
 
 def _is_abstract(leaf: Any) -> bool:

@@ -183,3 +183,25 @@ def test_nnx_megatron_mlp_trains_as_unsharded():
             "0.weight": ("model",), "0.bias": ("model",), "2.weight": (None,), "2.bias": (None,)}
         assert tuple(jax.typeof(model[2].weight.value).sharding.spec) == (None, "model")
     chex.assert_trees_all_close(got, want, rtol=1e-6)
+
+
+def test_load_state_dict_keeps_a_sharded_models_placement():
+    """Loading torch weights into a model placed on a mesh keeps each parameter's sharding, as torch's in-place
+    copy keeps its device (the loaded arrays had come back as NumPy, replicated by the next step)."""
+    from flax import nnx as fnnx
+
+    from jaxlayers import interop, nn, nnx
+
+    sd = {"weight": np.arange(48.0).reshape(6, 8), "bias": np.arange(6.0)}
+    mesh = jax.make_mesh((2,), ("model",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        layer = nnx.Linear(8, 6, rngs=fnnx.Rngs(0))
+        layer.weight.value = jax.device_put(layer.weight.value, NamedSharding(mesh, P("model")))
+        layer.load_state_dict(sd)
+        assert tuple(jax.typeof(layer.weight.value).sharding.spec) == ("model", None)
+        variables = jax.device_put(nn.Linear(8, 6).init(jax.random.key(0), jnp.ones((1, 8))),
+                                   NamedSharding(mesh, P("model")))
+        loaded = interop.load_state_dict(variables, sd)
+        assert tuple(jax.typeof(loaded["params"]["bias"]).sharding.spec) == ("model",)
+    np.testing.assert_array_equal(np.asarray(layer.weight.value), sd["weight"])
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["weight"]), sd["weight"])
