@@ -118,6 +118,10 @@ TP_CASES = {
     "multilabel_margin_vocab_parallel": (
         lambda x: F.multilabel_margin_loss(x, jnp.array([[0, 5, -1, 0] * 2, [7, -1, 1, 1] * 2] * 2), reduction="none"),
         (TP_X[:, :, 0, 0],), (P("batch", "model"),), P("batch")),
+    "batch_norm_training": (lambda x, w: F.batch_norm(x, None, None, w, training=True).output,
+                            (TP_X, TP_W[0, :, 0, 0]), (P("batch", "model"), P("model")), P("batch", "model")),
+    "group_norm": (lambda x: F.group_norm(x, 2), (TP_X,), (P("batch", "model"),), P("batch", "model")),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 2, 2, 1), (TP_X,), (P("batch", "model"),), P("batch", "model")),
     "pixel_shuffle": (lambda x: F.pixel_shuffle(x, 2), (TP_X,), (P("batch", "model"),), P("batch", "model")),
     "pixel_unshuffle": (lambda x: F.pixel_unshuffle(x[:, :, :4, :4], 2), (TP_X,), (P("batch", "model"),),
                         P("batch", "model")),
