@@ -292,13 +292,13 @@ def load_state_dict(
             if key in state_dict:
                 value = to_numpy(state_dict[key], key)
                 new[key] = _placed(value.astype(_leaf_dtype(old), copy=False) if cast else value, old)  # a copy
-            elif _sharded(old) is not None:
-                new[key] = old
             elif _is_abstract(old):
                 raise ValueError(
                     f"load_state_dict: {key!r} is missing from the state_dict and the template has no value to keep "
                     f"(it is abstract: {old}); pass concrete variables (model.init) or a complete state_dict"
                 )
+            elif _sharded(old) is not None:  # kept where it is
+                new[key] = old
             else:
                 new[key] = np.asarray(old)
         out[col] = _nest(new)
