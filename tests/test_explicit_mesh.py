@@ -59,12 +59,19 @@ def test_batch_sharded_over_an_explicit_mesh(name):
             return out
         return out, jax.grad(lambda first: jnp.sum(jnp.sin(fn(first, *a[1:]))))(a[0])
 
+    mesh = jax.make_mesh((4,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
+    _sharded_equals_unsharded(run, args, mesh, [P("batch")] * len(args))
+
+
+def _sharded_equals_unsharded(run, args, mesh, specs):
+    """``jax.jit(run)`` on ``args`` placed by ``specs`` under ``mesh`` equals it on the unsharded ``args``; the
+    sharded result."""
     step = jax.jit(run)
     want = step(*args)
-    mesh = jax.make_mesh((4,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
     with jax.set_mesh(mesh):
-        got = step(*(jax.device_put(a, NamedSharding(mesh, P("batch"))) for a in args))
+        got = step(*(jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, specs)))
     chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+    return got
 
 
 def test_a_table_sharded_by_columns_keeps_its_sharding():
@@ -141,12 +148,8 @@ def test_tensor_parallel_over_an_explicit_mesh(name):
     def run(*a):
         return fn(*a), jax.grad(lambda *b: jnp.sum(jnp.sin(fn(*b))), argnums=tuple(range(len(a))))(*a)
 
-    step = jax.jit(run)
-    want = step(*args)
     mesh = jax.make_mesh((2, 2), ("batch", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
-    with jax.set_mesh(mesh):
-        got = step(*(jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, specs)))
-    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+    got = _sharded_equals_unsharded(run, args, mesh, specs)
     if out_spec is not None:  # the output stays sharded (no device holds the whole of it)
         spec = tuple(jax.typeof(got[0]).sharding.spec)
         assert spec + (None,) * (got[0].ndim - len(spec)) == tuple(out_spec) + (None,) * (got[0].ndim - len(out_spec))
@@ -207,5 +210,7 @@ def test_load_state_dict_keeps_a_sharded_models_placement():
                                    NamedSharding(mesh, P("model")))
         loaded = interop.load_state_dict(variables, sd)
         assert tuple(jax.typeof(loaded["params"]["bias"]).sharding.spec) == ("model",)
+        with pytest.raises(ValueError, match="'bias' is missing from the state_dict"):  # abstract: nothing to keep
+            interop.load_state_dict(jax.eval_shape(lambda: variables), {"weight": sd["weight"]}, strict=False)
     np.testing.assert_array_equal(np.asarray(layer.weight.value), sd["weight"])
     np.testing.assert_array_equal(np.asarray(loaded["params"]["weight"]), sd["weight"])
